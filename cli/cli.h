@@ -1,0 +1,40 @@
+/* cli.h: the `unlearnd` command-line front end. Each subcommand lives in
+ * cli/cmd_<name>.c and is listed once in the table in cli/main.c. Commands
+ * return an exit code: 0 success, 1 runtime failure, 2 usage error. They
+ * print their own errors as "unlearnd <cmd>: <message>" on stderr. */
+#ifndef UL_CLI_H
+#define UL_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+
+typedef struct cli_command {
+    const char *name;
+    cli_cmd_fn run;
+    const char *summary; /* one line for `unlearnd help` */
+} cli_command;
+
+/* Strict number parsing for option values: the whole string must be a
+ * number within [min, max]. On failure writes "--opt: ..." into errstr and
+ * returns -1; 0 on success. */
+int cli_parse_long(const char *opt, const char *s, long min, long max, long *out, char *errstr,
+                   size_t errstr_size);
+int cli_parse_double(const char *opt, const char *s, double min, double max, double *out,
+                     char *errstr, size_t errstr_size);
+int cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *errstr, size_t errstr_size);
+
+/* Print "unlearnd <cmd>: <msg>" (and, for usage errors, a pointer to
+ * --help) on stderr; returns the exit code to use. */
+int cli_fail(const char *cmd, const char *msg);
+int cli_usage_error(const char *cmd, const char *msg);
+
+/* The subcommands (defined in cli/cmd_*.c). */
+int cmd_help(int argc, char **argv);
+
+#endif

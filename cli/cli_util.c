@@ -1,0 +1,66 @@
+/* cli_util.c: option-value parsing and error printing shared by the
+ * subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int cli_parse_long(const char *opt, const char *s, long min, long max, long *out, char *errstr,
+                   size_t errstr_size) {
+    char *end = NULL;
+    errno = 0;
+    long v = (s && *s) ? strtol(s, &end, 10) : 0;
+    if (!s || !*s || *end != '\0' || errno == ERANGE) {
+        snprintf(errstr, errstr_size, "%s: '%s' is not a whole number", opt, s ? s : "");
+        return -1;
+    }
+    if (v < min || v > max) {
+        snprintf(errstr, errstr_size, "%s: %ld is outside %ld..%ld", opt, v, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *opt, const char *s, double min, double max, double *out,
+                     char *errstr, size_t errstr_size) {
+    char *end = NULL;
+    errno = 0;
+    double v = (s && *s) ? strtod(s, &end) : 0.0;
+    if (!s || !*s || *end != '\0' || errno == ERANGE || !isfinite(v)) {
+        snprintf(errstr, errstr_size, "%s: '%s' is not a number", opt, s ? s : "");
+        return -1;
+    }
+    if (v < min || v > max) {
+        snprintf(errstr, errstr_size, "%s: %g is outside %g..%g", opt, v, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *errstr, size_t errstr_size) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = (s && *s && *s != '-') ? strtoull(s, &end, 10) : 0;
+    if (!s || !*s || *s == '-' || *end != '\0' || errno == ERANGE) {
+        snprintf(errstr, errstr_size, "%s: '%s' is not a non-negative whole number", opt,
+                 s ? s : "");
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int cli_fail(const char *cmd, const char *msg) {
+    fprintf(stderr, "unlearnd %s: %s\n", cmd, msg);
+    return CLI_EXIT_FAIL;
+}
+
+int cli_usage_error(const char *cmd, const char *msg) {
+    fprintf(stderr, "unlearnd %s: %s\n(see 'unlearnd %s --help')\n", cmd, msg, cmd);
+    return CLI_EXIT_USAGE;
+}

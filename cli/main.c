@@ -1,0 +1,57 @@
+/* main.c: the `unlearnd` entry point. Dispatches to the subcommand named by
+ * argv[1] through the one table below; `unlearnd help` lists it. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const cli_command commands[] = {
+    {"help", cmd_help, "list the commands, or show one command's help"},
+};
+
+static const size_t n_commands = sizeof(commands) / sizeof(commands[0]);
+
+static const cli_command *find_command(const char *name) {
+    for (size_t i = 0; i < n_commands; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static void print_overview(FILE *out) {
+    fprintf(out, "unlearnd: a matrix-factorisation recommender that can forget.\n\n"
+                 "Usage: unlearnd <command> [options]\n"
+                 "       unlearnd <command> --help\n\nCommands:\n");
+    for (size_t i = 0; i < n_commands; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int cmd_help(int argc, char **argv) {
+    if (argc < 2) {
+        print_overview(stdout);
+        return CLI_EXIT_OK;
+    }
+    const cli_command *c = find_command(argv[1]);
+    if (c == NULL || c->run == cmd_help) {
+        if (c == NULL)
+            fprintf(stderr, "unlearnd help: no command '%s'\n", argv[1]);
+        print_overview(c ? stdout : stderr);
+        return c ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    }
+    char *help_argv[] = {argv[1], "--help", NULL};
+    return c->run(2, help_argv);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        print_overview(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    const cli_command *c = find_command(argv[1]);
+    if (c == NULL) {
+        fprintf(stderr, "unlearnd: no command '%s'\n\n", argv[1]);
+        print_overview(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    return c->run(argc - 1, argv + 1);
+}

@@ -1,0 +1,93 @@
+/* mf.h: biased matrix factorisation, r(u,i) = mu + b_u + b_i + p_u . q_i,
+ * trained by SGD; prediction, batched scoring and top-K with OpenBLAS;
+ * binary save/load with magic, version and checksum.
+ *
+ * The model struct is public on purpose: fusion, fold-in and the worker's
+ * store read and write its rows directly. Rows are contiguous, row-major,
+ * `k` floats each. */
+#ifndef UL_MF_H
+#define UL_MF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataset.h"
+
+typedef struct mf_model {
+    int32_t n_users, n_items;
+    int k;
+    float global_mean;
+    float rating_min, rating_max; /* predictions are clipped to this scale */
+    float *user_bias;             /* n_users */
+    float *item_bias;             /* n_items */
+    float *P;                     /* n_users x k */
+    float *Q;                     /* n_items x k */
+    int64_t *user_ids;            /* dense -> raw id, n_users; may be NULL */
+    int64_t *item_ids;            /* dense -> raw id, n_items; may be NULL */
+} mf_model;
+
+typedef struct mf_params {
+    int k;          /* latent dimension, default 64 */
+    int epochs;     /* SGD passes over the data */
+    float lr;       /* learning rate */
+    float reg;      /* L2 on P and Q */
+    float reg_bias; /* L2 on the biases */
+    float init_std; /* std of the Gaussian initialisation of P and Q */
+    uint64_t seed;
+    int threads; /* worker threads for training; 0 = number of cores */
+} mf_params;
+
+/* Defaults (tuned on a validation split carved from the training data; see
+ * docs/mf.md). */
+void mf_params_init(mf_params *params);
+
+/* Returns UL_OK or UL_ERR_ARG with a message naming the bad field. */
+int mf_params_check(const mf_params *params, char *errstr, size_t errstr_size);
+
+/* A zeroed model (biases 0, P = Q = 0, no raw ids). NULL on error. */
+mf_model *mf_model_new(int32_t n_users, int32_t n_items, int k, char *errstr, size_t errstr_size);
+/* Deep copy, raw ids included. NULL on allocation failure. */
+mf_model *mf_model_clone(const mf_model *m);
+void mf_model_destroy(mf_model *m);
+
+/* Copy the raw id tables (e.g. from a dataset) into the model. */
+int mf_model_set_ids(mf_model *m, const int64_t *user_ids, const int64_t *item_ids);
+
+/* Called after each epoch; a non-zero return aborts training with
+ * UL_ERR_ABORTED. `train_rmse` is the running RMSE of that epoch's updates. */
+typedef int (*mf_progress_fn)(void *ctx, int epoch, int epochs, double train_rmse);
+
+/* Train a fresh model on `n` ratings with dense ids < n_users / n_items.
+ * Deterministic for a given seed, whatever the thread count. */
+mf_model *mf_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_items,
+                   float rating_min, float rating_max, const mf_params *params,
+                   mf_progress_fn progress, void *progress_ctx, char *errstr, size_t errstr_size);
+
+/* Predictions: raw (unclipped) and clipped to the model's scale. */
+float mf_predict_raw(const mf_model *m, int32_t user, int32_t item);
+float mf_predict(const mf_model *m, int32_t user, int32_t item);
+
+/* One online SGD step on (user, item, value): updates p_u, q_i, b_u, b_i.
+ * Returns the error before the step. */
+float mf_sgd_step(mf_model *m, int32_t user, int32_t item, float value, float lr, float reg,
+                  float reg_bias);
+
+/* Root mean squared error of clipped predictions over n ratings (0 if n=0). */
+double mf_rmse(const mf_model *m, const ul_rating *ratings, size_t n);
+
+/* Scores of every item for each of n_users users (sgemm): out is
+ * n_users x m->n_items, row-major, unclipped, biases included. */
+int mf_score_users(const mf_model *m, const int32_t *users, size_t n_users, float *out);
+
+/* The top `k_top` items for `user`, best first, skipping items whose
+ * `exclude` byte is non-zero (exclude may be NULL). Writes at most k_top
+ * entries; returns how many were written (fewer when few items remain). */
+int mf_top_k(const mf_model *m, int32_t user, const uint8_t *exclude, int k_top, int32_t *items,
+             float *scores);
+
+/* Binary model file: magic "ULMF", version, dimensions, scale, arrays, raw
+ * ids, CRC-32. A corrupt or truncated file is rejected with a message. */
+int mf_save(const mf_model *m, const char *path, char *errstr, size_t errstr_size);
+mf_model *mf_load(const char *path, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,63 @@
+/* unlearn.h: the one interface to every unlearning method, so the offline
+ * evaluation and the stream worker pick a method by name ("cff", "foldin").
+ *
+ * A method turns the live model m1 into the unlearned model mf in place,
+ * given the forget set F (the ratings as m1 learned them) and, for methods
+ * that need them, the affected users' remaining ratings. It never needs the
+ * rest of the historical training data. */
+#ifndef UL_UNLEARN_H
+#define UL_UNLEARN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataset.h"
+#include "mf.h"
+
+typedef struct unlearn_request {
+    const ul_rating *forget; /* F in dense ids, values as m1 learned them; borrowed */
+    size_t n_forget;
+    const ul_rating *retain; /* the affected users' remaining ratings; borrowed; may be NULL */
+    size_t n_retain;
+    /* Corrected value per item (n_items floats) used to build D_fl1 (the
+     * paper's O2); NULL: the method derives it from m1 (mu + b_i). */
+    const float *item_mean;
+} unlearn_request;
+
+typedef struct unlearn_params {
+    uint64_t seed;
+    int threads; /* 0 = number of cores */
+    /* Method-specific knobs are added here by the methods, each with a
+     * default set in unlearn_params_init(). */
+    int rescue_epochs; /* m2 training epochs */
+    int cff_steps;     /* CFF optimisation steps */
+    float cff_lr;      /* Adam learning rate */
+    int foldin_sweeps; /* user then item ridge sweeps */
+    float foldin_reg;  /* ridge regularisation */
+} unlearn_params;
+
+void unlearn_params_init(unlearn_params *params);
+
+/* What a run changed, so the worker publishes only those rows. Arrays are
+ * owned by the report: free with unlearn_report_free(). */
+typedef struct unlearn_report {
+    double seconds; /* wall time of the unlearning step */
+    int32_t *users; /* dense ids of user rows changed */
+    size_t n_users;
+    int32_t *items; /* dense ids of item rows changed */
+    size_t n_items;
+} unlearn_report;
+
+void unlearn_report_free(unlearn_report *rep);
+
+/* The method names this build knows, NULL-terminated. */
+const char *const *unlearn_method_names(void);
+
+/* Apply `method` to `m` in place (m1 -> mf). `rep` may be NULL. Returns
+ * UL_OK, or UL_ERR_ARG for an unknown method or a forget set that does not
+ * fit the model (the model is then unchanged). */
+int unlearn_apply(const char *method, mf_model *m, const unlearn_request *req,
+                  const unlearn_params *params, unlearn_report *rep, char *errstr,
+                  size_t errstr_size);
+
+#endif

@@ -22,6 +22,10 @@ typedef struct unlearn_request {
     /* Corrected value per item (n_items floats) used to build D_fl1 (the
      * paper's O2); NULL: the method derives it from m1 (mu + b_i). */
     const float *item_mean;
+    /* Number of ratings per item in m1's training data, F included (n_items
+     * int32); fold-in uses it to weigh the item rows' update. NULL: fold-in
+     * leaves item rows unchanged. */
+    const int32_t *item_count;
 } unlearn_request;
 
 typedef struct unlearn_params {
@@ -29,11 +33,21 @@ typedef struct unlearn_params {
     int threads; /* 0 = number of cores */
     /* Method-specific knobs are added here by the methods, each with a
      * default set in unlearn_params_init(). */
-    int rescue_epochs; /* m2 training epochs */
-    int cff_steps;     /* CFF optimisation steps */
-    float cff_lr;      /* Adam learning rate */
-    int foldin_sweeps; /* user then item ridge sweeps */
-    float foldin_reg;  /* ridge regularisation */
+    int rescue_epochs;     /* m2 training epochs */
+    int cff_steps;         /* CFF optimisation steps */
+    float cff_lr;          /* Adam learning rate */
+    int foldin_sweeps;     /* user then item ridge sweeps */
+    float foldin_reg;      /* ridge regularisation (per rating, like the SGD's reg) */
+    float foldin_reg_bias; /* ridge regularisation of the biases (per rating) */
+    int foldin_items;      /* 1: Newton update of the items in F; 0: items fixed */
+    float rescue_lr;       /* m2 SGD learning rate */
+    float rescue_reg;      /* m2 SGD regularisation */
+    int cff_channels;      /* C: channels of the (2,1) convolution */
+    int cff_channels2;     /* C2: channels of the 1x1 convolution */
+    int cff_hidden;        /* width of the hidden linear layer (512) */
+    int cff_batch;         /* rows per Adam mini-batch */
+    float cff_anchor;      /* weight of the "stay close to m1" pairs in the CFF loss */
+    int cff_anchor_pairs;  /* random (affected user, item) pairs held at m1's prediction */
 } unlearn_params;
 
 void unlearn_params_init(unlearn_params *params);

@@ -1,0 +1,314 @@
+/* foldin.c: the "foldin" unlearning method, exact-style unlearning for
+ * biased MF without the historical training data.
+ *
+ * DESIGN
+ * - Users. Each affected user's [p_u; b_u] is re-solved jointly by ridge
+ *   regression on that user's remaining ratings with the item rows fixed:
+ *   min sum (r - mu - b_i - b_u - p_u.q_i)^2 + n_u (reg |p_u|^2 + reg_bias b_u^2).
+ *   The penalty grows with n_u because SGD with a per-update L2 term (how m1
+ *   is trained) has that fixed point. A user with no remaining rating gets
+ *   p_u = 0, b_u = 0, which is the ridge solution with no data.
+ * - Items. An item's full rating list is not available (only the affected
+ *   users' ratings are), so re-solving it on those would be wrong. Instead we
+ *   take one Newton step on the item's retrain objective, anchored at m1:
+ *   m1's [q_i; b_i] is assumed stationary for its own objective over all
+ *   n_i ratings, so the gradient of the objective without F (and with the
+ *   affected users' new rows) is known exactly from F, the affected users'
+ *   ratings and n_i:  g = sum_F e0 x0 + sum_R (e0 x0 - e' x') - |F_i| L z0.
+ *   The Hessian needs the item's unknown raters; it is approximated by
+ *   n'_i (S + L), S the second moment of [p_u; 1] over (a sample of) all
+ *   users, L = diag(reg.., reg_bias), n'_i = n_i - |F_i|. One Cholesky
+ *   factorisation then serves every item. Needs req->item_count (n_i); with
+ *   NULL or foldin_items = 0, item rows stay as in m1.
+ * - Sweeps: users, then items; a second sweep re-solves users against the
+ *   updated items and redoes the item step (always anchored at m1).
+ * - The K+1 normal equations are built with cblas_ssyrk/sgemv and solved
+ *   with LAPACK sposv_/spotrf_/spotrs_ from OpenBLAS.
+ * - Cost: O(|R| K^2 + |A| K^3 + |F| K + |I_F| K^2) for R the affected users'
+ *   remaining ratings, A the affected users, I_F the items of F: it grows
+ *   with the forget requests, not with the dataset. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "rng.h"
+#include "ul_err.h"
+#include "unlearn_method.h"
+
+/* LAPACK from OpenBLAS (no lapacke.h dependency). Column-major. */
+void sposv_(const char *uplo, const int *n, const int *nrhs, float *a, const int *lda, float *b,
+            const int *ldb, int *info);
+void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
+void spotrs_(const char *uplo, const int *n, const int *nrhs, const float *a, const int *lda,
+             float *b, const int *ldb, int *info);
+
+#define FOLDIN_SAMPLE_USERS 4096
+
+typedef struct foldin {
+    mf_model *m;
+    const unlearn_request *req;
+    const unlearn_params *params;
+    const unlearn_rows *rows;
+    int k, k1;
+    unlearn_groups ru;     /* retained ratings by affected user */
+    unlearn_groups fi;     /* forget ratings by item of F */
+    unlearn_groups ri;     /* retained ratings by item of F */
+    ptrdiff_t *r_item_pos; /* per retained rating: its item's position in rows->items, or -1 */
+    ptrdiff_t *r_user_pos; /* per retained rating: its user's position in rows->users, or -1 */
+    float *P1, *bu1;       /* new user rows, n_users(A) x k */
+    float *Q1, *bi1;       /* new item rows, n_items(I_F) x k */
+    float *X, *y, *A;      /* work buffers */
+} foldin;
+
+static const float *item_row(const foldin *f, int32_t item, ptrdiff_t pos, float *bias) {
+    if (pos >= 0) {
+        *bias = f->bi1[pos];
+        return f->Q1 + (size_t)pos * (size_t)f->k;
+    }
+    *bias = f->m->item_bias[item];
+    return f->m->Q + (size_t)item * (size_t)f->k;
+}
+
+/* Ridge solve of [p_u; b_u] for affected user at position a. */
+static int solve_user(foldin *f, size_t a) {
+    const mf_model *m = f->m;
+    int k = f->k, k1 = f->k1;
+    size_t b0 = f->ru.start[a], n = f->ru.start[a + 1] - b0;
+    float *p = f->P1 + a * (size_t)k;
+    if (n == 0) {
+        memset(p, 0, (size_t)k * sizeof(*p));
+        f->bu1[a] = 0;
+        return UL_OK;
+    }
+    for (size_t j = 0; j < n; j++) {
+        size_t r = f->ru.idx[b0 + j];
+        const ul_rating *rt = &f->req->retain[r];
+        float bi;
+        const float *q = item_row(f, rt->item, f->r_item_pos[r], &bi);
+        memcpy(f->X + j * (size_t)k1, q, (size_t)k * sizeof(float));
+        f->X[j * (size_t)k1 + (size_t)k] = 1.0f;
+        f->y[j] = rt->value - m->global_mean - bi;
+    }
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, k1, (int)n, 1.0f, f->X, k1, 0.0f, f->A, k1);
+    float *rhs = f->A + (size_t)k1 * (size_t)k1;
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, k1, 1.0f, f->X, k1, f->y, 1, 0.0f, rhs, 1);
+    for (int d = 0; d < k; d++)
+        f->A[(size_t)d * (size_t)k1 + (size_t)d] += f->params->foldin_reg * (float)n;
+    f->A[(size_t)k * (size_t)k1 + (size_t)k] += f->params->foldin_reg_bias * (float)n + 1e-6f;
+    /* Row-major upper == column-major lower. */
+    int one = 1, info = 0;
+    sposv_("L", &k1, &one, f->A, &k1, rhs, &k1, &info);
+    if (info != 0)
+        return UL_ERR_STATE;
+    memcpy(p, rhs, (size_t)k * sizeof(*p));
+    f->bu1[a] = rhs[k];
+    return UL_OK;
+}
+
+/* S + L over a seeded sample of users' [p_u; 1] (row-major upper in f->A). */
+static void item_hessian(foldin *f) {
+    const mf_model *m = f->m;
+    int k = f->k, k1 = f->k1;
+    size_t ns = (size_t)m->n_users < FOLDIN_SAMPLE_USERS ? (size_t)m->n_users : FOLDIN_SAMPLE_USERS;
+    rng r;
+    rng_seed(&r, rng_derive(f->params->seed, 0xf01d));
+    for (size_t j = 0; j < ns; j++) {
+        size_t u = ns == (size_t)m->n_users ? j : (size_t)rng_below(&r, (uint64_t)m->n_users);
+        memcpy(f->X + j * (size_t)k1, m->P + u * (size_t)k, (size_t)k * sizeof(float));
+        f->X[j * (size_t)k1 + (size_t)k] = 1.0f;
+    }
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, k1, (int)ns, 1.0f / (float)ns, f->X, k1,
+                0.0f, f->A, k1);
+    for (int d = 0; d < k; d++)
+        f->A[(size_t)d * (size_t)k1 + (size_t)d] += f->params->foldin_reg;
+    f->A[(size_t)k * (size_t)k1 + (size_t)k] += f->params->foldin_reg_bias + 1e-6f;
+}
+
+/* m1's error on a rating, with user row (p, bu) and item row (q, bi). */
+static float err_of(const mf_model *m, float value, const float *p, float bu, const float *q,
+                    float bi) {
+    return value - m->global_mean - bu - bi - cblas_sdot(m->k, p, 1, q, 1);
+}
+
+/* Accumulate s * e * [p; 1] into g. */
+static void axpy_x(int k, float s, const float *p, float *g) {
+    cblas_saxpy(k, s, p, 1, g, 1);
+    g[k] += s;
+}
+
+/* Gradient (halved) of the item's objective without F at m1's row. */
+static void item_gradient(foldin *f, size_t c, float *g) {
+    const mf_model *m = f->m;
+    int k = f->k;
+    int32_t item = f->rows->items[c];
+    const float *q0 = m->Q + (size_t)item * (size_t)k;
+    float bi0 = m->item_bias[item];
+    memset(g, 0, (size_t)f->k1 * sizeof(*g));
+    for (size_t j = f->fi.start[c]; j < f->fi.start[c + 1]; j++) {
+        const ul_rating *rt = &f->req->forget[f->fi.idx[j]];
+        const float *p0 = m->P + (size_t)rt->user * (size_t)k;
+        float bu0 = m->user_bias[rt->user];
+        axpy_x(k, err_of(m, rt->value, p0, bu0, q0, bi0), p0, g);
+    }
+    for (size_t j = f->ri.start[c]; j < f->ri.start[c + 1]; j++) {
+        size_t r = f->ri.idx[j];
+        const ul_rating *rt = &f->req->retain[r];
+        ptrdiff_t a = f->r_user_pos[r];
+        if (a < 0)
+            continue; /* an unaffected user's rating: its row did not move */
+        const float *p0 = m->P + (size_t)rt->user * (size_t)k;
+        float bu0 = m->user_bias[rt->user];
+        const float *p1 = f->P1 + (size_t)a * (size_t)k;
+        float bu1 = f->bu1[a];
+        axpy_x(k, err_of(m, rt->value, p0, bu0, q0, bi0), p0, g);
+        axpy_x(k, -err_of(m, rt->value, p1, bu1, q0, bi0), p1, g);
+    }
+    float nf = (float)(f->fi.start[c + 1] - f->fi.start[c]);
+    cblas_saxpy(k, -nf * f->params->foldin_reg, q0, 1, g, 1);
+    g[k] -= nf * f->params->foldin_reg_bias * bi0;
+}
+
+/* One Newton step per item of F from m1's row, z = z0 - H^-1 g, with the
+ * shared Hessian H = n'_i (S + L). */
+static int update_items(foldin *f) {
+    const mf_model *m = f->m;
+    int k = f->k, k1 = f->k1;
+    size_t ni = f->rows->n_items;
+    item_hessian(f);
+    int info = 0;
+    spotrf_("L", &k1, f->A, &k1, &info);
+    if (info != 0)
+        return UL_ERR_STATE;
+    float *G = f->X; /* ni x k1, column-major: one right-hand side per item */
+    for (size_t c = 0; c < ni; c++)
+        item_gradient(f, c, G + c * (size_t)k1);
+    int nrhs = (int)ni;
+    spotrs_("L", &k1, &nrhs, f->A, &k1, G, &k1, &info);
+    if (info != 0)
+        return UL_ERR_STATE;
+    for (size_t c = 0; c < ni; c++) {
+        int32_t item = f->rows->items[c];
+        int64_t n_all = f->req->item_count[item];
+        int64_t n_left = n_all - (int64_t)(f->fi.start[c + 1] - f->fi.start[c]);
+        float *q1 = f->Q1 + c * (size_t)k;
+        const float *step = G + c * (size_t)k1;
+        if (n_left <= 0) {
+            memset(q1, 0, (size_t)k * sizeof(*q1)); /* no rating left: the ridge solution */
+            f->bi1[c] = 0;
+            continue;
+        }
+        const float *q0 = m->Q + (size_t)item * (size_t)k;
+        for (int d = 0; d < k; d++)
+            q1[d] = q0[d] - step[d] / (float)n_left;
+        f->bi1[c] = m->item_bias[item] - step[k] / (float)n_left;
+    }
+    return UL_OK;
+}
+
+static void foldin_free(foldin *f) {
+    unlearn_groups_free(&f->ru);
+    unlearn_groups_free(&f->fi);
+    unlearn_groups_free(&f->ri);
+    free(f->r_item_pos);
+    free(f->r_user_pos);
+    free(f->P1);
+    free(f->bu1);
+    free(f->Q1);
+    free(f->bi1);
+    free(f->X);
+    free(f->y);
+    free(f->A);
+}
+
+static size_t max_group(const unlearn_groups *g, size_t n_rows) {
+    size_t mx = 0;
+    for (size_t r = 0; r < n_rows; r++)
+        if (g->start[r + 1] - g->start[r] > mx)
+            mx = g->start[r + 1] - g->start[r];
+    return mx;
+}
+
+static int foldin_setup(foldin *f) {
+    const unlearn_request *req = f->req;
+    const unlearn_rows *rows = f->rows;
+    size_t k = (size_t)f->k, k1 = (size_t)f->k1;
+    if (unlearn_groups_build(req->retain, req->n_retain, 0, rows->users, rows->n_users, &f->ru) ||
+        unlearn_groups_build(req->forget, req->n_forget, 1, rows->items, rows->n_items, &f->fi) ||
+        unlearn_groups_build(req->retain, req->n_retain, 1, rows->items, rows->n_items, &f->ri))
+        return UL_ERR_NOMEM;
+    size_t nr = req->n_retain ? req->n_retain : 1;
+    f->r_item_pos = malloc(nr * sizeof(ptrdiff_t));
+    f->r_user_pos = malloc(nr * sizeof(ptrdiff_t));
+    f->P1 = calloc(rows->n_users * k + 1, sizeof(float));
+    f->bu1 = calloc(rows->n_users + 1, sizeof(float));
+    f->Q1 = calloc(rows->n_items * k + 1, sizeof(float));
+    f->bi1 = calloc(rows->n_items + 1, sizeof(float));
+    size_t xr = max_group(&f->ru, rows->n_users);
+    if (xr < rows->n_items)
+        xr = rows->n_items;
+    if (xr < FOLDIN_SAMPLE_USERS)
+        xr = FOLDIN_SAMPLE_USERS;
+    f->X = malloc(xr * k1 * sizeof(float));
+    f->y = malloc(xr * sizeof(float));
+    f->A = malloc((k1 + 1) * k1 * sizeof(float));
+    if (!f->r_item_pos || !f->r_user_pos || !f->P1 || !f->bu1 || !f->Q1 || !f->bi1 || !f->X ||
+        !f->y || !f->A)
+        return UL_ERR_NOMEM;
+    for (size_t r = 0; r < req->n_retain; r++) {
+        f->r_item_pos[r] = unlearn_find(rows->items, rows->n_items, req->retain[r].item);
+        f->r_user_pos[r] = unlearn_find(rows->users, rows->n_users, req->retain[r].user);
+    }
+    /* Item rows start as m1's, so the first user sweep sees m1's items. */
+    for (size_t c = 0; c < rows->n_items; c++) {
+        memcpy(f->Q1 + c * k, f->m->Q + (size_t)rows->items[c] * k, k * sizeof(float));
+        f->bi1[c] = f->m->item_bias[rows->items[c]];
+    }
+    return UL_OK;
+}
+
+static void foldin_commit(foldin *f, int items) {
+    mf_model *m = f->m;
+    size_t k = (size_t)f->k;
+    for (size_t a = 0; a < f->rows->n_users; a++) {
+        int32_t u = f->rows->users[a];
+        memcpy(m->P + (size_t)u * k, f->P1 + a * k, k * sizeof(float));
+        m->user_bias[u] = f->bu1[a];
+    }
+    for (size_t c = 0; items && c < f->rows->n_items; c++) {
+        int32_t i = f->rows->items[c];
+        memcpy(m->Q + (size_t)i * k, f->Q1 + c * k, k * sizeof(float));
+        m->item_bias[i] = f->bi1[c];
+    }
+}
+
+int foldin_apply(mf_model *m, const unlearn_request *req, const unlearn_params *params,
+                 const unlearn_rows *rows, int *users_changed, int *items_changed, char *errstr,
+                 size_t errstr_size) {
+    foldin f = {.m = m, .req = req, .params = params, .rows = rows, .k = m->k, .k1 = m->k + 1};
+    int items = params->foldin_items && req->item_count != NULL;
+    int rc = foldin_setup(&f);
+    if (rc != UL_OK) {
+        ul_set_err(errstr, errstr_size, "foldin: out of memory");
+        goto done;
+    }
+    for (int s = 0; s < params->foldin_sweeps; s++) {
+        for (size_t a = 0; a < rows->n_users && rc == UL_OK; a++)
+            rc = solve_user(&f, a);
+        if (rc == UL_OK && items)
+            rc = update_items(&f);
+        if (rc != UL_OK) {
+            ul_set_err(errstr, errstr_size,
+                       "foldin: a normal-equation system is not positive definite "
+                       "(non-finite model rows?)");
+            goto done;
+        }
+    }
+    foldin_commit(&f, items);
+    *users_changed = 1;
+    *items_changed = items;
+done:
+    foldin_free(&f);
+    return rc;
+}

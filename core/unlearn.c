@@ -1,0 +1,293 @@
+/* unlearn.c: the one entry point to every unlearning method (see unlearn.h).
+ *
+ * It owns the method table, the default knobs, validation of a request
+ * against the model (so a bad forget set is refused before any row changes),
+ * the affected-row lists every method starts from, the wall-time and the
+ * report of changed rows. The methods live in foldin.c and cff.c. */
+#include "unlearn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ul_err.h"
+#include "unlearn_method.h"
+
+typedef struct unlearn_method {
+    const char *name;
+    unlearn_method_fn fn;
+} unlearn_method;
+
+static const unlearn_method methods[] = {
+    {"foldin", foldin_apply},
+};
+#define N_METHODS (sizeof(methods) / sizeof(methods[0]))
+
+static const char *const method_names[N_METHODS + 1] = {"foldin", NULL};
+
+const char *const *unlearn_method_names(void) {
+    return method_names;
+}
+
+void unlearn_params_init(unlearn_params *params) {
+    memset(params, 0, sizeof(*params));
+    params->seed = 1;
+    params->threads = 0;
+    params->rescue_epochs = 20;
+    params->rescue_lr = 0.02f;
+    params->rescue_reg = 0.02f;
+    params->cff_steps = 200;
+    params->cff_lr = 1e-3f;
+    params->cff_channels = 8;
+    params->cff_channels2 = 4;
+    params->cff_hidden = 512;
+    params->cff_batch = 32;
+    params->cff_anchor = 1.0f;
+    params->cff_anchor_pairs = 8;
+    params->foldin_sweeps = 2;
+    params->foldin_reg = 0.05f;
+    params->foldin_reg_bias = 0.01f;
+    params->foldin_items = 1;
+}
+
+void unlearn_report_free(unlearn_report *rep) {
+    if (rep == NULL)
+        return;
+    free(rep->users);
+    free(rep->items);
+    memset(rep, 0, sizeof(*rep));
+}
+
+ptrdiff_t unlearn_find(const int32_t *sorted, size_t n, int32_t id) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sorted[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (lo < n && sorted[lo] == id) ? (ptrdiff_t)lo : -1;
+}
+
+int unlearn_groups_build(const ul_rating *r, size_t n, int by_item, const int32_t *rows,
+                         size_t n_rows, unlearn_groups *g) {
+    g->start = calloc(n_rows + 1, sizeof(*g->start));
+    g->idx = malloc((n ? n : 1) * sizeof(*g->idx));
+    size_t *fill = calloc(n_rows + 1, sizeof(*fill));
+    ptrdiff_t *pos = malloc((n ? n : 1) * sizeof(*pos));
+    if (g->start == NULL || g->idx == NULL || fill == NULL || pos == NULL) {
+        free(fill);
+        free(pos);
+        unlearn_groups_free(g);
+        return UL_ERR_NOMEM;
+    }
+    for (size_t j = 0; j < n; j++) {
+        pos[j] = unlearn_find(rows, n_rows, by_item ? r[j].item : r[j].user);
+        if (pos[j] >= 0)
+            g->start[pos[j] + 1]++;
+    }
+    for (size_t k = 0; k < n_rows; k++)
+        g->start[k + 1] += g->start[k];
+    for (size_t j = 0; j < n; j++)
+        if (pos[j] >= 0)
+            g->idx[g->start[pos[j]] + fill[pos[j]]++] = j;
+    free(fill);
+    free(pos);
+    return UL_OK;
+}
+
+void unlearn_groups_free(unlearn_groups *g) {
+    if (g == NULL)
+        return;
+    free(g->start);
+    free(g->idx);
+    g->start = NULL;
+    g->idx = NULL;
+}
+
+float unlearn_corrected_value(const mf_model *m, const unlearn_request *req, int32_t item) {
+    if (req->item_mean != NULL)
+        return req->item_mean[item];
+    return m->global_mean + m->item_bias[item];
+}
+
+static int check_ratings(const mf_model *m, const char *what, const ul_rating *r, size_t n,
+                         char *errstr, size_t errstr_size) {
+    if (n > 0 && r == NULL) {
+        ul_set_err(errstr, errstr_size, "%s: %zu ratings but no array", what, n);
+        return UL_ERR_ARG;
+    }
+    for (size_t j = 0; j < n; j++) {
+        if (r[j].user < 0 || r[j].user >= m->n_users) {
+            ul_set_err(errstr, errstr_size, "%s[%zu]: user %d outside the model's 0..%d", what, j,
+                       (int)r[j].user, (int)m->n_users - 1);
+            return UL_ERR_ARG;
+        }
+        if (r[j].item < 0 || r[j].item >= m->n_items) {
+            ul_set_err(errstr, errstr_size, "%s[%zu]: item %d outside the model's 0..%d", what, j,
+                       (int)r[j].item, (int)m->n_items - 1);
+            return UL_ERR_ARG;
+        }
+        if (!isfinite(r[j].value)) {
+            ul_set_err(errstr, errstr_size, "%s[%zu]: rating is not a finite number", what, j);
+            return UL_ERR_ARG;
+        }
+    }
+    return UL_OK;
+}
+
+static int check_params(const unlearn_params *p, char *errstr, size_t errstr_size) {
+    const char *bad = NULL;
+    if (p->threads < 0)
+        bad = "threads must be >= 0";
+    else if (p->rescue_epochs < 0 || p->rescue_epochs > 100000)
+        bad = "rescue_epochs must be in 0..100000";
+    else if (!(p->rescue_lr > 0 && p->rescue_lr < 10) ||
+             !(p->rescue_reg >= 0 && p->rescue_reg < 100))
+        bad = "rescue_lr must be in (0,10) and rescue_reg in [0,100)";
+    else if (p->cff_steps < 0 || p->cff_steps > 10000000)
+        bad = "cff_steps must be in 0..10000000";
+    else if (!(p->cff_lr > 0 && p->cff_lr < 10))
+        bad = "cff_lr must be in (0,10)";
+    else if (p->cff_channels < 1 || p->cff_channels > 256 || p->cff_channels2 < 1 ||
+             p->cff_channels2 > 256 || p->cff_hidden < 1 || p->cff_hidden > 65536)
+        bad = "cff_channels, cff_channels2 must be in 1..256 and cff_hidden in 1..65536";
+    else if (p->cff_batch < 1 || p->cff_batch > 1000000)
+        bad = "cff_batch must be in 1..1000000";
+    else if (!(p->cff_anchor >= 0 && p->cff_anchor < 1e6f) || p->cff_anchor_pairs < 0)
+        bad = "cff_anchor must be in [0,1e6) and cff_anchor_pairs >= 0";
+    else if (p->foldin_sweeps < 1 || p->foldin_sweeps > 100)
+        bad = "foldin_sweeps must be in 1..100";
+    else if (!(p->foldin_reg > 0 && p->foldin_reg < 1e6f) ||
+             !(p->foldin_reg_bias >= 0 && p->foldin_reg_bias < 1e6f))
+        bad = "foldin_reg must be in (0,1e6) and foldin_reg_bias in [0,1e6)";
+    else if (p->foldin_items != 0 && p->foldin_items != 1)
+        bad = "foldin_items must be 0 or 1";
+    if (bad == NULL)
+        return UL_OK;
+    ul_set_err(errstr, errstr_size, "unlearn parameters: %s", bad);
+    return UL_ERR_ARG;
+}
+
+static int check_request(const mf_model *m, const unlearn_request *req, char *errstr,
+                         size_t errstr_size) {
+    if (m->n_users <= 0 || m->n_items <= 0 || m->k <= 0 || m->P == NULL || m->Q == NULL ||
+        m->user_bias == NULL || m->item_bias == NULL) {
+        ul_set_err(errstr, errstr_size, "unlearn: the model is empty or incomplete");
+        return UL_ERR_ARG;
+    }
+    int rc = check_ratings(m, "forget", req->forget, req->n_forget, errstr, errstr_size);
+    if (rc == UL_OK)
+        rc = check_ratings(m, "retain", req->retain, req->n_retain, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    for (int32_t i = 0; req->item_mean != NULL && i < m->n_items; i++)
+        if (!isfinite(req->item_mean[i])) {
+            ul_set_err(errstr, errstr_size, "item_mean[%d] is not a finite number", (int)i);
+            return UL_ERR_ARG;
+        }
+    for (int32_t i = 0; req->item_count != NULL && i < m->n_items; i++)
+        if (req->item_count[i] < 0) {
+            ul_set_err(errstr, errstr_size, "item_count[%d] is negative", (int)i);
+            return UL_ERR_ARG;
+        }
+    return UL_OK;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorted distinct values of one field of F. */
+static int32_t *distinct(const ul_rating *r, size_t n, int by_item, size_t *out_n) {
+    int32_t *v = malloc((n ? n : 1) * sizeof(*v));
+    if (v == NULL)
+        return NULL;
+    for (size_t j = 0; j < n; j++)
+        v[j] = by_item ? r[j].item : r[j].user;
+    qsort(v, n, sizeof(*v), cmp_i32);
+    size_t w = 0;
+    for (size_t j = 0; j < n; j++)
+        if (w == 0 || v[w - 1] != v[j])
+            v[w++] = v[j];
+    *out_n = w;
+    return v;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const unlearn_method *find_method(const char *name) {
+    for (size_t k = 0; name != NULL && k < N_METHODS; k++)
+        if (strcmp(methods[k].name, name) == 0)
+            return &methods[k];
+    return NULL;
+}
+
+int unlearn_apply(const char *method, mf_model *m, const unlearn_request *req,
+                  const unlearn_params *params, unlearn_report *rep, char *errstr,
+                  size_t errstr_size) {
+    double t0 = now_seconds();
+    if (rep != NULL)
+        memset(rep, 0, sizeof(*rep));
+    const unlearn_method *um = find_method(method);
+    if (um == NULL) {
+        char known[256] = "";
+        for (size_t k = 0; k < N_METHODS; k++) {
+            strncat(known, k ? ", " : "", sizeof(known) - strlen(known) - 1);
+            strncat(known, methods[k].name, sizeof(known) - strlen(known) - 1);
+        }
+        ul_set_err(errstr, errstr_size, "unknown unlearning method '%s' (known: %s)",
+                   method ? method : "(null)", known);
+        return UL_ERR_ARG;
+    }
+    if (m == NULL || req == NULL) {
+        ul_set_err(errstr, errstr_size, "unlearn: no model or no request");
+        return UL_ERR_ARG;
+    }
+    unlearn_params defaults;
+    if (params == NULL) {
+        unlearn_params_init(&defaults);
+        params = &defaults;
+    }
+    int rc = check_params(params, errstr, errstr_size);
+    if (rc == UL_OK)
+        rc = check_request(m, req, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+
+    unlearn_rows rows = {0};
+    rows.users = distinct(req->forget, req->n_forget, 0, &rows.n_users);
+    rows.items = distinct(req->forget, req->n_forget, 1, &rows.n_items);
+    if (rows.users == NULL || rows.items == NULL) {
+        free(rows.users);
+        free(rows.items);
+        ul_set_err(errstr, errstr_size, "unlearn: out of memory");
+        return UL_ERR_NOMEM;
+    }
+    int users_changed = 0, items_changed = 0;
+    if (req->n_forget > 0)
+        rc = um->fn(m, req, params, &rows, &users_changed, &items_changed, errstr, errstr_size);
+    if (rc == UL_OK && rep != NULL) {
+        if (users_changed) {
+            rep->users = rows.users;
+            rep->n_users = rows.n_users;
+            rows.users = NULL;
+        }
+        if (items_changed) {
+            rep->items = rows.items;
+            rep->n_items = rows.n_items;
+            rows.items = NULL;
+        }
+        rep->seconds = now_seconds() - t0;
+    }
+    free(rows.users);
+    free(rows.items);
+    return rc;
+}

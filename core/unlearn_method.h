@@ -1,0 +1,61 @@
+/* unlearn_method.h: the contract between unlearn.c (dispatch, validation,
+ * the report) and the files that implement a method (foldin.c, cff.c). Not
+ * part of the public API: the worker and eval include unlearn.h only.
+ *
+ * unlearn.c validates the request, computes the affected rows (the sorted,
+ * distinct users and items of F) and calls the method. A method must leave
+ * the model unchanged when it fails (compute into buffers, commit last). */
+#ifndef UL_UNLEARN_METHOD_H
+#define UL_UNLEARN_METHOD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "unlearn.h"
+
+typedef struct unlearn_rows {
+    int32_t *users; /* sorted distinct users of F */
+    size_t n_users;
+    int32_t *items; /* sorted distinct items of F */
+    size_t n_items;
+} unlearn_rows;
+
+/* Ratings grouped by row: the ratings of row r (a position in an
+ * unlearn_rows list) are idx[start[r] .. start[r+1]) (indices into the
+ * source array). Free with unlearn_groups_free(). */
+typedef struct unlearn_groups {
+    size_t *start; /* n_rows + 1 */
+    size_t *idx;
+} unlearn_groups;
+
+/* A method: changes m in place. On return, `*users_changed` and
+ * `*items_changed` say whether the affected user / item rows were written. */
+typedef int (*unlearn_method_fn)(mf_model *m, const unlearn_request *req,
+                                 const unlearn_params *params, const unlearn_rows *rows,
+                                 int *users_changed, int *items_changed, char *errstr,
+                                 size_t errstr_size);
+
+int foldin_apply(mf_model *m, const unlearn_request *req, const unlearn_params *params,
+                 const unlearn_rows *rows, int *users_changed, int *items_changed, char *errstr,
+                 size_t errstr_size);
+int cff_apply(mf_model *m, const unlearn_request *req, const unlearn_params *params,
+              const unlearn_rows *rows, int *users_changed, int *items_changed, char *errstr,
+              size_t errstr_size);
+int cff_paper_apply(mf_model *m, const unlearn_request *req, const unlearn_params *params,
+                    const unlearn_rows *rows, int *users_changed, int *items_changed, char *errstr,
+                    size_t errstr_size);
+
+/* Position of `id` in the sorted list, or -1. */
+ptrdiff_t unlearn_find(const int32_t *sorted, size_t n, int32_t id);
+
+/* Group `n` ratings by their user (by_item = 0) or item (1) over the sorted
+ * row list; ratings whose row is not in the list are skipped. */
+int unlearn_groups_build(const ul_rating *r, size_t n, int by_item, const int32_t *rows,
+                         size_t n_rows, unlearn_groups *g);
+void unlearn_groups_free(unlearn_groups *g);
+
+/* The corrected value of item i for D_fl1: req->item_mean[i], or
+ * mu + b_i from the model when item_mean is NULL. */
+float unlearn_corrected_value(const mf_model *m, const unlearn_request *req, int32_t item);
+
+#endif

@@ -1,0 +1,162 @@
+/* test_foldin.c: the fold-in method: the user step is the exact ridge
+ * solution on the user's remaining ratings, and on a planted model the item
+ * step removes the forgotten ratings' pull. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+#include "ul_err.h"
+#include "unlearn.h"
+
+static mf_model *model_new(int32_t nu, int32_t ni, int k, uint64_t seed) {
+    mf_model *m = calloc(1, sizeof(*m));
+    m->n_users = nu;
+    m->n_items = ni;
+    m->k = k;
+    m->global_mean = 3.5f;
+    m->rating_min = 1;
+    m->rating_max = 5;
+    m->user_bias = calloc((size_t)nu, sizeof(float));
+    m->item_bias = calloc((size_t)ni, sizeof(float));
+    m->P = calloc((size_t)nu * (size_t)k, sizeof(float));
+    m->Q = calloc((size_t)ni * (size_t)k, sizeof(float));
+    rng r;
+    rng_seed(&r, seed);
+    for (size_t j = 0; j < (size_t)nu * (size_t)k; j++)
+        m->P[j] = (float)(0.5 * rng_normal(&r));
+    for (size_t j = 0; j < (size_t)ni * (size_t)k; j++)
+        m->Q[j] = (float)(0.5 * rng_normal(&r));
+    for (int32_t i = 0; i < ni; i++)
+        m->item_bias[i] = (float)(0.3 * rng_normal(&r));
+    return m;
+}
+
+static void model_free(mf_model *m) {
+    free(m->user_bias);
+    free(m->item_bias);
+    free(m->P);
+    free(m->Q);
+    free(m);
+}
+
+/* Solve the n x n system A x = b in double (Gauss-Jordan, partial pivot). */
+static void solve_dense(int n, double *A, double *b) {
+    for (int c = 0; c < n; c++) {
+        int piv = c;
+        for (int r = c + 1; r < n; r++)
+            if (fabs(A[r * n + c]) > fabs(A[piv * n + c]))
+                piv = r;
+        for (int j = 0; j < n; j++) {
+            double t = A[c * n + j];
+            A[c * n + j] = A[piv * n + j];
+            A[piv * n + j] = t;
+        }
+        double t = b[c];
+        b[c] = b[piv];
+        b[piv] = t;
+        for (int r = 0; r < n; r++) {
+            if (r == c)
+                continue;
+            double f = A[r * n + c] / A[c * n + c];
+            for (int j = 0; j < n; j++)
+                A[r * n + j] -= f * A[c * n + j];
+            b[r] -= f * b[c];
+        }
+    }
+    for (int c = 0; c < n; c++)
+        b[c] /= A[c * n + c];
+}
+
+/* One user, K = 2, items fixed: [p; b] must equal the ridge solution
+ * (X'X + n diag(reg, reg, reg_bias)) z = X'(r - mu - b_i). */
+static void test_user_step_is_exact_ridge(void **state) {
+    (void)state;
+    mf_model *m = model_new(3, 6, 2, 5);
+    ul_rating forget[2] = {{1, 0, 5, 0}, {1, 1, 5, 1}};
+    ul_rating retain[4] = {{1, 2, 2, 2}, {1, 3, 4, 3}, {1, 4, 1, 4}, {1, 5, 3, 5}};
+    unlearn_request req = {forget, 2, retain, 4, NULL, NULL};
+    unlearn_params p;
+    unlearn_params_init(&p);
+    p.foldin_sweeps = 1;
+    p.foldin_reg = 0.1f;
+    p.foldin_reg_bias = 0.02f;
+    double A[9] = {0}, b[3] = {0};
+    for (int j = 0; j < 4; j++) {
+        const float *q = m->Q + retain[j].item * 2;
+        double x[3] = {q[0], q[1], 1.0};
+        double y = retain[j].value - m->global_mean - m->item_bias[retain[j].item];
+        for (int r = 0; r < 3; r++) {
+            b[r] += x[r] * y;
+            for (int c = 0; c < 3; c++)
+                A[r * 3 + c] += x[r] * x[c];
+        }
+    }
+    A[0] += 4 * 0.1;
+    A[4] += 4 * 0.1;
+    A[8] += 4 * 0.02;
+    solve_dense(3, A, b);
+    char err[UL_ERRSTR_SIZE] = "";
+    assert_int_equal(unlearn_apply("foldin", m, &req, &p, NULL, err, sizeof(err)), UL_OK);
+    assert_float_equal(m->P[2], b[0], 1e-4);
+    assert_float_equal(m->P[3], b[1], 1e-4);
+    assert_float_equal(m->user_bias[1], b[2], 1e-4);
+    model_free(m);
+}
+
+/* A user whose every rating is forgotten gets the empty ridge solution. */
+static void test_user_with_nothing_left(void **state) {
+    (void)state;
+    mf_model *m = model_new(3, 6, 2, 6);
+    m->user_bias[2] = 0.7f;
+    ul_rating forget[2] = {{2, 0, 5, 0}, {2, 3, 5, 1}};
+    unlearn_request req = {forget, 2, NULL, 0, NULL, NULL};
+    assert_int_equal(unlearn_apply("foldin", m, &req, NULL, NULL, NULL, 0), UL_OK);
+    assert_float_equal(m->P[4], 0, 0);
+    assert_float_equal(m->P[5], 0, 0);
+    assert_float_equal(m->user_bias[2], 0, 0);
+    model_free(m);
+}
+
+/* Items: an item pulled up by forgotten 5s comes down, by an amount that
+ * grows as the forgotten share of its ratings grows. */
+static void test_item_step_removes_pull(void **state) {
+    (void)state;
+    mf_model *m = model_new(50, 4, 3, 7);
+    for (int32_t u = 0; u < 50; u++)
+        m->user_bias[u] = 0;
+    /* Users 0..9 forget item 0 and item 1, rated 5 where m1 predicts ~3.5. */
+    ul_rating forget[20];
+    for (int u = 0; u < 10; u++) {
+        forget[2 * u] = (ul_rating){u, 0, 5, 0};
+        forget[2 * u + 1] = (ul_rating){u, 1, 5, 0};
+    }
+    int32_t count[4] = {20, 200, 50, 50}; /* item 0: half its ratings forgotten */
+    unlearn_request req = {forget, 20, NULL, 0, NULL, count};
+    float b0 = m->item_bias[0], b1 = m->item_bias[1], b2 = m->item_bias[2];
+    unlearn_report rep;
+    assert_int_equal(unlearn_apply("foldin", m, &req, NULL, &rep, NULL, 0), UL_OK);
+    assert_int_equal(rep.n_items, 2);
+    float d0 = b0 - m->item_bias[0], d1 = b1 - m->item_bias[1];
+    assert_true(d0 > 0.1f);
+    assert_true(d1 > 0.0f);
+    assert_true(d0 > 3 * d1);
+    assert_float_equal(m->item_bias[2], b2, 0); /* not in F: untouched */
+    unlearn_report_free(&rep);
+    model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_user_step_is_exact_ridge),
+        cmocka_unit_test(test_user_with_nothing_left),
+        cmocka_unit_test(test_item_step_removes_pull),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

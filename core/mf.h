@@ -13,6 +13,9 @@
 
 #include "dataset.h"
 
+/* Largest latent dimension accepted by mf_model_new / mf_params_check. */
+#define MF_MAX_K 4096
+
 typedef struct mf_model {
     int32_t n_users, n_items;
     int k;
@@ -35,6 +38,8 @@ typedef struct mf_params {
     float init_std; /* std of the Gaussian initialisation of P and Q */
     uint64_t seed;
     int threads; /* worker threads for training; 0 = number of cores */
+    /* Learning-rate schedule: epoch e (0-based) uses lr * lr_decay^e. */
+    float lr_decay;
 } mf_params;
 
 /* Defaults (tuned on a validation split carved from the training data; see
@@ -63,7 +68,9 @@ mf_model *mf_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t 
                    float rating_min, float rating_max, const mf_params *params,
                    mf_progress_fn progress, void *progress_ctx, char *errstr, size_t errstr_size);
 
-/* Predictions: raw (unclipped) and clipped to the model's scale. */
+/* Predictions: raw (unclipped) and clipped to the model's scale. A user or
+ * item outside the model (e.g. unseen) contributes no bias and no factor:
+ * the prediction falls back to mu + b_i, mu + b_u or mu. */
 float mf_predict_raw(const mf_model *m, int32_t user, int32_t item);
 float mf_predict(const mf_model *m, int32_t user, int32_t item);
 
@@ -76,12 +83,15 @@ float mf_sgd_step(mf_model *m, int32_t user, int32_t item, float value, float lr
 double mf_rmse(const mf_model *m, const ul_rating *ratings, size_t n);
 
 /* Scores of every item for each of n_users users (sgemm): out is
- * n_users x m->n_items, row-major, unclipped, biases included. */
+ * n_users x m->n_items, row-major, unclipped, biases included. Returns
+ * UL_OK, UL_ERR_ARG for a user outside the model, UL_ERR_NOMEM. */
 int mf_score_users(const mf_model *m, const int32_t *users, size_t n_users, float *out);
 
-/* The top `k_top` items for `user`, best first, skipping items whose
- * `exclude` byte is non-zero (exclude may be NULL). Writes at most k_top
- * entries; returns how many were written (fewer when few items remain). */
+/* The top `k_top` items for `user`, best first (ties: lower item index
+ * first), skipping items whose `exclude` byte is non-zero (exclude may be
+ * NULL; else n_items bytes). Scores are the unclipped predictions. Writes at
+ * most k_top entries; returns how many were written (fewer when few items
+ * remain), or a negative code (UL_ERR_ARG, UL_ERR_NOMEM). */
 int mf_top_k(const mf_model *m, int32_t user, const uint8_t *exclude, int k_top, int32_t *items,
              float *scores);
 

@@ -1,0 +1,370 @@
+/* mf_train.c: the parallel SGD trainer for biased MF (mf_train()).
+ *
+ * DESIGN. Users and items are each permuted with the seed and cut into G
+ * equal groups, which tiles the rating matrix into G x G blocks. Each block
+ * keeps a compact array of {u, i, r} (12 bytes), shuffled once with the seed.
+ * An epoch walks G diagonals; diagonal d holds the blocks (b, (b + d) mod G),
+ * b = 0..G-1, which share no user and no item, so their SGD updates touch
+ * disjoint rows of P, Q and the biases. Threads (created once per training)
+ * take the blocks of a diagonal in any order and wait at a barrier before
+ * the next one. Each block's result depends only on the state at the start
+ * of its diagonal, never on which thread ran it or when, so the model is
+ * bit-identical for a seed whatever the thread count. G is a constant for
+ * that reason (it caps useful parallelism at G threads). The order of the
+ * diagonals is re-drawn from the seed every epoch. This is the scheme of
+ * LibMF (Chin et al.) made deterministic by the barrier.
+ *
+ * Epoch e uses the learning rate lr * lr_decay^e. Biases and factors share
+ * it. The global mean mu is the training mean and is not learned. */
+#include "mf.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mf_kernel.h"
+#include "rng.h"
+#include "ul_err.h"
+
+#define MF_GROUPS 16         /* G: blocks per diagonal, diagonals per epoch */
+#define MF_SERIAL_BELOW 4096 /* fewer ratings than this: one thread is faster */
+#define MF_STREAM_INIT_P 1   /* rng_derive streams, fixed forever for */
+#define MF_STREAM_INIT_Q 2   /* reproducibility of saved experiments */
+#define MF_STREAM_GROUPS 3
+#define MF_STREAM_DIAGONALS 4
+#define MF_STREAM_BLOCK 1000
+
+typedef struct mf_entry {
+    int32_t u, i;
+    float r;
+} mf_entry;
+
+typedef struct trainer {
+    mf_model *m;
+    const mf_params *params;
+    size_t n;
+    mf_entry *entries;   /* all blocks, concatenated, block-major */
+    size_t *block_start; /* G*G + 1 offsets into entries */
+    double *block_sse;   /* G*G squared-error sums of the current epoch */
+    int *diag_order;     /* epochs x G: which diagonal comes d-th */
+    atomic_int *next;    /* epochs x G: next block to take in that diagonal */
+    int nthreads;
+    pthread_barrier_t barrier;
+    pthread_mutex_t gate_lock; /* start gate: threads wait until all exist */
+    pthread_cond_t gate_cond;
+    int gate; /* 0 wait, 1 run, -1 go home */
+    int stop; /* set by thread 0 between barriers */
+    int rc;
+    int epochs_done;
+    mf_progress_fn progress;
+    void *progress_ctx;
+    char *errstr;
+    size_t errstr_size;
+} trainer;
+
+static int check_input(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_items,
+                       float rating_min, float rating_max, char *errstr, size_t errstr_size) {
+    if (n == 0 || ratings == NULL) {
+        ul_set_err(errstr, errstr_size, "no ratings to train on");
+        return UL_ERR_ARG;
+    }
+    if (!isfinite(rating_min) || !isfinite(rating_max) || rating_min >= rating_max) {
+        ul_set_err(errstr, errstr_size, "rating scale %g..%g is not a finite range",
+                   (double)rating_min, (double)rating_max);
+        return UL_ERR_ARG;
+    }
+    for (size_t x = 0; x < n; x++) {
+        const ul_rating *r = &ratings[x];
+        if (r->user < 0 || r->user >= n_users || r->item < 0 || r->item >= n_items) {
+            ul_set_err(errstr, errstr_size,
+                       "rating %zu: (user %d, item %d) outside the %d x %d model", x, (int)r->user,
+                       (int)r->item, (int)n_users, (int)n_items);
+            return UL_ERR_ARG;
+        }
+        if (!isfinite(r->value)) {
+            ul_set_err(errstr, errstr_size, "rating %zu: value is not a finite number", x);
+            return UL_ERR_ARG;
+        }
+    }
+    return UL_OK;
+}
+
+static void init_factors(mf_model *m, const mf_params *params) {
+    rng r;
+    size_t k = (size_t)m->k;
+    rng_seed(&r, rng_derive(params->seed, MF_STREAM_INIT_P));
+    for (size_t x = 0; x < (size_t)m->n_users * k; x++)
+        m->P[x] = (float)(rng_normal(&r) * params->init_std);
+    rng_seed(&r, rng_derive(params->seed, MF_STREAM_INIT_Q));
+    for (size_t x = 0; x < (size_t)m->n_items * k; x++)
+        m->Q[x] = (float)(rng_normal(&r) * params->init_std);
+}
+
+/* group[x] for x < n: a seeded permutation cut into G equal runs. */
+static int make_groups(int32_t n, rng *r, uint8_t *group) {
+    int32_t *perm = malloc((size_t)n * sizeof(int32_t));
+    if (perm == NULL)
+        return UL_ERR_NOMEM;
+    for (int32_t x = 0; x < n; x++)
+        perm[x] = x;
+    rng_shuffle(r, perm, (size_t)n, sizeof(int32_t));
+    for (int32_t pos = 0; pos < n; pos++)
+        group[perm[pos]] = (uint8_t)((int64_t)pos * MF_GROUPS / n);
+    free(perm);
+    return UL_OK;
+}
+
+/* Bucket the ratings into the G x G blocks (stable), then shuffle each. */
+static int build_blocks(trainer *t, const ul_rating *ratings) {
+    const mf_model *m = t->m;
+    const int nb = MF_GROUPS * MF_GROUPS;
+    int rc = UL_ERR_NOMEM;
+    uint8_t *ug = malloc((size_t)m->n_users);
+    uint8_t *ig = malloc((size_t)m->n_items);
+    uint32_t *blk = malloc(t->n * sizeof(uint32_t));
+    size_t *fill = malloc((size_t)nb * sizeof(size_t));
+    t->entries = malloc(t->n * sizeof(mf_entry));
+    t->block_start = calloc((size_t)nb + 1, sizeof(size_t));
+    t->block_sse = calloc((size_t)nb, sizeof(double));
+    rng r;
+    if (ug == NULL || ig == NULL || blk == NULL || fill == NULL || t->entries == NULL ||
+        t->block_start == NULL || t->block_sse == NULL)
+        goto done;
+    rng_seed(&r, rng_derive(t->params->seed, MF_STREAM_GROUPS));
+    if (make_groups(m->n_users, &r, ug) != UL_OK || make_groups(m->n_items, &r, ig) != UL_OK)
+        goto done;
+    for (size_t x = 0; x < t->n; x++) {
+        blk[x] = (uint32_t)ug[ratings[x].user] * MF_GROUPS + ig[ratings[x].item];
+        t->block_start[blk[x] + 1]++;
+    }
+    for (int b = 0; b < nb; b++)
+        t->block_start[b + 1] += t->block_start[b];
+    memcpy(fill, t->block_start, (size_t)nb * sizeof(size_t));
+    for (size_t x = 0; x < t->n; x++) {
+        mf_entry *e = &t->entries[fill[blk[x]]++];
+        e->u = ratings[x].user;
+        e->i = ratings[x].item;
+        e->r = ratings[x].value;
+    }
+    for (int b = 0; b < nb; b++) {
+        rng_seed(&r, rng_derive(t->params->seed, MF_STREAM_BLOCK + (uint64_t)b));
+        rng_shuffle(&r, t->entries + t->block_start[b], t->block_start[b + 1] - t->block_start[b],
+                    sizeof(mf_entry));
+    }
+    rc = UL_OK;
+done:
+    free(ug);
+    free(ig);
+    free(blk);
+    free(fill);
+    return rc;
+}
+
+static int plan_epochs(trainer *t) {
+    size_t slots = (size_t)t->params->epochs * MF_GROUPS;
+    t->diag_order = malloc((slots + 1) * sizeof(int));
+    t->next = malloc((slots + 1) * sizeof(atomic_int));
+    if (t->diag_order == NULL || t->next == NULL)
+        return UL_ERR_NOMEM;
+    rng r;
+    rng_seed(&r, rng_derive(t->params->seed, MF_STREAM_DIAGONALS));
+    for (int e = 0; e < t->params->epochs; e++) {
+        int *order = t->diag_order + (size_t)e * MF_GROUPS;
+        for (int d = 0; d < MF_GROUPS; d++)
+            order[d] = d;
+        rng_shuffle(&r, order, MF_GROUPS, sizeof(int));
+    }
+    for (size_t s = 0; s < slots + 1; s++)
+        atomic_init(&t->next[s], 0);
+    return UL_OK;
+}
+
+/* SGD over one block; returns its sum of squared errors (before update).
+ * Written once, instantiated for k = 64 (constant: fully unrolled and
+ * vectorised) and for any other k. */
+static inline double sgd_block(const mf_entry *restrict e, size_t n, float *restrict P,
+                               float *restrict Q, float *restrict bu, float *restrict bi, int k,
+                               float mu, float lr, float reg, float reg_bias) {
+    double sse = 0.0;
+    for (size_t x = 0; x < n; x++) {
+        float *p = P + (size_t)e[x].u * (size_t)k;
+        float *q = Q + (size_t)e[x].i * (size_t)k;
+        float err =
+            mf_kernel_step(p, q, bu + e[x].u, bi + e[x].i, k, mu, e[x].r, lr, reg, reg_bias);
+        sse += (double)err * err;
+    }
+    return sse;
+}
+
+static void run_block(trainer *t, int b, float lr) {
+    mf_model *m = t->m;
+    const mf_params *pr = t->params;
+    const mf_entry *e = t->entries + t->block_start[b];
+    size_t n = t->block_start[b + 1] - t->block_start[b];
+    double sse;
+    if (m->k == 64)
+        sse = sgd_block(e, n, m->P, m->Q, m->user_bias, m->item_bias, 64, m->global_mean, lr,
+                        pr->reg, pr->reg_bias);
+    else
+        sse = sgd_block(e, n, m->P, m->Q, m->user_bias, m->item_bias, m->k, m->global_mean, lr,
+                        pr->reg, pr->reg_bias);
+    t->block_sse[b] = sse;
+}
+
+/* Thread 0 only, between barriers: RMSE, divergence check, progress. */
+static void end_epoch(trainer *t, int e) {
+    double sse = 0.0;
+    for (int b = 0; b < MF_GROUPS * MF_GROUPS; b++)
+        sse += t->block_sse[b];
+    double rmse = sqrt(sse / (double)t->n);
+    t->epochs_done = e + 1;
+    if (!isfinite(rmse)) {
+        ul_set_err(t->errstr, t->errstr_size,
+                   "MF training diverged at epoch %d (train RMSE not finite): lower lr (%g)", e + 1,
+                   (double)t->params->lr);
+        t->rc = UL_ERR_RANGE;
+        t->stop = 1;
+        return;
+    }
+    if (t->progress != NULL && t->progress(t->progress_ctx, e + 1, t->params->epochs, rmse) != 0) {
+        ul_set_err(t->errstr, t->errstr_size, "MF training aborted by the caller after epoch %d",
+                   e + 1);
+        t->rc = UL_ERR_ABORTED;
+        t->stop = 1;
+    }
+}
+
+static void train_loop(trainer *t, int tid) {
+    for (int e = 0; e < t->params->epochs; e++) {
+        float lr = (float)(t->params->lr * pow(t->params->lr_decay, e));
+        for (int d = 0; d < MF_GROUPS; d++) {
+            size_t slot = (size_t)e * MF_GROUPS + (size_t)d;
+            int diag = t->diag_order[slot];
+            for (;;) {
+                int b = atomic_fetch_add(&t->next[slot], 1);
+                if (b >= MF_GROUPS)
+                    break;
+                run_block(t, b * MF_GROUPS + (b + diag) % MF_GROUPS, lr);
+            }
+            pthread_barrier_wait(&t->barrier);
+        }
+        if (tid == 0)
+            end_epoch(t, e);
+        pthread_barrier_wait(&t->barrier);
+        if (t->stop)
+            return;
+    }
+}
+
+typedef struct worker {
+    trainer *t;
+    int tid;
+} worker;
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    trainer *t = w->t;
+    pthread_mutex_lock(&t->gate_lock);
+    while (t->gate == 0)
+        pthread_cond_wait(&t->gate_cond, &t->gate_lock);
+    int go = t->gate;
+    pthread_mutex_unlock(&t->gate_lock);
+    if (go > 0)
+        train_loop(t, w->tid);
+    return NULL;
+}
+
+static void open_gate(trainer *t, int value) {
+    pthread_mutex_lock(&t->gate_lock);
+    t->gate = value;
+    pthread_cond_broadcast(&t->gate_cond);
+    pthread_mutex_unlock(&t->gate_lock);
+}
+
+/* Run the epochs on t->nthreads threads (the caller is thread 0). If a
+ * thread cannot be created, fall back to one thread: the result is the same. */
+static void run_threads(trainer *t) {
+    pthread_t tids[MF_GROUPS];
+    worker workers[MF_GROUPS];
+    int created = 0;
+    pthread_mutex_init(&t->gate_lock, NULL);
+    pthread_cond_init(&t->gate_cond, NULL);
+    t->gate = 0;
+    for (int w = 1; w < t->nthreads; w++) {
+        workers[w].t = t;
+        workers[w].tid = w;
+        if (pthread_create(&tids[w], NULL, worker_main, &workers[w]) != 0)
+            break;
+        created++;
+    }
+    if (created != t->nthreads - 1)
+        t->nthreads = 1;
+    pthread_barrier_init(&t->barrier, NULL, (unsigned)t->nthreads);
+    open_gate(t, t->nthreads > 1 ? 1 : -1);
+    train_loop(t, 0);
+    for (int w = 1; w <= created; w++)
+        pthread_join(tids[w], NULL);
+    pthread_barrier_destroy(&t->barrier);
+    pthread_cond_destroy(&t->gate_cond);
+    pthread_mutex_destroy(&t->gate_lock);
+}
+
+static int thread_count(const mf_params *params, size_t n) {
+    long want = params->threads;
+    if (want == 0)
+        want = sysconf(_SC_NPROCESSORS_ONLN);
+    if (want < 1 || n < MF_SERIAL_BELOW)
+        want = 1;
+    if (want > MF_GROUPS)
+        want = MF_GROUPS;
+    return (int)want;
+}
+
+mf_model *mf_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_items,
+                   float rating_min, float rating_max, const mf_params *params,
+                   mf_progress_fn progress, void *progress_ctx, char *errstr, size_t errstr_size) {
+    trainer t;
+    memset(&t, 0, sizeof(t));
+    if (mf_params_check(params, errstr, errstr_size) != UL_OK ||
+        check_input(ratings, n, n_users, n_items, rating_min, rating_max, errstr, errstr_size) !=
+            UL_OK)
+        return NULL;
+    mf_model *m = mf_model_new(n_users, n_items, params->k, errstr, errstr_size);
+    if (m == NULL)
+        return NULL;
+    m->rating_min = rating_min;
+    m->rating_max = rating_max;
+    double sum = 0.0;
+    for (size_t x = 0; x < n; x++)
+        sum += ratings[x].value;
+    m->global_mean = (float)(sum / (double)n);
+    init_factors(m, params);
+
+    t.m = m;
+    t.params = params;
+    t.n = n;
+    t.progress = progress;
+    t.progress_ctx = progress_ctx;
+    t.errstr = errstr;
+    t.errstr_size = errstr_size;
+    t.nthreads = thread_count(params, n);
+    if (build_blocks(&t, ratings) != UL_OK || plan_epochs(&t) != UL_OK) {
+        ul_set_err(errstr, errstr_size, "out of memory preparing MF training on %zu ratings", n);
+        t.rc = UL_ERR_NOMEM;
+    } else {
+        run_threads(&t);
+    }
+    free(t.entries);
+    free(t.block_start);
+    free(t.block_sse);
+    free(t.diag_order);
+    free(t.next);
+    if (t.rc != UL_OK) {
+        mf_model_destroy(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,28 @@
+/* redis_local.h: a throwaway redis-server for the embedded default and the
+ * tests: started on a free loopback port with its own temporary directory,
+ * no persistence, stopped (and its directory removed) by redis_local_stop.
+ * The server also dies with the process that started it (Linux
+ * PR_SET_PDEATHSIG), so a crashed worker leaves no orphan behind. */
+#ifndef UL_REDIS_LOCAL_H
+#define UL_REDIS_LOCAL_H
+
+#include <stddef.h>
+
+typedef struct redis_local redis_local;
+
+/* Start `server` (NULL: "redis-server" from PATH) and wait up to
+ * timeout_ms until it answers PING. NULL with a message on failure (e.g.
+ * "redis-server not found: install the redis-server package"). */
+redis_local *redis_local_start(const char *server, int timeout_ms, char *errstr,
+                               size_t errstr_size);
+
+const char *redis_local_host(const redis_local *rl); /* "127.0.0.1" */
+int redis_local_port(const redis_local *rl);
+
+/* SIGTERM, wait (SIGKILL after 5 s), remove the directory. NULL is a no-op. */
+void redis_local_stop(redis_local *rl);
+
+/* 1 when `server` (NULL: "redis-server") can be executed from PATH. */
+int redis_local_available(const char *server);
+
+#endif

@@ -1,0 +1,172 @@
+/* rowset.c: open-addressing hash (linear probing, power-of-two capacity,
+ * load <= 1/2) from raw id to dense index, over a slab of rows. Keys and
+ * rows live in parallel arrays indexed by the dense index; the hash holds
+ * index+1 (0 = empty slot). Dirty marks are a byte per row plus a list, so
+ * marking is O(1) and a checkpoint visits only the changed rows. */
+#include "rowset.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct rowset {
+    int dim;
+    int32_t n, cap;      /* rows used / allocated */
+    int32_t *slots;      /* hash: index+1, 0 = empty */
+    uint32_t n_slots;    /* power of two */
+    int64_t *keys;       /* cap */
+    float *rows;         /* cap * dim */
+    uint8_t *dirty;      /* cap */
+    int32_t *dirty_list; /* cap */
+    size_t n_dirty;
+};
+
+static uint32_t hash_key(int64_t key) {
+    uint64_t z = (uint64_t)key * 0x9e3779b97f4a7c15ULL;
+    z ^= z >> 32;
+    return (uint32_t)z;
+}
+
+rowset *rowset_new(int dim) {
+    if (dim <= 0)
+        return NULL;
+    rowset *rs = calloc(1, sizeof(*rs));
+    if (rs == NULL)
+        return NULL;
+    rs->dim = dim;
+    rs->n_slots = 64;
+    rs->slots = calloc(rs->n_slots, sizeof(*rs->slots));
+    if (rs->slots == NULL) {
+        free(rs);
+        return NULL;
+    }
+    return rs;
+}
+
+void rowset_destroy(rowset *rs) {
+    if (rs == NULL)
+        return;
+    free(rs->slots);
+    free(rs->keys);
+    free(rs->rows);
+    free(rs->dirty);
+    free(rs->dirty_list);
+    free(rs);
+}
+
+int rowset_dim(const rowset *rs) {
+    return rs->dim;
+}
+
+int32_t rowset_size(const rowset *rs) {
+    return rs->n;
+}
+
+int32_t rowset_find(const rowset *rs, int64_t key) {
+    uint32_t mask = rs->n_slots - 1;
+    for (uint32_t h = hash_key(key) & mask;; h = (h + 1) & mask) {
+        int32_t s = rs->slots[h];
+        if (s == 0)
+            return -1;
+        if (rs->keys[s - 1] == key)
+            return s - 1;
+    }
+}
+
+static void place(int32_t *slots, uint32_t n_slots, int64_t key, int32_t idx) {
+    uint32_t mask = n_slots - 1;
+    uint32_t h = hash_key(key) & mask;
+    while (slots[h] != 0)
+        h = (h + 1) & mask;
+    slots[h] = idx + 1;
+}
+
+static int grow_slots(rowset *rs) {
+    uint32_t n_slots = rs->n_slots * 2;
+    int32_t *slots = calloc(n_slots, sizeof(*slots));
+    if (slots == NULL)
+        return -1;
+    for (int32_t i = 0; i < rs->n; i++)
+        place(slots, n_slots, rs->keys[i], i);
+    free(rs->slots);
+    rs->slots = slots;
+    rs->n_slots = n_slots;
+    return 0;
+}
+
+static int grow_rows(rowset *rs) {
+    int32_t cap = rs->cap ? rs->cap * 2 : 64;
+    int64_t *keys = realloc(rs->keys, (size_t)cap * sizeof(*keys));
+    if (keys == NULL)
+        return -1;
+    rs->keys = keys;
+    float *rows = realloc(rs->rows, (size_t)cap * (size_t)rs->dim * sizeof(*rows));
+    if (rows == NULL)
+        return -1;
+    rs->rows = rows;
+    uint8_t *dirty = realloc(rs->dirty, (size_t)cap);
+    if (dirty == NULL)
+        return -1;
+    rs->dirty = dirty;
+    int32_t *list = realloc(rs->dirty_list, (size_t)cap * sizeof(*list));
+    if (list == NULL)
+        return -1;
+    rs->dirty_list = list;
+    rs->cap = cap;
+    return 0;
+}
+
+int32_t rowset_insert(rowset *rs, int64_t key, int *created) {
+    int32_t idx = rowset_find(rs, key);
+    if (created)
+        *created = 0;
+    if (idx >= 0)
+        return idx;
+    if ((uint32_t)(rs->n + 1) * 2 > rs->n_slots && grow_slots(rs) != 0)
+        return -1;
+    if (rs->n == rs->cap && grow_rows(rs) != 0)
+        return -1;
+    idx = rs->n++;
+    rs->keys[idx] = key;
+    memset(rs->rows + (size_t)idx * (size_t)rs->dim, 0, (size_t)rs->dim * sizeof(float));
+    rs->dirty[idx] = 0;
+    place(rs->slots, rs->n_slots, key, idx);
+    if (created)
+        *created = 1;
+    return idx;
+}
+
+int64_t rowset_key(const rowset *rs, int32_t idx) {
+    return rs->keys[idx];
+}
+
+float *rowset_row(rowset *rs, int32_t idx) {
+    return rs->rows + (size_t)idx * (size_t)rs->dim;
+}
+
+const float *rowset_row_const(const rowset *rs, int32_t idx) {
+    return rs->rows + (size_t)idx * (size_t)rs->dim;
+}
+
+void rowset_mark_dirty(rowset *rs, int32_t idx) {
+    if (rs->dirty[idx])
+        return;
+    rs->dirty[idx] = 1;
+    rs->dirty_list[rs->n_dirty++] = idx;
+}
+
+const int32_t *rowset_dirty(const rowset *rs, size_t *n) {
+    *n = rs->n_dirty;
+    return rs->dirty_list;
+}
+
+void rowset_clear_dirty(rowset *rs) {
+    for (size_t i = 0; i < rs->n_dirty; i++)
+        rs->dirty[rs->dirty_list[i]] = 0;
+    rs->n_dirty = 0;
+}
+
+void rowset_clear(rowset *rs) {
+    memset(rs->slots, 0, rs->n_slots * sizeof(*rs->slots));
+    rs->n = 0;
+    rs->n_dirty = 0;
+}

@@ -1,0 +1,176 @@
+/* shard.c: one partition's state. Histories are kept in a buffer twice the
+ * retention so that dropping the oldest rating is amortised O(1) (the live
+ * entries slide back to the front once the buffer's end is reached), while
+ * the logical content is always exactly the last `retention` ratings: a
+ * replay from Redis sees the same histories as an uninterrupted run. */
+#include "shard.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+
+void forget_req_free(forget_req *fr) {
+    if (fr == NULL)
+        return;
+    free(fr->request_id);
+    free(fr->items);
+    memset(fr, 0, sizeof(*fr));
+}
+
+shard *shard_new(int32_t partition, int k, uint64_t seed, float init_std, uint32_t retention) {
+    shard *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->partition = partition;
+    s->k = k;
+    s->seed = seed;
+    s->init_std = init_std;
+    s->retention = retention ? retention : 1;
+    for (int t = 0; t < SHARD_N_TOPICS; t++)
+        s->meta.next_offset[t] = -1;
+    s->users = rowset_new(1 + k);
+    s->deltas = rowset_new(1 + k);
+    if (s->users == NULL || s->deltas == NULL) {
+        shard_destroy(s);
+        return NULL;
+    }
+    return s;
+}
+
+void shard_destroy(shard *s) {
+    if (s == NULL)
+        return;
+    for (int32_t i = 0; i < s->hists_cap; i++)
+        free(s->hists[i].v);
+    free(s->hists);
+    free(s->hist_dirty);
+    free(s->hist_dirty_list);
+    for (size_t i = 0; i < s->n_pending; i++)
+        forget_req_free(&s->pending[i]);
+    free(s->pending);
+    free(s->removed);
+    rowset_destroy(s->users);
+    rowset_destroy(s->deltas);
+    free(s);
+}
+
+void shard_init_row(float *row, int k, uint64_t seed, float init_std, int kind, int64_t id) {
+    rng r;
+    rng_seed(&r, rng_derive(rng_derive(seed, (uint64_t)kind), (uint64_t)id));
+    row[0] = 0.0f;
+    for (int f = 0; f < k; f++)
+        row[1 + f] = (float)(rng_normal(&r) * init_std);
+}
+
+int32_t shard_user(shard *s, int64_t raw) {
+    int created = 0;
+    int32_t idx = rowset_insert(s->users, raw, &created);
+    if (idx >= 0 && created)
+        shard_init_row(rowset_row(s->users, idx), s->k, s->seed, s->init_std, 0, raw);
+    return idx;
+}
+
+static int grow_hists(shard *s, int32_t need) {
+    int32_t cap = s->hists_cap ? s->hists_cap : 64;
+    while (cap < need)
+        cap *= 2;
+    hist *h = realloc(s->hists, (size_t)cap * sizeof(*h));
+    if (h == NULL)
+        return -1;
+    s->hists = h;
+    uint8_t *d = realloc(s->hist_dirty, (size_t)cap);
+    if (d == NULL)
+        return -1;
+    s->hist_dirty = d;
+    int32_t *l = realloc(s->hist_dirty_list, (size_t)cap * sizeof(*l));
+    if (l == NULL)
+        return -1;
+    s->hist_dirty_list = l;
+    memset(s->hists + s->hists_cap, 0, (size_t)(cap - s->hists_cap) * sizeof(*h));
+    memset(s->hist_dirty + s->hists_cap, 0, (size_t)(cap - s->hists_cap));
+    s->hists_cap = cap;
+    return 0;
+}
+
+hist *shard_hist(shard *s, int32_t uidx) {
+    if (uidx >= s->hists_cap && grow_hists(s, uidx + 1) != 0)
+        return NULL;
+    return &s->hists[uidx];
+}
+
+void shard_hist_touch(shard *s, int32_t uidx) {
+    if (s->hist_dirty[uidx])
+        return;
+    s->hist_dirty[uidx] = 1;
+    s->hist_dirty_list[s->n_hist_dirty++] = uidx;
+}
+
+int shard_hist_append(shard *s, int32_t uidx, const hist_entry *e) {
+    hist *h = shard_hist(s, uidx);
+    if (h == NULL)
+        return -1;
+    if (h->n == s->retention) {
+        h->start++;
+        h->n--;
+    }
+    if (h->start + h->n == h->cap) {
+        if (h->start > 0) {
+            memmove(h->v, h->v + h->start, h->n * sizeof(*h->v));
+            h->start = 0;
+        } else {
+            uint32_t cap = h->cap ? h->cap * 2 : 8;
+            if (cap > 2 * s->retention)
+                cap = 2 * s->retention;
+            hist_entry *v = realloc(h->v, cap * sizeof(*v));
+            if (v == NULL)
+                return -1;
+            h->v = v;
+            h->cap = cap;
+        }
+    }
+    h->v[h->start + h->n++] = *e;
+    shard_hist_touch(s, uidx);
+    return 0;
+}
+
+int shard_pending_add(shard *s, forget_req *fr) {
+    if (s->n_pending == s->cap_pending) {
+        size_t cap = s->cap_pending ? s->cap_pending * 2 : 16;
+        forget_req *p = realloc(s->pending, cap * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        s->pending = p;
+        s->cap_pending = cap;
+    }
+    s->pending[s->n_pending++] = *fr;
+    memset(fr, 0, sizeof(*fr));
+    return 0;
+}
+
+int shard_pending_remove(shard *s, size_t i) {
+    if (s->n_removed == s->cap_removed) {
+        size_t cap = s->cap_removed ? s->cap_removed * 2 : 16;
+        int64_t *r = realloc(s->removed, cap * sizeof(*r));
+        if (r == NULL)
+            return -1;
+        s->removed = r;
+        s->cap_removed = cap;
+    }
+    s->removed[s->n_removed++] = s->pending[i].offset;
+    forget_req_free(&s->pending[i]);
+    memmove(s->pending + i, s->pending + i + 1, (s->n_pending - i - 1) * sizeof(*s->pending));
+    s->n_pending--;
+    return 0;
+}
+
+void shard_clear_dirty(shard *s) {
+    rowset_clear_dirty(s->users);
+    rowset_clear_dirty(s->deltas);
+    for (size_t i = 0; i < s->n_hist_dirty; i++)
+        s->hist_dirty[s->hist_dirty_list[i]] = 0;
+    s->n_hist_dirty = 0;
+    for (size_t i = 0; i < s->n_pending; i++)
+        s->pending[i].unsaved = 0;
+    s->n_removed = 0;
+}

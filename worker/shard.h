@@ -1,0 +1,114 @@
+/* shard.h: the in-memory state of one Kafka partition P as the worker owns
+ * it: P's user rows, P's item deltas, its users' recent ratings (bounded
+ * histories), its pending forget requests, its next offsets and counters,
+ * plus what changed since the last checkpoint. The store (store.h) loads and
+ * checkpoints a shard; live.h applies events to it.
+ *
+ * Rows are `1 + k` floats: the bias, then the k factors. */
+#ifndef UL_SHARD_H
+#define UL_SHARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rowset.h"
+
+/* The two input topics a shard tracks offsets for. */
+enum { SHARD_RATINGS = 0, SHARD_FORGET = 1, SHARD_N_TOPICS = 2 };
+
+/* One remembered rating of a user. */
+typedef struct hist_entry {
+    int64_t item;
+    int64_t time; /* event time, ms since the epoch */
+    float rating;
+} hist_entry;
+
+/* A user's recent ratings, oldest first: entries v[start .. start+n). */
+typedef struct hist {
+    hist_entry *v;
+    uint32_t start, n, cap;
+} hist;
+
+/* A validated forget request waiting for the next unlearning cycle. */
+typedef struct forget_req {
+    int64_t offset; /* its offset in the forget-requests partition (unique key) */
+    int64_t user;
+    char *request_id; /* owned */
+    int64_t *items;   /* owned; n_items > 0 for an item-list request */
+    uint32_t n_items;
+    int has_window; /* 1: forget the ratings with from <= time <= to */
+    int64_t from, to;
+    int32_t reason;
+    int64_t received_ms;
+    /* The ratings partition's high watermark when the request arrived: it
+     * is resolved only once ratings up to there are applied, so ratings
+     * produced before it are not missed. -1 = no wait. */
+    int64_t ratings_hwm;
+    int unsaved; /* added since the last checkpoint */
+} forget_req;
+
+void forget_req_free(forget_req *fr);
+
+typedef struct shard_meta {
+    int64_t next_offset[SHARD_N_TOPICS]; /* -1: none stored yet */
+    uint64_t applied;                    /* ratings applied to m1 */
+    uint64_t forgotten;                  /* ratings removed by unlearning */
+    uint64_t version;                    /* bumped by every unlearning cycle */
+    uint64_t forget_received, forget_completed;
+    uint64_t dead_letters; /* invalid events of this partition sent to the DLQ */
+    int64_t checkpoint_ms; /* wall time of the last checkpoint */
+} shard_meta;
+
+typedef struct shard {
+    int32_t partition;
+    int k;
+    uint64_t seed;      /* initial rows are drawn from (seed, id) */
+    float init_std;     /* std of the initial factors */
+    uint32_t retention; /* ratings kept per user */
+    shard_meta meta;
+    rowset *users;  /* raw user id -> row */
+    rowset *deltas; /* raw item id -> cumulative item change made by this partition */
+    hist *hists;    /* parallel to `users` indices */
+    int32_t hists_cap;
+    uint8_t *hist_dirty; /* parallel to `users` */
+    int32_t *hist_dirty_list;
+    size_t n_hist_dirty;
+    forget_req *pending; /* the forget buffer, in arrival order */
+    size_t n_pending, cap_pending;
+    int64_t *removed; /* offsets of buffered requests completed since the checkpoint */
+    size_t n_removed, cap_removed;
+} shard;
+
+/* A fresh empty shard (offsets -1, counters 0). NULL on allocation failure. */
+shard *shard_new(int32_t partition, int k, uint64_t seed, float init_std, uint32_t retention);
+void shard_destroy(shard *s);
+
+/* The deterministic initial row of a user or item never seen before: bias
+ * 0, factors N(0, init_std^2) drawn from rng(seed, id). Every worker and every
+ * replay draws the same row. `kind` separates users (0) from items (1). */
+void shard_init_row(float *row, int k, uint64_t seed, float init_std, int kind, int64_t id);
+
+/* The index of user `raw`'s row, creating its initial row when absent; -1
+ * on allocation failure. */
+int32_t shard_user(shard *s, int64_t raw);
+
+/* The history of the user at index `uidx` (grown to fit). NULL on
+ * allocation failure. */
+hist *shard_hist(shard *s, int32_t uidx);
+/* Append to a history, dropping the oldest entry beyond the retention;
+ * marks it dirty. -1 on allocation failure. */
+int shard_hist_append(shard *s, int32_t uidx, const hist_entry *e);
+/* Mark the history of `uidx` changed (e.g. after removing entries). */
+void shard_hist_touch(shard *s, int32_t uidx);
+
+/* Take ownership of `fr` (its pointers are moved; *fr is zeroed) and add it
+ * to the forget buffer. -1 on allocation failure (fr is left intact). */
+int shard_pending_add(shard *s, forget_req *fr);
+/* Remove buffered request i (freed) and remember its offset for the next
+ * checkpoint. -1 on allocation failure (nothing removed). */
+int shard_pending_remove(shard *s, size_t i);
+
+/* Forget everything changed since the last checkpoint was made durable. */
+void shard_clear_dirty(shard *s);
+
+#endif

@@ -1,0 +1,874 @@
+/* store.c: Redis I/O for the worker's state (layout in store.h and
+ * docs/store.md).
+ *
+ * DESIGN: reads use HSCAN (COUNT 1000) so a large partition never blocks
+ * Redis for long; writes are pipelined (redisAppendCommandArgv, then one
+ * reply per command) and a checkpoint wraps all of a partition's writes in
+ * MULTI/EXEC. hiredis copies each command into its output buffer when it is
+ * appended, so the argument buffers below are reused between commands.
+ * Binary values assume a little-endian host (checked at compile time). */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "ul_err.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "store.c writes little-endian binary rows; port the encoders for this host"
+#endif
+
+#define PAIRS_PER_CMD 512 /* field/value pairs per HSET / fields per HDEL */
+#define SCAN_COUNT "1000"
+
+struct store {
+    redisContext *c;
+    char *ratings_topic;
+    char *forget_topic;
+    char where[300]; /* "redis host:port", for messages */
+};
+
+void store_opts_init(store_opts *opts) {
+    memset(opts, 0, sizeof(*opts));
+    opts->host = "127.0.0.1";
+    opts->port = 6379;
+    opts->timeout_ms = 5000;
+    opts->ratings_topic = "ratings";
+    opts->forget_topic = "forget-requests";
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Turn a hiredis failure or an error reply into errstr; returns UL_ERR_IO. */
+static int fail_reply(store *st, redisReply *r, const char *what, char *errstr,
+                      size_t errstr_size) {
+    if (r == NULL)
+        ul_set_err(errstr, errstr_size, "%s: %s: %s", st->where, what,
+                   st->c->errstr[0] ? st->c->errstr : "connection lost");
+    else if (r->type == REDIS_REPLY_ERROR)
+        ul_set_err(errstr, errstr_size, "%s: %s: %s", st->where, what, r->str);
+    else
+        ul_set_err(errstr, errstr_size, "%s: %s: unexpected reply type %d", st->where, what,
+                   r->type);
+    if (r)
+        freeReplyObject(r);
+    return UL_ERR_IO;
+}
+
+store *store_connect(const store_opts *opts, char *errstr, size_t errstr_size) {
+    store_opts def;
+    if (opts == NULL) {
+        store_opts_init(&def);
+        opts = &def;
+    }
+    store *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        ul_set_err(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    const char *host = opts->host && *opts->host ? opts->host : "127.0.0.1";
+    snprintf(st->where, sizeof(st->where), "redis %s:%d", host, opts->port);
+    st->ratings_topic = strdup(opts->ratings_topic ? opts->ratings_topic : "ratings");
+    st->forget_topic = strdup(opts->forget_topic ? opts->forget_topic : "forget-requests");
+    struct timeval tv = {opts->timeout_ms / 1000, (opts->timeout_ms % 1000) * 1000};
+    st->c = redisConnectWithTimeout(host, opts->port, tv);
+    if (st->ratings_topic == NULL || st->forget_topic == NULL || st->c == NULL) {
+        ul_set_err(errstr, errstr_size, "%s: out of memory", st->where);
+        goto fail;
+    }
+    if (st->c->err) {
+        ul_set_err(errstr, errstr_size, "cannot connect to %s: %s", st->where, st->c->errstr);
+        goto fail;
+    }
+    if (redisSetTimeout(st->c, tv) != REDIS_OK) {
+        ul_set_err(errstr, errstr_size, "%s: cannot set the I/O timeout", st->where);
+        goto fail;
+    }
+    if (opts->password && *opts->password) {
+        redisReply *r = redisCommand(st->c, "AUTH %s", opts->password);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            /* Never echo the password: the reply text only. */
+            fail_reply(st, r, "AUTH failed", errstr, errstr_size);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    return st;
+fail:
+    store_destroy(st);
+    return NULL;
+}
+
+void store_destroy(store *st) {
+    if (st == NULL)
+        return;
+    if (st->c)
+        redisFree(st->c);
+    free(st->ratings_topic);
+    free(st->forget_topic);
+    free(st);
+}
+
+int store_ping(store *st, char *errstr, size_t errstr_size) {
+    redisReply *r = redisCommand(st->c, "PING");
+    if (r == NULL || r->type != REDIS_REPLY_STATUS)
+        return fail_reply(st, r, "PING", errstr, errstr_size);
+    freeReplyObject(r);
+    return UL_OK;
+}
+
+/* ---- parsing helpers ---------------------------------------------------- */
+
+static int parse_i64(const char *s, size_t len, int64_t *out) {
+    char buf[32];
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (*end != '\0' || errno == ERANGE)
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+static int parse_u64(const char *s, size_t len, uint64_t *out) {
+    int64_t v;
+    if (parse_i64(s, len, &v) != 0 || v < 0)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int parse_float(const char *s, size_t len, float *out) {
+    char buf[64];
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end = NULL;
+    float v = strtof(buf, &end);
+    if (*end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* ---- HSCAN -------------------------------------------------------------- */
+
+typedef int (*pair_fn)(void *ctx, const char *field, size_t flen, const char *val, size_t vlen,
+                       char *errstr, size_t errstr_size);
+
+static int hscan_all(store *st, const char *key, pair_fn fn, void *ctx, char *errstr,
+                     size_t errstr_size) {
+    char cursor[32] = "0";
+    do {
+        redisReply *r = redisCommand(st->c, "HSCAN %s %s COUNT " SCAN_COUNT, key, cursor);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY)
+            return fail_reply(st, r, key, errstr, errstr_size);
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        redisReply *kv = r->element[1];
+        for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+            redisReply *f = kv->element[i], *v = kv->element[i + 1];
+            int rc = fn(ctx, f->str, f->len, v->str, v->len, errstr, errstr_size);
+            if (rc != UL_OK) {
+                freeReplyObject(r);
+                return rc;
+            }
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return UL_OK;
+}
+
+typedef struct row_ctx {
+    rowset *into;
+    const char *key;
+} row_ctx;
+
+static int load_row(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                    char *errstr, size_t errstr_size) {
+    row_ctx *ctx = vctx;
+    int dim = rowset_dim(ctx->into);
+    int64_t id;
+    if (parse_i64(field, flen, &id) != 0) {
+        ul_set_err(errstr, errstr_size, "%s: field '%.*s' is not an id", ctx->key, (int)flen,
+                   field);
+        return UL_ERR_CORRUPT;
+    }
+    if (vlen != (size_t)dim * sizeof(float)) {
+        ul_set_err(errstr, errstr_size, "%s: row %" PRId64 " has %zu bytes, expected %zu (k=%d)",
+                   ctx->key, id, vlen, (size_t)dim * sizeof(float), dim - 1);
+        return UL_ERR_CORRUPT;
+    }
+    int32_t idx = rowset_insert(ctx->into, id, NULL);
+    if (idx < 0) {
+        ul_set_err(errstr, errstr_size, "out of memory loading %s", ctx->key);
+        return UL_ERR_NOMEM;
+    }
+    memcpy(rowset_row(ctx->into, idx), val, vlen);
+    return UL_OK;
+}
+
+static void key_of(char *buf, size_t size, int32_t partition, const char *suffix) {
+    snprintf(buf, size, "ul:{p%" PRId32 "}:%s", partition, suffix);
+}
+
+int store_items_load(store *st, rowset *into, char *errstr, size_t errstr_size) {
+    row_ctx ctx = {into, "ul:items"};
+    return hscan_all(st, "ul:items", load_row, &ctx, errstr, errstr_size);
+}
+
+int store_deltas_load(store *st, int32_t partition, rowset *into, char *errstr,
+                      size_t errstr_size) {
+    char key[64];
+    key_of(key, sizeof(key), partition, "idelta");
+    row_ctx ctx = {into, key};
+    return hscan_all(st, key, load_row, &ctx, errstr, errstr_size);
+}
+
+/* ---- model -------------------------------------------------------------- */
+
+int store_model_get(store *st, store_model *m, int *found, char *errstr, size_t errstr_size) {
+    redisReply *r = redisCommand(st->c, "HMGET ul:model k mean min max partitions");
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 5)
+        return fail_reply(st, r, "HMGET ul:model", errstr, errstr_size);
+    *found = 0;
+    if (r->element[0]->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        return UL_OK;
+    }
+    store_model v = {0};
+    int64_t k = 0, parts = 0;
+    int bad = r->element[0]->type != REDIS_REPLY_STRING ||
+              parse_i64(r->element[0]->str, r->element[0]->len, &k) != 0 || k <= 0 || k > 4096;
+    for (int i = 1; i <= 3 && !bad; i++) {
+        float *dst = i == 1 ? &v.global_mean : i == 2 ? &v.rating_min : &v.rating_max;
+        bad = r->element[i]->type != REDIS_REPLY_STRING ||
+              parse_float(r->element[i]->str, r->element[i]->len, dst) != 0;
+    }
+    if (!bad && r->element[4]->type == REDIS_REPLY_STRING)
+        bad = parse_i64(r->element[4]->str, r->element[4]->len, &parts) != 0 || parts < 0;
+    freeReplyObject(r);
+    if (bad) {
+        ul_set_err(errstr, errstr_size, "%s: ul:model is malformed (expected k, mean, min, max)",
+                   st->where);
+        return UL_ERR_CORRUPT;
+    }
+    v.k = (int)k;
+    v.partitions = (int32_t)parts;
+    *m = v;
+    *found = 1;
+    return UL_OK;
+}
+
+int store_model_put(store *st, const store_model *m, int only_if_absent, char *errstr,
+                    size_t errstr_size) {
+    char vals[5][48];
+    const char *names[5] = {"k", "mean", "min", "max", "partitions"};
+    snprintf(vals[0], sizeof(vals[0]), "%d", m->k);
+    snprintf(vals[1], sizeof(vals[1]), "%.9g", (double)m->global_mean);
+    snprintf(vals[2], sizeof(vals[2]), "%.9g", (double)m->rating_min);
+    snprintf(vals[3], sizeof(vals[3]), "%.9g", (double)m->rating_max);
+    snprintf(vals[4], sizeof(vals[4]), "%" PRId32, m->partitions);
+    int n = m->partitions > 0 ? 5 : 4;
+    for (int i = 0; i < n; i++) {
+        const char *cmd = only_if_absent ? "HSETNX" : "HSET";
+        redisAppendCommand(st->c, "%s ul:model %s %s", cmd, names[i], vals[i]);
+    }
+    int rc = UL_OK;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(st->c, (void **)&r) != REDIS_OK || r == NULL ||
+            r->type != REDIS_REPLY_INTEGER) {
+            rc = fail_reply(st, r, "HSET ul:model", errstr, errstr_size);
+            r = NULL;
+            if (st->c->err)
+                return rc;
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* ---- pipelined batch writes --------------------------------------------- */
+
+/* A command under construction: argv with owned scratch storage for the
+ * decimal fields (values point into caller memory). */
+typedef struct cmdbuf {
+    const char **argv;
+    size_t *argvlen;
+    char (*num)[24];
+    int argc, cap;
+} cmdbuf;
+
+static int cmdbuf_init(cmdbuf *b, int cap) {
+    b->argv = calloc((size_t)cap, sizeof(*b->argv));
+    b->argvlen = calloc((size_t)cap, sizeof(*b->argvlen));
+    b->num = calloc((size_t)cap, sizeof(*b->num));
+    b->argc = 0;
+    b->cap = cap;
+    return b->argv && b->argvlen && b->num ? 0 : -1;
+}
+
+static void cmdbuf_free(cmdbuf *b) {
+    free(b->argv);
+    free(b->argvlen);
+    free(b->num);
+}
+
+static void cmdbuf_add(cmdbuf *b, const void *s, size_t len) {
+    b->argv[b->argc] = s;
+    b->argvlen[b->argc++] = len;
+}
+
+static void cmdbuf_add_str(cmdbuf *b, const char *s) {
+    cmdbuf_add(b, s, strlen(s));
+}
+
+static void cmdbuf_add_i64(cmdbuf *b, int64_t v) {
+    int len = snprintf(b->num[b->argc], sizeof(b->num[0]), "%" PRId64, v);
+    cmdbuf_add(b, b->num[b->argc], (size_t)len);
+}
+
+static void cmdbuf_add_u64(cmdbuf *b, uint64_t v) {
+    int len = snprintf(b->num[b->argc], sizeof(b->num[0]), "%" PRIu64, v);
+    cmdbuf_add(b, b->num[b->argc], (size_t)len);
+}
+
+/* Append the command and reset; returns the number of commands appended. */
+static int cmdbuf_send(store *st, cmdbuf *b) {
+    int rc = redisAppendCommandArgv(st->c, b->argc, b->argv, b->argvlen) == REDIS_OK ? 1 : -1;
+    b->argc = 0;
+    return rc;
+}
+
+/* Read `n` replies; the first error is reported. */
+static int read_replies(store *st, int n, const char *what, char *errstr, size_t errstr_size) {
+    int rc = UL_OK;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(st->c, (void **)&r) != REDIS_OK)
+            return fail_reply(st, NULL, what, errstr, errstr_size);
+        if (r->type == REDIS_REPLY_ERROR && rc == UL_OK) {
+            rc = fail_reply(st, r, what, errstr, errstr_size);
+            continue;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+static int put_rows(store *st, const char *key, const int64_t *ids, const float *rows, size_t n,
+                    int dim, char *errstr, size_t errstr_size) {
+    cmdbuf b;
+    int sent = 0;
+    if (cmdbuf_init(&b, 2 + 2 * PAIRS_PER_CMD) != 0) {
+        cmdbuf_free(&b);
+        ul_set_err(errstr, errstr_size, "out of memory");
+        return UL_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (b.argc == 0) {
+            cmdbuf_add_str(&b, "HSET");
+            cmdbuf_add_str(&b, key);
+        }
+        cmdbuf_add_i64(&b, ids[i]);
+        cmdbuf_add(&b, rows + i * (size_t)dim, (size_t)dim * sizeof(float));
+        if (b.argc == b.cap || i + 1 == n)
+            sent += cmdbuf_send(st, &b);
+    }
+    cmdbuf_free(&b);
+    return read_replies(st, sent, key, errstr, errstr_size);
+}
+
+int store_items_put(store *st, const int64_t *ids, const float *rows, size_t n, int dim,
+                    char *errstr, size_t errstr_size) {
+    return put_rows(st, "ul:items", ids, rows, n, dim, errstr, errstr_size);
+}
+
+int store_users_put(store *st, int32_t partition, const int64_t *ids, const float *rows, size_t n,
+                    int dim, char *errstr, size_t errstr_size) {
+    char key[64];
+    key_of(key, sizeof(key), partition, "users");
+    return put_rows(st, key, ids, rows, n, dim, errstr, errstr_size);
+}
+
+/* ---- encodings ---------------------------------------------------------- */
+
+#define FORGET_FORMAT 1
+
+typedef struct wbuf {
+    unsigned char *p;
+    size_t len, cap;
+    int oom;
+} wbuf;
+
+static void wput(wbuf *w, const void *src, size_t n) {
+    if (w->oom)
+        return;
+    if (w->len + n > w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 128;
+        while (cap < w->len + n)
+            cap *= 2;
+        unsigned char *p = realloc(w->p, cap);
+        if (p == NULL) {
+            w->oom = 1;
+            return;
+        }
+        w->p = p;
+        w->cap = cap;
+    }
+    memcpy(w->p + w->len, src, n);
+    w->len += n;
+}
+
+int store_encode_forget(const forget_req *fr, unsigned char **buf, size_t *len) {
+    wbuf w = {0};
+    uint8_t fmt = FORGET_FORMAT, win = (uint8_t)(fr->has_window != 0);
+    uint32_t idlen = fr->request_id ? (uint32_t)strlen(fr->request_id) : 0;
+    wput(&w, &fmt, 1);
+    wput(&w, &fr->offset, 8);
+    wput(&w, &fr->user, 8);
+    wput(&w, &win, 1);
+    wput(&w, &fr->from, 8);
+    wput(&w, &fr->to, 8);
+    wput(&w, &fr->reason, 4);
+    wput(&w, &fr->received_ms, 8);
+    wput(&w, &fr->ratings_hwm, 8);
+    wput(&w, &idlen, 4);
+    wput(&w, fr->request_id ? fr->request_id : "", idlen);
+    wput(&w, &fr->n_items, 4);
+    wput(&w, fr->items ? (const void *)fr->items : "", (size_t)fr->n_items * 8);
+    if (w.oom) {
+        free(w.p);
+        return UL_ERR_NOMEM;
+    }
+    *buf = w.p;
+    *len = w.len;
+    return UL_OK;
+}
+
+typedef struct rbuf {
+    const unsigned char *p;
+    size_t len, pos;
+} rbuf;
+
+static int rget(rbuf *r, void *dst, size_t n) {
+    if (r->len - r->pos < n)
+        return -1;
+    memcpy(dst, r->p + r->pos, n);
+    r->pos += n;
+    return 0;
+}
+
+int store_decode_forget(const unsigned char *buf, size_t len, forget_req *fr) {
+    rbuf r = {buf, len, 0};
+    forget_req v = {0};
+    uint8_t fmt = 0, win = 0;
+    uint32_t idlen = 0;
+    if (rget(&r, &fmt, 1) || fmt != FORGET_FORMAT || rget(&r, &v.offset, 8) ||
+        rget(&r, &v.user, 8) || rget(&r, &win, 1) || rget(&r, &v.from, 8) || rget(&r, &v.to, 8) ||
+        rget(&r, &v.reason, 4) || rget(&r, &v.received_ms, 8) || rget(&r, &v.ratings_hwm, 8) ||
+        rget(&r, &idlen, 4) || idlen > r.len - r.pos)
+        return UL_ERR_CORRUPT;
+    v.has_window = win;
+    v.request_id = malloc((size_t)idlen + 1);
+    if (v.request_id == NULL)
+        return UL_ERR_NOMEM;
+    memcpy(v.request_id, r.p + r.pos, idlen);
+    v.request_id[idlen] = '\0';
+    r.pos += idlen;
+    if (rget(&r, &v.n_items, 4) || (size_t)v.n_items * 8 != r.len - r.pos) {
+        forget_req_free(&v);
+        return UL_ERR_CORRUPT;
+    }
+    if (v.n_items > 0) {
+        v.items = malloc((size_t)v.n_items * 8);
+        if (v.items == NULL) {
+            forget_req_free(&v);
+            return UL_ERR_NOMEM;
+        }
+        memcpy(v.items, r.p + r.pos, (size_t)v.n_items * 8);
+    }
+    *fr = v;
+    return UL_OK;
+}
+
+/* History value: n entries of (item i64, time i64, rating f32), oldest first. */
+#define HIST_ENTRY_BYTES 20
+
+static void encode_hist(const hist *h, unsigned char *out) {
+    for (uint32_t i = 0; i < h->n; i++) {
+        const hist_entry *e = &h->v[h->start + i];
+        memcpy(out + i * HIST_ENTRY_BYTES, &e->item, 8);
+        memcpy(out + i * HIST_ENTRY_BYTES + 8, &e->time, 8);
+        memcpy(out + i * HIST_ENTRY_BYTES + 16, &e->rating, 4);
+    }
+}
+
+/* ---- shard load --------------------------------------------------------- */
+
+typedef struct shard_ctx {
+    shard *s;
+    const char *key;
+} shard_ctx;
+
+static int load_hist(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                     char *errstr, size_t errstr_size) {
+    shard_ctx *ctx = vctx;
+    int64_t user;
+    if (parse_i64(field, flen, &user) != 0 || vlen % HIST_ENTRY_BYTES != 0) {
+        ul_set_err(errstr, errstr_size, "%s: malformed history '%.*s'", ctx->key, (int)flen, field);
+        return UL_ERR_CORRUPT;
+    }
+    int32_t uidx = shard_user(ctx->s, user);
+    if (uidx < 0)
+        goto oom;
+    for (size_t off = 0; off < vlen; off += HIST_ENTRY_BYTES) {
+        hist_entry e;
+        memcpy(&e.item, val + off, 8);
+        memcpy(&e.time, val + off + 8, 8);
+        memcpy(&e.rating, val + off + 16, 4);
+        if (shard_hist_append(ctx->s, uidx, &e) != 0)
+            goto oom;
+    }
+    return UL_OK;
+oom:
+    ul_set_err(errstr, errstr_size, "out of memory loading %s", ctx->key);
+    return UL_ERR_NOMEM;
+}
+
+static int load_forget(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                       char *errstr, size_t errstr_size) {
+    shard_ctx *ctx = vctx;
+    forget_req fr;
+    int rc = store_decode_forget((const unsigned char *)val, vlen, &fr);
+    if (rc != UL_OK) {
+        ul_set_err(errstr, errstr_size, "%s: malformed forget request '%.*s'", ctx->key, (int)flen,
+                   field);
+        return rc;
+    }
+    if (shard_pending_add(ctx->s, &fr) != 0) {
+        forget_req_free(&fr);
+        ul_set_err(errstr, errstr_size, "out of memory loading %s", ctx->key);
+        return UL_ERR_NOMEM;
+    }
+    return UL_OK;
+}
+
+static int cmp_pending(const void *a, const void *b) {
+    const forget_req *x = a, *y = b;
+    return (x->offset > y->offset) - (x->offset < y->offset);
+}
+
+int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, char *errstr,
+                   size_t errstr_size) {
+    char key[64];
+    key_of(key, sizeof(key), partition, "meta");
+    redisReply *r = redisCommand(st->c,
+                                 "HMGET %s off:%s off:%s applied forgotten version forget_received "
+                                 "forget_completed dead_letters checkpoint_ms",
+                                 key, st->ratings_topic, st->forget_topic);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 9)
+        return fail_reply(st, r, key, errstr, errstr_size);
+    shard_meta m;
+    memset(&m, 0, sizeof(m));
+    m.next_offset[0] = m.next_offset[1] = -1;
+    int any = 0, bad = 0;
+    for (size_t i = 0; i < 9; i++) {
+        redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING)
+            continue;
+        any = 1;
+        if (i < 2)
+            bad |= parse_i64(e->str, e->len, &m.next_offset[i]);
+        else if (i == 8)
+            bad |= parse_i64(e->str, e->len, &m.checkpoint_ms);
+        else {
+            uint64_t *dst[] = {&m.applied,         &m.forgotten,        &m.version,
+                               &m.forget_received, &m.forget_completed, &m.dead_letters};
+            bad |= parse_u64(e->str, e->len, dst[i - 2]);
+        }
+    }
+    freeReplyObject(r);
+    if (bad) {
+        ul_set_err(errstr, errstr_size, "%s: %s has a malformed field", st->where, key);
+        return UL_ERR_CORRUPT;
+    }
+    *found = any;
+    if (any)
+        *meta = m;
+    return UL_OK;
+}
+
+int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size) {
+    char key[64];
+    int found = 0;
+    int rc = store_meta_get(st, s->partition, &s->meta, &found, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    key_of(key, sizeof(key), s->partition, "users");
+    row_ctx rctx = {s->users, key};
+    if ((rc = hscan_all(st, key, load_row, &rctx, errstr, errstr_size)) != UL_OK)
+        return rc;
+    key_of(key, sizeof(key), s->partition, "idelta");
+    rctx.into = s->deltas;
+    if ((rc = hscan_all(st, key, load_row, &rctx, errstr, errstr_size)) != UL_OK)
+        return rc;
+    key_of(key, sizeof(key), s->partition, "hist");
+    shard_ctx sctx = {s, key};
+    if ((rc = hscan_all(st, key, load_hist, &sctx, errstr, errstr_size)) != UL_OK)
+        return rc;
+    key_of(key, sizeof(key), s->partition, "forget");
+    if ((rc = hscan_all(st, key, load_forget, &sctx, errstr, errstr_size)) != UL_OK)
+        return rc;
+    if (s->n_pending > 1)
+        qsort(s->pending, s->n_pending, sizeof(*s->pending), cmp_pending);
+    shard_clear_dirty(s);
+    return UL_OK;
+}
+
+/* ---- checkpoint --------------------------------------------------------- */
+
+static int send_dirty_rows(store *st, cmdbuf *b, const char *key, rowset *rs) {
+    size_t n;
+    const int32_t *dirty = rowset_dirty(rs, &n);
+    int sent = 0, dim = rowset_dim(rs);
+    for (size_t i = 0; i < n; i++) {
+        if (b->argc == 0) {
+            cmdbuf_add_str(b, "HSET");
+            cmdbuf_add_str(b, key);
+        }
+        cmdbuf_add_i64(b, rowset_key(rs, dirty[i]));
+        cmdbuf_add(b, rowset_row_const(rs, dirty[i]), (size_t)dim * sizeof(float));
+        if (b->argc >= b->cap - 1 || i + 1 == n)
+            sent += cmdbuf_send(st, b);
+    }
+    return sent;
+}
+
+/* Histories: non-empty ones are HSET, emptied ones HDEL. All packed values
+ * go into one scratch buffer sized up front, so the argv entries pointing
+ * into it stay valid until each command is appended. The caller frees
+ * *scratch after the appends. */
+static int send_dirty_hists(store *st, cmdbuf *b, const char *key, shard *s, int *sent,
+                            unsigned char **scratch) {
+    size_t total = 0, used = 0;
+    for (size_t i = 0; i < s->n_hist_dirty; i++)
+        total += (size_t)s->hists[s->hist_dirty_list[i]].n * HIST_ENTRY_BYTES;
+    *scratch = malloc(total ? total : 1);
+    if (*scratch == NULL)
+        return -1;
+    for (int pass = 0; pass < 2; pass++) { /* 0: HSET non-empty, 1: HDEL empty */
+        for (size_t i = 0; i < s->n_hist_dirty; i++) {
+            int32_t uidx = s->hist_dirty_list[i];
+            const hist *h = &s->hists[uidx];
+            if ((pass == 0) != (h->n > 0))
+                continue;
+            if (b->argc == 0) {
+                cmdbuf_add_str(b, pass == 0 ? "HSET" : "HDEL");
+                cmdbuf_add_str(b, key);
+            }
+            cmdbuf_add_i64(b, rowset_key(s->users, uidx));
+            if (pass == 0) {
+                size_t len = (size_t)h->n * HIST_ENTRY_BYTES;
+                encode_hist(h, *scratch + used);
+                cmdbuf_add(b, *scratch + used, len);
+                used += len;
+            }
+            if (b->argc >= b->cap - 1)
+                *sent += cmdbuf_send(st, b);
+        }
+        if (b->argc > 0)
+            *sent += cmdbuf_send(st, b);
+    }
+    return 0;
+}
+
+static int send_forget_changes(store *st, cmdbuf *b, const char *key, shard *s, int *sent) {
+    for (size_t i = 0; i < s->n_removed; i++) {
+        if (b->argc == 0) {
+            cmdbuf_add_str(b, "HDEL");
+            cmdbuf_add_str(b, key);
+        }
+        cmdbuf_add_i64(b, s->removed[i]);
+        if (b->argc >= b->cap - 1 || i + 1 == s->n_removed)
+            *sent += cmdbuf_send(st, b);
+    }
+    for (size_t i = 0; i < s->n_pending; i++) {
+        forget_req *fr = &s->pending[i];
+        if (!fr->unsaved)
+            continue;
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        if (store_encode_forget(fr, &buf, &len) != UL_OK)
+            return -1;
+        cmdbuf_add_str(b, "HSET");
+        cmdbuf_add_str(b, key);
+        cmdbuf_add_i64(b, fr->offset);
+        cmdbuf_add(b, buf, len);
+        *sent += cmdbuf_send(st, b);
+        free(buf);
+    }
+    return 0;
+}
+
+static int send_meta(store *st, cmdbuf *b, const char *key, const shard *s) {
+    char f0[300], f1[300];
+    snprintf(f0, sizeof(f0), "off:%s", st->ratings_topic);
+    snprintf(f1, sizeof(f1), "off:%s", st->forget_topic);
+    const shard_meta *m = &s->meta;
+    cmdbuf_add_str(b, "HSET");
+    cmdbuf_add_str(b, key);
+    for (int t = 0; t < SHARD_N_TOPICS; t++) {
+        if (m->next_offset[t] < 0)
+            continue;
+        cmdbuf_add_str(b, t == 0 ? f0 : f1);
+        cmdbuf_add_i64(b, m->next_offset[t]);
+    }
+    const char *names[] = {"applied",         "forgotten",        "version",
+                           "forget_received", "forget_completed", "dead_letters"};
+    const uint64_t vals[] = {m->applied,         m->forgotten,        m->version,
+                             m->forget_received, m->forget_completed, m->dead_letters};
+    for (int i = 0; i < 6; i++) {
+        cmdbuf_add_str(b, names[i]);
+        cmdbuf_add_u64(b, vals[i]);
+    }
+    cmdbuf_add_str(b, "checkpoint_ms");
+    cmdbuf_add_i64(b, m->checkpoint_ms);
+    return cmdbuf_send(st, b);
+}
+
+int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size) {
+    char key[64];
+    cmdbuf b;
+    int sent = 0, rc = UL_OK;
+    if (cmdbuf_init(&b, 2 + 2 * PAIRS_PER_CMD) != 0) {
+        cmdbuf_free(&b);
+        ul_set_err(errstr, errstr_size, "out of memory");
+        return UL_ERR_NOMEM;
+    }
+    s->meta.checkpoint_ms = now_ms();
+    redisAppendCommand(st->c, "MULTI");
+    key_of(key, sizeof(key), s->partition, "users");
+    sent += send_dirty_rows(st, &b, key, s->users);
+    key_of(key, sizeof(key), s->partition, "idelta");
+    sent += send_dirty_rows(st, &b, key, s->deltas);
+    key_of(key, sizeof(key), s->partition, "hist");
+    unsigned char *scratch = NULL;
+    int oom = send_dirty_hists(st, &b, key, s, &sent, &scratch);
+    free(scratch);
+    key_of(key, sizeof(key), s->partition, "forget");
+    oom |= send_forget_changes(st, &b, key, s, &sent);
+    key_of(key, sizeof(key), s->partition, "meta");
+    sent += send_meta(st, &b, key, s);
+    cmdbuf_free(&b);
+    /* On a local failure, DISCARD instead of EXEC: nothing is applied. */
+    redisAppendCommand(st->c, oom ? "DISCARD" : "EXEC");
+    rc = read_replies(st, 1 + sent, "checkpoint", errstr, errstr_size);
+    redisReply *r = NULL;
+    if (redisGetReply(st->c, (void **)&r) != REDIS_OK)
+        return fail_reply(st, NULL, "checkpoint EXEC", errstr, errstr_size);
+    if (oom) {
+        freeReplyObject(r);
+        ul_set_err(errstr, errstr_size, "out of memory building the checkpoint of partition %d",
+                   (int)s->partition);
+        return UL_ERR_NOMEM;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) /* EXECABORT: nothing applied */
+        return fail_reply(st, r, "checkpoint EXEC", errstr, errstr_size);
+    for (size_t i = 0; i < r->elements && rc == UL_OK; i++)
+        if (r->element[i]->type == REDIS_REPLY_ERROR) {
+            ul_set_err(errstr, errstr_size, "%s: checkpoint of partition %d: %s", st->where,
+                       (int)s->partition, r->element[i]->str);
+            rc = UL_ERR_IO;
+        }
+    freeReplyObject(r);
+    if (rc == UL_OK)
+        shard_clear_dirty(s);
+    return rc;
+}
+
+/* ---- reads for tools ---------------------------------------------------- */
+
+int store_user_get(store *st, int32_t partition, int64_t user, float *row, int dim, hist *h,
+                   int *found, char *errstr, size_t errstr_size) {
+    char ukey[64], hkey[64];
+    key_of(ukey, sizeof(ukey), partition, "users");
+    key_of(hkey, sizeof(hkey), partition, "hist");
+    memset(h, 0, sizeof(*h));
+    *found = 0;
+    redisReply *r = redisCommand(st->c, "HGET %s %" PRId64, ukey, user);
+    if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
+        return fail_reply(st, r, ukey, errstr, errstr_size);
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        return UL_OK;
+    }
+    if (r->len != (size_t)dim * sizeof(float)) {
+        freeReplyObject(r);
+        ul_set_err(errstr, errstr_size, "%s: row of user %" PRId64 " has the wrong size", ukey,
+                   user);
+        return UL_ERR_CORRUPT;
+    }
+    memcpy(row, r->str, r->len);
+    freeReplyObject(r);
+    r = redisCommand(st->c, "HGET %s %" PRId64, hkey, user);
+    if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
+        return fail_reply(st, r, hkey, errstr, errstr_size);
+    if (r->type == REDIS_REPLY_STRING && r->len > 0) {
+        h->n = h->cap = (uint32_t)(r->len / HIST_ENTRY_BYTES);
+        h->v = malloc((size_t)h->n * sizeof(*h->v));
+        if (h->v == NULL) {
+            freeReplyObject(r);
+            ul_set_err(errstr, errstr_size, "out of memory");
+            return UL_ERR_NOMEM;
+        }
+        for (uint32_t i = 0; i < h->n; i++) {
+            memcpy(&h->v[i].item, r->str + i * HIST_ENTRY_BYTES, 8);
+            memcpy(&h->v[i].time, r->str + i * HIST_ENTRY_BYTES + 8, 8);
+            memcpy(&h->v[i].rating, r->str + i * HIST_ENTRY_BYTES + 16, 4);
+        }
+    }
+    freeReplyObject(r);
+    *found = 1;
+    return UL_OK;
+}
+
+int store_clear_all(store *st, char *errstr, size_t errstr_size) {
+    char cursor[32] = "0";
+    do {
+        redisReply *r = redisCommand(st->c, "SCAN %s MATCH ul:* COUNT 1000", cursor);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+            return fail_reply(st, r, "SCAN", errstr, errstr_size);
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        redisReply *keys = r->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            redisReply *d =
+                redisCommand(st->c, "DEL %b", keys->element[i]->str, (size_t)keys->element[i]->len);
+            if (d == NULL || d->type != REDIS_REPLY_INTEGER) {
+                freeReplyObject(r);
+                return fail_reply(st, d, "DEL", errstr, errstr_size);
+            }
+            freeReplyObject(d);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return UL_OK;
+}

@@ -1,0 +1,103 @@
+/* store.h: the worker's Redis store (hiredis 0.14). Owns the key layout and
+ * the binary encodings; see docs/store.md.
+ *
+ *   ul:model              hash: k, mean, min, max, partitions (model-wide facts)
+ *   ul:items              hash: raw item id -> base row (written by import)
+ *   ul:{p<P>}:meta        hash: off:<topic> (next offset), applied, forgotten,
+ *                         version, forget_received, forget_completed,
+ *                         dead_letters, checkpoint_ms
+ *   ul:{p<P>}:users       hash: raw user id -> row
+ *   ul:{p<P>}:idelta      hash: raw item id -> partition P's cumulative item delta
+ *   ul:{p<P>}:hist        hash: raw user id -> packed recent ratings
+ *   ul:{p<P>}:forget      hash: source offset -> encoded pending forget request
+ *
+ * Ids in field names are decimal. Rows are 1+k little-endian float32 (bias,
+ * then factors). The `{p<P>}` hash tag keeps a partition's keys in one
+ * Redis Cluster slot, so a checkpoint's MULTI/EXEC stays single-slot.
+ * A partition's checkpoint is one MULTI/EXEC: its state and its next offsets
+ * become durable together or not at all. */
+#ifndef UL_STORE_H
+#define UL_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rowset.h"
+#include "shard.h"
+
+typedef struct store_opts {
+    const char *host;          /* default "127.0.0.1" */
+    int port;                  /* default 6379 */
+    int timeout_ms;            /* connect and I/O timeout, default 5000 */
+    const char *password;      /* AUTH when non-NULL and non-empty */
+    const char *ratings_topic; /* names used in the off:<topic> meta fields */
+    const char *forget_topic;
+} store_opts;
+
+void store_opts_init(store_opts *opts);
+
+typedef struct store store;
+
+/* Connect (and AUTH). NULL with a message naming host:port on failure. */
+store *store_connect(const store_opts *opts, char *errstr, size_t errstr_size);
+void store_destroy(store *st);
+
+/* Round trip; UL_OK when Redis answers PING. */
+int store_ping(store *st, char *errstr, size_t errstr_size);
+
+/* Model-wide facts. */
+typedef struct store_model {
+    int k;
+    float global_mean;
+    float rating_min, rating_max;
+    int32_t partitions; /* 0 = unknown */
+} store_model;
+
+/* Read ul:model; *found = 0 (and *m untouched) when it does not exist. */
+int store_model_get(store *st, store_model *m, int *found, char *errstr, size_t errstr_size);
+/* Write ul:model. With only_if_absent, fields already present are kept (so
+ * concurrent workers agree on the first writer's values); read back with
+ * store_model_get. */
+int store_model_put(store *st, const store_model *m, int only_if_absent, char *errstr,
+                    size_t errstr_size);
+
+/* Load every row of ul:items (base rows) or ul:{p<P>}:idelta into `into`
+ * (rows of the rowset's dim; values overwrite). A row of the wrong size is
+ * an error naming the key and field. */
+int store_items_load(store *st, rowset *into, char *errstr, size_t errstr_size);
+int store_deltas_load(store *st, int32_t partition, rowset *into, char *errstr, size_t errstr_size);
+
+/* Bulk writes for import: rows of `dim` floats, row-major. */
+int store_items_put(store *st, const int64_t *ids, const float *rows, size_t n, int dim,
+                    char *errstr, size_t errstr_size);
+int store_users_put(store *st, int32_t partition, const int64_t *ids, const float *rows, size_t n,
+                    int dim, char *errstr, size_t errstr_size);
+
+/* Load partition s->partition into the empty shard `s`: meta, users,
+ * deltas, histories and pending forget requests. Nothing is marked dirty. */
+int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size);
+
+/* One MULTI/EXEC writing s's dirty user rows, dirty deltas, dirty
+ * histories, forget buffer changes and its meta (offsets and counters);
+ * sets s->meta.checkpoint_ms. On success the shard's dirty marks are
+ * cleared; on failure nothing was written and the marks are kept. */
+int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size);
+
+/* Read only the meta of a partition (for `unlearnd state`). *found = 0 when
+ * the partition has no meta yet. */
+int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, char *errstr,
+                   size_t errstr_size);
+
+/* Read one user's row and history from partition `partition`. *found = 0
+ * when the user has no row. `h` receives an owned array (free h->v). */
+int store_user_get(store *st, int32_t partition, int64_t user, float *row, int dim, hist *h,
+                   int *found, char *errstr, size_t errstr_size);
+
+/* Delete every ul:* key (import --replace, tests). */
+int store_clear_all(store *st, char *errstr, size_t errstr_size);
+
+/* The binary encodings, exposed for the unit test and debug tools. */
+int store_encode_forget(const forget_req *fr, unsigned char **buf, size_t *len);
+int store_decode_forget(const unsigned char *buf, size_t len, forget_req *fr);
+
+#endif

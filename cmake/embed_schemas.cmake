@@ -1,0 +1,20 @@
+# embed_schemas.cmake: turn schemas/*.avsc into a C file defining
+# codec_schema_table[] (name, text), so the binary needs no schema files at
+# run time. Run as: cmake -DOUT=<file.c> -DSCHEMA_DIR=<dir> -P embed_schemas.cmake
+file(GLOB files "${SCHEMA_DIR}/*.avsc")
+list(SORT files)
+set(body "/* Generated from schemas/NAME.avsc by cmake/embed_schemas.cmake: do not edit. */\n")
+string(APPEND body "#include <stddef.h>\n\n")
+string(APPEND body "const char *const codec_schema_table[][2] = {\n")
+foreach(f ${files})
+  get_filename_component(name "${f}" NAME_WE)
+  file(READ "${f}" text)
+  string(REPLACE "\\" "\\\\" text "${text}")
+  string(REPLACE "\"" "\\\"" text "${text}")
+  string(REPLACE "\n" "\\n\"\n     \"" text "${text}")
+  string(APPEND body "    {\"${name}\",\n     \"${text}\"},\n")
+endforeach()
+string(APPEND body "    {NULL, NULL},\n};\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
+file(REMOVE "${OUT}.tmp")

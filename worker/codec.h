@@ -1,0 +1,177 @@
+/* codec.h: the records on our topics (schemas/NAME.avsc) in Confluent wire
+ * format: magic byte 0, 4-byte big-endian schema id, then the Avro binary
+ * encoding of the record. Schema ids come from config (no registry needed).
+ *
+ * Decoding checks the frame, then the Avro encoding, then the meaning (ids
+ * non-negative, rating finite and on the configured scale, item list not
+ * empty and not too long, window from <= to, known reason) and returns one of
+ * the codes below with a message saying what was wrong; the worker sends such
+ * messages to the dead-letter topic with the code's name.
+ *
+ * Keys: ratings and forget requests are keyed by the user id as a decimal
+ * string ("42"), factors by "u:<id>" / "i:<id>" so a compacted topic keeps
+ * the latest row of each. Partitioning is Java's default (murmur2), exposed
+ * here so tests and tools can predict a key's partition. */
+#ifndef UL_CODEC_H
+#define UL_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Decode outcomes. Values are distinct from core/ul_err.h codes on purpose:
+ * they are reasons for the dead-letter topic, not program errors. */
+typedef enum codec_err {
+    CODEC_OK = 0,
+    CODEC_ERR_TOO_SHORT = -101,      /* fewer than 5 bytes: no Confluent header */
+    CODEC_ERR_BAD_MAGIC = -102,      /* first byte is not 0 */
+    CODEC_ERR_UNKNOWN_SCHEMA = -103, /* schema id is not the one configured for the topic */
+    CODEC_ERR_AVRO = -104,           /* body does not decode against the schema */
+    CODEC_ERR_INVALID = -105,        /* decodes, but a value is not acceptable */
+    CODEC_ERR_NOMEM = -106,          /* allocation failed while decoding */
+} codec_err;
+
+/* Stable short names for dead-letter headers and counters: "too-short",
+ * "bad-magic", "unknown-schema", "avro-decode", "invalid", "no-memory". */
+const char *codec_err_name(int code);
+
+#define CODEC_HEADER_SIZE 5
+#define CODEC_REQUEST_ID_MAX 128 /* longest request id accepted (bytes) */
+
+typedef struct codec_rating {
+    int64_t user_id;
+    int64_t item_id;
+    float rating;
+    int64_t event_time; /* ms since the epoch (timestamp-millis) */
+} codec_rating;
+
+typedef enum codec_reason {
+    CODEC_REASON_MISTAKE = 0,
+    CODEC_REASON_SOMEONE_ELSE = 1,
+    CODEC_REASON_FAULTY_ACQUISITION = 2,
+    CODEC_REASON_LOST_INTEREST = 3,
+    CODEC_REASON_ERASURE = 4,
+} codec_reason;
+#define CODEC_N_REASONS 5
+
+/* "MISTAKE", ... ; NULL for an out-of-range value. */
+const char *codec_reason_name(int reason);
+/* Case-insensitive name -> reason; UL_ERR_ARG when unknown. */
+int codec_reason_parse(const char *name, codec_reason *reason);
+
+/* A forget request: exactly one of `items` (n_items > 0) or the window
+ * (has_window) is set. Decoding allocates `items`; free with
+ * codec_forget_clear(). */
+typedef struct codec_forget {
+    char request_id[CODEC_REQUEST_ID_MAX + 1];
+    int64_t user_id;
+    int64_t *items; /* owned; NULL when the request is a window */
+    size_t n_items;
+    int has_window;
+    int64_t window_from, window_to; /* ms, inclusive */
+    codec_reason reason;
+    int64_t requested_at; /* ms */
+} codec_forget;
+
+void codec_forget_clear(codec_forget *fr);
+
+typedef enum codec_kind { CODEC_KIND_USER = 0, CODEC_KIND_ITEM = 1 } codec_kind;
+
+/* One factor row. For encoding `vector` is borrowed; codec_decode_factor
+ * allocates it (free with codec_factor_clear()). */
+typedef struct codec_factor {
+    int64_t model_version;
+    codec_kind kind;
+    int64_t id; /* raw id */
+    float *vector;
+    int dim;
+    float bias;
+} codec_factor;
+
+void codec_factor_clear(codec_factor *f);
+
+typedef struct codec_receipt {
+    char request_id[CODEC_REQUEST_ID_MAX + 1];
+    int64_t user_id;
+    int32_t forgotten; /* ratings actually removed (0 when none were known) */
+    int64_t model_version;
+    int64_t received_at;  /* ms */
+    int64_t completed_at; /* ms */
+} codec_receipt;
+
+/* Schema ids and validation limits (from config). */
+typedef struct codec_opts {
+    int32_t schema_id_rating, schema_id_forget, schema_id_factor, schema_id_receipt;
+    float rating_min, rating_max; /* accepted rating scale, inclusive */
+    size_t max_forget_items;      /* longest item list accepted */
+} codec_opts;
+
+/* Defaults: ids 1..4 (rating, forget, factor, receipt), scale 1..5, 10000
+ * items. */
+void codec_opts_init(codec_opts *opts);
+
+typedef struct codec codec;
+
+/* Parses and checks the embedded schemas. NULL with errstr on error. A codec
+ * is immutable after creation: share it between threads freely. */
+codec *codec_new(const codec_opts *opts, char *errstr, size_t errstr_size);
+void codec_destroy(codec *c);
+
+/* A growable output buffer. Encoders reset `len` and write from the start;
+ * the buffer is reused across calls. Free with codec_buf_free(). */
+typedef struct codec_buf {
+    uint8_t *data;
+    size_t len, cap;
+} codec_buf;
+
+void codec_buf_free(codec_buf *b);
+
+/* Encoders: Confluent header + Avro body into `out`. They validate like the
+ * decoders (a record we would reject is never written) and return 0,
+ * CODEC_ERR_INVALID or CODEC_ERR_NOMEM with a message. */
+int codec_encode_rating(const codec *c, const codec_rating *r, codec_buf *out, char *errstr,
+                        size_t errstr_size);
+int codec_encode_forget(const codec *c, const codec_forget *fr, codec_buf *out, char *errstr,
+                        size_t errstr_size);
+int codec_encode_factor(const codec *c, const codec_factor *f, codec_buf *out, char *errstr,
+                        size_t errstr_size);
+int codec_encode_receipt(const codec *c, const codec_receipt *rc, codec_buf *out, char *errstr,
+                         size_t errstr_size);
+
+/* Decoders: 0 or a codec_err with a message naming the problem ("rating NaN",
+ * "item list has 20001 items, more than forget.max.items=10000"). Trailing
+ * bytes after the record are an Avro error. On error the output holds nothing
+ * that needs freeing. The rating decoder allocates nothing (hot path). */
+int codec_decode_rating(const codec *c, const void *buf, size_t len, codec_rating *r, char *errstr,
+                        size_t errstr_size);
+int codec_decode_forget(const codec *c, const void *buf, size_t len, codec_forget *fr, char *errstr,
+                        size_t errstr_size);
+int codec_decode_factor(const codec *c, const void *buf, size_t len, codec_factor *f, char *errstr,
+                        size_t errstr_size);
+int codec_decode_receipt(const codec *c, const void *buf, size_t len, codec_receipt *rc,
+                         char *errstr, size_t errstr_size);
+
+/* The Confluent schema id of a framed message, or -1 when the frame is too
+ * short or the magic byte is wrong (to route a message by schema). */
+int64_t codec_peek_schema_id(const void *buf, size_t len);
+
+/* Keys. Write a NUL-terminated key into buf and return its length (without
+ * the NUL), or -1 when buf is too small. 24 bytes always suffice. */
+int codec_key_user(int64_t user_id, char *buf, size_t size);
+int codec_key_factor(codec_kind kind, int64_t id, char *buf, size_t size);
+
+/* Parse a user key ("42") back; UL_ERR_PARSE when it is not a plain
+ * non-negative decimal. */
+int codec_parse_user_key(const void *key, size_t len, int64_t *user_id);
+
+/* Java's Utils.murmur2 over the key bytes, and the partition Java's default
+ * partitioner (and librdkafka's murmur2/murmur2_random) gives it:
+ * (murmur2(key) & 0x7fffffff) % partition_cnt. */
+int32_t codec_murmur2(const void *key, size_t len);
+int32_t codec_partition(const void *key, size_t len, int32_t partition_cnt);
+
+/* The embedded schema texts (schemas/NAME.avsc), for registering with a schema
+ * registry or printing. Names: "rating", "forget_request", "factor",
+ * "forget_receipt". NULL for an unknown name. */
+const char *codec_schema_text(const char *name);
+
+#endif

@@ -1,0 +1,147 @@
+/* config.h: the worker's configuration: one table in config.c describes every
+ * option (name, type, default, range, doc line); --help and --dump-config are
+ * generated from it.
+ *
+ * Precedence, lowest first: defaults < file (`key=value` lines, `#` comments;
+ * errors reported as path:line) < environment (UNLEARND_<KEY>, dots as
+ * underscores, upper case: kafka.group.id -> UNLEARND_KAFKA_GROUP_ID) <
+ * command-line flags (`--key value` or `--key=value`).
+ *
+ * Every `kafka.*` key is handed to librdkafka unchanged (minus the prefix) and
+ * is validated when set by applying it to a scratch rd_kafka_conf_t. `redis.*`
+ * keys are the store's (table rows). Keys containing "password", "secret" or
+ * "sasl" are secrets: masked in --dump-config, config_value() and logs.
+ *
+ * The parsed values live in the public struct below (read it directly; write
+ * only through config_set so origins and validation stay right). */
+#ifndef UL_CONFIG_H
+#define UL_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include <librdkafka/rdkafka.h>
+
+typedef struct config_kv config_kv; /* a kafka.* pass-through entry, opaque */
+
+typedef struct ul_config {
+    /* Kafka */
+    char *kafka_bootstrap;   /* kafka.bootstrap.servers; "" until resolved */
+    char *kafka_group_id;    /* kafka.group.id */
+    char *bootstrap_file;    /* broker.bootstrap.file: the local broker's address file */
+    char *topic_ratings;     /* topic.ratings */
+    char *topic_forget;      /* topic.forget_requests */
+    char *topic_factors;     /* topic.factors */
+    char *topic_receipts;    /* topic.forget_receipts */
+    char *topic_dead_letter; /* topic.dead_letter */
+    long schema_id_rating;   /* schema.id.rating: Confluent schema ids */
+    long schema_id_forget;   /* schema.id.forget_request */
+    long schema_id_factor;   /* schema.id.factor */
+    long schema_id_receipt;  /* schema.id.forget_receipt */
+    /* Redis (the store) */
+    char *redis_host;        /* redis.host; "" = start a local redis-server */
+    long redis_port;         /* redis.port */
+    char *redis_password;    /* redis.password; "" = none (secret) */
+    long redis_db;           /* redis.db */
+    long redis_timeout_ms;   /* redis.timeout.ms */
+    char *redis_server_path; /* redis.server.path: binary for the local server */
+    /* Unlearning and the live model */
+    char *method;                /* method: "cff" or "foldin" */
+    long cycle_interval_ms;      /* cycle.interval.ms */
+    long cycle_max_batch;        /* cycle.max.batch: forget requests per cycle */
+    long checkpoint_interval_ms; /* checkpoint.interval.ms */
+    long retention_per_user;     /* retention.per.user: recent ratings kept per user */
+    long model_k;                /* model.k */
+    double learning_rate;        /* model.learning.rate */
+    double reg;                  /* model.reg */
+    double rating_min;           /* rating.min */
+    double rating_max;           /* rating.max */
+    long forget_max_items;       /* forget.max.items */
+    /* Logging */
+    char *log_level; /* log.level: error|warn|info|debug */
+
+    /* Private: kafka.* pass-through entries and per-key origins. */
+    config_kv *kafka_extra;
+    char **origins;
+} ul_config;
+
+/* A config holding the defaults. NULL when out of memory. */
+ul_config *config_new(void);
+void config_destroy(ul_config *cfg);
+
+/* Set one option from text. `origin` names where it came from for error
+ * messages ("worker.conf:12", "UNLEARND_MODEL_K", "--model.k"); may be NULL.
+ * Unknown keys, values of the wrong type or outside the range, and kafka.*
+ * values librdkafka rejects all return UL_ERR_ARG with a message such as
+ * "worker.conf:12: model.k: 0 is outside 1..1024". */
+int config_set(ul_config *cfg, const char *key, const char *value, const char *origin, char *errstr,
+               size_t errstr_size);
+
+/* Apply a `key=value` file. Blank lines and lines whose first non-blank
+ * character is `#` are skipped; spaces around key and value are trimmed.
+ * Errors name path:line. */
+int config_load_file(ul_config *cfg, const char *path, char *errstr, size_t errstr_size);
+
+/* Apply UNLEARND_<KEY> variables from `envp` (NULL-terminated, e.g.
+ * `environ`). Table keys are looked up by their env names; any other
+ * UNLEARND_KAFKA_<X> becomes kafka.<x> with underscores as dots. Other
+ * UNLEARND_* variables are ignored (they may belong to other tools), except
+ * UNLEARND_CONFIG, which config_load() reads. */
+int config_load_env(ul_config *cfg, char *const *envp, char *errstr, size_t errstr_size);
+
+/* What config_load() found on the command line besides options. */
+typedef struct config_cli {
+    int help;                /* --help / -h was given */
+    int dump;                /* --dump-config was given */
+    const char *config_path; /* --config PATH (or UNLEARND_CONFIG), borrowed; may be NULL */
+    int n_rest;              /* arguments that are not config options, in order */
+    char **rest;             /* borrowed from argv; owned array, freed by config_cli_free */
+} config_cli;
+
+void config_cli_free(config_cli *cli);
+
+/* The whole sequence in precedence order: the file named by --config (or
+ * UNLEARND_CONFIG), then `envp`, then the flags in argv[1..argc-1]. Flags
+ * naming a table key or kafka.* are consumed (`--key value`, `--key=value`);
+ * --config, --help/-h and --dump-config are recorded in `cli`; everything else
+ * is left in cli->rest, in order, for the command's own parser. Does not call
+ * config_validate(). */
+int config_load(ul_config *cfg, int argc, char **argv, char *const *envp, config_cli *cli,
+                char *errstr, size_t errstr_size);
+
+/* Cross-field checks (rating.min < rating.max, method known, log level
+ * known, all kafka.* accepted together by librdkafka) and resolution of
+ * kafka.bootstrap.servers: when empty, the first line of
+ * broker.bootstrap.file is used; when that file is missing too, the error
+ * says to start `unlearnd broker` or set kafka.bootstrap.servers. With
+ * `need_kafka` 0 the bootstrap is not required (for commands that do not
+ * talk to Kafka). */
+int config_validate(ul_config *cfg, int need_kafka, char *errstr, size_t errstr_size);
+
+/* A new rd_kafka_conf_t with every kafka.* value applied (bootstrap.servers
+ * and group.id included; the caller adds client-specific settings). The
+ * caller owns it (rd_kafka_new takes it over). NULL with errstr on error. */
+rd_kafka_conf_t *config_kafka_conf(const ul_config *cfg, char *errstr, size_t errstr_size);
+
+/* The current value of `key` as text into buf (secrets masked as "********"
+ * unless `reveal`). Returns 0, or UL_ERR_ARG for an unknown key. */
+int config_value(const ul_config *cfg, const char *key, int reveal, char *buf, size_t size);
+
+/* 1 when a key is a secret (contains "password", "secret" or "sasl"). */
+int config_key_is_secret(const char *key);
+
+/* The options table as help text: one entry per option with its type, range,
+ * default and doc line, then the precedence rules. */
+void config_print_help(FILE *out);
+
+/* Every option as `key=value` (secrets masked), each preceded by a comment
+ * line saying where the value came from; the output is a valid config file
+ * (with secrets to fill in). */
+void config_dump(const ul_config *cfg, FILE *out);
+
+/* The default path of the local broker's bootstrap file:
+ * $XDG_RUNTIME_DIR/unlearnd-broker.addr, else /tmp/unlearnd-broker.addr.
+ * Written into buf; returns buf. */
+char *config_default_bootstrap_file(char *buf, size_t size);
+
+#endif

@@ -1,0 +1,133 @@
+/* kafka.c: librdkafka client construction, produce with back-pressure, and
+ * the dead-letter record (see kafka.h).
+ *
+ * DESIGN: role defaults are applied only when the user has not set the same
+ * kafka.* property, so anything here can be overridden from config. */
+#include "kafka.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "ul_err.h"
+
+typedef struct role_default {
+    const char *key, *value;
+} role_default;
+
+static const role_default producer_defaults[] = {
+    {"partitioner", "murmur2_random"}, /* Java's default: same key, same partition */
+    {"linger.ms", "5"},
+    {NULL, NULL}};
+
+static const role_default consumer_defaults[] = {
+    {"enable.auto.commit", "false"}, /* offsets are stored with the state in Redis */
+    {"enable.auto.offset.store", "false"},
+    {"auto.offset.reset", "earliest"},
+    {NULL, NULL}};
+
+rd_kafka_conf_t *kafka_conf_new(const ul_config *cfg, kafka_role role, ul_log **log_owner,
+                                char *errstr, size_t errstr_size) {
+    char kerr[512], key[300], cur[16];
+    rd_kafka_conf_t *conf = config_kafka_conf(cfg, errstr, errstr_size);
+    if (conf == NULL)
+        return NULL;
+    const role_default *d = role == KAFKA_PRODUCER ? producer_defaults : consumer_defaults;
+    for (; d->key; d++) {
+        snprintf(key, sizeof(key), "kafka.%s", d->key);
+        if (config_value(cfg, key, 1, cur, sizeof(cur)) == UL_OK)
+            continue; /* the user chose */
+        if (rd_kafka_conf_set(conf, d->key, d->value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            ul_set_err(errstr, errstr_size, "%s: %s", d->key, kerr);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    if (log_owner)
+        log_kafka_conf(conf, log_owner);
+    return conf;
+}
+
+rd_kafka_t *kafka_client_new(const ul_config *cfg, kafka_role role, ul_log **log_owner,
+                             char *errstr, size_t errstr_size) {
+    char kerr[512];
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, role, log_owner, errstr, errstr_size);
+    if (conf == NULL)
+        return NULL;
+    rd_kafka_type_t type = role == KAFKA_PRODUCER ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER;
+    rd_kafka_t *rk = rd_kafka_new(type, conf, kerr, sizeof(kerr));
+    if (rk == NULL) {
+        ul_set_err(errstr, errstr_size, "cannot create the Kafka client: %s", kerr);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (role == KAFKA_CONSUMER)
+        rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int kafka_produce(rd_kafka_t *rk, const char *topic, int32_t partition, const void *key,
+                  size_t key_len, const void *value, size_t value_len, void *msg_opaque,
+                  int block_ms, char *errstr, size_t errstr_size) {
+    int64_t deadline = now_ms() + block_ms;
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY((void *)key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(msg_opaque),
+            RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return UL_OK;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || (block_ms >= 0 && now_ms() >= deadline)) {
+            ul_set_err(errstr, errstr_size, "producing to %s: %s", topic, rd_kafka_err2str(err));
+            return UL_ERR_IO;
+        }
+        rd_kafka_poll(rk, 50); /* serve delivery reports to make room */
+    }
+}
+
+int kafka_produce_dead_letter(rd_kafka_t *rk, const char *dead_letter_topic,
+                              const rd_kafka_message_t *rkm, const char *error_code,
+                              const char *error_message, char *errstr, size_t errstr_size) {
+    char partition[16], offset[32];
+    const char *src = rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "";
+    snprintf(partition, sizeof(partition), "%" PRId32, rkm->partition);
+    snprintf(offset, sizeof(offset), "%" PRId64, rkm->offset);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(dead_letter_topic), RD_KAFKA_V_KEY(rkm->key, rkm->key_len),
+        RD_KAFKA_V_VALUE(rkm->payload, rkm->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADER("source.topic", src, -1),
+        RD_KAFKA_V_HEADER("source.partition", partition, -1),
+        RD_KAFKA_V_HEADER("source.offset", offset, -1),
+        RD_KAFKA_V_HEADER("error.code", error_code ? error_code : "", -1),
+        RD_KAFKA_V_HEADER("error.message", error_message ? error_message : "", -1), RD_KAFKA_V_END);
+    if (err) {
+        ul_set_err(errstr, errstr_size, "dead-letter %s [%" PRId32 "] @%" PRId64 ": %s", src,
+                   rkm->partition, rkm->offset, rd_kafka_err2str(err));
+        return UL_ERR_IO;
+    }
+    return UL_OK;
+}
+
+int kafka_header_text(const rd_kafka_message_t *rkm, const char *name, char *buf, size_t size) {
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val = NULL;
+    size_t len = 0;
+    if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, name, &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    if (size == 0)
+        return 0;
+    size_t n = len < size - 1 ? len : size - 1;
+    if (val)
+        memcpy(buf, val, n);
+    buf[n] = '\0';
+    return 0;
+}

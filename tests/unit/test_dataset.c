@@ -369,6 +369,42 @@ static void test_split(void **state) {
     ds_destroy(ds);
 }
 
+/* Never crash, never accept silently-broken text: seeded random mutations
+ * of a valid file either load or fail with a file-named message. */
+static void test_mutations_never_crash(void **state) {
+    (void)state;
+    static const char base[] = "userId,movieId,rating,timestamp\r\n1,10,4.5,100\r\n"
+                               "2,10,3,101\r\n2,11,1,102\r\n\r\n";
+    static const char alphabet[] = "0123456789,:\t\r\n.-+e\"x \xEF\xBB\xBF";
+    uint64_t x = 12345;
+    char text[sizeof(base) + 16];
+    int loaded = 0;
+    for (int trial = 0; trial < 2000; trial++) {
+        memcpy(text, base, sizeof(base));
+        size_t len = sizeof(base) - 1;
+        for (int m = 0; m < 1 + trial % 4 && len > 0; m++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t at = (size_t)(x >> 33) % len;
+            char ch = alphabet[(x >> 20) % (sizeof(alphabet) - 1)];
+            if ((x >> 60) % 4 == 0) /* truncate */
+                len = at;
+            else
+                text[at] = ch;
+        }
+        text[len] = '\0';
+        dataset *ds = load_text("mut.csv", text, NULL);
+        if (ds != NULL) {
+            loaded++;
+            assert_true(ds->n_ratings >= 1 && ds->n_ratings <= 4);
+            for (size_t j = 0; j < ds->n_ratings; j++)
+                assert_true(ds->ratings[j].value >= 1.0f && ds->ratings[j].value <= 5.0f);
+            ds_destroy(ds);
+        } else
+            assert_non_null(strstr(err, "mut.csv"));
+    }
+    assert_true(loaded > 50 && loaded < 1950); /* both outcomes exercised */
+}
+
 static void test_movielens_100k(void **state) {
     (void)state;
     const char *path = tu_shared_data("ml-100k/u.data");
@@ -422,6 +458,7 @@ int main(void) {
         cmocka_unit_test(test_synthetic),
         cmocka_unit_test(test_synthetic_full_and_bad),
         cmocka_unit_test(test_split),
+        cmocka_unit_test(test_mutations_never_crash),
         cmocka_unit_test(test_movielens_100k),
         cmocka_unit_test(test_movielens_1m),
     };

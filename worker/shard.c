@@ -30,7 +30,7 @@ shard *shard_new(int32_t partition, int k, uint64_t seed, float init_std, uint32
     for (int t = 0; t < SHARD_N_TOPICS; t++)
         s->meta.next_offset[t] = -1;
     s->users = rowset_new(1 + k);
-    s->deltas = rowset_new(1 + k);
+    s->deltas = rowset_new(2 + k);
     if (s->users == NULL || s->deltas == NULL) {
         shard_destroy(s);
         return NULL;

@@ -4,7 +4,9 @@
  * plus what changed since the last checkpoint. The store (store.h) loads and
  * checkpoints a shard; live.h applies events to it.
  *
- * Rows are `1 + k` floats: the bias, then the k factors. */
+ * User rows are `1 + k` floats: the bias, then the k factors. Item rows
+ * (and item deltas) are `2 + k`: bias, factors, then the number of ratings
+ * behind the row (a float so a delta row is one vector). */
 #ifndef UL_SHARD_H
 #define UL_SHARD_H
 
@@ -67,7 +69,7 @@ typedef struct shard {
     uint32_t retention; /* ratings kept per user */
     shard_meta meta;
     rowset *users;  /* raw user id -> row */
-    rowset *deltas; /* raw item id -> cumulative item change made by this partition */
+    rowset *deltas; /* raw item id -> cumulative item change (2+k) made by this partition */
     hist *hists;    /* parallel to `users` indices */
     int32_t hists_cap;
     uint8_t *hist_dirty; /* parallel to `users` */

@@ -11,11 +11,11 @@
  *   ul:{p<P>}:hist        hash: raw user id -> packed recent ratings
  *   ul:{p<P>}:forget      hash: source offset -> encoded pending forget request
  *
- * Ids in field names are decimal. Rows are 1+k little-endian float32 (bias,
- * then factors). The `{p<P>}` hash tag keeps a partition's keys in one
- * Redis Cluster slot, so a checkpoint's MULTI/EXEC stays single-slot.
- * A partition's checkpoint is one MULTI/EXEC: its state and its next offsets
- * become durable together or not at all. */
+ * Ids in field names are decimal. User rows are 1+k little-endian float32
+ * (bias, then factors); item rows and deltas 2+k (bias, factors, count). The `{p<P>}` hash tag
+ * keeps a partition's keys in one Redis Cluster slot, so a checkpoint's MULTI/EXEC stays
+ * single-slot. A partition's checkpoint is one MULTI/EXEC: its state and its next offsets become
+ * durable together or not at all. */
 #ifndef UL_STORE_H
 #define UL_STORE_H
 

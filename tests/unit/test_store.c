@@ -164,7 +164,7 @@ static void assert_same_shard(shard *a, shard *b) {
         int32_t j = rowset_find(b->deltas, rowset_key(a->deltas, i));
         assert_true(j >= 0);
         assert_memory_equal(rowset_row(a->deltas, i), rowset_row(b->deltas, j),
-                            (1 + K) * sizeof(float));
+                            (2 + K) * sizeof(float));
     }
     assert_int_equal(a->n_pending, b->n_pending);
     for (size_t i = 0; i < a->n_pending; i++) {
@@ -264,7 +264,7 @@ static void test_user_get_and_deltas(void **state) {
     free(h.v);
     assert_int_equal(store_user_get(fx->st, 1, 1, row, 1 + K, &h, &found, err, sizeof(err)), UL_OK);
     assert_int_equal(found, 0);
-    rowset *d = rowset_new(1 + K);
+    rowset *d = rowset_new(2 + K);
     assert_int_equal(store_deltas_load(fx->st, 1, d, err, sizeof(err)), UL_OK);
     assert_int_equal(rowset_size(d), 20);
     assert_true(rowset_row(d, rowset_find(d, 8))[K] == 2.0f);

@@ -1,0 +1,120 @@
+/* live.h: the live model m1 as one worker sees it, and the two things that
+ * change it: a rating (one SGD step) and an unlearning cycle.
+ *
+ * Item rows are shared by all partitions and never written by two of them:
+ *
+ *     effective item row = base row (ul:items, or the seeded initial row)
+ *                          + sum over every partition p of delta_p
+ *
+ * A rating of partition P changes the effective row and adds the same change
+ * to delta_P; only P's owner writes delta_P (in P's checkpoint). Deltas of
+ * partitions this worker does not own are re-read by live_refresh(). Item
+ * rows carry a third part, the number of ratings behind them (for fold-in's
+ * item update), kept the same way. See docs/stream.md.
+ *
+ * A `live` borrows a store; it owns the shards of the partitions assigned
+ * to it. Single-threaded: the worker loop calls everything. */
+#ifndef UL_LIVE_H
+#define UL_LIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shard.h"
+#include "store.h"
+#include "unlearn.h"
+
+typedef struct live_opts {
+    int k;                   /* used when Redis holds no model yet (default 64) */
+    float lr, reg, reg_bias; /* online SGD step */
+    float init_std;          /* std of initial factors of unseen users/items */
+    uint64_t seed;           /* initial rows are drawn from (seed, id) */
+    uint32_t retention;      /* ratings kept per user */
+    float rating_min, rating_max;
+    const char *method; /* unlearning method name (borrowed) */
+    unlearn_params uparams;
+} live_opts;
+
+void live_opts_init(live_opts *opts);
+
+typedef struct live live;
+
+/* Read (or create, first writer wins) ul:model, the base item rows and every
+ * partition's deltas. `n_partitions` > 0 is the ratings topic's partition
+ * count. `st` is borrowed for the live's lifetime. NULL with errstr. */
+live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *errstr,
+               size_t errstr_size);
+void live_destroy(live *l);
+
+int live_k(const live *l);
+float live_global_mean(const live *l);
+int32_t live_partitions(const live *l);
+
+/* Take partition p: load its shard from Redis (its deltas replace the
+ * foreign copy). Returns the shard (owned by the live). NULL with errstr. */
+shard *live_assign(live *l, int32_t p, char *errstr, size_t errstr_size);
+/* The shard of p, or NULL when p is not owned. */
+shard *live_shard(live *l, int32_t p);
+/* Checkpoint p, then give it up (its deltas stay as a foreign copy). On a
+ * checkpoint failure the shard is dropped anyway (nothing after the last
+ * checkpoint is durable; the next owner resumes from there) and the error
+ * is returned. */
+int live_revoke(live *l, int32_t p, char *errstr, size_t errstr_size);
+
+/* Apply one rating to shard s: SGD on the user's row and the item's
+ * effective row, the item change into s's delta, the rating into the user's
+ * history, applied+1. The caller advances the offset. UL_ERR_NOMEM only. */
+int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float rating, int64_t time_ms);
+
+/* Checkpoint one shard (store_shard_checkpoint). */
+int live_checkpoint(live *l, shard *s, char *errstr, size_t errstr_size);
+
+/* Re-read the deltas of partitions not owned here and recompute the
+ * effective item rows. */
+int live_refresh(live *l, char *errstr, size_t errstr_size);
+
+/* Predictions from the current rows (unclipped when raw). `found` = 0 when
+ * the user (in an owned shard) or item is unknown. */
+float live_predict(const live *l, const shard *s, int64_t user, int64_t item, int *found);
+
+/* An item's effective row (bias, k factors, count), or NULL if unknown. */
+const float *live_item_row(const live *l, int64_t item);
+
+/* What an unlearning cycle did, for publishing after its checkpoint. */
+typedef struct live_receipt {
+    char *request_id; /* owned */
+    int64_t user;
+    int32_t forgotten;
+    int32_t reason;
+    int64_t received_ms, completed_ms;
+} live_receipt;
+
+typedef struct live_cycle {
+    int32_t partition;
+    uint64_t version; /* the partition's model version after the cycle */
+    live_receipt *receipts;
+    size_t n_receipts;
+    int64_t *user_ids; /* changed user rows: ids and rows of 1+k floats */
+    float *user_rows;
+    size_t n_users;
+    int64_t *item_ids; /* changed item rows: effective bias and factors (1+k) */
+    float *item_rows;
+    size_t n_items;
+    size_t n_forgotten;
+    double unlearn_seconds;
+} live_cycle;
+
+void live_cycle_free(live_cycle *c);
+
+/* One unlearning cycle on shard s: take up to max_batch buffered requests
+ * whose preceding ratings are applied (see forget_req.ratings_hwm), resolve
+ * each against its user's history, run the method with F = the resolved
+ * ratings and retain = the users' other remembered ratings, make the result
+ * live, delete F from the histories, bump the version and counters, remove
+ * the requests from the buffer. Does not checkpoint: the caller checkpoints,
+ * then publishes `out`. Returns UL_OK with out->n_receipts = 0 when nothing
+ * was eligible. On error nothing changed. */
+int live_forget_cycle(live *l, shard *s, size_t max_batch, int64_t now_ms, live_cycle *out,
+                      char *errstr, size_t errstr_size);
+
+#endif

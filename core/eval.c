@@ -1,0 +1,888 @@
+/* eval.c: one cell of the paper's evaluation (see eval.h) and the method
+ * registry.
+ *
+ * DESIGN: a cell builds its shared pieces once (split, O1, F and the
+ * affected users' remaining ratings, item means) in an eval_ctx, and caches
+ * the models several methods start from (orig, M1, Retrain, SISA) there.
+ * Each method is a builder in the `methods` table that fills an
+ * eval_ensemble: 1..S borrowed or owned models whose clipped predictions
+ * are averaged (or, with `route`, one model answers per user). A new method
+ * is one builder and one table row; the metrics are shared. Every metric is
+ * computed right after its model is built, so at most the cached models
+ * and one method's models are alive at a time. */
+#include "eval.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "protocol.h"
+#include "rng.h"
+#include "sisa.h"
+#include "ul_err.h"
+
+#define EVAL_MAX_MODELS SISA_MAX_SHARDS
+#define EVAL_SCORE_BATCH 256 /* affected users scored per sgemm batch */
+
+typedef struct eval_ensemble {
+    const mf_model *models[EVAL_MAX_MODELS];
+    int n;
+    const int32_t *route; /* NULL, or per user the one model that answers */
+    void *owner;          /* freed with owner_free after the metrics */
+    void (*owner_free)(void *);
+    double train_seconds, unlearn_seconds;
+    int shards_touched;
+} eval_ensemble;
+
+typedef struct eval_ctx {
+    const eval_data *d;
+    const eval_opts *o;
+    eval_progress_fn progress;
+    void *progress_ctx;
+    int aborted;
+    ul_ratings train, test, faulty;
+    proto_forget fs;
+    ul_ratings forget;    /* F with the faulty values (as M1 learned them) */
+    ul_ratings retain;    /* the affected users' remaining ratings */
+    ul_ratings without_f; /* the training set without F, in training order */
+    float *item_mean;     /* per item, over the training ratings outside F */
+    int32_t *item_count;  /* per item, ratings in M1's training set (F included) */
+    float *ref_pred;      /* retrain's clipped prediction on each entry of F */
+    mf_model *orig, *m1, *retrain;
+    double orig_seconds, m1_seconds, retrain_seconds;
+    sisa *sisa;
+    /* progress accounting, in units of one training on the whole train set */
+    double units_done, units_total, unit_weight;
+    const char *method;
+    const char *stage;
+} eval_ctx;
+
+typedef int (*eval_build_fn)(eval_ctx *c, const char *name, eval_ensemble *e, char *errstr,
+                             size_t errstr_size);
+
+typedef struct eval_method {
+    const char *name;
+    eval_build_fn build;
+    int in_default; /* run by `unlearnd eval` without --methods */
+    double units;   /* rough cost in trainings, for progress */
+    const char *doc;
+} eval_method;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- progress ---------------------------------------------------------- */
+
+static int report(eval_ctx *c, int epoch, int epochs) {
+    if (c->progress == NULL || c->aborted)
+        return c->aborted;
+    double done = c->units_done;
+    if (epochs > 0)
+        done += c->unit_weight * epoch / epochs;
+    eval_progress p = {c->units_total > 0 ? done / c->units_total : 0, c->method, c->stage, epoch,
+                       epochs};
+    if (p.done > 1)
+        p.done = 1;
+    if (c->progress(c->progress_ctx, &p) != 0)
+        c->aborted = 1;
+    return c->aborted;
+}
+
+static int on_mf_epoch(void *ctx, int epoch, int epochs, double train_rmse) {
+    (void)train_rmse;
+    return report(ctx, epoch, epochs);
+}
+
+static int on_sisa_epoch(void *ctx, int shard, int shards, int epoch, int epochs) {
+    eval_ctx *c = ctx;
+    (void)shards;
+    /* Each shard holds about 1/S of the data: spread one unit over them. */
+    double saved = c->units_done;
+    c->units_done += (double)shard / c->o->shards;
+    int rc = report(c, epoch, epochs);
+    c->units_done = saved;
+    return rc;
+}
+
+static void stage_begin(eval_ctx *c, const char *method, const char *stage, double weight) {
+    c->method = method;
+    c->stage = stage;
+    c->unit_weight = weight;
+    report(c, 0, 0);
+}
+
+static void stage_end(eval_ctx *c) {
+    c->units_done += c->unit_weight;
+    c->unit_weight = 0;
+}
+
+/* ---- the shared pieces of a cell -------------------------------------- */
+
+static mf_model *train_mf(eval_ctx *c, const ul_rating *r, size_t n, uint64_t seed,
+                          const char *method, double *seconds, char *errstr, size_t errstr_size) {
+    mf_params p = c->o->mf;
+    p.seed = seed;
+    stage_begin(c, method, "training", (double)n / (double)(c->train.n ? c->train.n : 1));
+    double t0 = now_seconds();
+    mf_model *m = mf_train(r, n, c->d->n_users, c->d->n_items, c->d->rating_min, c->d->rating_max,
+                           &p, on_mf_epoch, c, errstr, errstr_size);
+    *seconds = now_seconds() - t0;
+    stage_end(c);
+    return m;
+}
+
+static int fail_model(eval_ctx *c, char *errstr, size_t errstr_size) {
+    if (c->aborted) {
+        ul_set_err(errstr, errstr_size, "evaluation aborted");
+        return UL_ERR_ABORTED;
+    }
+    return UL_ERR_ARG; /* mf_train said why in errstr */
+}
+
+static int get_orig(eval_ctx *c, char *errstr, size_t errstr_size) {
+    if (c->orig == NULL)
+        c->orig = train_mf(c, c->train.v, c->train.n, c->o->seed, "orig", &c->orig_seconds, errstr,
+                           errstr_size);
+    return c->orig ? UL_OK : fail_model(c, errstr, errstr_size);
+}
+
+static int get_m1(eval_ctx *c, char *errstr, size_t errstr_size) {
+    if (c->m1 == NULL)
+        c->m1 = train_mf(c, c->faulty.v, c->faulty.n, c->o->seed, "faulty", &c->m1_seconds, errstr,
+                         errstr_size);
+    return c->m1 ? UL_OK : fail_model(c, errstr, errstr_size);
+}
+
+static int get_retrain(eval_ctx *c, char *errstr, size_t errstr_size) {
+    if (c->retrain == NULL)
+        c->retrain = train_mf(c, c->without_f.v, c->without_f.n, c->o->seed, "retrain",
+                              &c->retrain_seconds, errstr, errstr_size);
+    return c->retrain ? UL_OK : fail_model(c, errstr, errstr_size);
+}
+
+static int get_sisa(eval_ctx *c, char *errstr, size_t errstr_size) {
+    if (c->sisa != NULL)
+        return UL_OK;
+    mf_params p = c->o->mf;
+    p.seed = c->o->seed;
+    stage_begin(c, "sisa", "training", 1.0);
+    c->sisa = sisa_train(c->faulty.v, c->faulty.n, c->d->n_users, c->d->n_items, c->d->rating_min,
+                         c->d->rating_max, c->o->shards, rng_derive(c->o->seed, 3), &p,
+                         on_sisa_epoch, c, errstr, errstr_size);
+    stage_end(c);
+    if (c->sisa == NULL)
+        return fail_model(c, errstr, errstr_size);
+    stage_begin(c, "sisa", "unlearning", 1.0);
+    int rc = sisa_unlearn(c->sisa, c->forget.v, c->forget.n, on_sisa_epoch, c, errstr, errstr_size);
+    stage_end(c);
+    return rc == UL_OK ? UL_OK : fail_model(c, errstr, errstr_size);
+}
+
+static int build_without_f(eval_ctx *c) {
+    uint8_t *in_f = calloc(c->train.n ? c->train.n : 1, 1);
+    c->without_f.v = malloc(sizeof(ul_rating) * (c->train.n ? c->train.n : 1));
+    if (in_f == NULL || c->without_f.v == NULL) {
+        free(in_f);
+        return UL_ERR_NOMEM;
+    }
+    for (size_t j = 0; j < c->fs.n; j++)
+        in_f[c->fs.pos[j]] = 1;
+    for (size_t j = 0; j < c->train.n; j++)
+        if (!in_f[j])
+            c->without_f.v[c->without_f.n++] = c->train.v[j];
+    free(in_f);
+    return UL_OK;
+}
+
+static int prepare(eval_ctx *c, eval_cell *cell, char *errstr, size_t errstr_size) {
+    const eval_data *d = c->d;
+    stage_begin(c, "", "splitting the data", 0);
+    int rc = ds_split(d->ratings, d->n, c->o->test_frac, rng_derive(c->o->seed, 1), &c->train,
+                      &c->test, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    proto_opts po = {c->o->users_pct, c->o->forget_pct, d->rating_max, rng_derive(c->o->seed, 2)};
+    rc = proto_make_faulty(c->train.v, c->train.n, d->n_users, &po, &c->faulty, &c->fs, errstr,
+                           errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    rc = proto_split(c->faulty.v, c->faulty.n, &c->fs, &c->forget, &c->retain, NULL, errstr,
+                     errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    c->item_mean = malloc(sizeof(float) * (size_t)d->n_items);
+    c->item_count = calloc((size_t)d->n_items, sizeof(int32_t));
+    c->ref_pred = malloc(sizeof(float) * (c->forget.n ? c->forget.n : 1));
+    if (c->item_mean == NULL || c->item_count == NULL || c->ref_pred == NULL ||
+        build_without_f(c) != UL_OK) {
+        ul_set_err(errstr, errstr_size, "out of memory preparing the cell");
+        return UL_ERR_NOMEM;
+    }
+    rc = proto_item_means(c->train.v, c->train.n, &c->fs, d->n_items,
+                          (d->rating_min + d->rating_max) / 2, c->item_mean, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    for (size_t j = 0; j < c->faulty.n; j++)
+        c->item_count[c->faulty.v[j].item]++;
+    cell->n_train = c->train.n;
+    cell->n_test = c->test.n;
+    cell->n_forget = c->forget.n;
+    cell->n_retain = c->retain.n;
+    cell->n_users_affected = c->fs.n_users;
+    for (size_t j = 0; j < c->test.n; j++) {
+        int32_t u = c->test.v[j].user;
+        cell->n_test_affected += u >= 0 && u < d->n_users && c->fs.affected[u];
+    }
+    return UL_OK;
+}
+
+static void ctx_free(eval_ctx *c) {
+    ul_ratings_free(&c->train);
+    ul_ratings_free(&c->test);
+    ul_ratings_free(&c->faulty);
+    ul_ratings_free(&c->forget);
+    ul_ratings_free(&c->retain);
+    ul_ratings_free(&c->without_f);
+    proto_forget_free(&c->fs);
+    free(c->item_mean);
+    free(c->item_count);
+    free(c->ref_pred);
+    mf_model_destroy(c->orig);
+    mf_model_destroy(c->m1);
+    mf_model_destroy(c->retrain);
+    sisa_destroy(c->sisa);
+}
+
+/* ---- ensembles --------------------------------------------------------- */
+
+static void ens_borrow(eval_ensemble *e, const mf_model *m, double train_s, double unlearn_s) {
+    e->models[0] = m;
+    e->n = 1;
+    e->train_seconds = train_s;
+    e->unlearn_seconds = unlearn_s;
+}
+
+static void free_model(void *m) {
+    mf_model_destroy(m);
+}
+
+static void ens_own(eval_ensemble *e, mf_model *m, double train_s, double unlearn_s) {
+    ens_borrow(e, m, train_s, unlearn_s);
+    e->owner = m;
+    e->owner_free = free_model;
+}
+
+static void ens_release(eval_ensemble *e) {
+    if (e->owner_free != NULL)
+        e->owner_free(e->owner);
+    memset(e, 0, sizeof(*e));
+}
+
+static float ens_predict(const eval_ensemble *e, int32_t user, int32_t item) {
+    if (e->route != NULL)
+        return mf_predict(e->models[e->route[user]], user, item);
+    double sum = 0;
+    for (int j = 0; j < e->n; j++)
+        sum += mf_predict(e->models[j], user, item);
+    return (float)(sum / e->n);
+}
+
+/* ---- the methods ------------------------------------------------------- */
+
+static int build_orig(eval_ctx *c, const char *name, eval_ensemble *e, char *errstr,
+                      size_t errstr_size) {
+    (void)name;
+    int rc = get_orig(c, errstr, errstr_size);
+    if (rc == UL_OK)
+        ens_borrow(e, c->orig, c->orig_seconds, NAN);
+    return rc;
+}
+
+static int build_faulty(eval_ctx *c, const char *name, eval_ensemble *e, char *errstr,
+                        size_t errstr_size) {
+    (void)name;
+    int rc = get_m1(c, errstr, errstr_size);
+    if (rc == UL_OK)
+        ens_borrow(e, c->m1, c->m1_seconds, NAN);
+    return rc;
+}
+
+/* Retrain is its own unlearning: its training time is the unlearning time. */
+static int build_retrain(eval_ctx *c, const char *name, eval_ensemble *e, char *errstr,
+                         size_t errstr_size) {
+    (void)name;
+    int rc = get_retrain(c, errstr, errstr_size);
+    if (rc == UL_OK)
+        ens_borrow(e, c->retrain, 0, c->retrain_seconds);
+    return rc;
+}
+
+static int build_retrain2(eval_ctx *c, const char *name, eval_ensemble *e, char *errstr,
+                          size_t errstr_size) {
+    double seconds = 0;
+    mf_model *m = train_mf(c, c->without_f.v, c->without_f.n, c->o->seed + EVAL_NOISE_SEED_OFFSET,
+                           name, &seconds, errstr, errstr_size);
+    if (m == NULL)
+        return fail_model(c, errstr, errstr_size);
+    ens_own(e, m, 0, seconds);
+    return UL_OK;
+}
+
+static void ens_sisa(eval_ctx *c, eval_ensemble *e) {
+    e->n = sisa_shards(c->sisa);
+    for (int sh = 0; sh < e->n; sh++)
+        e->models[sh] = sisa_model(c->sisa, sh);
+    e->train_seconds = sisa_train_seconds(c->sisa);
+    e->unlearn_seconds = sisa_unlearn_seconds(c->sisa);
+    e->shards_touched = sisa_touched(c->sisa);
+}
+
+static int build_sisa(eval_ctx *c, const char *name, eval_ensemble *e, char *errstr,
+                      size_t errstr_size) {
+    (void)name;
+    int rc = get_sisa(c, errstr, errstr_size);
+    if (rc == UL_OK)
+        ens_sisa(c, e);
+    return rc;
+}
+
+/* SISA where only the user's own shard answers (the other shards never saw
+ * the user): measures what plain averaging costs. */
+static int build_sisa_owner(eval_ctx *c, const char *name, eval_ensemble *e, char *errstr,
+                            size_t errstr_size) {
+    int rc = build_sisa(c, name, e, errstr, errstr_size);
+    if (rc == UL_OK)
+        e->route = sisa_user_shards(c->sisa);
+    return rc;
+}
+
+/* Every method of core/unlearn.h (cff, foldin, ...): M1 cloned, then
+ * unlearn_apply() with F, the affected users' remaining ratings, the item
+ * means outside F (O2's corrected values) and the item counts. */
+static int build_unlearned(eval_ctx *c, const char *name, eval_ensemble *e, char *errstr,
+                           size_t errstr_size) {
+    int rc = get_m1(c, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    mf_model *m = mf_model_clone(c->m1);
+    if (m == NULL) {
+        ul_set_err(errstr, errstr_size, "out of memory copying M1 for %s", name);
+        return UL_ERR_NOMEM;
+    }
+    unlearn_params up;
+    if (c->o->unlearn != NULL)
+        up = *c->o->unlearn;
+    else
+        unlearn_params_init(&up);
+    up.seed = c->o->seed;
+    up.threads = c->o->mf.threads;
+    unlearn_request req = {c->forget.v, c->forget.n,  c->retain.v,
+                           c->retain.n, c->item_mean, c->item_count};
+    stage_begin(c, name, "unlearning", 0.2);
+    double t0 = now_seconds();
+    rc = unlearn_apply(name, m, &req, &up, NULL, errstr, errstr_size);
+    double seconds = now_seconds() - t0;
+    stage_end(c);
+    if (rc != UL_OK) {
+        mf_model_destroy(m);
+        return rc;
+    }
+    ens_own(e, m, c->m1_seconds, seconds);
+    return UL_OK;
+}
+
+static const eval_method methods[] = {
+    {"orig", build_orig, 1, 1.0, "MF on the clean training set (before O1)"},
+    {"faulty", build_faulty, 1, 1.0, "M1: MF on the faulty training set (F overwritten)"},
+    {"retrain", build_retrain, 1, 1.0, "MF retrained from scratch without F (the reference)"},
+    {"sisa", build_sisa, 1, 2.0, "SISA: S user shards, touched shards retrained, mean of all"},
+    {"sisa-owner", build_sisa_owner, 0, 2.0,
+     "SISA's shards, but only the user's own shard predicts"},
+    {"retrain2", build_retrain2, 1, 1.0,
+     "Retrain with MF seed + 1000: its forget gap is the noise floor"},
+};
+
+#define N_METHODS (sizeof(methods) / sizeof(methods[0]))
+#define MAX_UNLEARN_METHODS 16
+
+/* The row every unlearn.h method shares; only its name differs. */
+static const eval_method unlearn_row = {NULL, build_unlearned, 1, 0.2,
+                                        "unlearn_apply() on a copy of M1 (core/unlearn.h)"};
+
+static int is_unlearn_method(const char *name) {
+    const char *const *names = unlearn_method_names();
+    for (size_t j = 0; names[j] != NULL; j++)
+        if (strcmp(names[j], name) == 0)
+            return 1;
+    return 0;
+}
+
+static const eval_method *find_method(const char *name) {
+    for (size_t j = 0; j < N_METHODS; j++)
+        if (strcmp(methods[j].name, name) == 0)
+            return &methods[j];
+    return is_unlearn_method(name) ? &unlearn_row : NULL;
+}
+
+/* The table's names, then unlearn.h's; `only_default` keeps the default
+ * ones. The static buffer is rebuilt on each call (same content). */
+static const char *const *list_methods(const char **names, int only_default) {
+    size_t w = 0;
+    for (size_t j = 0; j < N_METHODS; j++)
+        if (!only_default || methods[j].in_default)
+            names[w++] = methods[j].name;
+    const char *const *un = unlearn_method_names();
+    for (size_t j = 0; un[j] != NULL && j < MAX_UNLEARN_METHODS; j++)
+        names[w++] = un[j];
+    names[w] = NULL;
+    return names;
+}
+
+const char *const *eval_method_names(void) {
+    static const char *names[N_METHODS + MAX_UNLEARN_METHODS + 1];
+    return list_methods(names, 0);
+}
+
+const char *const *eval_default_methods(void) {
+    static const char *names[N_METHODS + MAX_UNLEARN_METHODS + 1];
+    return list_methods(names, 1);
+}
+
+const char *eval_method_doc(const char *name) {
+    const eval_method *m = find_method(name);
+    return m ? m->doc : NULL;
+}
+
+/* ---- metrics ----------------------------------------------------------- */
+
+static void rmse_split(const eval_ctx *c, const eval_ensemble *e, eval_result *r) {
+    double se[2] = {0, 0};
+    size_t cnt[2] = {0, 0};
+    for (size_t j = 0; j < c->test.n; j++) {
+        const ul_rating *t = &c->test.v[j];
+        double err = t->value - ens_predict(e, t->user, t->item);
+        int a = c->fs.affected[t->user] ? 1 : 0;
+        se[a] += err * err;
+        cnt[a]++;
+    }
+    size_t n = cnt[0] + cnt[1];
+    r->rmse_test = n ? sqrt((se[0] + se[1]) / (double)n) : NAN;
+    r->rmse_affected = cnt[1] ? sqrt(se[1] / (double)cnt[1]) : NAN;
+    r->rmse_unaffected = cnt[0] ? sqrt(se[0] / (double)cnt[0]) : NAN;
+}
+
+static void forget_metrics(const eval_ctx *c, const eval_ensemble *e, eval_result *r) {
+    double gap = 0, sum = 0;
+    for (size_t j = 0; j < c->forget.n; j++) {
+        const ul_rating *f = &c->forget.v[j];
+        float p = ens_predict(e, f->user, f->item);
+        gap += fabs((double)p - c->ref_pred[j]);
+        sum += p;
+    }
+    double n = (double)c->forget.n;
+    r->forget_gap = c->forget.n ? gap / n : NAN;
+    r->mean_pred_forget = c->forget.n ? sum / n : NAN;
+}
+
+/* Per affected user (index a into fs.users), a CSR list of items. */
+typedef struct user_items {
+    size_t *start; /* n_users_affected + 1 */
+    int32_t *items;
+} user_items;
+
+static void user_items_free(user_items *ui) {
+    free(ui->start);
+    free(ui->items);
+}
+
+static int user_items_build(const ul_ratings *rs, const int32_t *slot, size_t n_slots,
+                            user_items *ui) {
+    ui->start = calloc(n_slots + 1, sizeof(size_t));
+    ui->items = malloc(sizeof(int32_t) * (rs->n ? rs->n : 1));
+    size_t *fill = malloc(sizeof(size_t) * (n_slots + 1));
+    if (ui->start == NULL || ui->items == NULL || fill == NULL) {
+        free(fill);
+        return UL_ERR_NOMEM;
+    }
+    for (size_t j = 0; j < rs->n; j++)
+        ui->start[slot[rs->v[j].user] + 1]++;
+    for (size_t a = 0; a < n_slots; a++)
+        ui->start[a + 1] += ui->start[a];
+    memcpy(fill, ui->start, sizeof(size_t) * (n_slots + 1));
+    for (size_t j = 0; j < rs->n; j++)
+        ui->items[fill[slot[rs->v[j].user]]++] = rs->v[j].item;
+    free(fill);
+    return UL_OK;
+}
+
+/* Scores of the ensemble for users[0..nb) into out (nb x n_items): the
+ * mean of the models' unclipped scores (or the routed model's). */
+static int ens_scores(const eval_ensemble *e, const int32_t *users, size_t nb, int32_t n_items,
+                      float *tmp, float *out) {
+    size_t row = (size_t)n_items;
+    memset(out, 0, sizeof(float) * nb * row);
+    for (int m = 0; m < e->n; m++) {
+        if (mf_score_users(e->models[m], users, nb, tmp) != 0)
+            return UL_ERR_ARG;
+        for (size_t a = 0; a < nb; a++) {
+            if (e->route != NULL && e->route[users[a]] != m)
+                continue;
+            float w = e->route != NULL ? 1.0f : 1.0f / (float)e->n;
+            for (size_t i = 0; i < row; i++)
+                out[a * row + i] += w * tmp[a * row + i];
+        }
+    }
+    return UL_OK;
+}
+
+/* Mark in `in_top` the top_k items of `scores`, skipping excluded items;
+ * ties go to the lower item id. `best` has room for top_k ids. */
+static void mark_top(const float *scores, int32_t n_items, const uint8_t *exclude, int top_k,
+                     int32_t *best, uint8_t *in_top) {
+    int n = 0;
+    for (int32_t i = 0; i < n_items; i++) {
+        if (exclude[i])
+            continue;
+        if (n == top_k && scores[i] <= scores[best[n - 1]])
+            continue;
+        int pos = n < top_k ? n++ : top_k - 1;
+        while (pos > 0 && scores[best[pos - 1]] < scores[i]) {
+            best[pos] = best[pos - 1];
+            pos--;
+        }
+        best[pos] = i;
+    }
+    for (int j = 0; j < n; j++)
+        in_top[best[j]] = 1;
+}
+
+typedef struct exposure_buf {
+    int32_t *slot; /* dense user -> index into fs.users, or -1 */
+    user_items keep, gone;
+    float *tmp, *scores;
+    uint8_t *exclude, *in_top;
+    int32_t *best;
+} exposure_buf;
+
+static void exposure_buf_free(exposure_buf *b) {
+    free(b->slot);
+    user_items_free(&b->keep);
+    user_items_free(&b->gone);
+    free(b->tmp);
+    free(b->scores);
+    free(b->exclude);
+    free(b->in_top);
+    free(b->best);
+}
+
+static int exposure_buf_init(const eval_ctx *c, exposure_buf *b) {
+    size_t n_items = (size_t)c->d->n_items, batch = EVAL_SCORE_BATCH;
+    memset(b, 0, sizeof(*b));
+    b->slot = malloc(sizeof(int32_t) * (size_t)c->d->n_users);
+    b->tmp = malloc(sizeof(float) * batch * n_items);
+    b->scores = malloc(sizeof(float) * batch * n_items);
+    b->exclude = calloc(n_items, 1);
+    b->in_top = calloc(n_items, 1);
+    b->best = malloc(sizeof(int32_t) * (size_t)c->o->top_k);
+    if (!b->slot || !b->tmp || !b->scores || !b->exclude || !b->in_top || !b->best)
+        return UL_ERR_NOMEM;
+    for (int32_t u = 0; u < c->d->n_users; u++)
+        b->slot[u] = -1;
+    for (size_t a = 0; a < c->fs.n_users; a++)
+        b->slot[c->fs.users[a]] = (int32_t)a;
+    if (user_items_build(&c->retain, b->slot, c->fs.n_users, &b->keep) != UL_OK ||
+        user_items_build(&c->forget, b->slot, c->fs.n_users, &b->gone) != UL_OK)
+        return UL_ERR_NOMEM;
+    return UL_OK;
+}
+
+/* Hits of user slot `a` (scores in `row`): F's items in its top-K. */
+static size_t user_hits(const eval_ctx *c, exposure_buf *b, size_t a, const float *row) {
+    const user_items *keep = &b->keep, *gone = &b->gone;
+    for (size_t j = keep->start[a]; j < keep->start[a + 1]; j++)
+        b->exclude[keep->items[j]] = 1;
+    mark_top(row, c->d->n_items, b->exclude, c->o->top_k, b->best, b->in_top);
+    size_t hits = 0;
+    for (size_t j = gone->start[a]; j < gone->start[a + 1]; j++)
+        hits += b->in_top[gone->items[j]];
+    for (size_t j = keep->start[a]; j < keep->start[a + 1]; j++)
+        b->exclude[keep->items[j]] = 0;
+    for (int j = 0; j < c->o->top_k; j++)
+        b->in_top[b->best[j]] = 0;
+    return hits;
+}
+
+static int topk_exposure(const eval_ctx *c, const eval_ensemble *e, double *out) {
+    exposure_buf b;
+    int rc = exposure_buf_init(c, &b);
+    size_t hits = 0, row = (size_t)c->d->n_items;
+    for (size_t a0 = 0; rc == UL_OK && a0 < c->fs.n_users; a0 += EVAL_SCORE_BATCH) {
+        size_t nb = c->fs.n_users - a0;
+        if (nb > EVAL_SCORE_BATCH)
+            nb = EVAL_SCORE_BATCH;
+        rc = ens_scores(e, c->fs.users + a0, nb, c->d->n_items, b.tmp, b.scores);
+        for (size_t a = 0; rc == UL_OK && a < nb; a++)
+            hits += user_hits(c, &b, a0 + a, b.scores + a * row);
+    }
+    exposure_buf_free(&b);
+    *out = c->forget.n ? (double)hits / (double)c->forget.n : NAN;
+    return rc;
+}
+
+static double frob_diff(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t j = 0; j < n; j++) {
+        double d = (double)a[j] - b[j];
+        s += d * d;
+    }
+    return sqrt(s);
+}
+
+static int latent_distances(eval_ctx *c, const eval_ensemble *e, eval_result *r, char *errstr,
+                            size_t errstr_size) {
+    r->l1_P = r->l2_P = r->l1_Q = r->l2_Q = NAN;
+    if (e->n != 1 || e->route != NULL)
+        return UL_OK;
+    int rc = get_m1(c, errstr, errstr_size);
+    if (rc == UL_OK)
+        rc = get_orig(c, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    const mf_model *m = e->models[0];
+    size_t np = (size_t)m->n_users * (size_t)m->k, nq = (size_t)m->n_items * (size_t)m->k;
+    r->l1_P = frob_diff(c->m1->P, m->P, np);
+    r->l2_P = frob_diff(c->orig->P, m->P, np);
+    r->l1_Q = frob_diff(c->m1->Q, m->Q, nq);
+    r->l2_Q = frob_diff(c->orig->Q, m->Q, nq);
+    return UL_OK;
+}
+
+static int measure(eval_ctx *c, const char *name, const eval_ensemble *e, eval_result *r,
+                   char *errstr, size_t errstr_size) {
+    stage_begin(c, name, "scoring", 0);
+    snprintf(r->method, sizeof(r->method), "%s", name);
+    r->n_models = e->n;
+    r->train_seconds = e->train_seconds;
+    r->unlearn_seconds = e->unlearn_seconds;
+    r->seconds = e->train_seconds + (isnan(e->unlearn_seconds) ? 0 : e->unlearn_seconds);
+    r->shards_touched = e->shards_touched;
+    rmse_split(c, e, r);
+    forget_metrics(c, e, r);
+    if (topk_exposure(c, e, &r->topk_exposure) != UL_OK) {
+        ul_set_err(errstr, errstr_size, "out of memory scoring the affected users");
+        return UL_ERR_NOMEM;
+    }
+    return latent_distances(c, e, r, errstr, errstr_size);
+}
+
+/* ---- a cell ------------------------------------------------------------ */
+
+static int check_opts(const eval_data *d, const eval_opts *o, const char *const *names,
+                      size_t n_names, char *errstr, size_t errstr_size) {
+    if (d->n == 0 || d->n_users <= 0 || d->n_items <= 0) {
+        ul_set_err(errstr, errstr_size, "the dataset is empty");
+        return UL_ERR_ARG;
+    }
+    if (!(o->test_frac > 0 && o->test_frac < 1)) {
+        ul_set_err(errstr, errstr_size, "test share %g is outside (0, 1)", o->test_frac);
+        return UL_ERR_ARG;
+    }
+    if (o->shards < 1 || o->shards > SISA_MAX_SHARDS || o->top_k < 1) {
+        ul_set_err(errstr, errstr_size, "shards must be in 1..%d and top-K >= 1", SISA_MAX_SHARDS);
+        return UL_ERR_ARG;
+    }
+    if (n_names == 0) {
+        ul_set_err(errstr, errstr_size, "no method to evaluate");
+        return UL_ERR_ARG;
+    }
+    for (size_t j = 0; j < n_names; j++) {
+        if (find_method(names[j]) == NULL) {
+            ul_set_err(errstr, errstr_size, "unknown method '%s'", names[j]);
+            return UL_ERR_ARG;
+        }
+    }
+    return mf_params_check(&o->mf, errstr, errstr_size);
+}
+
+/* Work units of the cell: orig, M1, Retrain (always, for the reference and
+ * the distances) plus each method's own cost. */
+static double plan_units(const char *const *names, size_t n_names) {
+    double units = 3;
+    int sisa_counted = 0;
+    for (size_t j = 0; j < n_names; j++) {
+        const eval_method *m = find_method(names[j]);
+        int is_sisa = m->build == build_sisa || m->build == build_sisa_owner;
+        int base = m->build == build_orig || m->build == build_faulty || m->build == build_retrain;
+        if (base || (is_sisa && sisa_counted))
+            continue;
+        sisa_counted |= is_sisa;
+        units += m->units;
+    }
+    return units;
+}
+
+static int run_methods(eval_ctx *c, const char *const *names, size_t n_names, eval_cell *cell,
+                       char *errstr, size_t errstr_size) {
+    int rc = get_retrain(c, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    for (size_t j = 0; j < c->forget.n; j++)
+        c->ref_pred[j] = mf_predict(c->retrain, c->forget.v[j].user, c->forget.v[j].item);
+    int noise_listed = 0;
+    for (size_t j = 0; j < n_names && rc == UL_OK; j++) {
+        const eval_method *m = find_method(names[j]);
+        eval_ensemble e;
+        memset(&e, 0, sizeof(e));
+        rc = m->build(c, names[j], &e, errstr, errstr_size);
+        if (rc == UL_OK)
+            rc = measure(c, names[j], &e, &cell->results[cell->n_results], errstr, errstr_size);
+        ens_release(&e);
+        if (rc == UL_OK && m->build == build_retrain2) {
+            cell->noise_floor = cell->results[cell->n_results].forget_gap;
+            noise_listed = 1;
+        }
+        if (rc == UL_OK)
+            cell->n_results++;
+    }
+    if (rc != UL_OK || noise_listed)
+        return rc;
+    /* The noise floor is always measured, even when retrain2 is not listed. */
+    eval_ensemble e;
+    eval_result r;
+    memset(&e, 0, sizeof(e));
+    rc = build_retrain2(c, "retrain2", &e, errstr, errstr_size);
+    if (rc == UL_OK) {
+        forget_metrics(c, &e, &r);
+        cell->noise_floor = r.forget_gap;
+    }
+    ens_release(&e);
+    return rc;
+}
+
+int eval_run_cell(const eval_data *data, const eval_opts *opts, const char *const *names,
+                  size_t n_names, eval_progress_fn progress, void *progress_ctx, eval_cell *cell,
+                  char *errstr, size_t errstr_size) {
+    memset(cell, 0, sizeof(*cell));
+    snprintf(cell->dataset, sizeof(cell->dataset), "%s", data->name ? data->name : "data");
+    cell->users_pct = opts->users_pct;
+    cell->forget_pct = opts->forget_pct;
+    cell->seed = opts->seed;
+    cell->noise_floor = NAN;
+    int rc = check_opts(data, opts, names, n_names, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    cell->results = calloc(n_names, sizeof(eval_result));
+    if (cell->results == NULL) {
+        ul_set_err(errstr, errstr_size, "out of memory");
+        return UL_ERR_NOMEM;
+    }
+    eval_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.d = data;
+    c.o = opts;
+    c.progress = progress;
+    c.progress_ctx = progress_ctx;
+    c.units_total = plan_units(names, n_names);
+    rc = prepare(&c, cell, errstr, errstr_size);
+    if (rc == UL_OK)
+        rc = run_methods(&c, names, n_names, cell, errstr, errstr_size);
+    if (rc == UL_OK) {
+        c.units_done = c.units_total;
+        stage_begin(&c, "", "done", 0);
+    }
+    ctx_free(&c);
+    return rc;
+}
+
+void eval_cell_free(eval_cell *cell) {
+    if (cell == NULL)
+        return;
+    free(cell->results);
+    cell->results = NULL;
+    cell->n_results = 0;
+}
+
+void eval_opts_init(eval_opts *opts) {
+    memset(opts, 0, sizeof(*opts));
+    opts->users_pct = 10;
+    opts->forget_pct = 50;
+    opts->seed = 42;
+    opts->test_frac = 0.2;
+    mf_params_init(&opts->mf);
+    opts->shards = 5;
+    opts->top_k = 10;
+    opts->unlearn = NULL;
+}
+
+/* ---- JSON -------------------------------------------------------------- */
+
+typedef struct jbuf {
+    char *p;
+    size_t size, len;
+    int overflow;
+} jbuf;
+
+static void jb_printf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void jb_printf(jbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = b->len < b->size ? b->size - b->len : 0;
+    int n = vsnprintf(b->p + (b->len < b->size ? b->len : 0), room, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= room)
+        b->overflow = 1;
+    else
+        b->len += (size_t)n;
+}
+
+static void jb_string(jbuf *b, const char *key, const char *s) {
+    jb_printf(b, "\"%s\":\"", key);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            jb_printf(b, "\\%c", ch);
+        else if (ch < 0x20)
+            jb_printf(b, "\\u%04x", ch);
+        else
+            jb_printf(b, "%c", ch);
+    }
+    jb_printf(b, "\",");
+}
+
+static void jb_num(jbuf *b, const char *key, double v, int last) {
+    if (isfinite(v))
+        jb_printf(b, "\"%s\":%.6g%s", key, v, last ? "" : ",");
+    else
+        jb_printf(b, "\"%s\":null%s", key, last ? "" : ",");
+}
+
+int eval_result_json(const eval_cell *cell, const eval_result *r, char *buf, size_t size) {
+    jbuf b = {buf, size, 0, 0};
+    jb_printf(&b, "{");
+    jb_string(&b, "dataset", cell->dataset);
+    jb_num(&b, "users_pct", cell->users_pct, 0);
+    jb_num(&b, "forget_pct", cell->forget_pct, 0);
+    jb_string(&b, "method", r->method);
+    jb_printf(&b, "\"seed\":%llu,", (unsigned long long)cell->seed);
+    jb_num(&b, "rmse_test", r->rmse_test, 0);
+    jb_num(&b, "rmse_affected", r->rmse_affected, 0);
+    jb_num(&b, "rmse_unaffected", r->rmse_unaffected, 0);
+    jb_num(&b, "forget_gap", r->forget_gap, 0);
+    jb_num(&b, "mean_pred_forget", r->mean_pred_forget, 0);
+    jb_num(&b, "topk_exposure", r->topk_exposure, 0);
+    jb_num(&b, "seconds", r->seconds, 0);
+    jb_num(&b, "unlearn_seconds", r->unlearn_seconds, 0);
+    jb_num(&b, "l1_P", r->l1_P, 0);
+    jb_num(&b, "l2_P", r->l2_P, 0);
+    jb_num(&b, "l1_Q", r->l1_Q, 0);
+    jb_num(&b, "l2_Q", r->l2_Q, 1);
+    jb_printf(&b, "}");
+    return b.overflow ? -1 : (int)b.len;
+}

@@ -1,0 +1,117 @@
+/* eval.h: the paper's offline evaluation, one cell at a time. A cell is
+ * (dataset, users %, forget %, seed): split 80/20, apply O1 to the training
+ * set (core/protocol.h), build each requested method's model and measure
+ * it against the test set and the forget set F.
+ *
+ * Methods come from one registry (eval.c): a name and a function that
+ * returns an "ensemble" of 1..S models whose predictions are averaged, with
+ * its training and unlearning wall times. Retrain (MF without F) is always
+ * built as the reference of the forget gap, and a second Retrain with
+ * seed + 1000 gives the gap's noise floor ("retrain2").
+ *
+ * No printing: results come back as structs; eval_result_json() formats one
+ * result as a JSON line for front ends. Definitions: docs/eval.md. */
+#ifndef UL_EVAL_H
+#define UL_EVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataset.h"
+#include "mf.h"
+#include "unlearn.h"
+
+#define EVAL_METHOD_NAME_MAX 24
+#define EVAL_NOISE_SEED_OFFSET 1000 /* retrain2 uses the MF seed + this */
+
+/* The data of a cell: the whole rating set in dense ids (split inside). */
+typedef struct eval_data {
+    const ul_rating *ratings; /* borrowed for the call */
+    size_t n;
+    int32_t n_users, n_items;
+    float rating_min, rating_max;
+    const char *name; /* for reports, e.g. "ml-100k"; borrowed */
+} eval_data;
+
+typedef struct eval_opts {
+    double users_pct;  /* x: share of users picked by O1, (0, 100] */
+    double forget_pct; /* y: share of each picked user's ratings, (0, 100] */
+    uint64_t seed;     /* drives the split, O1, SISA's shards and the MF seed */
+    double test_frac;  /* share of ratings held out for test, default 0.2 */
+    mf_params mf;      /* every MF's hyper-parameters; mf.seed is set from `seed` */
+    int shards;        /* SISA shards, default 5 */
+    int top_k;         /* the K of the top-K exposure, default 10 */
+    /* Knobs of the unlearning methods (cff, foldin); NULL: their defaults.
+     * Borrowed for the call. */
+    const unlearn_params *unlearn;
+} eval_opts;
+
+void eval_opts_init(eval_opts *opts);
+
+/* Progress of a cell, reported at each training epoch and between stages. */
+typedef struct eval_progress {
+    double done;        /* share of the cell's work done, 0..1 (an estimate) */
+    const char *method; /* the model being built, e.g. "sisa" */
+    const char *stage;  /* "split", "training", "unlearning", "scoring" */
+    int epoch, epochs;  /* within the current training; 0 otherwise */
+} eval_progress;
+
+/* Non-zero return aborts the cell with UL_ERR_ABORTED. */
+typedef int (*eval_progress_fn)(void *ctx, const eval_progress *p);
+
+typedef struct eval_result {
+    char method[EVAL_METHOD_NAME_MAX];
+    int n_models;            /* models averaged (1, or S for sisa) */
+    double rmse_test;        /* all test ratings */
+    double rmse_affected;    /* test ratings of affected users (NaN if none) */
+    double rmse_unaffected;  /* test ratings of the other users (NaN if none) */
+    double forget_gap;       /* mean |pred - retrain's pred| over F */
+    double mean_pred_forget; /* mean pred over F */
+    double topk_exposure;    /* share of F's pairs whose item is in the user's top-K */
+    double seconds;          /* train_seconds + unlearn_seconds (NaN counted as 0) */
+    double train_seconds;    /* building the model the method starts from */
+    double unlearn_seconds;  /* removing F (NaN for orig and faulty) */
+    double l1_P, l2_P;       /* ||P_m1 - P||_F, ||P_orig - P||_F; NaN for ensembles */
+    double l1_Q, l2_Q;       /* same for Q */
+    int shards_touched;      /* sisa: shards retrained by unlearning; 0 otherwise */
+} eval_result;
+
+typedef struct eval_cell {
+    char dataset[64];
+    double users_pct, forget_pct;
+    uint64_t seed;
+    size_t n_train, n_test;
+    size_t n_forget;         /* |F| */
+    size_t n_retain;         /* the affected users' remaining training ratings */
+    size_t n_users_affected; /* users picked by O1 */
+    size_t n_test_affected;  /* test ratings of affected users */
+    double noise_floor;      /* forget gap between retrain and retrain2 */
+    eval_result *results;    /* one per requested method, in request order */
+    size_t n_results;
+} eval_cell;
+
+/* Run one cell for `methods` (names from eval_method_names()). Fills `cell`
+ * (free with eval_cell_free(), also after a failure). Returns UL_OK,
+ * UL_ERR_ARG (unknown method, bad option, data that does not fit),
+ * UL_ERR_NOMEM or UL_ERR_ABORTED. */
+int eval_run_cell(const eval_data *data, const eval_opts *opts, const char *const *methods,
+                  size_t n_methods, eval_progress_fn progress, void *progress_ctx, eval_cell *cell,
+                  char *errstr, size_t errstr_size);
+
+void eval_cell_free(eval_cell *cell);
+
+/* The registry: every method name, NULL-terminated; the default list (what
+ * `unlearnd eval` runs without --methods), NULL-terminated; a one-line
+ * description of a method, or NULL when the name is unknown. */
+const char *const *eval_method_names(void);
+const char *const *eval_default_methods(void);
+const char *eval_method_doc(const char *name);
+
+/* One result as a single-line JSON object (no newline) with the keys
+ * dataset, users_pct, forget_pct, method, seed, rmse_test, rmse_affected,
+ * rmse_unaffected, forget_gap, mean_pred_forget, topk_exposure, seconds,
+ * unlearn_seconds, l1_P, l2_P, l1_Q, l2_Q (NaN written as null). Returns the
+ * length, or -1 when `size` is too small. */
+int eval_result_json(const eval_cell *cell, const eval_result *r, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,293 @@
+/* test_eval.c: one evaluation cell on a small synthetic set: the reference
+ * and the metrics behave as defined (retrain's forget gap is 0, M1 predicts
+ * higher on F than retrain, exposure is a share, SISA retrains only touched
+ * shards), results are reproducible, the JSON line has exactly the
+ * documented keys, and bad requests are refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+#include "eval.h"
+#include "ul_err.h"
+
+static dataset *ds;
+
+static int setup(void **state) {
+    (void)state;
+    ds_synth_opts so;
+    ds_synth_opts_init(&so);
+    so.n_users = 300;
+    so.n_items = 150;
+    so.n_ratings = 12000;
+    so.seed = 3;
+    char err[256];
+    ds = ds_synthetic(&so, err, sizeof(err));
+    return ds == NULL;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    ds_destroy(ds);
+    return 0;
+}
+
+static eval_data data_of(void) {
+    eval_data d = {ds->ratings,    ds->n_ratings,  ds->n_users, ds->n_items,
+                   ds->rating_min, ds->rating_max, "synthetic"};
+    return d;
+}
+
+static eval_opts small_opts(void) {
+    eval_opts o;
+    eval_opts_init(&o);
+    o.mf.k = 8;
+    o.mf.epochs = 15;
+    o.mf.threads = 1;
+    o.users_pct = 10;
+    o.forget_pct = 50;
+    o.seed = 7;
+    return o;
+}
+
+static const eval_result *find(const eval_cell *c, const char *method) {
+    for (size_t j = 0; j < c->n_results; j++)
+        if (strcmp(c->results[j].method, method) == 0)
+            return &c->results[j];
+    fail_msg("no result for %s", method);
+    return NULL;
+}
+
+static const char *const base_methods[] = {"orig", "faulty", "retrain", "sisa", "retrain2"};
+
+static void run(const eval_opts *o, eval_cell *c) {
+    eval_data d = data_of();
+    char err[256] = "";
+    int rc = eval_run_cell(&d, o, base_methods, 5, NULL, NULL, c, err, sizeof(err));
+    if (rc != UL_OK)
+        fail_msg("eval_run_cell: %s", err);
+}
+
+static void test_metrics(void **state) {
+    (void)state;
+    eval_opts o = small_opts();
+    eval_cell c;
+    run(&o, &c);
+    assert_int_equal(c.n_results, 5);
+    assert_int_equal(c.n_train + c.n_test, ds->n_ratings);
+    assert_int_equal(c.n_users_affected, 30); /* 10% of 300 users */
+    assert_true(c.n_forget > 0 && c.n_test_affected > 0);
+    const eval_result *orig = find(&c, "orig"), *m1 = find(&c, "faulty");
+    const eval_result *re = find(&c, "retrain"), *sisa = find(&c, "sisa");
+    const eval_result *re2 = find(&c, "retrain2");
+    /* The reference against itself. */
+    assert_float_equal(re->forget_gap, 0.0, 1e-12);
+    /* O1 wrote 5s over F: M1 learned them, retrain never saw them. */
+    assert_true(m1->mean_pred_forget > re->mean_pred_forget + 0.3);
+    assert_true(m1->forget_gap > re2->forget_gap);
+    assert_true(m1->rmse_affected > re->rmse_affected);
+    /* The noise floor is the gap of the second retrain, small but not 0. */
+    assert_float_equal(c.noise_floor, re2->forget_gap, 1e-12);
+    assert_true(c.noise_floor > 0 && c.noise_floor < m1->forget_gap);
+    for (size_t j = 0; j < c.n_results; j++) {
+        const eval_result *r = &c.results[j];
+        assert_true(r->topk_exposure >= 0 && r->topk_exposure <= 1);
+        assert_true(r->rmse_test > 0 && r->rmse_test < 2);
+        assert_true(r->mean_pred_forget >= 1 && r->mean_pred_forget <= 5);
+        /* The overall RMSE lies between the two groups'. */
+        double lo = fmin(r->rmse_affected, r->rmse_unaffected);
+        double hi = fmax(r->rmse_affected, r->rmse_unaffected);
+        assert_true(r->rmse_test >= lo - 1e-9 && r->rmse_test <= hi + 1e-9);
+        assert_true(r->seconds >= 0);
+    }
+    /* SISA: S models, at least one and at most S shards retrained. */
+    assert_int_equal(sisa->n_models, 5);
+    assert_true(sisa->shards_touched >= 1 && sisa->shards_touched <= 5);
+    assert_true(isnan(sisa->l1_P) && isnan(sisa->l2_Q));
+    assert_true(sisa->unlearn_seconds > 0);
+    /* Latent distances: orig is at 0 from itself, M1 at 0 from itself. */
+    assert_float_equal(orig->l2_P, 0, 0);
+    assert_float_equal(m1->l1_Q, 0, 0);
+    assert_float_equal(orig->l1_P, m1->l2_P, 1e-9);
+    assert_true(re->l1_P > 0 && re->l2_P > 0);
+    assert_true(isnan(orig->unlearn_seconds) && isnan(m1->unlearn_seconds));
+    eval_cell_free(&c);
+}
+
+static void test_one_user_touches_one_shard(void **state) {
+    (void)state;
+    eval_opts o = small_opts();
+    o.users_pct = 0.1; /* rounds to the minimum: one user */
+    eval_data d = data_of();
+    const char *const m[] = {"sisa"};
+    eval_cell c;
+    char err[256];
+    assert_int_equal(eval_run_cell(&d, &o, m, 1, NULL, NULL, &c, err, sizeof(err)), UL_OK);
+    assert_int_equal(c.n_users_affected, 1);
+    assert_int_equal(c.results[0].shards_touched, 1);
+    eval_cell_free(&c);
+}
+
+static void test_reproducible(void **state) {
+    (void)state;
+    eval_opts o = small_opts();
+    eval_cell a, b;
+    run(&o, &a);
+    run(&o, &b);
+    for (size_t j = 0; j < a.n_results; j++) {
+        assert_float_equal(a.results[j].rmse_test, b.results[j].rmse_test, 0);
+        assert_float_equal(a.results[j].forget_gap, b.results[j].forget_gap, 0);
+        assert_float_equal(a.results[j].topk_exposure, b.results[j].topk_exposure, 0);
+    }
+    eval_cell_free(&a);
+    eval_cell_free(&b);
+}
+
+/* The keys of a flat JSON object, in order, comma-joined into out. */
+static void json_keys(const char *s, char *out, size_t size) {
+    out[0] = '\0';
+    assert_true(*s == '{');
+    s++;
+    while (*s && *s != '}') {
+        assert_true(*s == '"');
+        const char *end = strchr(s + 1, '"');
+        assert_non_null(end);
+        snprintf(out + strlen(out), size - strlen(out), "%s%.*s", out[0] ? "," : "",
+                 (int)(end - s - 1), s + 1);
+        s = end + 1;
+        assert_true(*s == ':');
+        s++;
+        if (*s == '"') {
+            s = strchr(s + 1, '"');
+            assert_non_null(s);
+            s++;
+        } else {
+            while (*s && *s != ',' && *s != '}')
+                s++;
+        }
+        if (*s == ',')
+            s++;
+    }
+    assert_true(*s == '}' && s[1] == '\0');
+}
+
+static void test_json_line(void **state) {
+    (void)state;
+    eval_opts o = small_opts();
+    eval_cell c;
+    run(&o, &c);
+    char line[2048], keys[1024];
+    for (size_t j = 0; j < c.n_results; j++) {
+        int n = eval_result_json(&c, &c.results[j], line, sizeof(line));
+        assert_true(n > 0 && (size_t)n == strlen(line));
+        assert_null(strchr(line, '\n'));
+        json_keys(line, keys, sizeof(keys));
+        assert_string_equal(keys, "dataset,users_pct,forget_pct,method,seed,rmse_test,"
+                                  "rmse_affected,rmse_unaffected,forget_gap,mean_pred_forget,"
+                                  "topk_exposure,seconds,unlearn_seconds,l1_P,l2_P,l1_Q,l2_Q");
+        assert_non_null(strstr(line, "\"dataset\":\"synthetic\""));
+        assert_non_null(strstr(line, "\"seed\":7,"));
+    }
+    /* NaN is written as null (orig has no unlearning time). */
+    eval_result_json(&c, find(&c, "orig"), line, sizeof(line));
+    assert_non_null(strstr(line, "\"unlearn_seconds\":null"));
+    /* Names are escaped; a short buffer is reported. */
+    snprintf(c.dataset, sizeof(c.dataset), "a\"b\\c");
+    assert_true(eval_result_json(&c, &c.results[0], line, sizeof(line)) > 0);
+    assert_non_null(strstr(line, "\"dataset\":\"a\\\"b\\\\c\""));
+    assert_int_equal(eval_result_json(&c, &c.results[0], line, 40), -1);
+    eval_cell_free(&c);
+}
+
+static int stop_early(void *ctx, const eval_progress *p) {
+    int *calls = ctx;
+    (*calls)++;
+    assert_true(p->done >= 0 && p->done <= 1);
+    return *calls > 5;
+}
+
+static void test_bad_requests_and_abort(void **state) {
+    (void)state;
+    eval_opts o = small_opts();
+    eval_data d = data_of();
+    eval_cell c;
+    char err[256] = "";
+    const char *const bad[] = {"orig", "nope"};
+    assert_int_equal(eval_run_cell(&d, &o, bad, 2, NULL, NULL, &c, err, sizeof(err)), UL_ERR_ARG);
+    assert_non_null(strstr(err, "nope"));
+    eval_cell_free(&c);
+    o.shards = 0;
+    assert_int_equal(eval_run_cell(&d, &o, bad, 1, NULL, NULL, &c, err, sizeof(err)), UL_ERR_ARG);
+    eval_cell_free(&c);
+    o = small_opts();
+    o.users_pct = 0;
+    assert_int_equal(eval_run_cell(&d, &o, bad, 1, NULL, NULL, &c, err, sizeof(err)), UL_ERR_ARG);
+    eval_cell_free(&c);
+    o = small_opts();
+    int calls = 0;
+    assert_int_equal(eval_run_cell(&d, &o, bad, 1, stop_early, &calls, &c, err, sizeof(err)),
+                     UL_ERR_ABORTED);
+    eval_cell_free(&c);
+}
+
+static void test_registry(void **state) {
+    (void)state;
+    const char *const *all = eval_method_names();
+    int has_retrain = 0, has_owner = 0;
+    for (size_t j = 0; all[j] != NULL; j++) {
+        assert_non_null(eval_method_doc(all[j]));
+        has_retrain |= strcmp(all[j], "retrain") == 0;
+        has_owner |= strcmp(all[j], "sisa-owner") == 0;
+    }
+    assert_true(has_retrain && has_owner);
+    for (const char *const *m = eval_default_methods(); *m != NULL; m++)
+        assert_true(strcmp(*m, "sisa-owner") != 0);
+    assert_null(eval_method_doc("nope"));
+    /* Every unlearning method of core/unlearn.h is an eval method. */
+    for (const char *const *u = unlearn_method_names(); *u != NULL; u++)
+        assert_non_null(eval_method_doc(*u));
+}
+
+/* A core/unlearn.h method runs on a copy of M1 through the same metrics. */
+static void test_unlearn_method_plugs_in(void **state) {
+    (void)state;
+    const char *const *un = unlearn_method_names();
+    if (un[0] == NULL)
+        skip();
+    eval_opts o = small_opts();
+    eval_data d = data_of();
+    const char *const m[] = {"faulty", un[0]};
+    eval_cell c;
+    char err[256] = "";
+    int rc = eval_run_cell(&d, &o, m, 2, NULL, NULL, &c, err, sizeof(err));
+    if (rc != UL_OK)
+        fail_msg("%s: %s", un[0], err);
+    const eval_result *m1 = &c.results[0], *r = &c.results[1];
+    assert_string_equal(r->method, un[0]);
+    assert_int_equal(r->n_models, 1);
+    assert_true(r->unlearn_seconds >= 0);
+    assert_float_equal(r->train_seconds, m1->train_seconds, 0); /* starts from the same M1 */
+    assert_true(r->l1_P > 0 || r->l1_Q > 0);                    /* it changed M1 */
+    assert_true(r->forget_gap < m1->forget_gap);
+    eval_cell_free(&c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_one_user_touches_one_shard),
+        cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_json_line),
+        cmocka_unit_test(test_bad_requests_and_abort),
+        cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_unlearn_method_plugs_in),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -38,5 +38,6 @@ int cli_usage_error(const char *cmd, const char *msg);
 int cmd_help(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

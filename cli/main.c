@@ -9,6 +9,7 @@ static const cli_command commands[] = {
     {"help", cmd_help, "list the commands, or show one command's help"},
     {"train", cmd_train, "train an MF model on every rating of a file and save it"},
     {"recommend", cmd_recommend, "top-K items for one user from a saved model (raw ids)"},
+    {"eval", cmd_eval, "run the paper's evaluation protocol (forget sets, RMSE, forget gap)"},
 };
 
 static const size_t n_commands = sizeof(commands) / sizeof(commands[0]);

@@ -1,0 +1,511 @@
+/* cmd_eval.c: `unlearnd eval`, the paper's offline evaluation protocol over
+ * a grid of cells (users % x forget % x seeds), a thin front end over
+ * core/eval.h. Without --json it prints a table per cell and, for several
+ * seeds, a mean +- std summary; with --json one JSON object per line per
+ * (users, forget, method, seed) and nothing else on stdout. Progress goes to
+ * stderr (a bar on a terminal, plain lines otherwise).
+ *
+ * Default data: ML-100K's u.data from $UNLEARND_DATA_DIR, ../shared/data, or
+ * the shared data next to the repository holding this executable; else a
+ * synthetic set. stderr says which. */
+#include "cli.h"
+#include "progress.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dataset.h"
+#include "eval.h"
+#include "mf.h"
+#include "ul_err.h"
+
+#define CMD "eval"
+#define MAX_LIST 32
+#define ML100K_REL "ml-100k/u.data"
+
+typedef struct eval_cli {
+    const char *data_path; /* NULL: the default search */
+    double users[MAX_LIST], forget[MAX_LIST];
+    size_t n_users, n_forget;
+    const char *methods[MAX_LIST];
+    size_t n_methods;
+    char methods_buf[512];
+    eval_opts opts;
+    long seeds;
+    int json;
+    ds_dup_policy dups;
+} eval_cli;
+
+/* One row per option: --help is generated from this table. */
+typedef struct opt_doc {
+    const char *name, *arg, *doc;
+} opt_doc;
+
+static const opt_doc opt_docs[] = {
+    {"--data", "PATH",
+     "ratings file (u.data, ratings.dat or CSV with a header); default: ML-100K u.data from "
+     "$UNLEARND_DATA_DIR, ../shared/data or next to the repository, else a synthetic set"},
+    {"--users", "LIST", "x: % of users whose ratings turn faulty, e.g. 10,15,20 (default 10)"},
+    {"--forget", "LIST",
+     "y: % of each picked user's training ratings overwritten and forgotten (default 50)"},
+    {"--methods", "LIST",
+     "methods to evaluate, comma-separated (default: all listed below "
+     "except sisa-owner)"},
+    {"--k", "N", "latent dimension of every MF (default: the MF default, 64)"},
+    {"--epochs", "N", "SGD epochs of every MF (default: the MF default)"},
+    {"--seed", "S", "first seed: drives the split, O1, SISA's shards and MF (default 42)"},
+    {"--seeds", "N", "run seeds S..S+N-1 and summarise mean +- std (default 1)"},
+    {"--shards", "N", "SISA shards, 1..64 (default 5)"},
+    {"--threads", "N", "training threads, 0 = all cores (default 0)"},
+    {"--dups", "POLICY", "duplicate (user,item) lines: error or last (default error)"},
+    {"--json", NULL, "one JSON object per line per (users, forget, method, seed) on stdout"},
+    {"--help", NULL, "this help"},
+};
+
+static void print_help(void) {
+    printf("Usage: unlearnd eval [options]\n\n"
+           "Runs the paper's evaluation protocol: split the ratings 80/20, overwrite y%% of the\n"
+           "training ratings of x%% of the users with the scale maximum (the forget set F), then\n"
+           "build each method's model and measure it. See docs/eval.md for every definition.\n\n"
+           "Options:\n");
+    for (size_t j = 0; j < sizeof(opt_docs) / sizeof(opt_docs[0]); j++) {
+        char head[40];
+        snprintf(head, sizeof(head), "%s%s%s", opt_docs[j].name, opt_docs[j].arg ? " " : "",
+                 opt_docs[j].arg ? opt_docs[j].arg : "");
+        printf("  %-18s %s\n", head, opt_docs[j].doc);
+    }
+    printf("\nMethods:\n");
+    for (const char *const *m = eval_method_names(); *m != NULL; m++)
+        printf("  %-18s %s\n", *m, eval_method_doc(*m));
+    printf("\nMetrics (per method): test RMSE (all, affected users, other users); forget gap =\n"
+           "mean |prediction - retrain's| over F; mean prediction over F; top-10 exposure =\n"
+           "share of F's pairs whose item is in its user's top-10; wall seconds. Each cell also\n"
+           "prints the noise floor: the forget gap between retrain and retrain2.\n\n"
+           "Exit status: 0 success, 1 data or runtime error, 2 bad option.\n");
+}
+
+/* "10,15,20" -> values in (0, 100]. */
+static int parse_pct_list(const char *opt, const char *s, double *out, size_t *n, char *errstr,
+                          size_t errstr_size) {
+    char buf[256];
+    if (strlen(s) >= sizeof(buf) || *s == '\0') {
+        snprintf(errstr, errstr_size, "%s: expected a comma-separated list of percentages", opt);
+        return -1;
+    }
+    snprintf(buf, sizeof(buf), "%s", s);
+    *n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (*n == MAX_LIST) {
+            snprintf(errstr, errstr_size, "%s: at most %d values", opt, MAX_LIST);
+            return -1;
+        }
+        double v;
+        if (cli_parse_double(opt, tok, 0, 100, &v, errstr, errstr_size) != 0)
+            return -1;
+        if (v <= 0) {
+            snprintf(errstr, errstr_size, "%s: %g%% must be above 0", opt, v);
+            return -1;
+        }
+        out[(*n)++] = v;
+    }
+    if (*n == 0 || s[strlen(s) - 1] == ',' || s[0] == ',' || strstr(s, ",,")) {
+        snprintf(errstr, errstr_size, "%s: '%s' has an empty element", opt, s);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_methods(eval_cli *a, const char *s, char *errstr, size_t errstr_size) {
+    if (strlen(s) >= sizeof(a->methods_buf) || *s == '\0' || s[strlen(s) - 1] == ',' ||
+        s[0] == ',' || strstr(s, ",,")) {
+        snprintf(errstr, errstr_size, "--methods: '%s' is not a comma-separated list of names", s);
+        return -1;
+    }
+    snprintf(a->methods_buf, sizeof(a->methods_buf), "%s", s);
+    a->n_methods = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(a->methods_buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (eval_method_doc(tok) == NULL) {
+            char known[256] = "";
+            for (const char *const *m = eval_method_names(); *m != NULL; m++)
+                snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
+                         known[0] ? ", " : "", *m);
+            snprintf(errstr, errstr_size, "--methods: unknown method '%s' (known: %s)", tok, known);
+            return -1;
+        }
+        for (size_t j = 0; j < a->n_methods; j++) {
+            if (strcmp(a->methods[j], tok) == 0) {
+                snprintf(errstr, errstr_size, "--methods: '%s' is listed twice", tok);
+                return -1;
+            }
+        }
+        if (a->n_methods == MAX_LIST) {
+            snprintf(errstr, errstr_size, "--methods: at most %d methods", MAX_LIST);
+            return -1;
+        }
+        a->methods[a->n_methods++] = tok;
+    }
+    return 0;
+}
+
+static void cli_defaults(eval_cli *a) {
+    memset(a, 0, sizeof(*a));
+    eval_opts_init(&a->opts);
+    a->users[0] = 10;
+    a->n_users = 1;
+    a->forget[0] = 50;
+    a->n_forget = 1;
+    for (const char *const *m = eval_default_methods(); *m != NULL && a->n_methods < MAX_LIST; m++)
+        a->methods[a->n_methods++] = *m;
+    a->seeds = 1;
+    a->dups = DS_DUP_ERROR;
+}
+
+/* The value of option argv[*i] ("--opt VALUE" or "--opt=VALUE"). */
+static const char *opt_value(int argc, char **argv, int *i, const char *name, char *errstr,
+                             size_t errstr_size) {
+    const char *arg = argv[*i];
+    size_t len = strlen(name);
+    if (arg[len] == '=')
+        return arg + len + 1;
+    if (*i + 1 >= argc) {
+        snprintf(errstr, errstr_size, "%s needs a value", name);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int opt_is(const char *arg, const char *name) {
+    size_t len = strlen(name);
+    return strncmp(arg, name, len) == 0 && (arg[len] == '\0' || arg[len] == '=');
+}
+
+static int parse_one(eval_cli *a, const char *name, const char *v, char *errstr,
+                     size_t errstr_size) {
+    long l;
+    if (strcmp(name, "--data") == 0) {
+        a->data_path = v;
+    } else if (strcmp(name, "--users") == 0) {
+        return parse_pct_list(name, v, a->users, &a->n_users, errstr, errstr_size);
+    } else if (strcmp(name, "--forget") == 0) {
+        return parse_pct_list(name, v, a->forget, &a->n_forget, errstr, errstr_size);
+    } else if (strcmp(name, "--methods") == 0) {
+        return parse_methods(a, v, errstr, errstr_size);
+    } else if (strcmp(name, "--k") == 0) {
+        if (cli_parse_long(name, v, 1, MF_MAX_K, &l, errstr, errstr_size) != 0)
+            return -1;
+        a->opts.mf.k = (int)l;
+    } else if (strcmp(name, "--epochs") == 0) {
+        if (cli_parse_long(name, v, 1, 100000, &l, errstr, errstr_size) != 0)
+            return -1;
+        a->opts.mf.epochs = (int)l;
+    } else if (strcmp(name, "--seed") == 0) {
+        return cli_parse_u64(name, v, &a->opts.seed, errstr, errstr_size);
+    } else if (strcmp(name, "--seeds") == 0) {
+        return cli_parse_long(name, v, 1, 1000, &a->seeds, errstr, errstr_size);
+    } else if (strcmp(name, "--shards") == 0) {
+        if (cli_parse_long(name, v, 1, 64, &l, errstr, errstr_size) != 0)
+            return -1;
+        a->opts.shards = (int)l;
+    } else if (strcmp(name, "--threads") == 0) {
+        if (cli_parse_long(name, v, 0, 1024, &l, errstr, errstr_size) != 0)
+            return -1;
+        a->opts.mf.threads = (int)l;
+    } else if (strcmp(name, "--dups") == 0) {
+        if (strcmp(v, "error") != 0 && strcmp(v, "last") != 0) {
+            snprintf(errstr, errstr_size, "--dups: '%s' is not one of error, last", v);
+            return -1;
+        }
+        a->dups = strcmp(v, "last") == 0 ? DS_DUP_LAST : DS_DUP_ERROR;
+    }
+    return 0;
+}
+
+static const char *const valued_opts[] = {"--data",   "--users",   "--forget", "--methods",
+                                          "--k",      "--epochs",  "--seed",   "--seeds",
+                                          "--shards", "--threads", "--dups",   NULL};
+
+/* Returns 0, 1 for --help, -1 on a usage error. */
+static int parse_args(eval_cli *a, int argc, char **argv, char *errstr, size_t errstr_size) {
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+            return 1;
+        if (strcmp(arg, "--json") == 0) {
+            a->json = 1;
+            continue;
+        }
+        const char *name = NULL;
+        for (size_t j = 0; valued_opts[j] != NULL && name == NULL; j++)
+            if (opt_is(arg, valued_opts[j]))
+                name = valued_opts[j];
+        if (name == NULL) {
+            snprintf(errstr, errstr_size, "unknown option '%s'", arg);
+            return -1;
+        }
+        const char *v = opt_value(argc, argv, &i, name, errstr, errstr_size);
+        if (v == NULL || parse_one(a, name, v, errstr, errstr_size) != 0)
+            return -1;
+    }
+    if (a->opts.seed > UINT64_MAX - (uint64_t)a->seeds - EVAL_NOISE_SEED_OFFSET) {
+        snprintf(errstr, errstr_size, "--seed: %" PRIu64 " leaves no room for --seeds %ld",
+                 a->opts.seed, a->seeds);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- data ------------------------------------------------------------- */
+
+static int readable(const char *path) {
+    return access(path, R_OK) == 0;
+}
+
+/* The default ML-100K file, or 0 when none is found; `where` lists what was
+ * tried. */
+static int find_default_data(char *path, size_t size, char *where, size_t where_size) {
+    const char *env = getenv("UNLEARND_DATA_DIR");
+    where[0] = '\0';
+    if (env != NULL && *env) {
+        snprintf(path, size, "%s/%s", env, ML100K_REL);
+        if (readable(path))
+            return 1;
+        snprintf(where, where_size, "%s, ", path);
+    }
+    snprintf(path, size, "../shared/data/%s", ML100K_REL);
+    if (readable(path))
+        return 1;
+    snprintf(where + strlen(where), where_size - strlen(where), "%s", path);
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = '\0';
+    /* <repo>/build/unlearnd -> <repo>/../shared/data/... */
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(exe, '/');
+        if (slash == NULL)
+            return 0;
+        *slash = '\0';
+    }
+    snprintf(path, size, "%s/../shared/data/%s", exe, ML100K_REL);
+    if (readable(path))
+        return 1;
+    snprintf(where + strlen(where), where_size - strlen(where), ", %s", path);
+    return 0;
+}
+
+static dataset *load_data(const eval_cli *a, char *errstr, size_t errstr_size) {
+    char path[PATH_MAX + 64], where[3 * PATH_MAX];
+    const char *use = a->data_path;
+    if (use == NULL && find_default_data(path, sizeof(path), where, sizeof(where)))
+        use = path;
+    dataset *ds = NULL;
+    if (use != NULL) {
+        ds_load_opts lo;
+        ds_load_opts_init(&lo);
+        lo.dups = a->dups;
+        ds = ds_load(use, &lo, errstr, errstr_size);
+        if (ds != NULL)
+            fprintf(stderr, "unlearnd eval: data: %s (%s, %zu ratings, %d users, %d items)\n", use,
+                    ds->name, ds->n_ratings, (int)ds->n_users, (int)ds->n_items);
+        return ds;
+    }
+    ds_synth_opts so;
+    ds_synth_opts_init(&so);
+    ds = ds_synthetic(&so, errstr, errstr_size);
+    if (ds != NULL)
+        fprintf(stderr,
+                "unlearnd eval: no MovieLens file found (tried %s; set UNLEARND_DATA_DIR or "
+                "--data); using a synthetic set: %zu ratings, %d users, %d items, seed %" PRIu64
+                "\n",
+                where, ds->n_ratings, (int)ds->n_users, (int)ds->n_items, so.seed);
+    return ds;
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static void fmt_num(char *buf, size_t size, double v, const char *fmt) {
+    if (isfinite(v))
+        snprintf(buf, size, fmt, v);
+    else
+        snprintf(buf, size, "-");
+}
+
+static void print_cell_table(const eval_cell *c, int top_k) {
+    printf("\n%s  users %g%%  forget %g%%  seed %" PRIu64 ": |F| = %zu ratings of %zu users "
+           "(%zu of their ratings remain); train %zu, test %zu\n",
+           c->dataset, c->users_pct, c->forget_pct, c->seed, c->n_forget, c->n_users_affected,
+           c->n_retain, c->n_train, c->n_test);
+    char top[16];
+    snprintf(top, sizeof(top), "top-%d exp", top_k);
+    printf("%-12s %8s %9s %9s %10s %9s %10s %8s %9s\n", "method", "RMSE", "affected", "others",
+           "forget gap", "pred on F", top, "seconds", "unlearn s");
+    for (size_t j = 0; j < c->n_results; j++) {
+        const eval_result *r = &c->results[j];
+        char f[9][24];
+        fmt_num(f[0], 24, r->rmse_test, "%.4f");
+        fmt_num(f[1], 24, r->rmse_affected, "%.4f");
+        fmt_num(f[2], 24, r->rmse_unaffected, "%.4f");
+        fmt_num(f[3], 24, r->forget_gap, "%.4f");
+        fmt_num(f[4], 24, r->mean_pred_forget, "%.3f");
+        fmt_num(f[5], 24, r->topk_exposure, "%.3f");
+        fmt_num(f[6], 24, r->seconds, "%.2f");
+        fmt_num(f[7], 24, r->unlearn_seconds, "%.3f");
+        printf("%-12s %8s %9s %9s %10s %9s %10s %8s %9s", r->method, f[0], f[1], f[2], f[3], f[4],
+               f[5], f[6], f[7]);
+        if (r->shards_touched > 0)
+            printf("  (%d of %d shards retrained)", r->shards_touched, r->n_models);
+        printf("\n");
+    }
+    printf("noise floor of the forget gap (retrain vs retrain with seed+%d): %.4f\n",
+           EVAL_NOISE_SEED_OFFSET, c->noise_floor);
+    fflush(stdout);
+}
+
+static int print_cell_json(const eval_cell *c) {
+    char line[2048];
+    for (size_t j = 0; j < c->n_results; j++) {
+        if (eval_result_json(c, &c->results[j], line, sizeof(line)) < 0)
+            return -1;
+        printf("%s\n", line);
+    }
+    fflush(stdout);
+    return 0;
+}
+
+/* Mean +- std over seeds of each (users, forget, method): cells[] holds the
+ * seeds of one (users, forget) pair consecutively. */
+static void print_summary(const eval_cell *cells, size_t n_seeds, size_t n_pairs) {
+    printf("\nmean +- std over %zu seeds\n", n_seeds);
+    printf("%-8s %-8s %-12s %17s %17s %17s\n", "users%", "forget%", "method", "RMSE", "forget gap",
+           "seconds");
+    for (size_t p = 0; p < n_pairs; p++) {
+        const eval_cell *c0 = &cells[p * n_seeds];
+        for (size_t m = 0; m < c0->n_results; m++) {
+            double s[3] = {0}, ss[3] = {0};
+            for (size_t k = 0; k < n_seeds; k++) {
+                const eval_result *r = &cells[p * n_seeds + k].results[m];
+                double v[3] = {r->rmse_test, r->forget_gap, r->seconds};
+                for (int q = 0; q < 3; q++) {
+                    s[q] += v[q];
+                    ss[q] += v[q] * v[q];
+                }
+            }
+            char col[3][40];
+            for (int q = 0; q < 3; q++) {
+                double mean = s[q] / (double)n_seeds;
+                double var = ss[q] / (double)n_seeds - mean * mean;
+                double sd = n_seeds > 1 && var > 0
+                                ? sqrt(var * (double)n_seeds / (double)(n_seeds - 1))
+                                : 0;
+                snprintf(col[q], sizeof(col[q]), q == 2 ? "%.2f +- %.2f" : "%.4f +- %.4f", mean,
+                         sd);
+            }
+            printf("%-8g %-8g %-12s %17s %17s %17s\n", c0->users_pct, c0->forget_pct,
+                   c0->results[m].method, col[0], col[1], col[2]);
+        }
+    }
+}
+
+/* ---- running ---------------------------------------------------------- */
+
+typedef struct run_state {
+    progress *prog;
+    size_t cell, n_cells;
+    double users_pct, forget_pct;
+    uint64_t seed;
+} run_state;
+
+static int on_progress(void *ctx, const eval_progress *p) {
+    run_state *st = ctx;
+    char stage[160], detail[64] = "";
+    snprintf(stage, sizeof(stage),
+             "cell %zu/%zu (users %g%%, forget %g%%, seed %" PRIu64 "): %s%s%s", st->cell + 1,
+             st->n_cells, st->users_pct, st->forget_pct, st->seed, p->stage,
+             p->method[0] ? " " : "", p->method);
+    if (p->epochs > 0)
+        snprintf(detail, sizeof(detail), "epoch %d/%d", p->epoch, p->epochs);
+    progress_update(st->prog, ((double)st->cell + p->done) / (double)st->n_cells, stage,
+                    detail[0] ? detail : NULL);
+    return 0;
+}
+
+static int run_grid(const eval_cli *a, const dataset *ds, eval_cell *cells, char *errstr,
+                    size_t errstr_size) {
+    eval_data d = {ds->ratings,    ds->n_ratings,  ds->n_users, ds->n_items,
+                   ds->rating_min, ds->rating_max, ds->name};
+    run_state st = {progress_new(stderr, "unlearnd eval"),
+                    0,
+                    a->n_users * a->n_forget * (size_t)a->seeds,
+                    0,
+                    0,
+                    0};
+    int rc = UL_OK;
+    for (size_t u = 0; u < a->n_users && rc == UL_OK; u++) {
+        for (size_t f = 0; f < a->n_forget && rc == UL_OK; f++) {
+            for (long s = 0; s < a->seeds && rc == UL_OK; s++, st.cell++) {
+                eval_opts o = a->opts;
+                o.users_pct = a->users[u];
+                o.forget_pct = a->forget[f];
+                o.seed = a->opts.seed + (uint64_t)s;
+                st.users_pct = o.users_pct;
+                st.forget_pct = o.forget_pct;
+                st.seed = o.seed;
+                rc = eval_run_cell(&d, &o, a->methods, a->n_methods, on_progress, &st,
+                                   &cells[st.cell], errstr, errstr_size);
+                if (rc != UL_OK)
+                    break;
+                progress_message(st.prog,
+                                 "unlearnd eval: cell %zu/%zu done (users %g%%, "
+                                 "forget %g%%, seed %" PRIu64 ")",
+                                 st.cell + 1, st.n_cells, o.users_pct, o.forget_pct, o.seed);
+                if (a->json ? print_cell_json(&cells[st.cell]) != 0
+                            : (print_cell_table(&cells[st.cell], o.top_k), 0)) {
+                    ul_set_err(errstr, errstr_size, "a JSON line did not fit its buffer");
+                    rc = UL_ERR_STATE;
+                }
+            }
+        }
+    }
+    progress_destroy(st.prog);
+    return rc;
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_cli a;
+    char errstr[UL_ERRSTR_SIZE] = "";
+    cli_defaults(&a);
+    int prc = parse_args(&a, argc, argv, errstr, sizeof(errstr));
+    if (prc == 1) {
+        print_help();
+        return CLI_EXIT_OK;
+    }
+    if (prc != 0)
+        return cli_usage_error(CMD, errstr);
+    if (mf_params_check(&a.opts.mf, errstr, sizeof(errstr)) != UL_OK)
+        return cli_usage_error(CMD, errstr);
+    dataset *ds = load_data(&a, errstr, sizeof(errstr));
+    if (ds == NULL)
+        return cli_fail(CMD, errstr);
+    size_t n_cells = a.n_users * a.n_forget * (size_t)a.seeds;
+    eval_cell *cells = calloc(n_cells, sizeof(eval_cell));
+    if (cells == NULL) {
+        ds_destroy(ds);
+        return cli_fail(CMD, "out of memory");
+    }
+    int rc = run_grid(&a, ds, cells, errstr, sizeof(errstr));
+    if (rc == UL_OK && !a.json && a.seeds > 1)
+        print_summary(cells, (size_t)a.seeds, a.n_users * a.n_forget);
+    for (size_t j = 0; j < n_cells; j++)
+        eval_cell_free(&cells[j]);
+    free(cells);
+    ds_destroy(ds);
+    return rc == UL_OK ? CLI_EXIT_OK : cli_fail(CMD, errstr);
+}

@@ -39,5 +39,8 @@ int cmd_help(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_broker(int argc, char **argv);
+int cmd_produce(int argc, char **argv);
+int cmd_consume(int argc, char **argv);
 
 #endif

@@ -10,6 +10,9 @@ static const cli_command commands[] = {
     {"train", cmd_train, "train an MF model on every rating of a file and save it"},
     {"recommend", cmd_recommend, "top-K items for one user from a saved model (raw ids)"},
     {"eval", cmd_eval, "run the paper's evaluation protocol (forget sets, RMSE, forget gap)"},
+    {"broker", cmd_broker, "run the local development Kafka (mock cluster) with our topics"},
+    {"produce", cmd_produce, "send ratings from a file, or a forget request, to Kafka"},
+    {"consume", cmd_consume, "print the decoded records of a topic (debugging)"},
 };
 
 static const size_t n_commands = sizeof(commands) / sizeof(commands[0]);

@@ -663,11 +663,6 @@ rd_kafka_conf_t *config_kafka_conf(const ul_config *cfg, char *errstr, size_t er
         ul_set_err(errstr, errstr_size, "kafka.bootstrap.servers: %s", kerr);
         goto fail;
     }
-    if (rd_kafka_conf_set(conf, "group.id", cfg->kafka_group_id, kerr, sizeof(kerr)) !=
-        RD_KAFKA_CONF_OK) {
-        ul_set_err(errstr, errstr_size, "kafka.group.id: %s", kerr);
-        goto fail;
-    }
     for (const config_kv *kv = cfg->kafka_extra; kv; kv = kv->next) {
         if (rd_kafka_conf_set(conf, kv->key, kv->value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
             ul_set_err(errstr, errstr_size, "%s: kafka.%s: %s", kv->origin, kv->key, kerr);

@@ -119,7 +119,8 @@ int config_load(ul_config *cfg, int argc, char **argv, char *const *envp, config
 int config_validate(ul_config *cfg, int need_kafka, char *errstr, size_t errstr_size);
 
 /* A new rd_kafka_conf_t with every kafka.* value applied (bootstrap.servers
- * and group.id included; the caller adds client-specific settings). The
+ * included) except kafka.group.id, which only consumers take (kafka.h's
+ * kafka_conf_new adds it for KAFKA_CONSUMER; producers would warn). The
  * caller owns it (rd_kafka_new takes it over). NULL with errstr on error. */
 rd_kafka_conf_t *config_kafka_conf(const ul_config *cfg, char *errstr, size_t errstr_size);
 

@@ -24,7 +24,7 @@ typedef enum kafka_role { KAFKA_PRODUCER = 0, KAFKA_CONSUMER = 1 } kafka_role;
  * through `*log_owner` (see log_kafka_conf: the conf's opaque becomes
  * log_owner), and role defaults the user did not override:
  *   producer: partitioner=murmur2_random (Java's default), linger.ms=5;
- *   consumer: enable.auto.commit=false, enable.auto.offset.store=false,
+ *   consumer: group.id=kafka.group.id, enable.auto.commit=false, enable.auto.offset.store=false,
  *             auto.offset.reset=earliest (the worker stores offsets itself).
  * The caller adds callbacks and passes it to rd_kafka_new (which takes it).
  * NULL with errstr on error. */

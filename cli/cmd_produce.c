@@ -1,0 +1,445 @@
+/* cmd_produce.c: `unlearnd produce ratings|forget`, feeding the input topics
+ * as a user backfilling from a data lake would: Avro records in Confluent
+ * framing, keyed by the user id, partitioned like Java producers
+ * (murmur2_random). Waits for every delivery report and says how many
+ * failed; exits 1 when any did. */
+#include "cli.h"
+#include "cli_config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "dataset.h"
+#include "kafka.h"
+#include "ul_err.h"
+
+#define FLUSH_TIMEOUT_MS 60000
+
+/* The producer's opaque: the logger first (log_kafka_conf), then counters the
+ * delivery report callback updates (it runs on our thread, in poll/flush). */
+typedef struct produce_ctx {
+    ul_log *log;
+    size_t delivered, failed;
+    char first_error[256];
+} produce_ctx;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
+    (void)rk;
+    produce_ctx *ctx = opaque;
+    if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ctx->delivered++;
+        return;
+    }
+    if (ctx->failed++ == 0)
+        snprintf(ctx->first_error, sizeof(ctx->first_error), "%s", rd_kafka_err2str(rkm->err));
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void print_help(void) {
+    printf(
+        "Usage: unlearnd produce ratings --data PATH [--rate N] [--limit N] [options]\n"
+        "       unlearnd produce forget --user ID (--items A,B,... | --from T --to T)\n"
+        "                               --reason R [--request-id ID] [options]\n\n"
+        "Feeds the input topics like a producer backfilling from a data lake: Avro records\n"
+        "in Confluent framing (schema ids from config), keyed by the user id as a decimal\n"
+        "string, partitioned with murmur2 like Java's default partitioner. Waits for every\n"
+        "delivery and exits 1 if any failed.\n\n"
+        "produce ratings:\n"
+        "  --data PATH    ratings file: u.data, ratings.dat or CSV with a header\n"
+        "                 (user,item,rating[,timestamp]); raw ids are sent unchanged; a\n"
+        "                 repeated (user,item) keeps the later rating\n"
+        "  --rate N       ratings per second, 0 = as fast as possible (default 0)\n"
+        "  --limit N      send only the first N ratings (default: all)\n"
+        "  event_time is the file's timestamp (seconds -> ms) or, without timestamps, the\n"
+        "  0-based line position as ms, so file order is event-time order.\n\n"
+        "produce forget:\n"
+        "  --user ID          raw user id\n"
+        "  --items A,B,...    raw item ids to forget (at most forget.max.items)\n"
+        "  --from T --to T    or every rating with from <= event_time <= to; T is ms since\n"
+        "                     the epoch or YYYY-MM-DDTHH:MM:SS[Z] (UTC)\n"
+        "  --reason R         MISTAKE, SOMEONE_ELSE, FAULTY_ACQUISITION, LOST_INTEREST, ERASURE\n"
+        "  --request-id ID    default: generated; printed on stdout either way\n\n"
+        "Kafka, topics, schema ids and the rating scale come from the configuration\n"
+        "(--kafka.bootstrap.servers, --topic.ratings, --schema.id.rating, --rating.min, ...;\n"
+        "see `unlearnd worker --help`). Without kafka.bootstrap.servers the local broker's\n"
+        "address file is used (start `unlearnd broker`).\n");
+}
+
+static codec *make_codec(const ul_config *cfg, char *err, size_t err_size) {
+    codec_opts o;
+    codec_opts_init(&o);
+    o.schema_id_rating = (int32_t)cfg->schema_id_rating;
+    o.schema_id_forget = (int32_t)cfg->schema_id_forget;
+    o.schema_id_factor = (int32_t)cfg->schema_id_factor;
+    o.schema_id_receipt = (int32_t)cfg->schema_id_receipt;
+    o.rating_min = (float)cfg->rating_min;
+    o.rating_max = (float)cfg->rating_max;
+    o.max_forget_items = (size_t)cfg->forget_max_items;
+    return codec_new(&o, err, err_size);
+}
+
+/* Resolves kafka.bootstrap.servers (after the local checks, so bad input is
+ * reported even without a broker) and creates the producer. */
+static rd_kafka_t *make_producer(ul_config *cfg, produce_ctx *ctx, char *err, size_t err_size) {
+    char kerr[512];
+    if (config_validate(cfg, 1, err, err_size) != UL_OK)
+        return NULL;
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, KAFKA_PRODUCER, &ctx->log, err, err_size);
+    if (conf == NULL)
+        return NULL;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+    if (rk == NULL) {
+        snprintf(err, err_size, "cannot create the Kafka producer: %.400s", kerr);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
+/* Flush and report; returns the exit code. */
+static int finish(const char *what, rd_kafka_t *rk, produce_ctx *ctx, size_t sent) {
+    char msg[1024];
+    rd_kafka_flush(rk, FLUSH_TIMEOUT_MS);
+    int pending = rd_kafka_outq_len(rk);
+    if (ctx->failed == 0 && pending == 0)
+        return CLI_EXIT_OK;
+    snprintf(msg, sizeof(msg), "%zu of %zu %s not delivered (%zu failed%s%s, %d still queued)",
+             ctx->failed + (size_t)pending, sent, what, ctx->failed, ctx->failed ? ": " : "",
+             ctx->first_error, pending);
+    return cli_fail("produce", msg);
+}
+
+/* ---- produce ratings ------------------------------------------------------ */
+
+typedef struct ratings_args {
+    const char *data;
+    long rate;
+    long limit;
+} ratings_args;
+
+static int parse_ratings_args(cli_config *cc, ratings_args *a) {
+    char err[UL_ERRSTR_SIZE];
+    a->data = NULL;
+    a->rate = 0;
+    a->limit = -1;
+    for (int i = 1; i < cc->args.n_rest; i++) {
+        const char *k = cc->args.rest[i];
+        const char *v = i + 1 < cc->args.n_rest ? cc->args.rest[i + 1] : NULL;
+        if (strcmp(k, "--data") == 0 && v) {
+            a->data = v;
+        } else if (strcmp(k, "--rate") == 0) {
+            if (cli_parse_long(k, v, 0, 100000000, &a->rate, err, sizeof(err)))
+                return cli_usage_error("produce", err);
+        } else if (strcmp(k, "--limit") == 0) {
+            if (cli_parse_long(k, v, 0, 2000000000, &a->limit, err, sizeof(err)))
+                return cli_usage_error("produce", err);
+        } else {
+            snprintf(err, sizeof(err), "produce ratings: unexpected argument '%s'%s", k,
+                     v ? "" : " (or missing value)");
+            return cli_usage_error("produce", err);
+        }
+        i++;
+    }
+    if (a->data == NULL)
+        return cli_usage_error("produce", "produce ratings: --data PATH is required");
+    return CLI_EXIT_OK;
+}
+
+/* Sleep so that `sent` ratings take sent/rate seconds since t0. */
+static void pace(double t0, size_t sent, long rate) {
+    double ahead = (double)sent / (double)rate - (now_s() - t0);
+    if (ahead > 0.001) {
+        struct timespec ts = {(time_t)ahead, (long)((ahead - (double)(time_t)ahead) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd, rd_kafka_t *rk,
+                        produce_ctx *ctx, const ratings_args *a, size_t *sent) {
+    char err[UL_ERRSTR_SIZE], key[24];
+    codec_buf buf = {0};
+    size_t n = a->limit >= 0 && (size_t)a->limit < ds->n_ratings ? (size_t)a->limit : ds->n_ratings;
+    double t0 = now_s(), last = t0;
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
+        const ul_rating *r = &ds->ratings[i];
+        codec_rating ev = {ds->user_ids[r->user], ds->item_ids[r->item], r->value,
+                           ds->has_time ? r->time * 1000 : r->time};
+        int klen = codec_key_user(ev.user_id, key, sizeof(key));
+        if (codec_encode_rating(cd, &ev, &buf, err, sizeof(err)) != CODEC_OK ||
+            kafka_produce(rk, cc->cfg->topic_ratings, RD_KAFKA_PARTITION_UA, key, (size_t)klen,
+                          buf.data, buf.len, NULL, -1, err, sizeof(err)) != UL_OK) {
+            rc = cli_fail("produce", err);
+            break;
+        }
+        *sent = i + 1;
+        if (a->rate > 0 && (i & 63) == 63)
+            pace(t0, *sent, a->rate);
+        if ((i & 1023) == 0) {
+            rd_kafka_poll(rk, 0);
+            double t = now_s();
+            if (t - last >= 1.0) {
+                log_info(cc->log, "produce", "%zu/%zu ratings sent (%.0f/s), %zu delivered", *sent,
+                         n, (double)*sent / (t - t0), ctx->delivered);
+                last = t;
+            }
+        }
+    }
+    codec_buf_free(&buf);
+    return rc;
+}
+
+static int produce_ratings(cli_config *cc) {
+    char err[UL_ERRSTR_SIZE];
+    ratings_args a;
+    int rc = parse_ratings_args(cc, &a);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    ds_load_opts lo;
+    ds_load_opts_init(&lo);
+    lo.rating_min = (float)cc->cfg->rating_min;
+    lo.rating_max = (float)cc->cfg->rating_max;
+    lo.dups = DS_DUP_LAST;
+    produce_ctx ctx = {cc->log, 0, 0, ""};
+    codec *cd = make_codec(cc->cfg, err, sizeof(err));
+    dataset *ds = cd ? ds_load(a.data, &lo, err, sizeof(err)) : NULL;
+    rd_kafka_t *rk = ds ? make_producer(cc->cfg, &ctx, err, sizeof(err)) : NULL;
+    if (rk == NULL) {
+        rc = cli_fail("produce", err);
+        goto done;
+    }
+    if (ds->n_duplicates)
+        log_warn(cc->log, "produce", "%s: %zu earlier ratings of a repeated (user,item) skipped",
+                 a.data, ds->n_duplicates);
+    size_t sent = 0;
+    double t0 = now_s();
+    rc = send_ratings(cc, ds, cd, rk, &ctx, &a, &sent);
+    int frc = finish("ratings", rk, &ctx, sent);
+    rc = rc != CLI_EXIT_OK ? rc : frc;
+    double secs = now_s() - t0;
+    printf("produced %zu ratings to %s from %s in %.2f s (%.0f/s): %zu delivered, %zu failed\n",
+           sent, cc->cfg->topic_ratings, a.data, secs, secs > 0 ? (double)sent / secs : 0.0,
+           ctx.delivered, sent - ctx.delivered);
+done:
+    if (rk)
+        rd_kafka_destroy(rk);
+    ds_destroy(ds);
+    codec_destroy(cd);
+    return rc;
+}
+
+/* ---- produce forget --------------------------------------------------------- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+ * days_from_civil algorithm, re-derived). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* "1700000000000" (ms) or "2026-11-27T10:00:00[Z]" (UTC) -> ms. */
+static int parse_time_ms(const char *opt, const char *s, int64_t *ms, char *err, size_t size) {
+    long v;
+    int y, mo, d, h, mi, sec, n = 0;
+    if (s == NULL) {
+        snprintf(err, size, "%s needs a time", opt);
+        return -1;
+    }
+    if (strchr(s, '-') == NULL || *s == '-') {
+        if (cli_parse_long(opt, s, 0, INT64_MAX / 2, &v, err, size))
+            return -1;
+        *ms = v;
+        return 0;
+    }
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 ||
+        (s[n] != '\0' && strcmp(s + n, "Z") != 0) || mo < 1 || mo > 12 || d < 1 || d > 31 ||
+        h > 23 || mi > 59 || sec > 60 || y < 1970) {
+        snprintf(err, size, "%s: '%s' is neither ms since the epoch nor YYYY-MM-DDTHH:MM:SS[Z]",
+                 opt, s);
+        return -1;
+    }
+    *ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000;
+    return 0;
+}
+
+static int parse_items(const char *s, codec_forget *fr, size_t max, char *err, size_t size) {
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    if (n > max) {
+        snprintf(err, size, "--items: %zu ids, more than forget.max.items=%zu", n, max);
+        return -1;
+    }
+    fr->items = calloc(n, sizeof(int64_t));
+    if (fr->items == NULL) {
+        snprintf(err, size, "out of memory");
+        return -1;
+    }
+    const char *p = s;
+    for (size_t i = 0; i < n; i++) {
+        char tok[32];
+        size_t len = strcspn(p, ",");
+        long v;
+        if (len == 0 || len >= sizeof(tok)) {
+            snprintf(err, size, "--items: item %zu of '%s' is empty or too long", i + 1, s);
+            return -1;
+        }
+        memcpy(tok, p, len);
+        tok[len] = '\0';
+        if (cli_parse_long("--items", tok, 0, INT64_MAX, &v, err, size))
+            return -1;
+        fr->items[fr->n_items++] = v;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
+static int forget_arg(cli_config *cc, const char *k, const char *v, codec_forget *fr, int *seen,
+                      char *err, size_t size) {
+    long l;
+    if (v == NULL) {
+        snprintf(err, size, "produce forget: %s needs a value", k);
+        return -1;
+    }
+    if (strcmp(k, "--user") == 0) {
+        if (cli_parse_long(k, v, 0, INT64_MAX, &l, err, size))
+            return -1;
+        fr->user_id = l;
+        *seen |= 1;
+    } else if (strcmp(k, "--items") == 0) {
+        *seen |= 2;
+        return parse_items(v, fr, (size_t)cc->cfg->forget_max_items, err, size);
+    } else if (strcmp(k, "--from") == 0 || strcmp(k, "--to") == 0) {
+        *seen |= k[2] == 'f' ? 4 : 8;
+        return parse_time_ms(k, v, k[2] == 'f' ? &fr->window_from : &fr->window_to, err, size);
+    } else if (strcmp(k, "--reason") == 0) {
+        if (codec_reason_parse(v, &fr->reason) != UL_OK) {
+            snprintf(err, size,
+                     "--reason: '%s' is not one of MISTAKE, SOMEONE_ELSE, FAULTY_ACQUISITION, "
+                     "LOST_INTEREST, ERASURE",
+                     v);
+            return -1;
+        }
+        *seen |= 16;
+    } else if (strcmp(k, "--request-id") == 0) {
+        if (*v == '\0' || strlen(v) > CODEC_REQUEST_ID_MAX) {
+            snprintf(err, size, "--request-id: must be 1..%d bytes", CODEC_REQUEST_ID_MAX);
+            return -1;
+        }
+        snprintf(fr->request_id, sizeof(fr->request_id), "%s", v);
+    } else {
+        snprintf(err, size, "produce forget: unexpected argument '%s'", k);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_forget_args(cli_config *cc, codec_forget *fr, char *err, size_t size) {
+    int seen = 0;
+    for (int i = 1; i < cc->args.n_rest; i += 2) {
+        const char *v = i + 1 < cc->args.n_rest ? cc->args.rest[i + 1] : NULL;
+        if (forget_arg(cc, cc->args.rest[i], v, fr, &seen, err, size))
+            return -1;
+    }
+    const char *missing =
+        !(seen & 1)                        ? "--user ID is required"
+        : !(seen & 16)                     ? "--reason R is required"
+        : (seen & 2) && (seen & 12)        ? "give either --items or --from/--to, not both"
+        : !(seen & 2) && (seen & 12) != 12 ? "give --items A,B,... or both --from and --to"
+                                           : NULL;
+    if (missing) {
+        snprintf(err, size, "produce forget: %s", missing);
+        return -1;
+    }
+    fr->has_window = (seen & 12) == 12;
+    if (fr->request_id[0] == '\0')
+        snprintf(fr->request_id, sizeof(fr->request_id), "fr-%" PRId64 "-%ld-%" PRId64, wall_ms(),
+                 (long)getpid(), fr->user_id);
+    fr->requested_at = wall_ms();
+    return 0;
+}
+
+static int produce_forget(cli_config *cc) {
+    char err[UL_ERRSTR_SIZE], key[24];
+    codec_forget fr;
+    codec_buf buf = {0};
+    memset(&fr, 0, sizeof(fr));
+    produce_ctx ctx = {cc->log, 0, 0, ""};
+    rd_kafka_t *rk = NULL;
+    int rc = CLI_EXIT_OK;
+    codec *cd = make_codec(cc->cfg, err, sizeof(err));
+    if (cd == NULL) {
+        rc = cli_fail("produce", err);
+        goto done;
+    }
+    if (parse_forget_args(cc, &fr, err, sizeof(err)) != 0 ||
+        codec_encode_forget(cd, &fr, &buf, err, sizeof(err)) != CODEC_OK) {
+        rc = cli_usage_error("produce", err);
+        goto done;
+    }
+    rk = make_producer(cc->cfg, &ctx, err, sizeof(err));
+    int klen = codec_key_user(fr.user_id, key, sizeof(key));
+    if (rk == NULL ||
+        kafka_produce(rk, cc->cfg->topic_forget, RD_KAFKA_PARTITION_UA, key, (size_t)klen, buf.data,
+                      buf.len, NULL, -1, err, sizeof(err)) != UL_OK) {
+        rc = cli_fail("produce", err);
+        goto done;
+    }
+    rc = finish("forget requests", rk, &ctx, 1);
+    if (rc == CLI_EXIT_OK) {
+        printf("%s\n", fr.request_id);
+        log_info(cc->log, "produce", "forget request %s for user %" PRId64 " (%s, %s) sent to %s",
+                 fr.request_id, fr.user_id, codec_reason_name(fr.reason),
+                 fr.has_window ? "time window" : "item list", cc->cfg->topic_forget);
+    }
+done:
+    if (rk)
+        rd_kafka_destroy(rk);
+    codec_buf_free(&buf);
+    codec_forget_clear(&fr);
+    codec_destroy(cd);
+    return rc;
+}
+
+int cmd_produce(int argc, char **argv) {
+    cli_config cc;
+    int rc = cli_config_load("produce", argc, argv, &cc);
+    if (rc == CLI_EXIT_OK && cc.args.help) {
+        print_help();
+        goto done;
+    }
+    if (rc != CLI_EXIT_OK)
+        goto done;
+    const char *what = cc.args.n_rest > 0 ? cc.args.rest[0] : "";
+    if (strcmp(what, "ratings") != 0 && strcmp(what, "forget") != 0) {
+        rc = cli_usage_error("produce",
+                             "say what to produce: `produce ratings` or `produce forget`");
+        goto done;
+    }
+    rc = cli_config_ready("produce", &cc, 0);
+    if (rc == CLI_EXIT_OK)
+        rc = strcmp(what, "ratings") == 0 ? produce_ratings(&cc) : produce_forget(&cc);
+done:
+    cli_config_free(&cc);
+    return rc;
+}

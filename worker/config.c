@@ -541,6 +541,12 @@ static int scan_args(int argc, char **argv, config_cli *cli, char *errstr, size_
                 ul_set_err(errstr, errstr_size, "--config needs a file path");
                 return UL_ERR_ARG;
             }
+        } else if (strncmp(a, "--", 2) == 0 && !is_config_flag(name, len) &&
+                   memchr(name, '.', len) != NULL) {
+            /* commands' own flags have no dots: this is a mistyped option */
+            ul_set_err(errstr, errstr_size, "--%.*s: unknown option '%.*s' (see --help)", (int)len,
+                       name, (int)len, name);
+            return UL_ERR_ARG;
         } else if (strncmp(a, "--", 2) == 0 && is_config_flag(name, len)) {
             if (!eq && i + 1 >= argc) {
                 ul_set_err(errstr, errstr_size, "--%s needs a value", name);

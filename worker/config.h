@@ -103,8 +103,9 @@ void config_cli_free(config_cli *cli);
 /* The whole sequence in precedence order: the file named by --config (or
  * UNLEARND_CONFIG), then `envp`, then the flags in argv[1..argc-1]. Flags
  * naming a table key or kafka.* are consumed (`--key value`, `--key=value`);
- * --config, --help/-h and --dump-config are recorded in `cli`; everything else
- * is left in cli->rest, in order, for the command's own parser. Does not call
+ * --config, --help/-h and --dump-config are recorded in `cli`; a flag with a
+ * dot that names no option is an error (a mistyped key); everything else is
+ * left in cli->rest, in order, for the command's own parser. Does not call
  * config_validate(). */
 int config_load(ul_config *cfg, int argc, char **argv, char *const *envp, config_cli *cli,
                 char *errstr, size_t errstr_size);

@@ -1,0 +1,285 @@
+/* test_config.c: the layered configuration: defaults, file (errors as
+ * path:line), environment, flags, in that precedence; unknown keys, bad
+ * values, kafka.* validation through librdkafka, secret masking, bootstrap
+ * resolution and the generated help and dump. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "testutil.h"
+#include "ul_err.h"
+
+static char err[UL_ERRSTR_SIZE];
+
+static void expect_err(int rc, const char *needle) {
+    assert_int_not_equal(rc, UL_OK);
+    if (strstr(err, needle) == NULL)
+        fail_msg("error '%s' lacks '%s'", err, needle);
+}
+
+static void test_defaults(void **state) {
+    (void)state;
+    ul_config *cfg = config_new();
+    assert_non_null(cfg);
+    assert_string_equal(cfg->topic_ratings, "ratings");
+    assert_string_equal(cfg->topic_forget, "forget-requests");
+    assert_string_equal(cfg->topic_dead_letter, "dead-letter");
+    assert_string_equal(cfg->method, "cff");
+    assert_int_equal(cfg->model_k, 64);
+    assert_int_equal(cfg->schema_id_rating, 1);
+    assert_int_equal(cfg->schema_id_receipt, 4);
+    assert_true(cfg->rating_min == 1.0 && cfg->rating_max == 5.0);
+    assert_string_equal(cfg->redis_host, "");
+    assert_string_equal(cfg->kafka_bootstrap, "");
+    assert_non_null(strstr(cfg->bootstrap_file, "unlearnd-broker.addr"));
+    config_destroy(cfg);
+    config_destroy(NULL);
+}
+
+static void test_precedence(void **state) {
+    (void)state;
+    const char *path = tu_write_file("prec.conf", "# comment\n"
+                                                  "  model.k = 16  \n"
+                                                  "\n"
+                                                  "cycle.interval.ms=250\n"
+                                                  "method=foldin\n"
+                                                  "redis.port=7000\n");
+    char env1[] = "UNLEARND_MODEL_K=24";
+    char env2[] = "UNLEARND_CYCLE_INTERVAL_MS=300";
+    char env3[] = "UNLEARND_SHARED_DATA=/elsewhere"; /* not ours: ignored */
+    char env4[] = "UNLEARND_TOPIC_FORGET_REQUESTS=fr2";
+    char *envp[] = {env1, env2, env3, env4, NULL};
+    char *argv[] = {"worker", "--config", (char *)path,   "--model.k=32", "positional",
+                    "--own",  "ownvalue", "--redis.host", "db.local",     NULL};
+    ul_config *cfg = config_new();
+    config_cli cli;
+    assert_int_equal(config_load(cfg, 9, argv, envp, &cli, err, sizeof(err)), UL_OK);
+    assert_int_equal(cfg->model_k, 32);            /* flag > env > file */
+    assert_int_equal(cfg->cycle_interval_ms, 300); /* env > file */
+    assert_string_equal(cfg->method, "foldin");    /* file > default */
+    assert_int_equal(cfg->redis_port, 7000);
+    assert_string_equal(cfg->redis_host, "db.local");
+    assert_string_equal(cfg->topic_forget, "fr2");
+    assert_string_equal(cli.config_path, path);
+    assert_false(cli.help);
+    assert_int_equal(cli.n_rest, 3); /* non-config arguments kept in order */
+    assert_string_equal(cli.rest[0], "positional");
+    assert_string_equal(cli.rest[1], "--own");
+    assert_string_equal(cli.rest[2], "ownvalue");
+    /* the dump says where each value came from */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    config_dump(cfg, mem);
+    fclose(mem);
+    assert_non_null(strstr(buf, "(from --model.k)\nmodel.k=32\n"));
+    assert_non_null(strstr(buf, "(from UNLEARND_CYCLE_INTERVAL_MS)\ncycle.interval.ms=300\n"));
+    assert_non_null(strstr(buf, ":5)\nmethod=foldin\n")); /* path:line of the file */
+    free(buf);
+    config_cli_free(&cli);
+    config_destroy(cfg);
+}
+
+static void test_config_env_path_and_flags(void **state) {
+    (void)state;
+    const char *path = tu_write_file("envpath.conf", "model.k=8\n");
+    char env[600];
+    snprintf(env, sizeof(env), "UNLEARND_CONFIG=%s", path);
+    char *envp[] = {env, NULL};
+    char *argv[] = {"worker", "--help", "--dump-config", NULL};
+    ul_config *cfg = config_new();
+    config_cli cli;
+    assert_int_equal(config_load(cfg, 3, argv, envp, &cli, err, sizeof(err)), UL_OK);
+    assert_int_equal(cfg->model_k, 8);
+    assert_true(cli.help && cli.dump);
+    config_cli_free(&cli);
+    char *argv2[] = {"worker", "--model.k", NULL};
+    expect_err(config_load(cfg, 2, argv2, NULL, &cli, err, sizeof(err)), "needs a value");
+    config_cli_free(&cli);
+    char *argv4[] = {"worker", "--modle.k", "3", NULL};
+    expect_err(config_load(cfg, 3, argv4, NULL, &cli, err, sizeof(err)),
+               "unknown option 'modle.k'");
+    config_cli_free(&cli);
+    char *argv3[] = {"worker", "--config", "/nonexistent/x.conf", NULL};
+    expect_err(config_load(cfg, 3, argv3, NULL, &cli, err, sizeof(err)), "/nonexistent/x.conf");
+    config_cli_free(&cli);
+    config_destroy(cfg);
+}
+
+static void test_file_errors_name_path_and_line(void **state) {
+    (void)state;
+    ul_config *cfg = config_new();
+    const char *p = tu_write_file("bad1.conf", "model.k=8\n# ok\nmodel.kk=3\n");
+    expect_err(config_load_file(cfg, p, err, sizeof(err)),
+               "bad1.conf:3: unknown option 'model.kk'");
+    p = tu_write_file("bad2.conf", "\n\nmodel.k=0\n");
+    expect_err(config_load_file(cfg, p, err, sizeof(err)), "bad2.conf:3: model.k: 0 is outside");
+    p = tu_write_file("bad3.conf", "just words\n");
+    expect_err(config_load_file(cfg, p, err, sizeof(err)), "bad3.conf:1: expected key=value");
+    p = tu_write_file("bad4.conf", "kafka.acks=banana\n");
+    expect_err(config_load_file(cfg, p, err, sizeof(err)), "bad4.conf:1: kafka.acks");
+    p = tu_write_file("bad5.conf", "=3\n");
+    expect_err(config_load_file(cfg, p, err, sizeof(err)), "bad5.conf:1: missing key");
+    expect_err(config_load_file(cfg, "/no/such/file.conf", err, sizeof(err)), "cannot open");
+    config_destroy(cfg);
+}
+
+static void test_bad_values(void **state) {
+    (void)state;
+    ul_config *cfg = config_new();
+    expect_err(config_set(cfg, "model.k", "abc", "--model.k", err, sizeof(err)),
+               "--model.k: model.k: 'abc' is not a whole number");
+    expect_err(config_set(cfg, "model.k", "12x", NULL, err, sizeof(err)), "not a whole number");
+    expect_err(config_set(cfg, "model.learning.rate", "0", NULL, err, sizeof(err)), "outside");
+    expect_err(config_set(cfg, "model.reg", "nan", NULL, err, sizeof(err)), "not a number");
+    expect_err(config_set(cfg, "method", "retrain", NULL, err, sizeof(err)), "cff|foldin");
+    expect_err(config_set(cfg, "log.level", "loud", NULL, err, sizeof(err)), "error|warn");
+    expect_err(config_set(cfg, "topic.ratings", "bad topic!", NULL, err, sizeof(err)),
+               "not a valid topic");
+    expect_err(config_set(cfg, "topic.ratings", "", NULL, err, sizeof(err)), "not a valid topic");
+    expect_err(config_set(cfg, "redis.port", "70000", NULL, err, sizeof(err)), "1..65535");
+    expect_err(config_set(cfg, "redis.nosuch", "1", NULL, err, sizeof(err)), "unknown option");
+    expect_err(config_set(cfg, "nosuch", "1", "UNLEARND_X", err, sizeof(err)), "UNLEARND_X");
+    /* values are unchanged after a refused set */
+    assert_int_equal(cfg->model_k, 64);
+    assert_string_equal(cfg->method, "cff");
+    /* env: an unknown table-looking var is ignored, a bad value is an error */
+    char bad[] = "UNLEARND_MODEL_K=-3";
+    char *envp[] = {bad, NULL};
+    expect_err(config_load_env(cfg, envp, err, sizeof(err)), "UNLEARND_MODEL_K: model.k");
+    /* cross-field checks */
+    assert_int_equal(config_set(cfg, "rating.min", "5", NULL, err, sizeof(err)), UL_OK);
+    expect_err(config_validate(cfg, 0, err, sizeof(err)), "rating.min");
+    config_destroy(cfg);
+}
+
+static void test_kafka_passthrough(void **state) {
+    (void)state;
+    ul_config *cfg = config_new();
+    char v[64];
+    assert_int_equal(config_set(cfg, "kafka.linger.ms", "7", "--kafka.linger.ms", err, sizeof(err)),
+                     UL_OK);
+    char env[] = "UNLEARND_KAFKA_QUEUE_BUFFERING_MAX_MESSAGES=5000";
+    char *envp[] = {env, NULL};
+    assert_int_equal(config_load_env(cfg, envp, err, sizeof(err)), UL_OK);
+    expect_err(config_set(cfg, "kafka.no.such.property", "1", NULL, err, sizeof(err)),
+               "kafka.no.such.property");
+    expect_err(config_set(cfg, "kafka.linger.ms", "-5", NULL, err, sizeof(err)), "linger.ms");
+    assert_int_equal(
+        config_set(cfg, "kafka.bootstrap.servers", "h1:9092,h2:9092", NULL, err, sizeof(err)),
+        UL_OK);
+    rd_kafka_conf_t *conf = config_kafka_conf(cfg, err, sizeof(err));
+    assert_non_null(conf);
+    size_t size = sizeof(v);
+    assert_int_equal(rd_kafka_conf_get(conf, "linger.ms", v, &size), RD_KAFKA_CONF_OK);
+    assert_string_equal(v, "7");
+    size = sizeof(v);
+    assert_int_equal(rd_kafka_conf_get(conf, "queue.buffering.max.messages", v, &size),
+                     RD_KAFKA_CONF_OK);
+    assert_string_equal(v, "5000");
+    size = sizeof(v);
+    assert_int_equal(rd_kafka_conf_get(conf, "bootstrap.servers", v, &size), RD_KAFKA_CONF_OK);
+    assert_string_equal(v, "h1:9092,h2:9092");
+    rd_kafka_conf_destroy(conf);
+    assert_int_equal(config_value(cfg, "kafka.linger.ms", 0, v, sizeof(v)), UL_OK);
+    assert_string_equal(v, "7");
+    assert_int_equal(config_value(cfg, "kafka.acks", 0, v, sizeof(v)), UL_ERR_ARG);
+    assert_int_equal(config_validate(cfg, 1, err, sizeof(err)), UL_OK);
+    config_destroy(cfg);
+}
+
+static void test_secrets_masked(void **state) {
+    (void)state;
+    ul_config *cfg = config_new();
+    char v[64];
+    assert_true(config_key_is_secret("redis.password"));
+    assert_true(config_key_is_secret("kafka.sasl.username"));
+    assert_true(config_key_is_secret("kafka.ssl.key.password"));
+    assert_false(config_key_is_secret("model.k"));
+    assert_int_equal(config_set(cfg, "redis.password", "hunter2", NULL, err, sizeof(err)), UL_OK);
+    assert_int_equal(config_set(cfg, "kafka.sasl.password", "s3cr3t", NULL, err, sizeof(err)),
+                     UL_OK);
+    assert_int_equal(config_value(cfg, "redis.password", 0, v, sizeof(v)), UL_OK);
+    assert_string_equal(v, "********");
+    assert_int_equal(config_value(cfg, "redis.password", 1, v, sizeof(v)), UL_OK);
+    assert_string_equal(v, "hunter2");
+    assert_string_equal(cfg->redis_password, "hunter2");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    config_dump(cfg, mem);
+    fclose(mem);
+    assert_null(strstr(buf, "hunter2"));
+    assert_null(strstr(buf, "s3cr3t"));
+    assert_non_null(strstr(buf, "redis.password=********"));
+    assert_non_null(strstr(buf, "kafka.sasl.password=********"));
+    free(buf);
+    config_destroy(cfg);
+}
+
+static void test_bootstrap_resolution(void **state) {
+    (void)state;
+    ul_config *cfg = config_new();
+    char missing[600];
+    snprintf(missing, sizeof(missing), "%s/no-broker.addr", tu_tmpdir());
+    assert_int_equal(config_set(cfg, "broker.bootstrap.file", missing, NULL, err, sizeof(err)),
+                     UL_OK);
+    expect_err(config_validate(cfg, 1, err, sizeof(err)), "unlearnd broker");
+    assert_int_equal(config_validate(cfg, 0, err, sizeof(err)), UL_OK); /* not needed */
+    const char *addr = tu_write_file("broker.addr", "127.0.0.1:12345\n");
+    assert_int_equal(config_set(cfg, "broker.bootstrap.file", addr, NULL, err, sizeof(err)), UL_OK);
+    assert_int_equal(config_validate(cfg, 1, err, sizeof(err)), UL_OK);
+    assert_string_equal(cfg->kafka_bootstrap, "127.0.0.1:12345");
+    /* an explicit bootstrap wins over the file */
+    assert_int_equal(config_set(cfg, "kafka.bootstrap.servers", "k:1", NULL, err, sizeof(err)),
+                     UL_OK);
+    assert_int_equal(config_validate(cfg, 1, err, sizeof(err)), UL_OK);
+    assert_string_equal(cfg->kafka_bootstrap, "k:1");
+    config_destroy(cfg);
+}
+
+static void test_help_lists_every_option(void **state) {
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    config_print_help(mem);
+    fclose(mem);
+    const char *keys[] = {"kafka.bootstrap.servers",
+                          "kafka.group.id",
+                          "topic.dead_letter",
+                          "schema.id.forget_request",
+                          "redis.password",
+                          "method",
+                          "retention.per.user",
+                          "forget.max.items",
+                          "log.level",
+                          "UNLEARND_"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strstr(buf, keys[i]) == NULL)
+            fail_msg("help lacks %s", keys[i]);
+    assert_non_null(strstr(buf, "default 64"));
+    free(buf);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_config_env_path_and_flags),
+        cmocka_unit_test(test_file_errors_name_path_and_line),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_kafka_passthrough),
+        cmocka_unit_test(test_secrets_masked),
+        cmocka_unit_test(test_bootstrap_resolution),
+        cmocka_unit_test(test_help_lists_every_option),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -33,9 +33,8 @@ rd_kafka_conf_t *kafka_conf_new(const ul_config *cfg, kafka_role role, ul_log **
     rd_kafka_conf_t *conf = config_kafka_conf(cfg, errstr, errstr_size);
     if (conf == NULL)
         return NULL;
-    if (role == KAFKA_CONSUMER &&
-        rd_kafka_conf_set(conf, "group.id", cfg->kafka_group_id, kerr, sizeof(kerr)) !=
-            RD_KAFKA_CONF_OK) {
+    if (role == KAFKA_CONSUMER && rd_kafka_conf_set(conf, "group.id", cfg->kafka_group_id, kerr,
+                                                    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
         ul_set_err(errstr, errstr_size, "kafka.group.id: %s", kerr);
         rd_kafka_conf_destroy(conf);
         return NULL;

@@ -20,11 +20,13 @@ typedef struct unlearn_method {
 } unlearn_method;
 
 static const unlearn_method methods[] = {
+    {"cff", cff_apply},
+    {"cff-paper", cff_paper_apply},
     {"foldin", foldin_apply},
 };
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 
-static const char *const method_names[N_METHODS + 1] = {"foldin", NULL};
+static const char *const method_names[N_METHODS + 1] = {"cff", "cff-paper", "foldin", NULL};
 
 const char *const *unlearn_method_names(void) {
     return method_names;
@@ -163,6 +165,8 @@ static int check_params(const unlearn_params *p, char *errstr, size_t errstr_siz
     else if (!(p->foldin_reg > 0 && p->foldin_reg < 1e6f) ||
              !(p->foldin_reg_bias >= 0 && p->foldin_reg_bias < 1e6f))
         bad = "foldin_reg must be in (0,1e6) and foldin_reg_bias in [0,1e6)";
+    else if (p->cff_fuse_items != 0 && p->cff_fuse_items != 1)
+        bad = "cff_fuse_items must be 0 or 1";
     else if (p->foldin_items != 0 && p->foldin_items != 1)
         bad = "foldin_items must be 0 or 1";
     if (bad == NULL)

@@ -47,7 +47,8 @@ typedef struct unlearn_params {
     int cff_hidden;        /* width of the hidden linear layer (512) */
     int cff_batch;         /* rows per Adam mini-batch */
     float cff_anchor;      /* weight of the "stay close to m1" pairs in the CFF loss */
-    int cff_anchor_pairs;  /* random (affected user, item) pairs held at m1's prediction */
+    int cff_anchor_pairs;  /* random pairs per fused row held at m1's prediction */
+    int cff_fuse_items;    /* "cff": 1 also fuses the items of F (users only by default) */
 } unlearn_params;
 
 void unlearn_params_init(unlearn_params *params);

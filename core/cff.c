@@ -108,7 +108,8 @@ static int side_build_pairs(cff_run *run, cff_side *s) {
         for (size_t j = gf.start[a]; j < gf.start[a + 1]; j++) {
             const ul_rating *r = &req->forget[gf.idx[j]];
             if (side_add_pair(s, s->is_item ? r->user : r->item,
-                              unlearn_corrected_value(m, req, r->item), 1.0f))
+                              unlearn_corrected_value(m, req, r->item),
+                              run->paper ? 1.0f : run->params->cff_forget_weight))
                 goto done;
         }
         if (run->paper)

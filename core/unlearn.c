@@ -36,19 +36,20 @@ void unlearn_params_init(unlearn_params *params) {
     memset(params, 0, sizeof(*params));
     params->seed = 1;
     params->threads = 0;
-    params->rescue_epochs = 20;
+    params->rescue_epochs = 5;
     params->rescue_lr = 0.02f;
     params->rescue_reg = 0.02f;
-    params->cff_steps = 200;
+    params->cff_steps = 60;
     params->cff_lr = 1e-3f;
     params->cff_channels = 8;
-    params->cff_channels2 = 4;
+    params->cff_channels2 = 2;
     params->cff_hidden = 512;
     params->cff_batch = 32;
-    params->cff_anchor = 1.0f;
+    params->cff_anchor = 0.0f;
+    params->cff_forget_weight = 2.0f;
     params->cff_anchor_pairs = 8;
     params->foldin_sweeps = 2;
-    params->foldin_reg = 0.05f;
+    params->foldin_reg = 0.15f;
     params->foldin_reg_bias = 0.01f;
     params->foldin_items = 1;
 }
@@ -158,6 +159,8 @@ static int check_params(const unlearn_params *p, char *errstr, size_t errstr_siz
         bad = "cff_channels, cff_channels2 must be in 1..256 and cff_hidden in 1..65536";
     else if (p->cff_batch < 1 || p->cff_batch > 1000000)
         bad = "cff_batch must be in 1..1000000";
+    else if (!(p->cff_forget_weight >= 0 && p->cff_forget_weight < 1e6f))
+        bad = "cff_forget_weight must be in [0,1e6)";
     else if (!(p->cff_anchor >= 0 && p->cff_anchor < 1e6f) || p->cff_anchor_pairs < 0)
         bad = "cff_anchor must be in [0,1e6) and cff_anchor_pairs >= 0";
     else if (p->foldin_sweeps < 1 || p->foldin_sweeps > 100)

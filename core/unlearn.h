@@ -33,22 +33,23 @@ typedef struct unlearn_params {
     int threads; /* 0 = number of cores */
     /* Method-specific knobs are added here by the methods, each with a
      * default set in unlearn_params_init(). */
-    int rescue_epochs;     /* m2 training epochs */
-    int cff_steps;         /* CFF optimisation steps */
-    float cff_lr;          /* Adam learning rate */
-    int foldin_sweeps;     /* user then item ridge sweeps */
-    float foldin_reg;      /* ridge regularisation (per rating, like the SGD's reg) */
-    float foldin_reg_bias; /* ridge regularisation of the biases (per rating) */
-    int foldin_items;      /* 1: Newton update of the items in F; 0: items fixed */
-    float rescue_lr;       /* m2 SGD learning rate */
-    float rescue_reg;      /* m2 SGD regularisation */
-    int cff_channels;      /* C: channels of the (2,1) convolution */
-    int cff_channels2;     /* C2: channels of the 1x1 convolution */
-    int cff_hidden;        /* width of the hidden linear layer (512) */
-    int cff_batch;         /* rows per Adam mini-batch */
-    float cff_anchor;      /* weight of the "stay close to m1" pairs in the CFF loss */
-    int cff_anchor_pairs;  /* random pairs per fused row held at m1's prediction */
-    int cff_fuse_items;    /* "cff": 1 also fuses the items of F (users only by default) */
+    int rescue_epochs;       /* m2 training epochs */
+    int cff_steps;           /* CFF optimisation steps */
+    float cff_lr;            /* Adam learning rate */
+    int foldin_sweeps;       /* user then item ridge sweeps */
+    float foldin_reg;        /* ridge regularisation (per rating, like the SGD's reg) */
+    float foldin_reg_bias;   /* ridge regularisation of the biases (per rating) */
+    int foldin_items;        /* 1: Newton update of the items in F; 0: items fixed */
+    float rescue_lr;         /* m2 SGD learning rate */
+    float rescue_reg;        /* m2 SGD regularisation */
+    int cff_channels;        /* C: channels of the (2,1) convolution */
+    int cff_channels2;       /* C2: channels of the 1x1 convolution */
+    int cff_hidden;          /* width of the hidden linear layer (512) */
+    int cff_batch;           /* rows per Adam mini-batch */
+    float cff_anchor;        /* weight of the "stay close to m1" pairs in the CFF loss */
+    int cff_anchor_pairs;    /* random pairs per fused row held at m1's prediction */
+    float cff_forget_weight; /* weight of the D_fl1 pairs in the "cff" loss */
+    int cff_fuse_items;      /* "cff": 1 also fuses the items of F (users only by default) */
 } unlearn_params;
 
 void unlearn_params_init(unlearn_params *params);

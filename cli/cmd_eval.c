@@ -53,11 +53,9 @@ static const opt_doc opt_docs[] = {
     {"--users", "LIST", "x: % of users whose ratings turn faulty, e.g. 10,15,20 (default 10)"},
     {"--forget", "LIST",
      "y: % of each picked user's training ratings overwritten and forgotten (default 50)"},
-    {"--methods", "LIST",
-     "methods to evaluate, comma-separated (default: all listed below "
-     "except sisa-owner)"},
-    {"--k", "N", "latent dimension of every MF (default: the MF default, 64)"},
-    {"--epochs", "N", "SGD epochs of every MF (default: the MF default)"},
+    {"--methods", "LIST", "methods to evaluate, comma-separated (default: every method below)"},
+    {"--k", "N", NULL},      /* doc built from mf_params_init() */
+    {"--epochs", "N", NULL}, /* doc built from mf_params_init() */
     {"--seed", "S", "first seed: drives the split, O1, SISA's shards and MF (default 42)"},
     {"--seeds", "N", "run seeds S..S+N-1 and summarise mean +- std (default 1)"},
     {"--shards", "N", "SISA shards, 1..64 (default 5)"},
@@ -67,21 +65,54 @@ static const opt_doc opt_docs[] = {
     {"--help", NULL, "this help"},
 };
 
+/* "  head  doc..." with the doc wrapped at 79 columns under a 21-column
+ * indent. */
+static void print_wrapped(const char *head, const char *doc) {
+    printf("  %-18s", head);
+    int col = 20;
+    const char *w = doc;
+    while (*w) {
+        size_t len = strcspn(w, " ");
+        if (col + 1 + (int)len > 79 && col > 21) {
+            printf("\n%21s", "");
+            col = 21;
+        } else {
+            putchar(' ');
+            col++;
+        }
+        printf("%.*s", (int)len, w);
+        col += (int)len;
+        w += len;
+        while (*w == ' ')
+            w++;
+    }
+    putchar('\n');
+}
+
 static void print_help(void) {
     printf("Usage: unlearnd eval [options]\n\n"
            "Runs the paper's evaluation protocol: split the ratings 80/20, overwrite y%% of the\n"
            "training ratings of x%% of the users with the scale maximum (the forget set F), then\n"
            "build each method's model and measure it. See docs/eval.md for every definition.\n\n"
            "Options:\n");
+    mf_params mp;
+    mf_params_init(&mp);
     for (size_t j = 0; j < sizeof(opt_docs) / sizeof(opt_docs[0]); j++) {
-        char head[40];
+        char head[40], doc[512];
         snprintf(head, sizeof(head), "%s%s%s", opt_docs[j].name, opt_docs[j].arg ? " " : "",
                  opt_docs[j].arg ? opt_docs[j].arg : "");
-        printf("  %-18s %s\n", head, opt_docs[j].doc);
+        /* The MF defaults come from core/mf.c, not from a copy here. */
+        if (strcmp(opt_docs[j].name, "--k") == 0)
+            snprintf(doc, sizeof(doc), "latent dimension of every MF (default %d)", mp.k);
+        else if (strcmp(opt_docs[j].name, "--epochs") == 0)
+            snprintf(doc, sizeof(doc), "SGD epochs of every MF (default %d)", mp.epochs);
+        else
+            snprintf(doc, sizeof(doc), "%s", opt_docs[j].doc);
+        print_wrapped(head, doc);
     }
     printf("\nMethods:\n");
     for (const char *const *m = eval_method_names(); *m != NULL; m++)
-        printf("  %-18s %s\n", *m, eval_method_doc(*m));
+        print_wrapped(*m, eval_method_doc(*m));
     printf("\nMetrics (per method): test RMSE (all, affected users, other users); forget gap =\n"
            "mean |prediction - retrain's| over F; mean prediction over F; top-10 exposure =\n"
            "share of F's pairs whose item is in its user's top-10; wall seconds. Each cell also\n"
@@ -380,37 +411,52 @@ static int print_cell_json(const eval_cell *c) {
     return 0;
 }
 
+/* Mean and sample std of one metric over the seeds of pair `p`, method `m`
+ * (NaN values are skipped), formatted as "mean +- std". */
+static void summary_col(const eval_cell *cells, size_t n_seeds, size_t p, size_t m, int metric,
+                        char *out, size_t size) {
+    double s = 0, ss = 0;
+    size_t n = 0;
+    for (size_t k = 0; k < n_seeds; k++) {
+        const eval_result *r = &cells[p * n_seeds + k].results[m];
+        double v[5] = {r->rmse_test, r->rmse_affected, r->forget_gap, r->topk_exposure, r->seconds};
+        if (isnan(v[metric]))
+            continue;
+        s += v[metric];
+        ss += v[metric] * v[metric];
+        n++;
+    }
+    if (n == 0) {
+        snprintf(out, size, "-");
+        return;
+    }
+    double mean = s / (double)n, var = ss / (double)n - mean * mean;
+    double sd = n > 1 && var > 0 ? sqrt(var * (double)n / (double)(n - 1)) : 0;
+    snprintf(out, size, metric == 4 ? "%.2f +- %.2f" : "%.4f +- %.4f", mean, sd);
+}
+
 /* Mean +- std over seeds of each (users, forget, method): cells[] holds the
  * seeds of one (users, forget) pair consecutively. */
-static void print_summary(const eval_cell *cells, size_t n_seeds, size_t n_pairs) {
+static void print_summary(const eval_cell *cells, size_t n_seeds, size_t n_pairs, int top_k) {
+    char top[24];
+    snprintf(top, sizeof(top), "top-%d exposure", top_k);
     printf("\nmean +- std over %zu seeds\n", n_seeds);
-    printf("%-8s %-8s %-12s %17s %17s %17s\n", "users%", "forget%", "method", "RMSE", "forget gap",
-           "seconds");
+    printf("%-7s %-7s %-12s %17s %17s %17s %17s %13s\n", "users%", "forget%", "method", "RMSE",
+           "RMSE affected", "forget gap", top, "seconds");
     for (size_t p = 0; p < n_pairs; p++) {
         const eval_cell *c0 = &cells[p * n_seeds];
         for (size_t m = 0; m < c0->n_results; m++) {
-            double s[3] = {0}, ss[3] = {0};
-            for (size_t k = 0; k < n_seeds; k++) {
-                const eval_result *r = &cells[p * n_seeds + k].results[m];
-                double v[3] = {r->rmse_test, r->forget_gap, r->seconds};
-                for (int q = 0; q < 3; q++) {
-                    s[q] += v[q];
-                    ss[q] += v[q] * v[q];
-                }
-            }
-            char col[3][40];
-            for (int q = 0; q < 3; q++) {
-                double mean = s[q] / (double)n_seeds;
-                double var = ss[q] / (double)n_seeds - mean * mean;
-                double sd = n_seeds > 1 && var > 0
-                                ? sqrt(var * (double)n_seeds / (double)(n_seeds - 1))
-                                : 0;
-                snprintf(col[q], sizeof(col[q]), q == 2 ? "%.2f +- %.2f" : "%.4f +- %.4f", mean,
-                         sd);
-            }
-            printf("%-8g %-8g %-12s %17s %17s %17s\n", c0->users_pct, c0->forget_pct,
-                   c0->results[m].method, col[0], col[1], col[2]);
+            char col[5][40];
+            for (int q = 0; q < 5; q++)
+                summary_col(cells, n_seeds, p, m, q, col[q], sizeof(col[q]));
+            printf("%-7g %-7g %-12s %17s %17s %17s %17s %13s\n", c0->users_pct, c0->forget_pct,
+                   c0->results[m].method, col[0], col[1], col[2], col[3], col[4]);
         }
+        double nf = 0;
+        for (size_t k = 0; k < n_seeds; k++)
+            nf += cells[p * n_seeds + k].noise_floor;
+        printf("%-7g %-7g noise floor of the forget gap: %.4f (mean)\n", c0->users_pct,
+               c0->forget_pct, nf / (double)n_seeds);
     }
 }
 
@@ -502,7 +548,7 @@ int cmd_eval(int argc, char **argv) {
     }
     int rc = run_grid(&a, ds, cells, errstr, sizeof(errstr));
     if (rc == UL_OK && !a.json && a.seeds > 1)
-        print_summary(cells, (size_t)a.seeds, a.n_users * a.n_forget);
+        print_summary(cells, (size_t)a.seeds, a.n_users * a.n_forget, a.opts.top_k);
     for (size_t j = 0; j < n_cells; j++)
         eval_cell_free(&cells[j]);
     free(cells);

@@ -402,7 +402,7 @@ static const eval_method methods[] = {
     {"faulty", build_faulty, 1, 1.0, "M1: MF on the faulty training set (F overwritten)"},
     {"retrain", build_retrain, 1, 1.0, "MF retrained from scratch without F (the reference)"},
     {"sisa", build_sisa, 1, 2.0, "SISA: S user shards, touched shards retrained, mean of all"},
-    {"sisa-owner", build_sisa_owner, 0, 2.0,
+    {"sisa-owner", build_sisa_owner, 1, 2.0,
      "SISA's shards, but only the user's own shard predicts"},
     {"retrain2", build_retrain2, 1, 1.0,
      "Retrain with MF seed + 1000: its forget gap is the noise floor"},
@@ -413,7 +413,7 @@ static const eval_method methods[] = {
 
 /* The row every unlearn.h method shares; only its name differs. */
 static const eval_method unlearn_row = {NULL, build_unlearned, 1, 0.2,
-                                        "unlearn_apply() on a copy of M1 (core/unlearn.h)"};
+                                        "M1 unlearned by the core/unlearn.h method of this name"};
 
 static int is_unlearn_method(const char *name) {
     const char *const *names = unlearn_method_names();

@@ -47,8 +47,10 @@ static void print_help(void) {
            "  --bootstrap-file PATH  where to write the address (default broker.bootstrap.file,\n"
            "                         %s)\n"
            "  --topic.<name> NAME, --broker.bootstrap.file PATH, --log.level LEVEL, --config FILE\n"
-           "                         as in the configuration table (`unlearnd worker --help`)\n",
+           "                         as in the configuration table (listed below)\n",
            config_default_bootstrap_file(path, sizeof(path)));
+    printf("\n");
+    config_print_help(stdout);
 }
 
 static int parse_args(cli_config *cc, broker_opts *opts) {

@@ -41,8 +41,10 @@ static void print_help(void) {
            "                   (default: read what the topic holds when the command starts)\n"
            "  --timeout-ms MS  give up after MS milliseconds (default 10000)\n"
            "  --quiet          print only the final count\n\n"
-           "Kafka settings, topic names and schema ids come from the configuration (see\n"
-           "`unlearnd worker --help`).\n");
+           "Kafka settings, topic names and schema ids come from the configuration\n"
+           "(listed below).\n");
+    printf("\n");
+    config_print_help(stdout);
 }
 
 static int parse_args(cli_config *cc, consume_args *a) {
@@ -252,6 +254,10 @@ int cmd_consume(int argc, char **argv) {
     }
     if (rc == CLI_EXIT_OK)
         rc = parse_args(&cc, &a);
+    if (rc == CLI_EXIT_OK && cc.args.dump) {
+        config_dump(cc.cfg, stdout);
+        goto done;
+    }
     if (rc == CLI_EXIT_OK)
         rc = cli_config_ready("consume", &cc, 1);
     if (rc == CLI_EXIT_OK)

@@ -77,8 +77,10 @@ static void print_help(void) {
         "  --request-id ID    default: generated; printed on stdout either way\n\n"
         "Kafka, topics, schema ids and the rating scale come from the configuration\n"
         "(--kafka.bootstrap.servers, --topic.ratings, --schema.id.rating, --rating.min, ...;\n"
-        "see `unlearnd worker --help`). Without kafka.bootstrap.servers the local broker's\n"
+        "listed below). Without kafka.bootstrap.servers the local broker's\n"
         "address file is used (start `unlearnd broker`).\n");
+    printf("\n");
+    config_print_help(stdout);
 }
 
 static codec *make_codec(const ul_config *cfg, char *err, size_t err_size) {
@@ -205,6 +207,26 @@ static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd
     return rc;
 }
 
+/* The local mock broker silently drops a partition's oldest data beyond ~5
+ * MiB: say so when it happened, rather than let a consumer miss ratings. */
+static void warn_if_dropped(const cli_config *cc, rd_kafka_t *rk) {
+    char err[UL_ERRSTR_SIZE];
+    int64_t lo = 0, hi = 0;
+    int parts = 0;
+    if (kafka_topic_offsets(rk, cc->cfg->topic_ratings, 5000, &lo, &hi, &parts, err, sizeof(err)) !=
+        UL_OK) {
+        log_warn(cc->log, "produce", "%s", err);
+        return;
+    }
+    if (lo > 0)
+        log_warn(cc->log, "produce",
+                 "the broker no longer holds the oldest %" PRId64 " of %" PRId64
+                 " messages in %s (%d partitions): it dropped them (the local broker keeps "
+                 "about 5 MiB per partition; use more partitions or a real Kafka, "
+                 "docs/broker.md)",
+                 lo, hi, cc->cfg->topic_ratings, parts);
+}
+
 static int produce_ratings(cli_config *cc) {
     char err[UL_ERRSTR_SIZE];
     ratings_args a;
@@ -233,6 +255,7 @@ static int produce_ratings(cli_config *cc) {
     int frc = finish("ratings", rk, &ctx, sent);
     rc = rc != CLI_EXIT_OK ? rc : frc;
     double secs = now_s() - t0;
+    warn_if_dropped(cc, rk);
     printf("produced %zu ratings to %s from %s in %.2f s (%.0f/s): %zu delivered, %zu failed\n",
            sent, cc->cfg->topic_ratings, a.data, secs, secs > 0 ? (double)sent / secs : 0.0,
            ctx.delivered, sent - ctx.delivered);
@@ -426,6 +449,10 @@ int cmd_produce(int argc, char **argv) {
     int rc = cli_config_load("produce", argc, argv, &cc);
     if (rc == CLI_EXIT_OK && cc.args.help) {
         print_help();
+        goto done;
+    }
+    if (rc == CLI_EXIT_OK && cc.args.dump) {
+        config_dump(cc.cfg, stdout);
         goto done;
     }
     if (rc != CLI_EXIT_OK)

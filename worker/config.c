@@ -43,12 +43,11 @@ typedef struct opt_def {
 
 static const opt_def options[] = {
     {"kafka.bootstrap.servers", OPT_STR, "", 0, 0, NULL, F(kafka_bootstrap),
-     "Kafka brokers (host:port,...); empty = the local broker's address read from "
-     "broker.bootstrap.file"},
+     "Kafka brokers host:port,...; empty = read broker.bootstrap.file"},
     {"kafka.group.id", OPT_STR, "unlearnd", 0, 0, NULL, F(kafka_group_id),
-     "consumer group of the workers (passed to librdkafka as group.id)"},
+     "consumer group of the workers (librdkafka group.id)"},
     {"broker.bootstrap.file", OPT_STR, NULL, 0, 0, NULL, F(bootstrap_file),
-     "file where `unlearnd broker` writes its address ($XDG_RUNTIME_DIR or /tmp)"},
+     "where `unlearnd broker` writes its address"},
     {"topic.ratings", OPT_TOPIC, "ratings", 0, 0, NULL, F(topic_ratings),
      "input: rating events, keyed by user id"},
     {"topic.forget_requests", OPT_TOPIC, "forget-requests", 0, 0, NULL, F(topic_forget),
@@ -746,8 +745,8 @@ static const char *type_text(const opt_def *o, char *buf, size_t size) {
 
 void config_print_help(FILE *out) {
     char type[64], def[512];
-    fprintf(out, "Configuration options (--KEY VALUE or --KEY=VALUE; env UNLEARND_<KEY>; or "
-                 "KEY=VALUE lines in --config FILE):\n");
+    fprintf(out, "Configuration (--KEY VALUE, --KEY=VALUE, env UNLEARND_<KEY>, or KEY=VALUE\n"
+                 "lines in --config FILE):\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const opt_def *o = &options[i];
         if (o->def)

@@ -137,3 +137,37 @@ int kafka_header_text(const rd_kafka_message_t *rkm, const char *name, char *buf
     buf[n] = '\0';
     return 0;
 }
+
+int kafka_topic_offsets(rd_kafka_t *rk, const char *topic, int timeout_ms, int64_t *low_sum,
+                        int64_t *high_sum, int *n_partitions, char *errstr, size_t errstr_size) {
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t err =
+        rkt ? rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms) : RD_KAFKA_RESP_ERR__INVALID_ARG;
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    if (!err && (md->topic_cnt != 1 || md->topics[0].err))
+        err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    if (err) {
+        ul_set_err(errstr, errstr_size, "metadata of %s: %s", topic, rd_kafka_err2str(err));
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        return UL_ERR_IO;
+    }
+    int n = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    *low_sum = *high_sum = 0;
+    *n_partitions = n;
+    for (int p = 0; p < n; p++) {
+        int64_t lo = 0, hi = 0;
+        err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, timeout_ms);
+        if (err) {
+            ul_set_err(errstr, errstr_size, "offsets of %s [%d]: %s", topic, p,
+                       rd_kafka_err2str(err));
+            return UL_ERR_IO;
+        }
+        *low_sum += lo;
+        *high_sum += hi;
+    }
+    return UL_OK;
+}

@@ -50,6 +50,13 @@ int kafka_produce_dead_letter(rd_kafka_t *rk, const char *dead_letter_topic,
                               const rd_kafka_message_t *rkm, const char *error_code,
                               const char *error_message, char *errstr, size_t errstr_size);
 
+/* Offsets of every partition of `topic`: the sum over partitions of the low
+ * and high watermarks, and the partition count. A low watermark above 0
+ * means the broker deleted older messages (retention; the local mock broker
+ * drops data beyond ~5 MiB per partition). Returns 0 or UL_ERR_IO. */
+int kafka_topic_offsets(rd_kafka_t *rk, const char *topic, int timeout_ms, int64_t *low_sum,
+                        int64_t *high_sum, int *n_partitions, char *errstr, size_t errstr_size);
+
 /* Read a text header of a consumed message into buf (NUL-terminated,
  * truncated). Returns 0, or -1 when the header is absent. */
 int kafka_header_text(const rd_kafka_message_t *rkm, const char *name, char *buf, size_t size);

@@ -1,0 +1,150 @@
+/* bench_codec.c: how fast rating records decode, three ways, on the same
+ * Confluent-framed bytes. Prints figures; asserts nothing about time.
+ *
+ *   bench_codec [N]      (default N = 2,000,000 ratings)
+ *
+ *   hand             codec_decode_rating (hand-written Avro, what the worker uses)
+ *   avro-c reused    one avro-c reader + generic value reused for every record
+ *   avro-c per msg   a new avro-c reader and value per record (the slow pattern)
+ *
+ * Every path's decoded values are summed and compared, so a fast wrong
+ * decoder would show up as a mismatch (exit 1). Also times encoding. */
+#include "codec.h"
+#include "ul_err.h"
+
+#include <avro.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REC_MAX 32 /* bytes per framed rating, upper bound */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct sums {
+    int64_t ids;
+    double ratings;
+    int64_t times;
+} sums;
+
+static void report(const char *what, size_t n, double secs) {
+    printf("%-16s %10zu records %8.3f s %8.1f ns/record %8.2f M records/s\n", what, n, secs,
+           secs * 1e9 / (double)n, (double)n / secs / 1e6);
+}
+
+static int same(const sums *a, const sums *b) {
+    return a->ids == b->ids && a->ratings == b->ratings && a->times == b->times;
+}
+
+/* Decode with avro-c. `reuse` keeps one reader and value for all records. */
+static int avro_c_decode(const uint8_t *data, const size_t *len, size_t n, int reuse, sums *s) {
+    const char *text = codec_schema_text("rating");
+    avro_schema_t schema;
+    if (avro_schema_from_json_length(text, strlen(text), &schema) != 0)
+        return -1;
+    avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
+    avro_value_t val, f;
+    avro_reader_t rd = avro_reader_memory((const char *)data, 0);
+    avro_generic_value_new(iface, &val);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *p = (const char *)data + i * REC_MAX + CODEC_HEADER_SIZE;
+        int64_t plen = (int64_t)len[i] - CODEC_HEADER_SIZE;
+        if (!reuse) {
+            avro_reader_free(rd);
+            avro_value_decref(&val);
+            rd = avro_reader_memory(p, plen);
+            avro_generic_value_new(iface, &val);
+        } else {
+            avro_reader_memory_set_source(rd, p, plen);
+        }
+        int64_t u, it, t;
+        float r;
+        rc |= avro_value_read(rd, &val);
+        rc |= avro_value_get_by_index(&val, 0, &f, NULL) || avro_value_get_long(&f, &u);
+        rc |= avro_value_get_by_index(&val, 1, &f, NULL) || avro_value_get_long(&f, &it);
+        rc |= avro_value_get_by_index(&val, 2, &f, NULL) || avro_value_get_float(&f, &r);
+        rc |= avro_value_get_by_index(&val, 3, &f, NULL) || avro_value_get_long(&f, &t);
+        s->ids += u + it;
+        s->ratings += r;
+        s->times += t;
+    }
+    avro_reader_free(rd);
+    avro_value_decref(&val);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(schema);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    char err[UL_ERRSTR_SIZE];
+    size_t n = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : 2000000;
+    if (n == 0) {
+        fprintf(stderr, "usage: bench_codec [N>0]\n");
+        return 2;
+    }
+    codec *c = codec_new(NULL, err, sizeof(err));
+    uint8_t *data = malloc(n * REC_MAX);
+    size_t *len = malloc(n * sizeof(size_t));
+    if (c == NULL || data == NULL || len == NULL) {
+        fprintf(stderr, "bench_codec: %s\n", c ? "out of memory" : err);
+        return 1;
+    }
+    /* ML-like ids and times: users up to 1e6, items up to 1e5, ms times. */
+    codec_buf b = {0};
+    uint64_t x = 88172645463325252ULL;
+    double t0 = now();
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        codec_rating r = {(int64_t)(x % 1000000), (int64_t)((x >> 20) % 100000),
+                          (float)(2 + (x >> 40) % 9) * 0.5f, 1700000000000 + (int64_t)i};
+        if (codec_encode_rating(c, &r, &b, err, sizeof(err)) != CODEC_OK || b.len > REC_MAX) {
+            fprintf(stderr, "bench_codec: encode: %s\n", err);
+            return 1;
+        }
+        memcpy(data + i * REC_MAX, b.data, b.len);
+        len[i] = b.len;
+    }
+    report("encode", n, now() - t0);
+
+    sums hand = {0}, reused = {0}, per = {0};
+    t0 = now();
+    for (size_t i = 0; i < n; i++) {
+        codec_rating r;
+        if (codec_decode_rating(c, data + i * REC_MAX, len[i], &r, err, sizeof(err)) != 0) {
+            fprintf(stderr, "bench_codec: decode: %s\n", err);
+            return 1;
+        }
+        hand.ids += r.user_id + r.item_id;
+        hand.ratings += r.rating;
+        hand.times += r.event_time;
+    }
+    report("hand", n, now() - t0);
+    t0 = now();
+    int rc = avro_c_decode(data, len, n, 1, &reused);
+    report("avro-c reused", n, now() - t0);
+    size_t n_per = n < 500000 ? n : 500000; /* the slow path on a prefix */
+    t0 = now();
+    rc |= avro_c_decode(data, len, n_per, 0, &per);
+    report("avro-c per msg", n_per, now() - t0);
+    sums hand_prefix = {0};
+    for (size_t i = 0; i < n_per; i++) {
+        codec_rating r;
+        codec_decode_rating(c, data + i * REC_MAX, len[i], &r, NULL, 0);
+        hand_prefix.ids += r.user_id + r.item_id;
+        hand_prefix.ratings += r.rating;
+        hand_prefix.times += r.event_time;
+    }
+    int ok = rc == 0 && same(&hand, &reused) && same(&hand_prefix, &per);
+    printf("decoders agree: %s\n", ok ? "yes" : "NO");
+    codec_buf_free(&b);
+    free(data);
+    free(len);
+    codec_destroy(c);
+    return ok ? 0 : 1;
+}

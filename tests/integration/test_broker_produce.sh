@@ -97,7 +97,11 @@ expect_fail 1 "nosuch.csv" "$BIN" produce ratings --data "$TMP/nosuch.csv"
 grep -q "consumed 2 messages" "$TMP/fc2.out" || fail "a refused request reached the topic"
 
 # --help works everywhere and exits 0.
-for c in broker produce consume; do "$BIN" "$c" --help | grep -q "Usage: unlearnd $c" || fail "$c --help"; done
+for c in broker produce consume; do
+  "$BIN" "$c" --help >"$TMP/help.out" || fail "$c --help exit code"
+  grep -q "Usage: unlearnd $c" "$TMP/help.out" || fail "$c --help"
+  grep -q -- "--forget.max.items" "$TMP/help.out" || fail "$c --help lacks the options table"
+done
 
 # SIGTERM: clean exit, address file removed.
 kill -TERM "$BROKER_PID"

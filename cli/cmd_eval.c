@@ -473,9 +473,9 @@ static int on_progress(void *ctx, const eval_progress *p) {
     run_state *st = ctx;
     char stage[160], detail[64] = "";
     snprintf(stage, sizeof(stage),
-             "cell %zu/%zu (users %g%%, forget %g%%, seed %" PRIu64 "): %s%s%s", st->cell + 1,
-             st->n_cells, st->users_pct, st->forget_pct, st->seed, p->stage,
-             p->method[0] ? " " : "", p->method);
+             "%s%s%s (cell %zu/%zu: %g%% users, %g%% forgotten, seed %" PRIu64 ")", p->stage,
+             p->method[0] ? " " : "", p->method, st->cell + 1, st->n_cells, st->users_pct,
+             st->forget_pct, st->seed);
     if (p->epochs > 0)
         snprintf(detail, sizeof(detail), "epoch %d/%d", p->epoch, p->epochs);
     progress_update(st->prog, ((double)st->cell + p->done) / (double)st->n_cells, stage,
@@ -487,12 +487,8 @@ static int run_grid(const eval_cli *a, const dataset *ds, eval_cell *cells, char
                     size_t errstr_size) {
     eval_data d = {ds->ratings,    ds->n_ratings,  ds->n_users, ds->n_items,
                    ds->rating_min, ds->rating_max, ds->name};
-    run_state st = {progress_new(stderr, "unlearnd eval"),
-                    0,
-                    a->n_users * a->n_forget * (size_t)a->seeds,
-                    0,
-                    0,
-                    0};
+    run_state st = {
+        progress_new(stderr, "unlearnd eval"), 0, a->n_users * a->n_forget * (size_t)a->seeds, 0, 0, 0};
     int rc = UL_OK;
     for (size_t u = 0; u < a->n_users && rc == UL_OK; u++) {
         for (size_t f = 0; f < a->n_forget && rc == UL_OK; f++) {

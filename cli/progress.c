@@ -6,10 +6,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
-#define BAR_WIDTH 24
+#define BAR_WIDTH 20
 #define REDRAW_SECONDS 0.1
 
 struct progress {
@@ -19,12 +20,25 @@ struct progress {
     char stage[160];
     double start, last_draw;
     int drawn; /* a bar line is on screen */
+    int width; /* terminal columns */
 };
 
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Columns of the terminal behind `out`: TIOCGWINSZ, else $COLUMNS, else 80. */
+static int terminal_width(FILE *out) {
+    struct winsize ws;
+    int w = 0;
+    if (ioctl(fileno(out), TIOCGWINSZ, &ws) == 0)
+        w = ws.ws_col;
+    const char *cols = getenv("COLUMNS");
+    if (w <= 0 && cols != NULL)
+        w = atoi(cols);
+    return w >= 40 && w <= 250 ? w : 80;
 }
 
 progress *progress_new(FILE *out, const char *label) {
@@ -36,6 +50,7 @@ progress *progress_new(FILE *out, const char *label) {
     snprintf(p->label, sizeof(p->label), "%s", label);
     p->start = now_seconds();
     p->last_draw = -1;
+    p->width = terminal_width(out);
     return p;
 }
 
@@ -60,11 +75,12 @@ static void draw_bar(progress *p, double frac, const char *detail) {
     char eta[32] = "";
     if (frac > 0.02 && frac < 1)
         snprintf(eta, sizeof(eta), " ~%.0fs left", elapsed * (1 - frac) / frac);
-    /* Keep the line short enough not to wrap on an 80-column terminal. */
+    /* Cut the line before it wraps (a wrapped line cannot be redrawn in
+     * place); the detail comes first so the cut loses the least. */
     char line[256];
     snprintf(line, sizeof(line), "%s [%s] %3.0f%% %.0fs%s %s%s%s", p->label, bar, frac * 100,
-             elapsed, eta, p->stage, detail ? " " : "", detail ? detail : "");
-    fprintf(p->out, "\r\033[K%.120s", line);
+             elapsed, eta, detail ? detail : "", detail ? " " : "", p->stage);
+    fprintf(p->out, "\r\033[K%.*s", p->width - 1, line);
     fflush(p->out);
     p->drawn = 1;
 }

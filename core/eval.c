@@ -710,15 +710,17 @@ static int check_opts(const eval_data *d, const eval_opts *o, const char *const 
     return mf_params_check(&o->mf, errstr, errstr_size);
 }
 
-/* Work units of the cell: orig, M1, Retrain (always, for the reference and
- * the distances) plus each method's own cost. */
+/* Work units of the cell: orig, M1, Retrain and retrain2 (always built:
+ * the distances, the reference, the noise floor) plus each other listed
+ * method's own cost, SISA counted once. */
 static double plan_units(const char *const *names, size_t n_names) {
-    double units = 3;
+    double units = 4;
     int sisa_counted = 0;
     for (size_t j = 0; j < n_names; j++) {
         const eval_method *m = find_method(names[j]);
         int is_sisa = m->build == build_sisa || m->build == build_sisa_owner;
-        int base = m->build == build_orig || m->build == build_faulty || m->build == build_retrain;
+        int base = m->build == build_orig || m->build == build_faulty ||
+                   m->build == build_retrain || m->build == build_retrain2;
         if (base || (is_sisa && sisa_counted))
             continue;
         sisa_counted |= is_sisa;

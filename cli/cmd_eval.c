@@ -487,8 +487,12 @@ static int run_grid(const eval_cli *a, const dataset *ds, eval_cell *cells, char
                     size_t errstr_size) {
     eval_data d = {ds->ratings,    ds->n_ratings,  ds->n_users, ds->n_items,
                    ds->rating_min, ds->rating_max, ds->name};
-    run_state st = {
-        progress_new(stderr, "unlearnd eval"), 0, a->n_users * a->n_forget * (size_t)a->seeds, 0, 0, 0};
+    run_state st = {progress_new(stderr, "unlearnd eval"),
+                    0,
+                    a->n_users * a->n_forget * (size_t)a->seeds,
+                    0,
+                    0,
+                    0};
     int rc = UL_OK;
     for (size_t u = 0; u < a->n_users && rc == UL_OK; u++) {
         for (size_t f = 0; f < a->n_forget && rc == UL_OK; f++) {

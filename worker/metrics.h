@@ -1,0 +1,140 @@
+/* metrics.h: the worker's counters, gauges and one histogram, their
+ * Prometheus text rendering, the liveness heartbeat and the readiness flags.
+ *
+ * A `metrics` handle is created by the worker (no globals) and shared with the
+ * HTTP server thread (worker/http.h), which renders it while the worker
+ * writes: every function here is thread-safe (counters are C11 atomics; the
+ * label tables and the histogram sit behind one mutex).
+ *
+ * Exposed series (all prefixed unlearnd_):
+ *   ratings_applied_total                 counter
+ *   forget_requests_received_total        counter
+ *   forget_requests_completed_total       counter
+ *   dead_letter_total{reason}             counter, reason = codec_err_name() or
+ *                                         another short name
+ *   checkpoints_total                     counter
+ *   checkpoint_age_seconds                gauge, since the last checkpoint pass
+ *                                         (since start before the first one)
+ *   unlearning_cycle_seconds              histogram (Prometheus default buckets)
+ *   consumer_lag_messages{topic,partition} gauge, from librdkafka statistics
+ *   worker_consumer_lag_messages          gauge, sum over this worker's partitions
+ *   kafka_stats_age_seconds               gauge, since the last statistics JSON
+ *   kafka_brokers_up                      gauge, brokers in state UP (statistics)
+ *   assigned_partitions                   gauge, -1 while no assignment is known
+ *   kafka_connected, redis_connected, ready, live   gauges 0/1
+ *   heartbeat_age_seconds                 gauge
+ *
+ * WHERE THE WORKER CALLS THESE (worker/worker.c):
+ *   start-up         m = metrics_new(); http_server_start(m, ...) when
+ *                    metrics.port > 0; set kafka conf statistics.interval.ms
+ *                    (e.g. 5000) and a stats_cb that calls
+ *                    metrics_update_kafka_stats(m, json, len) and returns 0.
+ *   Redis connected  metrics_set_redis_connected(m, 1); 0 when a Redis call
+ *                    fails with a connection error, 1 again after reconnect.
+ *   Kafka            metrics_set_kafka_connected(m, 1) once the consumer is
+ *                    created and after any successfully consumed message or
+ *                    rebalance; 0 from error_cb on RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+ *                    or a fatal error.
+ *   rebalance_cb     on revoke: metrics_set_assigned_partitions(m, -1) (not
+ *                    ready while partitions move); after assign: the number
+ *                    of partitions now owned (0 = idle member: still ready).
+ *   main loop        metrics_heartbeat(m) once per iteration (each poll), and
+ *                    inside any step that can run longer than a few seconds.
+ *   per rating       metrics_add_ratings_applied(m, n) (per batch is fine).
+ *   forget request   metrics_add_forget_received(m, 1) when stored in the
+ *                    forget buffer; metrics_add_forget_completed(m, n) when
+ *                    the receipts of a cycle have been produced.
+ *   dead letter      metrics_inc_dead_letter(m, reason) per record sent there.
+ *   checkpoint pass  metrics_checkpoint_done(m) after each successful pass
+ *                    (also when nothing was dirty: the age is the alert).
+ *   unlearning cycle metrics_observe_cycle_seconds(m, seconds) per cycle run.
+ *   shutdown         http_server_stop(), then metrics_destroy(m).
+ */
+#ifndef UL_METRICS_H
+#define UL_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct metrics metrics;
+
+/* A clock in seconds (monotonic by default); tests replace it. */
+typedef double (*metrics_clock_fn)(void *opaque);
+
+/* A new registry; all counters 0, not connected, no assignment, the
+ * heartbeat and checkpoint age start now. NULL when out of memory. */
+metrics *metrics_new(void);
+/* NULL is a no-op. The HTTP server must be stopped first. */
+void metrics_destroy(metrics *m);
+
+/* Replace the clock (for tests). `fn` NULL restores the monotonic clock. */
+void metrics_set_clock(metrics *m, metrics_clock_fn fn, void *opaque);
+
+/* ---- counters ---------------------------------------------------------- */
+void metrics_add_ratings_applied(metrics *m, uint64_t n);
+void metrics_add_forget_received(metrics *m, uint64_t n);
+void metrics_add_forget_completed(metrics *m, uint64_t n);
+/* One record dead-lettered for `reason` (a short name such as
+ * "avro-decode"; copied). At most METRICS_MAX_REASONS distinct reasons are
+ * kept; later new ones are counted under "other". NULL counts as "unknown". */
+void metrics_inc_dead_letter(metrics *m, const char *reason);
+#define METRICS_MAX_REASONS 32
+/* A checkpoint pass succeeded: counts it and resets checkpoint_age_seconds. */
+void metrics_checkpoint_done(metrics *m);
+
+/* ---- histogram --------------------------------------------------------- */
+/* One unlearning cycle took `seconds` (negative or NaN values are ignored). */
+void metrics_observe_cycle_seconds(metrics *m, double seconds);
+
+/* ---- consumer lag from librdkafka statistics ---------------------------- */
+typedef struct metrics_lag {
+    char topic[256];
+    int32_t partition;
+    int64_t lag;
+} metrics_lag;
+
+/* Scan the statistics JSON librdkafka hands to stats_cb (topics -> <name> ->
+ * partitions -> <id> -> consumer_lag_stored / consumer_lag) and return the
+ * lag of every partition this consumer holds: partition != -1, "desired"
+ * not false, and a lag >= 0 (consumer_lag_stored when known, since the
+ * worker stores offsets itself; else consumer_lag, measured from the
+ * committed offset). Up to `max` entries go to `out`; `*n` gets how many
+ * were found (may exceed max). `*brokers_up` (may be NULL) gets the number
+ * of brokers whose "state" is "UP". Returns 0, or UL_ERR_PARSE with the
+ * byte offset when the text is not well-formed JSON. */
+int metrics_parse_kafka_stats(const char *json, size_t len, metrics_lag *out, size_t max, size_t *n,
+                              int *brokers_up, char *errstr, size_t errstr_size);
+
+/* Parse and replace the lag table and brokers-up gauge. Malformed JSON
+ * leaves the previous values and returns UL_ERR_PARSE. */
+int metrics_update_kafka_stats(metrics *m, const char *json, size_t len, char *errstr,
+                               size_t errstr_size);
+
+/* ---- health ------------------------------------------------------------ */
+/* The worker loop is alive now. */
+void metrics_heartbeat(metrics *m);
+void metrics_set_kafka_connected(metrics *m, int connected);
+void metrics_set_redis_connected(metrics *m, int connected);
+/* Partitions owned after the last assignment; -1 = none known (starting,
+ * or a rebalance in progress). */
+void metrics_set_assigned_partitions(metrics *m, int n);
+
+/* 1 when the last heartbeat is at most `max_age_s` old. */
+int metrics_is_live(metrics *m, double max_age_s);
+/* 1 when connected to Kafka and Redis and an assignment (possibly empty)
+ * is known. Otherwise 0 and a sentence naming what is missing in `why`
+ * (may be NULL). */
+int metrics_is_ready(metrics *m, char *why, size_t why_size);
+
+/* ---- rendering ---------------------------------------------------------- */
+/* The Prometheus text exposition format (version 0.0.4) of every series,
+ * with HELP and TYPE lines. `live_max_age_s` decides unlearnd_live. Returns
+ * a malloc'd NUL-terminated buffer the caller frees, its length in `*len`
+ * (may be NULL); NULL when out of memory. */
+char *metrics_render(metrics *m, double live_max_age_s, size_t *len);
+
+/* Write `value` into buf as a Prometheus label value (no quotes): \ as \\,
+ * " as \", newline as \n. Truncates at a character boundary; returns buf. */
+char *metrics_escape_label(const char *value, char *buf, size_t size);
+
+#endif

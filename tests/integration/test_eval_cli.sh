@@ -86,4 +86,23 @@ rc=$?
 set -e
 [ "$rc" -eq 1 ] || fail "missing file -> exit $rc, expected 1"
 grep -q 'absent.csv' "$tmp/miss.err" || fail "missing-file message does not name the file"
+# Bad data: a rating outside the scale is named with file and line (exit 1);
+# a duplicate (user,item) is an error by default and kept-last with --dups last.
+{ head -n 20 "$tmp/r.csv"; echo "7,7,9"; } >"$tmp/bad.csv"
+set +e
+"$bin" eval --data "$tmp/bad.csv" "${fast[@]}" >/dev/null 2>"$tmp/bad.err"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "out-of-scale rating -> exit $rc, expected 1"
+grep -q 'bad.csv:21' "$tmp/bad.err" || fail "bad rating message lacks file:line: $(cat "$tmp/bad.err")"
+{ cat "$tmp/r.csv"; sed -n 2p "$tmp/r.csv"; } >"$tmp/dup.csv"
+set +e
+"$bin" eval --data "$tmp/dup.csv" "${fast[@]}" >/dev/null 2>"$tmp/dup.err"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "duplicate pair -> exit $rc, expected 1"
+grep -qi 'dup' "$tmp/dup.err" || fail "duplicate message unclear: $(cat "$tmp/dup.err")"
+"$bin" eval --data "$tmp/dup.csv" "${fast[@]}" --dups last --methods retrain --json \
+  >"$tmp/dup.json" 2>/dev/null || fail "--dups last should accept the duplicate"
+[ "$(wc -l <"$tmp/dup.json")" -eq 1 ] || fail "--dups last: expected one JSON line"
 echo "test_eval_cli: ok"

@@ -96,6 +96,24 @@ static codec *make_codec(const ul_config *cfg, char *err, size_t err_size) {
     return codec_new(&o, err, err_size);
 }
 
+/* Fail fast, with a hint, when Kafka does not answer (e.g. a stale address
+ * file left by a killed local broker) instead of queueing into the void. */
+static rd_kafka_t *check_reachable(const ul_config *cfg, rd_kafka_t *rk, char *err,
+                                   size_t err_size) {
+    char kerr[UL_ERRSTR_SIZE];
+    int64_t lo, hi;
+    int parts;
+    if (kafka_topic_offsets(rk, cfg->topic_ratings, 5000, &lo, &hi, &parts, kerr, sizeof(kerr)) ==
+        UL_OK)
+        return rk;
+    snprintf(err, err_size,
+             "Kafka at %.120s does not answer (%.120s); for the local broker: is `unlearnd "
+             "broker` running, or is %.120s left from a stopped one?",
+             cfg->kafka_bootstrap, kerr, cfg->bootstrap_file);
+    rd_kafka_destroy(rk);
+    return NULL;
+}
+
 /* Resolves kafka.bootstrap.servers (after the local checks, so bad input is
  * reported even without a broker) and creates the producer. */
 static rd_kafka_t *make_producer(ul_config *cfg, produce_ctx *ctx, char *err, size_t err_size) {
@@ -110,8 +128,9 @@ static rd_kafka_t *make_producer(ul_config *cfg, produce_ctx *ctx, char *err, si
     if (rk == NULL) {
         snprintf(err, err_size, "cannot create the Kafka producer: %.400s", kerr);
         rd_kafka_conf_destroy(conf);
+        return NULL;
     }
-    return rk;
+    return check_reachable(cfg, rk, err, err_size);
 }
 
 /* Flush and report; returns the exit code. */

@@ -34,6 +34,10 @@ unset UNLEARND_KAFKA_BOOTSTRAP_SERVERS UNLEARND_CONFIG
 printf 'user,item,rating\n1,1,3\n' >"$TMP/one.csv"
 expect_fail 1 "unlearnd broker" "$BIN" produce ratings --data "$TMP/one.csv"
 expect_fail 2 "--partitions" "$BIN" broker --partitions 0
+# A stale address file (a killed broker): fail fast with a hint, not hang.
+echo "127.0.0.1:1" >"$TMP/stale.addr"
+expect_fail 1 "is \`unlearnd broker\` running" \
+  env UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/stale.addr" "$BIN" produce ratings --data "$TMP/one.csv"
 
 "$BIN" broker --partitions 4 >"$TMP/broker.out" 2>"$TMP/broker.err" &
 BROKER_PID=$!
@@ -65,6 +69,11 @@ users=$(awk '/ rating user=/ { print $3 }' "$TMP/c.out" | sort -u | wc -l)
 grep -q '^\[0\] @[0-9]* key=21 ' "$TMP/c.out" || fail "user 21 not in partition 0 (Java murmur2)"
 # event time follows file order when the file has no timestamps
 grep -q 'user=2 item=3 rating=4 time=0$' "$TMP/c.out" || fail "first event time"
+
+# --limit sends a prefix of the file.
+"$BIN" produce ratings --data "$TMP/ratings.csv" --limit 7 --topic.ratings forget-receipts \
+  >"$TMP/l.out" 2>/dev/null || fail "produce --limit"
+grep -q "produced 7 ratings to forget-receipts" "$TMP/l.out" || fail "limit: $(cat "$TMP/l.out")"
 
 # Forget requests: by items and by window; the request id is printed.
 rid=$("$BIN" produce forget --user 21 --items 3,6 --reason MISTAKE --request-id t-1 2>"$TMP/f.err") ||

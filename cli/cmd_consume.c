@@ -203,25 +203,12 @@ static long read_messages(cli_config *cc, const codec *cd, rd_kafka_t *rk, const
     return got;
 }
 
-static codec *make_codec(const ul_config *cfg, char *err, size_t size) {
-    codec_opts o;
-    codec_opts_init(&o);
-    o.schema_id_rating = (int32_t)cfg->schema_id_rating;
-    o.schema_id_forget = (int32_t)cfg->schema_id_forget;
-    o.schema_id_factor = (int32_t)cfg->schema_id_factor;
-    o.schema_id_receipt = (int32_t)cfg->schema_id_receipt;
-    o.rating_min = (float)cfg->rating_min;
-    o.rating_max = (float)cfg->rating_max;
-    o.max_forget_items = (size_t)cfg->forget_max_items;
-    return codec_new(&o, err, size);
-}
-
 static int consume(cli_config *cc, const consume_args *a) {
     char err[UL_ERRSTR_SIZE];
     consumer_ctx ctx = {cc->log};
     long expected = 0;
     int rc = CLI_EXIT_OK;
-    codec *cd = make_codec(cc->cfg, err, sizeof(err));
+    codec *cd = cli_config_codec(cc->cfg, err, sizeof(err));
     rd_kafka_t *rk =
         cd ? kafka_client_new(cc->cfg, KAFKA_CONSUMER, &ctx.log, err, sizeof(err)) : NULL;
     if (rk == NULL || assign_all(rk, a->topic, &expected, err, sizeof(err)) != 0) {

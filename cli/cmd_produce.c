@@ -83,19 +83,6 @@ static void print_help(void) {
     config_print_help(stdout);
 }
 
-static codec *make_codec(const ul_config *cfg, char *err, size_t err_size) {
-    codec_opts o;
-    codec_opts_init(&o);
-    o.schema_id_rating = (int32_t)cfg->schema_id_rating;
-    o.schema_id_forget = (int32_t)cfg->schema_id_forget;
-    o.schema_id_factor = (int32_t)cfg->schema_id_factor;
-    o.schema_id_receipt = (int32_t)cfg->schema_id_receipt;
-    o.rating_min = (float)cfg->rating_min;
-    o.rating_max = (float)cfg->rating_max;
-    o.max_forget_items = (size_t)cfg->forget_max_items;
-    return codec_new(&o, err, err_size);
-}
-
 /* Fail fast, with a hint, when Kafka does not answer (e.g. a stale address
  * file left by a killed local broker) instead of queueing into the void. */
 static rd_kafka_t *check_reachable(const ul_config *cfg, rd_kafka_t *rk, char *err,
@@ -258,7 +245,7 @@ static int produce_ratings(cli_config *cc) {
     lo.rating_max = (float)cc->cfg->rating_max;
     lo.dups = DS_DUP_LAST;
     produce_ctx ctx = {cc->log, 0, 0, ""};
-    codec *cd = make_codec(cc->cfg, err, sizeof(err));
+    codec *cd = cli_config_codec(cc->cfg, err, sizeof(err));
     dataset *ds = cd ? ds_load(a.data, &lo, err, sizeof(err)) : NULL;
     rd_kafka_t *rk = ds ? make_producer(cc->cfg, &ctx, err, sizeof(err)) : NULL;
     if (rk == NULL) {
@@ -429,7 +416,7 @@ static int produce_forget(cli_config *cc) {
     produce_ctx ctx = {cc->log, 0, 0, ""};
     rd_kafka_t *rk = NULL;
     int rc = CLI_EXIT_OK;
-    codec *cd = make_codec(cc->cfg, err, sizeof(err));
+    codec *cd = cli_config_codec(cc->cfg, err, sizeof(err));
     if (cd == NULL) {
         rc = cli_fail("produce", err);
         goto done;

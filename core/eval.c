@@ -25,7 +25,8 @@
 #include "ul_err.h"
 
 #define EVAL_MAX_MODELS SISA_MAX_SHARDS
-#define EVAL_SCORE_BATCH 256 /* affected users scored per sgemm batch */
+#define EVAL_SCORE_BATCH 256         /* affected users scored per sgemm batch, at most */
+#define EVAL_SCORE_FLOATS (4u << 20) /* and at most this many scores per buffer (16 MiB) */
 
 typedef struct eval_ensemble {
     const mf_model *models[EVAL_MAX_MODELS];
@@ -542,9 +543,10 @@ static int ens_scores(const eval_ensemble *e, const int32_t *users, size_t nb, i
 }
 
 /* Mark in `in_top` the top_k items of `scores`, skipping excluded items;
- * ties go to the lower item id. `best` has room for top_k ids. */
-static void mark_top(const float *scores, int32_t n_items, const uint8_t *exclude, int top_k,
-                     int32_t *best, uint8_t *in_top) {
+ * ties go to the lower item id. `best` has room for top_k ids. Returns how
+ * many were marked (fewer than top_k when few items are left). */
+static int mark_top(const float *scores, int32_t n_items, const uint8_t *exclude, int top_k,
+                    int32_t *best, uint8_t *in_top) {
     int n = 0;
     for (int32_t i = 0; i < n_items; i++) {
         if (exclude[i])
@@ -560,9 +562,11 @@ static void mark_top(const float *scores, int32_t n_items, const uint8_t *exclud
     }
     for (int j = 0; j < n; j++)
         in_top[best[j]] = 1;
+    return n;
 }
 
 typedef struct exposure_buf {
+    size_t batch;  /* users per sgemm batch */
     int32_t *slot; /* dense user -> index into fs.users, or -1 */
     user_items keep, gone;
     float *tmp, *scores;
@@ -582,8 +586,13 @@ static void exposure_buf_free(exposure_buf *b) {
 }
 
 static int exposure_buf_init(const eval_ctx *c, exposure_buf *b) {
-    size_t n_items = (size_t)c->d->n_items, batch = EVAL_SCORE_BATCH;
+    size_t n_items = (size_t)c->d->n_items, batch = EVAL_SCORE_FLOATS / n_items;
+    if (batch > EVAL_SCORE_BATCH)
+        batch = EVAL_SCORE_BATCH;
+    if (batch < 1)
+        batch = 1;
     memset(b, 0, sizeof(*b));
+    b->batch = batch;
     b->slot = malloc(sizeof(int32_t) * (size_t)c->d->n_users);
     b->tmp = malloc(sizeof(float) * batch * n_items);
     b->scores = malloc(sizeof(float) * batch * n_items);
@@ -607,13 +616,13 @@ static size_t user_hits(const eval_ctx *c, exposure_buf *b, size_t a, const floa
     const user_items *keep = &b->keep, *gone = &b->gone;
     for (size_t j = keep->start[a]; j < keep->start[a + 1]; j++)
         b->exclude[keep->items[j]] = 1;
-    mark_top(row, c->d->n_items, b->exclude, c->o->top_k, b->best, b->in_top);
+    int n_top = mark_top(row, c->d->n_items, b->exclude, c->o->top_k, b->best, b->in_top);
     size_t hits = 0;
     for (size_t j = gone->start[a]; j < gone->start[a + 1]; j++)
         hits += b->in_top[gone->items[j]];
     for (size_t j = keep->start[a]; j < keep->start[a + 1]; j++)
         b->exclude[keep->items[j]] = 0;
-    for (int j = 0; j < c->o->top_k; j++)
+    for (int j = 0; j < n_top; j++)
         b->in_top[b->best[j]] = 0;
     return hits;
 }
@@ -622,10 +631,10 @@ static int topk_exposure(const eval_ctx *c, const eval_ensemble *e, double *out)
     exposure_buf b;
     int rc = exposure_buf_init(c, &b);
     size_t hits = 0, row = (size_t)c->d->n_items;
-    for (size_t a0 = 0; rc == UL_OK && a0 < c->fs.n_users; a0 += EVAL_SCORE_BATCH) {
+    for (size_t a0 = 0; rc == UL_OK && a0 < c->fs.n_users; a0 += b.batch) {
         size_t nb = c->fs.n_users - a0;
-        if (nb > EVAL_SCORE_BATCH)
-            nb = EVAL_SCORE_BATCH;
+        if (nb > b.batch)
+            nb = b.batch;
         rc = ens_scores(e, c->fs.users + a0, nb, c->d->n_items, b.tmp, b.scores);
         for (size_t a = 0; rc == UL_OK && a < nb; a++)
             hits += user_hits(c, &b, a0 + a, b.scores + a * row);

@@ -261,6 +261,35 @@ static void test_registry(void **state) {
         assert_non_null(eval_method_doc(*u));
 }
 
+/* With 10 items and top-10, every candidate is in the top list (fewer than
+ * 10 once the user's remaining items are excluded): exposure is exactly 1. */
+static void test_exposure_with_few_candidates(void **state) {
+    (void)state;
+    ds_synth_opts so;
+    ds_synth_opts_init(&so);
+    so.n_users = 80;
+    so.n_items = 10;
+    so.n_ratings = 500;
+    so.seed = 9;
+    char err[256] = "";
+    dataset *tiny = ds_synthetic(&so, err, sizeof(err));
+    assert_non_null(tiny);
+    eval_data d = {tiny->ratings,    tiny->n_ratings,  tiny->n_users, tiny->n_items,
+                   tiny->rating_min, tiny->rating_max, "tiny"};
+    eval_opts o = small_opts();
+    o.users_pct = 50;
+    o.shards = 2;
+    const char *const m[] = {"faulty", "sisa"};
+    eval_cell c;
+    int rc = eval_run_cell(&d, &o, m, 2, NULL, NULL, &c, err, sizeof(err));
+    if (rc != UL_OK)
+        fail_msg("eval_run_cell: %s", err);
+    assert_float_equal(c.results[0].topk_exposure, 1.0, 0);
+    assert_float_equal(c.results[1].topk_exposure, 1.0, 0);
+    eval_cell_free(&c);
+    ds_destroy(tiny);
+}
+
 /* A core/unlearn.h method runs on a copy of M1 through the same metrics. */
 static void test_unlearn_method_plugs_in(void **state) {
     (void)state;
@@ -293,6 +322,7 @@ int main(void) {
         cmocka_unit_test(test_json_line),
         cmocka_unit_test(test_bad_requests_and_abort),
         cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_exposure_with_few_candidates),
         cmocka_unit_test(test_unlearn_method_plugs_in),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

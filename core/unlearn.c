@@ -48,7 +48,7 @@ void unlearn_params_init(unlearn_params *params) {
     params->cff_anchor = 0.0f;
     params->cff_forget_weight = 2.0f;
     params->cff_anchor_pairs = 8;
-    params->foldin_sweeps = 2;
+    params->foldin_sweeps = 1;
     params->foldin_reg = 0.15f;
     params->foldin_reg_bias = 0.01f;
     params->foldin_items = 1;

@@ -13,6 +13,9 @@ static const cli_command commands[] = {
     {"broker", cmd_broker, "run the local development Kafka (mock cluster) with our topics"},
     {"produce", cmd_produce, "send ratings from a file, or a forget request, to Kafka"},
     {"consume", cmd_consume, "print the decoded records of a topic (debugging)"},
+    {"worker", cmd_worker, "run the stream worker: ratings and forget requests in, factors out"},
+    {"import", cmd_import, "load a trained model into Redis as the worker's live model"},
+    {"state", cmd_state, "print the worker's per-partition counters or one user's state"},
 };
 
 static const size_t n_commands = sizeof(commands) / sizeof(commands[0]);

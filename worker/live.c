@@ -243,6 +243,25 @@ int live_revoke(live *l, int32_t p, char *errstr, size_t errstr_size) {
     return rc;
 }
 
+int live_drop(live *l, int32_t p, char *errstr, size_t errstr_size) {
+    shard *s = live_shard(l, p);
+    if (s == NULL)
+        return UL_OK;
+    shard_destroy(s);
+    l->shards[p] = NULL;
+    l->foreign[p] = rowset_new(2 + l->k);
+    if (l->foreign[p] == NULL) {
+        ul_set_err(errstr, errstr_size, "out of memory");
+        return UL_ERR_NOMEM;
+    }
+    int rc = store_deltas_load(l->st, p, l->foreign[p], errstr, errstr_size);
+    if (rc == UL_OK && rebuild_eff(l) != UL_OK) {
+        ul_set_err(errstr, errstr_size, "out of memory");
+        rc = UL_ERR_NOMEM;
+    }
+    return rc;
+}
+
 int live_checkpoint(live *l, shard *s, char *errstr, size_t errstr_size) {
     return store_shard_checkpoint(l->st, s, errstr, errstr_size);
 }

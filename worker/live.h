@@ -55,6 +55,9 @@ int32_t live_partitions(const live *l);
 shard *live_assign(live *l, int32_t p, char *errstr, size_t errstr_size);
 /* The shard of p, or NULL when p is not owned. */
 shard *live_shard(live *l, int32_t p);
+/* Give p up without writing anything (the partition was lost: another
+ * member may own it already). Its item deltas are re-read from Redis. */
+int live_drop(live *l, int32_t p, char *errstr, size_t errstr_size);
 /* Checkpoint p, then give it up (its deltas stay as a foreign copy). On a
  * checkpoint failure the shard is dropped anyway (nothing after the last
  * checkpoint is durable; the next owner resumes from there) and the error

@@ -104,6 +104,14 @@ store *store_connect(const store_opts *opts, char *errstr, size_t errstr_size) {
         }
         freeReplyObject(r);
     }
+    if (opts->db > 0) {
+        redisReply *r = redisCommand(st->c, "SELECT %d", opts->db);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            fail_reply(st, r, "SELECT", errstr, errstr_size);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
     return st;
 fail:
     store_destroy(st);
@@ -848,6 +856,17 @@ int store_user_get(store *st, int32_t partition, int64_t user, float *row, int d
     }
     freeReplyObject(r);
     *found = 1;
+    return UL_OK;
+}
+
+int store_pending_count(store *st, int32_t partition, size_t *n, char *errstr, size_t errstr_size) {
+    char key[64];
+    key_of(key, sizeof(key), partition, "forget");
+    redisReply *r = redisCommand(st->c, "HLEN %s", key);
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER)
+        return fail_reply(st, r, key, errstr, errstr_size);
+    *n = (size_t)r->integer;
+    freeReplyObject(r);
     return UL_OK;
 }
 

@@ -30,6 +30,7 @@ typedef struct store_opts {
     int port;                  /* default 6379 */
     int timeout_ms;            /* connect and I/O timeout, default 5000 */
     const char *password;      /* AUTH when non-NULL and non-empty */
+    int db;                    /* SELECT when > 0 */
     const char *ratings_topic; /* names used in the off:<topic> meta fields */
     const char *forget_topic;
 } store_opts;
@@ -87,6 +88,9 @@ int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size
  * the partition has no meta yet. */
 int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, char *errstr,
                    size_t errstr_size);
+
+/* Number of buffered forget requests of a partition (HLEN). */
+int store_pending_count(store *st, int32_t partition, size_t *n, char *errstr, size_t errstr_size);
 
 /* Read one user's row and history from partition `partition`. *found = 0
  * when the user has no row. `h` receives an owned array (free h->v). */

@@ -1,0 +1,257 @@
+/* cmd_import.c: `unlearnd import`, load a model trained offline (`unlearnd
+ * train`) into Redis as the live model m1: each user row into the shard of
+ * the partition its key maps to (murmur2, as the producers partition), item
+ * rows into the shared base rows, and the model-wide facts into ul:model.
+ * So a platform with years of history starts from its model instead of
+ * replaying everything. */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "codec.h"
+#include "config.h"
+#include "dataset.h"
+#include "kafka.h"
+#include "mf.h"
+#include "store.h"
+#include "ul_err.h"
+
+#define CMD "import"
+
+extern char **environ;
+
+typedef struct import_opts {
+    const char *model;
+    const char *data;
+    long partitions; /* 0 = ask Kafka */
+    int replace;
+} import_opts;
+
+static void import_help(void) {
+    printf("Usage: unlearnd import --model MODEL [--partitions N] [--data PATH] [--replace]\n"
+           "                       [--config FILE] [--redis.host H --redis.port N ...]\n\n"
+           "Load a model written by 'unlearnd train' into Redis as the worker's live model:\n"
+           "user rows go to the shard of the partition their user key maps to (murmur2, as\n"
+           "Java producers and 'unlearnd produce' partition), item rows become the shared\n"
+           "base rows. Start the worker afterwards; with kafka.auto.offset.reset=latest it\n"
+           "starts at the end of the topics instead of replaying them.\n\n"
+           "Options:\n"
+           "  --model MODEL     model file from 'unlearnd train' (required)\n"
+           "  --partitions N    partition count of the ratings topic (default: asked from\n"
+           "                    Kafka, kafka.bootstrap.servers or the local broker's file)\n"
+           "  --data PATH       the ratings the model was trained on: counts ratings per item,\n"
+           "                    which fold-in uses to weigh item updates (default: counts 0)\n"
+           "  --replace         delete any existing worker state (all ul:* keys) first;\n"
+           "                    without it, a Redis that already holds a model is refused\n"
+           "  --config FILE     worker config file; redis.* and topic.* options apply\n"
+           "  --help            show this help\n\n"
+           "redis.host must be set (a private redis-server would vanish with this command).\n"
+           "Exit status: 0 success, 1 runtime failure, 2 bad usage.\n");
+}
+
+static int import_parse(int n, char **rest, import_opts *o, char *err, size_t size) {
+    for (int a = 0; a < n; a++) {
+        const char *name = rest[a];
+        if (strcmp(name, "--replace") == 0) {
+            o->replace = 1;
+            continue;
+        }
+        if (strcmp(name, "--model") != 0 && strcmp(name, "--data") != 0 &&
+            strcmp(name, "--partitions") != 0) {
+            ul_set_err(err, size, "unknown option '%s'", name);
+            return -1;
+        }
+        if (a + 1 >= n) {
+            ul_set_err(err, size, "%s needs a value", name);
+            return -1;
+        }
+        const char *val = rest[++a];
+        if (strcmp(name, "--model") == 0)
+            o->model = val;
+        else if (strcmp(name, "--data") == 0)
+            o->data = val;
+        else if (cli_parse_long(name, val, 1, 100000, &o->partitions, err, size) != 0)
+            return -1;
+    }
+    if (o->model == NULL) {
+        ul_set_err(err, size, "--model MODEL is required");
+        return -1;
+    }
+    return 0;
+}
+
+static int kafka_partitions(const ul_config *cfg, long *n, char *err, size_t size) {
+    rd_kafka_t *rk = kafka_client_new(cfg, KAFKA_PRODUCER, NULL, err, size);
+    if (rk == NULL)
+        return UL_ERR_IO;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, cfg->topic_ratings, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    int rc = UL_OK;
+    if (e || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt <= 0) {
+        ul_set_err(err, size, "cannot read the partition count of %s (%s): pass --partitions",
+                   cfg->topic_ratings,
+                   e ? rd_kafka_err2str(e)
+                     : rd_kafka_err2str(md->topic_cnt ? md->topics[0].err
+                                                      : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+        rc = UL_ERR_IO;
+    } else {
+        *n = md->topics[0].partition_cnt;
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Per-item rating counts from the training data, in the model's item order. */
+static float *item_counts(const mf_model *m, const char *path, char *err, size_t size) {
+    float *counts = calloc((size_t)m->n_items, sizeof(float));
+    if (counts == NULL || path == NULL)
+        return counts;
+    ds_load_opts lo;
+    ds_load_opts_init(&lo);
+    lo.rating_min = m->rating_min;
+    lo.rating_max = m->rating_max;
+    lo.dups = DS_DUP_LAST;
+    dataset *ds = ds_load(path, &lo, err, size);
+    if (ds == NULL) {
+        free(counts);
+        return NULL;
+    }
+    for (size_t r = 0; r < ds->n_ratings; r++) {
+        int64_t raw = ds->item_ids[ds->ratings[r].item];
+        for (int32_t i = 0; i < m->n_items; i++) /* small catalogues: linear is fine */
+            if ((m->item_ids ? m->item_ids[i] : i) == raw) {
+                counts[i] += 1.0f;
+                break;
+            }
+    }
+    ds_destroy(ds);
+    return counts;
+}
+
+static int write_model(store *st, const mf_model *m, int32_t parts, const float *counts, char *err,
+                       size_t size) {
+    int k = m->k, rc;
+    store_model sm = {k, m->global_mean, m->rating_min, m->rating_max, parts};
+    if ((rc = store_model_put(st, &sm, 0, err, size)) != UL_OK)
+        return rc;
+    int64_t *ids =
+        malloc((size_t)(m->n_items > m->n_users ? m->n_items : m->n_users) * sizeof(int64_t));
+    float *rows = malloc((size_t)(m->n_items > m->n_users ? m->n_items : m->n_users) *
+                         (size_t)(2 + k) * sizeof(float));
+    if (ids == NULL || rows == NULL) {
+        free(ids);
+        free(rows);
+        ul_set_err(err, size, "out of memory");
+        return UL_ERR_NOMEM;
+    }
+    for (int32_t i = 0; i < m->n_items; i++) {
+        float *row = rows + (size_t)i * (size_t)(2 + k);
+        ids[i] = m->item_ids ? m->item_ids[i] : i;
+        row[0] = m->item_bias[i];
+        memcpy(row + 1, m->Q + (size_t)i * (size_t)k, (size_t)k * sizeof(float));
+        row[1 + k] = counts[i];
+    }
+    rc = store_items_put(st, ids, rows, (size_t)m->n_items, 2 + k, err, size);
+    for (int32_t p = 0; p < parts && rc == UL_OK; p++) {
+        size_t n = 0;
+        for (int32_t u = 0; u < m->n_users; u++) {
+            char key[24];
+            int64_t raw = m->user_ids ? m->user_ids[u] : u;
+            int len = codec_key_user(raw, key, sizeof(key));
+            if (codec_partition(key, (size_t)len, parts) != p)
+                continue;
+            float *row = rows + n * (size_t)(1 + k);
+            ids[n++] = raw;
+            row[0] = m->user_bias[u];
+            memcpy(row + 1, m->P + (size_t)u * (size_t)k, (size_t)k * sizeof(float));
+        }
+        rc = store_users_put(st, p, ids, rows, n, 1 + k, err, size);
+    }
+    free(ids);
+    free(rows);
+    return rc;
+}
+
+static int import_run(const ul_config *cfg, import_opts *o) {
+    char err[UL_ERRSTR_SIZE];
+    if (o->partitions == 0 && kafka_partitions(cfg, &o->partitions, err, sizeof(err)) != UL_OK)
+        return cli_fail(CMD, err);
+    mf_model *m = mf_load(o->model, err, sizeof(err));
+    if (m == NULL)
+        return cli_fail(CMD, err);
+    float *counts = item_counts(m, o->data, err, sizeof(err));
+    store_opts so;
+    store_opts_init(&so);
+    so.host = cfg->redis_host;
+    so.port = (int)cfg->redis_port;
+    so.password = cfg->redis_password;
+    so.db = (int)cfg->redis_db;
+    so.timeout_ms = (int)cfg->redis_timeout_ms;
+    store *st = counts ? store_connect(&so, err, sizeof(err)) : NULL;
+    store_model cur;
+    int found = 0, rc = st ? store_model_get(st, &cur, &found, err, sizeof(err)) : UL_ERR_IO;
+    if (rc == UL_OK && found && !o->replace) {
+        ul_set_err(err, sizeof(err),
+                   "Redis already holds a model (k=%d): pass --replace to delete the existing "
+                   "state first",
+                   cur.k);
+        rc = UL_ERR_STATE;
+    }
+    if (rc == UL_OK && o->replace)
+        rc = store_clear_all(st, err, sizeof(err));
+    if (rc == UL_OK)
+        rc = write_model(st, m, (int32_t)o->partitions, counts, err, sizeof(err));
+    if (rc == UL_OK)
+        printf("imported %d users and %d items (k=%d, mean %.4f) into %s:%ld over %ld "
+               "partitions\n",
+               (int)m->n_users, (int)m->n_items, m->k, (double)m->global_mean, cfg->redis_host,
+               cfg->redis_port, o->partitions);
+    store_destroy(st);
+    free(counts);
+    mf_model_destroy(m);
+    return rc == UL_OK ? CLI_EXIT_OK : cli_fail(CMD, err);
+}
+
+int cmd_import(int argc, char **argv) {
+    char err[UL_ERRSTR_SIZE];
+    config_cli cli;
+    memset(&cli, 0, sizeof(cli));
+    import_opts o;
+    memset(&o, 0, sizeof(o));
+    ul_config *cfg = config_new();
+    int rc;
+    if (cfg == NULL)
+        return cli_fail(CMD, "out of memory");
+    if (config_load(cfg, argc, argv, environ, &cli, err, sizeof(err)) != UL_OK) {
+        rc = cli_usage_error(CMD, err);
+        goto done;
+    }
+    if (cli.help) {
+        import_help();
+        rc = CLI_EXIT_OK;
+        goto done;
+    }
+    if (import_parse(cli.n_rest, cli.rest, &o, err, sizeof(err)) != 0 ||
+        config_validate(cfg, o.partitions == 0, err, sizeof(err)) != UL_OK) {
+        rc = cli_usage_error(CMD, err);
+        goto done;
+    }
+    if (cfg->redis_host == NULL || cfg->redis_host[0] == '\0') {
+        rc = cli_usage_error(CMD, "redis.host is not set: say which Redis the worker will use");
+        goto done;
+    }
+    rc = import_run(cfg, &o);
+done:
+    config_cli_free(&cli);
+    config_destroy(cfg);
+    return rc;
+}

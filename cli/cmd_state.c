@@ -1,0 +1,248 @@
+/* cmd_state.c: `unlearnd state`, a read-only look at the worker's state in
+ * Redis: per-partition counters and offsets, or one user's row, history and
+ * predicted scores. For operators and the integration tests (which assert
+ * on these lines instead of poking Redis keys). */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "config.h"
+#include "live.h"
+#include "store.h"
+#include "ul_err.h"
+
+#define CMD "state"
+#define MAX_ITEMS 1000
+
+extern char **environ;
+
+typedef struct state_opts {
+    long partition; /* -1 = all */
+    int64_t user;
+    int have_user;
+    int64_t items[MAX_ITEMS];
+    int n_items;
+    int history;
+} state_opts;
+
+static void state_help(void) {
+    printf("Usage: unlearnd state [--partition P] [--user ID [--items A,B,...] [--history]]\n"
+           "                      [--config FILE] [--redis.host H --redis.port N ...]\n\n"
+           "Print the stream worker's state from Redis (read-only).\n\n"
+           "Without --user, one line per partition (all, or only --partition P):\n"
+           "  partition=P applied=N forgotten=N version=N forget_received=N\n"
+           "  forget_completed=N pending=N dead_letters=N offset.ratings=N offset.forget=N\n"
+           "followed by a 'total' line summing them. Offsets are -1 before the first\n"
+           "checkpoint.\n\n"
+           "With --user ID: the user's partition, bias, number of remembered ratings and,\n"
+           "for each item of --items, the predicted score (unclipped) as\n"
+           "  item=I score=S rated=0|1\n"
+           "With --history, the remembered ratings as 'hist item=I rating=R time=T'.\n\n"
+           "Options:\n"
+           "  --partition P    only this partition (default: all)\n"
+           "  --user ID        one user (raw id)\n"
+           "  --items A,B,...  items to score for --user (up to %d)\n"
+           "  --history        print the user's remembered ratings\n"
+           "  --config FILE    worker config file; redis.* and topic.* options apply\n"
+           "  --help           show this help\n\n"
+           "Exit status: 0 success, 1 Redis unreachable or no state yet, 2 bad usage.\n",
+           MAX_ITEMS);
+}
+
+static int parse_items(const char *s, state_opts *o, char *err, size_t size) {
+    char *copy = strdup(s), *save = NULL;
+    if (copy == NULL)
+        return -1;
+    o->n_items = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        uint64_t v;
+        if (o->n_items == MAX_ITEMS || cli_parse_u64("--items", t, &v, err, size) != 0) {
+            if (o->n_items == MAX_ITEMS)
+                ul_set_err(err, size, "--items: more than %d items", MAX_ITEMS);
+            free(copy);
+            return -1;
+        }
+        o->items[o->n_items++] = (int64_t)v;
+    }
+    free(copy);
+    if (o->n_items == 0) {
+        ul_set_err(err, size, "--items: empty list");
+        return -1;
+    }
+    return 0;
+}
+
+static int state_parse(int n, char **rest, state_opts *o, char *err, size_t size) {
+    o->partition = -1;
+    for (int a = 0; a < n; a++) {
+        const char *name = rest[a];
+        if (strcmp(name, "--history") == 0) {
+            o->history = 1;
+            continue;
+        }
+        if (strcmp(name, "--partition") != 0 && strcmp(name, "--user") != 0 &&
+            strcmp(name, "--items") != 0) {
+            ul_set_err(err, size, "unknown option '%s'", name);
+            return -1;
+        }
+        if (a + 1 >= n) {
+            ul_set_err(err, size, "%s needs a value", name);
+            return -1;
+        }
+        const char *val = rest[++a];
+        uint64_t u;
+        if (strcmp(name, "--partition") == 0) {
+            if (cli_parse_long(name, val, 0, 100000, &o->partition, err, size) != 0)
+                return -1;
+        } else if (strcmp(name, "--user") == 0) {
+            if (cli_parse_u64(name, val, &u, err, size) != 0)
+                return -1;
+            o->user = (int64_t)u;
+            o->have_user = 1;
+        } else if (parse_items(val, o, err, size) != 0) {
+            return -1;
+        }
+    }
+    if ((o->n_items > 0 || o->history) && !o->have_user) {
+        ul_set_err(err, size, "--items and --history need --user");
+        return -1;
+    }
+    return 0;
+}
+
+static int print_partitions(store *st, const store_model *m, const state_opts *o) {
+    char err[UL_ERRSTR_SIZE];
+    shard_meta t;
+    memset(&t, 0, sizeof(t));
+    size_t pending_total = 0;
+    for (int32_t p = 0; p < m->partitions; p++) {
+        if (o->partition >= 0 && p != o->partition)
+            continue;
+        shard_meta meta;
+        int found = 0;
+        size_t pending = 0;
+        if (store_meta_get(st, p, &meta, &found, err, sizeof(err)) != UL_OK ||
+            store_pending_count(st, p, &pending, err, sizeof(err)) != UL_OK)
+            return cli_fail(CMD, err);
+        if (!found) {
+            memset(&meta, 0, sizeof(meta));
+            meta.next_offset[0] = meta.next_offset[1] = -1;
+        }
+        printf("partition=%d applied=%" PRIu64 " forgotten=%" PRIu64 " version=%" PRIu64
+               " forget_received=%" PRIu64 " forget_completed=%" PRIu64
+               " pending=%zu dead_letters=%" PRIu64 " offset.ratings=%" PRId64
+               " offset.forget=%" PRId64 "\n",
+               (int)p, meta.applied, meta.forgotten, meta.version, meta.forget_received,
+               meta.forget_completed, pending, meta.dead_letters, meta.next_offset[0],
+               meta.next_offset[1]);
+        t.applied += meta.applied;
+        t.forgotten += meta.forgotten;
+        t.forget_received += meta.forget_received;
+        t.forget_completed += meta.forget_completed;
+        t.dead_letters += meta.dead_letters;
+        pending_total += pending;
+    }
+    if (o->partition >= m->partitions)
+        return cli_fail(CMD, "no such partition");
+    printf("total applied=%" PRIu64 " forgotten=%" PRIu64 " forget_received=%" PRIu64
+           " forget_completed=%" PRIu64 " pending=%zu dead_letters=%" PRIu64 "\n",
+           t.applied, t.forgotten, t.forget_received, t.forget_completed, pending_total,
+           t.dead_letters);
+    return CLI_EXIT_OK;
+}
+
+static int print_user(store *st, const store_model *m, const state_opts *o) {
+    char err[UL_ERRSTR_SIZE], key[24];
+    live_opts lo;
+    live_opts_init(&lo);
+    lo.k = m->k;
+    lo.rating_min = m->rating_min;
+    lo.rating_max = m->rating_max;
+    int len = codec_key_user(o->user, key, sizeof(key));
+    int32_t p = codec_partition(key, (size_t)len, m->partitions);
+    live *l = live_new(&lo, st, m->partitions, err, sizeof(err));
+    shard *s = l ? live_assign(l, p, err, sizeof(err)) : NULL;
+    if (s == NULL) {
+        live_destroy(l);
+        return cli_fail(CMD, err);
+    }
+    int32_t ui = rowset_find(s->users, o->user);
+    printf("user=%" PRId64 " partition=%d known=%d", o->user, (int)p, ui >= 0);
+    hist *h = ui >= 0 ? shard_hist(s, ui) : NULL;
+    if (ui >= 0)
+        printf(" bias=%.4f remembered=%u", (double)rowset_row(s->users, ui)[0], h ? h->n : 0);
+    printf("\n");
+    for (int i = 0; i < o->n_items; i++) {
+        int found = 0, rated = 0;
+        float score = live_predict(l, s, o->user, o->items[i], &found);
+        for (uint32_t e = 0; h && e < h->n; e++)
+            rated |= h->v[h->start + e].item == o->items[i];
+        printf("item=%" PRId64 " score=%.4f rated=%d known=%d\n", o->items[i], (double)score, rated,
+               found);
+    }
+    for (uint32_t e = 0; o->history && h && e < h->n; e++) {
+        const hist_entry *he = &h->v[h->start + e];
+        printf("hist item=%" PRId64 " rating=%g time=%" PRId64 "\n", he->item, (double)he->rating,
+               he->time);
+    }
+    live_destroy(l);
+    return CLI_EXIT_OK;
+}
+
+int cmd_state(int argc, char **argv) {
+    char err[UL_ERRSTR_SIZE];
+    config_cli cli;
+    memset(&cli, 0, sizeof(cli));
+    state_opts o;
+    memset(&o, 0, sizeof(o));
+    ul_config *cfg = config_new();
+    store *st = NULL;
+    int rc;
+    if (cfg == NULL)
+        return cli_fail(CMD, "out of memory");
+    if (config_load(cfg, argc, argv, environ, &cli, err, sizeof(err)) != UL_OK ||
+        (!cli.help && state_parse(cli.n_rest, cli.rest, &o, err, sizeof(err)) != 0) ||
+        (!cli.help && config_validate(cfg, 0, err, sizeof(err)) != UL_OK)) {
+        rc = cli_usage_error(CMD, err);
+        goto done;
+    }
+    if (cli.help) {
+        state_help();
+        rc = CLI_EXIT_OK;
+        goto done;
+    }
+    if (cfg->redis_host == NULL || cfg->redis_host[0] == '\0') {
+        rc = cli_usage_error(CMD, "redis.host is not set: say which Redis holds the state");
+        goto done;
+    }
+    store_opts so;
+    store_opts_init(&so);
+    so.host = cfg->redis_host;
+    so.port = (int)cfg->redis_port;
+    so.password = cfg->redis_password;
+    so.db = (int)cfg->redis_db;
+    so.timeout_ms = (int)cfg->redis_timeout_ms;
+    so.ratings_topic = cfg->topic_ratings;
+    so.forget_topic = cfg->topic_forget;
+    store_model m;
+    int found = 0;
+    if ((st = store_connect(&so, err, sizeof(err))) == NULL ||
+        store_model_get(st, &m, &found, err, sizeof(err)) != UL_OK) {
+        rc = cli_fail(CMD, err);
+        goto done;
+    }
+    if (!found || m.partitions <= 0) {
+        rc = cli_fail(CMD, "no worker state in this Redis yet (start 'unlearnd worker')");
+        goto done;
+    }
+    rc = o.have_user ? print_user(st, &m, &o) : print_partitions(st, &m, &o);
+done:
+    store_destroy(st);
+    config_cli_free(&cli);
+    config_destroy(cfg);
+    return rc;
+}

@@ -1,0 +1,93 @@
+# worker_lib.sh: shared setup for the stream worker's integration tests
+# (sourced, not a test itself). Starts `unlearnd broker` and a throwaway
+# redis-server on a free port, each in $TMP, and stops everything on exit.
+# Provides: start_worker, stop_worker, state, wait_for, fail.
+set -euo pipefail
+BIN="$1"
+command -v redis-server >/dev/null || { echo "SKIP: redis-server not installed"; exit 77; }
+TMP="$(mktemp -d)"
+BROKER_PID=""
+WORKER_PID=""
+REDIS_PORT=""
+export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
+unset UNLEARND_KAFKA_BOOTSTRAP_SERVERS UNLEARND_CONFIG UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT
+
+cleanup() {
+  local rc=$?
+  for pid in $WORKER_PID $BROKER_PID; do
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  [ -n "$REDIS_PORT" ] && redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+    for f in "$TMP"/worker*.err "$TMP/broker.err"; do
+      [ -f "$f" ] && { echo "--- $f (tail)" >&2; tail -25 "$f" >&2; }
+    done
+  fi
+  [ -n "${KEEP:-}" ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# A throwaway redis-server (no persistence) in $TMP/redis.
+REDIS_PORT=$(free_port)
+mkdir -p "$TMP/redis"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP/redis" --save '' \
+  --appendonly no --daemonize yes --logfile "$TMP/redis/redis.log" >/dev/null
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || fail "redis-server did not start"
+REDIS=(--redis.host 127.0.0.1 --redis.port "$REDIS_PORT")
+
+# The local broker with 4 partitions per topic.
+"$BIN" broker --partitions 4 >"$TMP/broker.out" 2>"$TMP/broker.err" &
+BROKER_PID=$!
+for _ in $(seq 100); do [ -s "$TMP/broker.addr" ] && break; sleep 0.1; done
+[ -s "$TMP/broker.addr" ] || fail "broker wrote no address"
+
+# start_worker NAME [options]: run the worker in the background, logs in
+# $TMP/NAME.err; short cycles so tests do not wait, and a short session
+# timeout so a killed member's partitions are reassigned within seconds.
+start_worker() {
+  local name="$1"; shift
+  "$BIN" worker "${REDIS[@]}" --method foldin --cycle.interval.ms 100 \
+    --kafka.session.timeout.ms 6000 --kafka.heartbeat.interval.ms 500 \
+    --checkpoint.interval.ms 200 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  WORKER_PID=$!
+}
+
+# stop_worker SIGNAL: signal the worker and return its exit code (waits up
+# to 20 s).
+stop_worker() {
+  local sig="$1" rc=0
+  kill "-$sig" "$WORKER_PID"
+  for _ in $(seq 200); do kill -0 "$WORKER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$WORKER_PID" 2>/dev/null && fail "worker still running 20 s after SIG$sig"
+  wait "$WORKER_PID" || rc=$?
+  WORKER_PID=""
+  return "$rc"
+}
+
+state() { "$BIN" state "${REDIS[@]}" "$@"; }
+
+# total FIELD: the field of the `total` line of `unlearnd state`.
+total() {
+  state 2>/dev/null | awk -v f="$1" '/^total/ { for (i = 2; i <= NF; i++) { split($i, kv, "=");
+    if (kv[1] == f) print kv[2] } }'
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+  local secs="$1" what="$2"; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${secs}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+total_is() { [ "$(total "$1")" = "$2" ]; }

@@ -91,6 +91,7 @@ static int set_knob(unlearn_params *p, const char *kv) {
     KNOB_F(foldin_reg)
     KNOB_F(foldin_reg_bias)
     KNOB_I(foldin_items)
+    KNOB_F(foldin_item_prior)
     return -1;
 }
 
@@ -258,6 +259,16 @@ static mf_model *train_model(const protocol *pr, const ul_rating *r, size_t n, u
     return m;
 }
 
+/* ||Q_a - Q_b||_F and ||P_a - P_b||_F (Table 2b's l1 against m1). */
+static double frob(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t j = 0; j < n; j++)
+        s += ((double)a[j] - b[j]) * ((double)a[j] - b[j]);
+    return sqrt(s);
+}
+
+static const mf_model *g_m1; /* the run's m1, for the distance columns */
+
 static void print_row(const char *name, const mf_model *m, const mf_model *ref, const protocol *pr,
                       double secs, double retrain_secs, double gap_m1, int with_exposure) {
     double gap = forget_gap(m, ref, pr);
@@ -266,7 +277,10 @@ static void print_row(const char *name, const mf_model *m, const mf_model *ref, 
            with_exposure ? "" : "-");
     if (with_exposure)
         printf("%.4f", exposure(m, pr));
-    printf("  %8.3f s  %6.2f%% of retrain\n", secs, 100 * secs / retrain_secs);
+    printf("  %8.3f s  %6.2f%% of retrain", secs, 100 * secs / retrain_secs);
+    size_t k = (size_t)m->k;
+    printf("  |dP| %.2f |dQ| %.2f\n", frob(m->P, g_m1->P, (size_t)m->n_users * k),
+           frob(m->Q, g_m1->Q, (size_t)m->n_items * k));
 }
 
 static int run(const bench_opts *o, const char *label, const ul_rating *r, size_t n, int32_t nu,
@@ -284,6 +298,7 @@ static int run(const bench_opts *o, const char *label, const ul_rating *r, size_
     if (re == NULL)
         return mf_model_destroy(m1), protocol_free(&pr), 1;
     double gap_m1 = forget_gap(m1, re, &pr);
+    g_m1 = m1;
     print_row("m1", m1, re, &pr, t_m1, t_re, gap_m1, !big);
     print_row("retrain", re, re, &pr, t_re, t_re, gap_m1, !big);
     if (re2)

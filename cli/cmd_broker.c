@@ -42,13 +42,13 @@ static void print_help(void) {
            "silently; transactions are not real. For production set kafka.bootstrap.servers\n"
            "to a real Kafka instead (docs/broker.md).\n\n"
            "Options:\n"
-           "  --partitions N         partitions per topic, 1..1000 (default 4)\n"
+           "  --partitions N         partitions per topic, 1..1000 (default %d)\n"
            "  --brokers N            mock brokers, 1..16 (default 1)\n"
            "  --bootstrap-file PATH  where to write the address (default broker.bootstrap.file,\n"
            "                         %s)\n"
            "  --topic.<name> NAME, --broker.bootstrap.file PATH, --log.level LEVEL, --config FILE\n"
            "                         as in the configuration table (listed below)\n",
-           config_default_bootstrap_file(path, sizeof(path)));
+           BROKER_DEFAULT_PARTITIONS, config_default_bootstrap_file(path, sizeof(path)));
     printf("\n");
     config_print_help(stdout);
 }

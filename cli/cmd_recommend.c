@@ -1,5 +1,6 @@
 /* cmd_recommend.c: `unlearnd recommend`, the top-K items of one user from a
- * saved model, in raw ids.
+ * saved model or from the factors topic (a minimal downstream consumer), in
+ * raw ids.
  *
  * Structure: recommend_parse() fills recommend_opts, recommend_run() gets
  * an mf_model from its source and hands it to recommend_print(), which
@@ -7,6 +8,7 @@
  * (e.g. factors consumed from a topic) adds an option, a field in
  * recommend_opts and a branch in recommend_run(); the printing is shared. */
 #include "cli.h"
+#include "cli_config.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "mf.h"
+#include "topic_model.h"
 #include "ul_err.h"
 
 #define CMD "recommend"
@@ -21,23 +24,39 @@
 
 typedef struct recommend_opts {
     const char *model; /* --model: a file written by `unlearnd train` */
+    const char *topic; /* --from-topic: the factors topic */
+    long timeout_ms;   /* --timeout-ms: bound on reading the topic */
     int64_t user;      /* raw user id */
     int have_user;
     int top;
 } recommend_opts;
 
 static void recommend_help(void) {
-    printf("Usage: unlearnd recommend --model MODEL --user RAW_ID [--top N]\n\n"
+    printf("Usage: unlearnd recommend --model MODEL --user RAW_ID [--top N]\n"
+           "       unlearnd recommend --from-topic TOPIC --user RAW_ID [--top N] [options]\n\n"
            "Print the N items with the highest predicted rating for one user, best first,\n"
            "as tab-separated lines: rank, raw item id, predicted score (unclipped, on the\n"
-           "model's rating scale). Ids are the raw ids of the training file. The model\n"
-           "file holds no ratings, so items the user already rated are not excluded.\n\n"
+           "model's rating scale). Ids are raw ids. Neither source holds the ratings, so\n"
+           "items the user already rated are not excluded.\n\n"
+           "With --from-topic it acts as a minimal downstream server: it reads the factors\n"
+           "topic written by 'unlearnd worker' from the beginning of every partition to its\n"
+           "end when the command starts (no consumer group, nothing committed), keeps the\n"
+           "latest row of every user and item, and ranks with those rows. The worker folds\n"
+           "the global mean into each item's bias, so score = user bias + item bias +\n"
+           "user factors . item factors (docs/stream.md). The summary line on stderr gives\n"
+           "the rows read and the highest model version seen.\n\n"
            "Options:\n"
-           "  --model MODEL    model file written by 'unlearnd train' (required)\n"
-           "  --user RAW_ID    the user, as a raw id from the training data (required)\n"
-           "  --top N          how many items, 1..%d (default 10)\n"
-           "  --help           show this help\n\n"
-           "Exit status: 0 success, 1 unknown user or unreadable/corrupt model, 2 bad usage.\n",
+           "  --model MODEL       model file written by 'unlearnd train'\n"
+           "  --from-topic TOPIC  read the model from this factors topic instead (e.g. factors)\n"
+           "  --user RAW_ID       the user, as a raw id (required)\n"
+           "  --top N             how many items, 1..%d (default 10)\n"
+           "  --timeout-ms MS     with --from-topic: give up reading after MS ms (default 10000)\n"
+           "  --help              show this help\n\n"
+           "With --from-topic, Kafka settings come from the configuration (kafka.*, e.g.\n"
+           "--kafka.bootstrap.servers; default: the local broker's address file), and the\n"
+           "factor schema id from schema.id.factor; see 'unlearnd worker --help'.\n\n"
+           "Exit status: 0 success; 1 unknown user, unreadable/corrupt model, Kafka not\n"
+           "answering, topic missing or empty; 2 bad usage or configuration.\n",
            TOP_MAX);
 }
 
@@ -60,7 +79,12 @@ static int opt_value(const char *name, const char *val, recommend_opts *o, char 
     uint64_t u;
     if (strcmp(name, "--model") == 0)
         o->model = val;
-    else if (strcmp(name, "--user") == 0) {
+    else if (strcmp(name, "--from-topic") == 0)
+        o->topic = val;
+    else if (strcmp(name, "--timeout-ms") == 0) {
+        if (cli_parse_long(name, val, 1, 3600000, &o->timeout_ms, err, size) != 0)
+            return -1;
+    } else if (strcmp(name, "--user") == 0) {
         if (cli_parse_u64(name, val, &u, err, size) != 0)
             return -1;
         if (u > (uint64_t)INT64_MAX) {
@@ -77,10 +101,13 @@ static int opt_value(const char *name, const char *val, recommend_opts *o, char 
     return 0;
 }
 
-/* 0 ok, 1 --help shown, -1 usage error (message in err). */
-static int recommend_parse(int argc, char **argv, recommend_opts *o, char *err, size_t size) {
-    static const char *const names[] = {"--model", "--user", "--top", NULL};
-    for (int a = 1; a < argc; a++) {
+/* Parse args[start..argc) (argv, or the arguments the config loader left).
+ * 0 ok, 1 --help shown, -1 usage error (message in err). */
+static int recommend_parse(int argc, char **argv, int start, recommend_opts *o, char *err,
+                           size_t size) {
+    static const char *const names[] = {"--model", "--from-topic", "--user",
+                                        "--top",   "--timeout-ms", NULL};
+    for (int a = start; a < argc; a++) {
         if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0)
             return 1;
         const char *val = NULL;
@@ -98,9 +125,13 @@ static int recommend_parse(int argc, char **argv, recommend_opts *o, char *err, 
         if (opt_value(names[n], val, o, err, size) != 0)
             return -1;
     }
-    if (o->model == NULL || !o->have_user) {
+    if (o->model != NULL && o->topic != NULL) {
+        ul_set_err(err, size, "give either --model or --from-topic, not both");
+        return -1;
+    }
+    if ((o->model == NULL && o->topic == NULL) || !o->have_user) {
         ul_set_err(err, size, "%s is required",
-                   o->model == NULL ? "--model MODEL" : "--user RAW_ID");
+                   o->have_user ? "--model MODEL or --from-topic TOPIC" : "--user RAW_ID");
         return -1;
     }
     return 0;
@@ -147,9 +178,25 @@ static int recommend_print(const mf_model *m, int64_t raw_user, int top, FILE *o
     return n < 0 ? n : UL_OK;
 }
 
-static int recommend_run(const recommend_opts *o) {
+/* The model from --model or from the topic (cfg is NULL for --model). */
+static mf_model *recommend_load(const recommend_opts *o, cli_config *cc, char *err, size_t size) {
+    if (o->model != NULL)
+        return mf_load(o->model, err, size);
+    topic_model_info info;
+    mf_model *m =
+        topic_model_load(cc->cfg, cc->log, o->topic, (int)o->timeout_ms, &info, err, size);
+    if (m != NULL)
+        fprintf(stderr,
+                "unlearnd recommend: %s: %" PRId64 " records in %d partitions, %d users and %d "
+                "items, model version %" PRId64 "\n",
+                o->topic, info.messages, (int)info.partitions, (int)m->n_users, (int)m->n_items,
+                info.max_version);
+    return m;
+}
+
+static int recommend_run(const recommend_opts *o, cli_config *cc) {
     char err[UL_ERRSTR_SIZE];
-    mf_model *m = mf_load(o->model, err, sizeof(err));
+    mf_model *m = recommend_load(o, cc, err, sizeof(err));
     if (m == NULL)
         return cli_fail(CMD, err);
     int rc = recommend_print(m, o->user, o->top, stdout, err, sizeof(err));
@@ -159,15 +206,49 @@ static int recommend_run(const recommend_opts *o) {
     return fflush(stdout) == 0 ? CLI_EXIT_OK : cli_fail(CMD, "cannot write to stdout");
 }
 
-int cmd_recommend(int argc, char **argv) {
-    recommend_opts o = {.top = 10};
+static int wants_topic(int argc, char **argv) {
+    for (int a = 1; a < argc; a++)
+        if (strncmp(argv[a], "--from-topic", 12) == 0 &&
+            (argv[a][12] == '\0' || argv[a][12] == '='))
+            return 1;
+    return 0;
+}
+
+/* --from-topic: the stream configuration (file < env < flags) first; the
+ * arguments it does not know are ours. */
+static int recommend_topic(int argc, char **argv, recommend_opts *o) {
     char err[UL_ERRSTR_SIZE];
-    int rc = recommend_parse(argc, argv, &o, err, sizeof(err));
+    cli_config cc;
+    int rc = cli_config_load(CMD, argc, argv, &cc);
+    if (rc == CLI_EXIT_OK && cc.args.help) {
+        recommend_help();
+        goto done;
+    }
+    if (rc != CLI_EXIT_OK)
+        goto done;
+    int prc = recommend_parse(cc.args.n_rest, cc.args.rest, 0, o, err, sizeof(err));
+    if (prc == 1)
+        recommend_help();
+    else if (prc != 0)
+        rc = cli_usage_error(CMD, err);
+    else if ((rc = cli_config_ready(CMD, &cc, 1)) == CLI_EXIT_OK)
+        rc = recommend_run(o, &cc);
+done:
+    cli_config_free(&cc);
+    return rc;
+}
+
+int cmd_recommend(int argc, char **argv) {
+    recommend_opts o = {.top = 10, .timeout_ms = 10000};
+    char err[UL_ERRSTR_SIZE];
+    if (wants_topic(argc, argv))
+        return recommend_topic(argc, argv, &o);
+    int rc = recommend_parse(argc, argv, 1, &o, err, sizeof(err));
     if (rc == 1) {
         recommend_help();
         return CLI_EXIT_OK;
     }
     if (rc != 0)
         return cli_usage_error(CMD, err);
-    return recommend_run(&o);
+    return recommend_run(&o, NULL);
 }

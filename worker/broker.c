@@ -28,7 +28,7 @@ struct broker {
 
 void broker_opts_init(broker_opts *opts) {
     memset(opts, 0, sizeof(*opts));
-    opts->partitions = 4;
+    opts->partitions = BROKER_DEFAULT_PARTITIONS;
     opts->n_brokers = 1;
 }
 

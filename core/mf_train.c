@@ -1,7 +1,11 @@
 /* mf_train.c: the parallel SGD trainer for biased MF (mf_train()).
  *
  * DESIGN. Users and items are each permuted with the seed and cut into G
- * equal groups, which tiles the rating matrix into G x G blocks. Each block
+ * equal groups, which tiles the rating matrix into G x G blocks. Training
+ * runs on a working copy whose rows are in that permuted order, so a group's
+ * rows and biases are contiguous: threads never write the same cache line
+ * (the biases of interleaved groups did, and cost the second core its
+ * speed-up), and a block's rows are dense in cache. Each block
  * keeps a compact array of {u, i, r} (12 bytes), shuffled once with the seed.
  * An epoch walks G diagonals; diagonal d holds the blocks (b, (b + d) mod G),
  * b = 0..G-1, which share no user and no item, so their SGD updates touch
@@ -43,7 +47,9 @@ typedef struct mf_entry {
 } mf_entry;
 
 typedef struct trainer {
-    mf_model *m;
+    mf_model *m; /* the result, in the caller's index order */
+    mf_model *w; /* the working copy, rows in permuted order */
+    int32_t *user_perm, *user_rank, *item_perm, *item_rank;
     const mf_params *params;
     size_t n;
     mf_entry *entries;   /* all blocks, concatenated, block-major */
@@ -103,41 +109,46 @@ static void init_factors(mf_model *m, const mf_params *params) {
         m->Q[x] = (float)(rng_normal(&r) * params->init_std);
 }
 
-/* group[x] for x < n: a seeded permutation cut into G equal runs. */
-static int make_groups(int32_t n, rng *r, uint8_t *group) {
-    int32_t *perm = malloc((size_t)n * sizeof(int32_t));
-    if (perm == NULL)
-        return UL_ERR_NOMEM;
+/* A seeded permutation: perm[pos] = original index, rank[orig] = pos. */
+static void make_perm(int32_t n, rng *r, int32_t *perm, int32_t *rank) {
     for (int32_t x = 0; x < n; x++)
         perm[x] = x;
     rng_shuffle(r, perm, (size_t)n, sizeof(int32_t));
     for (int32_t pos = 0; pos < n; pos++)
-        group[perm[pos]] = (uint8_t)((int64_t)pos * MF_GROUPS / n);
-    free(perm);
-    return UL_OK;
+        rank[perm[pos]] = pos;
 }
 
-/* Bucket the ratings into the G x G blocks (stable), then shuffle each. */
+/* The group of a permuted index: G contiguous, equal runs. */
+static uint32_t group_of(int32_t pos, int32_t n) {
+    return (uint32_t)((int64_t)pos * MF_GROUPS / n);
+}
+
+/* Bucket the ratings, in permuted indices, into the G x G blocks (stable),
+ * then shuffle each block. */
 static int build_blocks(trainer *t, const ul_rating *ratings) {
-    const mf_model *m = t->m;
+    const int32_t nu = t->m->n_users, ni = t->m->n_items;
     const int nb = MF_GROUPS * MF_GROUPS;
     int rc = UL_ERR_NOMEM;
-    uint8_t *ug = malloc((size_t)m->n_users);
-    uint8_t *ig = malloc((size_t)m->n_items);
     uint32_t *blk = malloc(t->n * sizeof(uint32_t));
     size_t *fill = malloc((size_t)nb * sizeof(size_t));
+    t->user_perm = malloc((size_t)nu * sizeof(int32_t));
+    t->user_rank = malloc((size_t)nu * sizeof(int32_t));
+    t->item_perm = malloc((size_t)ni * sizeof(int32_t));
+    t->item_rank = malloc((size_t)ni * sizeof(int32_t));
     t->entries = malloc(t->n * sizeof(mf_entry));
     t->block_start = calloc((size_t)nb + 1, sizeof(size_t));
     t->block_sse = calloc((size_t)nb, sizeof(double));
     rng r;
-    if (ug == NULL || ig == NULL || blk == NULL || fill == NULL || t->entries == NULL ||
+    if (blk == NULL || fill == NULL || t->user_perm == NULL || t->user_rank == NULL ||
+        t->item_perm == NULL || t->item_rank == NULL || t->entries == NULL ||
         t->block_start == NULL || t->block_sse == NULL)
         goto done;
     rng_seed(&r, rng_derive(t->params->seed, MF_STREAM_GROUPS));
-    if (make_groups(m->n_users, &r, ug) != UL_OK || make_groups(m->n_items, &r, ig) != UL_OK)
-        goto done;
+    make_perm(nu, &r, t->user_perm, t->user_rank);
+    make_perm(ni, &r, t->item_perm, t->item_rank);
     for (size_t x = 0; x < t->n; x++) {
-        blk[x] = (uint32_t)ug[ratings[x].user] * MF_GROUPS + ig[ratings[x].item];
+        blk[x] = group_of(t->user_rank[ratings[x].user], nu) * MF_GROUPS +
+                 group_of(t->item_rank[ratings[x].item], ni);
         t->block_start[blk[x] + 1]++;
     }
     for (int b = 0; b < nb; b++)
@@ -145,8 +156,8 @@ static int build_blocks(trainer *t, const ul_rating *ratings) {
     memcpy(fill, t->block_start, (size_t)nb * sizeof(size_t));
     for (size_t x = 0; x < t->n; x++) {
         mf_entry *e = &t->entries[fill[blk[x]]++];
-        e->u = ratings[x].user;
-        e->i = ratings[x].item;
+        e->u = t->user_rank[ratings[x].user];
+        e->i = t->item_rank[ratings[x].item];
         e->r = ratings[x].value;
     }
     for (int b = 0; b < nb; b++) {
@@ -156,11 +167,28 @@ static int build_blocks(trainer *t, const ul_rating *ratings) {
     }
     rc = UL_OK;
 done:
-    free(ug);
-    free(ig);
     free(blk);
     free(fill);
     return rc;
+}
+
+/* Copy rows between the model (original order) and the working copy
+ * (permuted order): to_work = 1 gathers, 0 scatters back. */
+static void permute_rows(mf_model *m, mf_model *w, const int32_t *user_perm,
+                         const int32_t *item_perm, int to_work) {
+    size_t k = (size_t)m->k;
+    for (int32_t pos = 0; pos < m->n_users; pos++) {
+        float *a = m->P + (size_t)user_perm[pos] * k, *b = w->P + (size_t)pos * k;
+        float *ab = &m->user_bias[user_perm[pos]], *bb = &w->user_bias[pos];
+        memcpy(to_work ? b : a, to_work ? a : b, k * sizeof(float));
+        *(to_work ? bb : ab) = *(to_work ? ab : bb);
+    }
+    for (int32_t pos = 0; pos < m->n_items; pos++) {
+        float *a = m->Q + (size_t)item_perm[pos] * k, *b = w->Q + (size_t)pos * k;
+        float *ab = &m->item_bias[item_perm[pos]], *bb = &w->item_bias[pos];
+        memcpy(to_work ? b : a, to_work ? a : b, k * sizeof(float));
+        *(to_work ? bb : ab) = *(to_work ? ab : bb);
+    }
 }
 
 static int plan_epochs(trainer *t) {
@@ -200,7 +228,7 @@ static inline double sgd_block(const mf_entry *restrict e, size_t n, float *rest
 }
 
 static void run_block(trainer *t, int b, float lr) {
-    mf_model *m = t->m;
+    mf_model *m = t->w;
     const mf_params *pr = t->params;
     const mf_entry *e = t->entries + t->block_start[b];
     size_t n = t->block_start[b + 1] - t->block_start[b];
@@ -351,12 +379,21 @@ mf_model *mf_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t 
     t.errstr = errstr;
     t.errstr_size = errstr_size;
     t.nthreads = thread_count(params, n);
-    if (build_blocks(&t, ratings) != UL_OK || plan_epochs(&t) != UL_OK) {
+    t.w = mf_model_new(n_users, n_items, params->k, NULL, 0);
+    if (t.w == NULL || build_blocks(&t, ratings) != UL_OK || plan_epochs(&t) != UL_OK) {
         ul_set_err(errstr, errstr_size, "out of memory preparing MF training on %zu ratings", n);
         t.rc = UL_ERR_NOMEM;
     } else {
+        t.w->global_mean = m->global_mean;
+        permute_rows(m, t.w, t.user_perm, t.item_perm, 1);
         run_threads(&t);
+        permute_rows(m, t.w, t.user_perm, t.item_perm, 0);
     }
+    mf_model_destroy(t.w);
+    free(t.user_perm);
+    free(t.user_rank);
+    free(t.item_perm);
+    free(t.item_rank);
     free(t.entries);
     free(t.block_start);
     free(t.block_sse);

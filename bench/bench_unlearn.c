@@ -269,17 +269,20 @@ static double frob(const float *a, const float *b, size_t n) {
 
 static const mf_model *g_m1; /* the run's m1, for the distance columns */
 
+/* One line of `key value` pairs per model, so scripts can pick columns by
+ * name (bench/ablation.sh). */
 static void print_row(const char *name, const mf_model *m, const mf_model *ref, const protocol *pr,
                       double secs, double retrain_secs, double gap_m1, int with_exposure) {
     double gap = forget_gap(m, ref, pr);
-    printf("  %-10s rmse %.4f  gap %.4f (%5.1f%% of m1)  exposure %s", name,
-           mf_rmse(m, pr->test.v, pr->test.n), gap, gap_m1 > 0 ? 100 * gap / gap_m1 : 0,
-           with_exposure ? "" : "-");
+    size_t k = (size_t)m->k;
+    printf("  %-10s rmse %.4f  gap %.4f  gap_pct %5.1f  exposure ", name,
+           mf_rmse(m, pr->test.v, pr->test.n), gap, gap_m1 > 0 ? 100 * gap / gap_m1 : 0);
     if (with_exposure)
         printf("%.4f", exposure(m, pr));
-    printf("  %8.3f s  %6.2f%% of retrain", secs, 100 * secs / retrain_secs);
-    size_t k = (size_t)m->k;
-    printf("  |dP| %.2f |dQ| %.2f\n", frob(m->P, g_m1->P, (size_t)m->n_users * k),
+    else
+        printf("-");
+    printf("  wall_s %.3f  pct_of_retrain %6.2f", secs, 100 * secs / retrain_secs);
+    printf("  dP %.2f  dQ %.2f\n", frob(m->P, g_m1->P, (size_t)m->n_users * k),
            frob(m->Q, g_m1->Q, (size_t)m->n_items * k));
 }
 
@@ -322,7 +325,7 @@ static int run(const bench_opts *o, const char *label, const ul_rating *r, size_
         }
         double secs = now() - t0, cpu = cpu_now() - c0;
         print_row(meth, mf, re, &pr, secs, t_re, gap_m1, !big);
-        printf("  %-10s cpu %.3f s (all threads)\n", "", cpu);
+        printf("  %-10s cpu_s %.3f (all threads)\n", meth, cpu);
         unlearn_report_free(&rep);
         mf_model_destroy(mf);
     }

@@ -97,8 +97,8 @@ static int side_build_pairs(cff_run *run, cff_side *s) {
     int rc = UL_ERR_NOMEM;
     s->start = calloc(s->n + 1, sizeof(size_t));
     if (s->start == NULL ||
-        unlearn_groups_build(req->forget, req->n_forget, s->is_item, s->ids, s->n, &gf) ||
-        unlearn_groups_build(req->retain, req->n_retain, s->is_item, s->ids, s->n, &gr))
+        unlearn_groups_build(req->forget, req->n_forget, s->is_item, run->rows, &gf) ||
+        unlearn_groups_build(req->retain, req->n_retain, s->is_item, run->rows, &gr))
         goto done;
     rng g;
     rng_seed(&g, rng_derive(run->params->seed, 0xcff0 + (uint64_t)s->is_item));
@@ -166,10 +166,10 @@ static int side_setup(cff_run *run, cff_side *s, int is_item, int fused) {
     return side_build_pairs(run, s);
 }
 
-static void link_pairs(cff_side *s, const cff_side *other) {
+static void link_pairs(const unlearn_rows *rows, cff_side *s, const cff_side *other) {
     for (size_t j = 0; j < s->n_pairs; j++)
         s->pairs[j].other_pos =
-            other->fused ? unlearn_find(other->ids, other->n, s->pairs[j].other) : -1;
+            other->fused ? unlearn_pos(rows, other->is_item, s->pairs[j].other) : -1;
 }
 
 /* Loss of one fused row y over its pairs; adds dL/dy * scale into g. */
@@ -324,9 +324,9 @@ static int cff_run_method(mf_model *m, const unlearn_request *req, const unlearn
     if (!run.Xb || !run.Yb || !run.dY || side_setup(&run, &run.side[0], 0, 1) ||
         side_setup(&run, &run.side[1], 1, fuse_items))
         goto fail;
-    link_pairs(&run.side[0], &run.side[1]);
+    link_pairs(rows, &run.side[0], &run.side[1]);
     if (run.side[1].fused)
-        link_pairs(&run.side[1], &run.side[0]);
+        link_pairs(rows, &run.side[1], &run.side[0]);
     if (train(&run) != UL_OK)
         goto fail;
     commit(&run);

@@ -80,51 +80,49 @@ static const float *item_row(const foldin *f, int32_t item, ptrdiff_t pos, float
     return f->m->Q + (size_t)item * (size_t)f->k;
 }
 
-/* Solve A x = b in place for a small SPD matrix (row-major, lower triangle
- * filled): Cholesky A = L L', then two triangular solves, every inner loop a
- * contiguous row dot product. OpenBLAS's ssyrk/sposv_ spend more time
- * packing panels than computing at K+1 = 65 (measured with perf), hence
- * this direct version for the per-user systems. Returns 0, or -1 when A is
- * not positive definite. */
+/* Solve A x = b in place for a small SPD matrix (row-major, upper triangle
+ * filled): right-looking Cholesky A = U'U and two triangular solves, written
+ * so that every O(n^3) and O(n^2) inner loop is an axpy over a contiguous row
+ * (vectorisable without reassociating sums). OpenBLAS's ssyrk/sposv_ spend
+ * more time packing panels than computing at K+1 = 65 (measured with perf),
+ * hence this direct version for the per-user systems. Returns 0, or -1 when
+ * A is not positive definite. */
 static int chol_solve(int n, float *A, float *b) {
     for (int j = 0; j < n; j++) {
-        float *lj = A + (size_t)j * (size_t)n;
-        float d = lj[j];
-        for (int t = 0; t < j; t++)
-            d -= lj[t] * lj[t];
-        if (!(d > 0))
+        float *uj = A + (size_t)j * (size_t)n;
+        if (!(uj[j] > 0))
             return -1;
-        float ljj = sqrtf(d), inv = 1.0f / ljj;
-        lj[j] = ljj;
+        float ujj = sqrtf(uj[j]), inv = 1.0f / ujj;
+        for (int c = j; c < n; c++)
+            uj[c] *= inv;
         for (int r = j + 1; r < n; r++) {
-            float *lr = A + (size_t)r * (size_t)n;
-            float acc = lr[j];
-            for (int t = 0; t < j; t++)
-                acc -= lr[t] * lj[t];
-            lr[j] = acc * inv;
+            float *ar = A + (size_t)r * (size_t)n, ur = uj[r];
+            for (int c = r; c < n; c++)
+                ar[c] -= ur * uj[c];
         }
     }
-    for (int j = 0; j < n; j++) { /* L y = b */
-        const float *lj = A + (size_t)j * (size_t)n;
-        float acc = b[j];
-        for (int t = 0; t < j; t++)
-            acc -= lj[t] * b[t];
-        b[j] = acc / lj[j];
+    for (int j = 0; j < n; j++) { /* U' y = b, column by column */
+        const float *uj = A + (size_t)j * (size_t)n;
+        float yj = b[j] / uj[j];
+        b[j] = yj;
+        for (int c = j + 1; c < n; c++)
+            b[c] -= uj[c] * yj;
     }
-    for (int j = n - 1; j >= 0; j--) { /* L' x = y */
+    for (int j = n - 1; j >= 0; j--) { /* U x = y */
+        const float *uj = A + (size_t)j * (size_t)n;
         float acc = b[j];
-        for (int r = j + 1; r < n; r++)
-            acc -= A[(size_t)r * (size_t)n + (size_t)j] * b[r];
-        b[j] = acc / A[(size_t)j * (size_t)n + (size_t)j];
+        for (int c = j + 1; c < n; c++)
+            acc -= uj[c] * b[c];
+        b[j] = acc / uj[j];
     }
     return 0;
 }
 
-/* A += x x' (lower triangle), rhs += y x, for x of n floats. */
+/* A += x x' (upper triangle), rhs += y x, for x of n floats. */
 static void gram_add(int n, float *A, float *rhs, const float *x, float y) {
     for (int r = 0; r < n; r++) {
         float *ar = A + (size_t)r * (size_t)n, xr = x[r];
-        for (int c = 0; c <= r; c++)
+        for (int c = r; c < n; c++)
             ar[c] += xr * x[c];
         rhs[r] += y * xr;
     }
@@ -345,9 +343,9 @@ static int foldin_setup(foldin *f) {
     const unlearn_request *req = f->req;
     const unlearn_rows *rows = f->rows;
     size_t k = (size_t)f->k, k1 = (size_t)f->k1;
-    if (unlearn_groups_build(req->retain, req->n_retain, 0, rows->users, rows->n_users, &f->ru) ||
-        unlearn_groups_build(req->forget, req->n_forget, 1, rows->items, rows->n_items, &f->fi) ||
-        unlearn_groups_build(req->retain, req->n_retain, 1, rows->items, rows->n_items, &f->ri))
+    if (unlearn_groups_build(req->retain, req->n_retain, 0, rows, &f->ru) ||
+        unlearn_groups_build(req->forget, req->n_forget, 1, rows, &f->fi) ||
+        unlearn_groups_build(req->retain, req->n_retain, 1, rows, &f->ri))
         return UL_ERR_NOMEM;
     size_t nr = req->n_retain ? req->n_retain : 1;
     f->r_item_pos = malloc(nr * sizeof(ptrdiff_t));
@@ -368,8 +366,8 @@ static int foldin_setup(foldin *f) {
         !f->y || !f->A)
         return UL_ERR_NOMEM;
     for (size_t r = 0; r < req->n_retain; r++) {
-        f->r_item_pos[r] = unlearn_find(rows->items, rows->n_items, req->retain[r].item);
-        f->r_user_pos[r] = unlearn_find(rows->users, rows->n_users, req->retain[r].user);
+        f->r_item_pos[r] = unlearn_pos(rows, 1, req->retain[r].item);
+        f->r_user_pos[r] = unlearn_pos(rows, 0, req->retain[r].user);
     }
     /* Item rows start as m1's, so the first user sweep sees m1's items. */
     for (size_t c = 0; c < rows->n_items; c++) {

@@ -84,8 +84,8 @@ int rescue_train(const mf_model *m1, const unlearn_request *req, const unlearn_r
     rescue_copy_rows(m1, rows, out);
     for (size_t j = 0; j < n; j++) {
         const ul_rating *r = &req->forget[j];
-        pairs[j].a = (size_t)unlearn_find(rows->users, rows->n_users, r->user);
-        pairs[j].c = (size_t)unlearn_find(rows->items, rows->n_items, r->item);
+        pairs[j].a = (size_t)unlearn_pos(rows, 0, r->user);
+        pairs[j].c = (size_t)unlearn_pos(rows, 1, r->item);
         pairs[j].target = unlearn_corrected_value(m1, req, r->item);
     }
     rng g;

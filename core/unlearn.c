@@ -63,20 +63,9 @@ void unlearn_report_free(unlearn_report *rep) {
     memset(rep, 0, sizeof(*rep));
 }
 
-ptrdiff_t unlearn_find(const int32_t *sorted, size_t n, int32_t id) {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (sorted[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (lo < n && sorted[lo] == id) ? (ptrdiff_t)lo : -1;
-}
-
-int unlearn_groups_build(const ul_rating *r, size_t n, int by_item, const int32_t *rows,
-                         size_t n_rows, unlearn_groups *g) {
+int unlearn_groups_build(const ul_rating *r, size_t n, int by_item, const unlearn_rows *rows,
+                         unlearn_groups *g) {
+    size_t n_rows = by_item ? rows->n_items : rows->n_users;
     g->start = calloc(n_rows + 1, sizeof(*g->start));
     g->idx = malloc((n ? n : 1) * sizeof(*g->idx));
     size_t *fill = calloc(n_rows + 1, sizeof(*fill));
@@ -88,7 +77,7 @@ int unlearn_groups_build(const ul_rating *r, size_t n, int by_item, const int32_
         return UL_ERR_NOMEM;
     }
     for (size_t j = 0; j < n; j++) {
-        pos[j] = unlearn_find(rows, n_rows, by_item ? r[j].item : r[j].user);
+        pos[j] = unlearn_pos(rows, by_item, by_item ? r[j].item : r[j].user);
         if (pos[j] >= 0)
             g->start[pos[j] + 1]++;
     }
@@ -275,12 +264,23 @@ int unlearn_apply(const char *method, mf_model *m, const unlearn_request *req,
     unlearn_rows rows = {0};
     rows.users = distinct(req->forget, req->n_forget, 0, &rows.n_users);
     rows.items = distinct(req->forget, req->n_forget, 1, &rows.n_items);
-    if (rows.users == NULL || rows.items == NULL) {
+    rows.user_pos = malloc((size_t)m->n_users * sizeof(int32_t));
+    rows.item_pos = malloc((size_t)m->n_items * sizeof(int32_t));
+    if (rows.users == NULL || rows.items == NULL || rows.user_pos == NULL ||
+        rows.item_pos == NULL) {
         free(rows.users);
         free(rows.items);
+        free(rows.user_pos);
+        free(rows.item_pos);
         ul_set_err(errstr, errstr_size, "unlearn: out of memory");
         return UL_ERR_NOMEM;
     }
+    memset(rows.user_pos, 0xff, (size_t)m->n_users * sizeof(int32_t)); /* -1 */
+    memset(rows.item_pos, 0xff, (size_t)m->n_items * sizeof(int32_t));
+    for (size_t a = 0; a < rows.n_users; a++)
+        rows.user_pos[rows.users[a]] = (int32_t)a;
+    for (size_t c = 0; c < rows.n_items; c++)
+        rows.item_pos[rows.items[c]] = (int32_t)c;
     int users_changed = 0, items_changed = 0;
     if (req->n_forget > 0)
         rc = um->fn(m, req, params, &rows, &users_changed, &items_changed, errstr, errstr_size);
@@ -299,5 +299,7 @@ int unlearn_apply(const char *method, mf_model *m, const unlearn_request *req,
     }
     free(rows.users);
     free(rows.items);
+    free(rows.user_pos);
+    free(rows.item_pos);
     return rc;
 }

@@ -18,7 +18,16 @@ typedef struct unlearn_rows {
     size_t n_users;
     int32_t *items; /* sorted distinct items of F */
     size_t n_items;
+    /* Dense id -> position in users / items, or -1 (model's n_users /
+     * n_items entries): O(1) lookups where a binary search per rating cost
+     * 15% of fold-in's time. */
+    int32_t *user_pos, *item_pos;
 } unlearn_rows;
+
+/* Position of a user (is_item = 0) or item among the affected rows, or -1. */
+static inline ptrdiff_t unlearn_pos(const unlearn_rows *rows, int is_item, int32_t id) {
+    return (is_item ? rows->item_pos : rows->user_pos)[id];
+}
 
 /* Ratings grouped by row: the ratings of row r (a position in an
  * unlearn_rows list) are idx[start[r] .. start[r+1]) (indices into the
@@ -45,13 +54,10 @@ int cff_paper_apply(mf_model *m, const unlearn_request *req, const unlearn_param
                     const unlearn_rows *rows, int *users_changed, int *items_changed, char *errstr,
                     size_t errstr_size);
 
-/* Position of `id` in the sorted list, or -1. */
-ptrdiff_t unlearn_find(const int32_t *sorted, size_t n, int32_t id);
-
-/* Group `n` ratings by their user (by_item = 0) or item (1) over the sorted
- * row list; ratings whose row is not in the list are skipped. */
-int unlearn_groups_build(const ul_rating *r, size_t n, int by_item, const int32_t *rows,
-                         size_t n_rows, unlearn_groups *g);
+/* Group `n` ratings by their user (by_item = 0) or item (1) over the
+ * affected rows; ratings whose row is not affected are skipped. */
+int unlearn_groups_build(const ul_rating *r, size_t n, int by_item, const unlearn_rows *rows,
+                         unlearn_groups *g);
 void unlearn_groups_free(unlearn_groups *g);
 
 /* The corrected value of item i for D_fl1: req->item_mean[i], or

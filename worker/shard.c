@@ -50,6 +50,10 @@ void shard_destroy(shard *s) {
         forget_req_free(&s->pending[i]);
     free(s->pending);
     free(s->removed);
+    for (size_t i = 0; i < s->n_outbox; i++)
+        free(s->outbox[i].blob);
+    free(s->outbox);
+    free(s->outbox_removed);
     rowset_destroy(s->users);
     rowset_destroy(s->deltas);
     free(s);
@@ -164,6 +168,45 @@ int shard_pending_remove(shard *s, size_t i) {
     return 0;
 }
 
+int shard_outbox_add(shard *s, uint64_t version, unsigned char *blob, size_t len) {
+    if (s->n_outbox == s->cap_outbox) {
+        size_t cap = s->cap_outbox ? s->cap_outbox * 2 : 8;
+        outbox_entry *o = realloc(s->outbox, cap * sizeof(*o));
+        if (o == NULL)
+            return -1;
+        s->outbox = o;
+        s->cap_outbox = cap;
+    }
+    outbox_entry *e = &s->outbox[s->n_outbox++];
+    e->version = version;
+    e->blob = blob;
+    e->len = len;
+    e->unsaved = 1;
+    e->inflight = 0;
+    return 0;
+}
+
+int shard_outbox_remove(shard *s, uint64_t version) {
+    size_t i = 0;
+    while (i < s->n_outbox && s->outbox[i].version != version)
+        i++;
+    if (i == s->n_outbox)
+        return 0;
+    if (s->n_outbox_removed == s->cap_outbox_removed) {
+        size_t cap = s->cap_outbox_removed ? s->cap_outbox_removed * 2 : 8;
+        uint64_t *r = realloc(s->outbox_removed, cap * sizeof(*r));
+        if (r == NULL)
+            return -1;
+        s->outbox_removed = r;
+        s->cap_outbox_removed = cap;
+    }
+    s->outbox_removed[s->n_outbox_removed++] = version;
+    free(s->outbox[i].blob);
+    memmove(s->outbox + i, s->outbox + i + 1, (s->n_outbox - i - 1) * sizeof(*s->outbox));
+    s->n_outbox--;
+    return 0;
+}
+
 void shard_clear_dirty(shard *s) {
     rowset_clear_dirty(s->users);
     rowset_clear_dirty(s->deltas);
@@ -173,4 +216,7 @@ void shard_clear_dirty(shard *s) {
     for (size_t i = 0; i < s->n_pending; i++)
         s->pending[i].unsaved = 0;
     s->n_removed = 0;
+    for (size_t i = 0; i < s->n_outbox; i++)
+        s->outbox[i].unsaved = 0;
+    s->n_outbox_removed = 0;
 }

@@ -51,6 +51,18 @@ typedef struct forget_req {
 
 void forget_req_free(forget_req *fr);
 
+/* Messages of one unlearning cycle (factor rows and receipts) kept in
+ * Redis from the cycle's checkpoint until Kafka acknowledged all of them, so
+ * a crash between the two re-publishes them instead of losing them. */
+typedef struct outbox_entry {
+    uint64_t version;    /* the partition's model version of the cycle (unique key) */
+    unsigned char *blob; /* owned; records: u8 topic (0 factors, 1 receipts),
+                          * u32 key length, key, u32 value length, value */
+    size_t len;
+    int unsaved;  /* added since the last checkpoint */
+    int inflight; /* being published now */
+} outbox_entry;
+
 typedef struct shard_meta {
     int64_t next_offset[SHARD_N_TOPICS]; /* -1: none stored yet */
     uint64_t applied;                    /* ratings applied to m1 */
@@ -79,6 +91,10 @@ typedef struct shard {
     size_t n_pending, cap_pending;
     int64_t *removed; /* offsets of buffered requests completed since the checkpoint */
     size_t n_removed, cap_removed;
+    outbox_entry *outbox; /* cycles whose messages are not all acknowledged */
+    size_t n_outbox, cap_outbox;
+    uint64_t *outbox_removed; /* versions acknowledged since the checkpoint */
+    size_t n_outbox_removed, cap_outbox_removed;
 } shard;
 
 /* A fresh empty shard (offsets -1, counters 0). NULL on allocation failure. */
@@ -109,6 +125,13 @@ int shard_pending_add(shard *s, forget_req *fr);
 /* Remove buffered request i (freed) and remember its offset for the next
  * checkpoint. -1 on allocation failure (nothing removed). */
 int shard_pending_remove(shard *s, size_t i);
+
+/* Take ownership of `blob` as the outbox entry of `version`. -1 on
+ * allocation failure (blob not taken). */
+int shard_outbox_add(shard *s, uint64_t version, unsigned char *blob, size_t len);
+/* Drop the entry of `version` (all its messages acknowledged); a no-op when
+ * absent. -1 on allocation failure. */
+int shard_outbox_remove(shard *s, uint64_t version);
 
 /* Forget everything changed since the last checkpoint was made durable. */
 void shard_clear_dirty(shard *s);

@@ -580,6 +580,29 @@ static int load_forget(void *vctx, const char *field, size_t flen, const char *v
     return UL_OK;
 }
 
+static int load_outbox(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                       char *errstr, size_t errstr_size) {
+    shard_ctx *ctx = vctx;
+    int64_t version;
+    if (parse_i64(field, flen, &version) != 0 || version < 0) {
+        ul_set_err(errstr, errstr_size, "%s: malformed field '%.*s'", ctx->key, (int)flen, field);
+        return UL_ERR_CORRUPT;
+    }
+    unsigned char *blob = malloc(vlen ? vlen : 1);
+    if (blob == NULL || shard_outbox_add(ctx->s, (uint64_t)version, blob, vlen) != 0) {
+        free(blob);
+        ul_set_err(errstr, errstr_size, "out of memory loading %s", ctx->key);
+        return UL_ERR_NOMEM;
+    }
+    memcpy(blob, val, vlen);
+    return UL_OK;
+}
+
+static int cmp_outbox(const void *a, const void *b) {
+    const outbox_entry *x = a, *y = b;
+    return (x->version > y->version) - (x->version < y->version);
+}
+
 static int cmp_pending(const void *a, const void *b) {
     const forget_req *x = a, *y = b;
     return (x->offset > y->offset) - (x->offset < y->offset);
@@ -648,6 +671,11 @@ int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size) {
         return rc;
     if (s->n_pending > 1)
         qsort(s->pending, s->n_pending, sizeof(*s->pending), cmp_pending);
+    key_of(key, sizeof(key), s->partition, "outbox");
+    if ((rc = hscan_all(st, key, load_outbox, &sctx, errstr, errstr_size)) != UL_OK)
+        return rc;
+    if (s->n_outbox > 1)
+        qsort(s->outbox, s->n_outbox, sizeof(*s->outbox), cmp_outbox);
     shard_clear_dirty(s);
     return UL_OK;
 }
@@ -737,6 +765,27 @@ static int send_forget_changes(store *st, cmdbuf *b, const char *key, shard *s, 
     return 0;
 }
 
+static void send_outbox_changes(store *st, cmdbuf *b, const char *key, shard *s, int *sent) {
+    for (size_t i = 0; i < s->n_outbox_removed; i++) {
+        if (b->argc == 0) {
+            cmdbuf_add_str(b, "HDEL");
+            cmdbuf_add_str(b, key);
+        }
+        cmdbuf_add_u64(b, s->outbox_removed[i]);
+        if (b->argc >= b->cap - 1 || i + 1 == s->n_outbox_removed)
+            *sent += cmdbuf_send(st, b);
+    }
+    for (size_t i = 0; i < s->n_outbox; i++) {
+        if (!s->outbox[i].unsaved)
+            continue;
+        cmdbuf_add_str(b, "HSET");
+        cmdbuf_add_str(b, key);
+        cmdbuf_add_u64(b, s->outbox[i].version);
+        cmdbuf_add(b, s->outbox[i].blob, s->outbox[i].len);
+        *sent += cmdbuf_send(st, b);
+    }
+}
+
 static int send_meta(store *st, cmdbuf *b, const char *key, const shard *s) {
     char f0[300], f1[300];
     snprintf(f0, sizeof(f0), "off:%s", st->ratings_topic);
@@ -784,6 +833,8 @@ int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size
     free(scratch);
     key_of(key, sizeof(key), s->partition, "forget");
     oom |= send_forget_changes(st, &b, key, s, &sent);
+    key_of(key, sizeof(key), s->partition, "outbox");
+    send_outbox_changes(st, &b, key, s, &sent);
     key_of(key, sizeof(key), s->partition, "meta");
     sent += send_meta(st, &b, key, s);
     cmdbuf_free(&b);

@@ -10,6 +10,8 @@
  *   ul:{p<P>}:idelta      hash: raw item id -> partition P's cumulative item delta
  *   ul:{p<P>}:hist        hash: raw user id -> packed recent ratings
  *   ul:{p<P>}:forget      hash: source offset -> encoded pending forget request
+ *   ul:{p<P>}:outbox      hash: model version -> messages of an unlearning cycle
+ *                         not yet acknowledged by Kafka
  *
  * Ids in field names are decimal. User rows are 1+k little-endian float32
  * (bias, then factors); item rows and deltas 2+k (bias, factors, count). The `{p<P>}` hash tag
@@ -75,11 +77,11 @@ int store_users_put(store *st, int32_t partition, const int64_t *ids, const floa
                     int dim, char *errstr, size_t errstr_size);
 
 /* Load partition s->partition into the empty shard `s`: meta, users,
- * deltas, histories and pending forget requests. Nothing is marked dirty. */
+ * deltas, histories, pending forget requests and the outbox. Nothing is marked dirty. */
 int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size);
 
 /* One MULTI/EXEC writing s's dirty user rows, dirty deltas, dirty
- * histories, forget buffer changes and its meta (offsets and counters);
+ * histories, forget buffer and outbox changes and its meta (offsets and counters);
  * sets s->meta.checkpoint_ms. On success the shard's dirty marks are
  * cleared; on failure nothing was written and the marks are kept. */
 int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size);

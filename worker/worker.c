@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -56,7 +57,18 @@ struct worker {
     char fatal_msg[UL_ERRSTR_SIZE + 128];
     worker_stats stats;
     codec_buf buf;
+    struct tracker *done;       /* outbox entries whose messages all got a delivery report */
+    int fault_exit_after_cycle; /* test hook: die between checkpoint and publish */
 };
+
+/* Delivery bookkeeping of one outbox entry being published. */
+typedef struct tracker {
+    int32_t partition;
+    uint64_t version;
+    int remaining; /* messages without a delivery report (+1 while still producing) */
+    int failed;
+    struct tracker *next;
+} tracker;
 
 static int64_t mono_ms(void) {
     struct timespec ts;
@@ -85,7 +97,7 @@ static int shard_changed(const worker *w, const shard *s) {
     rowset_dirty(s->users, &nu);
     rowset_dirty(s->deltas, &nd);
     const int64_t *saved = w->saved_off[s->partition];
-    return nu || nd || s->n_hist_dirty || s->n_removed ||
+    return nu || nd || s->n_hist_dirty || s->n_removed || s->n_outbox_removed ||
            s->meta.next_offset[SHARD_RATINGS] != saved[SHARD_RATINGS] ||
            s->meta.next_offset[SHARD_FORGET] != saved[SHARD_FORGET];
 }
@@ -177,6 +189,8 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     rd_kafka_topic_partition_list_destroy(fparts);
 }
 
+static void process_done(worker *w);
+
 /* Checkpoint, then give the partitions up. */
 static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int lost) {
     char err[UL_ERRSTR_SIZE];
@@ -230,14 +244,46 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+static void tracker_release(worker *w, tracker *t) {
+    if (--t->remaining > 0)
+        return;
+    t->next = w->done; /* handled by the loop, outside librdkafka's callback */
+    w->done = t;
+}
+
 static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
     (void)rk;
     worker *w = opaque;
-    if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    w->stats.produce_failures++;
-    log_error(w->log, "kafka", "delivery to %s failed: %s",
-              rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "?", rd_kafka_err2str(rkm->err));
+    tracker *t = rkm->_private;
+    if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        w->stats.produce_failures++;
+        log_error(w->log, "kafka", "delivery to %s failed: %s",
+                  rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "?", rd_kafka_err2str(rkm->err));
+        if (t)
+            t->failed = 1;
+    }
+    if (t)
+        tracker_release(w, t);
+}
+
+/* Outbox entries fully acknowledged are dropped (the next checkpoint deletes
+ * them from Redis); failed ones are published again at the next cycle. */
+static void process_done(worker *w) {
+    while (w->done) {
+        tracker *t = w->done;
+        w->done = t->next;
+        shard *s = live_shard(w->lv, t->partition);
+        for (size_t i = 0; s && i < s->n_outbox; i++) {
+            if (s->outbox[i].version != t->version)
+                continue;
+            if (t->failed)
+                s->outbox[i].inflight = 0;
+            else if (shard_outbox_remove(s, t->version) != 0)
+                set_fatal(w, "out of memory");
+            break;
+        }
+        free(t);
+    }
 }
 
 /* ---- events ------------------------------------------------------------- */
@@ -355,35 +401,61 @@ static void on_forget(worker *w, const rd_kafka_message_t *rkm) {
 
 /* ---- publishing --------------------------------------------------------- */
 
-static void publish(worker *w, const char *topic, const char *key, int key_len) {
-    char err[UL_ERRSTR_SIZE];
-    if (kafka_produce(w->producer, topic, RD_KAFKA_PARTITION_UA, key, (size_t)key_len, w->buf.data,
-                      w->buf.len, NULL, FLUSH_MS, err, sizeof(err)) != UL_OK) {
-        w->stats.produce_failures++;
-        log_error(w->log, "worker", "%s", err);
+typedef struct blob {
+    unsigned char *p;
+    size_t len, cap;
+    int oom;
+} blob;
+
+static void blob_put(blob *b, const void *src, size_t n) {
+    if (b->oom)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        unsigned char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
     }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
 }
 
-static void publish_rows(worker *w, codec_kind kind, const int64_t *ids, const float *rows,
-                         size_t n, uint64_t version) {
+/* Append one record (topic 0 factors, 1 receipts) to the outbox blob. */
+static void blob_record(blob *b, uint8_t topic, const char *key, int key_len, const codec_buf *v) {
+    uint32_t kl = (uint32_t)key_len, vl = (uint32_t)v->len;
+    blob_put(b, &topic, 1);
+    blob_put(b, &kl, 4);
+    blob_put(b, key, kl);
+    blob_put(b, &vl, 4);
+    blob_put(b, v->data, vl);
+}
+
+static void encode_rows(worker *w, blob *b, codec_kind kind, const int64_t *ids, const float *rows,
+                        size_t n, uint64_t version) {
     int k = live_k(w->lv);
     char key[32], err[UL_ERRSTR_SIZE];
     for (size_t i = 0; i < n; i++) {
         const float *row = rows + i * (size_t)(1 + k);
         codec_factor f = {(int64_t)version, kind, ids[i], (float *)(row + 1), k, row[0]};
         if (codec_encode_factor(w->codec, &f, &w->buf, err, sizeof(err)) != CODEC_OK) {
-            log_error(w->log, "worker", "factor row %" PRId64 ": %s", ids[i], err);
+            log_error(w->log, "worker", "factor row %" PRId64 " not published: %s", ids[i], err);
             continue;
         }
-        int len = codec_key_factor(kind, ids[i], key, sizeof(key));
-        publish(w, w->cfg->topic_factors, key, len);
+        blob_record(b, 0, key, codec_key_factor(kind, ids[i], key, sizeof(key)), &w->buf);
     }
 }
 
-static void publish_cycle(worker *w, const live_cycle *c) {
+/* Every message of a cycle (changed rows, then receipts) as one blob. */
+static int encode_cycle(worker *w, const live_cycle *c, blob *b) {
     char key[32], err[UL_ERRSTR_SIZE];
-    publish_rows(w, CODEC_KIND_USER, c->user_ids, c->user_rows, c->n_users, c->version);
-    publish_rows(w, CODEC_KIND_ITEM, c->item_ids, c->item_rows, c->n_items, c->version);
+    encode_rows(w, b, CODEC_KIND_USER, c->user_ids, c->user_rows, c->n_users, c->version);
+    encode_rows(w, b, CODEC_KIND_ITEM, c->item_ids, c->item_rows, c->n_items, c->version);
     for (size_t i = 0; i < c->n_receipts; i++) {
         const live_receipt *r = &c->receipts[i];
         codec_receipt rc;
@@ -395,11 +467,66 @@ static void publish_cycle(worker *w, const live_cycle *c) {
         rc.received_at = r->received_ms;
         rc.completed_at = r->completed_ms;
         if (codec_encode_receipt(w->codec, &rc, &w->buf, err, sizeof(err)) != CODEC_OK) {
-            log_error(w->log, "worker", "receipt %s: %s", r->request_id, err);
+            log_error(w->log, "worker", "receipt %s not published: %s", r->request_id, err);
             continue;
         }
-        int len = codec_key_user(r->user, key, sizeof(key));
-        publish(w, w->cfg->topic_receipts, key, len);
+        blob_record(b, 1, key, codec_key_user(r->user, key, sizeof(key)), &w->buf);
+    }
+    return b->oom ? UL_ERR_NOMEM : UL_OK;
+}
+
+/* Produce every record of an outbox entry; the tracker drops the entry once
+ * all are acknowledged. */
+static void publish_entry(worker *w, int32_t partition, outbox_entry *e) {
+    char err[UL_ERRSTR_SIZE];
+    tracker *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        set_fatal(w, "out of memory");
+        return;
+    }
+    t->partition = partition;
+    t->version = e->version;
+    t->remaining = 1; /* held until every record is handed over */
+    e->inflight = 1;
+    size_t pos = 0;
+    while (pos + 9 <= e->len) {
+        uint8_t topic = e->blob[pos];
+        uint32_t kl, vl;
+        memcpy(&kl, e->blob + pos + 1, 4);
+        const unsigned char *key = e->blob + pos + 5;
+        memcpy(&vl, key + kl, 4);
+        const unsigned char *val = key + kl + 4;
+        pos += 9 + (size_t)kl + vl;
+        const char *name = topic == 0 ? w->cfg->topic_factors : w->cfg->topic_receipts;
+        t->remaining++;
+        if (kafka_produce(w->producer, name, RD_KAFKA_PARTITION_UA, key, kl, val, vl, t, FLUSH_MS,
+                          err, sizeof(err)) != UL_OK) {
+            log_error(w->log, "worker", "%s", err);
+            w->stats.produce_failures++;
+            t->failed = 1;
+            tracker_release(w, t);
+        }
+    }
+    tracker_release(w, t);
+}
+
+static void publish_outboxes(worker *w) {
+    for (int32_t p = 0; p < w->n_parts && !w->fatal; p++) {
+        shard *s = live_shard(w->lv, p);
+        for (size_t i = 0; s && i < s->n_outbox; i++)
+            if (!s->outbox[i].inflight)
+                publish_entry(w, p, &s->outbox[i]);
+    }
+}
+
+static void log_cycle(worker *w, const live_cycle *c) {
+    log_info(w->log, "worker",
+             "unlearning cycle on partition %d: %zu requests, %zu ratings forgotten, %zu user "
+             "and %zu item rows changed, %s %.3f s",
+             (int)c->partition, c->n_receipts, c->n_forgotten, c->n_users, c->n_items,
+             w->cfg->method, c->unlearn_seconds);
+    for (size_t i = 0; i < c->n_receipts; i++) {
+        const live_receipt *r = &c->receipts[i];
         log_info(w->log, "worker",
                  "forget request %s for user %" PRId64 " done: %d ratings forgotten, partition "
                  "%d version %" PRIu64 ", %" PRId64 " ms after receipt",
@@ -423,16 +550,24 @@ static void run_cycles(worker *w) {
                       (int)p, err);
             continue;
         }
-        if (c.n_receipts > 0 && checkpoint_shard(w, s) == 0) {
-            w->stats.cycles++;
-            w->stats.forget_completed += c.n_receipts;
-            w->stats.ratings_forgotten += c.n_forgotten;
-            log_info(w->log, "worker",
-                     "unlearning cycle on partition %d: %zu requests, %zu ratings forgotten, "
-                     "%zu user and %zu item rows changed, %s %.3f s",
-                     (int)p, c.n_receipts, c.n_forgotten, c.n_users, c.n_items, w->cfg->method,
-                     c.unlearn_seconds);
-            publish_cycle(w, &c);
+        if (c.n_receipts > 0) {
+            /* The messages go into the outbox of the same checkpoint as the
+             * result: published after it is durable, and again after a
+             * crash until Kafka acknowledged them. */
+            blob b = {0};
+            if (encode_cycle(w, &c, &b) != UL_OK ||
+                shard_outbox_add(s, c.version, b.p, b.len) != 0) {
+                free(b.p);
+                set_fatal(w, "out of memory encoding an unlearning cycle");
+            } else if (checkpoint_shard(w, s) == 0) {
+                w->stats.cycles++;
+                w->stats.forget_completed += c.n_receipts;
+                w->stats.ratings_forgotten += c.n_forgotten;
+                log_cycle(w, &c);
+                if (w->fault_exit_after_cycle)
+                    _exit(99); /* like a crash right after the checkpoint */
+                publish_entry(w, p, &s->outbox[s->n_outbox - 1]);
+            }
         }
         live_cycle_free(&c);
     }
@@ -552,6 +687,9 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
     }
     w->log = lg;
     w->cfg = cfg;
+    /* Fault injection for the integration tests only (not a config option). */
+    const char *fault = getenv("UNLEARND_FAULT");
+    w->fault_exit_after_cycle = fault && strcmp(fault, "exit-after-cycle-checkpoint") == 0;
     /* Without stored offsets a partition starts at the beginning (its state is
      * empty, so everything must be applied), unless the user explicitly asked
      * for kafka.auto.offset.reset=latest (e.g. after `unlearnd import`).
@@ -652,6 +790,12 @@ static void log_stats(worker *w, int64_t elapsed_ms, uint64_t applied_before) {
 
 static void shutdown_worker(worker *w) {
     log_info(w->log, "worker", "stopping: final checkpoint, leaving the group");
+    /* Deliver what is in flight first, so the final checkpoint can drop the
+     * acknowledged outbox entries (no duplicates after a clean stop). */
+    if (rd_kafka_flush(w->producer, FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_warn(w->log, "kafka", "%d messages still in flight; they stay in the outbox",
+                 rd_kafka_outq_len(w->producer));
+    process_done(w);
     checkpoint_all(w);
     /* Leaves the group; the revoke callback checkpoints again (a no-op when
      * nothing changed) and drops the shards. */
@@ -674,8 +818,10 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
         int n = poll_batch(w, w->consumer, 50, 0);
         n += poll_batch(w, w->fconsumer, 0, 1);
         rd_kafka_poll(w->producer, 0);
+        process_done(w);
         now = mono_ms();
         if (now >= next_cycle) {
+            publish_outboxes(w); /* left by a previous owner, or failed */
             run_cycles(w);
             next_cycle = now + w->cfg->cycle_interval_ms;
         }
@@ -727,5 +873,10 @@ void worker_destroy(worker *w) {
     codec_destroy(w->codec);
     codec_buf_free(&w->buf);
     free(w->saved_off);
+    while (w->done) {
+        tracker *t = w->done;
+        w->done = t->next;
+        free(t);
+    }
     free(w);
 }

@@ -36,7 +36,9 @@ for round in 1 2; do
   [ "$a" -lt "$N" ] || echo "note: round $round finished before the kill"
 done
 
-start_worker worker3
+# (Later restarts use a new group id: correctness never depends on the
+# group's committed offsets, and the dead member's session need not expire.)
+start_worker worker3 --kafka.group.id after-crash-3
 wait_for 180 "all ratings applied after the restarts" total_is applied "$N"
 sleep 1 # a few more checkpoints: nothing may change any more
 state >"$TMP/state"
@@ -49,3 +51,29 @@ stop_worker TERM || rc=$?
 [ "$rc" -eq 0 ] || fail "worker exit $rc after SIGTERM"
 echo "ok: $N ratings applied exactly once across two SIGKILLs"
 cat "$TMP/state"
+
+
+# A crash between an unlearning cycle's checkpoint and its publication: the
+# receipt is in the checkpointed outbox and the next start publishes it.
+"$BIN" produce forget --user 5 --items 36,49,62 --reason MISTAKE --request-id t-crash \
+  >/dev/null 2>&1 || fail "produce forget"
+UNLEARND_FAULT=exit-after-cycle-checkpoint start_worker worker4 --kafka.group.id after-crash-4
+for _ in $(seq 300); do kill -0 "$WORKER_PID" 2>/dev/null || break; sleep 0.1; done
+rc=0
+wait "$WORKER_PID" || rc=$?
+WORKER_PID=""
+[ "$rc" -eq 99 ] || fail "fault hook: worker exit $rc, want 99"
+[ "$(total forget_completed)" = 1 ] || fail "the cycle was not checkpointed"
+"$BIN" consume --topic forget-receipts --quiet >"$TMP/r0" 2>&1 || true
+grep -q 'consumed 0 messages' "$TMP/r0" || fail "receipt published before the crash?"
+start_worker worker5 --kafka.group.id after-crash-5
+wait_for 60 "the receipt from the outbox" \
+  "$BIN" consume --topic forget-receipts --count 1 --timeout-ms 1000 --quiet
+"$BIN" consume --topic forget-receipts >"$TMP/r1" 2>/dev/null
+grep -q 'receipt t-crash user=5 forgotten=3 ' "$TMP/r1" || fail "receipt: $(cat "$TMP/r1")"
+rc=0
+stop_worker TERM || rc=$?
+[ "$rc" -eq 0 ] || fail "worker exit $rc after SIGTERM"
+[ "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'ul:*:outbox' | wc -l)" -eq 0 ] ||
+  fail "outbox not emptied after delivery"
+echo "ok: receipt of a cycle checkpointed before a crash published after restart"

@@ -133,6 +133,12 @@ static shard *make_shard(int32_t p) {
     forget_req a = make_req(5, 3000, 0), b = make_req(9, 4000, 1);
     assert_int_equal(shard_pending_add(s, &a), 0);
     assert_int_equal(shard_pending_add(s, &b), 0);
+    unsigned char *blob = malloc(3);
+    memcpy(blob, "a\0b", 3);
+    assert_int_equal(shard_outbox_add(s, 4, blob, 3), 0);
+    blob = malloc(1);
+    blob[0] = 'z';
+    assert_int_equal(shard_outbox_add(s, 7, blob, 1), 0);
     s->meta.next_offset[SHARD_RATINGS] = 150;
     s->meta.next_offset[SHARD_FORGET] = 10;
     s->meta.applied = 150;
@@ -182,6 +188,12 @@ static void assert_same_shard(shard *a, shard *b) {
         assert_int_equal(x->received_ms, y->received_ms);
         assert_int_equal(x->ratings_hwm, y->ratings_hwm);
     }
+    assert_int_equal(a->n_outbox, b->n_outbox);
+    for (size_t i = 0; i < a->n_outbox; i++) {
+        assert_int_equal(a->outbox[i].version, b->outbox[i].version);
+        assert_int_equal(a->outbox[i].len, b->outbox[i].len);
+        assert_memory_equal(a->outbox[i].blob, b->outbox[i].blob, a->outbox[i].len);
+    }
     assert_int_equal(a->meta.next_offset[0], b->meta.next_offset[0]);
     assert_int_equal(a->meta.next_offset[1], b->meta.next_offset[1]);
     assert_int_equal(a->meta.applied, b->meta.applied);
@@ -219,8 +231,12 @@ static void test_checkpoint_roundtrip(void **state) {
     assert_same_shard(s, r);
     shard_destroy(r);
 
-    /* Second step: complete one request, empty one history, change a row. */
+    /* Second step: complete one request, empty one history, change a row,
+     * acknowledge one outbox entry. */
     assert_int_equal(shard_pending_remove(s, 0), 0);
+    assert_int_equal(shard_outbox_remove(s, 4), 0);
+    assert_int_equal(shard_outbox_remove(s, 99), 0); /* absent: no-op */
+    assert_int_equal(s->n_outbox, 1);
     s->meta.forget_completed = 1;
     int32_t ui = rowset_find(s->users, 2000);
     shard_hist(s, ui)->n = 0;
@@ -233,6 +249,8 @@ static void test_checkpoint_roundtrip(void **state) {
     assert_same_shard(s, r);
     assert_int_equal(r->n_pending, 1);
     assert_int_equal(r->pending[0].offset, 9);
+    assert_int_equal(r->n_outbox, 1);
+    assert_int_equal(r->outbox[0].version, 7);
     shard_destroy(r);
 
     /* Other partitions are untouched; a never-written partition is empty. */

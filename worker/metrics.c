@@ -29,9 +29,19 @@ static const double cycle_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 #define N_BUCKETS (sizeof(cycle_buckets) / sizeof(cycle_buckets[0]))
 
 typedef struct reason_count {
+    char topic[128];
     char name[64];
     uint64_t count;
 } reason_count;
+
+/* The last statistics of one librdkafka client (the worker has several). */
+typedef struct client_stats {
+    char name[128]; /* the statistics' "name", e.g. rdkafka#consumer-1 */
+    metrics_lag *lags;
+    size_t n_lags;
+    int brokers_up;
+    double at; /* clock time of these statistics */
+} client_stats;
 
 struct metrics {
     _Atomic uint64_t ratings_applied;
@@ -42,15 +52,14 @@ struct metrics {
     pthread_mutex_t lock; /* guards everything below */
     metrics_clock_fn clock;
     void *clock_opaque;
-    reason_count reasons[METRICS_MAX_REASONS + 1]; /* +1: "other" */
+    reason_count reasons[METRICS_MAX_REASONS + 1]; /* +1: the overflow slot */
     size_t n_reasons;
     uint64_t bucket_counts[N_BUCKETS]; /* non-cumulative; +Inf = count */
     uint64_t cycle_count;
     double cycle_sum;
-    metrics_lag *lags;
-    size_t n_lags;
-    int brokers_up;
-    double stats_at; /* clock time of the last statistics; <0 = never */
+    client_stats clients[METRICS_MAX_CLIENTS];
+    size_t n_clients;
+
     double heartbeat_at;
     double checkpoint_at; /* last checkpoint pass, or creation */
     int kafka_connected, redis_connected;
@@ -83,7 +92,7 @@ metrics *metrics_new(void) {
     atomic_init(&m->checkpoints, 0);
     m->clock = clock_monotonic;
     m->assigned = -1;
-    m->stats_at = -1;
+
     m->heartbeat_at = m->checkpoint_at = now_locked(m);
     return m;
 }
@@ -92,7 +101,8 @@ void metrics_destroy(metrics *m) {
     if (m == NULL)
         return;
     pthread_mutex_destroy(&m->lock);
-    free(m->lags);
+    for (size_t i = 0; i < m->n_clients; i++)
+        free(m->clients[i].lags);
     free(m);
 }
 
@@ -101,8 +111,9 @@ void metrics_set_clock(metrics *m, metrics_clock_fn fn, void *opaque) {
     m->clock = fn ? fn : clock_monotonic;
     m->clock_opaque = fn ? opaque : NULL;
     m->heartbeat_at = m->checkpoint_at = now_locked(m);
-    if (m->stats_at >= 0)
-        m->stats_at = m->heartbeat_at;
+    for (size_t i = 0; i < m->n_clients; i++)
+        m->clients[i].at = m->heartbeat_at;
+
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -120,26 +131,30 @@ void metrics_add_forget_completed(metrics *m, uint64_t n) {
     atomic_fetch_add_explicit(&m->forget_completed, n, memory_order_relaxed);
 }
 
-/* Caller holds the lock. The last slot is reserved for "other". */
-static reason_count *reason_slot(metrics *m, const char *reason) {
+/* Caller holds the lock. The last slot, topic and reason "other", takes
+ * what does not fit. */
+static reason_count *reason_slot(metrics *m, const char *topic, const char *reason) {
     reason_count *other = &m->reasons[METRICS_MAX_REASONS];
-    char name[sizeof(other->name)];
-    snprintf(name, sizeof(name), "%s", reason); /* long names are kept truncated */
+    char t[sizeof(other->topic)], r[sizeof(other->name)];
+    snprintf(t, sizeof(t), "%s", topic); /* long names are kept truncated */
+    snprintf(r, sizeof(r), "%s", reason);
     for (size_t i = 0; i < m->n_reasons; i++)
-        if (strcmp(m->reasons[i].name, name) == 0)
+        if (strcmp(m->reasons[i].topic, t) == 0 && strcmp(m->reasons[i].name, r) == 0)
             return &m->reasons[i];
-    if (m->n_reasons < METRICS_MAX_REASONS && strcmp(name, "other") != 0) {
-        reason_count *r = &m->reasons[m->n_reasons++];
-        memcpy(r->name, name, sizeof(name));
-        return r;
+    if (m->n_reasons < METRICS_MAX_REASONS && (strcmp(t, "other") || strcmp(r, "other"))) {
+        reason_count *slot = &m->reasons[m->n_reasons++];
+        memcpy(slot->topic, t, sizeof(t));
+        memcpy(slot->name, r, sizeof(r));
+        return slot;
     }
+    snprintf(other->topic, sizeof(other->topic), "other");
     snprintf(other->name, sizeof(other->name), "other");
     return other;
 }
 
-void metrics_inc_dead_letter(metrics *m, const char *reason) {
+void metrics_inc_dead_letter(metrics *m, const char *topic, const char *reason) {
     pthread_mutex_lock(&m->lock);
-    reason_slot(m, reason ? reason : "unknown")->count++;
+    reason_slot(m, topic ? topic : "unknown", reason ? reason : "unknown")->count++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -232,6 +247,7 @@ typedef struct lag_sink {
     metrics_lag *out;
     size_t max, n;
     int brokers_up;
+    char client[128];
 } lag_sink;
 
 static void skip_ws(jscan *j) {
@@ -524,7 +540,9 @@ static int scan_root(jscan *j, lag_sink *sk) {
     char key[64];
     int first = 1, rc;
     while ((rc = next_member(j, &first, key, sizeof(key))) == 1) {
-        if (strcmp(key, "topics") == 0)
+        if (strcmp(key, "name") == 0 && peek(j) == '"')
+            rc = scan_string(j, sk->client, sizeof(sk->client));
+        else if (strcmp(key, "topics") == 0)
             rc = scan_topics(j, sk, 2);
         else if (strcmp(key, "brokers") == 0)
             rc = scan_brokers(j, sk, 2);
@@ -540,46 +558,61 @@ static int scan_root(jscan *j, lag_sink *sk) {
     return peek(j) == -1 ? 0 : -1;
 }
 
-int metrics_parse_kafka_stats(const char *json, size_t len, metrics_lag *out, size_t max, size_t *n,
-                              int *brokers_up, char *errstr, size_t errstr_size) {
+int metrics_parse_kafka_stats(const char *json, size_t len, metrics_lag *out, size_t max,
+                              metrics_kafka_stats *info, char *errstr, size_t errstr_size) {
     jscan j = {json, json ? len : 0, 0};
-    lag_sink sk = {out, out ? max : 0, 0, 0};
-    *n = 0;
-    if (brokers_up)
-        *brokers_up = 0;
+    lag_sink sk = {out, out ? max : 0, 0, 0, ""};
+    memset(info, 0, sizeof(*info));
     if (json == NULL || scan_root(&j, &sk) != 0) {
         ul_set_err(errstr, errstr_size,
                    "librdkafka statistics: malformed JSON near byte %zu of %zu", j.pos, j.len);
         return UL_ERR_PARSE;
     }
-    *n = sk.n;
-    if (brokers_up)
-        *brokers_up = sk.brokers_up;
+    info->n = sk.n;
+    info->brokers_up = sk.brokers_up;
+    memcpy(info->client, sk.client, sizeof(info->client));
     return UL_OK;
+}
+
+/* Caller holds the lock. The slot of `name`, a free one, or the one whose
+ * statistics are oldest. */
+static client_stats *client_slot(metrics *m, const char *name) {
+    for (size_t i = 0; i < m->n_clients; i++)
+        if (strcmp(m->clients[i].name, name) == 0)
+            return &m->clients[i];
+    if (m->n_clients < METRICS_MAX_CLIENTS)
+        return &m->clients[m->n_clients++];
+    client_stats *oldest = &m->clients[0];
+    for (size_t i = 1; i < m->n_clients; i++)
+        if (m->clients[i].at < oldest->at)
+            oldest = &m->clients[i];
+    return oldest;
 }
 
 int metrics_update_kafka_stats(metrics *m, const char *json, size_t len, char *errstr,
                                size_t errstr_size) {
-    size_t n = 0;
-    int up = 0;
+    metrics_kafka_stats info;
     /* First pass counts, second fills an array of the right size; the scan is
      * cheap next to librdkafka producing the text. */
-    int rc = metrics_parse_kafka_stats(json, len, NULL, 0, &n, &up, errstr, errstr_size);
+    int rc = metrics_parse_kafka_stats(json, len, NULL, 0, &info, errstr, errstr_size);
     if (rc)
         return rc;
+    size_t n = info.n;
     metrics_lag *lags = n ? calloc(n, sizeof(*lags)) : NULL;
     if (n && lags == NULL) {
         ul_set_err(errstr, errstr_size, "out of memory");
         return UL_ERR_NOMEM;
     }
     if (n)
-        metrics_parse_kafka_stats(json, len, lags, n, &n, &up, NULL, 0);
+        metrics_parse_kafka_stats(json, len, lags, n, &info, NULL, 0);
     pthread_mutex_lock(&m->lock);
-    free(m->lags);
-    m->lags = lags;
-    m->n_lags = n;
-    m->brokers_up = up;
-    m->stats_at = now_locked(m);
+    client_stats *c = client_slot(m, info.client);
+    free(c->lags);
+    memcpy(c->name, info.client, sizeof(c->name));
+    c->lags = lags;
+    c->n_lags = n;
+    c->brokers_up = info.brokers_up;
+    c->at = now_locked(m);
     pthread_mutex_unlock(&m->lock);
     return UL_OK;
 }
@@ -635,15 +668,17 @@ static void render_counters(metrics *m, FILE *f) {
 
 /* Caller holds the lock. */
 static void render_dead_letter(metrics *m, FILE *f) {
-    char label[200];
+    char topic[400], reason[200];
     header(f, "dead_letter_total", "counter",
-           "Input records sent to the dead-letter topic, by reason.");
+           "Input records sent to the dead-letter topic, by source topic and reason.");
     for (size_t i = 0; i <= METRICS_MAX_REASONS; i++) {
         const reason_count *r = &m->reasons[i];
         if (i >= m->n_reasons && !(i == METRICS_MAX_REASONS && r->count))
             continue;
-        fprintf(f, "unlearnd_dead_letter_total{reason=\"%s\"} %llu\n",
-                metrics_escape_label(r->name, label, sizeof(label)), (unsigned long long)r->count);
+        fprintf(f, "unlearnd_dead_letter_total{topic=\"%s\",reason=\"%s\"} %llu\n",
+                metrics_escape_label(r->topic, topic, sizeof(topic)),
+                metrics_escape_label(r->name, reason, sizeof(reason)),
+                (unsigned long long)r->count);
     }
 }
 
@@ -668,24 +703,30 @@ static void render_histogram(metrics *m, FILE *f) {
 static void render_lag(metrics *m, FILE *f, double now) {
     char label[600];
     long long total = 0;
+    double age = -1;
+    int up = 0;
     header(f, "consumer_lag_messages", "gauge",
            "Messages behind the partition's end, per partition held by this worker "
            "(librdkafka statistics).");
-    for (size_t i = 0; i < m->n_lags; i++) {
-        const metrics_lag *e = &m->lags[i];
-        fprintf(f, "unlearnd_consumer_lag_messages{topic=\"%s\",partition=\"%d\"} %lld\n",
-                metrics_escape_label(e->topic, label, sizeof(label)), (int)e->partition,
-                (long long)e->lag);
-        total += e->lag;
+    for (size_t c = 0; c < m->n_clients; c++) {
+        const client_stats *cs = &m->clients[c];
+        for (size_t i = 0; i < cs->n_lags; i++) {
+            const metrics_lag *e = &cs->lags[i];
+            fprintf(f, "unlearnd_consumer_lag_messages{topic=\"%s\",partition=\"%d\"} %lld\n",
+                    metrics_escape_label(e->topic, label, sizeof(label)), (int)e->partition,
+                    (long long)e->lag);
+            total += e->lag;
+        }
+        age = now - cs->at > age ? now - cs->at : age;
+        up = cs->brokers_up > up ? cs->brokers_up : up;
     }
     gauge(f, "worker_consumer_lag_messages",
           "Sum of consumer lag over the partitions this worker holds.", (double)total);
     gauge(f, "kafka_stats_age_seconds",
-          "Seconds since the last librdkafka statistics (-1 = none yet; lag is stale when "
-          "large).",
-          m->stats_at < 0 ? -1.0 : now - m->stats_at);
-    gauge(f, "kafka_brokers_up", "Kafka brokers in state UP in the last statistics.",
-          (double)m->brokers_up);
+          "Seconds since the oldest of the Kafka clients' last statistics (-1 = none yet; "
+          "lag is stale when large).",
+          age);
+    gauge(f, "kafka_brokers_up", "Kafka brokers in state UP in the last statistics.", (double)up);
 }
 
 /* Caller holds the lock. */

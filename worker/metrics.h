@@ -10,15 +10,17 @@
  *   ratings_applied_total                 counter
  *   forget_requests_received_total        counter
  *   forget_requests_completed_total       counter
- *   dead_letter_total{reason}             counter, reason = codec_err_name() or
- *                                         another short name
+ *   dead_letter_total{topic,reason}       counter, topic = the source topic,
+ *                                         reason = codec_err_name() or another
+ *                                         short name
  *   checkpoints_total                     counter
  *   checkpoint_age_seconds                gauge, since the last checkpoint pass
  *                                         (since start before the first one)
  *   unlearning_cycle_seconds              histogram (Prometheus default buckets)
  *   consumer_lag_messages{topic,partition} gauge, from librdkafka statistics
  *   worker_consumer_lag_messages          gauge, sum over this worker's partitions
- *   kafka_stats_age_seconds               gauge, since the last statistics JSON
+ *   kafka_stats_age_seconds               gauge, age of the oldest client's last
+ *                                         statistics (-1 before any)
  *   kafka_brokers_up                      gauge, brokers in state UP (statistics)
  *   assigned_partitions                   gauge, -1 while no assignment is known
  *   kafka_connected, redis_connected, ready, live   gauges 0/1
@@ -27,8 +29,10 @@
  * WHERE THE WORKER CALLS THESE (worker/worker.c):
  *   start-up         m = metrics_new(); http_server_start(m, ...) when
  *                    metrics.port > 0; set kafka conf statistics.interval.ms
- *                    (e.g. 5000) and a stats_cb that calls
- *                    metrics_update_kafka_stats(m, json, len) and returns 0.
+ *                    (e.g. 5000) and, on every consumer, a stats_cb that calls
+ *                    metrics_update_kafka_stats(m, json, len) and returns 0
+ *                    (each client's statistics are kept apart by their
+ *                    "name", so two consumers do not overwrite each other).
  *   Redis connected  metrics_set_redis_connected(m, 1); 0 when a Redis call
  *                    fails with a connection error, 1 again after reconnect.
  *   Kafka            metrics_set_kafka_connected(m, 1) once the consumer is
@@ -44,7 +48,8 @@
  *   forget request   metrics_add_forget_received(m, 1) when stored in the
  *                    forget buffer; metrics_add_forget_completed(m, n) when
  *                    the receipts of a cycle have been produced.
- *   dead letter      metrics_inc_dead_letter(m, reason) per record sent there.
+ *   dead letter      metrics_inc_dead_letter(m, source_topic, reason) per record
+ *                    sent there.
  *   checkpoint pass  metrics_checkpoint_done(m) after each successful pass
  *                    (also when nothing was dirty: the age is the alert).
  *   unlearning cycle metrics_observe_cycle_seconds(m, seconds) per cycle run.
@@ -74,11 +79,12 @@ void metrics_set_clock(metrics *m, metrics_clock_fn fn, void *opaque);
 void metrics_add_ratings_applied(metrics *m, uint64_t n);
 void metrics_add_forget_received(metrics *m, uint64_t n);
 void metrics_add_forget_completed(metrics *m, uint64_t n);
-/* One record dead-lettered for `reason` (a short name such as
- * "avro-decode"; copied). At most METRICS_MAX_REASONS distinct reasons are
- * kept; later new ones are counted under "other". NULL counts as "unknown". */
-void metrics_inc_dead_letter(metrics *m, const char *reason);
-#define METRICS_MAX_REASONS 32
+/* One record from `topic` dead-lettered for `reason` (a short name such as
+ * "avro-decode"; both copied). At most METRICS_MAX_REASONS distinct
+ * (topic, reason) pairs are kept; later new ones are counted under topic and
+ * reason "other". NULL counts as "unknown". */
+void metrics_inc_dead_letter(metrics *m, const char *topic, const char *reason);
+#define METRICS_MAX_REASONS 64
 /* A checkpoint pass succeeded: counts it and resets checkpoint_age_seconds. */
 void metrics_checkpoint_done(metrics *m);
 
@@ -93,22 +99,31 @@ typedef struct metrics_lag {
     int64_t lag;
 } metrics_lag;
 
+typedef struct metrics_kafka_stats {
+    char client[128]; /* the statistics' "name" (rdkafka#consumer-1); "" if absent */
+    int brokers_up;   /* brokers whose "state" is "UP" */
+    size_t n;         /* partitions with a known lag (may exceed `max`) */
+} metrics_kafka_stats;
+
 /* Scan the statistics JSON librdkafka hands to stats_cb (topics -> <name> ->
  * partitions -> <id> -> consumer_lag_stored / consumer_lag) and return the
  * lag of every partition this consumer holds: partition != -1, "desired"
  * not false, and a lag >= 0 (consumer_lag_stored when known, since the
  * worker stores offsets itself; else consumer_lag, measured from the
- * committed offset). Up to `max` entries go to `out`; `*n` gets how many
- * were found (may exceed max). `*brokers_up` (may be NULL) gets the number
- * of brokers whose "state" is "UP". Returns 0, or UL_ERR_PARSE with the
- * byte offset when the text is not well-formed JSON. */
-int metrics_parse_kafka_stats(const char *json, size_t len, metrics_lag *out, size_t max, size_t *n,
-                              int *brokers_up, char *errstr, size_t errstr_size);
+ * committed offset). Up to `max` entries go to `out` (may be NULL); `info`
+ * gets the client name, the count and brokers up. Returns 0, or UL_ERR_PARSE
+ * with the byte offset when the text is not well-formed JSON. */
+int metrics_parse_kafka_stats(const char *json, size_t len, metrics_lag *out, size_t max,
+                              metrics_kafka_stats *info, char *errstr, size_t errstr_size);
 
-/* Parse and replace the lag table and brokers-up gauge. Malformed JSON
- * leaves the previous values and returns UL_ERR_PARSE. */
+/* Parse and replace that client's lag table and brokers-up count (clients
+ * are told apart by the statistics' "name"; at most METRICS_MAX_CLIENTS, the
+ * stalest slot is reused). Malformed JSON leaves the previous values and
+ * returns UL_ERR_PARSE. */
 int metrics_update_kafka_stats(metrics *m, const char *json, size_t len, char *errstr,
                                size_t errstr_size);
+
+#define METRICS_MAX_CLIENTS 8
 
 /* ---- health ------------------------------------------------------------ */
 /* The worker loop is alive now. */

@@ -86,12 +86,13 @@ static void test_endpoints(void **state) {
 
     http_reply r;
     metrics_add_ratings_applied(m, 7);
-    metrics_inc_dead_letter(m, "invalid");
+    metrics_inc_dead_letter(m, "forget-requests", "invalid");
     request(port, "GET", "/metrics", &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.head, "text/plain; version=0.0.4"));
     assert_non_null(strstr(r.body, "\nunlearnd_ratings_applied_total 7\n"));
-    assert_non_null(strstr(r.body, "\nunlearnd_dead_letter_total{reason=\"invalid\"} 1\n"));
+    assert_non_null(strstr(
+        r.body, "\nunlearnd_dead_letter_total{topic=\"forget-requests\",reason=\"invalid\"} 1\n"));
     assert_non_null(strstr(r.body, "# TYPE unlearnd_unlearning_cycle_seconds histogram\n"));
 
     request(port, "GET", "/livez", &r);

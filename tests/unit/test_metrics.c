@@ -105,14 +105,14 @@ static const char stats_json[] =
 static void test_lag_from_stats(void **state) {
     (void)state;
     metrics_lag lags[8];
-    size_t n = 0;
-    int up = -1;
+    metrics_kafka_stats info;
     char err[UL_ERRSTR_SIZE];
-    int rc = metrics_parse_kafka_stats(stats_json, strlen(stats_json), lags, 8, &n, &up, err,
-                                       sizeof(err));
+    int rc =
+        metrics_parse_kafka_stats(stats_json, strlen(stats_json), lags, 8, &info, err, sizeof(err));
     assert_int_equal(rc, UL_OK);
-    assert_int_equal(n, 3);
-    assert_int_equal(up, 1);
+    assert_int_equal(info.n, 3);
+    assert_int_equal(info.brokers_up, 1);
+    assert_string_equal(info.client, "rdkafka#consumer-1");
     assert_string_equal(lags[0].topic, "ratings");
     assert_int_equal(lags[0].partition, 0);
     assert_int_equal(lags[0].lag, 120); /* stored-offset lag preferred */
@@ -125,40 +125,40 @@ static void test_lag_from_stats(void **state) {
 
     /* A short output array: the count still says how many there are. */
     memset(lags, 0, sizeof(lags));
-    rc = metrics_parse_kafka_stats(stats_json, strlen(stats_json), lags, 1, &n, NULL, err,
-                                   sizeof(err));
+    rc =
+        metrics_parse_kafka_stats(stats_json, strlen(stats_json), lags, 1, &info, err, sizeof(err));
     assert_int_equal(rc, UL_OK);
-    assert_int_equal(n, 3);
+    assert_int_equal(info.n, 3);
     assert_int_equal(lags[0].lag, 120);
     assert_int_equal(lags[1].lag, 0);
 
     /* librdkafka's length may include the terminating NUL. */
-    rc = metrics_parse_kafka_stats(stats_json, sizeof(stats_json), lags, 8, &n, NULL, err,
-                                   sizeof(err));
+    rc =
+        metrics_parse_kafka_stats(stats_json, sizeof(stats_json), lags, 8, &info, err, sizeof(err));
     assert_int_equal(rc, UL_OK);
-    assert_int_equal(n, 3);
+    assert_int_equal(info.n, 3);
 
     /* A producer's statistics (no consumer fields) and an empty document. */
     const char *producer = "{\"type\":\"producer\",\"topics\":{\"factors\":{\"partitions\":{"
                            "\"0\":{\"partition\":0,\"desired\":false,\"msgq_cnt\":5}}}}}";
     assert_int_equal(
-        metrics_parse_kafka_stats(producer, strlen(producer), lags, 8, &n, &up, err, sizeof(err)),
+        metrics_parse_kafka_stats(producer, strlen(producer), lags, 8, &info, err, sizeof(err)),
         UL_OK);
-    assert_int_equal(n, 0);
-    assert_int_equal(up, 0);
-    assert_int_equal(metrics_parse_kafka_stats("{}", 2, lags, 8, &n, &up, err, sizeof(err)), UL_OK);
-    assert_int_equal(n, 0);
+    assert_int_equal(info.n, 0);
+    assert_int_equal(info.brokers_up, 0);
+    assert_int_equal(metrics_parse_kafka_stats("{}", 2, lags, 8, &info, err, sizeof(err)), UL_OK);
+    assert_int_equal(info.n, 0);
 }
 
 static void test_stats_malformed(void **state) {
     (void)state;
     metrics_lag lags[8];
-    size_t n = 0;
+    metrics_kafka_stats info;
     char err[UL_ERRSTR_SIZE];
     size_t len = strlen(stats_json);
     /* Every proper prefix is malformed and reported, never a crash. */
     for (size_t cut = 0; cut < len; cut++) {
-        int rc = metrics_parse_kafka_stats(stats_json, cut, lags, 8, &n, NULL, err, sizeof(err));
+        int rc = metrics_parse_kafka_stats(stats_json, cut, lags, 8, &info, err, sizeof(err));
         assert_int_equal(rc, UL_ERR_PARSE);
     }
     assert_non_null(strstr(err, "malformed JSON near byte"));
@@ -176,9 +176,9 @@ static void test_stats_malformed(void **state) {
                          "{\"a\":1e}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(
-            metrics_parse_kafka_stats(bad[i], strlen(bad[i]), lags, 8, &n, NULL, err, sizeof(err)),
+            metrics_parse_kafka_stats(bad[i], strlen(bad[i]), lags, 8, &info, err, sizeof(err)),
             UL_ERR_PARSE);
-    assert_int_equal(metrics_parse_kafka_stats(NULL, 5, lags, 8, &n, NULL, err, sizeof(err)),
+    assert_int_equal(metrics_parse_kafka_stats(NULL, 5, lags, 8, &info, err, sizeof(err)),
                      UL_ERR_PARSE);
 
     /* Nesting far deeper than any statistics is refused, not recursed into. */
@@ -190,7 +190,7 @@ static void test_stats_malformed(void **state) {
     memset(deep + k + depth, ']', depth);
     strcpy(deep + k + 2 * depth, "}");
     assert_int_equal(
-        metrics_parse_kafka_stats(deep, strlen(deep), lags, 8, &n, NULL, err, sizeof(err)),
+        metrics_parse_kafka_stats(deep, strlen(deep), lags, 8, &info, err, sizeof(err)),
         UL_ERR_PARSE);
     free(deep);
 
@@ -203,9 +203,9 @@ static void test_stats_malformed(void **state) {
         memcpy(copy, stats_json, len + 1);
         for (int m = 0; m < 3; m++)
             copy[rng_below(&r, len)] = (char)(rng_next(&r) & 0xff);
-        int rc = metrics_parse_kafka_stats(copy, len, lags, 8, &n, NULL, err, sizeof(err));
+        int rc = metrics_parse_kafka_stats(copy, len, lags, 8, &info, err, sizeof(err));
         assert_true(rc == UL_OK || rc == UL_ERR_PARSE);
-        assert_true(rc != UL_OK || n <= 8);
+        assert_true(rc != UL_OK || info.n <= 100);
     }
     free(copy);
 }
@@ -237,12 +237,26 @@ static void test_update_keeps_last_good(void **state) {
     assert_true(has_line(text, "unlearnd_kafka_brokers_up 1"));
     free(text);
 
-    /* A rebalance that took every partition away empties the table. */
-    const char *none = "{\"topics\":{}}";
+    /* A second client (the worker's forget-requests consumer) is kept apart. */
+    const char *other = "{\"name\":\"rdkafka#consumer-2\",\"topics\":{\"forget-requests\":{"
+                        "\"partitions\":{\"3\":{\"partition\":3,\"consumer_lag\":9}}}}}";
+    now = 104;
+    assert_int_equal(metrics_update_kafka_stats(m, other, strlen(other), err, sizeof(err)), UL_OK);
+    text = metrics_render(m, 30, NULL);
+    assert_true(
+        has_line(text, "unlearnd_consumer_lag_messages{topic=\"ratings\",partition=\"0\"} 120"));
+    assert_true(has_line(
+        text, "unlearnd_consumer_lag_messages{topic=\"forget-requests\",partition=\"3\"} 9"));
+    assert_true(has_line(text, "unlearnd_worker_consumer_lag_messages 172"));
+    assert_true(has_line(text, "unlearnd_kafka_stats_age_seconds 4")); /* the oldest */
+    free(text);
+
+    /* A rebalance that took every partition from consumer-1 empties its table. */
+    const char *none = "{\"name\":\"rdkafka#consumer-1\",\"topics\":{}}";
     assert_int_equal(metrics_update_kafka_stats(m, none, strlen(none), err, sizeof(err)), UL_OK);
     text = metrics_render(m, 30, NULL);
-    assert_null(strstr(text, "unlearnd_consumer_lag_messages{"));
-    assert_true(has_line(text, "unlearnd_worker_consumer_lag_messages 0"));
+    assert_null(strstr(text, "{topic=\"ratings\""));
+    assert_true(has_line(text, "unlearnd_worker_consumer_lag_messages 9"));
     free(text);
     metrics_destroy(m);
 }
@@ -257,10 +271,10 @@ static void test_render_format(void **state) {
     metrics_add_ratings_applied(m, 234);
     metrics_add_forget_received(m, 5);
     metrics_add_forget_completed(m, 4);
-    metrics_inc_dead_letter(m, "avro-decode");
-    metrics_inc_dead_letter(m, "avro-decode");
-    metrics_inc_dead_letter(m, "invalid");
-    metrics_inc_dead_letter(m, NULL);
+    metrics_inc_dead_letter(m, "ratings", "avro-decode");
+    metrics_inc_dead_letter(m, "ratings", "avro-decode");
+    metrics_inc_dead_letter(m, "forget-requests", "invalid");
+    metrics_inc_dead_letter(m, NULL, NULL);
     fake_now = 1010;
     metrics_checkpoint_done(m);
     metrics_checkpoint_done(m);
@@ -276,9 +290,12 @@ static void test_render_format(void **state) {
     assert_true(has_line(text, "unlearnd_forget_requests_completed_total 4"));
     assert_true(has_line(text, "unlearnd_checkpoints_total 2"));
     assert_true(has_line(text, "# TYPE unlearnd_dead_letter_total counter"));
-    assert_true(has_line(text, "unlearnd_dead_letter_total{reason=\"avro-decode\"} 2"));
-    assert_true(has_line(text, "unlearnd_dead_letter_total{reason=\"invalid\"} 1"));
-    assert_true(has_line(text, "unlearnd_dead_letter_total{reason=\"unknown\"} 1"));
+    assert_true(
+        has_line(text, "unlearnd_dead_letter_total{topic=\"ratings\",reason=\"avro-decode\"} 2"));
+    assert_true(has_line(
+        text, "unlearnd_dead_letter_total{topic=\"forget-requests\",reason=\"invalid\"} 1"));
+    assert_true(
+        has_line(text, "unlearnd_dead_letter_total{topic=\"unknown\",reason=\"unknown\"} 1"));
     assert_true(has_line(text, "unlearnd_checkpoint_age_seconds 2.5"));
     assert_true(has_line(text, "# TYPE unlearnd_checkpoint_age_seconds gauge"));
     assert_true(has_line(text, "unlearnd_kafka_stats_age_seconds -1"));
@@ -332,10 +349,10 @@ static void test_label_escaping(void **state) {
     assert_string_equal(metrics_escape_label("ab\"c", buf, 5), "ab\\\"");
 
     metrics *m = metrics_new();
-    metrics_inc_dead_letter(m, "bad \"quote\"\\path\nline");
+    metrics_inc_dead_letter(m, "t\"1", "bad \"quote\"\\path\nline");
     char *text = metrics_render(m, 30, NULL);
-    assert_true(has_line(
-        text, "unlearnd_dead_letter_total{reason=\"bad \\\"quote\\\"\\\\path\\nline\"} 1"));
+    assert_true(has_line(text, "unlearnd_dead_letter_total{topic=\"t\\\"1\",reason=\"bad "
+                               "\\\"quote\\\"\\\\path\\nline\"} 1"));
     free(text);
     metrics_destroy(m);
 }
@@ -346,19 +363,19 @@ static void test_dead_letter_overflow(void **state) {
     char reason[32], line[128];
     for (int i = 0; i < METRICS_MAX_REASONS + 8; i++) {
         snprintf(reason, sizeof(reason), "r%02d", i);
-        metrics_inc_dead_letter(m, reason);
-        metrics_inc_dead_letter(m, reason);
+        metrics_inc_dead_letter(m, "ratings", reason);
+        metrics_inc_dead_letter(m, "ratings", reason);
     }
-    metrics_inc_dead_letter(m, "r00");
-    metrics_inc_dead_letter(m, "other");
+    metrics_inc_dead_letter(m, "ratings", "r00");
+    metrics_inc_dead_letter(m, "other", "other");
     char *text = metrics_render(m, 30, NULL);
-    assert_true(has_line(text, "unlearnd_dead_letter_total{reason=\"r00\"} 3"));
-    snprintf(line, sizeof(line), "unlearnd_dead_letter_total{reason=\"r%02d\"} 2",
+    assert_true(has_line(text, "unlearnd_dead_letter_total{topic=\"ratings\",reason=\"r00\"} 3"));
+    snprintf(line, sizeof(line), "unlearnd_dead_letter_total{topic=\"ratings\",reason=\"r%02d\"} 2",
              METRICS_MAX_REASONS - 1);
     assert_true(has_line(text, line));
     snprintf(reason, sizeof(reason), "reason=\"r%02d\"", METRICS_MAX_REASONS);
     assert_null(strstr(text, reason));
-    assert_true(has_line(text, "unlearnd_dead_letter_total{reason=\"other\"} 17"));
+    assert_true(has_line(text, "unlearnd_dead_letter_total{topic=\"other\",reason=\"other\"} 17"));
     free(text);
     metrics_destroy(m);
 }
@@ -454,7 +471,7 @@ static void *writer(void *opaque) {
     writer_arg *a = opaque;
     for (int i = 0; i < a->n; i++) {
         metrics_add_ratings_applied(a->m, 1);
-        metrics_inc_dead_letter(a->m, i % 2 ? "invalid" : "avro-decode");
+        metrics_inc_dead_letter(a->m, "ratings", i % 2 ? "invalid" : "avro-decode");
         metrics_observe_cycle_seconds(a->m, 0.01);
         metrics_heartbeat(a->m);
     }
@@ -476,7 +493,8 @@ static void test_concurrent_render(void **state) {
     pthread_join(th, NULL);
     char *text = metrics_render(m, 30, NULL);
     assert_true(has_line(text, "unlearnd_ratings_applied_total 20000"));
-    assert_true(has_line(text, "unlearnd_dead_letter_total{reason=\"invalid\"} 10000"));
+    assert_true(
+        has_line(text, "unlearnd_dead_letter_total{topic=\"ratings\",reason=\"invalid\"} 10000"));
     assert_true(has_line(text, "unlearnd_unlearning_cycle_seconds_count 20000"));
     free(text);
     metrics_destroy(m);
@@ -561,8 +579,8 @@ static void test_lag_from_librdkafka(void **state) {
 
     /* Wait for statistics that reflect the stored offsets. */
     metrics_lag lags[4];
-    size_t n = 0;
-    int up = 0, seen = 0;
+    metrics_kafka_stats info;
+    int seen = 0;
     for (int tries = 0; tries < 100 && !seen; tries++) {
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(consumer, 100);
         if (rkm)
@@ -570,9 +588,8 @@ static void test_lag_from_librdkafka(void **state) {
         if (cap.json == NULL)
             continue;
         assert_int_equal(
-            metrics_parse_kafka_stats(cap.json, cap.len, lags, 4, &n, &up, err, sizeof(err)),
-            UL_OK);
-        seen = n == 2 && lags[0].lag == 40;
+            metrics_parse_kafka_stats(cap.json, cap.len, lags, 4, &info, err, sizeof(err)), UL_OK);
+        seen = info.n == 2 && lags[0].lag == 40;
     }
     assert_true(seen);
     assert_non_null(strstr(cap.json, "\"consumer_lag_stored\""));
@@ -580,7 +597,8 @@ static void test_lag_from_librdkafka(void **state) {
     assert_int_equal(lags[0].partition, 0);
     assert_int_equal(lags[1].partition, 1);
     assert_int_equal(lags[1].lag, 0);
-    assert_true(up >= 1);
+    assert_true(info.brokers_up >= 1);
+    assert_non_null(strstr(info.client, "consumer"));
 
     metrics *m = metrics_new();
     assert_int_equal(metrics_update_kafka_stats(m, cap.json, cap.len, err, sizeof(err)), UL_OK);

@@ -12,6 +12,7 @@ PACKAGES=(
   libmicrohttpd-dev                      # /metrics, /livez, /readyz
   gnuplot-nox                            # figures in docs/results
   clang-format                           # format check in the test command
+  python3-yaml                           # tests/integration/test_deploy_files.sh parses deploy/
 )
 
 missing=()

@@ -59,6 +59,10 @@ typedef struct ul_config {
     long forget_max_items;       /* forget.max.items */
     /* Logging */
     char *log_level; /* log.level: error|warn|info|debug */
+    /* Metrics and health (worker/http.h) */
+    char *metrics_bind;           /* metrics.bind */
+    long metrics_port;            /* metrics.port; 0 = no HTTP server */
+    long metrics_live_timeout_ms; /* metrics.live.timeout.ms: /livez staleness */
 
     /* Private: kafka.* pass-through entries and per-key origins. */
     config_kv *kafka_extra;

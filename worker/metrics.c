@@ -445,7 +445,7 @@ static int scan_partition(jscan *j, const char *topic, const char *id_key, lag_s
                           int depth) {
     char key[64];
     int first = 1, rc, desired = 1;
-    int64_t partition = strtoll(id_key, NULL, 10), lag = -1, lag_stored = -1;
+    int64_t partition = strtoll(id_key, NULL, 10), lag = -1, lag_stored = -1, hi = -1, app = -1;
     if (peek(j) != '{')
         return skip_value(j, depth);
     while ((rc = next_member(j, &first, key, sizeof(key))) == 1) {
@@ -457,6 +457,10 @@ static int scan_partition(jscan *j, const char *topic, const char *id_key, lag_s
             rc = member_int(j, &lag, depth + 1);
         else if (strcmp(key, "consumer_lag_stored") == 0)
             rc = member_int(j, &lag_stored, depth + 1);
+        else if (strcmp(key, "hi_offset") == 0)
+            rc = member_int(j, &hi, depth + 1);
+        else if (strcmp(key, "app_offset") == 0)
+            rc = member_int(j, &app, depth + 1);
         else
             rc = skip_value(j, depth + 1);
         if (rc != 0)
@@ -465,6 +469,8 @@ static int scan_partition(jscan *j, const char *topic, const char *id_key, lag_s
     if (rc < 0)
         return -1;
     int64_t best = lag_stored >= 0 ? lag_stored : lag;
+    if (best < 0 && hi >= 0 && app >= 0 && app <= hi)
+        best = hi - app; /* neither stored nor committed: behind the consumed position */
     if (partition >= 0 && partition <= INT32_MAX && desired && best >= 0)
         sink_add(sk, topic, partition, best);
     return 0;
@@ -615,6 +621,15 @@ int metrics_update_kafka_stats(metrics *m, const char *json, size_t len, char *e
     c->at = now_locked(m);
     pthread_mutex_unlock(&m->lock);
     return UL_OK;
+}
+
+int metrics_kafka_brokers_up(metrics *m) {
+    pthread_mutex_lock(&m->lock);
+    int up = m->n_clients ? 0 : -1;
+    for (size_t i = 0; i < m->n_clients; i++)
+        up = m->clients[i].brokers_up > up ? m->clients[i].brokers_up : up;
+    pthread_mutex_unlock(&m->lock);
+    return up;
 }
 
 /* ---- rendering ------------------------------------------------------------- */

@@ -26,24 +26,26 @@
  *   kafka_connected, redis_connected, ready, live   gauges 0/1
  *   heartbeat_age_seconds                 gauge
  *
- * WHERE THE WORKER CALLS THESE (worker/worker.c):
+ * WHERE THE WORKER CALLS THESE (worker/worker.c does all of this):
  *   start-up         m = metrics_new(); http_server_start(m, ...) when
- *                    metrics.port > 0; set kafka conf statistics.interval.ms
- *                    (e.g. 5000) and, on every consumer, a stats_cb that calls
+ *                    metrics.port > 0; then statistics.interval.ms (15000
+ *                    unless kafka.statistics.interval.ms is set) and, on
+ *                    every consumer, a stats_cb that calls
  *                    metrics_update_kafka_stats(m, json, len) and returns 0
  *                    (each client's statistics are kept apart by their
  *                    "name", so two consumers do not overwrite each other).
  *   Redis connected  metrics_set_redis_connected(m, 1); 0 when a Redis call
  *                    fails with a connection error, 1 again after reconnect.
- *   Kafka            metrics_set_kafka_connected(m, 1) once the consumer is
- *                    created and after any successfully consumed message or
- *                    rebalance; 0 from error_cb on RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
- *                    or a fatal error.
- *   rebalance_cb     on revoke: metrics_set_assigned_partitions(m, -1) (not
- *                    ready while partitions move); after assign: the number
- *                    of partitions now owned (0 = idle member: still ready).
- *   main loop        metrics_heartbeat(m) once per iteration (each poll), and
- *                    inside any step that can run longer than a few seconds.
+ *   Kafka            metrics_set_kafka_connected(m, 1) once the brokers
+ *                    answered the topic metadata; after each statistics
+ *                    update, 1 while metrics_kafka_brokers_up(m) > 0; 0 from
+ *                    error_cb on RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN or
+ *                    RD_KAFKA_RESP_ERR__FATAL.
+ *   rebalance_cb     on an eager revoke: metrics_set_assigned_partitions(m, -1)
+ *                    (not ready while everything moves); after an assign or
+ *                    a cooperative revoke: the number of partitions now
+ *                    owned (0 = idle member: still ready).
+ *   main loop        metrics_heartbeat(m) once per iteration (each poll).
  *   per rating       metrics_add_ratings_applied(m, n) (per batch is fine).
  *   forget request   metrics_add_forget_received(m, 1) when stored in the
  *                    forget buffer; metrics_add_forget_completed(m, n) when
@@ -52,7 +54,8 @@
  *                    sent there.
  *   checkpoint pass  metrics_checkpoint_done(m) after each successful pass
  *                    (also when nothing was dirty: the age is the alert).
- *   unlearning cycle metrics_observe_cycle_seconds(m, seconds) per cycle run.
+ *   unlearning cycle metrics_observe_cycle_seconds(m, seconds) per cycle that
+ *                    completed requests (unlearning, checkpoint, publishing).
  *   shutdown         http_server_stop(), then metrics_destroy(m).
  */
 #ifndef UL_METRICS_H
@@ -110,8 +113,9 @@ typedef struct metrics_kafka_stats {
  * lag of every partition this consumer holds: partition != -1, "desired"
  * not false, and a lag >= 0 (consumer_lag_stored when known, since the
  * worker stores offsets itself; else consumer_lag, measured from the
- * committed offset). Up to `max` entries go to `out` (may be NULL); `info`
- * gets the client name, the count and brokers up. Returns 0, or UL_ERR_PARSE
+ * committed offset; else hi_offset - app_offset, for a consumer that neither
+ * stores nor commits, like the worker's forget-requests consumer). Up to `max` entries go to `out`
+ * (may be NULL); `info` gets the client name, the count and brokers up. Returns 0, or UL_ERR_PARSE
  * with the byte offset when the text is not well-formed JSON. */
 int metrics_parse_kafka_stats(const char *json, size_t len, metrics_lag *out, size_t max,
                               metrics_kafka_stats *info, char *errstr, size_t errstr_size);
@@ -124,6 +128,10 @@ int metrics_update_kafka_stats(metrics *m, const char *json, size_t len, char *e
                                size_t errstr_size);
 
 #define METRICS_MAX_CLIENTS 8
+
+/* The most brokers any client saw UP in its last statistics; -1 before any
+ * statistics arrived. */
+int metrics_kafka_brokers_up(metrics *m);
 
 /* ---- health ------------------------------------------------------------ */
 /* The worker loop is alive now. */

@@ -28,8 +28,10 @@
 #include <librdkafka/rdkafka.h>
 
 #include "codec.h"
+#include "http.h"
 #include "kafka.h"
 #include "live.h"
+#include "metrics.h"
 #include "redis_local.h"
 #include "store.h"
 #include "ul_err.h"
@@ -59,6 +61,8 @@ struct worker {
     codec_buf buf;
     struct tracker *done;       /* outbox entries whose messages all got a delivery report */
     int fault_exit_after_cycle; /* test hook: die between checkpoint and publish */
+    metrics *metrics;           /* read by the HTTP thread (worker/metrics.h) */
+    http_server *http;          /* NULL when metrics.port is 0 */
 };
 
 /* Delivery bookkeeping of one outbox entry being published. */
@@ -133,6 +137,16 @@ static void checkpoint_all(worker *w) {
         if (s && shard_changed(w, s))
             checkpoint_shard(w, s);
     }
+    if (!w->fatal)
+        metrics_checkpoint_done(w->metrics);
+}
+
+/* Partitions owned now, for /readyz and /metrics (-1: rebalancing). */
+static void report_assignment(worker *w, int rebalancing) {
+    int owned = 0;
+    for (int32_t p = 0; p < w->n_parts; p++)
+        owned += live_shard(w->lv, p) != NULL;
+    metrics_set_assigned_partitions(w->metrics, rebalancing ? -1 : owned);
 }
 
 /* ---- rebalancing -------------------------------------------------------- */
@@ -187,6 +201,7 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     if (fe)
         rd_kafka_error_destroy(fe);
     rd_kafka_topic_partition_list_destroy(fparts);
+    report_assignment(w, 0);
 }
 
 static void process_done(worker *w);
@@ -229,6 +244,7 @@ static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     } else {
         rd_kafka_assign(rk, NULL);
     }
+    report_assignment(w, !is_cooperative(rk)); /* eager: everything moves */
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -286,6 +302,27 @@ static void process_done(worker *w) {
     }
 }
 
+/* librdkafka statistics (kafka.statistics.interval.ms): consumer lag and
+ * brokers up for /metrics; Kafka counts as connected while a broker is UP. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
+    (void)rk;
+    worker *w = opaque;
+    char err[UL_ERRSTR_SIZE];
+    if (metrics_update_kafka_stats(w->metrics, json, json_len, err, sizeof(err)) != UL_OK)
+        log_warn(w->log, "kafka", "%s", err);
+    else
+        metrics_set_kafka_connected(w->metrics, metrics_kafka_brokers_up(w->metrics) > 0);
+    return 0; /* librdkafka frees json */
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk;
+    worker *w = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__FATAL)
+        metrics_set_kafka_connected(w->metrics, 0);
+    log_error(w->log, "kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
 /* ---- events ------------------------------------------------------------- */
 
 static void dead_letter(worker *w, shard *s, const rd_kafka_message_t *rkm, int code,
@@ -297,6 +334,7 @@ static void dead_letter(worker *w, shard *s, const rd_kafka_message_t *rkm, int 
         log_error(w->log, "worker", "%s", err);
     s->meta.dead_letters++;
     w->stats.dead_letters++;
+    metrics_inc_dead_letter(w->metrics, rd_kafka_topic_name(rkm->rkt), name);
     log_warn(w->log, "worker", "dead-lettered %s [%d] @%" PRId64 ": %s: %s",
              rd_kafka_topic_name(rkm->rkt), (int)rkm->partition, rkm->offset, name, why);
 }
@@ -332,6 +370,7 @@ static void on_rating(worker *w, const rd_kafka_message_t *rkm) {
         return;
     } else {
         w->stats.ratings_applied++;
+        metrics_add_ratings_applied(w->metrics, 1);
     }
     s->meta.next_offset[SHARD_RATINGS] = rkm->offset + 1;
 }
@@ -384,6 +423,7 @@ static void on_forget(worker *w, const rd_kafka_message_t *rkm) {
     s->meta.forget_received++;
     s->meta.next_offset[SHARD_FORGET] = rkm->offset + 1;
     w->stats.forget_received++;
+    metrics_add_forget_received(w->metrics, 1);
     const forget_req *b = &s->pending[s->n_pending - 1];
     if (b->has_window)
         log_info(w->log, "worker",
@@ -542,6 +582,7 @@ static void run_cycles(worker *w) {
         if (s == NULL || s->n_pending == 0)
             continue;
         live_cycle c;
+        int64_t started_ms = mono_ms();
         int rc = live_forget_cycle(w->lv, s, (size_t)w->cfg->cycle_max_batch, wall_ms(), &c, err,
                                    sizeof(err));
         if (rc != UL_OK) {
@@ -567,6 +608,9 @@ static void run_cycles(worker *w) {
                 if (w->fault_exit_after_cycle)
                     _exit(99); /* like a crash right after the checkpoint */
                 publish_entry(w, p, &s->outbox[s->n_outbox - 1]);
+                metrics_add_forget_completed(w->metrics, c.n_receipts);
+                metrics_observe_cycle_seconds(w->metrics,
+                                              (double)(mono_ms() - started_ms) / 1000.0);
             }
         }
         live_cycle_free(&c);
@@ -615,6 +659,15 @@ static rd_kafka_t *make_client(worker *w, kafka_role role, int group, char *errs
         return NULL;
     if (role == KAFKA_PRODUCER)
         rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    if (role == KAFKA_CONSUMER && w->http) {
+        char ival[32];
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
+        if (config_value(w->cfg, "kafka.statistics.interval.ms", 1, ival, sizeof(ival)) != UL_OK &&
+            rd_kafka_conf_set(conf, "statistics.interval.ms", "15000", kerr, sizeof(kerr)) !=
+                RD_KAFKA_CONF_OK)
+            log_warn(w->log, "kafka", "statistics.interval.ms: %s", kerr);
+    }
     if (group)
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_t *rk = rd_kafka_new(role == KAFKA_PRODUCER ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER,
@@ -655,6 +708,7 @@ static int open_store(worker *w, char *errstr, size_t errstr_size) {
     w->st = store_connect(&so, errstr, errstr_size);
     if (w->st == NULL)
         return UL_ERR_IO;
+    metrics_set_redis_connected(w->metrics, 1);
     log_info(w->log, "redis", "connected to %s:%d", so.host, so.port);
     return UL_OK;
 }
@@ -690,6 +744,16 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
     /* Fault injection for the integration tests only (not a config option). */
     const char *fault = getenv("UNLEARND_FAULT");
     w->fault_exit_after_cycle = fault && strcmp(fault, "exit-after-cycle-checkpoint") == 0;
+    if ((w->metrics = metrics_new()) == NULL) {
+        ul_set_err(errstr, errstr_size, "out of memory");
+        goto fail;
+    }
+    if (cfg->metrics_port > 0) {
+        http_opts ho = {cfg->metrics_bind, (int)cfg->metrics_port,
+                        (double)cfg->metrics_live_timeout_ms / 1000.0};
+        if ((w->http = http_server_start(w->metrics, lg, &ho, errstr, errstr_size)) == NULL)
+            goto fail;
+    }
     /* Without stored offsets a partition starts at the beginning (its state is
      * empty, so everything must be applied), unless the user explicitly asked
      * for kafka.auto.offset.reset=latest (e.g. after `unlearnd import`).
@@ -728,6 +792,7 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
                    cfg->topic_ratings, (int)nr, cfg->topic_forget, (int)nf);
         goto fail;
     }
+    metrics_set_kafka_connected(w->metrics, 1); /* the brokers answered metadata requests */
     w->n_parts = nr;
     w->saved_off = calloc((size_t)nr, sizeof(*w->saved_off));
     if (w->saved_off == NULL) {
@@ -815,6 +880,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
     uint64_t applied_at_stats = 0;
     char err[UL_ERRSTR_SIZE];
     while (!*stop && !w->fatal) {
+        metrics_heartbeat(w->metrics);
         int n = poll_batch(w, w->consumer, 50, 0);
         n += poll_batch(w, w->fconsumer, 0, 1);
         rd_kafka_poll(w->producer, 0);
@@ -861,6 +927,7 @@ void worker_get_stats(const worker *w, worker_stats *out) {
 void worker_destroy(worker *w) {
     if (w == NULL)
         return;
+    http_server_stop(w->http); /* first: it reads w->metrics */
     if (w->consumer)
         rd_kafka_destroy(w->consumer);
     if (w->fconsumer)
@@ -878,5 +945,6 @@ void worker_destroy(worker *w) {
         w->done = t->next;
         free(t);
     }
+    metrics_destroy(w->metrics);
     free(w);
 }

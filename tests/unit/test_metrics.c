@@ -94,6 +94,10 @@ static const char stats_json[] =
     "\"0\": { \"partition\":0, \"broker\":1, \"leader\":1, \"desired\":true, "
     "\"unknown\":false, \"fetch_state\":\"active\", \"consumer_lag\":7, "
     "\"consumer_lag_stored\":3 } , "
+    "\"1\": { \"partition\":1, \"broker\":1, \"leader\":1, \"desired\":true, "
+    "\"unknown\":false, \"fetch_state\":\"active\", \"app_offset\":90, "
+    "\"stored_offset\":-1001, \"committed_offset\":-1001, \"hi_offset\":100, "
+    "\"consumer_lag\":-1, \"consumer_lag_stored\":-1 } , "
     "\"-1\": { \"partition\":-1, \"desired\":false, \"consumer_lag\":-1 } } } }, "
     "\"cgrp\": { \"state\": \"up\", \"stateage\": 8997, \"join_state\": \"steady\", "
     "\"rebalance_age\": 8979, \"rebalance_cnt\": 1, \"rebalance_reason\": "
@@ -110,7 +114,7 @@ static void test_lag_from_stats(void **state) {
     int rc =
         metrics_parse_kafka_stats(stats_json, strlen(stats_json), lags, 8, &info, err, sizeof(err));
     assert_int_equal(rc, UL_OK);
-    assert_int_equal(info.n, 3);
+    assert_int_equal(info.n, 4);
     assert_int_equal(info.brokers_up, 1);
     assert_string_equal(info.client, "rdkafka#consumer-1");
     assert_string_equal(lags[0].topic, "ratings");
@@ -122,13 +126,15 @@ static void test_lag_from_stats(void **state) {
     assert_string_equal(lags[2].topic, "forget-requests");
     assert_int_equal(lags[2].partition, 0);
     assert_int_equal(lags[2].lag, 3);
+    assert_int_equal(lags[3].partition, 1); /* neither stored nor committed */
+    assert_int_equal(lags[3].lag, 100 - 90);
 
     /* A short output array: the count still says how many there are. */
     memset(lags, 0, sizeof(lags));
     rc =
         metrics_parse_kafka_stats(stats_json, strlen(stats_json), lags, 1, &info, err, sizeof(err));
     assert_int_equal(rc, UL_OK);
-    assert_int_equal(info.n, 3);
+    assert_int_equal(info.n, 4);
     assert_int_equal(lags[0].lag, 120);
     assert_int_equal(lags[1].lag, 0);
 
@@ -136,7 +142,7 @@ static void test_lag_from_stats(void **state) {
     rc =
         metrics_parse_kafka_stats(stats_json, sizeof(stats_json), lags, 8, &info, err, sizeof(err));
     assert_int_equal(rc, UL_OK);
-    assert_int_equal(info.n, 3);
+    assert_int_equal(info.n, 4);
 
     /* A producer's statistics (no consumer fields) and an empty document. */
     const char *producer = "{\"type\":\"producer\",\"topics\":{\"factors\":{\"partitions\":{"
@@ -230,9 +236,11 @@ static void test_update_keeps_last_good(void **state) {
         has_line(text, "unlearnd_consumer_lag_messages{topic=\"ratings\",partition=\"1\"} 40"));
     assert_true(has_line(
         text, "unlearnd_consumer_lag_messages{topic=\"forget-requests\",partition=\"0\"} 3"));
+    assert_true(has_line(
+        text, "unlearnd_consumer_lag_messages{topic=\"forget-requests\",partition=\"1\"} 10"));
     assert_null(strstr(text, "partition=\"2\""));
     assert_null(strstr(text, "partition=\"-1\""));
-    assert_true(has_line(text, "unlearnd_worker_consumer_lag_messages 163"));
+    assert_true(has_line(text, "unlearnd_worker_consumer_lag_messages 173"));
     assert_true(has_line(text, "unlearnd_kafka_stats_age_seconds 3"));
     assert_true(has_line(text, "unlearnd_kafka_brokers_up 1"));
     free(text);
@@ -247,7 +255,7 @@ static void test_update_keeps_last_good(void **state) {
         has_line(text, "unlearnd_consumer_lag_messages{topic=\"ratings\",partition=\"0\"} 120"));
     assert_true(has_line(
         text, "unlearnd_consumer_lag_messages{topic=\"forget-requests\",partition=\"3\"} 9"));
-    assert_true(has_line(text, "unlearnd_worker_consumer_lag_messages 172"));
+    assert_true(has_line(text, "unlearnd_worker_consumer_lag_messages 182"));
     assert_true(has_line(text, "unlearnd_kafka_stats_age_seconds 4")); /* the oldest */
     free(text);
 
@@ -598,6 +606,11 @@ static void test_lag_from_librdkafka(void **state) {
     assert_int_equal(lags[1].partition, 1);
     assert_int_equal(lags[1].lag, 0);
     assert_true(info.brokers_up >= 1);
+    metrics *mb = metrics_new();
+    assert_int_equal(metrics_kafka_brokers_up(mb), -1);
+    metrics_update_kafka_stats(mb, cap.json, cap.len, NULL, 0);
+    assert_int_equal(metrics_kafka_brokers_up(mb), info.brokers_up);
+    metrics_destroy(mb);
     assert_non_null(strstr(info.client, "consumer"));
 
     metrics *m = metrics_new();

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# test_worker_metrics.sh: a real worker serving /metrics, /livez and /readyz
+# (metrics.port) on the local broker and a throwaway redis-server: readiness
+# once partitions are assigned, counters that match `unlearnd state`,
+# consumer lag from librdkafka statistics falling to 0, a forget request
+# counted and its cycle in the histogram, a dead-lettered forget request
+# labelled by topic and reason, a port conflict refused at start, and the
+# port released after SIGTERM.
+source "$(dirname "$0")/worker_lib.sh"
+command -v curl >/dev/null || { echo "SKIP: curl not installed"; exit 77; }
+
+PORT=$(free_port)
+URL="http://127.0.0.1:$PORT"
+get() { curl -fsS --max-time 5 "$URL$1"; }
+status() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$URL$1"; }
+# metric_is NAME VALUE: the sample line `NAME VALUE` is in /metrics.
+metric_is() { get /metrics | grep -qxF "$1 $2"; }
+
+awk 'BEGIN { print "user,item,rating";
+  for (u = 1; u <= 30; u++) for (i = 1; i <= 20; i++) print u "," i "," (u + i) % 5 + 1 }' \
+  >"$TMP/ratings.csv"
+N=$(( $(wc -l <"$TMP/ratings.csv") - 1 ))
+"$BIN" produce ratings --data "$TMP/ratings.csv" >/dev/null 2>&1 || fail "produce ratings"
+
+start_worker worker1 --metrics.port "$PORT" --metrics.bind 127.0.0.1 \
+  --kafka.statistics.interval.ms 300
+wait_for 60 "/livez to answer" get /livez
+wait_for 60 "/readyz 200 (partitions assigned)" get /readyz
+[ "$(get /readyz)" = "ready" ] || fail "/readyz body: $(get /readyz)"
+wait_for 60 "all $N ratings applied" total_is applied "$N"
+wait_for 10 "ratings counter at $N" metric_is unlearnd_ratings_applied_total "$N"
+metric_is unlearnd_assigned_partitions 4 || fail "assigned partitions: $(get /metrics | grep assigned)"
+metric_is unlearnd_kafka_connected 1 || fail "kafka not connected"
+metric_is unlearnd_redis_connected 1 || fail "redis not connected"
+# Statistics every 300 ms; lag reaches 0 once the checkpoint's commit lands.
+wait_for 30 "a lag series for every ratings partition" \
+  bash -c "[ \"\$(curl -fsS '$URL/metrics' | grep -c '^unlearnd_consumer_lag_messages{topic=\"ratings\"')\" -eq 4 ]"
+wait_for 30 "consumer lag 0 after catching up" metric_is unlearnd_worker_consumer_lag_messages 0
+checkpoints=$(get /metrics | awk '$1 == "unlearnd_checkpoints_total" { print $2 }')
+[ "${checkpoints:-0}" -ge 1 ] || fail "no checkpoint counted"
+age=$(get /metrics | awk '$1 == "unlearnd_checkpoint_age_seconds" { print $2 }')
+awk -v a="$age" 'BEGIN { exit !(a >= 0 && a < 5) }' || fail "checkpoint age $age s"
+
+"$BIN" produce forget --user 7 --items 1,2,3 --reason MISTAKE --request-id m-1 >/dev/null 2>&1 ||
+  fail "produce forget"
+wait_for 60 "forget request completed" metric_is unlearnd_forget_requests_completed_total 1
+metric_is unlearnd_forget_requests_received_total 1 || fail "forget received counter"
+metric_is unlearnd_unlearning_cycle_seconds_count 1 || fail "cycle histogram count"
+metric_is 'unlearnd_unlearning_cycle_seconds_bucket{le="+Inf"}' 1 || fail "cycle +Inf bucket"
+
+# A forget request with too many items (forget.max.items=10000 by default).
+"$BIN" produce forget --user 3 --items "$(seq -s, 1 10001)" --reason MISTAKE --forget.max.items 20000 \
+  >/dev/null 2>&1 || fail "produce oversized forget request"
+wait_for 60 "dead letter counted" \
+  metric_is 'unlearnd_dead_letter_total{topic="forget-requests",reason="invalid"}' 1
+[ "$(total dead_letters)" = 1 ] || fail "state dead letters $(total dead_letters)"
+
+[ "$(status /nope)" = 404 ] || fail "/nope: $(status /nope)"
+get /metrics | grep -q '^# TYPE unlearnd_unlearning_cycle_seconds histogram$' || fail "TYPE line"
+
+# A second worker on the same metrics port is refused at start, with the reason.
+rc=0
+"$BIN" worker "${REDIS[@]}" --metrics.port "$PORT" --metrics.bind 127.0.0.1 \
+  >"$TMP/worker2.out" 2>"$TMP/worker2.err" || rc=$?
+[ "$rc" -ne 0 ] || fail "second worker started on a taken port"
+grep -q "metrics.port $PORT: cannot listen" "$TMP/worker2.err" || fail "$(cat "$TMP/worker2.err")"
+
+rc=0
+stop_worker TERM || rc=$?
+[ "$rc" -eq 0 ] || fail "worker exit code $rc after SIGTERM"
+[ "$(status /livez)" = 000 ] || fail "port still served after exit"
+echo "ok: /metrics, /livez, /readyz from a live worker; $N ratings, 1 forget request, 1 dead letter"

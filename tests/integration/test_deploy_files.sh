@@ -191,7 +191,8 @@ fi
 if command -v readelf >/dev/null && command -v dpkg >/dev/null; then
     missing=()
     while read -r lib; do
-        path="$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')"
+                # (awk reads to the end: an early exit would SIGPIPE ldconfig under pipefail)
+        path="$(ldconfig -p | awk -v l="$lib" '$1 == l && !found { print $NF; found = 1 }')"
         [ -n "$path" ] || { missing+=("$lib(unresolved)"); continue; }
         real="$(readlink -f "$path")"
         pkg="$(dpkg -S "$real" 2>/dev/null || dpkg -S "${real#/usr}" 2>/dev/null || true)"

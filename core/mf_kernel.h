@@ -9,7 +9,7 @@
 #ifndef UL_MF_KERNEL_H
 #define UL_MF_KERNEL_H
 
-#define MF_LANES 16
+#define MF_LANES 16 /* the folds below assume 16 */
 
 static inline float mf_kernel_dot(const float *restrict a, const float *restrict b, int k) {
     float acc[MF_LANES] = {0};
@@ -20,10 +20,15 @@ static inline float mf_kernel_dot(const float *restrict a, const float *restrict
     float tail = 0.0f;
     for (; j < k; j++)
         tail += a[j] * b[j];
-    for (int w = MF_LANES / 2; w > 0; w /= 2)
-        for (int l = 0; l < w; l++)
-            acc[l] += acc[l + w];
-    return acc[0] + tail;
+    /* Fold 16 -> 8 -> 4 -> 2 -> 1, written out: gcc leaves a loop over the
+     * width as a scalar loop through the stack. */
+    for (int l = 0; l < 8; l++)
+        acc[l] += acc[l + 8];
+    for (int l = 0; l < 4; l++)
+        acc[l] += acc[l + 4];
+    for (int l = 0; l < 2; l++)
+        acc[l] += acc[l + 2];
+    return (acc[0] + acc[1]) + tail;
 }
 
 /* p += lr (err q - reg p), q += lr (err p - reg q), both from the old values. */

@@ -109,6 +109,19 @@ static void init_factors(mf_model *m, const mf_params *params) {
         m->Q[x] = (float)(rng_normal(&r) * params->init_std);
 }
 
+/* rng_shuffle's Fisher-Yates (same draws, same result) on mf_entry values
+ * swapped directly: the generic byte-wise version cost ~10 ms on ML-1M. */
+static void shuffle_entries(rng *r, mf_entry *e, size_t n) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)rng_below(r, (uint64_t)i);
+        if (j == i - 1)
+            continue;
+        mf_entry tmp = e[i - 1];
+        e[i - 1] = e[j];
+        e[j] = tmp;
+    }
+}
+
 /* A seeded permutation: perm[pos] = original index, rank[orig] = pos. */
 static void make_perm(int32_t n, rng *r, int32_t *perm, int32_t *rank) {
     for (int32_t x = 0; x < n; x++)
@@ -162,8 +175,8 @@ static int build_blocks(trainer *t, const ul_rating *ratings) {
     }
     for (int b = 0; b < nb; b++) {
         rng_seed(&r, rng_derive(t->params->seed, MF_STREAM_BLOCK + (uint64_t)b));
-        rng_shuffle(&r, t->entries + t->block_start[b], t->block_start[b + 1] - t->block_start[b],
-                    sizeof(mf_entry));
+        shuffle_entries(&r, t->entries + t->block_start[b],
+                        t->block_start[b + 1] - t->block_start[b]);
     }
     rc = UL_OK;
 done:

@@ -132,16 +132,19 @@ int main(int argc, char **argv) {
            sysconf(_SC_NPROCESSORS_ONLN));
     p.threads = 1;
     mf_model *m1 = run(ds, &train, &test, &p);
+    double rss_trained = peak_rss_mib();
     p.threads = 2;
     mf_model *m2 = run(ds, &train, &test, &p);
     int rc = m1 != NULL && m2 != NULL ? 0 : 1;
     if (rc == 0)
         printf("models for 1 and 2 threads bit-identical: %s\n", same_model(m1, m2) ? "yes" : "NO");
     double model_mib = (double)(ds->n_users + ds->n_items) * (p.k + 1) * 4 / 1048576.0;
-    printf("memory: peak RSS %.1f MiB after loading and splitting, %.1f MiB after training "
-           "(two models kept); one model (users+items)x(K+1)x4 = %.2f MiB, training blocks "
-           "12 B/rating = %.1f MiB\n",
-           rss_loaded, peak_rss_mib(), model_mib, (double)train.n * 12 / 1048576.0);
+    printf("memory: peak RSS %.1f MiB after loading and splitting, %.1f MiB after the first "
+           "training (+%.1f MiB), %.1f MiB at the end\n"
+           "        one model (users+items)x(K+1)x4 = %.2f MiB; training also holds a working copy "
+           "of the model and 12 B/rating of blocks (%.1f MiB), freed on return\n",
+           rss_loaded, rss_trained, rss_trained - rss_loaded, peak_rss_mib(), model_mib,
+           (double)train.n * 12 / 1048576.0);
     mf_model_destroy(m1);
     mf_model_destroy(m2);
     ul_ratings_free(&train);

@@ -136,13 +136,17 @@ static uint32_t group_of(int32_t pos, int32_t n) {
     return (uint32_t)((int64_t)pos * MF_GROUPS / n);
 }
 
+static uint32_t block_of(const trainer *t, const ul_rating *r) {
+    return group_of(t->user_rank[r->user], t->m->n_users) * MF_GROUPS +
+           group_of(t->item_rank[r->item], t->m->n_items);
+}
+
 /* Bucket the ratings, in permuted indices, into the G x G blocks (stable),
  * then shuffle each block. */
 static int build_blocks(trainer *t, const ul_rating *ratings) {
     const int32_t nu = t->m->n_users, ni = t->m->n_items;
     const int nb = MF_GROUPS * MF_GROUPS;
     int rc = UL_ERR_NOMEM;
-    uint32_t *blk = malloc(t->n * sizeof(uint32_t));
     size_t *fill = malloc((size_t)nb * sizeof(size_t));
     t->user_perm = malloc((size_t)nu * sizeof(int32_t));
     t->user_rank = malloc((size_t)nu * sizeof(int32_t));
@@ -152,23 +156,20 @@ static int build_blocks(trainer *t, const ul_rating *ratings) {
     t->block_start = calloc((size_t)nb + 1, sizeof(size_t));
     t->block_sse = calloc((size_t)nb, sizeof(double));
     rng r;
-    if (blk == NULL || fill == NULL || t->user_perm == NULL || t->user_rank == NULL ||
-        t->item_perm == NULL || t->item_rank == NULL || t->entries == NULL ||
-        t->block_start == NULL || t->block_sse == NULL)
+    if (fill == NULL || t->user_perm == NULL || t->user_rank == NULL || t->item_perm == NULL ||
+        t->item_rank == NULL || t->entries == NULL || t->block_start == NULL ||
+        t->block_sse == NULL)
         goto done;
     rng_seed(&r, rng_derive(t->params->seed, MF_STREAM_GROUPS));
     make_perm(nu, &r, t->user_perm, t->user_rank);
     make_perm(ni, &r, t->item_perm, t->item_rank);
-    for (size_t x = 0; x < t->n; x++) {
-        blk[x] = group_of(t->user_rank[ratings[x].user], nu) * MF_GROUPS +
-                 group_of(t->item_rank[ratings[x].item], ni);
-        t->block_start[blk[x] + 1]++;
-    }
+    for (size_t x = 0; x < t->n; x++)
+        t->block_start[block_of(t, &ratings[x]) + 1]++;
     for (int b = 0; b < nb; b++)
         t->block_start[b + 1] += t->block_start[b];
     memcpy(fill, t->block_start, (size_t)nb * sizeof(size_t));
     for (size_t x = 0; x < t->n; x++) {
-        mf_entry *e = &t->entries[fill[blk[x]]++];
+        mf_entry *e = &t->entries[fill[block_of(t, &ratings[x])]++];
         e->u = t->user_rank[ratings[x].user];
         e->i = t->item_rank[ratings[x].item];
         e->r = ratings[x].value;
@@ -180,7 +181,6 @@ static int build_blocks(trainer *t, const ul_rating *ratings) {
     }
     rc = UL_OK;
 done:
-    free(blk);
     free(fill);
     return rc;
 }

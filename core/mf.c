@@ -182,9 +182,12 @@ float mf_predict_raw(const mf_model *m, int32_t user, int32_t item) {
         r += m->user_bias[user];
     if (has_item)
         r += m->item_bias[item];
-    if (has_user && has_item)
-        r += mf_kernel_dot(m->P + (size_t)user * (size_t)m->k, m->Q + (size_t)item * (size_t)m->k,
-                           m->k);
+    if (has_user && has_item) {
+        const float *p = m->P + (size_t)user * (size_t)m->k;
+        const float *q = m->Q + (size_t)item * (size_t)m->k;
+        /* A constant k lets the kernel unroll; same arithmetic, same bits. */
+        r += m->k == 64 ? mf_kernel_dot(p, q, 64) : mf_kernel_dot(p, q, m->k);
+    }
     return r;
 }
 
@@ -204,9 +207,13 @@ float mf_sgd_step(mf_model *m, int32_t user, int32_t item, float value, float lr
                   float reg_bias) {
     if (user < 0 || user >= m->n_users || item < 0 || item >= m->n_items)
         return value - mf_predict_raw(m, user, item);
-    size_t k = (size_t)m->k;
-    return mf_kernel_step(m->P + (size_t)user * k, m->Q + (size_t)item * k, &m->user_bias[user],
-                          &m->item_bias[item], m->k, m->global_mean, value, lr, reg, reg_bias);
+    float *p = m->P + (size_t)user * (size_t)m->k;
+    float *q = m->Q + (size_t)item * (size_t)m->k;
+    if (m->k == 64)
+        return mf_kernel_step(p, q, &m->user_bias[user], &m->item_bias[item], 64, m->global_mean,
+                              value, lr, reg, reg_bias);
+    return mf_kernel_step(p, q, &m->user_bias[user], &m->item_bias[item], m->k, m->global_mean,
+                          value, lr, reg, reg_bias);
 }
 
 double mf_rmse(const mf_model *m, const ul_rating *ratings, size_t n) {

@@ -168,6 +168,45 @@ static void test_sgd_step_reduces_error(void **state) {
     mf_model_destroy(m);
 }
 
+/* The k=64 fast path of the step and the prediction against the update
+ * written out in double precision. */
+static void test_sgd_step_k64_formula(void **state) {
+    (void)state;
+    enum { K = 64 };
+    mf_model *m = mf_model_new(2, 2, K, NULL, 0);
+    assert_non_null(m);
+    rng r;
+    rng_seed(&r, 5);
+    double p[K], q[K], dot = 0;
+    for (int x = 0; x < K; x++) {
+        m->P[K + x] = (float)(0.2 * rng_normal(&r));
+        m->Q[x] = (float)(0.2 * rng_normal(&r));
+        p[x] = m->P[K + x];
+        q[x] = m->Q[x];
+        dot += p[x] * q[x];
+    }
+    m->global_mean = 3.6f;
+    m->user_bias[1] = 0.25f;
+    m->item_bias[0] = -0.5f;
+    double pred = 3.6 + 0.25 - 0.5 + dot;
+    assert_float_equal(mf_predict_raw(m, 1, 0), pred, 1e-5);
+    const double lr = 0.02, reg = 0.05, rb = 0.01, value = 4.0;
+    double e = value - pred;
+    float got = mf_sgd_step(m, 1, 0, (float)value, (float)lr, (float)reg, (float)rb);
+    assert_float_equal(got, e, 1e-5);
+    assert_float_equal(m->user_bias[1], 0.25 + lr * (e - rb * 0.25), 1e-6);
+    assert_float_equal(m->item_bias[0], -0.5 + lr * (e - rb * -0.5), 1e-6);
+    for (int x = 0; x < K; x++) {
+        assert_float_equal(m->P[K + x], p[x] + lr * (e * q[x] - reg * p[x]), 1e-6);
+        assert_float_equal(m->Q[x], q[x] + lr * (e * p[x] - reg * q[x]), 1e-6);
+    }
+    /* Outside the model: the error of the fallback prediction, no update. */
+    float bi = m->item_bias[0];
+    assert_float_equal(mf_sgd_step(m, 7, 0, 4.0f, 0.1f, 0.0f, 0.0f), 4.0 - (3.6 + bi), 1e-5);
+    assert_float_equal(m->item_bias[0], bi, 0);
+    mf_model_destroy(m);
+}
+
 static void test_predict_clips_and_unknown(void **state) {
     (void)state;
     mf_model *m = mf_model_new(2, 2, 4, NULL, 0);
@@ -526,6 +565,7 @@ int main(void) {
         cmocka_unit_test(test_train_planted_low_rmse),
         cmocka_unit_test(test_deterministic_across_threads),
         cmocka_unit_test(test_sgd_step_reduces_error),
+        cmocka_unit_test(test_sgd_step_k64_formula),
         cmocka_unit_test(test_predict_clips_and_unknown),
         cmocka_unit_test(test_score_users_matches_predict),
         cmocka_unit_test(test_top_k_order_and_exclusion),

@@ -493,6 +493,9 @@ static int run_grid(const eval_cli *a, const dataset *ds, eval_cell *cells, char
                     0,
                     0,
                     0};
+    /* Cells with the same seed share orig; without a cache (out of memory)
+     * every cell trains its own. */
+    eval_cache *cache = eval_cache_new();
     int rc = UL_OK;
     for (size_t u = 0; u < a->n_users && rc == UL_OK; u++) {
         for (size_t f = 0; f < a->n_forget && rc == UL_OK; f++) {
@@ -501,6 +504,7 @@ static int run_grid(const eval_cli *a, const dataset *ds, eval_cell *cells, char
                 o.users_pct = a->users[u];
                 o.forget_pct = a->forget[f];
                 o.seed = a->opts.seed + (uint64_t)s;
+                o.cache = cache;
                 st.users_pct = o.users_pct;
                 st.forget_pct = o.forget_pct;
                 st.seed = o.seed;
@@ -521,6 +525,7 @@ static int run_grid(const eval_cli *a, const dataset *ds, eval_cell *cells, char
         }
     }
     progress_destroy(st.prog);
+    eval_cache_destroy(cache);
     return rc;
 }
 

@@ -53,6 +53,7 @@ typedef struct eval_ctx {
     int32_t *item_count;  /* per item, ratings in M1's training set (F included) */
     float *ref_pred;      /* retrain's clipped prediction on each entry of F */
     mf_model *orig, *m1, *retrain;
+    int orig_cached; /* orig belongs to the eval_cache */
     double orig_seconds, m1_seconds, retrain_seconds;
     sisa *sisa;
     /* progress accounting, in units of one training on the whole train set */
@@ -146,11 +147,102 @@ static int fail_model(eval_ctx *c, char *errstr, size_t errstr_size) {
     return UL_ERR_ARG; /* mf_train said why in errstr */
 }
 
+/* ---- the orig cache ---------------------------------------------------- */
+
+typedef struct cache_entry {
+    const ul_rating *ratings; /* the key: data, split and MF parameters */
+    size_t n;
+    int32_t n_users, n_items;
+    uint64_t seed;
+    double test_frac;
+    mf_params mf;
+    mf_model *orig; /* the value; NULL: free slot */
+    double seconds;
+    uint64_t used; /* last use, for LRU eviction */
+} cache_entry;
+
+struct eval_cache {
+    cache_entry e[EVAL_CACHE_ENTRIES];
+    uint64_t clock;
+};
+
+eval_cache *eval_cache_new(void) {
+    return calloc(1, sizeof(eval_cache));
+}
+
+void eval_cache_destroy(eval_cache *cache) {
+    if (cache == NULL)
+        return;
+    for (int j = 0; j < EVAL_CACHE_ENTRIES; j++)
+        mf_model_destroy(cache->e[j].orig);
+    free(cache);
+}
+
+/* The key of the context's orig model (the entry's value left empty). */
+static cache_entry cache_key(const eval_ctx *c) {
+    cache_entry k;
+    memset(&k, 0, sizeof(k));
+    k.ratings = c->d->ratings;
+    k.n = c->d->n;
+    k.n_users = c->d->n_users;
+    k.n_items = c->d->n_items;
+    k.seed = c->o->seed;
+    k.test_frac = c->o->test_frac;
+    memcpy(&k.mf, &c->o->mf, sizeof(k.mf));
+    return k;
+}
+
+/* A byte-wise key match: padding can only cause a miss, never a false hit. */
+static int cache_match(const cache_entry *a, const cache_entry *b) {
+    return a->orig != NULL && a->ratings == b->ratings && a->n == b->n &&
+           a->n_users == b->n_users && a->n_items == b->n_items && a->seed == b->seed &&
+           a->test_frac == b->test_frac && memcmp(&a->mf, &b->mf, sizeof(a->mf)) == 0;
+}
+
+static int cache_lookup(eval_ctx *c) {
+    eval_cache *cache = c->o->cache;
+    if (cache == NULL)
+        return 0;
+    cache_entry k = cache_key(c);
+    for (int j = 0; j < EVAL_CACHE_ENTRIES; j++) {
+        if (cache_match(&cache->e[j], &k)) {
+            cache->e[j].used = ++cache->clock;
+            c->orig = cache->e[j].orig;
+            c->orig_seconds = cache->e[j].seconds;
+            c->orig_cached = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Hand the freshly trained orig to the cache (evicting the least recently
+ * used entry); the context then borrows it. */
+static void cache_store(eval_ctx *c) {
+    eval_cache *cache = c->o->cache;
+    if (cache == NULL)
+        return;
+    int slot = 0;
+    for (int j = 1; j < EVAL_CACHE_ENTRIES; j++)
+        if (cache->e[j].used < cache->e[slot].used)
+            slot = j;
+    mf_model_destroy(cache->e[slot].orig);
+    cache->e[slot] = cache_key(c);
+    cache->e[slot].orig = c->orig;
+    cache->e[slot].seconds = c->orig_seconds;
+    cache->e[slot].used = ++cache->clock;
+    c->orig_cached = 1;
+}
+
 static int get_orig(eval_ctx *c, char *errstr, size_t errstr_size) {
+    if (c->orig != NULL || cache_lookup(c))
+        return UL_OK;
+    c->orig = train_mf(c, c->train.v, c->train.n, c->o->seed, "orig", &c->orig_seconds, errstr,
+                       errstr_size);
     if (c->orig == NULL)
-        c->orig = train_mf(c, c->train.v, c->train.n, c->o->seed, "orig", &c->orig_seconds, errstr,
-                           errstr_size);
-    return c->orig ? UL_OK : fail_model(c, errstr, errstr_size);
+        return fail_model(c, errstr, errstr_size);
+    cache_store(c);
+    return UL_OK;
 }
 
 static int get_m1(eval_ctx *c, char *errstr, size_t errstr_size) {
@@ -254,7 +346,8 @@ static void ctx_free(eval_ctx *c) {
     free(c->item_mean);
     free(c->item_count);
     free(c->ref_pred);
-    mf_model_destroy(c->orig);
+    if (!c->orig_cached)
+        mf_model_destroy(c->orig);
     mf_model_destroy(c->m1);
     mf_model_destroy(c->retrain);
     sisa_destroy(c->sisa);
@@ -829,6 +922,7 @@ void eval_opts_init(eval_opts *opts) {
     opts->shards = 5;
     opts->top_k = 10;
     opts->unlearn = NULL;
+    opts->cache = NULL;
 }
 
 /* ---- JSON -------------------------------------------------------------- */

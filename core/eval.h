@@ -24,6 +24,17 @@
 #define EVAL_METHOD_NAME_MAX 24
 #define EVAL_NOISE_SEED_OFFSET 1000 /* retrain2 uses the MF seed + this */
 
+/* An optional cache shared by the cells of a grid. `orig` depends only on
+ * the data, the split and the MF parameters, not on users % or forget %, so
+ * cells that differ only in those train it once. Holds up to
+ * EVAL_CACHE_ENTRIES models (least recently used evicted). The data must
+ * stay unchanged while the cache is in use. */
+typedef struct eval_cache eval_cache;
+#define EVAL_CACHE_ENTRIES 16
+
+eval_cache *eval_cache_new(void); /* NULL on allocation failure */
+void eval_cache_destroy(eval_cache *cache);
+
 /* The data of a cell: the whole rating set in dense ids (split inside). */
 typedef struct eval_data {
     const ul_rating *ratings; /* borrowed for the call */
@@ -44,6 +55,9 @@ typedef struct eval_opts {
     /* Knobs of the unlearning methods (cff, foldin); NULL: their defaults.
      * Borrowed for the call. */
     const unlearn_params *unlearn;
+    /* Shared across cells, or NULL; borrowed for the call. With a cache,
+     * orig's seconds are those of the training that filled it. */
+    eval_cache *cache;
 } eval_opts;
 
 void eval_opts_init(eval_opts *opts);

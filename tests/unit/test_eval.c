@@ -261,6 +261,58 @@ static void test_registry(void **state) {
         assert_non_null(eval_method_doc(*u));
 }
 
+/* Cells that differ only in users/forget % share orig through the cache:
+ * the same model (same metrics, same recorded training time). */
+static void test_cache_shares_orig(void **state) {
+    (void)state;
+    eval_cache *cache = eval_cache_new();
+    assert_non_null(cache);
+    eval_opts o = small_opts();
+    eval_data d = data_of();
+    const char *const m[] = {"orig", "faulty"};
+    eval_cell plain, a, b, other_seed;
+    char err[256] = "";
+    assert_int_equal(eval_run_cell(&d, &o, m, 2, NULL, NULL, &plain, err, sizeof(err)), UL_OK);
+    o.cache = cache;
+    assert_int_equal(eval_run_cell(&d, &o, m, 2, NULL, NULL, &a, err, sizeof(err)), UL_OK);
+    o.users_pct = 20;
+    o.forget_pct = 30;
+    assert_int_equal(eval_run_cell(&d, &o, m, 2, NULL, NULL, &b, err, sizeof(err)), UL_OK);
+    o.seed++;
+    assert_int_equal(eval_run_cell(&d, &o, m, 2, NULL, NULL, &other_seed, err, sizeof(err)), UL_OK);
+    /* Same model with or without the cache, reused across cells. */
+    assert_float_equal(a.results[0].rmse_test, plain.results[0].rmse_test, 0);
+    assert_float_equal(b.results[0].rmse_test, a.results[0].rmse_test, 0);
+    assert_float_equal(b.results[0].seconds, a.results[0].seconds, 0);
+    /* M1 differs with the forget set; orig of another seed is trained anew. */
+    assert_true(b.results[1].rmse_test != a.results[1].rmse_test);
+    assert_true(other_seed.results[0].rmse_test != a.results[0].rmse_test);
+    /* The distances to orig still use the cached model. */
+    assert_float_equal(b.results[0].l2_P, 0, 0);
+    eval_cell_free(&plain);
+    eval_cell_free(&a);
+    eval_cell_free(&b);
+    eval_cell_free(&other_seed);
+    /* More seeds than entries: the oldest are evicted (no leak, no reuse of
+     * a freed model), and a re-run of the first seed matches. */
+    o = small_opts();
+    o.mf.epochs = 2;
+    o.cache = cache;
+    double first = 0;
+    for (int j = 0; j <= EVAL_CACHE_ENTRIES + 1; j++) {
+        o.seed = 100 + (uint64_t)(j % (EVAL_CACHE_ENTRIES + 1));
+        eval_cell c;
+        assert_int_equal(eval_run_cell(&d, &o, m, 1, NULL, NULL, &c, err, sizeof(err)), UL_OK);
+        if (j == 0)
+            first = c.results[0].rmse_test;
+        if (j == EVAL_CACHE_ENTRIES + 1)
+            assert_float_equal(c.results[0].rmse_test, first, 0);
+        eval_cell_free(&c);
+    }
+    eval_cache_destroy(cache);
+    eval_cache_destroy(NULL);
+}
+
 /* With 10 items and top-10, every candidate is in the top list (fewer than
  * 10 once the user's remaining items are excluded): exposure is exactly 1. */
 static void test_exposure_with_few_candidates(void **state) {
@@ -323,6 +375,7 @@ int main(void) {
         cmocka_unit_test(test_bad_requests_and_abort),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_exposure_with_few_candidates),
+        cmocka_unit_test(test_cache_shares_orig),
         cmocka_unit_test(test_unlearn_method_plugs_in),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -233,6 +233,8 @@ int mf_score_users(const mf_model *m, const int32_t *users, size_t n_users, floa
         return UL_ERR_ARG;
     if (n_users == 0)
         return UL_OK;
+    if (n_users > (size_t)INT32_MAX / (size_t)m->k)
+        return UL_ERR_ARG; /* sgemm takes int dimensions: call in batches */
     size_t k = (size_t)m->k, ni = (size_t)m->n_items;
     for (size_t r = 0; r < n_users; r++)
         if (users[r] < 0 || users[r] >= m->n_users)

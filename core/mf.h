@@ -84,7 +84,8 @@ double mf_rmse(const mf_model *m, const ul_rating *ratings, size_t n);
 
 /* Scores of every item for each of n_users users (sgemm): out is
  * n_users x m->n_items, row-major, unclipped, biases included. Returns
- * UL_OK, UL_ERR_ARG for a user outside the model, UL_ERR_NOMEM. */
+ * UL_OK, UL_ERR_ARG for a user outside the model (or more than INT32_MAX/k
+ * users at once: batch them), UL_ERR_NOMEM. */
 int mf_score_users(const mf_model *m, const int32_t *users, size_t n_users, float *out);
 
 /* The top `k_top` items for `user`, best first (ties: lower item index

@@ -152,11 +152,43 @@ static void test_item_step_removes_pull(void **state) {
     model_free(m);
 }
 
+/* The user solves run on threads; the result must not depend on how many. */
+static void test_threads_do_not_change_result(void **state) {
+    (void)state;
+    mf_model *a = model_new(400, 60, 8, 11), *b = model_new(400, 60, 8, 11);
+    size_t nf = 0, nr = 0;
+    ul_rating *forget = malloc(400 * sizeof(ul_rating)), *retain = malloc(4000 * sizeof(ul_rating));
+    int32_t count[60];
+    for (int i = 0; i < 60; i++)
+        count[i] = 80;
+    for (int32_t u = 0; u < 400; u += 2) {
+        forget[nf++] = (ul_rating){u, u % 60, 5, 0};
+        for (int j = 1; j <= 10; j++)
+            retain[nr++] = (ul_rating){u, (u + 7 * j) % 60, (float)(1 + (u + j) % 5), j};
+    }
+    unlearn_request req = {forget, nf, retain, nr, NULL, count};
+    unlearn_params p;
+    unlearn_params_init(&p);
+    p.foldin_sweeps = 2;
+    p.threads = 1;
+    assert_int_equal(unlearn_apply("foldin", a, &req, &p, NULL, NULL, 0), UL_OK);
+    p.threads = 4;
+    assert_int_equal(unlearn_apply("foldin", b, &req, &p, NULL, NULL, 0), UL_OK);
+    assert_memory_equal(a->P, b->P, 400 * 8 * sizeof(float));
+    assert_memory_equal(a->Q, b->Q, 60 * 8 * sizeof(float));
+    assert_memory_equal(a->user_bias, b->user_bias, 400 * sizeof(float));
+    free(forget);
+    free(retain);
+    model_free(a);
+    model_free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user_step_is_exact_ridge),
         cmocka_unit_test(test_user_with_nothing_left),
         cmocka_unit_test(test_item_step_removes_pull),
+        cmocka_unit_test(test_threads_do_not_change_result),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,7 +77,7 @@ static const opt_def options[] = {
     {"redis.server.path", OPT_STR, "redis-server", 0, 0, NULL, F(redis_server_path),
      "redis-server binary used for the local Redis"},
     {"method", OPT_ENUM, "cff", 0, 0, "cff|foldin", F(method), "unlearning method"},
-    {"cycle.interval.ms", OPT_INT, "1000", 1, 3600000, NULL, F(cycle_interval_ms),
+    {"cycle.interval.ms", OPT_INT, "200", 1, 3600000, NULL, F(cycle_interval_ms),
      "how often buffered forget requests are applied"},
     {"cycle.max.batch", OPT_INT, "1000", 1, 1000000, NULL, F(cycle_max_batch),
      "most forget requests applied in one cycle"},

@@ -670,6 +670,17 @@ static rd_kafka_t *make_client(worker *w, kafka_role role, int group, char *errs
     }
     if (group)
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    char cur[32];
+    if (role == KAFKA_CONSUMER && !group &&
+        config_value(w->cfg, "kafka.fetch.wait.max.ms", 1, cur, sizeof(cur)) != UL_OK &&
+        rd_kafka_conf_set(conf, "fetch.wait.max.ms", "20", kerr, sizeof(kerr)) !=
+            RD_KAFKA_CONF_OK) {
+        /* Forget requests are rare and latency-sensitive: do not let an idle
+         * fetch hold them for librdkafka's default 500 ms. */
+        rd_kafka_conf_destroy(conf);
+        ul_set_err(errstr, errstr_size, "fetch.wait.max.ms: %s", kerr);
+        return NULL;
+    }
     rd_kafka_t *rk = rd_kafka_new(role == KAFKA_PRODUCER ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER,
                                   conf, kerr, sizeof(kerr));
     if (rk == NULL) {

@@ -13,6 +13,7 @@ PACKAGES=(
   gnuplot-nox                            # figures in docs/results
   clang-format                           # format check in the test command
   python3-yaml                           # tests/integration/test_deploy_files.sh parses deploy/
+  curl                                   # tests/integration/test_worker_metrics.sh reads /metrics
 )
 
 missing=()

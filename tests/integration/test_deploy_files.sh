@@ -187,6 +187,25 @@ else
     echo "SKIPPED config check: this binary has no 'worker' command yet"
 fi
 
+# ---- the Dockerfile's COPY list is enough to configure the build ----------------
+# (configure only, with the Dockerfile's flags: a few seconds; docs/operations.md
+# shows the full build replay)
+if command -v cmake >/dev/null; then
+    mkdir -p "$TMP/src"
+    while read -r src; do
+        cp -r "$ROOT/$src" "$TMP/src/"
+    done < <(awk '/^COPY / && !/--from/ { print $2 }' "$DEPLOY/Dockerfile")
+    flags=$(grep -o -- '-DCMAKE_BUILD_TYPE=[^ ]* -DUNLEARND_NATIVE=OFF -DUNLEARND_TESTS=OFF' \
+        "$DEPLOY/Dockerfile")
+    [ -n "$flags" ] || { echo "FAIL: Dockerfile cmake flags not found"; exit 1; }
+    # shellcheck disable=SC2086
+    cmake -S "$TMP/src" -B "$TMP/src/build" $flags >"$TMP/cmake.log" 2>&1 ||
+        { echo "FAIL: the Dockerfile's sources do not configure:"; tail -20 "$TMP/cmake.log"; exit 1; }
+    echo "dockerfile: its COPY list configures with its cmake flags"
+else
+    echo "SKIPPED Dockerfile configure check: cmake missing"
+fi
+
 # ---- runtime packages cover the binary's libraries ------------------------------
 if command -v readelf >/dev/null && command -v dpkg >/dev/null; then
     missing=()

@@ -5,7 +5,8 @@
 # consumer lag from librdkafka statistics falling to 0, a forget request
 # counted and its cycle in the histogram, a dead-lettered forget request
 # labelled by topic and reason, a port conflict refused at start, and the
-# port released after SIGTERM.
+# port released after SIGTERM; a second worker splits the partitions with
+# the first (both ready) and hands them back when it stops.
 source "$(dirname "$0")/worker_lib.sh"
 command -v curl >/dev/null || { echo "SKIP: curl not installed"; exit 77; }
 
@@ -56,6 +57,29 @@ metric_is 'unlearnd_unlearning_cycle_seconds_bucket{le="+Inf"}' 1 || fail "cycle
 wait_for 60 "dead letter counted" \
   metric_is 'unlearnd_dead_letter_total{topic="forget-requests",reason="invalid"}' 1
 wait_for 10 "the dead letter checkpointed to Redis" total_is dead_letters 1
+
+# Scale out: a second worker (its own metrics port) joins the group; both
+# are ready and the 4 partitions are split between them; when it leaves
+# (SIGTERM), the first worker owns all 4 again.
+PORT2=$(free_port)
+assigned() { curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics" |
+  awk '$1 == "unlearnd_assigned_partitions" { print $2 }'; }
+split_ok() { local a b; a=$(assigned "$PORT") && b=$(assigned "$PORT2") &&
+  [ "$a" -ge 1 ] && [ "$b" -ge 1 ] && [ $((a + b)) -eq 4 ]; }
+all_mine() { [ "$(assigned "$PORT")" = 4 ]; }
+W1_PID=$WORKER_PID
+start_worker worker2 --metrics.port "$PORT2" --metrics.bind 127.0.0.1
+W2_PID=$WORKER_PID
+WORKER_PID=$W1_PID
+trap 'rc=$?; kill -9 "$W2_PID" 2>/dev/null || true; (exit $rc); cleanup' EXIT
+wait_for 60 "the partitions split between two workers" split_ok
+[ "$(curl -fsS "http://127.0.0.1:$PORT2/readyz")" = ready ] || fail "worker2 not ready"
+get /readyz >/dev/null || fail "worker1 not ready after the rebalance"
+kill -TERM "$W2_PID"
+rc=0
+wait "$W2_PID" || rc=$?
+[ "$rc" -eq 0 ] || fail "worker2 exit code $rc after SIGTERM"
+wait_for 60 "worker1 owning all 4 partitions again" all_mine
 
 [ "$(status /nope)" = 404 ] || fail "/nope: $(status /nope)"
 page="$(get /metrics)"

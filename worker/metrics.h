@@ -45,7 +45,7 @@
  *                    (not ready while everything moves); after an assign or
  *                    a cooperative revoke: the number of partitions now
  *                    owned (0 = idle member: still ready).
-  *   main loop        metrics_heartbeat(m) once per iteration (each poll), and
+ *   main loop        metrics_heartbeat(m) once per iteration (each poll), and
  *                    before each long step (loading a shard on assignment,
  *                    each partition's unlearning cycle).
  *   per rating       metrics_add_ratings_applied(m, n) (per batch is fine).

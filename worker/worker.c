@@ -161,7 +161,7 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     char err[UL_ERRSTR_SIZE];
     rd_kafka_topic_partition_list_t *fparts = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
-                rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
         metrics_heartbeat(w->metrics); /* loading a big shard takes a while */
         shard *s = live_assign(w->lv, tp->partition, err, sizeof(err));
         if (s == NULL) {
@@ -582,7 +582,7 @@ static void run_cycles(worker *w) {
         shard *s = live_shard(w->lv, p);
         if (s == NULL || s->n_pending == 0)
             continue;
-                live_cycle c;
+        live_cycle c;
         metrics_heartbeat(w->metrics);
         int64_t started_ms = mono_ms();
         int rc = live_forget_cycle(w->lv, s, (size_t)w->cfg->cycle_max_batch, wall_ms(), &c, err,

@@ -36,6 +36,7 @@ int cli_usage_error(const char *cmd, const char *msg);
 
 /* The subcommands (defined in cli/cmd_*.c). */
 int cmd_help(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_state(int argc, char **argv);

@@ -7,8 +7,11 @@
 
 static const cli_command commands[] = {
     {"help", cmd_help, "list the commands, or show one command's help"},
+    {"demo", cmd_demo,
+     "the stream end to end: local broker, Redis and worker; forget; before/after"},
     {"train", cmd_train, "train an MF model on every rating of a file and save it"},
-    {"recommend", cmd_recommend, "top-K items for one user from a saved model (raw ids)"},
+    {"recommend", cmd_recommend,
+     "top-K items for one user from a saved model or the factors topic"},
     {"eval", cmd_eval, "run the paper's evaluation protocol (forget sets, RMSE, forget gap)"},
     {"broker", cmd_broker, "run the local development Kafka (mock cluster) with our topics"},
     {"produce", cmd_produce, "send ratings from a file, or a forget request, to Kafka"},

@@ -483,7 +483,10 @@ static void encode_rows(worker *w, blob *b, codec_kind kind, const int64_t *ids,
     char key[32], err[UL_ERRSTR_SIZE];
     for (size_t i = 0; i < n; i++) {
         const float *row = rows + i * (size_t)(1 + k);
-        codec_factor f = {(int64_t)version, kind, ids[i], (float *)(row + 1), k, row[0]};
+        /* Item biases carry the global mean, so a reader of the factors topic
+         * predicts b_u + b_i' + p.q without knowing mu (docs/stream.md). */
+        float bias = kind == CODEC_KIND_ITEM ? row[0] + live_global_mean(w->lv) : row[0];
+        codec_factor f = {(int64_t)version, kind, ids[i], (float *)(row + 1), k, bias};
         if (codec_encode_factor(w->codec, &f, &w->buf, err, sizeof(err)) != CODEC_OK) {
             log_error(w->log, "worker", "factor row %" PRId64 " not published: %s", ids[i], err);
             continue;
@@ -653,6 +656,23 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, char 
     return UL_ERR_IO;
 }
 
+/* Fetch the output topics' metadata into the producer's cache now:
+ * librdkafka 2.0.2 otherwise delays the first message to a topic it has not
+ * seen by up to 1 s (fixed upstream in 2.10.1, #5032), which would add a
+ * second to the first forget receipts. Failures only cost that second. */
+static void warm_output_topics(worker *w) {
+    const char *topics[] = {w->cfg->topic_factors, w->cfg->topic_receipts,
+                            w->cfg->topic_dead_letter};
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->producer, topics[i], NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        if (rkt && rd_kafka_metadata(w->producer, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            rd_kafka_metadata_destroy(md);
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
+    }
+}
+
 static rd_kafka_t *make_client(worker *w, kafka_role role, int group, char *errstr,
                                size_t errstr_size) {
     char kerr[512];
@@ -807,6 +827,7 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
     }
     metrics_set_kafka_connected(w->metrics, 1); /* the brokers answered metadata requests */
     w->n_parts = nr;
+    warm_output_topics(w);
     w->saved_off = calloc((size_t)nr, sizeof(*w->saved_off));
     if (w->saved_off == NULL) {
         ul_set_err(errstr, errstr_size, "out of memory");

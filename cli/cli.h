@@ -34,6 +34,13 @@ int cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *errstr, s
 int cli_fail(const char *cmd, const char *msg);
 int cli_usage_error(const char *cmd, const char *msg);
 
+/* The default MovieLens-100K file of `eval` and `demo`: CLI_ML100K_REL under
+ * $UNLEARND_DATA_DIR, under ../shared/data, or under the shared data next to
+ * the repository holding this executable (<repo>/build/unlearnd). Returns 1
+ * with the path, or 0 with `where` listing what was tried. */
+#define CLI_ML100K_REL "ml-100k/u.data"
+int cli_find_ml100k(char *path, size_t size, char *where, size_t where_size);
+
 /* The subcommands (defined in cli/cmd_*.c). */
 int cmd_help(int argc, char **argv);
 int cmd_demo(int argc, char **argv);

@@ -1,12 +1,15 @@
-/* cli_util.c: option-value parsing and error printing shared by the
- * subcommands. */
+/* cli_util.c: option-value parsing, error printing and the default data
+ * file search shared by the subcommands. */
 #include "cli.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 int cli_parse_long(const char *opt, const char *s, long min, long max, long *out, char *errstr,
                    size_t errstr_size) {
@@ -63,4 +66,36 @@ int cli_fail(const char *cmd, const char *msg) {
 int cli_usage_error(const char *cmd, const char *msg) {
     fprintf(stderr, "unlearnd %s: %s\n(see 'unlearnd %s --help')\n", cmd, msg, cmd);
     return CLI_EXIT_USAGE;
+}
+
+int cli_find_ml100k(char *path, size_t size, char *where, size_t where_size) {
+    const char *env = getenv("UNLEARND_DATA_DIR");
+    where[0] = '\0';
+    if (env != NULL && *env) {
+        snprintf(path, size, "%s/%s", env, CLI_ML100K_REL);
+        if (access(path, R_OK) == 0)
+            return 1;
+        snprintf(where, where_size, "%s, ", path);
+    }
+    snprintf(path, size, "../shared/data/%s", CLI_ML100K_REL);
+    if (access(path, R_OK) == 0)
+        return 1;
+    snprintf(where + strlen(where), where_size - strlen(where), "%s", path);
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = '\0';
+    /* <repo>/build/unlearnd -> <repo>/../shared/data/... */
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(exe, '/');
+        if (slash == NULL)
+            return 0;
+        *slash = '\0';
+    }
+    snprintf(path, size, "%s/../shared/data/%s", exe, CLI_ML100K_REL);
+    if (access(path, R_OK) == 0)
+        return 1;
+    snprintf(where + strlen(where), where_size - strlen(where), ", %s", path);
+    return 0;
 }

@@ -45,7 +45,6 @@
 #define MAX_FORGET_USERS 1000
 #define MAX_FORGET_ITEMS 100
 #define MIN_USER_RATINGS 10
-#define ML100K_REL "ml-100k/u.data"
 
 static volatile sig_atomic_t interrupted;
 
@@ -179,7 +178,7 @@ static void print_help(void) {
            "always uses its own, and stops them on exit.\n\n"
            "Exit status: 0 success, 1 runtime failure (a wait timed out, a service did not\n"
            "start), 2 bad usage, 130 interrupted.\n",
-           ML100K_REL, MAX_FORGET_USERS, MAX_FORGET_ITEMS, BROKER_DEFAULT_PARTITIONS);
+           CLI_ML100K_REL, MAX_FORGET_USERS, MAX_FORGET_ITEMS, BROKER_DEFAULT_PARTITIONS);
 }
 
 static int parse_flag(demo_args *a, const char *k) {
@@ -236,36 +235,11 @@ static int parse_args(const config_cli *cli, demo_args *a) {
 
 /* ---- data ---------------------------------------------------------------- */
 
-/* The default ML-100K file, searched as `unlearnd eval` does; 0 if none. */
-static int find_ml100k(char *path, size_t size) {
-    const char *env = getenv("UNLEARND_DATA_DIR");
-    if (env != NULL && *env) {
-        snprintf(path, size, "%s/%s", env, ML100K_REL);
-        if (access(path, R_OK) == 0)
-            return 1;
-    }
-    snprintf(path, size, "../shared/data/%s", ML100K_REL);
-    if (access(path, R_OK) == 0)
-        return 1;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return 0;
-    exe[n] = '\0';
-    for (int up = 0; up < 2; up++) { /* <repo>/build/unlearnd -> <repo> */
-        char *slash = strrchr(exe, '/');
-        if (slash == NULL)
-            return 0;
-        *slash = '\0';
-    }
-    snprintf(path, size, "%s/../shared/data/%s", exe, ML100K_REL);
-    return access(path, R_OK) == 0;
-}
-
 static dataset *load_data(demo *d, char *err, size_t size) {
-    char path[PATH_MAX + 64];
+    char path[PATH_MAX + 64], where[3 * PATH_MAX];
     const char *use = d->a->data;
-    if (use == NULL && !d->a->synthetic && find_ml100k(path, sizeof(path)))
+    if (use == NULL && !d->a->synthetic &&
+        cli_find_ml100k(path, sizeof(path), where, sizeof(where)))
         use = path;
     if (use != NULL) {
         ds_load_opts lo;
@@ -287,9 +261,10 @@ static dataset *load_data(demo *d, char *err, size_t size) {
     so.seed = d->a->seed;
     dataset *ds = ds_synthetic(&so, err, size);
     if (ds)
-        progress(d, "data: synthetic (%zu ratings, %d users, %d items, seed %" PRIu64 ")%s",
+        progress(d, "data: synthetic (%zu ratings, %d users, %d items, seed %" PRIu64 ")%s%s%s",
                  ds->n_ratings, (int)ds->n_users, (int)ds->n_items, so.seed,
-                 d->a->synthetic ? "" : "; no MovieLens-100K found (set UNLEARND_DATA_DIR)");
+                 d->a->synthetic ? "" : "; no MovieLens-100K found (tried ",
+                 d->a->synthetic ? "" : where, d->a->synthetic ? "" : "; set UNLEARND_DATA_DIR)");
     return ds;
 }
 

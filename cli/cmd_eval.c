@@ -26,7 +26,7 @@
 
 #define CMD "eval"
 #define MAX_LIST 32
-#define ML100K_REL "ml-100k/u.data"
+#define ML100K_REL CLI_ML100K_REL
 
 typedef struct eval_cli {
     const char *data_path; /* NULL: the default search */
@@ -294,48 +294,10 @@ static int parse_args(eval_cli *a, int argc, char **argv, char *errstr, size_t e
 
 /* ---- data ------------------------------------------------------------- */
 
-static int readable(const char *path) {
-    return access(path, R_OK) == 0;
-}
-
-/* The default ML-100K file, or 0 when none is found; `where` lists what was
- * tried. */
-static int find_default_data(char *path, size_t size, char *where, size_t where_size) {
-    const char *env = getenv("UNLEARND_DATA_DIR");
-    where[0] = '\0';
-    if (env != NULL && *env) {
-        snprintf(path, size, "%s/%s", env, ML100K_REL);
-        if (readable(path))
-            return 1;
-        snprintf(where, where_size, "%s, ", path);
-    }
-    snprintf(path, size, "../shared/data/%s", ML100K_REL);
-    if (readable(path))
-        return 1;
-    snprintf(where + strlen(where), where_size - strlen(where), "%s", path);
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return 0;
-    exe[n] = '\0';
-    /* <repo>/build/unlearnd -> <repo>/../shared/data/... */
-    for (int up = 0; up < 2; up++) {
-        char *slash = strrchr(exe, '/');
-        if (slash == NULL)
-            return 0;
-        *slash = '\0';
-    }
-    snprintf(path, size, "%s/../shared/data/%s", exe, ML100K_REL);
-    if (readable(path))
-        return 1;
-    snprintf(where + strlen(where), where_size - strlen(where), ", %s", path);
-    return 0;
-}
-
 static dataset *load_data(const eval_cli *a, char *errstr, size_t errstr_size) {
     char path[PATH_MAX + 64], where[3 * PATH_MAX];
     const char *use = a->data_path;
-    if (use == NULL && find_default_data(path, sizeof(path), where, sizeof(where)))
+    if (use == NULL && cli_find_ml100k(path, sizeof(path), where, sizeof(where)))
         use = path;
     dataset *ds = NULL;
     if (use != NULL) {

@@ -84,14 +84,16 @@ static void print_help(void) {
 }
 
 /* Fail fast, with a hint, when Kafka does not answer (e.g. a stale address
- * file left by a killed local broker) instead of queueing into the void. */
-static rd_kafka_t *check_reachable(const ul_config *cfg, rd_kafka_t *rk, char *err,
-                                   size_t err_size) {
+ * file left by a killed local broker) instead of queueing into the void.
+ * Asking for the metadata of the topic we are about to write also puts it in
+ * the producer's cache: librdkafka 2.0.2 otherwise holds the first message
+ * to an unseen topic for up to 1 s (fixed upstream in 2.10.1, #5032). */
+static rd_kafka_t *check_reachable(const ul_config *cfg, rd_kafka_t *rk, const char *topic,
+                                   char *err, size_t err_size) {
     char kerr[UL_ERRSTR_SIZE];
     int64_t lo, hi;
     int parts;
-    if (kafka_topic_offsets(rk, cfg->topic_ratings, 5000, &lo, &hi, &parts, kerr, sizeof(kerr)) ==
-        UL_OK)
+    if (kafka_topic_offsets(rk, topic, 5000, &lo, &hi, &parts, kerr, sizeof(kerr)) == UL_OK)
         return rk;
     snprintf(err, err_size,
              "Kafka at %.120s does not answer (%.120s); for the local broker: is `unlearnd "
@@ -103,7 +105,8 @@ static rd_kafka_t *check_reachable(const ul_config *cfg, rd_kafka_t *rk, char *e
 
 /* Resolves kafka.bootstrap.servers (after the local checks, so bad input is
  * reported even without a broker) and creates the producer. */
-static rd_kafka_t *make_producer(ul_config *cfg, produce_ctx *ctx, char *err, size_t err_size) {
+static rd_kafka_t *make_producer(ul_config *cfg, produce_ctx *ctx, const char *topic, char *err,
+                                 size_t err_size) {
     char kerr[512];
     if (config_validate(cfg, 1, err, err_size) != UL_OK)
         return NULL;
@@ -117,7 +120,7 @@ static rd_kafka_t *make_producer(ul_config *cfg, produce_ctx *ctx, char *err, si
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    return check_reachable(cfg, rk, err, err_size);
+    return check_reachable(cfg, rk, topic, err, err_size);
 }
 
 /* Flush and report; returns the exit code. */
@@ -247,7 +250,8 @@ static int produce_ratings(cli_config *cc) {
     produce_ctx ctx = {cc->log, 0, 0, ""};
     codec *cd = cli_config_codec(cc->cfg, err, sizeof(err));
     dataset *ds = cd ? ds_load(a.data, &lo, err, sizeof(err)) : NULL;
-    rd_kafka_t *rk = ds ? make_producer(cc->cfg, &ctx, err, sizeof(err)) : NULL;
+    rd_kafka_t *rk =
+        ds ? make_producer(cc->cfg, &ctx, cc->cfg->topic_ratings, err, sizeof(err)) : NULL;
     if (rk == NULL) {
         rc = cli_fail("produce", err);
         goto done;
@@ -426,7 +430,7 @@ static int produce_forget(cli_config *cc) {
         rc = cli_usage_error("produce", err);
         goto done;
     }
-    rk = make_producer(cc->cfg, &ctx, err, sizeof(err));
+    rk = make_producer(cc->cfg, &ctx, cc->cfg->topic_forget, err, sizeof(err));
     int klen = codec_key_user(fr.user_id, key, sizeof(key));
     if (rk == NULL ||
         kafka_produce(rk, cc->cfg->topic_forget, RD_KAFKA_PARTITION_UA, key, (size_t)klen, buf.data,

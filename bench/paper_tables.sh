@@ -158,12 +158,12 @@ set xlabel "forgotten ratings, % of the training set (x% users * y% of their rat
 set ylabel "test RMSE"
 set key outside right
 set grid
-plot "$out/fig3_${ds}_faulty.dat" u 1:2 w lp t "M1 (faulty)", \
-     "$out/fig3_${ds}_retrain.dat" u 1:2 w lp t "Retrain", \
-     "$out/fig3_${ds}_sisa.dat" u 1:2 w lp t "SISA", \
-     "$out/fig3_${ds}_foldin.dat" u 1:2 w lp t "FoldIn", \
-     "$out/fig3_${ds}_cff.dat" u 1:2 w lp t "CFF (ours)", \
-     "$out/fig3_${ds}_cff-paper.dat" u 1:2 w lp t "CFF-paper"
+plot "$out/fig3_${ds}_faulty.dat" u 1:2 w lp lw 2 lc rgb "#7b3294" t "M1 (faulty)", \
+     "$out/fig3_${ds}_retrain.dat" u 1:2 w lp lw 2 lc rgb "#1a9641" t "Retrain", \
+     "$out/fig3_${ds}_sisa.dat" u 1:2 w lp lw 2 lc rgb "#2c7bb6" t "SISA", \
+     "$out/fig3_${ds}_foldin.dat" u 1:2 w lp lw 2 lc rgb "#e66101" t "FoldIn", \
+     "$out/fig3_${ds}_cff.dat" u 1:2 w lp lw 2 lc rgb "#d7191c" t "CFF (ours)", \
+     "$out/fig3_${ds}_cff-paper.dat" u 1:2 w lp lw 2 lc rgb "#808080" t "CFF-paper"
 GP
     rm -f "$out"/fig3_"${ds}"_*.dat
   done

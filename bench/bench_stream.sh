@@ -119,7 +119,7 @@ pct() { # column percentile
 m=$(wc -l <"$TMP/lat")
 echo "forget -> receipt, $m requests ($(cat "$TMP/forgot") ratings forgotten):"
 echo "  request created -> receipt done: p50 $(pct 1 0.5) ms, p99 $(pct 1 0.99) ms, max $(pct 1 1) ms" \
-  "(includes ~1 s of 'unlearnd produce' start-up per request)"
+  "(includes the start-up of one 'unlearnd produce' process per request)"
 echo "  consumed by the worker -> receipt done: p50 $(pct 2 0.5) ms, p99 $(pct 2 0.99) ms," \
   "max $(pct 2 1) ms"
 grep 'unlearning cycle' "$TMP/worker.err" | awk '{ for (i = 1; i <= NF; i++) if ($i == "s" || $(i+1) == "s") {} }

@@ -550,6 +550,8 @@ const char *const *eval_default_methods(void) {
 
 const char *eval_method_doc(const char *name) {
     const eval_method *m = find_method(name);
+    if (m == &unlearn_row && unlearn_method_doc(name) != NULL)
+        return unlearn_method_doc(name);
     return m ? m->doc : NULL;
 }
 

@@ -17,12 +17,19 @@
 typedef struct unlearn_method {
     const char *name;
     unlearn_method_fn fn;
+    const char *doc;
 } unlearn_method;
 
 static const unlearn_method methods[] = {
-    {"cff", cff_apply},
-    {"cff-paper", cff_paper_apply},
-    {"foldin", foldin_apply},
+    {"cff", cff_apply,
+     "rescue model m2 + CFF network fusing the affected users' rows (residual, bias "
+     "included), trained to forget F and keep their other ratings (docs/unlearning.md)"},
+    {"cff-paper", cff_paper_apply,
+     "the paper's Algorithm 1 taken literally: unit-norm fused rows of every user and item "
+     "of F, trained on D_fl1 only"},
+    {"foldin", foldin_apply,
+     "ridge re-solve of each affected user on their remaining ratings, then one "
+     "m1-anchored Newton step per item of F"},
 };
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -30,6 +37,13 @@ static const char *const method_names[N_METHODS + 1] = {"cff", "cff-paper", "fol
 
 const char *const *unlearn_method_names(void) {
     return method_names;
+}
+
+const char *unlearn_method_doc(const char *name) {
+    for (size_t k = 0; name != NULL && k < N_METHODS; k++)
+        if (strcmp(methods[k].name, name) == 0)
+            return methods[k].doc;
+    return NULL;
 }
 
 void unlearn_params_init(unlearn_params *params) {

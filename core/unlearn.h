@@ -70,6 +70,9 @@ void unlearn_report_free(unlearn_report *rep);
 /* The method names this build knows, NULL-terminated. */
 const char *const *unlearn_method_names(void);
 
+/* A one-line description of a method (for --help), or NULL if unknown. */
+const char *unlearn_method_doc(const char *name);
+
 /* Apply `method` to `m` in place (m1 -> mf). `rep` may be NULL. Returns
  * UL_OK, or UL_ERR_ARG for an unknown method or a forget set that does not
  * fit the model (the model is then unchanged). */

@@ -105,6 +105,10 @@ static void test_method_names(void **state) {
         found |= strcmp(names[n], "foldin") == 0;
     assert_true(found);
     assert_true(n >= 1);
+    for (int j = 0; j < n; j++)
+        assert_non_null(unlearn_method_doc(names[j]));
+    assert_null(unlearn_method_doc("nope"));
+    assert_null(unlearn_method_doc(NULL));
 }
 
 static void test_params_init(void **state) {

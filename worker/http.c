@@ -3,10 +3,12 @@
  * DESIGN: we create, bind and listen on the socket ourselves and hand it to
  * MHD (MHD_OPTION_LISTEN_SOCKET), so a bad metrics.bind or a port in use
  * fails at start with the system's reason, and port 0 yields the port the
- * kernel chose. MHD runs one internal polling thread; each request renders
- * into a fresh malloc'd buffer that MHD frees after sending, so nothing is
- * shared with the worker but the thread-safe `metrics` handle. MHD closes
- * the listening socket in MHD_stop_daemon. */
+ * kernel chose. MHD runs one internal polling thread (MHD_USE_AUTO: epoll or
+ * poll, never select, whose FD_SETSIZE a worker with many Kafka sockets
+ * could exceed); each request renders into a fresh malloc'd buffer that MHD
+ * frees after sending, so nothing is shared with the worker but the
+ * thread-safe `metrics` handle. MHD closes the listening socket in
+ * MHD_stop_daemon. */
 #include "http.h"
 
 #include <errno.h>
@@ -181,8 +183,8 @@ http_server *http_server_start(metrics *m, ul_log *lg, const http_opts *opts, ch
     if (fd < 0)
         goto fail;
     srv->port = bound_port(fd);
-    srv->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                                   NULL, handle, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, lg,
+    srv->daemon = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                                   handle, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, lg,
                                    MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 64u,
                                    MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     if (srv->daemon == NULL) {

@@ -63,7 +63,11 @@ int mf_model_set_ids(mf_model *m, const int64_t *user_ids, const int64_t *item_i
 typedef int (*mf_progress_fn)(void *ctx, int epoch, int epochs, double train_rmse);
 
 /* Train a fresh model on `n` ratings with dense ids < n_users / n_items.
- * Deterministic for a given seed, whatever the thread count. */
+ * Deterministic for a given seed, whatever the thread count (bit-identical
+ * for one binary). The progress callback runs on the calling thread. Returns
+ * NULL with a message on bad parameters, no ratings, an id outside the
+ * model, a non-finite value, divergence (non-finite training RMSE: lower lr),
+ * an abort by the callback, or out of memory. The caller owns the model. */
 mf_model *mf_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_items,
                    float rating_min, float rating_max, const mf_params *params,
                    mf_progress_fn progress, void *progress_ctx, char *errstr, size_t errstr_size);
@@ -75,7 +79,8 @@ float mf_predict_raw(const mf_model *m, int32_t user, int32_t item);
 float mf_predict(const mf_model *m, int32_t user, int32_t item);
 
 /* One online SGD step on (user, item, value): updates p_u, q_i, b_u, b_i.
- * Returns the error before the step. */
+ * Returns the error before the step (value - raw prediction). A user or
+ * item outside the model changes nothing. */
 float mf_sgd_step(mf_model *m, int32_t user, int32_t item, float value, float lr, float reg,
                   float reg_bias);
 

@@ -342,9 +342,23 @@ static void dead_letter(worker *w, shard *s, const rd_kafka_message_t *rkm, int 
 
 /* A user's events must arrive in the partition of their user: otherwise the
  * user's rows would be split over two shards. */
+/* codec_key_user's decimal key without printf (this runs once per event). */
+static int user_key(int64_t user, char *key, size_t size) {
+    if (user < 0)
+        return codec_key_user(user, key, size);
+    char rev[24];
+    int n = 0;
+    for (uint64_t v = (uint64_t)user; n == 0 || v > 0; v /= 10)
+        rev[n++] = (char)('0' + v % 10);
+    for (int i = 0; i < n; i++)
+        key[i] = rev[n - 1 - i];
+    key[n] = '\0';
+    return n;
+}
+
 static int check_partition(worker *w, int32_t partition, int64_t user, char *err, size_t size) {
     char key[24];
-    int len = codec_key_user(user, key, sizeof(key));
+    int len = user_key(user, key, sizeof(key));
     int32_t want = len > 0 ? codec_partition(key, (size_t)len, w->n_parts) : -1;
     if (want == partition)
         return UL_OK;

@@ -66,7 +66,9 @@ awk -v b="$before" -v a="$after" 'BEGIN { exit !(a < b - 0.05) }' ||
   fail "scores did not drop enough: $before -> $after"
 
 # Bad input: unknown schema id (5), a rating off the scale (1), an item list
-# longer than forget.max.items (1). The worker dead-letters and goes on.
+# longer than forget.max.items (1), and bytes that are not a forget request
+# (a rating record framed with the forget schema id, on the forget topic: 1).
+# The worker dead-letters each with its reason and goes on.
 printf 'user,item,rating\n1,500,3\n2,500,3\n3,500,3\n4,500,3\n5,500,3\n' >"$TMP/five.csv"
 "$BIN" produce ratings --data "$TMP/five.csv" --schema.id.rating 99 >/dev/null 2>&1 ||
   fail "produce with another schema id"
@@ -75,10 +77,18 @@ printf 'user,item,rating\n9,501,9\n' >"$TMP/nine.csv"
   fail "produce off-scale rating"
 "$BIN" produce forget --user 3 --items 1,2,3,4,5,6,7,8,9,10,11 --reason MISTAKE >/dev/null 2>&1 ||
   fail "produce long forget request"
-wait_for 60 "7 dead letters" total_is dead_letters 7
-"$BIN" consume --topic dead-letter --count 7 >"$TMP/dlq" 2>/dev/null || fail "7 dead letters expected"
-[ "$(grep -c 'unknown-schema' "$TMP/dlq")" -eq 5 ] || fail "unknown-schema: $(cat "$TMP/dlq")"
-[ "$(grep -c 'invalid' "$TMP/dlq")" -eq 2 ] || fail "invalid: $(cat "$TMP/dlq")"
+printf 'user,item,rating\n4,503,3\n' >"$TMP/bogus.csv"
+"$BIN" produce ratings --data "$TMP/bogus.csv" --topic.ratings forget-requests \
+  --schema.id.rating 2 >/dev/null 2>&1 || fail "produce a rating onto the forget topic"
+wait_for 60 "8 dead letters" total_is dead_letters 8
+"$BIN" consume --topic dead-letter --count 8 >"$TMP/dlq" 2>/dev/null || fail "8 dead letters expected"
+[ "$(grep -c 'error.code=unknown-schema' "$TMP/dlq")" -eq 5 ] || fail "unknown-schema: $(cat "$TMP/dlq")"
+[ "$(grep -c 'error.code=invalid' "$TMP/dlq")" -eq 3 ] || fail "invalid: $(cat "$TMP/dlq")"
+grep -q 'error.code=invalid error.message=rating: 9 outside the scale' "$TMP/dlq" || fail "scale"
+grep -q 'error.message=forget request: more than forget.max.items' "$TMP/dlq" || fail "max items"
+grep -q 'key=4 13 bytes error.code=invalid error.message=forget request: ' "$TMP/dlq" ||
+  fail "a rating's bytes on the forget topic: $(cat "$TMP/dlq")"
+grep -q 'dead-lettered forget-requests \[' "$TMP/worker1.err" || fail "no log line for a bad forget request"
 grep -q 'dead-lettered ratings \[' "$TMP/worker1.err" || fail "no log line for a dead letter"
 printf 'user,item,rating\n1,502,4\n' >"$TMP/one.csv"
 "$BIN" produce ratings --data "$TMP/one.csv" >/dev/null 2>&1 || fail "produce one more"
@@ -91,4 +101,4 @@ stop_worker TERM || rc=$?
 grep -q 'stopped cleanly' "$TMP/worker1.err" || fail "no clean-stop log line"
 offsets=$(state | awk '/^partition=/ { split($9, o, "="); if (o[2] > 0) t += o[2] } END { print t }')
 [ "$offsets" -eq $((N + 7)) ] || fail "stored ratings offsets sum to $offsets, want $((N + 7))"
-echo "ok: $N ratings, 3 forget requests, 7 dead letters, clean SIGTERM"
+echo "ok: $N ratings, 3 forget requests, 8 dead letters, clean SIGTERM"

@@ -230,6 +230,30 @@ else
     echo "SKIPPED runtime library check: readelf or dpkg missing"
 fi
 
+# ---- Kubernetes API schemas (npm packages kubernetes-models, keda, prometheus-operator)
+SCHEMA="$ROOT/tests/integration/k8s-schema"
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    if [ ! -d "$SCHEMA/node_modules/kubernetes-models" ]; then
+        (cd "$SCHEMA" && timeout 180 npm install --no-package-lock --no-audit --no-fund \
+            --loglevel=error) >"$TMP/npm.log" 2>&1 || true
+    fi
+    if [ -d "$SCHEMA/node_modules/kubernetes-models" ]; then
+        node "$SCHEMA/check.mjs" "$DEPLOY"/k8s/*.yaml >"$TMP/schema.log" 2>&1 ||
+            { cat "$TMP/schema.log"; echo "FAIL: a manifest does not match its API schema"; exit 1; }
+        # The validator must reject a broken object, or its passes mean nothing.
+        sed 's/replicas: 2/replicas: two/' "$DEPLOY/k8s/statefulset.yaml" >"$TMP/broken.yaml"
+        if node "$SCHEMA/check.mjs" "$TMP/broken.yaml" >/dev/null 2>&1; then
+            echo "FAIL: the schema check accepted replicas: two"
+            exit 1
+        fi
+        echo "k8s schemas: $(grep -c ': valid$' "$TMP/schema.log") objects valid (kubernetes-models, keda, prometheus-operator)"
+    else
+        echo "SKIPPED k8s schema check: npm install in $SCHEMA failed: $(tail -1 "$TMP/npm.log")"
+    fi
+else
+    echo "SKIPPED k8s schema check: node or npm not installed"
+fi
+
 # ---- optional tools -------------------------------------------------------------
 if command -v promtool >/dev/null; then
     cp "$DEPLOY/prometheus/alerts.yml" "$DEPLOY/prometheus/alerts_test.yml" "$TMP/"

@@ -16,14 +16,13 @@
  *   affected users' new rows) is known exactly from F, the affected users'
  *   ratings and n_i:  g = sum_F e0 x0 + sum_R (e0 x0 - e' x') - |F_i| L z0.
  *   The Hessian needs the item's unknown raters; it is approximated by
- *   n'_i (S + L), S the second moment of [p_u; 1] over (a sample of) all
- *   users, L = diag(reg.., reg_bias), n'_i = n_i - |F_i|. One Cholesky
- *   factorisation then serves every item. The step is damped by adding
- *   foldin_item_prior ratings to n'_i: items with few ratings left would
- *   otherwise jump far on an approximate Hessian (measured: without it the
- *   item rows move 1.3-2.6x further from m1 than Retrain's do, at no gain in
- *   RMSE). Needs req->item_count (n_i); with
- *   NULL or foldin_items = 0, item rows stay as in m1.
+ *   n'_i (S + L), S the second moment of [p_u; 1] over (a sample of) the
+ *   model's users, shrunk towards an isotropic moment (see item_hessian), L = diag(reg..,
+ * reg_bias), n'_i = n_i - |F_i|. One Cholesky factorisation then serves every item. The step is
+ * damped by adding foldin_item_prior ratings to n'_i: items with few ratings left would otherwise
+ * jump far on an approximate Hessian (measured: without it the item rows move 1.3-2.6x further from
+ * m1 than Retrain's do, at no gain in RMSE). Needs req->item_count (n_i); with NULL or foldin_items
+ * = 0, item rows stay as in m1.
  * - Sweeps: users, then items; a second sweep re-solves users against the
  *   updated items and redoes the item step (always anchored at m1).
  * - Solves: the per-user (K+1) systems are accumulated and factorised by
@@ -54,6 +53,7 @@ void spotrs_(const char *uplo, const int *n, const int *nrhs, const float *a, co
 
 #define FOLDIN_SAMPLE_USERS 4096
 #define FOLDIN_MAX_THREADS 16
+#define FOLDIN_SHRINK 32.0f
 
 typedef struct foldin {
     mf_model *m;
@@ -223,10 +223,21 @@ static void item_hessian(foldin *f) {
         memcpy(f->X + j * (size_t)k1, m->P + u * (size_t)k, (size_t)k * sizeof(float));
         f->X[j * (size_t)k1 + (size_t)k] = 1.0f;
     }
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, k1, (int)ns, 1.0f / (float)ns, f->X, k1,
-                0.0f, f->A, k1);
+    /* Shrink towards an isotropic moment with the same mean square, weight
+     * FOLDIN_SHRINK users: negligible on a full model (4,096 sampled), but
+     * the worker hands us a sub-model holding only the affected users, and
+     * the moment of one or two users is nearly singular. */
+    double sq = 0;
+    for (size_t j = 0; j < ns; j++)
+        for (int d = 0; d < k; d++)
+            sq += (double)f->X[j * (size_t)k1 + (size_t)d] * f->X[j * (size_t)k1 + (size_t)d];
+    float iso = (float)(sq / ((double)ns * (double)k)), wt = (float)ns + FOLDIN_SHRINK;
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, k1, (int)ns, 1.0f / wt, f->X, k1, 0.0f, f->A,
+                k1);
     for (int d = 0; d < k; d++)
-        f->A[(size_t)d * (size_t)k1 + (size_t)d] += f->params->foldin_reg;
+        f->A[(size_t)d * (size_t)k1 + (size_t)d] +=
+            FOLDIN_SHRINK / wt * iso + f->params->foldin_reg;
+    f->A[(size_t)k * (size_t)k1 + (size_t)k] += FOLDIN_SHRINK / wt;
     f->A[(size_t)k * (size_t)k1 + (size_t)k] += f->params->foldin_reg_bias + 1e-6f;
 }
 

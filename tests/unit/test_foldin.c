@@ -152,6 +152,35 @@ static void test_item_step_removes_pull(void **state) {
     model_free(m);
 }
 
+/* The worker hands fold-in a sub-model holding only the affected users (here
+ * one) and the items they rated: the item step must stay finite and modest. */
+static void test_single_user_submodel(void **state) {
+    (void)state;
+    mf_model *m = model_new(1, 12, 8, 13);
+    ul_rating forget[4], retain[8];
+    for (int j = 0; j < 4; j++)
+        forget[j] = (ul_rating){0, j, 5, j};
+    for (int j = 0; j < 8; j++)
+        retain[j] = (ul_rating){0, 4 + j, (float)(1 + j % 5), j};
+    int32_t count[12];
+    for (int i = 0; i < 12; i++)
+        count[i] = 40;
+    float q0[12 * 8], b0[12];
+    memcpy(q0, m->Q, sizeof(q0));
+    memcpy(b0, m->item_bias, sizeof(b0));
+    unlearn_request req = {forget, 4, retain, 8, NULL, count};
+    assert_int_equal(unlearn_apply("foldin", m, &req, NULL, NULL, NULL, 0), UL_OK);
+    for (int i = 0; i < 4; i++) {
+        double d2 = 0;
+        for (int e = 0; e < 8; e++)
+            d2 += (m->Q[i * 8 + e] - q0[i * 8 + e]) * (m->Q[i * 8 + e] - q0[i * 8 + e]);
+        assert_true(isfinite(d2) && sqrt(d2) < 0.5); /* one rating of 40 removed */
+        assert_true(m->item_bias[i] < b0[i]);        /* a forgotten 5 pulled it up */
+        assert_true(b0[i] - m->item_bias[i] < 0.2f);
+    }
+    model_free(m);
+}
+
 /* The user solves run on threads; the result must not depend on how many. */
 static void test_threads_do_not_change_result(void **state) {
     (void)state;
@@ -189,6 +218,7 @@ int main(void) {
         cmocka_unit_test(test_user_with_nothing_left),
         cmocka_unit_test(test_item_step_removes_pull),
         cmocka_unit_test(test_threads_do_not_change_result),
+        cmocka_unit_test(test_single_user_submodel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

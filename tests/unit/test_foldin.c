@@ -14,6 +14,7 @@
 #include "rng.h"
 #include "ul_err.h"
 #include "unlearn.h"
+#include "unlearn_scenario.h"
 
 static mf_model *model_new(int32_t nu, int32_t ni, int k, uint64_t seed) {
     mf_model *m = calloc(1, sizeof(*m));
@@ -212,6 +213,36 @@ static void test_threads_do_not_change_result(void **state) {
     model_free(b);
 }
 
+/* On a planted model, fold-in moves the forgotten pairs' predictions most of
+ * the way to a Retrain's, keeps the other users' rows, and fits the affected
+ * users' remaining ratings about as well as Retrain does. */
+
+static void test_planted_moves_toward_retrain(void **state) {
+    (void)state;
+    scenario sc = {0};
+    scenario_make(&sc);
+    mf_model *mf = mf_model_clone(sc.m1);
+    unlearn_request req = {sc.forget,   sc.n_forget,  sc.retain,
+                           sc.n_retain, sc.item_mean, sc.item_count};
+    unlearn_report rep;
+    char err[UL_ERRSTR_SIZE] = "";
+    assert_int_equal(unlearn_apply("foldin", mf, &req, NULL, &rep, err, sizeof(err)), UL_OK);
+    double g1 = gap(sc.m1, &sc), gf = gap(mf, &sc);
+    assert_true(g1 > 0.3);
+    assert_true(gf < 0.35 * g1);
+    assert_int_equal(rep.n_users, 30);
+    assert_true(rep.n_items > 0);
+    for (int32_t u = 0; u < 300; u++)
+        if (u % 10 != 3)
+            assert_memory_equal(mf->P + u * 16, sc.m1->P + u * 16, 16 * sizeof(float));
+    /* The remaining ratings are fitted at least as well as Retrain fits them. */
+    assert_true(mf_rmse(mf, sc.retain, sc.n_retain) <
+                mf_rmse(sc.retrain, sc.retain, sc.n_retain) + 0.05);
+    unlearn_report_free(&rep);
+    mf_model_destroy(mf);
+    scenario_free(&sc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user_step_is_exact_ridge),
@@ -219,6 +250,7 @@ int main(void) {
         cmocka_unit_test(test_item_step_removes_pull),
         cmocka_unit_test(test_threads_do_not_change_result),
         cmocka_unit_test(test_single_user_submodel),
+        cmocka_unit_test(test_planted_moves_toward_retrain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

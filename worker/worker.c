@@ -229,7 +229,7 @@ static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
         if (rc != UL_OK)
             log_error(w->log, "kafka", "partition %d revoked without its final checkpoint: %s",
                       (int)p, err);
-        else
+        else if (!lost)
             log_info(w->log, "kafka",
                      "revoked partition %d at %s offset %" PRId64 " (%" PRIu64 " applied)", (int)p,
                      w->cfg->topic_ratings, off, applied);
@@ -251,6 +251,12 @@ static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     worker *w = opaque;
+    log_info(w->log, "kafka", "rebalance (%s protocol): %s %d partitions",
+             rd_kafka_rebalance_protocol(rk) ? rd_kafka_rebalance_protocol(rk) : "no",
+             err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS   ? "assign"
+             : err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS ? "revoke"
+                                                           : "error,",
+             parts ? parts->cnt : 0);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         on_assign(w, rk, parts);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -266,6 +272,16 @@ static void tracker_release(worker *w, tracker *t) {
         return;
     t->next = w->done; /* handled by the loop, outside librdkafka's callback */
     w->done = t;
+}
+
+/* Lag commits are advisory: one failing during a rebalance is expected. */
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+    (void)rk;
+    (void)offsets;
+    worker *w = opaque;
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        log_debug(w->log, "kafka", "lag commit failed (harmless): %s", rd_kafka_err2str(err));
 }
 
 static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
@@ -572,8 +588,13 @@ static void publish_outboxes(worker *w) {
     for (int32_t p = 0; p < w->n_parts && !w->fatal; p++) {
         shard *s = live_shard(w->lv, p);
         for (size_t i = 0; s && i < s->n_outbox; i++)
-            if (!s->outbox[i].inflight)
+            if (!s->outbox[i].inflight) {
+                log_info(w->log, "worker",
+                         "publishing the outbox of partition %d version %" PRIu64
+                         " again (left by a previous owner or a failed delivery)",
+                         (int)p, s->outbox[i].version);
                 publish_entry(w, p, &s->outbox[i]);
+            }
     }
 }
 
@@ -704,8 +725,10 @@ static rd_kafka_t *make_client(worker *w, kafka_role role, int group, char *errs
                 RD_KAFKA_CONF_OK)
             log_warn(w->log, "kafka", "statistics.interval.ms: %s", kerr);
     }
-    if (group)
+    if (group) {
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
+    }
     char cur[32];
     if (role == KAFKA_CONSUMER && !group &&
         config_value(w->cfg, "kafka.fetch.wait.max.ms", 1, cur, sizeof(cur)) != UL_OK &&

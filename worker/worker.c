@@ -730,6 +730,15 @@ static rd_kafka_t *make_client(worker *w, kafka_role role, int group, char *errs
         rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
     }
     char cur[32];
+    if (role == KAFKA_PRODUCER &&
+        config_value(w->cfg, "kafka.enable.idempotence", 1, cur, sizeof(cur)) != UL_OK &&
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", kerr, sizeof(kerr)) !=
+            RD_KAFKA_CONF_OK) {
+        /* Producer retries must not duplicate receipts and factor rows. */
+        rd_kafka_conf_destroy(conf);
+        ul_set_err(errstr, errstr_size, "enable.idempotence: %s", kerr);
+        return NULL;
+    }
     if (role == KAFKA_CONSUMER && !group &&
         config_value(w->cfg, "kafka.fetch.wait.max.ms", 1, cur, sizeof(cur)) != UL_OK &&
         rd_kafka_conf_set(conf, "fetch.wait.max.ms", "20", kerr, sizeof(kerr)) !=

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dataset.h"
 #include "mf.h"
@@ -397,7 +398,20 @@ int main(int argc, char **argv) {
             o.valid = 1;
         else if (strcmp(argv[a], "--set") == 0 && v && set_knob(&o.up, v) == 0)
             a++;
-        else {
+        else if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+            printf(
+                "usage: bench_unlearn [--data PATH | --synthetic N] [--users PCT] [--forget PCT]\n"
+                "                     [--match-forget N] [--methods LIST] [--seed S] [--valid]\n"
+                "                     [--set KNOB=VALUE ...]\n"
+                "Without --data/--synthetic: ML-1M (../shared/data) at 10%% users / 50%%\n"
+                "forgotten, then 20,000,000 synthetic ratings with ~40,000 forgotten.\n"
+                "--users/--forget: x and y of the protocol (default 10, 50); --match-forget N:\n"
+                "pick users until |F| >= N instead; --methods: unlearn.h names (default\n"
+                "foldin,cff,cff-paper); --seed: split, O1 and MF seed (default 1); --valid:\n"
+                "score on a validation split carved from training (for tuning); --set: any\n"
+                "unlearn_params knob, e.g. --set foldin_sweeps=2 (see core/unlearn.h).\n");
+            return 0;
+        } else {
             fprintf(stderr, "usage: bench_unlearn [--data PATH | --synthetic N] [--users PCT] "
                             "[--forget PCT] [--match-forget N] [--methods LIST] [--seed S] "
                             "[--valid] [--set KNOB=VALUE]\n");
@@ -408,7 +422,13 @@ int main(int argc, char **argv) {
         return o.data ? run_file(&o, o.data) : run_synthetic(&o);
     const char *ml1m = "../shared/data/ml-1m/ratings.csv";
     int rc = 0;
-    if (fopen(ml1m, "r") == NULL) {
+    const char *env = getenv("UNLEARND_DATA_DIR");
+    char path[4096];
+    if (env != NULL) {
+        snprintf(path, sizeof(path), "%s/ml-1m/ratings.csv", env);
+        ml1m = path;
+    }
+    if (access(ml1m, R_OK) != 0) {
         printf("ML-1M not found at %s: skipped\n", ml1m);
     } else {
         rc |= run_file(&o, ml1m);

@@ -216,7 +216,6 @@ static void test_threads_do_not_change_result(void **state) {
 /* On a planted model, fold-in moves the forgotten pairs' predictions most of
  * the way to a Retrain's, keeps the other users' rows, and fits the affected
  * users' remaining ratings about as well as Retrain does. */
-
 static void test_planted_moves_toward_retrain(void **state) {
     (void)state;
     scenario sc = {0};

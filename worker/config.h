@@ -48,6 +48,7 @@ typedef struct ul_config {
     /* Unlearning and the live model */
     char *method;                /* method: "cff" or "foldin" */
     long cycle_interval_ms;      /* cycle.interval.ms */
+    long publish_interval_ms;    /* publish.interval.ms */
     long cycle_max_batch;        /* cycle.max.batch: forget requests per cycle */
     long checkpoint_interval_ms; /* checkpoint.interval.ms */
     long retention_per_user;     /* retention.per.user: recent ratings kept per user */

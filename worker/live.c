@@ -76,13 +76,22 @@ static void add_rows(float *dst, const float *src, int dim) {
         dst[f] += src[f];
 }
 
+/* Rebuilding keeps the publish marks: the rows still have to go out. */
 static int rebuild_eff(live *l) {
     int dim = 2 + l->k;
+    size_t n_pub = 0;
+    const int32_t *pub = rowset_to_publish(l->eff, &n_pub);
+    int64_t *keep = malloc((n_pub ? n_pub : 1) * sizeof(*keep));
+    if (keep == NULL)
+        return UL_ERR_NOMEM;
+    for (size_t i = 0; i < n_pub; i++)
+        keep[i] = rowset_key(l->eff, pub[i]);
+    int rc = UL_ERR_NOMEM;
     rowset_clear(l->eff);
     for (int32_t i = 0; i < rowset_size(l->base); i++) {
         int32_t e = rowset_insert(l->eff, rowset_key(l->base, i), NULL);
         if (e < 0)
-            return UL_ERR_NOMEM;
+            goto done;
         memcpy(rowset_row(l->eff, e), rowset_row_const(l->base, i), (size_t)dim * sizeof(float));
     }
     for (int32_t p = 0; p < l->n_parts; p++) {
@@ -90,11 +99,20 @@ static int rebuild_eff(live *l) {
         for (int32_t i = 0; d && i < rowset_size(d); i++) {
             int32_t e = eff_item(l, rowset_key(d, i));
             if (e < 0)
-                return UL_ERR_NOMEM;
+                goto done;
             add_rows(rowset_row(l->eff, e), rowset_row_const(d, i), dim);
         }
     }
-    return UL_OK;
+    for (size_t i = 0; i < n_pub; i++) {
+        int32_t e = eff_item(l, keep[i]);
+        if (e < 0)
+            goto done;
+        rowset_mark_publish(l->eff, e);
+    }
+    rc = UL_OK;
+done:
+    free(keep);
+    return rc;
 }
 
 static int init_model(live *l, char *errstr, size_t errstr_size) {
@@ -325,11 +343,75 @@ int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float ratin
         free(old);
     rowset_mark_dirty(s->users, ui);
     rowset_mark_dirty(s->deltas, di);
+    rowset_mark_publish(s->users, ui);
+    rowset_mark_publish(l->eff, ei);
     hist_entry e = {item, time_ms, rating};
     if (shard_hist_append(s, ui, &e) != 0)
         return UL_ERR_NOMEM;
     s->meta.applied++;
     return UL_OK;
+}
+
+/* ---- publishing --------------------------------------------------------- */
+
+void live_mark_partition(live *l, int32_t p) {
+    shard *s = live_shard(l, p);
+    if (s == NULL)
+        return;
+    for (int32_t i = 0; i < rowset_size(s->users); i++)
+        rowset_mark_publish(s->users, i);
+    for (int32_t i = 0; i < rowset_size(l->eff); i++)
+        if ((int32_t)((uint64_t)rowset_key(l->eff, i) % (uint64_t)l->n_parts) == p)
+            rowset_mark_publish(l->eff, i);
+}
+
+void live_mark_row(live *l, int kind, int64_t id) {
+    if (kind == LIVE_ITEM) {
+        int32_t e = rowset_find(l->eff, id);
+        if (e >= 0)
+            rowset_mark_publish(l->eff, e);
+        return;
+    }
+    for (int32_t p = 0; p < l->n_parts; p++) {
+        shard *s = l->shards[p];
+        int32_t u = s ? rowset_find(s->users, id) : -1;
+        if (u >= 0)
+            rowset_mark_publish(s->users, u);
+    }
+}
+
+size_t live_publish_marked(live *l, live_row_fn fn, void *opaque) {
+    size_t n_total = 0, n;
+    uint64_t top = 0;
+    for (int32_t p = 0; p < l->n_parts; p++) {
+        shard *s = l->shards[p];
+        if (s == NULL)
+            continue;
+        if (s->meta.version > top)
+            top = s->meta.version;
+        const int32_t *idx = rowset_to_publish(s->users, &n);
+        for (size_t i = 0; i < n; i++)
+            fn(opaque, LIVE_USER, rowset_key(s->users, idx[i]), rowset_row_const(s->users, idx[i]),
+               s->meta.version);
+        n_total += n;
+        rowset_clear_publish(s->users);
+    }
+    const int32_t *idx = rowset_to_publish(l->eff, &n);
+    for (size_t i = 0; i < n; i++)
+        fn(opaque, LIVE_ITEM, rowset_key(l->eff, idx[i]), rowset_row_const(l->eff, idx[i]), top);
+    rowset_clear_publish(l->eff);
+    return n_total + n;
+}
+
+size_t live_marked(const live *l) {
+    size_t total = 0, n;
+    for (int32_t p = 0; p < l->n_parts; p++)
+        if (l->shards[p]) {
+            rowset_to_publish(l->shards[p]->users, &n);
+            total += n;
+        }
+    rowset_to_publish(l->eff, &n);
+    return total + n;
 }
 
 const float *live_item_row(const live *l, int64_t item) {

@@ -83,6 +83,30 @@ float live_predict(const live *l, const shard *s, int64_t user, int64_t item, in
 /* An item's effective row (bias, k factors, count), or NULL if unknown. */
 const float *live_item_row(const live *l, int64_t item);
 
+/* ---- publishing rows (docs/stream.md, "Publishing factor rows") ----------
+ * Every row a rating changes is marked for publishing: the user's row in
+ * its shard and the item's effective row. The marks are independent of the
+ * checkpoint's dirty marks and survive rebuilding the effective rows. */
+enum { LIVE_USER = 0, LIVE_ITEM = 1 };
+
+/* Called once per marked row: `row` is 1+k floats (bias, factors; an item's
+ * bias without the global mean), borrowed for the call. `version` is the
+ * user's partition's model version, or for items the highest version among
+ * the owned partitions. */
+typedef void (*live_row_fn)(void *opaque, int kind, int64_t id, const float *row, uint64_t version);
+
+/* Mark every user row of owned partition p and every effective item row
+ * whose id maps to p (id mod partitions == p), so that a takeover
+ * republishes the partition in full. A no-op when p is not owned. */
+void live_mark_partition(live *l, int32_t p);
+/* Mark one row (kind LIVE_USER or LIVE_ITEM) if this worker holds it. */
+void live_mark_row(live *l, int kind, int64_t id);
+/* Call fn for every marked row (each once), then clear the marks. Returns
+ * the number of rows. */
+size_t live_publish_marked(live *l, live_row_fn fn, void *opaque);
+/* How many rows are marked now. */
+size_t live_marked(const live *l);
+
 /* What an unlearning cycle did, for publishing after its checkpoint. */
 typedef struct live_receipt {
     char *request_id; /* owned */

@@ -1,8 +1,9 @@
 /* rowset.c: open-addressing hash (linear probing, power-of-two capacity,
  * load <= 1/2) from raw id to dense index, over a slab of rows. Keys and
  * rows live in parallel arrays indexed by the dense index; the hash holds
- * index+1 (0 = empty slot). Dirty marks are a byte per row plus a list, so
- * marking is O(1) and a checkpoint visits only the changed rows. */
+ * index+1 (0 = empty slot). Marks are a byte per row (bit 0: dirty for
+ * the checkpoint, bit 1: to publish) plus one list per kind, so marking is
+ * O(1) and a checkpoint or a publish visits only the changed rows. */
 #include "rowset.h"
 
 #include <stdlib.h>
@@ -15,10 +16,14 @@ struct rowset {
     uint32_t n_slots;    /* power of two */
     int64_t *keys;       /* cap */
     float *rows;         /* cap * dim */
-    uint8_t *dirty;      /* cap */
+    uint8_t *dirty;      /* cap: MARK_DIRTY | MARK_PUBLISH */
     int32_t *dirty_list; /* cap */
     size_t n_dirty;
+    int32_t *pub_list; /* cap */
+    size_t n_pub;
 };
+
+enum { MARK_DIRTY = 1, MARK_PUBLISH = 2 };
 
 static uint32_t hash_key(int64_t key) {
     uint64_t z = (uint64_t)key * 0x9e3779b97f4a7c15ULL;
@@ -50,6 +55,7 @@ void rowset_destroy(rowset *rs) {
     free(rs->rows);
     free(rs->dirty);
     free(rs->dirty_list);
+    free(rs->pub_list);
     free(rs);
 }
 
@@ -111,6 +117,10 @@ static int grow_rows(rowset *rs) {
     if (list == NULL)
         return -1;
     rs->dirty_list = list;
+    list = realloc(rs->pub_list, (size_t)cap * sizeof(*list));
+    if (list == NULL)
+        return -1;
+    rs->pub_list = list;
     rs->cap = cap;
     return 0;
 }
@@ -148,9 +158,9 @@ const float *rowset_row_const(const rowset *rs, int32_t idx) {
 }
 
 void rowset_mark_dirty(rowset *rs, int32_t idx) {
-    if (rs->dirty[idx])
+    if (rs->dirty[idx] & MARK_DIRTY)
         return;
-    rs->dirty[idx] = 1;
+    rs->dirty[idx] |= MARK_DIRTY;
     rs->dirty_list[rs->n_dirty++] = idx;
 }
 
@@ -161,12 +171,31 @@ const int32_t *rowset_dirty(const rowset *rs, size_t *n) {
 
 void rowset_clear_dirty(rowset *rs) {
     for (size_t i = 0; i < rs->n_dirty; i++)
-        rs->dirty[rs->dirty_list[i]] = 0;
+        rs->dirty[rs->dirty_list[i]] &= (uint8_t)~MARK_DIRTY;
     rs->n_dirty = 0;
+}
+
+void rowset_mark_publish(rowset *rs, int32_t idx) {
+    if (rs->dirty[idx] & MARK_PUBLISH)
+        return;
+    rs->dirty[idx] |= MARK_PUBLISH;
+    rs->pub_list[rs->n_pub++] = idx;
+}
+
+const int32_t *rowset_to_publish(const rowset *rs, size_t *n) {
+    *n = rs->n_pub;
+    return rs->pub_list;
+}
+
+void rowset_clear_publish(rowset *rs) {
+    for (size_t i = 0; i < rs->n_pub; i++)
+        rs->dirty[rs->pub_list[i]] &= (uint8_t)~MARK_PUBLISH;
+    rs->n_pub = 0;
 }
 
 void rowset_clear(rowset *rs) {
     memset(rs->slots, 0, rs->n_slots * sizeof(*rs->slots));
     rs->n = 0;
     rs->n_dirty = 0;
+    rs->n_pub = 0;
 }

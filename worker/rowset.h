@@ -39,7 +39,14 @@ void rowset_mark_dirty(rowset *rs, int32_t idx);
 const int32_t *rowset_dirty(const rowset *rs, size_t *n);
 void rowset_clear_dirty(rowset *rs);
 
-/* Remove every row (indices restart at 0). */
+/* Publish marks: a second set, independent of the dirty marks, for rows
+ * changed since they were last published (the worker publishes on its own
+ * schedule, not at checkpoints). Same contract as the dirty marks. */
+void rowset_mark_publish(rowset *rs, int32_t idx);
+const int32_t *rowset_to_publish(const rowset *rs, size_t *n);
+void rowset_clear_publish(rowset *rs);
+
+/* Remove every row and every mark (indices restart at 0). */
 void rowset_clear(rowset *rs);
 
 #endif

@@ -15,7 +15,11 @@
  *   from inside rd_kafka_consumer_poll/close, so state never needs locks.
  * - An unlearning cycle's result is checkpointed before it is published; a
  *   failed checkpoint is fatal (the process exits and a restart resumes from
- *   the last durable state). */
+ *   the last durable state).
+ * - Rows changed by ratings are published every publish.interval.ms (each
+ *   marked row once, best effort), and a partition taken over is published
+ *   in full, so the compacted factors topic holds the whole model after the
+ *   first interval (docs/stream.md, "Publishing factor rows"). */
 #include "worker.h"
 
 #include <inttypes.h>
@@ -61,6 +65,7 @@ struct worker {
     codec_buf buf;
     struct tracker *done;       /* outbox entries whose messages all got a delivery report */
     int fault_exit_after_cycle; /* test hook: die between checkpoint and publish */
+    int republish;              /* a periodic row was not delivered: publish everything owned */
     metrics *metrics;           /* read by the HTTP thread (worker/metrics.h) */
     http_server *http;          /* NULL when metrics.port is 0 */
 };
@@ -171,6 +176,7 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
             tp->offset = RD_KAFKA_OFFSET_END; /* consume nothing; we are stopping */
             continue;
         }
+        live_mark_partition(w->lv, tp->partition); /* a takeover republishes it in full */
         int64_t ro = s->meta.next_offset[SHARD_RATINGS], fo = s->meta.next_offset[SHARD_FORGET];
         tp->offset = ro >= 0 ? ro : w->start_offset;
         rd_kafka_topic_partition_list_add(fparts, w->cfg->topic_forget, tp->partition)->offset =
@@ -206,10 +212,13 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
 }
 
 static void process_done(worker *w);
+static void publish_changed(worker *w);
 
 /* Checkpoint, then give the partitions up. */
 static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int lost) {
     char err[UL_ERRSTR_SIZE];
+    if (!lost) /* lost: another member may own them already, our rows may be stale */
+        publish_changed(w);
     rd_kafka_topic_partition_list_t *fparts = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         int32_t p = parts->elems[i].partition;
@@ -284,16 +293,20 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         log_debug(w->log, "kafka", "lag commit failed (harmless): %s", rd_kafka_err2str(err));
 }
 
+/* A message's opaque is its outbox tracker, the worker itself for a
+ * periodically published row, or NULL (dead letters). */
 static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
     (void)rk;
     worker *w = opaque;
-    tracker *t = rkm->_private;
+    tracker *t = rkm->_private == (void *)w ? NULL : rkm->_private;
     if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         w->stats.produce_failures++;
         log_error(w->log, "kafka", "delivery to %s failed: %s",
                   rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "?", rd_kafka_err2str(rkm->err));
         if (t)
             t->failed = 1;
+        if (rkm->_private == (void *)w)
+            w->republish = 1; /* rare: the next interval publishes every owned row */
     }
     if (t)
         tracker_release(w, t);
@@ -584,6 +597,25 @@ static void publish_entry(worker *w, int32_t partition, outbox_entry *e) {
     tracker_release(w, t);
 }
 
+/* A republished outbox row may be older than one published since: mark
+ * its rows so that the next periodic publish puts the current ones last. */
+static void mark_entry_rows(worker *w, const outbox_entry *e) {
+    size_t pos = 0;
+    while (pos + 9 <= e->len) {
+        uint32_t kl, vl;
+        memcpy(&kl, e->blob + pos + 1, 4);
+        memcpy(&vl, e->blob + pos + 5 + kl, 4);
+        const char *key = (const char *)e->blob + pos + 5;
+        if (e->blob[pos] == 0 && kl > 2 && kl < 32 && key[1] == ':') {
+            char id[32];
+            memcpy(id, key + 2, kl - 2);
+            id[kl - 2] = '\0';
+            live_mark_row(w->lv, key[0] == 'i' ? LIVE_ITEM : LIVE_USER, strtoll(id, NULL, 10));
+        }
+        pos += 9 + (size_t)kl + vl;
+    }
+}
+
 static void publish_outboxes(worker *w) {
     for (int32_t p = 0; p < w->n_parts && !w->fatal; p++) {
         shard *s = live_shard(w->lv, p);
@@ -594,8 +626,47 @@ static void publish_outboxes(worker *w) {
                          " again (left by a previous owner or a failed delivery)",
                          (int)p, s->outbox[i].version);
                 publish_entry(w, p, &s->outbox[i]);
+                mark_entry_rows(w, &s->outbox[i]);
             }
     }
+}
+
+/* One periodically published row (live_row_fn): best effort, the worker as
+ * the message opaque (see delivery_cb). */
+static void publish_row(void *opaque, int kind, int64_t id, const float *row, uint64_t version) {
+    worker *w = opaque;
+    int k = live_k(w->lv);
+    char key[32], err[UL_ERRSTR_SIZE];
+    codec_kind ck = kind == LIVE_ITEM ? CODEC_KIND_ITEM : CODEC_KIND_USER;
+    float bias = ck == CODEC_KIND_ITEM ? row[0] + live_global_mean(w->lv) : row[0];
+    codec_factor f = {(int64_t)version, ck, id, (float *)(row + 1), k, bias};
+    if (codec_encode_factor(w->codec, &f, &w->buf, err, sizeof(err)) != CODEC_OK) {
+        log_error(w->log, "worker", "factor row %" PRId64 " not published: %s", id, err);
+        return;
+    }
+    int kl = codec_key_factor(ck, id, key, sizeof(key));
+    if (kafka_produce(w->producer, w->cfg->topic_factors, RD_KAFKA_PARTITION_UA, key, (size_t)kl,
+                      w->buf.data, w->buf.len, w, FLUSH_MS, err, sizeof(err)) != UL_OK) {
+        log_error(w->log, "worker", "%s", err);
+        w->stats.produce_failures++;
+        w->republish = 1;
+        return;
+    }
+    w->stats.rows_published++;
+}
+
+/* Publish every row marked since the last time (docs/stream.md). */
+static void publish_changed(worker *w) {
+    if (w->republish) {
+        w->republish = 0;
+        log_warn(w->log, "worker", "a factor row was not delivered: publishing every owned row");
+        for (int32_t p = 0; p < w->n_parts; p++)
+            live_mark_partition(w->lv, p);
+    }
+    size_t n = live_publish_marked(w->lv, publish_row, w);
+    if (n > 0)
+        log_debug(w->log, "worker", "published %zu changed factor rows to %s", n,
+                  w->cfg->topic_factors);
 }
 
 static void log_cycle(worker *w, const live_cycle *c) {
@@ -892,9 +963,10 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
     }
     log_info(w->log, "worker",
              "consuming %s and %s (%d partitions) in group %s; method %s, k=%d, cycle every %ld "
-             "ms, checkpoint every %ld ms",
+             "ms, checkpoint every %ld ms, changed rows published every %ld ms",
              cfg->topic_ratings, cfg->topic_forget, (int)nr, cfg->kafka_group_id, cfg->method,
-             live_k(w->lv), cfg->cycle_interval_ms, cfg->checkpoint_interval_ms);
+             live_k(w->lv), cfg->cycle_interval_ms, cfg->checkpoint_interval_ms,
+             cfg->publish_interval_ms);
     return w;
 fail:
     worker_destroy(w);
@@ -935,6 +1007,7 @@ static void log_stats(worker *w, int64_t elapsed_ms, uint64_t applied_before) {
 
 static void shutdown_worker(worker *w) {
     log_info(w->log, "worker", "stopping: final checkpoint, leaving the group");
+    publish_changed(w);
     /* Deliver what is in flight first, so the final checkpoint can drop the
      * acknowledged outbox entries (no duplicates after a clean stop). */
     if (rd_kafka_flush(w->producer, FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -957,6 +1030,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
     int64_t next_ckpt = now + w->cfg->checkpoint_interval_ms;
     int64_t next_cycle = now + w->cfg->cycle_interval_ms;
     int64_t next_refresh = now + REFRESH_EVERY_MS, next_stats = now + STATS_EVERY_MS;
+    int64_t next_publish = now + w->cfg->publish_interval_ms;
     uint64_t applied_at_stats = 0;
     char err[UL_ERRSTR_SIZE];
     while (!*stop && !w->fatal) {
@@ -970,6 +1044,10 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
             publish_outboxes(w); /* left by a previous owner, or failed */
             run_cycles(w);
             next_cycle = now + w->cfg->cycle_interval_ms;
+        }
+        if (now >= next_publish) {
+            publish_changed(w);
+            next_publish = now + w->cfg->publish_interval_ms;
         }
         if (now >= next_ckpt) {
             checkpoint_all(w);

@@ -27,6 +27,7 @@ typedef struct worker_stats {
     uint64_t checkpoints;
     uint64_t cycles;
     uint64_t produce_failures; /* delivery reports with an error */
+    uint64_t rows_published;   /* factor rows published periodically (not cycles' rows) */
 } worker_stats;
 
 /* Connect everything: Redis (or a local redis-server when redis.host is

@@ -1,51 +1,82 @@
 #!/usr/bin/env bash
 # test_recommend_stream.sh: `unlearnd recommend --from-topic factors` against
-# a real worker: after a forget request the factors topic holds the rows the
-# unlearning cycle changed (the user's and the forgotten items'); the ranking
-# rebuilt from the topic agrees with the worker's own scores in Redis
-# (`unlearnd state`), which checks that published item biases carry the
-# global mean; an empty topic and a user the topic does not hold are refused.
+# a real worker. The worker publishes every row ratings changed (each
+# publish.interval.ms) and every row of a partition it takes over, so after
+# a run the model rebuilt from the topic holds every user and item, and its
+# scores equal the worker's own predictions in Redis (`unlearnd state`)
+# within 1e-3, before and after a forget request (which also checks that
+# published item biases carry the global mean). An empty topic and a user
+# the topic does not hold are refused.
 source "$(dirname "$0")/worker_lib.sh"
 
-awk 'BEGIN { print "user,item,rating";
-  for (u = 1; u <= 30; u++) for (i = 1; i <= 25; i++) print u "," i "," (u * 5 + i * 3) % 5 + 1 }' \
+NU=30 NI=25
+awk -v nu=$NU -v ni=$NI 'BEGIN { print "user,item,rating";
+  for (u = 1; u <= nu; u++) for (i = 1; i <= ni; i++) print u "," i "," (u * 5 + i * 3) % 5 + 1 }' \
   >"$TMP/ratings.csv"
 N=$(( $(wc -l <"$TMP/ratings.csv") - 1 ))
-"$BIN" produce ratings --data "$TMP/ratings.csv" >/dev/null 2>&1 || fail "produce ratings"
-start_worker worker1
-wait_for 60 "all $N ratings applied" total_is applied "$N"
+ALL_ITEMS=$(seq -s, 1 $NI)
 
 "$BIN" recommend --from-topic factors --user 9 >"$TMP/empty.out" 2>"$TMP/empty.err" &&
   fail "recommend succeeded on an empty factors topic"
 grep -q "is empty" "$TMP/empty.err" || fail "empty topic: $(cat "$TMP/empty.err")"
 
+"$BIN" produce ratings --data "$TMP/ratings.csv" >/dev/null 2>&1 || fail "produce ratings"
+start_worker worker1 --publish.interval.ms 300
+wait_for 60 "all $N ratings applied" total_is applied "$N"
+
+# The whole model, from the periodic publishing alone (no forget request yet).
+topic_complete() {
+  "$BIN" recommend --from-topic factors --user 9 --top 1 2>&1 >/dev/null |
+    grep -q " $NU users and $NI items"
+}
+wait_for 30 "$NU users and $NI items in the factors topic" topic_complete
+
+# check_user U: the topic's scores of every item for U equal Redis's (the
+# differences, if any, in $TMP/diff).
+check_user() {
+  local u="$1"
+  "$BIN" recommend --from-topic factors --user "$u" --top $NI >"$TMP/top" 2>"$TMP/diff" || return 1
+  [ "$(head -1 "$TMP/top")" = "$(printf 'rank\titem\tscore')" ] || { cp "$TMP/top" "$TMP/diff"; return 1; }
+  tail -n +2 "$TMP/top" | cut -f3 | sort -gr -c 2>"$TMP/diff" || return 1
+  state --user "$u" --items "$ALL_ITEMS" >"$TMP/state" 2>"$TMP/diff" || return 1
+  awk -v ni=$NI 'NR == FNR { if (FNR > 1) { split($0, t, "\t"); topic[t[2]] = t[3]; nt++ } next }
+    /^item=/ { split($0, f, " "); it = substr(f[1], 6); sc = substr(f[2], 7); n++
+      if (!(it in topic)) { print "item " it " missing from the topic"; bad = 1; next }
+      d = topic[it] - sc; if (d < 0) d = -d
+      if (d >= 1e-3) { print "item " it ": topic " topic[it] ", redis " sc; bad = 1 } }
+    END { if (n != ni || nt != ni) { print "topic ranked " nt ", redis scored " n " items"; bad = 1 }
+      exit bad }' "$TMP/top" "$TMP/state" >"$TMP/diff"
+}
+# expect_match U...: every user's scores match (waits out rows in flight).
+expect_match() {
+  for u in "$@"; do
+    local deadline=$((SECONDS + 20))
+    until check_user "$u"; do
+      [ "$SECONDS" -lt "$deadline" ] || fail "user $u, topic vs Redis: $(cat "$TMP/diff")"
+      sleep 0.2
+    done
+  done
+}
+expect_match 1 9 30
+
+# After a forget request: the cycle's rows are published (outbox), the
+# rebuilt model still matches Redis, with the version of the cycle.
 "$BIN" produce forget --user 9 --items 3,4 --reason MISTAKE --request-id t-rec >/dev/null 2>&1 ||
   fail "produce forget"
 wait_for 60 "the forget request completed" total_is forget_completed 1
+cycle_published() {
+  "$BIN" recommend --from-topic factors --user 9 --top 1 2>&1 >/dev/null |
+    grep -q " $NU users and $NI items, model version 1"
+}
+wait_for 30 "the cycle's rows in the factors topic" cycle_published
+expect_match 9 1
 
-"$BIN" recommend --from-topic factors --user 9 --top 5 >"$TMP/top" 2>"$TMP/top.err" ||
-  fail "recommend --from-topic: $(cat "$TMP/top.err")"
-grep -q "records in 4 partitions, 1 users and 2 items, model version 1" "$TMP/top.err" ||
-  fail "summary: $(cat "$TMP/top.err")"
-[ "$(head -1 "$TMP/top")" = "$(printf 'rank\titem\tscore')" ] || fail "header: $(head -1 "$TMP/top")"
-[ "$(tail -n +2 "$TMP/top" | cut -f2 | sort | paste -sd,)" = "3,4" ] ||
-  fail "want the two published items: $(cat "$TMP/top")"
-
-# The same scores as the worker's own prediction from Redis.
-items=$(tail -n +2 "$TMP/top" | cut -f2 | paste -sd,)
-state --user 9 --items "$items" >"$TMP/state"
-tail -n +2 "$TMP/top" | while IFS=$'\t' read -r rank item score; do
-  want=$(awk -v it="item=$item" '$1 == it { split($2, s, "="); print s[2] }' "$TMP/state")
-  [ -n "$want" ] || fail "state has no score for item $item"
-  awk -v a="$score" -v b="$want" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-3) }' ||
-    fail "item $item: topic score $score, worker score $want"
-done
-
-# Rank order is by score, best first.
-tail -n +2 "$TMP/top" | cut -f3 | sort -gr -c || fail "not sorted: $(cat "$TMP/top")"
+# A clean stop publishes what is left and the topic still matches.
+stop_worker TERM || fail "worker exit code $?"
+expect_match 9
 
 # A user the topic has no row for.
-"$BIN" recommend --from-topic factors --user 10 >"$TMP/u.out" 2>"$TMP/u.err" &&
+"$BIN" recommend --from-topic factors --user 999 >"$TMP/u.out" 2>"$TMP/u.err" &&
   fail "recommend succeeded for a user without a row"
-grep -q "user 10 is not in the model" "$TMP/u.err" || fail "unknown user: $(cat "$TMP/u.err")"
+grep -q "user 999 is not in the model" "$TMP/u.err" || fail "unknown user: $(cat "$TMP/u.err")"
 echo ok

@@ -309,6 +309,77 @@ static void test_forget_cycle(void **state) {
     live_destroy(l);
 }
 
+/* Rows seen by live_publish_marked, by kind. */
+typedef struct seen {
+    int64_t ids[2][256];
+    size_t n[2];
+    int k_ok;
+} seen;
+
+static void collect(void *opaque, int kind, int64_t id, const float *row, uint64_t version) {
+    seen *sn = opaque;
+    (void)version;
+    assert_true(kind == LIVE_USER || kind == LIVE_ITEM);
+    assert_true(sn->n[kind] < 256);
+    sn->ids[kind][sn->n[kind]++] = id;
+    sn->k_ok &= isfinite(row[0]) && isfinite(row[K]);
+}
+
+static int has(const seen *sn, int kind, int64_t id) {
+    for (size_t i = 0; i < sn->n[kind]; i++)
+        if (sn->ids[kind][i] == id)
+            return 1;
+    return 0;
+}
+
+/* Ratings mark their user and item once per publish; a takeover marks every
+ * user of the partition and the items mapping to it; the item marks survive
+ * rebuilding the effective rows (another partition taken over). */
+static void test_publish_marks(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    live *l = open_live(fx->st);
+    shard *s0 = live_assign(l, 0, err, sizeof(err));
+    assert_non_null(s0);
+    seen sn = {.k_ok = 1};
+    assert_int_equal(live_publish_marked(l, collect, &sn), 0); /* nothing yet */
+    assert_int_equal(live_apply_rating(l, s0, 2, 7, 4.0f, 1), UL_OK);
+    assert_int_equal(live_apply_rating(l, s0, 2, 7, 5.0f, 2), UL_OK);
+    assert_int_equal(live_apply_rating(l, s0, 4, 7, 3.0f, 3), UL_OK);
+    assert_int_equal(live_apply_rating(l, s0, 4, 9, 3.0f, 4), UL_OK);
+    assert_int_equal(live_marked(l), 4);
+    /* Taking partition 1 rebuilds the effective rows: the marks stay. */
+    assert_non_null(live_assign(l, 1, err, sizeof(err)));
+    assert_int_equal(live_publish_marked(l, collect, &sn), 4);
+    assert_int_equal(sn.n[LIVE_USER], 2);
+    assert_int_equal(sn.n[LIVE_ITEM], 2);
+    assert_true(has(&sn, LIVE_USER, 2) && has(&sn, LIVE_USER, 4));
+    assert_true(has(&sn, LIVE_ITEM, 7) && has(&sn, LIVE_ITEM, 9));
+    assert_true(sn.k_ok);
+    assert_int_equal(live_marked(l), 0);
+    /* A takeover of partition 0: its users, and the items with id % 2 == 0
+     * (none here: 7 and 9 are odd; add 8). */
+    assert_int_equal(live_apply_rating(l, s0, 6, 8, 3.0f, 5), UL_OK);
+    memset(&sn, 0, sizeof(sn));
+    sn.k_ok = 1;
+    assert_int_equal(live_publish_marked(l, collect, &sn), 2);
+    memset(&sn, 0, sizeof(sn));
+    live_mark_partition(l, 0);
+    assert_int_equal(live_publish_marked(l, collect, &sn), 4);
+    assert_int_equal(sn.n[LIVE_USER], 3);
+    assert_true(has(&sn, LIVE_ITEM, 8));
+    memset(&sn, 0, sizeof(sn));
+    live_mark_partition(l, 1); /* owned, no users; items 7 and 9 */
+    assert_int_equal(live_publish_marked(l, collect, &sn), 2);
+    assert_true(has(&sn, LIVE_ITEM, 7) && has(&sn, LIVE_ITEM, 9));
+    memset(&sn, 0, sizeof(sn));
+    live_mark_row(l, LIVE_USER, 4);
+    live_mark_row(l, LIVE_ITEM, 9);
+    live_mark_row(l, LIVE_ITEM, 12345); /* unknown: ignored */
+    assert_int_equal(live_publish_marked(l, collect, &sn), 2);
+    live_destroy(l);
+}
+
 static void test_partition_count_mismatch(void **state) {
     fixture *fx = need_redis(state);
     char err[UL_ERRSTR_SIZE];
@@ -326,6 +397,7 @@ int main(void) {
         cmocka_unit_test(test_replay_exactly_once),
         cmocka_unit_test(test_two_owners_keep_both_item_updates),
         cmocka_unit_test(test_forget_cycle),
+        cmocka_unit_test(test_publish_marks),
         cmocka_unit_test(test_partition_count_mismatch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

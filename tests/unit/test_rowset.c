@@ -61,10 +61,43 @@ static void test_dirty_once(void **state) {
     rowset_destroy(rs);
 }
 
+/* Publish marks are a second set: clearing one kind leaves the other. */
+static void test_publish_marks_independent(void **state) {
+    (void)state;
+    rowset *rs = rowset_new(1);
+    int32_t a = rowset_insert(rs, 1, NULL), b = rowset_insert(rs, 2, NULL);
+    rowset_mark_dirty(rs, a);
+    rowset_mark_publish(rs, a);
+    rowset_mark_publish(rs, b);
+    rowset_mark_publish(rs, a);
+    size_t n = 0;
+    const int32_t *p = rowset_to_publish(rs, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(p[0], a);
+    assert_int_equal(p[1], b);
+    rowset_clear_dirty(rs);
+    rowset_to_publish(rs, &n);
+    assert_int_equal(n, 2);
+    rowset_mark_dirty(rs, b);
+    rowset_clear_publish(rs);
+    rowset_to_publish(rs, &n);
+    assert_int_equal(n, 0);
+    rowset_dirty(rs, &n);
+    assert_int_equal(n, 1);
+    rowset_mark_publish(rs, b); /* marks again after a clear */
+    rowset_to_publish(rs, &n);
+    assert_int_equal(n, 1);
+    rowset_clear(rs);
+    rowset_to_publish(rs, &n);
+    assert_int_equal(n, 0);
+    rowset_destroy(rs);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_insert_find_grow),
         cmocka_unit_test(test_dirty_once),
+        cmocka_unit_test(test_publish_marks_independent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

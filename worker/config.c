@@ -669,6 +669,12 @@ int config_validate(ul_config *cfg, int need_kafka, char *errstr, size_t errstr_
 }
 
 rd_kafka_conf_t *config_kafka_conf(const ul_config *cfg, char *errstr, size_t errstr_size) {
+    return config_kafka_conf_only(cfg, NULL, NULL, errstr, errstr_size);
+}
+
+rd_kafka_conf_t *config_kafka_conf_only(const ul_config *cfg,
+                                        int (*keep)(const char *key, void *opaque), void *opaque,
+                                        char *errstr, size_t errstr_size) {
     char kerr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (*cfg->kafka_bootstrap && rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_bootstrap,
@@ -677,6 +683,8 @@ rd_kafka_conf_t *config_kafka_conf(const ul_config *cfg, char *errstr, size_t er
         goto fail;
     }
     for (const config_kv *kv = cfg->kafka_extra; kv; kv = kv->next) {
+        if (keep && !keep(kv->key, opaque))
+            continue;
         if (rd_kafka_conf_set(conf, kv->key, kv->value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
             ul_set_err(errstr, errstr_size, "%s: kafka.%s: %s", kv->origin, kv->key, kerr);
             goto fail;

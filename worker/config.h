@@ -129,6 +129,12 @@ int config_validate(ul_config *cfg, int need_kafka, char *errstr, size_t errstr_
  * kafka_conf_new adds it for KAFKA_CONSUMER; producers would warn). The
  * caller owns it (rd_kafka_new takes it over). NULL with errstr on error. */
 rd_kafka_conf_t *config_kafka_conf(const ul_config *cfg, char *errstr, size_t errstr_size);
+/* The same, applying only the kafka.* keys (without the prefix) for which
+ * keep(key, opaque) returns non-zero; keep NULL = all. kafka.h uses it to
+ * give each client only the properties of its role. */
+rd_kafka_conf_t *config_kafka_conf_only(const ul_config *cfg,
+                                        int (*keep)(const char *key, void *opaque), void *opaque,
+                                        char *errstr, size_t errstr_size);
 
 /* The current value of `key` as text into buf (secrets masked as "********"
  * unless `reveal`). Returns 0, or UL_ERR_ARG for an unknown key. */

@@ -2,11 +2,16 @@
  * the dead-letter record (see kafka.h).
  *
  * DESIGN: role defaults are applied only when the user has not set the same
- * kafka.* property, so anything here can be overridden from config. */
+ * kafka.* property, so anything here can be overridden from config. A
+ * kafka.* property of the other role (e.g. fetch.wait.max.ms for a
+ * producer) is not given to a client at all: librdkafka would ignore it with
+ * a CONFWARN line. The roles come from librdkafka's own property table
+ * (rd_kafka_conf_properties_show), so they match the linked version. */
 #include "kafka.h"
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -27,10 +32,49 @@ static const role_default consumer_defaults[] = {
     {"auto.offset.reset", "earliest"},
     {NULL, NULL}};
 
+/* The C/P column of `key` in librdkafka's property table text: 'C'
+ * consumer only, 'P' producer only, '*' both, 0 not found. Lines look like
+ * "fetch.wait.max.ms                        |  C  | 0 .. 300000 | ...". */
+static char property_scope(const char *table, const char *key) {
+    size_t kl = strlen(key);
+    for (const char *line = table; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        if (strncmp(line, key, kl) == 0 && (line[kl] == ' ' || line[kl] == '|')) {
+            const char *c = strchr(line, '|');
+            if (c == NULL || (nl && c > nl))
+                return 0;
+            for (c++; *c == ' '; c++)
+                ;
+            return *c == 'C' || *c == 'P' || *c == '*' ? *c : 0;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return 0;
+}
+
+typedef struct role_filter {
+    kafka_role role;
+    char *table; /* rd_kafka_conf_properties_show() output; NULL: keep everything */
+} role_filter;
+
+static int keep_for_role(const char *key, void *opaque) {
+    const role_filter *rf = opaque;
+    char scope = rf->table ? property_scope(rf->table, key) : 0;
+    return rf->role == KAFKA_PRODUCER ? scope != 'C' : scope != 'P';
+}
+
 rd_kafka_conf_t *kafka_conf_new(const ul_config *cfg, kafka_role role, ul_log **log_owner,
                                 char *errstr, size_t errstr_size) {
     char kerr[512], key[300], cur[16];
-    rd_kafka_conf_t *conf = config_kafka_conf(cfg, errstr, errstr_size);
+    role_filter rf = {role, NULL};
+    size_t table_len = 0;
+    FILE *mem = open_memstream(&rf.table, &table_len);
+    if (mem) { /* without it every property is applied, as before */
+        rd_kafka_conf_properties_show(mem);
+        fclose(mem);
+    }
+    rd_kafka_conf_t *conf = config_kafka_conf_only(cfg, keep_for_role, &rf, errstr, errstr_size);
+    free(rf.table);
     if (conf == NULL)
         return NULL;
     if (role == KAFKA_CONSUMER && rd_kafka_conf_set(conf, "group.id", cfg->kafka_group_id, kerr,

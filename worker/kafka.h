@@ -26,6 +26,9 @@ typedef enum kafka_role { KAFKA_PRODUCER = 0, KAFKA_CONSUMER = 1 } kafka_role;
  *   producer: partitioner=murmur2_random (Java's default), linger.ms=5;
  *   consumer: group.id=kafka.group.id, enable.auto.commit=false, enable.auto.offset.store=false,
  *             auto.offset.reset=earliest (the worker stores offsets itself).
+ * kafka.* properties that librdkafka scopes to the other role (C or P in its
+ * CONFIGURATION.md) are left out, so a config shared by all clients (e.g.
+ * kafka.fetch.wait.max.ms) gives no CONFWARN.
  * The caller adds callbacks and passes it to rd_kafka_new (which takes it).
  * NULL with errstr on error. */
 rd_kafka_conf_t *kafka_conf_new(const ul_config *cfg, kafka_role role, ul_log **log_owner,

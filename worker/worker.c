@@ -1000,9 +1000,10 @@ static void log_stats(worker *w, int64_t elapsed_ms, uint64_t applied_before) {
                                  : 0.0;
     log_info(w->log, "worker",
              "%" PRIu64 " ratings applied (%.0f/s), forget requests %" PRIu64 " received / %" PRIu64
-             " done, %" PRIu64 " dead-lettered, %" PRIu64 " checkpoints",
+             " done, %" PRIu64 " dead-lettered, %" PRIu64 " checkpoints, %" PRIu64
+             " factor rows published",
              w->stats.ratings_applied, rate, w->stats.forget_received, w->stats.forget_completed,
-             w->stats.dead_letters, w->stats.checkpoints);
+             w->stats.dead_letters, w->stats.checkpoints, w->stats.rows_published);
 }
 
 static void shutdown_worker(worker *w) {

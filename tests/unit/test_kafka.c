@@ -97,6 +97,41 @@ static void test_role_defaults_and_overrides(void **state) {
     rd_kafka_conf_destroy(conf);
 }
 
+/* A kafka.* property of the other role is not given to a client (librdkafka
+ * would print a CONFWARN line); properties of both roles go to both. */
+static void test_role_scoped_properties(void **state) {
+    fixture *f = *state;
+    char v[64];
+    size_t size;
+    assert_int_equal(config_set(f->cfg, "kafka.fetch.wait.max.ms", "10", NULL, err, sizeof(err)),
+                     UL_OK);
+    assert_int_equal(config_set(f->cfg, "kafka.linger.ms", "7", NULL, err, sizeof(err)), UL_OK);
+    assert_int_equal(config_set(f->cfg, "kafka.socket.timeout.ms", "12345", NULL, err, sizeof(err)),
+                     UL_OK);
+    rd_kafka_conf_t *conf = kafka_conf_new(f->cfg, KAFKA_PRODUCER, NULL, err, sizeof(err));
+    assert_non_null(conf);
+    conf_expect(conf, "fetch.wait.max.ms", "500"); /* librdkafka's default: not set */
+    conf_expect(conf, "linger.ms", "7");
+    conf_expect(conf, "socket.timeout.ms", "12345");
+    rd_kafka_conf_destroy(conf);
+    conf = kafka_conf_new(f->cfg, KAFKA_CONSUMER, NULL, err, sizeof(err));
+    assert_non_null(conf);
+    conf_expect(conf, "fetch.wait.max.ms", "10");
+    size = sizeof(v);
+    assert_int_equal(rd_kafka_conf_get(conf, "linger.ms", v, &size), RD_KAFKA_CONF_OK);
+    assert_string_not_equal(v, "7"); /* a producer property: not set */
+    conf_expect(conf, "socket.timeout.ms", "12345");
+    rd_kafka_conf_destroy(conf);
+    /* A producer built from it starts without warnings about consumer keys. */
+    fflush(f->logf);
+    size_t before = strlen(f->logbuf ? f->logbuf : "");
+    rd_kafka_t *p = kafka_client_new(f->cfg, KAFKA_PRODUCER, &f->log, err, sizeof(err));
+    assert_non_null(p);
+    rd_kafka_destroy(p);
+    fflush(f->logf);
+    assert_null(strstr(f->logbuf + before, "CONFWARN"));
+}
+
 /* Consume one message from `topic` partition 0..2 starting at the beginning. */
 static rd_kafka_message_t *consume_one(rd_kafka_t *c, const char *topic) {
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(3);
@@ -214,6 +249,7 @@ static void test_log_levels_and_format(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_role_defaults_and_overrides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_role_scoped_properties, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_and_dead_letter, setup, teardown),
         cmocka_unit_test(test_broker_refuses_bad_opts),
         cmocka_unit_test(test_log_levels_and_format),

@@ -193,6 +193,8 @@ static int import_run(const ul_config *cfg, import_opts *o) {
     store_opts_init(&so);
     so.host = cfg->redis_host;
     so.port = (int)cfg->redis_port;
+    so.shards = cfg->redis_shards;
+    so.user = cfg->redis_user;
     so.password = cfg->redis_password;
     so.db = (int)cfg->redis_db;
     so.timeout_ms = (int)cfg->redis_timeout_ms;
@@ -245,7 +247,7 @@ int cmd_import(int argc, char **argv) {
         rc = cli_usage_error(CMD, err);
         goto done;
     }
-    if (cfg->redis_host == NULL || cfg->redis_host[0] == '\0') {
+    if (!config_has_redis(cfg)) {
         rc = cli_usage_error(CMD, "redis.host is not set: say which Redis the worker will use");
         goto done;
     }

@@ -215,7 +215,7 @@ int cmd_state(int argc, char **argv) {
         rc = CLI_EXIT_OK;
         goto done;
     }
-    if (cfg->redis_host == NULL || cfg->redis_host[0] == '\0') {
+    if (!config_has_redis(cfg)) {
         rc = cli_usage_error(CMD, "redis.host is not set: say which Redis holds the state");
         goto done;
     }
@@ -223,6 +223,8 @@ int cmd_state(int argc, char **argv) {
     store_opts_init(&so);
     so.host = cfg->redis_host;
     so.port = (int)cfg->redis_port;
+    so.shards = cfg->redis_shards;
+    so.user = cfg->redis_user;
     so.password = cfg->redis_password;
     so.db = (int)cfg->redis_db;
     so.timeout_ms = (int)cfg->redis_timeout_ms;

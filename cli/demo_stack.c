@@ -81,7 +81,9 @@ static int start_services(demo_stack *s, ul_log *lg, int partitions, char *errst
             UL_OK ||
         set_cfg(s->cfg, "redis.host", redis_local_host(s->rl), errstr, errstr_size) != UL_OK ||
         set_cfg(s->cfg, "redis.port", port, errstr, errstr_size) != UL_OK ||
-        set_cfg(s->cfg, "redis.password", "", errstr, errstr_size) != UL_OK)
+        set_cfg(s->cfg, "redis.password", "", errstr, errstr_size) != UL_OK ||
+        set_cfg(s->cfg, "redis.user", "", errstr, errstr_size) != UL_OK ||
+        set_cfg(s->cfg, "redis.shards", "", errstr, errstr_size) != UL_OK)
         return UL_ERR_ARG;
     return config_validate(s->cfg, 1, errstr, errstr_size);
 }

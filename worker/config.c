@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "store.h"
 #include "ul_err.h"
 
 typedef enum opt_type {
@@ -69,8 +70,13 @@ static const opt_def options[] = {
     {"redis.host", OPT_STR, "", 0, 0, NULL, F(redis_host),
      "Redis host; empty = start a local redis-server on a free port"},
     {"redis.port", OPT_INT, "6379", 1, 65535, NULL, F(redis_port), "Redis port"},
+    {"redis.shards", OPT_STR, "", 0, 0, NULL, F(redis_shards),
+     "Redis shards host:port,host:port,...; partition P on shard P mod n, item I on I mod n; "
+     "replaces redis.host/port; empty = one shard (redis.host)"},
+    {"redis.user", OPT_STR, "", 0, 0, NULL, F(redis_user),
+     "Redis ACL user for AUTH user password (Redis 6+); empty = the default user"},
     {"redis.password", OPT_STR, "", 0, 0, NULL, F(redis_password),
-     "Redis AUTH password; empty = none"},
+     "Redis AUTH password, used on every shard; empty = none"},
     {"redis.db", OPT_INT, "0", 0, 1000000, NULL, F(redis_db), "Redis database number"},
     {"redis.timeout.ms", OPT_INT, "2000", 1, 600000, NULL, F(redis_timeout_ms),
      "Redis connect and command timeout"},
@@ -150,6 +156,10 @@ int config_key_is_secret(const char *key) {
         low[i] = (char)tolower((unsigned char)key[i]);
     low[i] = '\0';
     return strstr(low, "password") || strstr(low, "secret") || strstr(low, "sasl");
+}
+
+int config_has_redis(const ul_config *cfg) {
+    return (cfg->redis_host && *cfg->redis_host) || (cfg->redis_shards && *cfg->redis_shards);
 }
 
 /* UNLEARND_ + upper(key) with '.' and '-' as '_'. */
@@ -650,6 +660,12 @@ int config_validate(ul_config *cfg, int need_kafka, char *errstr, size_t errstr_
     }
     if (log_parse_level(cfg->log_level, &lvl) != UL_OK) {
         ul_set_err(errstr, errstr_size, "log.level: unknown level '%s'", cfg->log_level);
+        return UL_ERR_ARG;
+    }
+    if (store_shards_check(cfg->redis_shards, NULL, errstr, errstr_size) != UL_OK)
+        return UL_ERR_ARG;
+    if (*cfg->redis_user && !*cfg->redis_password) {
+        ul_set_err(errstr, errstr_size, "redis.user is set but redis.password is empty");
         return UL_ERR_ARG;
     }
     if (*cfg->kafka_group_id == '\0') {

@@ -41,6 +41,8 @@ typedef struct ul_config {
     /* Redis (the store) */
     char *redis_host;        /* redis.host; "" = start a local redis-server */
     long redis_port;         /* redis.port */
+    char *redis_shards;      /* redis.shards: host:port,...; "" = one shard (redis.host) */
+    char *redis_user;        /* redis.user: ACL user; "" = default user */
     char *redis_password;    /* redis.password; "" = none (secret) */
     long redis_db;           /* redis.db */
     long redis_timeout_ms;   /* redis.timeout.ms */
@@ -142,6 +144,9 @@ int config_value(const ul_config *cfg, const char *key, int reveal, char *buf, s
 
 /* 1 when a key is a secret (contains "password", "secret" or "sasl"). */
 int config_key_is_secret(const char *key);
+
+/* 1 when a Redis is configured (redis.host or redis.shards). */
+int config_has_redis(const ul_config *cfg);
 
 /* The options table as help text: one entry per option with its type, range,
  * default and doc line, then the precedence rules. */

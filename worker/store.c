@@ -28,12 +28,34 @@
 #define PAIRS_PER_CMD 512 /* field/value pairs per HSET / fields per HDEL */
 #define SCAN_COUNT "1000"
 
-struct store {
+/* One Redis endpoint (a shard). */
+typedef struct node {
     redisContext *c;
+    char where[300]; /* "redis host:port", for messages */
+} node;
+
+struct store {
+    node *nodes; /* nodes[0] also holds ul:model */
+    int n_nodes;
     char *ratings_topic;
     char *forget_topic;
-    char where[300]; /* "redis host:port", for messages */
 };
+
+/* The stable mappings (docs/store.md "Shards"): partition P lives on shard
+ * P mod n, item row I on shard I mod n, ul:model on shard 0. Changing the
+ * shard list therefore moves keys; it needs a fresh state (import --replace
+ * or a replay). */
+static int mod_n(int64_t v, int n) {
+    return (int)(((v % n) + n) % n);
+}
+
+static node *part_node(store *st, int32_t partition) {
+    return &st->nodes[mod_n(partition, st->n_nodes)];
+}
+
+static node *model_node(store *st) {
+    return &st->nodes[0];
+}
 
 void store_opts_init(store_opts *opts) {
     memset(opts, 0, sizeof(*opts));
@@ -51,8 +73,7 @@ static int64_t now_ms(void) {
 }
 
 /* Turn a hiredis failure or an error reply into errstr; returns UL_ERR_IO. */
-static int fail_reply(store *st, redisReply *r, const char *what, char *errstr,
-                      size_t errstr_size) {
+static int fail_reply(node *st, redisReply *r, const char *what, char *errstr, size_t errstr_size) {
     if (r == NULL)
         ul_set_err(errstr, errstr_size, "%s: %s: %s", st->where, what,
                    st->c->errstr[0] ? st->c->errstr : "connection lost");
@@ -66,51 +87,173 @@ static int fail_reply(store *st, redisReply *r, const char *what, char *errstr,
     return UL_ERR_IO;
 }
 
+/* Parse "host:port" (surrounding blanks ignored; "[v6addr]:port" allowed)
+ * into host/port. */
+static int parse_endpoint(const char *s, size_t len, char *host, size_t host_size, int *port) {
+    while (len > 0 && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    size_t colon = len;
+    while (colon > 0 && s[colon - 1] != ':')
+        colon--;
+    if (colon < 2 || colon == len || len - colon > 5)
+        return -1;
+    size_t hlen = colon - 1;
+    const char *h = s;
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']')
+        h++, hlen -= 2;
+    if (hlen == 0 || hlen >= host_size)
+        return -1;
+    long v = 0;
+    for (size_t i = colon; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < 1 || v > 65535)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (int)v;
+    return 0;
+}
+
+/* Calls fn for each endpoint of a comma-separated list; -1 with errstr on a
+ * malformed one. Returns the number of endpoints. */
+typedef int (*endpoint_fn)(void *ctx, const char *host, int port, char *errstr, size_t errstr_size);
+
+static int each_endpoint(const char *list, endpoint_fn fn, void *ctx, char *errstr,
+                         size_t errstr_size) {
+    int n = 0;
+    const char *p = list;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char host[256];
+        int port = 0;
+        if (parse_endpoint(p, len, host, sizeof(host), &port) != 0) {
+            ul_set_err(errstr, errstr_size,
+                       "redis.shards: '%.*s' is not host:port (expected host:port,host:port,...)",
+                       (int)len, p);
+            return -1;
+        }
+        if (n >= STORE_MAX_SHARDS) {
+            ul_set_err(errstr, errstr_size, "redis.shards: more than %d endpoints",
+                       STORE_MAX_SHARDS);
+            return -1;
+        }
+        if (fn && fn(ctx, host, port, errstr, errstr_size) != 0)
+            return -1;
+        n++;
+        if (end == NULL)
+            return n;
+        p = end + 1;
+    }
+}
+
+int store_shards_check(const char *list, int *n, char *errstr, size_t errstr_size) {
+    int count = list && *list ? each_endpoint(list, NULL, NULL, errstr, errstr_size) : 1;
+    if (count < 0)
+        return UL_ERR_ARG;
+    if (n)
+        *n = count;
+    return UL_OK;
+}
+
+/* AUTH [user] password. A server without any password answers "called
+ * without any password configured"; that one is accepted when no user is
+ * named, so shards can be moved to requirepass one at a time. */
+static int node_auth(node *nd, const store_opts *opts, char *errstr, size_t errstr_size) {
+    redisReply *r;
+    int has_user = opts->user && *opts->user;
+    if (has_user)
+        r = redisCommand(nd->c, "AUTH %s %s", opts->user, opts->password);
+    else
+        r = redisCommand(nd->c, "AUTH %s", opts->password);
+    if (r && r->type == REDIS_REPLY_ERROR && !has_user &&
+        strstr(r->str, "without any password configured")) {
+        freeReplyObject(r);
+        return UL_OK;
+    }
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        /* Never echo the password: the reply text only. */
+        fail_reply(nd, r,
+                   has_user ? "AUTH (redis.user, redis.password) failed"
+                            : "AUTH (redis.password) failed",
+                   errstr, errstr_size);
+        return UL_ERR_IO;
+    }
+    freeReplyObject(r);
+    return UL_OK;
+}
+
+typedef struct connect_ctx {
+    store *st;
+    const store_opts *opts;
+} connect_ctx;
+
+static int node_connect(void *vctx, const char *host, int port, char *errstr, size_t errstr_size) {
+    connect_ctx *ctx = vctx;
+    const store_opts *opts = ctx->opts;
+    node *nd = &ctx->st->nodes[ctx->st->n_nodes++];
+    snprintf(nd->where, sizeof(nd->where), "redis %s:%d", host, port);
+    struct timeval tv = {opts->timeout_ms / 1000, (opts->timeout_ms % 1000) * 1000};
+    nd->c = redisConnectWithTimeout(host, port, tv);
+    if (nd->c == NULL) {
+        ul_set_err(errstr, errstr_size, "%s: out of memory", nd->where);
+        return -1;
+    }
+    if (nd->c->err) {
+        ul_set_err(errstr, errstr_size, "cannot connect to %s: %s", nd->where, nd->c->errstr);
+        return -1;
+    }
+    if (redisSetTimeout(nd->c, tv) != REDIS_OK) {
+        ul_set_err(errstr, errstr_size, "%s: cannot set the I/O timeout", nd->where);
+        return -1;
+    }
+    if (opts->password && *opts->password && node_auth(nd, opts, errstr, errstr_size) != UL_OK)
+        return -1;
+    if (opts->db > 0) {
+        redisReply *r = redisCommand(nd->c, "SELECT %d", opts->db);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            fail_reply(nd, r, "SELECT", errstr, errstr_size);
+            return -1;
+        }
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
 store *store_connect(const store_opts *opts, char *errstr, size_t errstr_size) {
     store_opts def;
     if (opts == NULL) {
         store_opts_init(&def);
         opts = &def;
     }
+    int n = 1;
+    if (store_shards_check(opts->shards, &n, errstr, errstr_size) != UL_OK)
+        return NULL;
     store *st = calloc(1, sizeof(*st));
-    if (st == NULL) {
+    if (st == NULL || (st->nodes = calloc((size_t)n, sizeof(*st->nodes))) == NULL) {
+        free(st);
         ul_set_err(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    const char *host = opts->host && *opts->host ? opts->host : "127.0.0.1";
-    snprintf(st->where, sizeof(st->where), "redis %s:%d", host, opts->port);
     st->ratings_topic = strdup(opts->ratings_topic ? opts->ratings_topic : "ratings");
     st->forget_topic = strdup(opts->forget_topic ? opts->forget_topic : "forget-requests");
-    struct timeval tv = {opts->timeout_ms / 1000, (opts->timeout_ms % 1000) * 1000};
-    st->c = redisConnectWithTimeout(host, opts->port, tv);
-    if (st->ratings_topic == NULL || st->forget_topic == NULL || st->c == NULL) {
-        ul_set_err(errstr, errstr_size, "%s: out of memory", st->where);
+    if (st->ratings_topic == NULL || st->forget_topic == NULL) {
+        ul_set_err(errstr, errstr_size, "out of memory");
         goto fail;
     }
-    if (st->c->err) {
-        ul_set_err(errstr, errstr_size, "cannot connect to %s: %s", st->where, st->c->errstr);
-        goto fail;
-    }
-    if (redisSetTimeout(st->c, tv) != REDIS_OK) {
-        ul_set_err(errstr, errstr_size, "%s: cannot set the I/O timeout", st->where);
-        goto fail;
-    }
-    if (opts->password && *opts->password) {
-        redisReply *r = redisCommand(st->c, "AUTH %s", opts->password);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            /* Never echo the password: the reply text only. */
-            fail_reply(st, r, "AUTH failed", errstr, errstr_size);
+    connect_ctx ctx = {st, opts};
+    if (opts->shards && *opts->shards) {
+        if (each_endpoint(opts->shards, node_connect, &ctx, errstr, errstr_size) < 0)
             goto fail;
-        }
-        freeReplyObject(r);
-    }
-    if (opts->db > 0) {
-        redisReply *r = redisCommand(st->c, "SELECT %d", opts->db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fail_reply(st, r, "SELECT", errstr, errstr_size);
+    } else {
+        const char *host = opts->host && *opts->host ? opts->host : "127.0.0.1";
+        if (node_connect(&ctx, host, opts->port, errstr, errstr_size) != 0)
             goto fail;
-        }
-        freeReplyObject(r);
     }
     return st;
 fail:
@@ -121,18 +264,35 @@ fail:
 void store_destroy(store *st) {
     if (st == NULL)
         return;
-    if (st->c)
-        redisFree(st->c);
+    for (int i = 0; i < st->n_nodes; i++)
+        if (st->nodes[i].c)
+            redisFree(st->nodes[i].c);
+    free(st->nodes);
     free(st->ratings_topic);
     free(st->forget_topic);
     free(st);
 }
 
+int store_shard_count(const store *st) {
+    return st->n_nodes;
+}
+
+int store_shard_of(const store *st, int32_t partition) {
+    return mod_n(partition, st->n_nodes);
+}
+
+const char *store_shard_where(const store *st, int idx) {
+    return idx >= 0 && idx < st->n_nodes ? st->nodes[idx].where + 6 : "";
+}
+
 int store_ping(store *st, char *errstr, size_t errstr_size) {
-    redisReply *r = redisCommand(st->c, "PING");
-    if (r == NULL || r->type != REDIS_REPLY_STATUS)
-        return fail_reply(st, r, "PING", errstr, errstr_size);
-    freeReplyObject(r);
+    for (int i = 0; i < st->n_nodes; i++) {
+        node *nd = &st->nodes[i];
+        redisReply *r = redisCommand(nd->c, "PING");
+        if (r == NULL || r->type != REDIS_REPLY_STATUS)
+            return fail_reply(nd, r, "PING", errstr, errstr_size);
+        freeReplyObject(r);
+    }
     return UL_OK;
 }
 
@@ -180,7 +340,7 @@ static int parse_float(const char *s, size_t len, float *out) {
 typedef int (*pair_fn)(void *ctx, const char *field, size_t flen, const char *val, size_t vlen,
                        char *errstr, size_t errstr_size);
 
-static int hscan_all(store *st, const char *key, pair_fn fn, void *ctx, char *errstr,
+static int hscan_all(node *st, const char *key, pair_fn fn, void *ctx, char *errstr,
                      size_t errstr_size) {
     char cursor[32] = "0";
     do {
@@ -238,23 +398,30 @@ static void key_of(char *buf, size_t size, int32_t partition, const char *suffix
 
 int store_items_load(store *st, rowset *into, char *errstr, size_t errstr_size) {
     row_ctx ctx = {into, "ul:items"};
-    return hscan_all(st, "ul:items", load_row, &ctx, errstr, errstr_size);
+    for (int i = 0; i < st->n_nodes; i++) {
+        int rc = hscan_all(&st->nodes[i], "ul:items", load_row, &ctx, errstr, errstr_size);
+        if (rc != UL_OK)
+            return rc;
+    }
+    return UL_OK;
 }
 
 int store_deltas_load(store *st, int32_t partition, rowset *into, char *errstr,
                       size_t errstr_size) {
+    node *nd = part_node(st, partition);
     char key[64];
     key_of(key, sizeof(key), partition, "idelta");
     row_ctx ctx = {into, key};
-    return hscan_all(st, key, load_row, &ctx, errstr, errstr_size);
+    return hscan_all(nd, key, load_row, &ctx, errstr, errstr_size);
 }
 
 /* ---- model -------------------------------------------------------------- */
 
 int store_model_get(store *st, store_model *m, int *found, char *errstr, size_t errstr_size) {
-    redisReply *r = redisCommand(st->c, "HMGET ul:model k mean min max partitions");
+    node *nd = model_node(st);
+    redisReply *r = redisCommand(nd->c, "HMGET ul:model k mean min max partitions");
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 5)
-        return fail_reply(st, r, "HMGET ul:model", errstr, errstr_size);
+        return fail_reply(nd, r, "HMGET ul:model", errstr, errstr_size);
     *found = 0;
     if (r->element[0]->type == REDIS_REPLY_NIL) {
         freeReplyObject(r);
@@ -274,7 +441,7 @@ int store_model_get(store *st, store_model *m, int *found, char *errstr, size_t 
     freeReplyObject(r);
     if (bad) {
         ul_set_err(errstr, errstr_size, "%s: ul:model is malformed (expected k, mean, min, max)",
-                   st->where);
+                   nd->where);
         return UL_ERR_CORRUPT;
     }
     v.k = (int)k;
@@ -286,6 +453,7 @@ int store_model_get(store *st, store_model *m, int *found, char *errstr, size_t 
 
 int store_model_put(store *st, const store_model *m, int only_if_absent, char *errstr,
                     size_t errstr_size) {
+    node *nd = model_node(st);
     char vals[5][48];
     const char *names[5] = {"k", "mean", "min", "max", "partitions"};
     snprintf(vals[0], sizeof(vals[0]), "%d", m->k);
@@ -296,16 +464,16 @@ int store_model_put(store *st, const store_model *m, int only_if_absent, char *e
     int n = m->partitions > 0 ? 5 : 4;
     for (int i = 0; i < n; i++) {
         const char *cmd = only_if_absent ? "HSETNX" : "HSET";
-        redisAppendCommand(st->c, "%s ul:model %s %s", cmd, names[i], vals[i]);
+        redisAppendCommand(nd->c, "%s ul:model %s %s", cmd, names[i], vals[i]);
     }
     int rc = UL_OK;
     for (int i = 0; i < n; i++) {
         redisReply *r = NULL;
-        if (redisGetReply(st->c, (void **)&r) != REDIS_OK || r == NULL ||
+        if (redisGetReply(nd->c, (void **)&r) != REDIS_OK || r == NULL ||
             r->type != REDIS_REPLY_INTEGER) {
-            rc = fail_reply(st, r, "HSET ul:model", errstr, errstr_size);
+            rc = fail_reply(nd, r, "HSET ul:model", errstr, errstr_size);
             r = NULL;
-            if (st->c->err)
+            if (nd->c->err)
                 return rc;
         }
         if (r)
@@ -360,14 +528,14 @@ static void cmdbuf_add_u64(cmdbuf *b, uint64_t v) {
 }
 
 /* Append the command and reset; returns the number of commands appended. */
-static int cmdbuf_send(store *st, cmdbuf *b) {
+static int cmdbuf_send(node *st, cmdbuf *b) {
     int rc = redisAppendCommandArgv(st->c, b->argc, b->argv, b->argvlen) == REDIS_OK ? 1 : -1;
     b->argc = 0;
     return rc;
 }
 
 /* Read `n` replies; the first error is reported. */
-static int read_replies(store *st, int n, const char *what, char *errstr, size_t errstr_size) {
+static int read_replies(node *st, int n, const char *what, char *errstr, size_t errstr_size) {
     int rc = UL_OK;
     for (int i = 0; i < n; i++) {
         redisReply *r = NULL;
@@ -382,7 +550,7 @@ static int read_replies(store *st, int n, const char *what, char *errstr, size_t
     return rc;
 }
 
-static int put_rows(store *st, const char *key, const int64_t *ids, const float *rows, size_t n,
+static int put_rows(node *st, const char *key, const int64_t *ids, const float *rows, size_t n,
                     int dim, char *errstr, size_t errstr_size) {
     cmdbuf b;
     int sent = 0;
@@ -407,14 +575,37 @@ static int put_rows(store *st, const char *key, const int64_t *ids, const float 
 
 int store_items_put(store *st, const int64_t *ids, const float *rows, size_t n, int dim,
                     char *errstr, size_t errstr_size) {
-    return put_rows(st, "ul:items", ids, rows, n, dim, errstr, errstr_size);
+    if (st->n_nodes == 1)
+        return put_rows(&st->nodes[0], "ul:items", ids, rows, n, dim, errstr, errstr_size);
+    /* Item I goes to shard I mod n: gather each shard's rows, then write. */
+    int64_t *sids = malloc((n ? n : 1) * sizeof(*sids));
+    float *srows = malloc((n ? n : 1) * (size_t)dim * sizeof(*srows));
+    int rc = sids && srows ? UL_OK : UL_ERR_NOMEM;
+    if (rc != UL_OK)
+        ul_set_err(errstr, errstr_size, "out of memory");
+    for (int sh = 0; sh < st->n_nodes && rc == UL_OK; sh++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (mod_n(ids[i], st->n_nodes) != sh)
+                continue;
+            sids[m] = ids[i];
+            memcpy(srows + m * (size_t)dim, rows + i * (size_t)dim, (size_t)dim * sizeof(float));
+            m++;
+        }
+        if (m > 0)
+            rc = put_rows(&st->nodes[sh], "ul:items", sids, srows, m, dim, errstr, errstr_size);
+    }
+    free(sids);
+    free(srows);
+    return rc;
 }
 
 int store_users_put(store *st, int32_t partition, const int64_t *ids, const float *rows, size_t n,
                     int dim, char *errstr, size_t errstr_size) {
+    node *nd = part_node(st, partition);
     char key[64];
     key_of(key, sizeof(key), partition, "users");
-    return put_rows(st, key, ids, rows, n, dim, errstr, errstr_size);
+    return put_rows(nd, key, ids, rows, n, dim, errstr, errstr_size);
 }
 
 /* ---- encodings ---------------------------------------------------------- */
@@ -610,14 +801,15 @@ static int cmp_pending(const void *a, const void *b) {
 
 int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, char *errstr,
                    size_t errstr_size) {
+    node *nd = part_node(st, partition);
     char key[64];
     key_of(key, sizeof(key), partition, "meta");
-    redisReply *r = redisCommand(st->c,
+    redisReply *r = redisCommand(nd->c,
                                  "HMGET %s off:%s off:%s applied forgotten version forget_received "
                                  "forget_completed dead_letters checkpoint_ms",
                                  key, st->ratings_topic, st->forget_topic);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 9)
-        return fail_reply(st, r, key, errstr, errstr_size);
+        return fail_reply(nd, r, key, errstr, errstr_size);
     shard_meta m;
     memset(&m, 0, sizeof(m));
     m.next_offset[0] = m.next_offset[1] = -1;
@@ -639,7 +831,7 @@ int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, c
     }
     freeReplyObject(r);
     if (bad) {
-        ul_set_err(errstr, errstr_size, "%s: %s has a malformed field", st->where, key);
+        ul_set_err(errstr, errstr_size, "%s: %s has a malformed field", nd->where, key);
         return UL_ERR_CORRUPT;
     }
     *found = any;
@@ -649,6 +841,7 @@ int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, c
 }
 
 int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size) {
+    node *nd = part_node(st, s->partition);
     char key[64];
     int found = 0;
     int rc = store_meta_get(st, s->partition, &s->meta, &found, errstr, errstr_size);
@@ -656,23 +849,23 @@ int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size) {
         return rc;
     key_of(key, sizeof(key), s->partition, "users");
     row_ctx rctx = {s->users, key};
-    if ((rc = hscan_all(st, key, load_row, &rctx, errstr, errstr_size)) != UL_OK)
+    if ((rc = hscan_all(nd, key, load_row, &rctx, errstr, errstr_size)) != UL_OK)
         return rc;
     key_of(key, sizeof(key), s->partition, "idelta");
     rctx.into = s->deltas;
-    if ((rc = hscan_all(st, key, load_row, &rctx, errstr, errstr_size)) != UL_OK)
+    if ((rc = hscan_all(nd, key, load_row, &rctx, errstr, errstr_size)) != UL_OK)
         return rc;
     key_of(key, sizeof(key), s->partition, "hist");
     shard_ctx sctx = {s, key};
-    if ((rc = hscan_all(st, key, load_hist, &sctx, errstr, errstr_size)) != UL_OK)
+    if ((rc = hscan_all(nd, key, load_hist, &sctx, errstr, errstr_size)) != UL_OK)
         return rc;
     key_of(key, sizeof(key), s->partition, "forget");
-    if ((rc = hscan_all(st, key, load_forget, &sctx, errstr, errstr_size)) != UL_OK)
+    if ((rc = hscan_all(nd, key, load_forget, &sctx, errstr, errstr_size)) != UL_OK)
         return rc;
     if (s->n_pending > 1)
         qsort(s->pending, s->n_pending, sizeof(*s->pending), cmp_pending);
     key_of(key, sizeof(key), s->partition, "outbox");
-    if ((rc = hscan_all(st, key, load_outbox, &sctx, errstr, errstr_size)) != UL_OK)
+    if ((rc = hscan_all(nd, key, load_outbox, &sctx, errstr, errstr_size)) != UL_OK)
         return rc;
     if (s->n_outbox > 1)
         qsort(s->outbox, s->n_outbox, sizeof(*s->outbox), cmp_outbox);
@@ -682,7 +875,7 @@ int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size) {
 
 /* ---- checkpoint --------------------------------------------------------- */
 
-static int send_dirty_rows(store *st, cmdbuf *b, const char *key, rowset *rs) {
+static int send_dirty_rows(node *st, cmdbuf *b, const char *key, rowset *rs) {
     size_t n;
     const int32_t *dirty = rowset_dirty(rs, &n);
     int sent = 0, dim = rowset_dim(rs);
@@ -703,7 +896,7 @@ static int send_dirty_rows(store *st, cmdbuf *b, const char *key, rowset *rs) {
  * go into one scratch buffer sized up front, so the argv entries pointing
  * into it stay valid until each command is appended. The caller frees
  * *scratch after the appends. */
-static int send_dirty_hists(store *st, cmdbuf *b, const char *key, shard *s, int *sent,
+static int send_dirty_hists(node *st, cmdbuf *b, const char *key, shard *s, int *sent,
                             unsigned char **scratch) {
     size_t total = 0, used = 0;
     for (size_t i = 0; i < s->n_hist_dirty; i++)
@@ -737,7 +930,7 @@ static int send_dirty_hists(store *st, cmdbuf *b, const char *key, shard *s, int
     return 0;
 }
 
-static int send_forget_changes(store *st, cmdbuf *b, const char *key, shard *s, int *sent) {
+static int send_forget_changes(node *st, cmdbuf *b, const char *key, shard *s, int *sent) {
     for (size_t i = 0; i < s->n_removed; i++) {
         if (b->argc == 0) {
             cmdbuf_add_str(b, "HDEL");
@@ -765,7 +958,7 @@ static int send_forget_changes(store *st, cmdbuf *b, const char *key, shard *s, 
     return 0;
 }
 
-static void send_outbox_changes(store *st, cmdbuf *b, const char *key, shard *s, int *sent) {
+static void send_outbox_changes(node *st, cmdbuf *b, const char *key, shard *s, int *sent) {
     for (size_t i = 0; i < s->n_outbox_removed; i++) {
         if (b->argc == 0) {
             cmdbuf_add_str(b, "HDEL");
@@ -786,7 +979,7 @@ static void send_outbox_changes(store *st, cmdbuf *b, const char *key, shard *s,
     }
 }
 
-static int send_meta(store *st, cmdbuf *b, const char *key, const shard *s) {
+static int send_meta(node *nd, const store *st, cmdbuf *b, const char *key, const shard *s) {
     char f0[300], f1[300];
     snprintf(f0, sizeof(f0), "off:%s", st->ratings_topic);
     snprintf(f1, sizeof(f1), "off:%s", st->forget_topic);
@@ -809,10 +1002,11 @@ static int send_meta(store *st, cmdbuf *b, const char *key, const shard *s) {
     }
     cmdbuf_add_str(b, "checkpoint_ms");
     cmdbuf_add_i64(b, m->checkpoint_ms);
-    return cmdbuf_send(st, b);
+    return cmdbuf_send(nd, b);
 }
 
 int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size) {
+    node *nd = part_node(st, s->partition);
     char key[64];
     cmdbuf b;
     int sent = 0, rc = UL_OK;
@@ -822,28 +1016,28 @@ int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size
         return UL_ERR_NOMEM;
     }
     s->meta.checkpoint_ms = now_ms();
-    redisAppendCommand(st->c, "MULTI");
+    redisAppendCommand(nd->c, "MULTI");
     key_of(key, sizeof(key), s->partition, "users");
-    sent += send_dirty_rows(st, &b, key, s->users);
+    sent += send_dirty_rows(nd, &b, key, s->users);
     key_of(key, sizeof(key), s->partition, "idelta");
-    sent += send_dirty_rows(st, &b, key, s->deltas);
+    sent += send_dirty_rows(nd, &b, key, s->deltas);
     key_of(key, sizeof(key), s->partition, "hist");
     unsigned char *scratch = NULL;
-    int oom = send_dirty_hists(st, &b, key, s, &sent, &scratch);
+    int oom = send_dirty_hists(nd, &b, key, s, &sent, &scratch);
     free(scratch);
     key_of(key, sizeof(key), s->partition, "forget");
-    oom |= send_forget_changes(st, &b, key, s, &sent);
+    oom |= send_forget_changes(nd, &b, key, s, &sent);
     key_of(key, sizeof(key), s->partition, "outbox");
-    send_outbox_changes(st, &b, key, s, &sent);
+    send_outbox_changes(nd, &b, key, s, &sent);
     key_of(key, sizeof(key), s->partition, "meta");
-    sent += send_meta(st, &b, key, s);
+    sent += send_meta(nd, st, &b, key, s);
     cmdbuf_free(&b);
     /* On a local failure, DISCARD instead of EXEC: nothing is applied. */
-    redisAppendCommand(st->c, oom ? "DISCARD" : "EXEC");
-    rc = read_replies(st, 1 + sent, "checkpoint", errstr, errstr_size);
+    redisAppendCommand(nd->c, oom ? "DISCARD" : "EXEC");
+    rc = read_replies(nd, 1 + sent, "checkpoint", errstr, errstr_size);
     redisReply *r = NULL;
-    if (redisGetReply(st->c, (void **)&r) != REDIS_OK)
-        return fail_reply(st, NULL, "checkpoint EXEC", errstr, errstr_size);
+    if (redisGetReply(nd->c, (void **)&r) != REDIS_OK)
+        return fail_reply(nd, NULL, "checkpoint EXEC", errstr, errstr_size);
     if (oom) {
         freeReplyObject(r);
         ul_set_err(errstr, errstr_size, "out of memory building the checkpoint of partition %d",
@@ -851,10 +1045,10 @@ int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size
         return UL_ERR_NOMEM;
     }
     if (r->type != REDIS_REPLY_ARRAY) /* EXECABORT: nothing applied */
-        return fail_reply(st, r, "checkpoint EXEC", errstr, errstr_size);
+        return fail_reply(nd, r, "checkpoint EXEC", errstr, errstr_size);
     for (size_t i = 0; i < r->elements && rc == UL_OK; i++)
         if (r->element[i]->type == REDIS_REPLY_ERROR) {
-            ul_set_err(errstr, errstr_size, "%s: checkpoint of partition %d: %s", st->where,
+            ul_set_err(errstr, errstr_size, "%s: checkpoint of partition %d: %s", nd->where,
                        (int)s->partition, r->element[i]->str);
             rc = UL_ERR_IO;
         }
@@ -868,14 +1062,15 @@ int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size
 
 int store_user_get(store *st, int32_t partition, int64_t user, float *row, int dim, hist *h,
                    int *found, char *errstr, size_t errstr_size) {
+    node *nd = part_node(st, partition);
     char ukey[64], hkey[64];
     key_of(ukey, sizeof(ukey), partition, "users");
     key_of(hkey, sizeof(hkey), partition, "hist");
     memset(h, 0, sizeof(*h));
     *found = 0;
-    redisReply *r = redisCommand(st->c, "HGET %s %" PRId64, ukey, user);
+    redisReply *r = redisCommand(nd->c, "HGET %s %" PRId64, ukey, user);
     if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
-        return fail_reply(st, r, ukey, errstr, errstr_size);
+        return fail_reply(nd, r, ukey, errstr, errstr_size);
     if (r->type == REDIS_REPLY_NIL) {
         freeReplyObject(r);
         return UL_OK;
@@ -888,9 +1083,9 @@ int store_user_get(store *st, int32_t partition, int64_t user, float *row, int d
     }
     memcpy(row, r->str, r->len);
     freeReplyObject(r);
-    r = redisCommand(st->c, "HGET %s %" PRId64, hkey, user);
+    r = redisCommand(nd->c, "HGET %s %" PRId64, hkey, user);
     if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
-        return fail_reply(st, r, hkey, errstr, errstr_size);
+        return fail_reply(nd, r, hkey, errstr, errstr_size);
     if (r->type == REDIS_REPLY_STRING && r->len > 0) {
         h->n = h->cap = (uint32_t)(r->len / HIST_ENTRY_BYTES);
         h->v = malloc((size_t)h->n * sizeof(*h->v));
@@ -911,17 +1106,18 @@ int store_user_get(store *st, int32_t partition, int64_t user, float *row, int d
 }
 
 int store_pending_count(store *st, int32_t partition, size_t *n, char *errstr, size_t errstr_size) {
+    node *nd = part_node(st, partition);
     char key[64];
     key_of(key, sizeof(key), partition, "forget");
-    redisReply *r = redisCommand(st->c, "HLEN %s", key);
+    redisReply *r = redisCommand(nd->c, "HLEN %s", key);
     if (r == NULL || r->type != REDIS_REPLY_INTEGER)
-        return fail_reply(st, r, key, errstr, errstr_size);
+        return fail_reply(nd, r, key, errstr, errstr_size);
     *n = (size_t)r->integer;
     freeReplyObject(r);
     return UL_OK;
 }
 
-int store_clear_all(store *st, char *errstr, size_t errstr_size) {
+static int node_clear_all(node *st, char *errstr, size_t errstr_size) {
     char cursor[32] = "0";
     do {
         redisReply *r = redisCommand(st->c, "SCAN %s MATCH ul:* COUNT 1000", cursor);
@@ -940,5 +1136,14 @@ int store_clear_all(store *st, char *errstr, size_t errstr_size) {
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
+    return UL_OK;
+}
+
+int store_clear_all(store *st, char *errstr, size_t errstr_size) {
+    for (int i = 0; i < st->n_nodes; i++) {
+        int rc = node_clear_all(&st->nodes[i], errstr, errstr_size);
+        if (rc != UL_OK)
+            return rc;
+    }
     return UL_OK;
 }

@@ -27,11 +27,16 @@
 #include "rowset.h"
 #include "shard.h"
 
+#define STORE_MAX_SHARDS 1024
+
 typedef struct store_opts {
     const char *host;          /* default "127.0.0.1" */
     int port;                  /* default 6379 */
+    const char *shards;        /* "host:port,host:port,...": one endpoint per shard; when
+                                * non-empty it replaces host/port (see the mapping below) */
     int timeout_ms;            /* connect and I/O timeout, default 5000 */
-    const char *password;      /* AUTH when non-NULL and non-empty */
+    const char *user;          /* ACL user for AUTH (Redis 6+); NULL/"" = default user */
+    const char *password;      /* AUTH when non-NULL and non-empty, on every shard */
     int db;                    /* SELECT when > 0 */
     const char *ratings_topic; /* names used in the off:<topic> meta fields */
     const char *forget_topic;
@@ -41,11 +46,21 @@ void store_opts_init(store_opts *opts);
 
 typedef struct store store;
 
-/* Connect (and AUTH). NULL with a message naming host:port on failure. */
+/* Connect to every shard (AUTH, SELECT). NULL with a message naming the
+ * failing host:port. Shards (docs/store.md): partition P's keys live on shard
+ * P mod n, the base row of item I on shard I mod n, ul:model on shard 0. */
 store *store_connect(const store_opts *opts, char *errstr, size_t errstr_size);
 void store_destroy(store *st);
 
-/* Round trip; UL_OK when Redis answers PING. */
+/* Validate a redis.shards list ("" = one shard from host/port); *n (may be
+ * NULL) receives the number of shards. UL_ERR_ARG names the bad entry. */
+int store_shards_check(const char *list, int *n, char *errstr, size_t errstr_size);
+int store_shard_count(const store *st);
+/* The shard holding partition P's keys, and a shard's "host:port". */
+int store_shard_of(const store *st, int32_t partition);
+const char *store_shard_where(const store *st, int idx);
+
+/* Round trip; UL_OK when every shard answers PING. */
 int store_ping(store *st, char *errstr, size_t errstr_size);
 
 /* Model-wide facts. */

@@ -838,18 +838,22 @@ static int open_store(worker *w, char *errstr, size_t errstr_size) {
     store_opts_init(&so);
     so.host = cfg->redis_host;
     so.port = (int)cfg->redis_port;
+    so.shards = cfg->redis_shards;
+    so.user = cfg->redis_user;
     so.password = cfg->redis_password;
     so.db = (int)cfg->redis_db;
     so.timeout_ms = (int)cfg->redis_timeout_ms;
     so.ratings_topic = cfg->topic_ratings;
     so.forget_topic = cfg->topic_forget;
-    if (cfg->redis_host == NULL || cfg->redis_host[0] == '\0') {
+    if (!config_has_redis(cfg)) {
         w->rl = redis_local_start(cfg->redis_server_path, 10000, errstr, errstr_size);
         if (w->rl == NULL)
             return UL_ERR_IO;
         so.host = redis_local_host(w->rl);
         so.port = redis_local_port(w->rl);
         so.password = NULL;
+        so.user = NULL;
+        so.shards = NULL;
         log_info(w->log, "redis",
                  "no redis.host configured: started a private redis-server on %s:%d (state is "
                  "lost when the worker exits)",
@@ -859,7 +863,9 @@ static int open_store(worker *w, char *errstr, size_t errstr_size) {
     if (w->st == NULL)
         return UL_ERR_IO;
     metrics_set_redis_connected(w->metrics, 1);
-    log_info(w->log, "redis", "connected to %s:%d", so.host, so.port);
+    for (int i = 0; i < store_shard_count(w->st); i++)
+        log_info(w->log, "redis", "connected to shard %d of %d: %s", i, store_shard_count(w->st),
+                 store_shard_where(w->st, i));
     return UL_OK;
 }
 

@@ -13,8 +13,12 @@
  *   partition's high watermark; a forget request is complete when its
  *   receipt arrives on the receipts topic. Every wait has a deadline.
  * - Scores are read from the worker's durable state in Redis (live.h,
- *   read-only, as `unlearnd state` does): the factors topic only carries
- *   rows changed by unlearning, not the model before it.
+ *   read-only, as `unlearnd state` does), because the "before" must be read
+ *   before the forget requests. The "after" is then checked through the
+ *   factors topic too: the model a ranking server rebuilds from it
+ *   (topic_model.h) must hold every user and item and give these users the
+ *   same scores as Redis (within 1e-3), waiting for the worker's next
+ *   periodic publish if needed.
  * - The forgotten ratings are each chosen user's high ratings (the story:
  *   someone else used the account and loved those items), so the effect of
  *   forgetting them is visible in the scores. Choices are seeded. */
@@ -38,6 +42,7 @@
 #include "kafka.h"
 #include "live.h"
 #include "rng.h"
+#include "topic_model.h"
 #include "ul_err.h"
 
 #define CMD "demo"
@@ -114,6 +119,9 @@ typedef struct demo {
     size_t n_timed; /* ratings in the timed part of the ingest */
     double produce_s, ingest_s;
     uint64_t applied;
+    topic_model_info topic; /* the factors topic as a server rebuilds it */
+    int32_t topic_users, topic_items;
+    double topic_max_diff; /* largest |topic score - Redis score| of the "after" */
 } demo;
 
 static int64_t mono_ms(void) {
@@ -672,6 +680,88 @@ static int forget(demo *d, char *err, size_t size) {
     return UL_OK;
 }
 
+/* ---- the "after" through the factors topic ---------------------------------- */
+
+static int32_t raw_index(const int64_t *ids, int32_t n, int64_t raw) {
+    for (int32_t i = 0; ids && i < n; i++)
+        if (ids[i] == raw)
+            return i;
+    return -1;
+}
+
+/* Largest |topic - Redis| over every demo user's "after" top-10 and the
+ * mean of the forgotten items; INFINITY when the topic lacks a user or
+ * item of the data set. */
+static double topic_diff(const demo *d, const mf_model *m) {
+    if (m->n_users != d->ds->n_users || m->n_items != d->ds->n_items)
+        return INFINITY;
+    double worst = 0.0;
+    for (int i = 0; i < d->n_users; i++) {
+        const demo_user *u = &d->users[i];
+        int32_t ui = raw_index(m->user_ids, m->n_users, u->user);
+        if (ui < 0)
+            return INFINITY;
+        for (int r = 0; r < u->after.n_top; r++) {
+            int32_t ii = raw_index(m->item_ids, m->n_items, u->after.top[r]);
+            if (ii < 0)
+                return INFINITY;
+            worst = fmax(worst, fabs((double)mf_predict_raw(m, ui, ii) - u->after.score[r]));
+        }
+        double sum = 0.0;
+        int n = 0;
+        for (int j = 0; j < u->n_items; j++) {
+            int32_t ii = raw_index(m->item_ids, m->n_items, u->items[j]);
+            if (ii >= 0) {
+                sum += mf_predict_raw(m, ui, ii);
+                n++;
+            }
+        }
+        if (n != u->after.n_forgot_known)
+            return INFINITY;
+        if (n > 0)
+            worst = fmax(worst, fabs(sum / n - u->after.forgot_mean));
+    }
+    return worst;
+}
+
+/* Rebuild the model from the factors topic until it is complete and agrees
+ * with Redis (the worker publishes rows changed by ratings every
+ * publish.interval.ms, so the last ones may still be on their way). */
+static int verify_topic(demo *d, char *err, size_t size) {
+    char terr[UL_ERRSTR_SIZE] = "";
+    int64_t deadline = mono_ms() + d->a->timeout_s * 1000;
+    progress(d, "rebuilding the model from %s, as a ranking server would", d->cfg->topic_factors);
+    for (;;) {
+        topic_model_info info;
+        mf_model *m =
+            topic_model_load(d->cfg, NULL, d->cfg->topic_factors, 10000, &info, terr, sizeof(terr));
+        if (m != NULL) {
+            double diff = topic_diff(d, m);
+            snprintf(terr, sizeof(terr), "%d of %d users, %d of %d items, max score difference %g",
+                     (int)m->n_users, (int)d->ds->n_users, (int)m->n_items, (int)d->ds->n_items,
+                     diff);
+            d->topic = info;
+            d->topic_users = m->n_users;
+            d->topic_items = m->n_items;
+            d->topic_max_diff = diff;
+            mf_model_destroy(m);
+            if (diff <= 1e-3)
+                return UL_OK;
+        }
+        if (interrupted) {
+            ul_set_err(err, size, "interrupted");
+            return UL_ERR_ABORTED;
+        }
+        if (mono_ms() >= deadline) {
+            ul_set_err(err, size, "the model rebuilt from %s does not match Redis after %ld s: %s",
+                       d->cfg->topic_factors, d->a->timeout_s, terr);
+            return UL_ERR_STATE;
+        }
+        struct timespec ts = {0, 300 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* ---- report ---------------------------------------------------------------- */
 
 static int is_forgotten(const demo_user *u, int64_t item) {
@@ -752,10 +842,16 @@ static void print_figures(const demo *d) {
     printf("  forgotten: %d ratings of %d users; their items' mean predicted score %.3f before, "
            "%.3f after; forgotten items in those users' top-10: %d before, %d after\n",
            forgot_total, n, nb ? before / nb : NAN, nb ? after / nb : NAN, top_before, top_after);
+    printf("  factors topic: %" PRId64 " records rebuild the whole model (%d users, %d items, "
+           "model version %" PRId64 "); these users' \"after\" scores from it equal Redis's "
+           "(max |diff| %.1e)\n",
+           d->topic.messages, (int)d->topic_users, (int)d->topic_items, d->topic.max_version,
+           d->topic_max_diff);
     printf("  settings: method %s, k=%ld, cycle.interval.ms=%ld, checkpoint.interval.ms=%ld, "
-           "%d partitions\n",
+           "publish.interval.ms=%ld, %d partitions\n",
            d->cfg->method, d->cfg->model_k, d->cfg->cycle_interval_ms,
-           d->cfg->checkpoint_interval_ms, (int)demo_stack_partitions(d->stack));
+           d->cfg->checkpoint_interval_ms, d->cfg->publish_interval_ms,
+           (int)demo_stack_partitions(d->stack));
 }
 
 static void print_report(const demo *d) {
@@ -784,8 +880,9 @@ static int demo_run(demo *d) {
     if ((rc = open_clients(d, err, sizeof(err))) == UL_OK &&
         (rc = ingest(d, err, sizeof(err))) == UL_OK &&
         (rc = snapshot_all(d, 0, err, sizeof(err))) == UL_OK &&
-        (rc = forget(d, err, sizeof(err))) == UL_OK)
-        rc = snapshot_all(d, 1, err, sizeof(err));
+        (rc = forget(d, err, sizeof(err))) == UL_OK &&
+        (rc = snapshot_all(d, 1, err, sizeof(err))) == UL_OK)
+        rc = verify_topic(d, err, sizeof(err));
     if (rc == UL_OK) {
         print_report(d);
         return fflush(stdout) == 0 ? CLI_EXIT_OK : cli_fail(CMD, "cannot write to stdout");

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_demo.sh: `unlearnd demo` on a small synthetic set: exits 0, shows the
 # forget requests, their receipts (ratings actually forgotten), the top-10
-# tables and the before/after figures; leaves no redis-server or broker
-# behind, also when interrupted with Ctrl-C; refuses bad usage and data with
-# nothing to forget.
+# tables and the before/after figures, the "after" rebuilt from the factors
+# topic (the whole model, the same scores), no CONFWARN lines; leaves no
+# redis-server or broker behind, also when interrupted with Ctrl-C; refuses
+# bad usage and data with nothing to forget.
 set -euo pipefail
 BIN="$1"
 command -v redis-server >/dev/null || { echo "SKIP: redis-server not installed"; exit 77; }
@@ -45,6 +46,10 @@ grep -qE '^  ingest: 5940 ratings in [0-9.]+ s = [0-9]+ ratings/s' "$TMP/out" ||
   fail "ingest figure: $(grep ingest "$TMP/out")"
 grep -qE '^  forget latency .*: n=2 p50=[0-9]+ ms p99=[0-9]+ ms' "$TMP/out" || fail "latency figure"
 grep -qE '^  forgotten: 10 ratings of 2 users' "$TMP/out" || fail "forgotten total"
+# The "after" also through the factors topic: the whole model, same scores.
+grep -qE '^  factors topic: [0-9]+ records rebuild the whole model \([0-9]+ users, [0-9]+ items, model version [1-9]' "$TMP/out" ||
+  fail "factors topic line: $(grep 'factors topic' "$TMP/out")"
+grep -q CONFWARN "$TMP/err" && fail "librdkafka configuration warnings: $(grep CONFWARN "$TMP/err")"
 stopped "$kafka" || fail "broker still listening on $kafka"
 stopped "$redis" || fail "redis-server still listening on $redis"
 

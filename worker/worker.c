@@ -604,6 +604,8 @@ static void mark_entry_rows(worker *w, const outbox_entry *e) {
     while (pos + 9 <= e->len) {
         uint32_t kl, vl;
         memcpy(&kl, e->blob + pos + 1, 4);
+        if (pos + 9 + (size_t)kl > e->len)
+            break; /* cannot happen: we wrote the blob */
         memcpy(&vl, e->blob + pos + 5 + kl, 4);
         const char *key = (const char *)e->blob + pos + 5;
         if (e->blob[pos] == 0 && kl > 2 && kl < 32 && key[1] == ':') {

@@ -284,20 +284,65 @@ int live_checkpoint(live *l, shard *s, char *errstr, size_t errstr_size) {
     return store_shard_checkpoint(l->st, s, errstr, errstr_size);
 }
 
+/* Ids of the rows of `fresh` that are new or differ from `old`, and whose
+ * item maps to a partition owned here, appended to *ids (grown). */
+static int changed_owned(const live *l, const rowset *old, const rowset *fresh, int64_t **ids,
+                         size_t *n, size_t *cap) {
+    size_t bytes = (size_t)(2 + l->k) * sizeof(float);
+    for (int32_t i = 0; i < rowset_size(fresh); i++) {
+        int64_t key = rowset_key(fresh, i);
+        if (l->shards[(uint64_t)key % (uint64_t)l->n_parts] == NULL)
+            continue;
+        int32_t j = old ? rowset_find(old, key) : -1;
+        if (j >= 0 && memcmp(rowset_row_const(old, j), rowset_row_const(fresh, i), bytes) == 0)
+            continue;
+        if (*n == *cap) {
+            size_t c = *cap ? *cap * 2 : 256;
+            int64_t *v = realloc(*ids, c * sizeof(*v));
+            if (v == NULL)
+                return UL_ERR_NOMEM;
+            *ids = v;
+            *cap = c;
+        }
+        (*ids)[(*n)++] = key;
+    }
+    return UL_OK;
+}
+
+/* Items another worker changed are marked for publishing by the owner of
+ * their partition (id mod partitions), whose effective row then includes
+ * every worker's checkpointed deltas: the latest published row of an item
+ * converges even when several workers rate it (docs/stream.md). */
 int live_refresh(live *l, char *errstr, size_t errstr_size) {
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
     for (int32_t p = 0; p < l->n_parts; p++) {
         if (l->shards[p])
             continue;
-        if (l->foreign[p] == NULL && (l->foreign[p] = rowset_new(2 + l->k)) == NULL)
+        rowset *fresh = rowset_new(2 + l->k);
+        if (fresh == NULL)
             goto oom;
-        rowset_clear(l->foreign[p]);
-        int rc = store_deltas_load(l->st, p, l->foreign[p], errstr, errstr_size);
-        if (rc != UL_OK)
+        int rc = store_deltas_load(l->st, p, fresh, errstr, errstr_size);
+        if (rc == UL_OK && changed_owned(l, l->foreign[p], fresh, &ids, &n, &cap) != UL_OK) {
+            rowset_destroy(fresh);
+            goto oom;
+        }
+        if (rc != UL_OK) {
+            rowset_destroy(fresh);
+            free(ids);
             return rc;
+        }
+        rowset_destroy(l->foreign[p]);
+        l->foreign[p] = fresh;
     }
-    if (rebuild_eff(l) == UL_OK)
-        return UL_OK;
+    if (rebuild_eff(l) != UL_OK)
+        goto oom;
+    for (size_t i = 0; i < n; i++)
+        live_mark_row(l, LIVE_ITEM, ids[i]);
+    free(ids);
+    return UL_OK;
 oom:
+    free(ids);
     ul_set_err(errstr, errstr_size, "out of memory refreshing item deltas");
     return UL_ERR_NOMEM;
 }

@@ -380,6 +380,36 @@ static void test_publish_marks(void **state) {
     live_destroy(l);
 }
 
+/* Another worker's item changes, seen at the refresh, are marked by the
+ * owner of the item's partition only (item id mod partitions), once. */
+static void test_refresh_marks_owned_items(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    live *a = open_live(fx->st), *b = open_live(fx->st);
+    assert_non_null(live_assign(a, 0, err, sizeof(err)));
+    shard *b1 = live_assign(b, 1, err, sizeof(err));
+    assert_non_null(b1);
+    seen sn = {.k_ok = 1};
+    live_publish_marked(a, collect, &sn); /* the takeover marks: none (no rows) */
+    assert_int_equal(live_apply_rating(b, b1, 3, 4, 5.0f, 1), UL_OK); /* item 4: partition 0 */
+    assert_int_equal(live_apply_rating(b, b1, 3, 5, 1.0f, 2), UL_OK); /* item 5: partition 1 */
+    assert_int_equal(live_checkpoint(b, b1, err, sizeof(err)), UL_OK);
+    assert_int_equal(live_refresh(a, err, sizeof(err)), UL_OK);
+    memset(&sn, 0, sizeof(sn));
+    sn.k_ok = 1;
+    assert_int_equal(live_publish_marked(a, collect, &sn), 1);
+    assert_true(has(&sn, LIVE_ITEM, 4));
+    /* A's effective row of item 4 is B's: the same base plus B's delta. */
+    const float *ra = live_item_row(a, 4), *rb = live_item_row(b, 4);
+    assert_non_null(ra);
+    for (int f = 0; f < 2 + K; f++)
+        assert_true(fabsf(ra[f] - rb[f]) < 1e-6f);
+    assert_int_equal(live_refresh(a, err, sizeof(err)), UL_OK); /* nothing new */
+    assert_int_equal(live_marked(a), 0);
+    live_destroy(a);
+    live_destroy(b);
+}
+
 static void test_partition_count_mismatch(void **state) {
     fixture *fx = need_redis(state);
     char err[UL_ERRSTR_SIZE];
@@ -398,6 +428,7 @@ int main(void) {
         cmocka_unit_test(test_two_owners_keep_both_item_updates),
         cmocka_unit_test(test_forget_cycle),
         cmocka_unit_test(test_publish_marks),
+        cmocka_unit_test(test_refresh_marks_owned_items),
         cmocka_unit_test(test_partition_count_mismatch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -88,6 +88,8 @@ static int set_knob(unlearn_params *p, const char *kv) {
     KNOB_I(cff_anchor_pairs)
     KNOB_I(cff_fuse_items)
     KNOB_F(cff_forget_weight)
+    KNOB_F(cff_reg)
+    KNOB_F(cff_reg_bias)
     KNOB_I(foldin_sweeps)
     KNOB_F(foldin_reg)
     KNOB_F(foldin_reg_bias)

@@ -12,8 +12,13 @@
  *   the loss has three parts per fused row: F pairs pulled to their
  *   corrected value, the affected users' remaining ratings held at the
  *   observed rating, and a few random pairs held at m1's prediction
- *   (weight cff_anchor). By default only the affected users are fused
- *   (cff_fuse_items = 1 adds the items of F, anchored on random users).
+ *   (weight cff_anchor), plus a ridge term W_a (cff_reg |p|^2 +
+ *   cff_reg_bias b^2) for a row whose pairs weigh W_a, the penalty m1's SGD
+ *   is a fixed point of. The ridge is what bounds a row when the network
+ *   sees only one or two users (a stream cycle); offline, hundreds of users
+ *   share the network and it changes the figures by well under a point.
+ *   By default only the affected users are fused (cff_fuse_items = 1 adds
+ *   the items of F, anchored on random users).
  * - Training: Adam on mini-batches of rows (cff_batch) of one side at a
  *   time, alternating sides when both are fused; a row's loss sums over its
  *   pairs, so the network runs once per row and a step costs
@@ -209,6 +214,25 @@ static float rows_weight(const cff_side *s, const size_t *batch, int n) {
     return w;
 }
 
+/* The ridge term of "cff": W_a (reg |p|^2 + reg_bias b^2) for a row whose
+ * pairs weigh W_a in total, the penalty m1's SGD is a fixed point of (as in
+ * fold-in). Without it nothing bounds a row: a network trained on one or two
+ * users (a stream cycle) fits their remaining ratings with rows many times
+ * m1's norm. Adds its gradient times scale into g. */
+static void row_ridge(const cff_run *run, const cff_side *s, size_t a, const float *y, float scale,
+                      float *g) {
+    if (run->paper)
+        return;
+    float w = 0;
+    for (size_t j = s->start[a]; j < s->start[a + 1]; j++)
+        w += s->pairs[j].weight;
+    float gp = 2.0f * w * run->params->cff_reg * scale;
+    for (int t = 0; t < run->k; t++)
+        g[t] += gp * y[t];
+    if (run->bias_in_row)
+        g[run->k] += 2.0f * w * run->params->cff_reg_bias * scale * y[run->k];
+}
+
 static void train_step(cff_run *run, cff_side *s, const size_t *batch, int n) {
     size_t d = (size_t)run->d;
     for (int b = 0; b < n; b++)
@@ -217,8 +241,10 @@ static void train_step(cff_run *run, cff_side *s, const size_t *batch, int n) {
     float w = rows_weight(s, batch, n);
     float scale = w > 0 ? 1.0f / w : 0.0f;
     memset(run->dY, 0, (size_t)n * d * sizeof(float));
-    for (int b = 0; b < n; b++)
+    for (int b = 0; b < n; b++) {
         row_loss(run, s, batch[b], run->Yb + (size_t)b * d, scale, run->dY + (size_t)b * d);
+        row_ridge(run, s, batch[b], run->Yb + (size_t)b * d, scale, run->dY + (size_t)b * d);
+    }
     cff_net_backward(s->net, run->Xb, n, run->dY);
     cff_net_adam_step(s->net, run->params->cff_lr);
     for (int b = 0; b < n; b++)

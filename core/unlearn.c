@@ -23,7 +23,8 @@ typedef struct unlearn_method {
 static const unlearn_method methods[] = {
     {"cff", cff_apply,
      "rescue model m2 + CFF network fusing the affected users' rows (residual, bias "
-     "included), trained to forget F and keep their other ratings (docs/unlearning.md)"},
+     "included), trained to forget F and keep their other ratings, ridge-bounded "
+     "(docs/unlearning.md)"},
     {"cff-paper", cff_paper_apply,
      "the paper's Algorithm 1 taken literally: unit-norm fused rows of every user and item "
      "of F, trained on D_fl1 only"},
@@ -62,6 +63,8 @@ void unlearn_params_init(unlearn_params *params) {
     params->cff_anchor = 0.0f;
     params->cff_forget_weight = 2.0f;
     params->cff_anchor_pairs = 8;
+    params->cff_reg = 0.05f;
+    params->cff_reg_bias = 0.01f;
     params->foldin_sweeps = 1;
     params->foldin_reg = 0.15f;
     params->foldin_reg_bias = 0.01f;
@@ -165,6 +168,9 @@ static int check_params(const unlearn_params *p, char *errstr, size_t errstr_siz
         bad = "cff_batch must be in 1..1000000";
     else if (!(p->cff_forget_weight >= 0 && p->cff_forget_weight < 1e6f))
         bad = "cff_forget_weight must be in [0,1e6)";
+    else if (!(p->cff_reg >= 0 && p->cff_reg < 1e3f) ||
+             !(p->cff_reg_bias >= 0 && p->cff_reg_bias < 1e3f))
+        bad = "cff_reg and cff_reg_bias must be in [0,1e3)";
     else if (!(p->cff_anchor >= 0 && p->cff_anchor < 1e6f) || p->cff_anchor_pairs < 0)
         bad = "cff_anchor must be in [0,1e6) and cff_anchor_pairs >= 0";
     else if (p->foldin_sweeps < 1 || p->foldin_sweeps > 100)

@@ -51,6 +51,8 @@ typedef struct unlearn_params {
     int cff_anchor_pairs;    /* random pairs per fused row held at m1's prediction */
     float cff_forget_weight; /* weight of the D_fl1 pairs in the "cff" loss */
     int cff_fuse_items;      /* "cff": 1 also fuses the items of F (users only by default) */
+    float cff_reg;           /* "cff": ridge on a fused row's factors, per unit of pair weight */
+    float cff_reg_bias;      /* "cff": the same on its bias */
 } unlearn_params;
 
 void unlearn_params_init(unlearn_params *params);

@@ -1,7 +1,8 @@
 /* test_cff.c: the CFF network's backward pass matches numerical gradients
  * (both output mappings), Adam lowers a loss, and the "cff" / "cff-paper"
  * methods lower their objective and shrink the forget gap of a faulty model
- * on synthetic data. */
+ * on synthetic data, and "cff" stays sane in the stream worker's case (one
+ * user, an online m1, item_mean NULL). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -191,6 +192,147 @@ static void test_cff_paper_shrinks_forget_gap(void **state) {
     run_method("cff-paper", 0.9);
 }
 
+/* The stream worker's case (worker/live.c): m1 learned online, one pass of
+ * SGD from a tiny init (three passes here, so that it has learned F), and a cycle unlearns ONE user
+ * on a sub-model holding that user and the items they rated, with item_mean NULL (mu + b_i). The
+ * user forgets ten ratings that m1 learned as 5s. Before cff had a ridge
+ * term, the network fitted this single user's remaining ratings with a row
+ * many times m1's norm, raised every score and barely moved F. */
+typedef struct stream_case {
+    mf_model *sub;
+    ul_rating F[10], *R;
+    size_t nR;
+    int32_t *item_count;
+} stream_case;
+
+static void stream_case_make(stream_case *sc, int k) {
+    char err[UL_ERRSTR_SIZE];
+    ds_synth_opts so;
+    ds_synth_opts_init(&so);
+    so.n_users = 40;
+    so.n_items = 120;
+    so.n_ratings = 2400;
+    so.seed = 5;
+    dataset *ds = ds_synthetic(&so, err, sizeof(err));
+    assert_non_null(ds);
+    mf_params mp;
+    mf_params_init(&mp);
+    mf_model *m1 = mf_model_new(40, 120, k, err, sizeof(err));
+    assert_non_null(m1);
+    m1->global_mean = 3.0f; /* the worker's: the middle of the scale */
+    m1->rating_min = 1.0f;
+    m1->rating_max = 5.0f;
+    rng r;
+    rng_seed(&r, 3);
+    for (size_t j = 0; j < 40 * (size_t)k; j++)
+        m1->P[j] = (float)(mp.init_std * rng_normal(&r));
+    for (size_t j = 0; j < 120 * (size_t)k; j++)
+        m1->Q[j] = (float)(mp.init_std * rng_normal(&r));
+    /* User 0's first ten ratings are the mistaken 5s. */
+    int32_t *cnt = calloc(120, sizeof(int32_t)), *local = malloc(120 * sizeof(int32_t));
+    size_t nF = 0, n0 = 0;
+    for (size_t j = 0; j < ds->n_ratings; j++) {
+        ul_rating *x = &ds->ratings[j];
+        cnt[x->item]++;
+        if (x->user == 0 && n0++ < 10)
+            x->value = 5.0f;
+    }
+    for (int pass = 0; pass < 3; pass++)
+        for (size_t j = 0; j < ds->n_ratings; j++)
+            mf_sgd_step(m1, ds->ratings[j].user, ds->ratings[j].item, ds->ratings[j].value, mp.lr,
+                        mp.reg, mp.reg_bias);
+    sc->R = malloc(n0 * sizeof(ul_rating));
+    sc->nR = 0;
+    for (int i = 0; i < 120; i++)
+        local[i] = -1;
+    int32_t ni = 0;
+    for (size_t j = 0; j < ds->n_ratings; j++) {
+        ul_rating x = ds->ratings[j];
+        if (x.user != 0)
+            continue;
+        local[x.item] = ni++;
+        ul_rating y = {0, local[x.item], x.value, x.time};
+        if (nF < 10)
+            sc->F[nF++] = y;
+        else
+            sc->R[sc->nR++] = y;
+    }
+    assert_int_equal(nF, 10);
+    assert_true(sc->nR >= 20);
+    /* The sub-model, as live.c builds it. */
+    sc->sub = mf_model_new(1, ni, k, err, sizeof(err));
+    assert_non_null(sc->sub);
+    sc->sub->global_mean = m1->global_mean;
+    sc->sub->rating_min = 1.0f;
+    sc->sub->rating_max = 5.0f;
+    sc->sub->user_bias[0] = m1->user_bias[0];
+    memcpy(sc->sub->P, m1->P, (size_t)k * sizeof(float));
+    sc->item_count = malloc((size_t)ni * sizeof(int32_t));
+    for (int i = 0; i < 120; i++) {
+        if (local[i] < 0)
+            continue;
+        sc->sub->item_bias[local[i]] = m1->item_bias[i];
+        memcpy(sc->sub->Q + (size_t)local[i] * (size_t)k, m1->Q + (size_t)i * (size_t)k,
+               (size_t)k * sizeof(float));
+        sc->item_count[local[i]] = cnt[i];
+    }
+    free(cnt);
+    free(local);
+    mf_model_destroy(m1);
+    ds_destroy(ds);
+}
+
+static double mean_pred(const mf_model *m, const ul_rating *r, size_t n) {
+    double s = 0;
+    for (size_t j = 0; j < n; j++)
+        s += mf_predict_raw(m, r[j].user, r[j].item);
+    return s / (double)n;
+}
+
+static double row_norm(const mf_model *m) {
+    double s = 0;
+    for (int t = 0; t < m->k; t++)
+        s += (double)m->P[t] * m->P[t];
+    return sqrt(s);
+}
+
+static void test_cff_stream_single_user(void **state) {
+    (void)state;
+    const int k = 32;
+    stream_case sc;
+    stream_case_make(&sc, k);
+    mf_model *mf = mf_model_clone(sc.sub);
+    unlearn_request req = {sc.F, 10, sc.R, sc.nR, NULL, sc.item_count};
+    char err[UL_ERRSTR_SIZE] = "";
+    assert_int_equal(unlearn_apply("cff", mf, &req, NULL, NULL, err, sizeof(err)), UL_OK);
+    double f0 = mean_pred(sc.sub, sc.F, 10), f1 = mean_pred(mf, sc.F, 10), target = 0;
+    for (int j = 0; j < 10; j++)
+        target += (sc.sub->global_mean + sc.sub->item_bias[sc.F[j].item]) / 10.0;
+    double n0 = row_norm(sc.sub), n1 = row_norm(mf);
+    double moved = 0, e0 = 0, e1 = 0;
+    for (size_t j = 0; j < sc.nR; j++) {
+        double p0 = mf_predict_raw(sc.sub, 0, sc.R[j].item);
+        double p1 = mf_predict_raw(mf, 0, sc.R[j].item);
+        moved += fabs(p1 - p0) / (double)sc.nR;
+        e0 += (p0 - sc.R[j].value) * (p0 - sc.R[j].value) / (double)sc.nR;
+        e1 += (p1 - sc.R[j].value) * (p1 - sc.R[j].value) / (double)sc.nR;
+    }
+    print_message("stream cff: F %.3f -> %.3f (target %.3f), |p| %.4f -> %.4f, retained moved "
+                  "%.3f, RMSE %.3f -> %.3f\n",
+                  f0, f1, target, n0, n1, moved, sqrt(e0), sqrt(e1));
+    assert_true(f0 - target > 0.3);             /* m1 did learn the 5s */
+    assert_true(f1 < f0 - 0.4 * (f0 - target)); /* (a) F drops towards D_fl1 */
+    assert_true(n1 <= 3.0 * n0);                /* (b) the row keeps m1's scale */
+    /* (c) the other scores move little (the bias F inflated comes down for
+     * all of them, hence not zero) and fit the remaining ratings no worse. */
+    assert_true(moved < 0.35);
+    assert_true(e1 <= e0 + 0.01);
+    mf_model_destroy(mf);
+    mf_model_destroy(sc.sub);
+    free(sc.R);
+    free(sc.item_count);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient_normalise),
@@ -199,6 +341,7 @@ int main(void) {
         cmocka_unit_test(test_adam_lowers_loss),
         cmocka_unit_test(test_cff_shrinks_forget_gap),
         cmocka_unit_test(test_cff_paper_shrinks_forget_gap),
+        cmocka_unit_test(test_cff_stream_single_user),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

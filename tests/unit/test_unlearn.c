@@ -193,6 +193,12 @@ static void test_bad_params(void **state) {
     p.cff_lr = NAN;
     expect_refused(fx, &fx->req, &p, "cff_lr");
     unlearn_params_init(&p);
+    p.cff_reg = -0.1f;
+    expect_refused(fx, &fx->req, &p, "cff_reg");
+    unlearn_params_init(&p);
+    p.cff_reg_bias = NAN;
+    expect_refused(fx, &fx->req, &p, "cff_reg");
+    unlearn_params_init(&p);
     p.threads = -2;
     expect_refused(fx, &fx->req, &p, "threads");
 }

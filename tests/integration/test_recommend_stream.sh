@@ -31,32 +31,6 @@ topic_complete() {
 }
 wait_for 30 "$NU users and $NI items in the factors topic" topic_complete
 
-# check_user U: the topic's scores of every item for U equal Redis's (the
-# differences, if any, in $TMP/diff).
-check_user() {
-  local u="$1"
-  "$BIN" recommend --from-topic factors --user "$u" --top $NI >"$TMP/top" 2>"$TMP/diff" || return 1
-  [ "$(head -1 "$TMP/top")" = "$(printf 'rank\titem\tscore')" ] || { cp "$TMP/top" "$TMP/diff"; return 1; }
-  tail -n +2 "$TMP/top" | cut -f3 | sort -gr -c 2>"$TMP/diff" || return 1
-  state --user "$u" --items "$ALL_ITEMS" >"$TMP/state" 2>"$TMP/diff" || return 1
-  awk -v ni=$NI 'NR == FNR { if (FNR > 1) { split($0, t, "\t"); topic[t[2]] = t[3]; nt++ } next }
-    /^item=/ { split($0, f, " "); it = substr(f[1], 6); sc = substr(f[2], 7); n++
-      if (!(it in topic)) { print "item " it " missing from the topic"; bad = 1; next }
-      d = topic[it] - sc; if (d < 0) d = -d
-      if (d >= 1e-3) { print "item " it ": topic " topic[it] ", redis " sc; bad = 1 } }
-    END { if (n != ni || nt != ni) { print "topic ranked " nt ", redis scored " n " items"; bad = 1 }
-      exit bad }' "$TMP/top" "$TMP/state" >"$TMP/diff"
-}
-# expect_match U...: every user's scores match (waits out rows in flight).
-expect_match() {
-  for u in "$@"; do
-    local deadline=$((SECONDS + 20))
-    until check_user "$u"; do
-      [ "$SECONDS" -lt "$deadline" ] || fail "user $u, topic vs Redis: $(cat "$TMP/diff")"
-      sleep 0.2
-    done
-  done
-}
 expect_match 1 9 30
 
 # After a forget request: the cycle's rows are published (outbox), the

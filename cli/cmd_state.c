@@ -12,6 +12,7 @@
 #include "codec.h"
 #include "config.h"
 #include "live.h"
+#include "mf.h"
 #include "store.h"
 #include "ul_err.h"
 
@@ -27,10 +28,12 @@ typedef struct state_opts {
     int64_t items[MAX_ITEMS];
     int n_items;
     int history;
+    const char *export_path; /* --export-model */
 } state_opts;
 
 static void state_help(void) {
     printf("Usage: unlearnd state [--partition P] [--user ID [--items A,B,...] [--history]]\n"
+           "                      [--export-model PATH]\n"
            "                      [--config FILE] [--redis.host H --redis.port N ...]\n\n"
            "Print the stream worker's state from Redis (read-only).\n\n"
            "Without --user, one line per partition (all, or only --partition P):\n"
@@ -42,11 +45,16 @@ static void state_help(void) {
            "for each item of --items, the predicted score (unclipped) as\n"
            "  item=I score=S rated=0|1\n"
            "With --history, the remembered ratings as 'hist item=I rating=R time=T'.\n\n"
+           "With --export-model PATH: write the live model m1 as every worker sees it\n"
+           "(user rows of all partitions; item rows = base + every partition's delta) to\n"
+           "a model file that 'unlearnd score' and 'unlearnd recommend' read. Run it when\n"
+           "the workers are idle or stopped: it reads the last checkpoints.\n\n"
            "Options:\n"
            "  --partition P    only this partition (default: all)\n"
            "  --user ID        one user (raw id)\n"
            "  --items A,B,...  items to score for --user (up to %d)\n"
            "  --history        print the user's remembered ratings\n"
+           "  --export-model PATH  write the whole live model to a model file\n"
            "  --config FILE    worker config file; redis.* and topic.* options apply\n"
            "  --help           show this help\n\n"
            "Exit status: 0 success, 1 Redis unreachable or no state yet, 2 bad usage.\n",
@@ -85,7 +93,7 @@ static int state_parse(int n, char **rest, state_opts *o, char *err, size_t size
             continue;
         }
         if (strcmp(name, "--partition") != 0 && strcmp(name, "--user") != 0 &&
-            strcmp(name, "--items") != 0) {
+            strcmp(name, "--items") != 0 && strcmp(name, "--export-model") != 0) {
             ul_set_err(err, size, "unknown option '%s'", name);
             return -1;
         }
@@ -95,7 +103,9 @@ static int state_parse(int n, char **rest, state_opts *o, char *err, size_t size
         }
         const char *val = rest[++a];
         uint64_t u;
-        if (strcmp(name, "--partition") == 0) {
+        if (strcmp(name, "--export-model") == 0) {
+            o->export_path = val;
+        } else if (strcmp(name, "--partition") == 0) {
             if (cli_parse_long(name, val, 0, 100000, &o->partition, err, size) != 0)
                 return -1;
         } else if (strcmp(name, "--user") == 0) {
@@ -106,6 +116,10 @@ static int state_parse(int n, char **rest, state_opts *o, char *err, size_t size
         } else if (parse_items(val, o, err, size) != 0) {
             return -1;
         }
+    }
+    if (o->export_path && (o->have_user || o->partition >= 0)) {
+        ul_set_err(err, size, "--export-model exports every partition: no --user or --partition");
+        return -1;
     }
     if ((o->n_items > 0 || o->history) && !o->have_user) {
         ul_set_err(err, size, "--items and --history need --user");
@@ -153,6 +167,77 @@ static int print_partitions(store *st, const store_model *m, const state_opts *o
            t.applied, t.forgotten, t.forget_received, t.forget_completed, pending_total,
            t.dead_letters);
     return CLI_EXIT_OK;
+}
+
+/* Copy every partition's user rows and the effective item rows (base + all
+ * deltas, as any worker computes them) into an mf_model. */
+static mf_model *collect_model(live *l, const store_model *m, char *err, size_t size) {
+    int32_t n_users = 0;
+    for (int32_t p = 0; p < m->partitions; p++) {
+        shard *s = live_assign(l, p, err, size);
+        if (s == NULL)
+            return NULL;
+        n_users += rowset_size(s->users);
+    }
+    const rowset *items = live_items(l);
+    int k = live_k(l);
+    mf_model *mf = mf_model_new(n_users, rowset_size(items), k, err, size);
+    int64_t *uids = malloc(((size_t)n_users + 1) * sizeof(*uids));
+    int64_t *iids = malloc(((size_t)rowset_size(items) + 1) * sizeof(*iids));
+    if (mf == NULL || uids == NULL || iids == NULL) {
+        ul_set_err(err, size, "out of memory exporting %d users", (int)n_users);
+        goto fail;
+    }
+    int32_t u = 0;
+    for (int32_t p = 0; p < m->partitions; p++) {
+        shard *s = live_shard(l, p);
+        for (int32_t i = 0; i < rowset_size(s->users); i++, u++) {
+            const float *row = rowset_row_const(s->users, i);
+            uids[u] = rowset_key(s->users, i);
+            mf->user_bias[u] = row[0];
+            memcpy(mf->P + (size_t)u * (size_t)k, row + 1, (size_t)k * sizeof(float));
+        }
+    }
+    for (int32_t i = 0; i < rowset_size(items); i++) {
+        const float *row = rowset_row_const(items, i);
+        iids[i] = rowset_key(items, i);
+        mf->item_bias[i] = row[0];
+        memcpy(mf->Q + (size_t)i * (size_t)k, row + 1, (size_t)k * sizeof(float));
+    }
+    mf->global_mean = live_global_mean(l);
+    mf->rating_min = m->rating_min;
+    mf->rating_max = m->rating_max;
+    if (mf_model_set_ids(mf, uids, iids) != UL_OK) {
+        ul_set_err(err, size, "out of memory exporting the ids");
+        goto fail;
+    }
+    free(uids);
+    free(iids);
+    return mf;
+fail:
+    free(uids);
+    free(iids);
+    mf_model_destroy(mf);
+    return NULL;
+}
+
+static int export_model(store *st, const store_model *m, const state_opts *o) {
+    char err[UL_ERRSTR_SIZE];
+    live_opts lo;
+    live_opts_init(&lo);
+    lo.k = m->k;
+    lo.rating_min = m->rating_min;
+    lo.rating_max = m->rating_max;
+    live *l = live_new(&lo, st, m->partitions, err, sizeof(err));
+    mf_model *mf = l ? collect_model(l, m, err, sizeof(err)) : NULL;
+    int rc = mf ? mf_save(mf, o->export_path, err, sizeof(err)) : UL_ERR_IO;
+    if (rc == UL_OK)
+        printf("exported %d users and %d items (k=%d, mean %.4f) from %d partitions to %s\n",
+               (int)mf->n_users, (int)mf->n_items, mf->k, (double)mf->global_mean,
+               (int)m->partitions, o->export_path);
+    mf_model_destroy(mf);
+    live_destroy(l);
+    return rc == UL_OK ? CLI_EXIT_OK : cli_fail(CMD, err);
 }
 
 static int print_user(store *st, const store_model *m, const state_opts *o) {
@@ -241,7 +326,10 @@ int cmd_state(int argc, char **argv) {
         rc = cli_fail(CMD, "no worker state in this Redis yet (start 'unlearnd worker')");
         goto done;
     }
-    rc = o.have_user ? print_user(st, &m, &o) : print_partitions(st, &m, &o);
+    if (o.export_path)
+        rc = export_model(st, &m, &o);
+    else
+        rc = o.have_user ? print_user(st, &m, &o) : print_partitions(st, &m, &o);
 done:
     store_destroy(st);
     config_cli_free(&cli);

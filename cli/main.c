@@ -10,6 +10,7 @@ static const cli_command commands[] = {
     {"demo", cmd_demo,
      "the stream end to end: local broker, Redis and worker; forget; before/after"},
     {"train", cmd_train, "train an MF model on every rating of a file and save it"},
+    {"score", cmd_score, "RMSE and MAE of a model file on a ratings file (e.g. a test split)"},
     {"recommend", cmd_recommend,
      "top-K items for one user from a saved model or the factors topic"},
     {"eval", cmd_eval, "run the paper's evaluation protocol (forget sets, RMSE, forget gap)"},

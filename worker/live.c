@@ -397,6 +397,10 @@ int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float ratin
     return UL_OK;
 }
 
+const rowset *live_items(const live *l) {
+    return l->eff;
+}
+
 /* ---- publishing --------------------------------------------------------- */
 
 void live_mark_partition(live *l, int32_t p) {

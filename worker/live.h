@@ -80,6 +80,10 @@ int live_refresh(live *l, char *errstr, size_t errstr_size);
  * the user (in an owned shard) or item is unknown. */
 float live_predict(const live *l, const shard *s, int64_t user, int64_t item, int *found);
 
+/* Every effective item row (2+k: bias, factors, count), keyed by raw item
+ * id; borrowed until the next call that changes the live. */
+const rowset *live_items(const live *l);
+
 /* An item's effective row (bias, k factors, count), or NULL if unknown. */
 const float *live_item_row(const live *l, int64_t item);
 

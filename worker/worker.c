@@ -41,7 +41,6 @@
 #include "ul_err.h"
 
 #define POLL_BATCH 20000       /* messages handled between housekeeping checks */
-#define REFRESH_EVERY_MS 5000  /* re-read other partitions' item deltas */
 #define STATS_EVERY_MS 10000   /* progress log line */
 #define METADATA_WAIT_MS 15000 /* how long to wait for the topics to exist */
 #define FLUSH_MS 10000         /* producer flush at shutdown */
@@ -1038,7 +1037,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
     int64_t now = mono_ms();
     int64_t next_ckpt = now + w->cfg->checkpoint_interval_ms;
     int64_t next_cycle = now + w->cfg->cycle_interval_ms;
-    int64_t next_refresh = now + REFRESH_EVERY_MS, next_stats = now + STATS_EVERY_MS;
+    int64_t next_refresh = now + w->cfg->refresh_interval_ms, next_stats = now + STATS_EVERY_MS;
     int64_t next_publish = now + w->cfg->publish_interval_ms;
     uint64_t applied_at_stats = 0;
     char err[UL_ERRSTR_SIZE];
@@ -1068,7 +1067,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
                 owned += live_shard(w->lv, p) != NULL;
             if (owned < w->n_parts && live_refresh(w->lv, err, sizeof(err)) != UL_OK)
                 log_warn(w->log, "worker", "refreshing other partitions' item deltas: %s", err);
-            next_refresh = now + REFRESH_EVERY_MS;
+            next_refresh = now + w->cfg->refresh_interval_ms;
         }
         if (now >= next_stats) {
             log_stats(w, now - (next_stats - STATS_EVERY_MS), applied_at_stats);

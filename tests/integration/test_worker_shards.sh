@@ -52,13 +52,14 @@ exact() { # every partition: applied == its stored offset
        END { exit bad }' "$TMP/state" || fail "$1: a rating lost or applied twice"
 }
 
-start_worker a --kafka.group.id g-shards
+WOPTS=(--refresh.interval.ms 200 --publish.interval.ms 200)
+start_worker a --kafka.group.id g-shards "${WOPTS[@]}"
 A=$WORKER_PID
 wait_for 60 "A's assignment" grep -q 'assigned partition' "$TMP/a.err"
 "$BIN" produce ratings --data "$TMP/ratings.csv" --rate 25000 >/dev/null 2>&1 &
 P=$!
 wait_for 60 "A's progress" applied_at_least 15000
-start_worker b --kafka.group.id g-shards
+start_worker b --kafka.group.id g-shards "${WOPTS[@]}"
 B=$WORKER_PID
 wait_for 60 "B's assignment" grep -q 'assigned partition' "$TMP/b.err"
 echo "B joined at $(total applied) applied"
@@ -77,6 +78,7 @@ delta_counts() { # the float count field of partition $PART's deltas of items 36
   for i in 36 49 62; do $cli --no-raw hget "ul:{p$PART}:idelta" "$i" | md5sum; done
 }
 before=$(delta_counts)
+state --export-model "$TMP/before.model" >/dev/null || fail "export before the forget"
 others_before=$(for p in 0 1 2 3; do [ "$p" = "$PART" ] && continue
   c=r1; [ $((p % 2)) -eq 1 ] && c=r2; $c --no-raw hgetall "ul:{p$p}:idelta" | md5sum; done)
 "$BIN" produce forget --user 5 --items 36,49,62 --reason MISTAKE --request-id t-shard \
@@ -89,23 +91,57 @@ owner=$(grep -l "forget request t-shard for user 5 done: 3 ratings forgotten, pa
 last_assign=$(grep -h "assigned partition $PART:" "$TMP/a.err" "$TMP/b.err" | sort | tail -1)
 grep -qF "$last_assign" "$owner" || fail "the forget ran on $owner, not the owner of $PART"
 after=$(delta_counts)
+state --export-model "$TMP/mid.model" >/dev/null || fail "export after the forget"
 [ "$before" != "$after" ] || fail "the forget changed no item delta of partition $PART"
 others_after=$(for p in 0 1 2 3; do [ "$p" = "$PART" ] && continue
   c=r1; [ $((p % 2)) -eq 1 ] && c=r2; $c --no-raw hgetall "ul:{p$p}:idelta" | md5sum; done)
 [ "$others_before" = "$others_after" ] || fail "the forget wrote another partition's deltas"
 echo "forget of user 5 (partition $PART, shard $owner_shard) changed only that partition's deltas"
 
+# The other worker sees the forget's item changes through the deltas: a user V
+# of a partition it owns rates item 36 after its next refresh; it publishes
+# its item-36 row, and V's score for item 36 read from the factors topic must
+# equal the one from Redis (base + every partition's delta, --export-model),
+# which differs from the score before the forget.
+other=$TMP/a.err; [ "$owner" = "$TMP/a.err" ] && other=$TMP/b.err
+other_parts=" $(awk '{ p = ""; for (i = 1; i < NF; i++) if ($i == "partition") { p = $(i + 1); sub(":", "", p) } }
+  /assigned partition/ { own[p] = 1 } /revoked partition|partition [0-9]+ lost/ { delete own[p] }
+  END { for (p in own) printf "%s ", p }' "$other")"
+V=""
+for u in $(seq 2 200); do
+  pu=$(state --user "$u" | sed -n 's/.*partition=\([0-9]*\).*/\1/p')
+  case "$other_parts" in *" $pu "*) V=$u; break ;; esac
+done
+[ -n "$V" ] || fail "no user in the other worker's partitions ($other_parts)"
+sleep 0.5 # > refresh.interval.ms + checkpoint.interval.ms of the workers
+printf 'user,item,rating\n%s,36,4\n' "$V" >"$TMP/one.csv"
+"$BIN" produce ratings --data "$TMP/one.csv" >/dev/null 2>&1 || fail "produce one rating"
+wait_for 30 "the extra rating" total_is applied $((N + 1))
+sleep 0.5 # > publish.interval.ms
+state --export-model "$TMP/after.model" >/dev/null || fail "export after V's rating"
+score_of() { awk -v i=36 -F'\t' '$2 == i { print $3 }'; }
+s_redis=$("$BIN" recommend --model "$TMP/after.model" --user "$V" --top 100000 | score_of)
+s_before=$("$BIN" recommend --model "$TMP/before.model" --user "$V" --top 100000 | score_of)
+s_mid=$("$BIN" recommend --model "$TMP/mid.model" --user "$V" --top 100000 | score_of)
+s_topic=$("$BIN" recommend --from-topic factors --user "$V" --top 100000 2>/dev/null | score_of)
+echo "user $V, item 36: before the forget $s_before, after it $s_mid; after V's rating:" \
+  "Redis $s_redis, factors topic $s_topic"
+awk -v a="$s_before" -v b="$s_mid" 'BEGIN { d = a - b; exit !(d > 1e-3 || d < -1e-3) }' ||
+  fail "the forget did not move item 36 measurably ($s_before -> $s_mid)"
+awk -v a="$s_redis" -v b="$s_topic" 'BEGIN { d = a - b; exit !(a != "" && b != "" && d < 1e-3 && d > -1e-3) }' ||
+  fail "the other worker's item row misses the forget's change (topic $s_topic, Redis $s_redis)"
+
 # A leaves while a second copy of the stream arrives: B takes everything.
 "$BIN" produce ratings --data "$TMP/ratings.csv" --rate 25000 >/dev/null 2>&1 &
 P=$!
-wait_for 60 "progress on the second copy" applied_at_least $((N + 15000))
+wait_for 60 "progress on the second copy" applied_at_least $((N + 15001))
 WORKER_PID=$A
 rc=0; stop_worker TERM || rc=$?
 [ "$rc" -eq 0 ] || fail "worker A exit $rc"
 echo "A left at $(total applied) applied"
 WORKER_PID=$B
 wait "$P" || fail "produce (second copy)"
-wait_for 60 "all ratings applied (second copy)" total_is applied $((2 * N))
+wait_for 60 "all ratings applied (second copy)" total_is applied $((2 * N + 1))
 exact "leave"
 
 # Key placement: partition P only on shard P mod 2; ul:model only on shard 0.
@@ -119,7 +155,7 @@ rc=0; stop_worker TERM || rc=$?
 [ "$rc" -eq 0 ] || fail "worker B exit $rc"
 grep -q "connected to shard 1 of 2: 127.0.0.1:$R2_PORT" "$TMP/b.err" || fail "no shard log line"
 cat "$TMP"/*.err "$TMP"/*.out | grep -q "$PW" && fail "a log printed the password"
-echo "ok: $((2 * N)) ratings exactly once over 2 shards across join and leave"
+echo "ok: $((2 * N + 1)) ratings exactly once over 2 shards across join and leave"
 
 # import spreads item base rows by id (item I on shard I mod 2).
 "$BIN" train --data "$TMP/ratings.csv" --out "$TMP/m.bin" --k 8 --epochs 2 >/dev/null 2>&1 ||

@@ -89,7 +89,7 @@ static const opt_def options[] = {
      "most forget requests applied in one cycle"},
     {"checkpoint.interval.ms", OPT_INT, "1000", 1, 3600000, NULL, F(checkpoint_interval_ms),
      "how often partition state and offsets are written to Redis"},
-    {"refresh.interval.ms", OPT_INT, "1000", 10, 3600000, NULL, F(refresh_interval_ms),
+    {"refresh.interval.ms", OPT_INT, "200", 10, 3600000, NULL, F(refresh_interval_ms),
      "how often the item deltas of partitions owned by other workers are re-read"},
     {"publish.interval.ms", OPT_INT, "2000", 1, 3600000, NULL, F(publish_interval_ms),
      "how often rows changed by ratings are published to topic.factors (each row once)"},

@@ -16,7 +16,15 @@ mkdir -p "$TMP/redis2"
 redis-server --port "$R2_PORT" --bind 127.0.0.1 --dir "$TMP/redis2" --save '' --appendonly no \
   --requirepass "$PW" --daemonize yes --pidfile "$TMP/redis2/pid" \
   --logfile "$TMP/redis2/redis.log" >/dev/null
-trap 'rc=$?; [ -s "$TMP/redis2/pid" ] && kill "$(cat "$TMP/redis2/pid")" 2>/dev/null; (exit $rc); cleanup' EXIT
+# Stop the extra redis-servers, then worker_lib's cleanup with the exit status.
+cleanup_shards() {
+  local rc=$?
+  set +e
+  for f in "$TMP/redis2/pid" "$TMP/redis3/pid"; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  (exit "$rc")
+  cleanup
+}
+trap cleanup_shards EXIT
 r1() { redis-cli -p "$REDIS_PORT" "$@"; }
 r2() { REDISCLI_AUTH="$PW" redis-cli -p "$R2_PORT" "$@"; }
 for _ in $(seq 100); do r2 ping >/dev/null 2>&1 && break; sleep 0.05; done
@@ -33,6 +41,9 @@ rc=0; UNLEARND_REDIS_PASSWORD=wrong-pw state >/dev/null 2>"$TMP/wrongpw" || rc=$
 [ "$rc" -eq 1 ] && grep -q "127.0.0.1:$R2_PORT: AUTH (redis.password) failed: WRONGPASS" \
   "$TMP/wrongpw" || fail "wrong password: exit $rc, $(cat "$TMP/wrongpw")"
 grep -q wrong-pw "$TMP/wrongpw" && fail "the password was echoed"
+rc=0; state --export-model "$TMP/x.model" --user 5 >/dev/null 2>"$TMP/bad" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "export-model exports every partition" "$TMP/bad" ||
+  fail "--export-model with --user: exit $rc"
 "$BIN" worker --dump-config "${REDIS[@]}" --redis.user alice >"$TMP/dump" 2>&1 || fail "--dump-config"
 grep -q "$PW" "$TMP/dump" && fail "--dump-config printed the password"
 grep -q '^redis.password' "$TMP/dump" || fail "--dump-config lacks redis.password"
@@ -175,7 +186,6 @@ printf 'user default off\nuser uluser on >acl-pw ~* &* +@all\n' >"$TMP/redis3/ac
 redis-server "$TMP/redis3/acl.conf" --port "$R3_PORT" --bind 127.0.0.1 --dir "$TMP/redis3" \
   --save '' --appendonly no --daemonize yes \
   --pidfile "$TMP/redis3/pid" --logfile "$TMP/redis3/redis.log" >/dev/null
-trap 'rc=$?; for f in "$TMP"/redis2/pid "$TMP"/redis3/pid; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; (exit $rc); cleanup' EXIT
 for _ in $(seq 100); do redis-cli -p "$R3_PORT" --user uluser --pass acl-pw ping >/dev/null 2>&1 && break; sleep 0.05; done
 rc=0; UNLEARND_REDIS_PASSWORD=acl-pw state --redis.shards "127.0.0.1:$R3_PORT" --redis.user uluser \
   >/dev/null 2>"$TMP/acl" || rc=$?

@@ -16,7 +16,8 @@ N=$(( $(wc -l <"$TMP/ratings.csv") - 1 ))
 ALL_ITEMS=$(seq -s, 1 $NI)
 
 A=""
-trap 'rc=$?; [ -n "$A" ] && kill -9 "$A" 2>/dev/null; (exit $rc); cleanup' EXIT
+# Worker A is ours to stop; worker_lib's cleanup stops B, the broker, Redis.
+trap 'rc=$?; set +e; [ -n "$A" ] && kill -9 "$A" 2>/dev/null; (exit $rc); cleanup' EXIT
 start_worker wa --publish.interval.ms 300
 A=$WORKER_PID
 wait_for 60 "A's assignment" grep -q 'assigned partition' "$TMP/wa.err"

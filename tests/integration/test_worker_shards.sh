@@ -70,9 +70,16 @@ wait_for 60 "A's assignment" grep -q 'assigned partition' "$TMP/a.err"
 "$BIN" produce ratings --data "$TMP/ratings.csv" --rate 25000 >/dev/null 2>&1 &
 P=$!
 wait_for 60 "A's progress" applied_at_least 15000
-start_worker b --kafka.group.id g-shards "${WOPTS[@]}"
+MPORT=$(free_port)
+start_worker b --kafka.group.id g-shards "${WOPTS[@]}" --metrics.port "$MPORT" \
+  --metrics.bind 127.0.0.1
 B=$WORKER_PID
 wait_for 60 "B's assignment" grep -q 'assigned partition' "$TMP/b.err"
+if command -v curl >/dev/null; then # health and metrics over two shards
+  wait_for 20 "B ready" curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/readyz"
+  curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" | grep -q '^unlearnd_redis_connected 1' ||
+    fail "B's /metrics: redis_connected is not 1 with two shards"
+fi
 echo "B joined at $(total applied) applied"
 wait "$P" || fail "produce"
 wait_for 60 "all ratings applied" total_is applied "$N"

@@ -11,40 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "testutil.h"
 #include "ul_err.h"
 #include "unlearn.h"
 #include "unlearn_scenario.h"
 
+/* P, Q ~ N(0, 0.5), item biases ~ N(0, 0.3), user biases 0. */
 static mf_model *model_new(int32_t nu, int32_t ni, int k, uint64_t seed) {
-    mf_model *m = calloc(1, sizeof(*m));
-    m->n_users = nu;
-    m->n_items = ni;
-    m->k = k;
-    m->global_mean = 3.5f;
-    m->rating_min = 1;
-    m->rating_max = 5;
-    m->user_bias = calloc((size_t)nu, sizeof(float));
-    m->item_bias = calloc((size_t)ni, sizeof(float));
-    m->P = calloc((size_t)nu * (size_t)k, sizeof(float));
-    m->Q = calloc((size_t)ni * (size_t)k, sizeof(float));
-    rng r;
-    rng_seed(&r, seed);
-    for (size_t j = 0; j < (size_t)nu * (size_t)k; j++)
-        m->P[j] = (float)(0.5 * rng_normal(&r));
-    for (size_t j = 0; j < (size_t)ni * (size_t)k; j++)
-        m->Q[j] = (float)(0.5 * rng_normal(&r));
-    for (int32_t i = 0; i < ni; i++)
-        m->item_bias[i] = (float)(0.3 * rng_normal(&r));
-    return m;
-}
-
-static void model_free(mf_model *m) {
-    free(m->user_bias);
-    free(m->item_bias);
-    free(m->P);
-    free(m->Q);
-    free(m);
+    return tu_model_random(nu, ni, k, seed, 0.5, 0.0, 0.3);
 }
 
 /* Solve the n x n system A x = b in double (Gauss-Jordan, partial pivot). */
@@ -108,7 +82,7 @@ static void test_user_step_is_exact_ridge(void **state) {
     assert_float_equal(m->P[2], b[0], 1e-4);
     assert_float_equal(m->P[3], b[1], 1e-4);
     assert_float_equal(m->user_bias[1], b[2], 1e-4);
-    model_free(m);
+    mf_model_destroy(m);
 }
 
 /* A user whose every rating is forgotten gets the empty ridge solution. */
@@ -122,7 +96,7 @@ static void test_user_with_nothing_left(void **state) {
     assert_float_equal(m->P[4], 0, 0);
     assert_float_equal(m->P[5], 0, 0);
     assert_float_equal(m->user_bias[2], 0, 0);
-    model_free(m);
+    mf_model_destroy(m);
 }
 
 /* Items: an item pulled up by forgotten 5s comes down, by an amount that
@@ -150,7 +124,7 @@ static void test_item_step_removes_pull(void **state) {
     assert_true(d0 > 3 * d1);
     assert_float_equal(m->item_bias[2], b2, 0); /* not in F: untouched */
     unlearn_report_free(&rep);
-    model_free(m);
+    mf_model_destroy(m);
 }
 
 /* The worker hands fold-in a sub-model holding only the affected users (here
@@ -179,7 +153,7 @@ static void test_single_user_submodel(void **state) {
         assert_true(m->item_bias[i] < b0[i]);        /* a forgotten 5 pulled it up */
         assert_true(b0[i] - m->item_bias[i] < 0.2f);
     }
-    model_free(m);
+    mf_model_destroy(m);
 }
 
 /* The user solves run on threads; the result must not depend on how many. */
@@ -209,8 +183,8 @@ static void test_threads_do_not_change_result(void **state) {
     assert_memory_equal(a->user_bias, b->user_bias, 400 * sizeof(float));
     free(forget);
     free(retain);
-    model_free(a);
-    model_free(b);
+    mf_model_destroy(a);
+    mf_model_destroy(b);
 }
 
 /* On a planted model, fold-in moves the forgotten pairs' predictions most of

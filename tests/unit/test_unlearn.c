@@ -11,42 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "testutil.h"
 #include "ul_err.h"
 #include "unlearn.h"
 
-/* A small random model built by hand, so this test depends on unlearn only. */
+/* A small random model built by hand, so this test depends on unlearn only:
+ * P, Q ~ N(0, 0.3), biases ~ N(0, 0.2). */
 static mf_model *model_new(int32_t nu, int32_t ni, int k, uint64_t seed) {
-    mf_model *m = calloc(1, sizeof(*m));
-    m->n_users = nu;
-    m->n_items = ni;
-    m->k = k;
-    m->global_mean = 3.5f;
-    m->rating_min = 1;
-    m->rating_max = 5;
-    m->user_bias = calloc((size_t)nu, sizeof(float));
-    m->item_bias = calloc((size_t)ni, sizeof(float));
-    m->P = calloc((size_t)nu * (size_t)k, sizeof(float));
-    m->Q = calloc((size_t)ni * (size_t)k, sizeof(float));
-    rng r;
-    rng_seed(&r, seed);
-    for (size_t j = 0; j < (size_t)nu * (size_t)k; j++)
-        m->P[j] = (float)(0.3 * rng_normal(&r));
-    for (size_t j = 0; j < (size_t)ni * (size_t)k; j++)
-        m->Q[j] = (float)(0.3 * rng_normal(&r));
-    for (int32_t u = 0; u < nu; u++)
-        m->user_bias[u] = (float)(0.2 * rng_normal(&r));
-    for (int32_t i = 0; i < ni; i++)
-        m->item_bias[i] = (float)(0.2 * rng_normal(&r));
-    return m;
-}
-
-static void model_free(mf_model *m) {
-    free(m->user_bias);
-    free(m->item_bias);
-    free(m->P);
-    free(m->Q);
-    free(m);
+    return tu_model_random(nu, ni, k, seed, 0.3, 0.2, 0.2);
 }
 
 static int model_equal(const mf_model *a, const mf_model *b) {
@@ -91,8 +63,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fixture *fx = *state;
-    model_free(fx->m);
-    model_free(fx->copy);
+    mf_model_destroy(fx->m);
+    mf_model_destroy(fx->copy);
     free(fx);
     return 0;
 }

@@ -29,6 +29,13 @@ int cli_parse_double(const char *opt, const char *s, double min, double max, dou
                      char *errstr, size_t errstr_size);
 int cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *errstr, size_t errstr_size);
 
+/* The valued option at argv[*a], one of the NULL-terminated `names`, given
+ * as "--name value" or "--name=value". Returns the matching name with its
+ * value in *val (and *a moved past a separate value), or NULL with
+ * "unknown option '<arg>'" or "<name> needs a value" in errstr. */
+const char *cli_opt_next(int argc, char **argv, int *a, const char *const *names, const char **val,
+                         char *errstr, size_t errstr_size);
+
 /* Print "unlearnd <cmd>: <msg>" (and, for usage errors, a pointer to
  * --help) on stderr; returns the exit code to use. */
 int cli_fail(const char *cmd, const char *msg);

@@ -1,4 +1,4 @@
-/* cli_util.c: option-value parsing, error printing and the default data
+/* cli_util.c: option matching, option-value parsing, error printing and the default data
  * file search shared by the subcommands. */
 #include "cli.h"
 
@@ -56,6 +56,36 @@ int cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *errstr, s
     }
     *out = (uint64_t)v;
     return 0;
+}
+
+/* 1 when arg is option `name`, alone or as "name=...". */
+static int opt_is(const char *arg, const char *name) {
+    size_t len = strlen(name);
+    return strncmp(arg, name, len) == 0 && (arg[len] == '\0' || arg[len] == '=');
+}
+
+const char *cli_opt_next(int argc, char **argv, int *a, const char *const *names, const char **val,
+                         char *errstr, size_t errstr_size) {
+    const char *arg = argv[*a];
+    const char *name = NULL;
+    for (size_t j = 0; names[j] != NULL && name == NULL; j++)
+        if (opt_is(arg, names[j]))
+            name = names[j];
+    if (name == NULL) {
+        snprintf(errstr, errstr_size, "unknown option '%s'", arg);
+        return NULL;
+    }
+    size_t len = strlen(name);
+    if (arg[len] == '=') {
+        *val = arg + len + 1;
+        return name;
+    }
+    if (*a + 1 >= argc) {
+        snprintf(errstr, errstr_size, "%s needs a value", name);
+        return NULL;
+    }
+    *val = argv[++*a];
+    return name;
 }
 
 int cli_fail(const char *cmd, const char *msg) {

@@ -198,25 +198,6 @@ static void cli_defaults(eval_cli *a) {
     a->dups = DS_DUP_ERROR;
 }
 
-/* The value of option argv[*i] ("--opt VALUE" or "--opt=VALUE"). */
-static const char *opt_value(int argc, char **argv, int *i, const char *name, char *errstr,
-                             size_t errstr_size) {
-    const char *arg = argv[*i];
-    size_t len = strlen(name);
-    if (arg[len] == '=')
-        return arg + len + 1;
-    if (*i + 1 >= argc) {
-        snprintf(errstr, errstr_size, "%s needs a value", name);
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-static int opt_is(const char *arg, const char *name) {
-    size_t len = strlen(name);
-    return strncmp(arg, name, len) == 0 && (arg[len] == '\0' || arg[len] == '=');
-}
-
 static int parse_one(eval_cli *a, const char *name, const char *v, char *errstr,
                      size_t errstr_size) {
     long l;
@@ -272,16 +253,9 @@ static int parse_args(eval_cli *a, int argc, char **argv, char *errstr, size_t e
             a->json = 1;
             continue;
         }
-        const char *name = NULL;
-        for (size_t j = 0; valued_opts[j] != NULL && name == NULL; j++)
-            if (opt_is(arg, valued_opts[j]))
-                name = valued_opts[j];
-        if (name == NULL) {
-            snprintf(errstr, errstr_size, "unknown option '%s'", arg);
-            return -1;
-        }
-        const char *v = opt_value(argc, argv, &i, name, errstr, errstr_size);
-        if (v == NULL || parse_one(a, name, v, errstr, errstr_size) != 0)
+        const char *v = NULL;
+        const char *name = cli_opt_next(argc, argv, &i, valued_opts, &v, errstr, errstr_size);
+        if (name == NULL || parse_one(a, name, v, errstr, errstr_size) != 0)
             return -1;
     }
     if (a->opts.seed > UINT64_MAX - (uint64_t)a->seeds - EVAL_NOISE_SEED_OFFSET) {

@@ -60,20 +60,6 @@ static void recommend_help(void) {
            TOP_MAX);
 }
 
-static int opt_match(int argc, char **argv, int *a, const char *name, const char **val) {
-    size_t len = strlen(name);
-    if (strncmp(argv[*a], name, len) != 0)
-        return 0;
-    if (argv[*a][len] == '=') {
-        *val = argv[*a] + len + 1;
-        return 1;
-    }
-    if (argv[*a][len] != '\0')
-        return 0;
-    *val = *a + 1 < argc ? argv[++*a] : NULL;
-    return 1;
-}
-
 static int opt_value(const char *name, const char *val, recommend_opts *o, char *err, size_t size) {
     long l;
     uint64_t u;
@@ -111,18 +97,8 @@ static int recommend_parse(int argc, char **argv, int start, recommend_opts *o, 
         if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0)
             return 1;
         const char *val = NULL;
-        int n = 0;
-        while (names[n] && !opt_match(argc, argv, &a, names[n], &val))
-            n++;
-        if (names[n] == NULL) {
-            ul_set_err(err, size, "unknown option '%s'", argv[a]);
-            return -1;
-        }
-        if (val == NULL) {
-            ul_set_err(err, size, "%s needs a value", names[n]);
-            return -1;
-        }
-        if (opt_value(names[n], val, o, err, size) != 0)
+        const char *name = cli_opt_next(argc, argv, &a, names, &val, err, size);
+        if (name == NULL || opt_value(name, val, o, err, size) != 0)
             return -1;
     }
     if (o->model != NULL && o->topic != NULL) {

@@ -50,22 +50,6 @@ static void train_help(void) {
            (unsigned long long)p.seed, p.threads);
 }
 
-/* "--name value" or "--name=value": 1 when argv[*a] is option `name` (its
- * value in *val, NULL when missing), else 0. */
-static int opt_match(int argc, char **argv, int *a, const char *name, const char **val) {
-    size_t len = strlen(name);
-    if (strncmp(argv[*a], name, len) != 0)
-        return 0;
-    if (argv[*a][len] == '=') {
-        *val = argv[*a] + len + 1;
-        return 1;
-    }
-    if (argv[*a][len] != '\0')
-        return 0;
-    *val = *a + 1 < argc ? argv[++*a] : NULL;
-    return 1;
-}
-
 static int dups_parse(const char *val, ds_dup_policy *dups, char *err, size_t size) {
     if (strcmp(val, "error") == 0)
         *dups = DS_DUP_ERROR;
@@ -120,18 +104,8 @@ static int train_parse(int argc, char **argv, train_opts *o, char *err, size_t s
         if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0)
             return 1;
         const char *val = NULL;
-        int n = 0;
-        while (names[n] && !opt_match(argc, argv, &a, names[n], &val))
-            n++;
-        if (names[n] == NULL) {
-            ul_set_err(err, size, "unknown option '%s'", argv[a]);
-            return -1;
-        }
-        if (val == NULL) {
-            ul_set_err(err, size, "%s needs a value", names[n]);
-            return -1;
-        }
-        if (opt_value(names[n], val, o, err, size) != 0)
+        const char *name = cli_opt_next(argc, argv, &a, names, &val, err, size);
+        if (name == NULL || opt_value(name, val, o, err, size) != 0)
             return -1;
     }
     if (o->data == NULL || o->out == NULL) {

@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "codec.h"
 #include "kafka.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #define MAX_PARTITIONS 1024
@@ -78,12 +78,6 @@ static int parse_args(cli_config *cc, consume_args *a) {
     if (a->topic == NULL)
         return cli_usage_error("consume", "--topic T is required");
     return CLI_EXIT_OK;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void print_forget(const codec_forget *fr) {
@@ -183,8 +177,8 @@ static int assign_all(rd_kafka_t *rk, const char *topic, long *expected, char *e
 static long read_messages(cli_config *cc, const codec *cd, rd_kafka_t *rk, const consume_args *a,
                           long want) {
     long got = 0;
-    double deadline = now_s() + (double)a->timeout_ms / 1000.0;
-    while (got < want && now_s() < deadline) {
+    double deadline = ul_clock_mono_s() + (double)a->timeout_ms / 1000.0;
+    while (got < want && ul_clock_mono_s() < deadline) {
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(rk, 100);
         if (rkm == NULL)
             continue;

@@ -43,6 +43,7 @@
 #include "live.h"
 #include "rng.h"
 #include "topic_model.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #define CMD "demo"
@@ -124,23 +125,11 @@ typedef struct demo {
     double topic_max_diff; /* largest |topic score - Redis score| of the "after" */
 } demo;
 
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void progress(const demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(const demo *d, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "demo %6.2fs: ", (double)(mono_ms() - d->t0_ms) / 1000.0);
+    fprintf(stderr, "demo %6.2fs: ", (double)(ul_clock_mono_ms() - d->t0_ms) / 1000.0);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -339,7 +328,7 @@ static int pick_users(demo *d, char *err, size_t size) {
         du->user = ds->user_ids[u];
         du->reason = reasons[d->n_users % 4];
         snprintf(du->request_id, sizeof(du->request_id), "demo-%" PRId64 "-%" PRId64, du->user,
-                 wall_ms());
+                 ul_clock_wall_ms());
         d->n_users++;
     }
     rc = UL_OK;
@@ -489,7 +478,7 @@ static int feed(demo *d, size_t from, size_t to, char *err, size_t size) {
         rc = ratings_hwm(d, hwm, err, size);
     if (rc != UL_OK)
         return rc;
-    d->produce_s = (double)(mono_ms() - d->feed_ms) / 1000.0;
+    d->produce_s = (double)(ul_clock_mono_ms() - d->feed_ms) / 1000.0;
     return demo_stack_wait_applied(d->stack, hwm, (int)d->a->timeout_s * 1000, &interrupted,
                                    &d->applied, err, size);
 }
@@ -502,18 +491,18 @@ static int ingest(demo *d, char *err, size_t size) {
     size_t n = d->ds->n_ratings, warm = n / 100 < 1000 ? n / 100 : 1000;
     progress(d, "warm-up: %zu ratings, waiting for the worker to join its group and apply them",
              warm);
-    d->feed_ms = mono_ms();
+    d->feed_ms = ul_clock_mono_ms();
     int rc = feed(d, 0, warm, err, size);
     if (rc != UL_OK)
         return rc;
     progress(d, "producing the other %zu ratings to %s (%d partitions)", n - warm,
              d->cfg->topic_ratings, (int)demo_stack_partitions(d->stack));
-    d->feed_ms = mono_ms();
+    d->feed_ms = ul_clock_mono_ms();
     rc = feed(d, warm, n, err, size);
     if (rc != UL_OK)
         return rc;
     d->n_timed = n - warm;
-    d->ingest_s = (double)(mono_ms() - d->feed_ms) / 1000.0;
+    d->ingest_s = (double)(ul_clock_mono_ms() - d->feed_ms) / 1000.0;
     progress(d, "the worker applied %" PRIu64 " ratings (%.0f ratings/s end to end)", d->applied,
              (double)d->n_timed / d->ingest_s);
     return UL_OK;
@@ -601,11 +590,11 @@ static int send_forget(demo *d, demo_user *u, char *err, size_t size) {
     fr.items = u->items; /* borrowed for encoding */
     fr.n_items = (size_t)u->n_items;
     fr.reason = u->reason;
-    fr.requested_at = wall_ms();
+    fr.requested_at = ul_clock_wall_ms();
     codec_buf buf = {0};
     char key[24];
     int klen = codec_key_user(u->user, key, sizeof(key));
-    u->sent_ms = mono_ms();
+    u->sent_ms = ul_clock_mono_ms();
     int rc = codec_encode_forget(d->cd, &fr, &buf, err, size) == CODEC_OK ? UL_OK : UL_ERR_ARG;
     if (rc == UL_OK)
         rc = kafka_produce(d->producer, d->cfg->topic_forget, RD_KAFKA_PARTITION_UA, key,
@@ -620,7 +609,7 @@ static int send_forget(demo *d, demo_user *u, char *err, size_t size) {
 
 /* Read receipts for up to wait_ms; 1 when every request has one. */
 static int poll_receipts(demo *d, int wait_ms) {
-    int64_t until = mono_ms() + wait_ms;
+    int64_t until = ul_clock_mono_ms() + wait_ms;
     do {
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(d->receipts, 10);
         if (rkm == NULL)
@@ -632,7 +621,7 @@ static int poll_receipts(demo *d, int wait_ms) {
             for (int i = 0; i < d->n_users; i++)
                 if (d->users[i].receipt_ms == 0 &&
                     strcmp(d->users[i].request_id, r.request_id) == 0) {
-                    d->users[i].receipt_ms = mono_ms();
+                    d->users[i].receipt_ms = ul_clock_mono_ms();
                     d->users[i].receipt = r;
                     progress(d,
                              "receipt %s: user %" PRId64 ", %d ratings forgotten, model "
@@ -640,7 +629,7 @@ static int poll_receipts(demo *d, int wait_ms) {
                              r.request_id, r.user_id, (int)r.forgotten, r.model_version);
                 }
         rd_kafka_message_destroy(rkm);
-    } while (mono_ms() < until);
+    } while (ul_clock_mono_ms() < until);
     for (int i = 0; i < d->n_users; i++)
         if (d->users[i].receipt_ms == 0)
             return 0;
@@ -660,7 +649,7 @@ static int forget(demo *d, char *err, size_t size) {
     fflush(stdout);
     progress(d, "%d forget requests sent to %s; waiting for their receipts", d->n_users,
              d->cfg->topic_forget);
-    int64_t deadline = mono_ms() + d->a->timeout_s * 1000;
+    int64_t deadline = ul_clock_mono_ms() + d->a->timeout_s * 1000;
     while (!poll_receipts(d, 100)) {
         if (demo_stack_worker_alive(d->stack, err, size) != UL_OK)
             return UL_ERR_STATE;
@@ -668,7 +657,7 @@ static int forget(demo *d, char *err, size_t size) {
             ul_set_err(err, size, "interrupted");
             return UL_ERR_ABORTED;
         }
-        if (mono_ms() >= deadline) {
+        if (ul_clock_mono_ms() >= deadline) {
             int missing = 0;
             for (int i = 0; i < d->n_users; i++)
                 missing += d->users[i].receipt_ms == 0;
@@ -729,7 +718,7 @@ static double topic_diff(const demo *d, const mf_model *m) {
  * publish.interval.ms, so the last ones may still be on their way). */
 static int verify_topic(demo *d, char *err, size_t size) {
     char terr[UL_ERRSTR_SIZE] = "";
-    int64_t deadline = mono_ms() + d->a->timeout_s * 1000;
+    int64_t deadline = ul_clock_mono_ms() + d->a->timeout_s * 1000;
     progress(d, "rebuilding the model from %s, as a ranking server would", d->cfg->topic_factors);
     for (;;) {
         topic_model_info info;
@@ -752,7 +741,7 @@ static int verify_topic(demo *d, char *err, size_t size) {
             ul_set_err(err, size, "interrupted");
             return UL_ERR_ABORTED;
         }
-        if (mono_ms() >= deadline) {
+        if (ul_clock_mono_ms() >= deadline) {
             ul_set_err(err, size, "the model rebuilt from %s does not match Redis after %ld s: %s",
                        d->cfg->topic_factors, d->a->timeout_s, terr);
             return UL_ERR_STATE;
@@ -930,7 +919,7 @@ int cmd_demo(int argc, char **argv) {
     demo_args a = {NULL, 0, 100000, 3, 10, 0, 5, BROKER_DEFAULT_PARTITIONS, 120, 1, 0};
     demo d;
     memset(&d, 0, sizeof(d));
-    d.t0_ms = mono_ms();
+    d.t0_ms = ul_clock_mono_ms();
     int rc = cli_config_load(CMD, argc, argv, &cc);
     if (rc == CLI_EXIT_OK && cc.args.help) {
         print_help();

@@ -16,6 +16,7 @@
 #include "codec.h"
 #include "dataset.h"
 #include "kafka.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #define FLUSH_TIMEOUT_MS 60000
@@ -37,18 +38,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
     }
     if (ctx->failed++ == 0)
         snprintf(ctx->first_error, sizeof(ctx->first_error), "%s", rd_kafka_err2str(rkm->err));
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void print_help(void) {
@@ -198,7 +187,7 @@ static int parse_ratings_args(cli_config *cc, ratings_args *a) {
 
 /* Sleep so that `sent` ratings take sent/rate seconds since t0. */
 static void pace(double t0, size_t sent, long rate) {
-    double ahead = (double)sent / (double)rate - (now_s() - t0);
+    double ahead = (double)sent / (double)rate - (ul_clock_mono_s() - t0);
     if (ahead > 0.001) {
         struct timespec ts = {(time_t)ahead, (long)((ahead - (double)(time_t)ahead) * 1e9)};
         nanosleep(&ts, NULL);
@@ -210,7 +199,7 @@ static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd
     char err[UL_ERRSTR_SIZE], key[24];
     codec_buf buf = {0};
     size_t n = a->limit >= 0 && (size_t)a->limit < ds->n_ratings ? (size_t)a->limit : ds->n_ratings;
-    double t0 = now_s(), last = t0;
+    double t0 = ul_clock_mono_s(), last = t0;
     int rc = CLI_EXIT_OK;
     for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
         const ul_rating *r = &ds->ratings[i];
@@ -228,7 +217,7 @@ static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd
             pace(t0, *sent, a->rate);
         if ((i & 1023) == 0) {
             rd_kafka_poll(rk, 0);
-            double t = now_s();
+            double t = ul_clock_mono_s();
             if (t - last >= 1.0) {
                 log_info(cc->log, "produce", "%zu/%zu ratings sent (%.0f/s), %zu delivered", *sent,
                          n, (double)*sent / (t - t0), ctx->delivered);
@@ -284,11 +273,11 @@ static int produce_ratings(cli_config *cc) {
         log_warn(cc->log, "produce", "%s: %zu earlier ratings of a repeated (user,item) skipped",
                  a.data, ds->n_duplicates);
     size_t sent = 0;
-    double t0 = now_s();
+    double t0 = ul_clock_mono_s();
     rc = send_ratings(cc, ds, cd, rk, &ctx, &a, &sent);
     int frc = finish("ratings", rk, &ctx, sent);
     rc = rc != CLI_EXIT_OK ? rc : frc;
-    double secs = now_s() - t0;
+    double secs = ul_clock_mono_s() - t0;
     warn_if_dropped(cc, rk);
     printf("produced %zu ratings to %s from %s in %.2f s (%.0f/s): %zu delivered, %zu failed\n",
            sent, cc->cfg->topic_ratings, a.data, secs, secs > 0 ? (double)sent / secs : 0.0,
@@ -430,9 +419,9 @@ static int parse_forget_args(cli_config *cc, codec_forget *fr, char *err, size_t
     }
     fr->has_window = (seen & 12) == 12;
     if (fr->request_id[0] == '\0')
-        snprintf(fr->request_id, sizeof(fr->request_id), "fr-%" PRId64 "-%ld-%" PRId64, wall_ms(),
-                 (long)getpid(), fr->user_id);
-    fr->requested_at = wall_ms();
+        snprintf(fr->request_id, sizeof(fr->request_id), "fr-%" PRId64 "-%ld-%" PRId64,
+                 ul_clock_wall_ms(), (long)getpid(), fr->user_id);
+    fr->requested_at = ul_clock_wall_ms();
     return 0;
 }
 

@@ -8,11 +8,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dataset.h"
 #include "mf.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #define CMD "train"
@@ -115,16 +115,10 @@ static int train_parse(int argc, char **argv, train_opts *o, char *err, size_t s
     return 0;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int train_progress(void *ctx, int epoch, int epochs, double train_rmse) {
     const double *t0 = ctx;
     fprintf(stderr, "unlearnd train: epoch %*d/%d  train RMSE %.4f  %.1f s\n",
-            epochs >= 100 ? 3 : 2, epoch, epochs, train_rmse, now() - *t0);
+            epochs >= 100 ? 3 : 2, epoch, epochs, train_rmse, ul_clock_mono_s() - *t0);
     return 0;
 }
 
@@ -154,7 +148,7 @@ static int train_run(const train_opts *o) {
     char err[UL_ERRSTR_SIZE];
     if (out_check(o->out, err, sizeof(err)) != 0)
         return cli_fail(CMD, err);
-    double t0 = now();
+    double t0 = ul_clock_mono_s();
     dataset *ds = ds_load(o->data, &o->load, err, sizeof(err));
     if (ds == NULL)
         return cli_fail(CMD, err);
@@ -162,9 +156,9 @@ static int train_run(const train_opts *o) {
             ds->format, ds->n_ratings, (int)ds->n_users, (int)ds->n_items);
     if (ds->n_duplicates > 0)
         fprintf(stderr, ", %zu duplicate lines dropped (kept the last)", ds->n_duplicates);
-    fprintf(stderr, " in %.2f s\n", now() - t0);
+    fprintf(stderr, " in %.2f s\n", ul_clock_mono_s() - t0);
 
-    t0 = now();
+    t0 = ul_clock_mono_s();
     mf_model *m = mf_train(ds->ratings, ds->n_ratings, ds->n_users, ds->n_items, ds->rating_min,
                            ds->rating_max, &o->params, train_progress, &t0, err, sizeof(err));
     if (m == NULL) {
@@ -183,7 +177,7 @@ static int train_run(const train_opts *o) {
         fprintf(stderr,
                 "unlearnd train: saved %s (k=%d, %d users, %d items, train RMSE %.4f) after "
                 "%.1f s\n",
-                o->out, m->k, (int)m->n_users, (int)m->n_items, rmse, now() - t0);
+                o->out, m->k, (int)m->n_users, (int)m->n_items, rmse, ul_clock_mono_s() - t0);
     mf_model_destroy(m);
     return rc == UL_OK ? CLI_EXIT_OK : cli_fail(CMD, err);
 }

@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "ul_clock.h"
 
 #define BAR_WIDTH 20
 #define REDRAW_SECONDS 0.1
@@ -22,12 +23,6 @@ struct progress {
     int drawn; /* a bar line is on screen */
     int width; /* terminal columns */
 };
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Columns of the terminal behind `out`: TIOCGWINSZ, else $COLUMNS, else 80. */
 static int terminal_width(FILE *out) {
@@ -48,7 +43,7 @@ progress *progress_new(FILE *out, const char *label) {
     p->out = out;
     p->tty = isatty(fileno(out));
     snprintf(p->label, sizeof(p->label), "%s", label);
-    p->start = now_seconds();
+    p->start = ul_clock_mono_s();
     p->last_draw = -1;
     p->width = terminal_width(out);
     return p;
@@ -71,7 +66,7 @@ static void draw_bar(progress *p, double frac, const char *detail) {
     for (int j = 0; j < BAR_WIDTH; j++)
         bar[j] = j < fill ? '#' : '.';
     bar[BAR_WIDTH] = '\0';
-    double elapsed = now_seconds() - p->start;
+    double elapsed = ul_clock_mono_s() - p->start;
     char eta[32] = "";
     if (frac > 0.02 && frac < 1)
         snprintf(eta, sizeof(eta), " ~%.0fs left", elapsed * (1 - frac) / frac);
@@ -102,7 +97,7 @@ void progress_update(progress *p, double frac, const char *stage, const char *de
         }
         return;
     }
-    double t = now_seconds();
+    double t = ul_clock_mono_s();
     if (!changed && t - p->last_draw < REDRAW_SECONDS)
         return;
     p->last_draw = t;

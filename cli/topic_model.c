@@ -11,11 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "codec.h"
 #include "kafka.h"
 #include "rowset.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 typedef struct reader {
@@ -29,12 +29,6 @@ typedef struct reader {
     int k; /* from the first row; -1 before */
     topic_model_info info;
 } reader;
-
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void reader_free(reader *r) {
     if (r->rk)
@@ -192,9 +186,9 @@ static int done_reading(const reader *r) {
 
 static int read_all(reader *r, const char *topic, int timeout_ms, char *errstr,
                     size_t errstr_size) {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = ul_clock_mono_ms() + timeout_ms;
     while (!done_reading(r)) {
-        if (mono_ms() >= deadline) {
+        if (ul_clock_mono_ms() >= deadline) {
             int64_t left = 0;
             for (int32_t p = 0; p < r->n_parts; p++)
                 left += r->end[p] - r->next[p];

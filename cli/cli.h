@@ -5,6 +5,7 @@
 #ifndef UL_CLI_H
 #define UL_CLI_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,12 @@ int cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *errstr, s
  * "unknown option '<arg>'" or "<name> needs a value" in errstr. */
 const char *cli_opt_next(int argc, char **argv, int *a, const char *const *names, const char **val,
                          char *errstr, size_t errstr_size);
+
+/* The stop signals of a long-running command: SIGINT and SIGTERM set
+ * *flag (borrowed for the life of the process), a second SIGINT exits at
+ * once with status 130, and SIGPIPE is ignored (a closed socket becomes an
+ * error return, not a death). */
+void cli_signals_install(volatile sig_atomic_t *flag);
 
 /* Print "unlearnd <cmd>: <msg>" (and, for usage errors, a pointer to
  * --help) on stderr; returns the exit code to use. */

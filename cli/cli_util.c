@@ -1,5 +1,5 @@
-/* cli_util.c: option matching, option-value parsing, error printing and the default data
- * file search shared by the subcommands. */
+/* cli_util.c: option matching, option-value parsing, stop signals, error
+ * printing and the default data file search shared by the subcommands. */
 #include "cli.h"
 
 #include <errno.h>
@@ -86,6 +86,26 @@ const char *cli_opt_next(int argc, char **argv, int *a, const char *const *names
     }
     *val = argv[++*a];
     return name;
+}
+
+/* The flag of cli_signals_install: a signal handler can reach only statics. */
+static volatile sig_atomic_t *stop_flag;
+
+static void on_stop_signal(int sig) {
+    if (*stop_flag && sig == SIGINT)
+        _exit(130);
+    *stop_flag = 1;
+}
+
+void cli_signals_install(volatile sig_atomic_t *flag) {
+    struct sigaction sa;
+    stop_flag = flag;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 int cli_fail(const char *cmd, const char *msg) {

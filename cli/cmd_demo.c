@@ -52,23 +52,9 @@
 #define MAX_FORGET_ITEMS 100
 #define MIN_USER_RATINGS 10
 
+/* Set by SIGINT/SIGTERM (cli_signals_install); a second Ctrl-C exits at once
+ * (redis-server follows us out). */
 static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig) {
-    if (interrupted && sig == SIGINT)
-        _exit(130); /* second Ctrl-C: at once (redis-server follows us out) */
-    interrupted = 1;
-}
-
-static void install_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
 
 typedef struct demo_args {
     const char *data; /* NULL: ML-100K if found, else synthetic */
@@ -947,7 +933,7 @@ int cmd_demo(int argc, char **argv) {
     d.cfg = cc.cfg;
     if ((rc = local_fetch_wait(cc.cfg)) != CLI_EXIT_OK)
         goto done;
-    install_signals();
+    cli_signals_install(&interrupted);
     rc = demo_run(&d);
     demo_cleanup(&d);
 done:

@@ -18,23 +18,9 @@
 
 extern char **environ;
 
+/* Set by SIGINT/SIGTERM (cli_signals_install); a second Ctrl-C exits at once:
+ * no checkpoint, a restart replays from the last one. */
 static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig) {
-    if (stop_flag && sig == SIGINT)
-        _exit(130); /* second Ctrl-C: no checkpoint; a restart replays from the last one */
-    stop_flag = 1;
-}
-
-static void install_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
 
 static void worker_help(void) {
     printf("Usage: unlearnd worker [--config FILE] [--KEY VALUE ...] [--dump-config]\n\n"
@@ -91,7 +77,7 @@ int cmd_worker(int argc, char **argv) {
         rc = cli_fail(CMD, "out of memory");
         goto done;
     }
-    install_signals();
+    cli_signals_install(&stop_flag);
     w = worker_new(cfg, lg, err, sizeof(err));
     if (w == NULL) {
         rc = cli_fail(CMD, err);

@@ -17,51 +17,13 @@
 #include <string.h>
 
 #include "live.h"
-#include "redis_local.h"
 #include "rng.h"
 #include "store.h"
+#include "store_fixture.h"
 #include "ul_err.h"
 
 #define K 8
 #define PARTS 2
-
-typedef struct fixture {
-    redis_local *rl;
-    store *st;
-} fixture;
-
-static int setup(void **state) {
-    static fixture fx;
-    char err[UL_ERRSTR_SIZE];
-    memset(&fx, 0, sizeof(fx));
-    *state = &fx;
-    if (!redis_local_available(NULL))
-        return 0;
-    fx.rl = redis_local_start(NULL, 10000, err, sizeof(err));
-    store_opts o;
-    store_opts_init(&o);
-    o.port = fx.rl ? redis_local_port(fx.rl) : 1;
-    fx.st = fx.rl ? store_connect(&o, err, sizeof(err)) : NULL;
-    if (fx.st == NULL)
-        print_error("redis: %s\n", err);
-    return fx.st ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    fixture *fx = *state;
-    store_destroy(fx->st);
-    redis_local_stop(fx->rl);
-    return 0;
-}
-
-static fixture *need_redis(void **state) {
-    fixture *fx = *state;
-    if (fx->st == NULL)
-        skip();
-    char err[UL_ERRSTR_SIZE];
-    assert_int_equal(store_clear_all(fx->st, err, sizeof(err)), UL_OK);
-    return fx;
-}
 
 static live *open_live(store *st) {
     char err[UL_ERRSTR_SIZE];

@@ -17,53 +17,10 @@
 #include "redis_local.h"
 #include "shard.h"
 #include "store.h"
+#include "store_fixture.h"
 #include "ul_err.h"
 
 #define K 4
-
-typedef struct fixture {
-    redis_local *rl;
-    store *st;
-} fixture;
-
-static int setup(void **state) {
-    static fixture fx;
-    char err[UL_ERRSTR_SIZE];
-    memset(&fx, 0, sizeof(fx));
-    *state = &fx;
-    if (!redis_local_available(NULL))
-        return 0;
-    fx.rl = redis_local_start(NULL, 10000, err, sizeof(err));
-    if (fx.rl == NULL) {
-        print_error("redis_local_start: %s\n", err);
-        return -1;
-    }
-    store_opts o;
-    store_opts_init(&o);
-    o.port = redis_local_port(fx.rl);
-    fx.st = store_connect(&o, err, sizeof(err));
-    if (fx.st == NULL) {
-        print_error("store_connect: %s\n", err);
-        return -1;
-    }
-    return 0;
-}
-
-static int teardown(void **state) {
-    fixture *fx = *state;
-    store_destroy(fx->st);
-    redis_local_stop(fx->rl);
-    return 0;
-}
-
-static fixture *need_redis(void **state) {
-    fixture *fx = *state;
-    if (fx->st == NULL)
-        skip();
-    char err[UL_ERRSTR_SIZE];
-    assert_int_equal(store_clear_all(fx->st, err, sizeof(err)), UL_OK);
-    return fx;
-}
 
 static void test_model_facts(void **state) {
     fixture *fx = need_redis(state);

@@ -1,0 +1,60 @@
+/* store_fixture.h: the cmocka group fixture of the tests that need a Redis
+ * store: a private redis-server (redis_local) and a store connected to it,
+ * shared by test_store.c and test_live.c (static functions: each test
+ * program includes it once). Without redis-server installed the group
+ * starts and every test skips; a server that does not start fails setup. */
+#ifndef UL_STORE_FIXTURE_H
+#define UL_STORE_FIXTURE_H
+
+#include <string.h>
+
+#include "redis_local.h"
+#include "store.h"
+#include "ul_err.h"
+
+typedef struct fixture {
+    redis_local *rl;
+    store *st;
+} fixture;
+
+static int setup(void **state) {
+    static fixture fx;
+    char err[UL_ERRSTR_SIZE];
+    memset(&fx, 0, sizeof(fx));
+    *state = &fx;
+    if (!redis_local_available(NULL))
+        return 0;
+    fx.rl = redis_local_start(NULL, 10000, err, sizeof(err));
+    if (fx.rl == NULL) {
+        print_error("redis_local_start: %s\n", err);
+        return -1;
+    }
+    store_opts o;
+    store_opts_init(&o);
+    o.port = redis_local_port(fx.rl);
+    fx.st = store_connect(&o, err, sizeof(err));
+    if (fx.st == NULL) {
+        print_error("store_connect: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *fx = *state;
+    store_destroy(fx->st);
+    redis_local_stop(fx->rl);
+    return 0;
+}
+
+/* The fixture with an empty Redis, or a skip when there is no redis-server. */
+static fixture *need_redis(void **state) {
+    fixture *fx = *state;
+    if (fx->st == NULL)
+        skip();
+    char err[UL_ERRSTR_SIZE];
+    assert_int_equal(store_clear_all(fx->st, err, sizeof(err)), UL_OK);
+    return fx;
+}
+
+#endif

@@ -12,6 +12,7 @@
 #include "mf.h"
 #include "rng.h"
 #include "ul_err.h"
+#include "unlearn.h"
 
 typedef struct scenario {
     dataset *ds;
@@ -90,6 +91,24 @@ static double gap(const mf_model *m, const scenario *sc) {
         s += fabs(mf_predict(m, sc->forget[j].user, sc->forget[j].item) -
                   mf_predict(sc->retrain, sc->forget[j].user, sc->forget[j].item));
     return s / (double)sc->n_forget;
+}
+
+/* A clone of m1 unlearned by `method` on the forget set (the call must
+ * succeed), its report in *rep. The caller frees both. */
+static mf_model *scenario_unlearn(const scenario *sc, const char *method, unlearn_report *rep) {
+    mf_model *mf = mf_model_clone(sc->m1);
+    unlearn_request req = {sc->forget,   sc->n_forget,  sc->retain,
+                           sc->n_retain, sc->item_mean, sc->item_count};
+    char err[UL_ERRSTR_SIZE] = "";
+    assert_int_equal(unlearn_apply(method, mf, &req, NULL, rep, err, sizeof(err)), UL_OK);
+    return mf;
+}
+
+/* The user rows of mf outside the forgetting users (u % 10 == 3) are m1's. */
+static void scenario_assert_others_kept(const scenario *sc, const mf_model *mf) {
+    for (int32_t u = 0; u < 300; u++)
+        if (u % 10 != 3)
+            assert_memory_equal(mf->P + u * 16, sc->m1->P + u * 16, 16 * sizeof(float));
 }
 
 #endif

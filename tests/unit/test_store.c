@@ -1,7 +1,8 @@
 /* test_store.c: the Redis store against a private redis-server
  * (redis_local): model facts, shard checkpoint/load round trips (rows,
  * deltas, histories, forget buffer, offsets, counters), dirty-only writes,
- * encodings, and clear errors for a dead server or a malformed row. Skips
+ * encodings, clear errors for a dead server or a malformed row, the
+ * redis.shards parser and the placement over two shards. Skips
  * when redis-server is not installed. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,6 +327,83 @@ static void test_local_stop_removes_server(void **state) {
     assert_non_null(strstr(err, "not found"));
 }
 
+static void test_shards_parse(void **state) {
+    (void)state;
+    char err[UL_ERRSTR_SIZE] = "";
+    int n = 0;
+    assert_int_equal(store_shards_check("", &n, err, sizeof(err)), UL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_shards_check("a:1, b:2 ,[::1]:6379", &n, err, sizeof(err)), UL_OK);
+    assert_int_equal(n, 3);
+    const char *bad[] = {"a", "a:", ":1", "a:0", "a:65536", "a:1,", "a:1,,b:2", "a:x1", "[]:1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(store_shards_check(bad[i], &n, err, sizeof(err)), UL_ERR_ARG);
+        assert_non_null(strstr(err, "redis.shards: '"));
+    }
+}
+
+/* 1 when `key` exists on the redis-server at `port`. */
+static int key_on(int port, const char *key) {
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    assert_true(c != NULL && c->err == 0);
+    redisReply *r = redisCommand(c, "EXISTS %s", key);
+    assert_non_null(r);
+    int found = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    redisFree(c);
+    return found;
+}
+
+static void test_two_shards(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE], list[64];
+    redis_local *rl2 = redis_local_start(NULL, 10000, err, sizeof(err));
+    assert_non_null(rl2);
+    int p1 = redis_local_port(fx->rl), p2 = redis_local_port(rl2);
+    snprintf(list, sizeof(list), "127.0.0.1:%d,127.0.0.1:%d", p1, p2);
+    store_opts o;
+    store_opts_init(&o);
+    o.shards = list;
+    store *st = store_connect(&o, err, sizeof(err));
+    assert_non_null(st);
+    assert_int_equal(store_shard_count(st), 2);
+    assert_int_equal(store_ping(st, err, sizeof(err)), UL_OK);
+    float rows[4 * (2 + K)];
+    int64_t ids[4] = {10, 11, 12, 13};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        rows[i] = (float)i;
+    for (int32_t p = 0; p < 4; p++) {
+        assert_int_equal(store_shard_of(st, p), p % 2);
+        assert_int_equal(store_users_put(st, p, ids, rows, 1, 1 + K, err, sizeof(err)), UL_OK);
+        char key[32];
+        snprintf(key, sizeof(key), "ul:{p%d}:users", (int)p);
+        assert_int_equal(key_on(p % 2 ? p2 : p1, key), 1);
+        assert_int_equal(key_on(p % 2 ? p1 : p2, key), 0);
+    }
+    /* Items spread by id: 10 and 12 on shard 0, 11 and 13 on shard 1; all read back. */
+    assert_int_equal(store_items_put(st, ids, rows, 4, 2 + K, err, sizeof(err)), UL_OK);
+    rowset *rs = rowset_new(2 + K);
+    assert_int_equal(store_items_load(st, rs, err, sizeof(err)), UL_OK);
+    assert_int_equal(rowset_size(rs), 4);
+    for (int i = 0; i < 4; i++) {
+        int32_t idx = rowset_find(rs, ids[i]);
+        assert_true(idx >= 0);
+        assert_memory_equal(rowset_row(rs, idx), rows + i * (2 + K), (2 + K) * sizeof(float));
+    }
+    rowset_destroy(rs);
+    store_model m = {K, 3.5f, 1, 5, 4};
+    assert_int_equal(store_model_put(st, &m, 0, err, sizeof(err)), UL_OK);
+    assert_int_equal(key_on(p1, "ul:model"), 1);
+    assert_int_equal(key_on(p2, "ul:model"), 0);
+    assert_int_equal(store_clear_all(st, err, sizeof(err)), UL_OK);
+    assert_int_equal(key_on(p2, "ul:items"), 0);
+    assert_int_equal(key_on(p2, "ul:{p1}:users"), 0);
+    store_destroy(st);
+    redis_local_stop(rl2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_facts),
@@ -334,6 +413,8 @@ int main(void) {
         cmocka_unit_test(test_forget_encoding),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_local_stop_removes_server),
+        cmocka_unit_test(test_shards_parse),
+        cmocka_unit_test(test_two_shards),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -113,7 +113,7 @@ check_user() {
 # expect_match U...: every user's scores match (waits out rows in flight).
 expect_match() {
   for u in "$@"; do
-    local deadline=$((SECONDS + 20))
+    local deadline=$((SECONDS + 60))
     until check_user "$u"; do
       [ "$SECONDS" -lt "$deadline" ] || fail "user $u, topic vs Redis: $(cat "$TMP/diff")"
       sleep 0.2

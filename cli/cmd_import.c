@@ -15,6 +15,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "worker.h"
 #include "dataset.h"
 #include "kafka.h"
 #include "mf.h"
@@ -190,14 +191,7 @@ static int import_run(const ul_config *cfg, import_opts *o) {
         return cli_fail(CMD, err);
     float *counts = item_counts(m, o->data, err, sizeof(err));
     store_opts so;
-    store_opts_init(&so);
-    so.host = cfg->redis_host;
-    so.port = (int)cfg->redis_port;
-    so.shards = cfg->redis_shards;
-    so.user = cfg->redis_user;
-    so.password = cfg->redis_password;
-    so.db = (int)cfg->redis_db;
-    so.timeout_ms = (int)cfg->redis_timeout_ms;
+    worker_store_opts(cfg, &so);
     store *st = counts ? store_connect(&so, err, sizeof(err)) : NULL;
     store_model cur;
     int found = 0, rc = st ? store_model_get(st, &cur, &found, err, sizeof(err)) : UL_ERR_IO;

@@ -15,6 +15,7 @@
 #include "mf.h"
 #include "store.h"
 #include "ul_err.h"
+#include "worker.h"
 
 #define CMD "state"
 #define MAX_ITEMS 1000
@@ -305,16 +306,7 @@ int cmd_state(int argc, char **argv) {
         goto done;
     }
     store_opts so;
-    store_opts_init(&so);
-    so.host = cfg->redis_host;
-    so.port = (int)cfg->redis_port;
-    so.shards = cfg->redis_shards;
-    so.user = cfg->redis_user;
-    so.password = cfg->redis_password;
-    so.db = (int)cfg->redis_db;
-    so.timeout_ms = (int)cfg->redis_timeout_ms;
-    so.ratings_topic = cfg->topic_ratings;
-    so.forget_topic = cfg->topic_forget;
+    worker_store_opts(cfg, &so);
     store_model m;
     int found = 0;
     if ((st = store_connect(&so, err, sizeof(err))) == NULL ||

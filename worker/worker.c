@@ -833,19 +833,23 @@ static rd_kafka_t *make_client(worker *w, kafka_role role, int group, char *errs
     return rk;
 }
 
+void worker_store_opts(const ul_config *cfg, store_opts *so) {
+    store_opts_init(so);
+    so->host = cfg->redis_host;
+    so->port = (int)cfg->redis_port;
+    so->shards = cfg->redis_shards;
+    so->user = cfg->redis_user;
+    so->password = cfg->redis_password;
+    so->db = (int)cfg->redis_db;
+    so->timeout_ms = (int)cfg->redis_timeout_ms;
+    so->ratings_topic = cfg->topic_ratings;
+    so->forget_topic = cfg->topic_forget;
+}
+
 static int open_store(worker *w, char *errstr, size_t errstr_size) {
     const ul_config *cfg = w->cfg;
     store_opts so;
-    store_opts_init(&so);
-    so.host = cfg->redis_host;
-    so.port = (int)cfg->redis_port;
-    so.shards = cfg->redis_shards;
-    so.user = cfg->redis_user;
-    so.password = cfg->redis_password;
-    so.db = (int)cfg->redis_db;
-    so.timeout_ms = (int)cfg->redis_timeout_ms;
-    so.ratings_topic = cfg->topic_ratings;
-    so.forget_topic = cfg->topic_forget;
+    worker_store_opts(cfg, &so);
     if (!config_has_redis(cfg)) {
         w->rl = redis_local_start(cfg->redis_server_path, 10000, errstr, errstr_size);
         if (w->rl == NULL)

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "store.h"
 
 typedef struct worker worker;
 
@@ -35,6 +36,10 @@ typedef struct worker_stats {
  * forget-requests topics must have the same partition count), and the live
  * model. `cfg` must be validated; it and `lg` are borrowed for the worker's
  * lifetime. NULL with errstr. */
+/* The store connection options a configuration names (redis.*, the topic
+ * names used in offset fields). The strings are borrowed from cfg. */
+void worker_store_opts(const ul_config *cfg, store_opts *so);
+
 worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr_size);
 
 /* The loop, until *stop becomes non-zero (a signal handler's flag) or a fatal

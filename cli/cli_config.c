@@ -41,16 +41,3 @@ void cli_config_free(cli_config *cc) {
     log_destroy(cc->log);
     memset(cc, 0, sizeof(*cc));
 }
-
-codec *cli_config_codec(const ul_config *cfg, char *errstr, size_t errstr_size) {
-    codec_opts o;
-    codec_opts_init(&o);
-    o.schema_id_rating = (int32_t)cfg->schema_id_rating;
-    o.schema_id_forget = (int32_t)cfg->schema_id_forget;
-    o.schema_id_factor = (int32_t)cfg->schema_id_factor;
-    o.schema_id_receipt = (int32_t)cfg->schema_id_receipt;
-    o.rating_min = (float)cfg->rating_min;
-    o.rating_max = (float)cfg->rating_max;
-    o.max_forget_items = (size_t)cfg->forget_max_items;
-    return codec_new(&o, errstr, errstr_size);
-}

@@ -4,7 +4,6 @@
 #ifndef UL_CLI_CONFIG_H
 #define UL_CLI_CONFIG_H
 
-#include "codec.h"
 #include "config.h"
 #include "log.h"
 
@@ -25,9 +24,5 @@ int cli_config_load(const char *cmd, int argc, char **argv, cli_config *cc);
 int cli_config_ready(const char *cmd, cli_config *cc, int need_kafka);
 
 void cli_config_free(cli_config *cc);
-
-/* A codec with the configured schema ids, rating scale and item limit. NULL
- * with errstr on error. */
-codec *cli_config_codec(const ul_config *cfg, char *errstr, size_t errstr_size);
 
 #endif

@@ -15,6 +15,7 @@
 #include "kafka.h"
 #include "ul_clock.h"
 #include "ul_err.h"
+#include "worker.h"
 
 #define MAX_PARTITIONS 1024
 
@@ -202,7 +203,7 @@ static int consume(cli_config *cc, const consume_args *a) {
     consumer_ctx ctx = {cc->log};
     long expected = 0;
     int rc = CLI_EXIT_OK;
-    codec *cd = cli_config_codec(cc->cfg, err, sizeof(err));
+    codec *cd = worker_codec_new(cc->cfg, err, sizeof(err));
     rd_kafka_t *rk =
         cd ? kafka_client_new(cc->cfg, KAFKA_CONSUMER, &ctx.log, err, sizeof(err)) : NULL;
     if (rk == NULL || assign_all(rk, a->topic, &expected, err, sizeof(err)) != 0) {

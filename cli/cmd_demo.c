@@ -45,6 +45,7 @@
 #include "topic_model.h"
 #include "ul_clock.h"
 #include "ul_err.h"
+#include "worker.h"
 
 #define CMD "demo"
 #define TOP 10
@@ -841,7 +842,7 @@ static int demo_run(demo *d) {
     char err[UL_ERRSTR_SIZE];
     int rc;
     if ((d->ds = load_data(d, err, sizeof(err))) == NULL ||
-        (d->cd = cli_config_codec(d->cfg, err, sizeof(err))) == NULL ||
+        (d->cd = worker_codec_new(d->cfg, err, sizeof(err))) == NULL ||
         pick_users(d, err, sizeof(err)) != UL_OK)
         return cli_fail(CMD, err);
     progress(d, "starting the local broker, a throwaway redis-server and the worker");

@@ -18,6 +18,7 @@
 #include "kafka.h"
 #include "ul_clock.h"
 #include "ul_err.h"
+#include "worker.h"
 
 #define FLUSH_TIMEOUT_MS 60000
 
@@ -261,7 +262,7 @@ static int produce_ratings(cli_config *cc) {
     lo.rating_max = (float)cc->cfg->rating_max;
     lo.dups = DS_DUP_LAST;
     produce_ctx ctx = {cc->log, 0, 0, ""};
-    codec *cd = cli_config_codec(cc->cfg, err, sizeof(err));
+    codec *cd = worker_codec_new(cc->cfg, err, sizeof(err));
     dataset *ds = cd ? ds_load(a.data, &lo, err, sizeof(err)) : NULL;
     rd_kafka_t *rk =
         ds ? make_producer(cc->cfg, &ctx, cc->cfg->topic_ratings, err, sizeof(err)) : NULL;
@@ -433,7 +434,7 @@ static int produce_forget(cli_config *cc) {
     produce_ctx ctx = {cc->log, 0, 0, ""};
     rd_kafka_t *rk = NULL;
     int rc = CLI_EXIT_OK;
-    codec *cd = cli_config_codec(cc->cfg, err, sizeof(err));
+    codec *cd = worker_codec_new(cc->cfg, err, sizeof(err));
     if (cd == NULL) {
         rc = cli_fail("produce", err);
         goto done;

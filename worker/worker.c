@@ -833,6 +833,19 @@ static rd_kafka_t *make_client(worker *w, kafka_role role, int group, char *errs
     return rk;
 }
 
+codec *worker_codec_new(const ul_config *cfg, char *errstr, size_t errstr_size) {
+    codec_opts o;
+    codec_opts_init(&o);
+    o.schema_id_rating = (int32_t)cfg->schema_id_rating;
+    o.schema_id_forget = (int32_t)cfg->schema_id_forget;
+    o.schema_id_factor = (int32_t)cfg->schema_id_factor;
+    o.schema_id_receipt = (int32_t)cfg->schema_id_receipt;
+    o.rating_min = (float)cfg->rating_min;
+    o.rating_max = (float)cfg->rating_max;
+    o.max_forget_items = (size_t)cfg->forget_max_items;
+    return codec_new(&o, errstr, errstr_size);
+}
+
 void worker_store_opts(const ul_config *cfg, store_opts *so) {
     store_opts_init(so);
     so->host = cfg->redis_host;
@@ -925,16 +938,7 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
         (strcmp(reset, "latest") == 0 || strcmp(reset, "largest") == 0 ||
          strcmp(reset, "end") == 0))
         w->start_offset = RD_KAFKA_OFFSET_END;
-    codec_opts co;
-    codec_opts_init(&co);
-    co.schema_id_rating = (int32_t)cfg->schema_id_rating;
-    co.schema_id_forget = (int32_t)cfg->schema_id_forget;
-    co.schema_id_factor = (int32_t)cfg->schema_id_factor;
-    co.schema_id_receipt = (int32_t)cfg->schema_id_receipt;
-    co.rating_min = (float)cfg->rating_min;
-    co.rating_max = (float)cfg->rating_max;
-    co.max_forget_items = (size_t)cfg->forget_max_items;
-    if ((w->codec = codec_new(&co, errstr, errstr_size)) == NULL)
+    if ((w->codec = worker_codec_new(cfg, errstr, errstr_size)) == NULL)
         goto fail;
     if (open_store(w, errstr, errstr_size) != UL_OK)
         goto fail;

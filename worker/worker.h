@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
 #include "config.h"
 #include "log.h"
 #include "store.h"
@@ -36,6 +37,10 @@ typedef struct worker_stats {
  * forget-requests topics must have the same partition count), and the live
  * model. `cfg` must be validated; it and `lg` are borrowed for the worker's
  * lifetime. NULL with errstr. */
+/* A codec with the schema ids and validation limits a configuration names.
+ * NULL with a message on error; the caller frees it with codec_destroy(). */
+codec *worker_codec_new(const ul_config *cfg, char *errstr, size_t errstr_size);
+
 /* The store connection options a configuration names (redis.*, the topic
  * names used in offset fields). The strings are borrowed from cfg. */
 void worker_store_opts(const ul_config *cfg, store_opts *so);

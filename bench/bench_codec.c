@@ -10,21 +10,15 @@
  * Every path's decoded values are summed and compared, so a fast wrong
  * decoder would show up as a mismatch (exit 1). Also times encoding. */
 #include "codec.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #include <avro.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define REC_MAX 32 /* bytes per framed rating, upper bound */
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef struct sums {
     int64_t ids;
@@ -98,7 +92,7 @@ int main(int argc, char **argv) {
     /* ML-like ids and times: users up to 1e6, items up to 1e5, ms times. */
     codec_buf b = {0};
     uint64_t x = 88172645463325252ULL;
-    double t0 = now();
+    double t0 = ul_clock_mono_s();
     for (size_t i = 0; i < n; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         codec_rating r = {(int64_t)(x % 1000000), (int64_t)((x >> 20) % 100000),
@@ -110,10 +104,10 @@ int main(int argc, char **argv) {
         memcpy(data + i * REC_MAX, b.data, b.len);
         len[i] = b.len;
     }
-    report("encode", n, now() - t0);
+    report("encode", n, ul_clock_mono_s() - t0);
 
     sums hand = {0}, reused = {0}, per = {0};
-    t0 = now();
+    t0 = ul_clock_mono_s();
     for (size_t i = 0; i < n; i++) {
         codec_rating r;
         if (codec_decode_rating(c, data + i * REC_MAX, len[i], &r, err, sizeof(err)) != 0) {
@@ -124,14 +118,14 @@ int main(int argc, char **argv) {
         hand.ratings += r.rating;
         hand.times += r.event_time;
     }
-    report("hand", n, now() - t0);
-    t0 = now();
+    report("hand", n, ul_clock_mono_s() - t0);
+    t0 = ul_clock_mono_s();
     int rc = avro_c_decode(data, len, n, 1, &reused);
-    report("avro-c reused", n, now() - t0);
+    report("avro-c reused", n, ul_clock_mono_s() - t0);
     size_t n_per = n < 500000 ? n : 500000; /* the slow path on a prefix */
-    t0 = now();
+    t0 = ul_clock_mono_s();
     rc |= avro_c_decode(data, len, n_per, 0, &per);
-    report("avro-c per msg", n_per, now() - t0);
+    report("avro-c per msg", n_per, ul_clock_mono_s() - t0);
     sums hand_prefix = {0};
     for (size_t i = 0; i < n_per; i++) {
         codec_rating r;

@@ -7,19 +7,13 @@
  * generates a synthetic set of N ratings (default 20,000,000), reporting
  * wall seconds, ratings/s and the 80/20 split time. */
 #include "dataset.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void report(const char *what, const dataset *ds, double secs) {
     printf("%-28s %10zu ratings %7d users %7d items %8.3f s %8.2f M ratings/s\n", what,
@@ -30,12 +24,13 @@ static void report(const char *what, const dataset *ds, double secs) {
 static int split_bench(const dataset *ds) {
     char err[UL_ERRSTR_SIZE];
     ul_ratings train, test;
-    double t0 = now();
+    double t0 = ul_clock_mono_s();
     if (ds_split(ds->ratings, ds->n_ratings, 0.2, 1, &train, &test, err, sizeof(err)) != UL_OK) {
         fprintf(stderr, "bench_dataset: %s\n", err);
         return 1;
     }
-    printf("%-28s %10zu train %10zu test %8.3f s\n", "  split 80/20", train.n, test.n, now() - t0);
+    printf("%-28s %10zu train %10zu test %8.3f s\n", "  split 80/20", train.n, test.n,
+           ul_clock_mono_s() - t0);
     ul_ratings_free(&train);
     ul_ratings_free(&test);
     return 0;
@@ -45,9 +40,9 @@ static int load_bench(const char *path) {
     char err[UL_ERRSTR_SIZE];
     ds_load_opts opts;
     ds_load_opts_init(&opts);
-    double t0 = now();
+    double t0 = ul_clock_mono_s();
     dataset *ds = ds_load(path, &opts, err, sizeof(err));
-    double secs = now() - t0;
+    double secs = ul_clock_mono_s() - t0;
     if (ds == NULL) {
         fprintf(stderr, "bench_dataset: %s\n", err);
         return 1;
@@ -67,9 +62,9 @@ static int synth_bench(size_t n) {
     opts.n_ratings = n;
     opts.n_users = (int32_t)(n / 150 > 1000 ? n / 150 : 1000);
     opts.n_items = (int32_t)(n / 1000 > 1500 ? n / 1000 : 1500);
-    double t0 = now();
+    double t0 = ul_clock_mono_s();
     dataset *ds = ds_synthetic(&opts, err, sizeof(err));
-    double secs = now() - t0;
+    double secs = ul_clock_mono_s() - t0;
     if (ds == NULL) {
         fprintf(stderr, "bench_dataset: %s\n", err);
         return 1;

@@ -17,12 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dataset.h"
 #include "mf.h"
 #include "rng.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 #include "unlearn.h"
 
@@ -46,18 +46,6 @@ typedef struct protocol {
     int32_t n_users, n_items;
     float rmin, rmax;
 } protocol;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int set_knob(unlearn_params *p, const char *kv) {
     const char *eq = strchr(kv, '=');
@@ -251,12 +239,12 @@ static mf_model *train_model(const protocol *pr, const ul_rating *r, size_t n, u
     mf_params mp;
     mf_params_init(&mp);
     mp.seed = seed;
-    double t0 = now(), c0 = cpu_now();
+    double t0 = ul_clock_mono_s(), c0 = ul_clock_cpu_s();
     mf_model *m = mf_train(r, n, pr->n_users, pr->n_items, pr->rmin, pr->rmax, &mp, NULL, NULL, err,
                            sizeof(err));
-    *secs = now() - t0;
+    *secs = ul_clock_mono_s() - t0;
     if (m != NULL)
-        printf("  (training: %.3f s wall, %.3f s cpu)\n", *secs, cpu_now() - c0);
+        printf("  (training: %.3f s wall, %.3f s cpu)\n", *secs, ul_clock_cpu_s() - c0);
     if (m == NULL)
         fprintf(stderr, "bench_unlearn: %s\n", err);
     return m;
@@ -319,14 +307,14 @@ static int run(const bench_opts *o, const char *label, const ul_rating *r, size_
                                pr.n_retain, pr.item_mean, pr.item_count};
         unlearn_report rep;
         char err[UL_ERRSTR_SIZE];
-        double t0 = now(), c0 = cpu_now();
+        double t0 = ul_clock_mono_s(), c0 = ul_clock_cpu_s();
         if (mf == NULL || unlearn_apply(meth, mf, &req, &o->up, &rep, err, sizeof(err)) != UL_OK) {
             fprintf(stderr, "bench_unlearn: %s: %s\n", meth, mf ? err : "out of memory");
             mf_model_destroy(mf);
             rc = 1;
             continue;
         }
-        double secs = now() - t0, cpu = cpu_now() - c0;
+        double secs = ul_clock_mono_s() - t0, cpu = ul_clock_cpu_s() - c0;
         print_row(meth, mf, re, &pr, secs, t_re, gap_m1, !big);
         printf("  %-10s cpu_s %.3f (all threads)\n", meth, cpu);
         unlearn_report_free(&rep);

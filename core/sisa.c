@@ -13,9 +13,9 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "rng.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 struct sisa {
@@ -38,12 +38,6 @@ typedef struct shard_progress {
     int shard, shards;
     int aborted; /* the callback asked to stop */
 } shard_progress;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int on_epoch(void *ctx, int epoch, int epochs, double train_rmse) {
     (void)train_rmse;
@@ -140,7 +134,7 @@ sisa *sisa_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_
     s->rating_min = rating_min;
     s->rating_max = rating_max;
     s->params = *params;
-    double t0 = now_seconds();
+    double t0 = ul_clock_mono_s();
     if (distribute(s, ratings, n, errstr, errstr_size) != UL_OK)
         goto fail;
     shard_progress sp = {progress, progress_ctx, 0, shards, 0};
@@ -149,7 +143,7 @@ sisa *sisa_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_
         if (train_shard(s, sh, &sp, errstr, errstr_size) != UL_OK)
             goto fail;
     }
-    s->train_seconds = now_seconds() - t0;
+    s->train_seconds = ul_clock_mono_s() - t0;
     return s;
 fail:
     sisa_destroy(s);
@@ -177,7 +171,7 @@ static size_t drop_pairs(ul_ratings *d, const ul_rating *keys, size_t n_keys) {
 
 int sisa_unlearn(sisa *s, const ul_rating *forget, size_t n_forget, sisa_progress_fn progress,
                  void *progress_ctx, char *errstr, size_t errstr_size) {
-    double t0 = now_seconds();
+    double t0 = ul_clock_mono_s();
     s->touched = 0;
     s->removed = 0;
     ul_rating *keys = malloc(sizeof(ul_rating) * (n_forget ? n_forget : 1));
@@ -204,7 +198,7 @@ int sisa_unlearn(sisa *s, const ul_rating *forget, size_t n_forget, sisa_progres
             return rc;
     }
     s->touched = n_dirty;
-    s->unlearn_seconds = now_seconds() - t0;
+    s->unlearn_seconds = ul_clock_mono_s() - t0;
     return UL_OK;
 }
 

@@ -1,5 +1,6 @@
-/* ul_clock.h: the two clocks the tools time things with, in the units they
- * print: monotonic (durations, deadlines) and wall (timestamps in events). */
+/* ul_clock.h: the clocks everything times things with, in the units they
+ * print: monotonic (durations, deadlines), wall (timestamps in events) and
+ * the process's CPU time (benchmarks). */
 #ifndef UL_CLOCK_H
 #define UL_CLOCK_H
 
@@ -13,5 +14,8 @@ int64_t ul_clock_mono_ms(void);
 
 /* Wall-clock time in milliseconds since the Unix epoch. */
 int64_t ul_clock_wall_ms(void);
+
+/* CPU time of this process (all threads) in seconds. */
+double ul_clock_cpu_s(void);
 
 #endif

@@ -7,6 +7,7 @@
 #include "unlearn.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,37 +15,79 @@
 #include "ul_err.h"
 #include "unlearn_method.h"
 
+/* The method table, the one list of methods: name, entry point, flags
+ * (METHOD_STREAM: offered to the stream worker, which runs it on a cycle's
+ * small sub-model; METHOD_DEFAULT: the worker's default), doc line. Expanded
+ * into the table below and into the name list unlearn_method_names()
+ * returns, so the two cannot drift apart. */
+#define METHOD_STREAM 1
+#define METHOD_DEFAULT 2
+#define UNLEARN_METHODS(X)                                                                         \
+    X("cff", cff_apply, METHOD_STREAM | METHOD_DEFAULT,                                            \
+      "rescue model m2 + CFF network fusing the affected users' rows (residual, bias "             \
+      "included), trained to forget F and keep their other ratings, ridge-bounded "                \
+      "(docs/unlearning.md)")                                                                      \
+    X("cff-paper", cff_paper_apply, 0,                                                             \
+      "the paper's Algorithm 1 taken literally: unit-norm fused rows of every user and item "      \
+      "of F, trained on D_fl1 only")                                                               \
+    X("foldin", foldin_apply, METHOD_STREAM,                                                       \
+      "ridge re-solve of each affected user on their remaining ratings, then one "                 \
+      "m1-anchored Newton step per item of F")
+
 typedef struct unlearn_method {
     const char *name;
     unlearn_method_fn fn;
+    int flags;
     const char *doc;
 } unlearn_method;
 
-static const unlearn_method methods[] = {
-    {"cff", cff_apply,
-     "rescue model m2 + CFF network fusing the affected users' rows (residual, bias "
-     "included), trained to forget F and keep their other ratings, ridge-bounded "
-     "(docs/unlearning.md)"},
-    {"cff-paper", cff_paper_apply,
-     "the paper's Algorithm 1 taken literally: unit-norm fused rows of every user and item "
-     "of F, trained on D_fl1 only"},
-    {"foldin", foldin_apply,
-     "ridge re-solve of each affected user on their remaining ratings, then one "
-     "m1-anchored Newton step per item of F"},
-};
+#define METHOD_ROW(name, fn, flags, doc) {name, fn, flags, doc},
+#define METHOD_NAME(name, fn, flags, doc) name,
+
+static const unlearn_method methods[] = {UNLEARN_METHODS(METHOD_ROW)};
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 
-static const char *const method_names[N_METHODS + 1] = {"cff", "cff-paper", "foldin", NULL};
+static const char *const method_names[N_METHODS + 1] = {UNLEARN_METHODS(METHOD_NAME) NULL};
+
+static const unlearn_method *find_method(const char *name) {
+    for (size_t k = 0; name != NULL && k < N_METHODS; k++)
+        if (strcmp(methods[k].name, name) == 0)
+            return &methods[k];
+    return NULL;
+}
 
 const char *const *unlearn_method_names(void) {
     return method_names;
 }
 
 const char *unlearn_method_doc(const char *name) {
-    for (size_t k = 0; name != NULL && k < N_METHODS; k++)
-        if (strcmp(methods[k].name, name) == 0)
-            return methods[k].doc;
-    return NULL;
+    const unlearn_method *um = find_method(name);
+    return um ? um->doc : NULL;
+}
+
+const char *unlearn_method_default(void) {
+    for (size_t k = 0; k < N_METHODS; k++)
+        if (methods[k].flags & METHOD_DEFAULT)
+            return methods[k].name;
+    return methods[0].name;
+}
+
+int unlearn_method_streams(const char *name) {
+    const unlearn_method *um = find_method(name);
+    return um != NULL && (um->flags & METHOD_STREAM) != 0;
+}
+
+char *unlearn_method_list(int stream_only, const char *sep, char *buf, size_t size) {
+    size_t len = 0;
+    if (size > 0)
+        buf[0] = '\0';
+    for (size_t k = 0; k < N_METHODS && len < size; k++) {
+        if (stream_only && !(methods[k].flags & METHOD_STREAM))
+            continue;
+        int n = snprintf(buf + len, size - len, "%s%s", len ? sep : "", methods[k].name);
+        len += n > 0 ? (size_t)n : 0;
+    }
+    return buf;
 }
 
 void unlearn_params_init(unlearn_params *params) {
@@ -242,13 +285,6 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static const unlearn_method *find_method(const char *name) {
-    for (size_t k = 0; name != NULL && k < N_METHODS; k++)
-        if (strcmp(methods[k].name, name) == 0)
-            return &methods[k];
-    return NULL;
-}
-
 int unlearn_apply(const char *method, mf_model *m, const unlearn_request *req,
                   const unlearn_params *params, unlearn_report *rep, char *errstr,
                   size_t errstr_size) {
@@ -257,11 +293,8 @@ int unlearn_apply(const char *method, mf_model *m, const unlearn_request *req,
         memset(rep, 0, sizeof(*rep));
     const unlearn_method *um = find_method(method);
     if (um == NULL) {
-        char known[256] = "";
-        for (size_t k = 0; k < N_METHODS; k++) {
-            strncat(known, k ? ", " : "", sizeof(known) - strlen(known) - 1);
-            strncat(known, methods[k].name, sizeof(known) - strlen(known) - 1);
-        }
+        char known[256];
+        unlearn_method_list(0, ", ", known, sizeof(known));
         ul_set_err(errstr, errstr_size, "unknown unlearning method '%s' (known: %s)",
                    method ? method : "(null)", known);
         return UL_ERR_ARG;

@@ -75,6 +75,17 @@ const char *const *unlearn_method_names(void);
 /* A one-line description of a method (for --help), or NULL if unknown. */
 const char *unlearn_method_doc(const char *name);
 
+/* The method the stream worker runs unless configured otherwise ("cff"). */
+const char *unlearn_method_default(void);
+
+/* 1 when the stream worker offers `name` (its cycles run a method on a small
+ * sub-model of the requesting users), else 0. */
+int unlearn_method_streams(const char *name);
+
+/* The method names (stream_only: those the stream worker offers), in table
+ * order, joined by `sep` into buf (truncated, NUL-terminated); returns buf. */
+char *unlearn_method_list(int stream_only, const char *sep, char *buf, size_t size);
+
 /* Apply `method` to `m` in place (m1 -> mf). `rep` may be NULL. Returns
  * UL_OK, or UL_ERR_ARG for an unknown method or a forget set that does not
  * fit the model (the model is then unchanged). */

@@ -20,19 +20,21 @@
 #include "log.h"
 #include "store.h"
 #include "ul_err.h"
+#include "unlearn.h"
 
 typedef enum opt_type {
     OPT_STR,   /* free text */
     OPT_TOPIC, /* a Kafka topic name */
     OPT_INT,   /* long within [min, max] */
     OPT_DOUBLE,
-    OPT_ENUM, /* one of `choices` ('|'-separated), stored as text */
+    OPT_ENUM,   /* one of `choices` ('|'-separated), stored as text */
+    OPT_METHOD, /* an unlearning method the stream worker offers (core's table), as text */
 } opt_type;
 
 typedef struct opt_def {
     const char *key;
     opt_type type;
-    const char *def; /* default as text; NULL = computed in config_new */
+    const char *def; /* default as text; NULL = computed (default_text) */
     double min, max;
     const char *choices;
     size_t offset;
@@ -82,7 +84,7 @@ static const opt_def options[] = {
      "Redis connect and command timeout"},
     {"redis.server.path", OPT_STR, "redis-server", 0, 0, NULL, F(redis_server_path),
      "redis-server binary used for the local Redis"},
-    {"method", OPT_ENUM, "cff", 0, 0, "cff|foldin", F(method), "unlearning method"},
+    {"method", OPT_METHOD, NULL, 0, 0, NULL, F(method), "unlearning method"},
     {"cycle.interval.ms", OPT_INT, "200", 1, 3600000, NULL, F(cycle_interval_ms),
      "how often buffered forget requests are applied"},
     {"cycle.max.batch", OPT_INT, "1000", 1, 1000000, NULL, F(cycle_max_batch),
@@ -151,6 +153,15 @@ static double *double_field(ul_config *cfg, const opt_def *o) {
     return (double *)((char *)cfg + o->offset);
 }
 
+static int is_text(const opt_def *o) {
+    return o->type != OPT_INT && o->type != OPT_DOUBLE;
+}
+
+/* The choices of an OPT_ENUM or OPT_METHOD option, '|'-separated. */
+static const char *choices_text(const opt_def *o, char *buf, size_t size) {
+    return o->type == OPT_METHOD ? unlearn_method_list(1, "|", buf, size) : o->choices;
+}
+
 int config_key_is_secret(const char *key) {
     char low[256];
     size_t i = 0;
@@ -183,6 +194,16 @@ char *config_default_bootstrap_file(char *buf, size_t size) {
     return buf;
 }
 
+/* An option's default as text: the table's, or computed (the method from
+ * core's table, the broker's address file). */
+static const char *default_text(const opt_def *o, char *buf, size_t size) {
+    if (o->def)
+        return o->def;
+    if (o->type == OPT_METHOD)
+        return unlearn_method_default();
+    return config_default_bootstrap_file(buf, size);
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static void free_kv(config_kv *kv) {
@@ -201,7 +222,7 @@ void config_destroy(ul_config *cfg) {
         return;
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const opt_def *o = &options[i];
-        if (o->type == OPT_STR || o->type == OPT_TOPIC || o->type == OPT_ENUM)
+        if (is_text(o))
             free(*str_field(cfg, o));
         if (cfg->origins)
             free(cfg->origins[i]);
@@ -221,9 +242,7 @@ ul_config *config_new(void) {
     if (cfg->origins == NULL)
         goto fail;
     for (size_t i = 0; i < N_OPTIONS; i++) {
-        const char *def = options[i].def;
-        if (def == NULL)
-            def = config_default_bootstrap_file(path, sizeof(path));
+        const char *def = default_text(&options[i], path, sizeof(path));
         if (config_set(cfg, options[i].key, def, "default", err, sizeof(err)) != UL_OK)
             goto fail; /* only on allocation failure: the defaults are valid */
     }
@@ -283,6 +302,7 @@ static int set_typed(ul_config *cfg, const opt_def *o, const char *value, const 
                      char *errstr, size_t errstr_size) {
     long l;
     double d;
+    char choices[256];
     switch (o->type) {
     case OPT_INT:
         if (parse_long(value, &l) != 0) {
@@ -310,9 +330,10 @@ static int set_typed(ul_config *cfg, const opt_def *o, const char *value, const 
         *double_field(cfg, o) = d;
         return UL_OK;
     case OPT_ENUM:
-        if (!choice_ok(o->choices, value)) {
+    case OPT_METHOD:
+        if (!choice_ok(choices_text(o, choices, sizeof(choices)), value)) {
             ul_set_err(errstr, errstr_size, "%s%s: '%s' is not one of %s", where, o->key, value,
-                       o->choices);
+                       choices_text(o, choices, sizeof(choices)));
             return UL_ERR_ARG;
         }
         break;
@@ -737,6 +758,11 @@ static const char *mask(const char *key, const char *value, int reveal) {
     return "********";
 }
 
+const char *config_str(const ul_config *cfg, const char *key) {
+    const opt_def *o = find_option(key);
+    return o && is_text(o) ? *str_field((ul_config *)cfg, o) : NULL;
+}
+
 int config_value(const ul_config *cfg, const char *key, int reveal, char *buf, size_t size) {
     char text[1024];
     const opt_def *o = find_option(key);
@@ -765,8 +791,11 @@ static const char *type_text(const opt_def *o, char *buf, size_t size) {
         snprintf(buf, size, "number %g..%g", o->min, o->max);
         break;
     case OPT_ENUM:
-        snprintf(buf, size, "%s", o->choices);
+    case OPT_METHOD: {
+        char choices[256];
+        snprintf(buf, size, "%s", choices_text(o, choices, sizeof(choices)));
         break;
+    }
     case OPT_TOPIC:
         snprintf(buf, size, "topic");
         break;
@@ -783,10 +812,9 @@ void config_print_help(FILE *out) {
                  "lines in --config FILE):\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const opt_def *o = &options[i];
-        if (o->def)
-            snprintf(def, sizeof(def), "%s", *o->def ? o->def : "(empty)");
-        else
-            config_default_bootstrap_file(def, sizeof(def));
+        char path[512];
+        const char *d = default_text(o, path, sizeof(path));
+        snprintf(def, sizeof(def), "%s", *d ? d : "(empty)");
         fprintf(out, "  --%-26s %s\n  %-28s [%s; default %s]\n", o->key, o->doc, "",
                 type_text(o, type, sizeof(type)), def);
     }

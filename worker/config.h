@@ -48,7 +48,7 @@ typedef struct ul_config {
     long redis_timeout_ms;   /* redis.timeout.ms */
     char *redis_server_path; /* redis.server.path: binary for the local server */
     /* Unlearning and the live model */
-    char *method;                /* method: "cff" or "foldin" */
+    char *method;                /* method: one of core's stream methods (unlearn.h) */
     long cycle_interval_ms;      /* cycle.interval.ms */
     long publish_interval_ms;    /* publish.interval.ms */
     long cycle_max_batch;        /* cycle.max.batch: forget requests per cycle */
@@ -142,6 +142,11 @@ rd_kafka_conf_t *config_kafka_conf_only(const ul_config *cfg,
 /* The current value of `key` as text into buf (secrets masked as "********"
  * unless `reveal`). Returns 0, or UL_ERR_ARG for an unknown key. */
 int config_value(const ul_config *cfg, const char *key, int reveal, char *buf, size_t size);
+
+/* The value of a text option (text, topic or choice; e.g. "topic.ratings"),
+ * borrowed from cfg until that option is set again. Unmasked: never log a
+ * secret through it. NULL for an unknown key or a numeric option. */
+const char *config_str(const ul_config *cfg, const char *key);
 
 /* 1 when a key is a secret (contains "password", "secret" or "sasl"). */
 int config_key_is_secret(const char *key);

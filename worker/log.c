@@ -8,11 +8,13 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #define LOG_LINE_MAX 2048
@@ -73,12 +75,12 @@ int log_enabled(const ul_log *lg, log_level level) {
 
 /* "2026-11-27T16:58:03.412Z" into buf (at least 32 bytes); returns length. */
 static size_t format_time(char *buf, size_t size) {
-    struct timespec ts;
+    int64_t ms = ul_clock_wall_ms();
+    time_t sec = (time_t)(ms / 1000);
     struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    gmtime_r(&sec, &tm);
     size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    int m = snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+    int m = snprintf(buf + n, size - n, ".%03dZ", (int)(ms % 1000));
     return n + (m > 0 ? (size_t)m : 0);
 }
 

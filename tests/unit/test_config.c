@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "unlearn.h"
 #include "testutil.h"
 #include "ul_err.h"
 
@@ -41,6 +42,25 @@ static void test_defaults(void **state) {
     assert_non_null(strstr(cfg->bootstrap_file, "unlearnd-broker.addr"));
     config_destroy(cfg);
     config_destroy(NULL);
+}
+
+/* The method option's choices and default are core's stream methods; text
+ * options read by key are the struct's strings. */
+static void test_method_from_core_and_text_by_key(void **state) {
+    (void)state;
+    ul_config *cfg = config_new();
+    assert_string_equal(cfg->method, unlearn_method_default());
+    assert_int_equal(config_set(cfg, "method", "foldin", NULL, err, sizeof(err)), UL_OK);
+    assert_int_equal(config_set(cfg, "method", "cff-paper", NULL, err, sizeof(err)), UL_ERR_ARG);
+    assert_non_null(strstr(err, "'cff-paper' is not one of cff|foldin"));
+    assert_string_equal(cfg->method, "foldin");
+    assert_true(config_str(cfg, "topic.ratings") == cfg->topic_ratings);
+    assert_int_equal(config_set(cfg, "topic.ratings", "r2", NULL, err, sizeof(err)), UL_OK);
+    assert_string_equal(config_str(cfg, "topic.ratings"), "r2");
+    assert_string_equal(config_str(cfg, "method"), "foldin");
+    assert_null(config_str(cfg, "model.k")); /* numeric */
+    assert_null(config_str(cfg, "no.such.key"));
+    config_destroy(cfg);
 }
 
 static void test_precedence(void **state) {
@@ -272,6 +292,7 @@ static void test_help_lists_every_option(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_method_from_core_and_text_by_key),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_config_env_path_and_flags),
         cmocka_unit_test(test_file_errors_name_path_and_line),

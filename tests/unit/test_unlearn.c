@@ -83,6 +83,26 @@ static void test_method_names(void **state) {
     assert_null(unlearn_method_doc(NULL));
 }
 
+/* The worker's choices and default come from the same table. */
+static void test_stream_methods(void **state) {
+    (void)state;
+    char buf[128];
+    assert_string_equal(unlearn_method_default(), "cff");
+    assert_true(unlearn_method_streams(unlearn_method_default()));
+    assert_true(unlearn_method_streams("foldin"));
+    assert_false(unlearn_method_streams("cff-paper"));
+    assert_false(unlearn_method_streams("nope"));
+    assert_false(unlearn_method_streams(NULL));
+    assert_string_equal(unlearn_method_list(1, "|", buf, sizeof(buf)), "cff|foldin");
+    assert_string_equal(unlearn_method_list(0, ", ", buf, sizeof(buf)), "cff, cff-paper, foldin");
+    assert_string_equal(unlearn_method_list(0, ", ", buf, 6), "cff, "); /* truncated */
+    const char *const *names = unlearn_method_names();
+    size_t n = 0;
+    while (names[n])
+        n++;
+    assert_int_equal(n, 3); /* the name list is the table's */
+}
+
 static void test_params_init(void **state) {
     (void)state;
     unlearn_params p;
@@ -234,6 +254,7 @@ static void test_empty_forget_set(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_method_names),
+        cmocka_unit_test(test_stream_methods),
         cmocka_unit_test(test_params_init),
         cmocka_unit_test_setup_teardown(test_unknown_method, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),

@@ -205,7 +205,7 @@ static int consume(cli_config *cc, const consume_args *a) {
     int rc = CLI_EXIT_OK;
     codec *cd = worker_codec_new(cc->cfg, err, sizeof(err));
     rd_kafka_t *rk =
-        cd ? kafka_client_new(cc->cfg, KAFKA_CONSUMER, &ctx.log, err, sizeof(err)) : NULL;
+        cd ? kafka_client_new(cc->cfg, KAFKA_CONSUMER, &ctx.log, NULL, err, sizeof(err)) : NULL;
     if (rk == NULL || assign_all(rk, a->topic, &expected, err, sizeof(err)) != 0) {
         rc = cli_fail("consume", err);
         goto done;

@@ -377,7 +377,7 @@ static int open_clients(demo *d, char *err, size_t size) {
         rd_kafka_metadata_destroy(md);
     if (rkt)
         rd_kafka_topic_destroy(rkt);
-    d->receipts = kafka_client_new(d->cfg, KAFKA_CONSUMER, &d->log, err, size);
+    d->receipts = kafka_client_new(d->cfg, KAFKA_CONSUMER, &d->log, NULL, err, size);
     if (d->receipts == NULL)
         return UL_ERR_IO;
     int32_t n = demo_stack_partitions(d->stack);

@@ -1,7 +1,8 @@
 /* cmd_import.c: `unlearnd import`, load a model trained offline (`unlearnd
  * train`) into Redis as the live model m1: each user row into the shard of
  * the partition its key maps to (murmur2, as the producers partition), item
- * rows into the shared base rows, and the model-wide facts into ul:model.
+ * rows into the shared base rows (rows.h's layout), and the model-wide
+ * facts into ul:model.
  * So a platform with years of history starts from its model instead of
  * replaying everything. */
 #include "cli.h"
@@ -13,18 +14,17 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "codec.h"
+#include "cli_config.h"
 #include "config.h"
-#include "worker.h"
 #include "dataset.h"
 #include "kafka.h"
 #include "mf.h"
+#include "rows.h"
 #include "store.h"
 #include "ul_err.h"
+#include "worker.h"
 
 #define CMD "import"
-
-extern char **environ;
 
 typedef struct import_opts {
     const char *model;
@@ -87,7 +87,7 @@ static int import_parse(int n, char **rest, import_opts *o, char *err, size_t si
 }
 
 static int kafka_partitions(const ul_config *cfg, long *n, char *err, size_t size) {
-    rd_kafka_t *rk = kafka_client_new(cfg, KAFKA_PRODUCER, NULL, err, size);
+    rd_kafka_t *rk = kafka_client_new(cfg, KAFKA_PRODUCER, NULL, NULL, err, size);
     if (rk == NULL)
         return UL_ERR_IO;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, cfg->topic_ratings, NULL);
@@ -140,14 +140,13 @@ static float *item_counts(const mf_model *m, const char *path, char *err, size_t
 
 static int write_model(store *st, const mf_model *m, int32_t parts, const float *counts, char *err,
                        size_t size) {
-    int k = m->k, rc;
+    int k = m->k, rc, udim = rows_dim(ROWS_USER, k), idim = rows_dim(ROWS_ITEM, k);
     store_model sm = {k, m->global_mean, m->rating_min, m->rating_max, parts};
     if ((rc = store_model_put(st, &sm, 0, err, size)) != UL_OK)
         return rc;
-    int64_t *ids =
-        malloc((size_t)(m->n_items > m->n_users ? m->n_items : m->n_users) * sizeof(int64_t));
-    float *rows = malloc((size_t)(m->n_items > m->n_users ? m->n_items : m->n_users) *
-                         (size_t)(2 + k) * sizeof(float));
+    size_t most = (size_t)(m->n_items > m->n_users ? m->n_items : m->n_users);
+    int64_t *ids = malloc(most * sizeof(int64_t));
+    float *rows = malloc(most * (size_t)(udim > idim ? udim : idim) * sizeof(float));
     if (ids == NULL || rows == NULL) {
         free(ids);
         free(rows);
@@ -155,27 +154,22 @@ static int write_model(store *st, const mf_model *m, int32_t parts, const float 
         return UL_ERR_NOMEM;
     }
     for (int32_t i = 0; i < m->n_items; i++) {
-        float *row = rows + (size_t)i * (size_t)(2 + k);
+        float *row = rows + (size_t)i * (size_t)idim;
         ids[i] = m->item_ids ? m->item_ids[i] : i;
-        row[0] = m->item_bias[i];
-        memcpy(row + 1, m->Q + (size_t)i * (size_t)k, (size_t)k * sizeof(float));
-        row[1 + k] = counts[i];
+        rows_from_model(row, ROWS_ITEM, m, i);
+        row[rows_count_index(k)] = counts[i];
     }
-    rc = store_items_put(st, ids, rows, (size_t)m->n_items, 2 + k, err, size);
+    rc = store_items_put(st, ids, rows, (size_t)m->n_items, idim, err, size);
     for (int32_t p = 0; p < parts && rc == UL_OK; p++) {
         size_t n = 0;
         for (int32_t u = 0; u < m->n_users; u++) {
-            char key[24];
             int64_t raw = m->user_ids ? m->user_ids[u] : u;
-            int len = codec_key_user(raw, key, sizeof(key));
-            if (codec_partition(key, (size_t)len, parts) != p)
+            if (rows_user_partition(raw, parts) != p)
                 continue;
-            float *row = rows + n * (size_t)(1 + k);
+            rows_from_model(rows + n * (size_t)udim, ROWS_USER, m, u);
             ids[n++] = raw;
-            row[0] = m->user_bias[u];
-            memcpy(row + 1, m->P + (size_t)u * (size_t)k, (size_t)k * sizeof(float));
         }
-        rc = store_users_put(st, p, ids, rows, n, 1 + k, err, size);
+        rc = store_users_put(st, p, ids, rows, n, udim, err, size);
     }
     free(ids);
     free(rows);
@@ -219,35 +213,28 @@ static int import_run(const ul_config *cfg, import_opts *o) {
 
 int cmd_import(int argc, char **argv) {
     char err[UL_ERRSTR_SIZE];
-    config_cli cli;
-    memset(&cli, 0, sizeof(cli));
+    cli_config cc;
     import_opts o;
     memset(&o, 0, sizeof(o));
-    ul_config *cfg = config_new();
-    int rc;
-    if (cfg == NULL)
-        return cli_fail(CMD, "out of memory");
-    if (config_load(cfg, argc, argv, environ, &cli, err, sizeof(err)) != UL_OK) {
-        rc = cli_usage_error(CMD, err);
+    int rc = cli_config_load(CMD, argc, argv, &cc);
+    if (rc != CLI_EXIT_OK)
         goto done;
-    }
-    if (cli.help) {
+    if (cc.args.help) {
         import_help();
-        rc = CLI_EXIT_OK;
         goto done;
     }
-    if (import_parse(cli.n_rest, cli.rest, &o, err, sizeof(err)) != 0 ||
-        config_validate(cfg, o.partitions == 0, err, sizeof(err)) != UL_OK) {
+    if (import_parse(cc.args.n_rest, cc.args.rest, &o, err, sizeof(err)) != 0) {
         rc = cli_usage_error(CMD, err);
         goto done;
     }
-    if (!config_has_redis(cfg)) {
+    if ((rc = cli_config_ready(CMD, &cc, o.partitions == 0)) != CLI_EXIT_OK)
+        goto done;
+    if (!config_has_redis(cc.cfg)) {
         rc = cli_usage_error(CMD, "redis.host is not set: say which Redis the worker will use");
         goto done;
     }
-    rc = import_run(cfg, &o);
+    rc = import_run(cc.cfg, &o);
 done:
-    config_cli_free(&cli);
-    config_destroy(cfg);
+    cli_config_free(&cc);
     return rc;
 }

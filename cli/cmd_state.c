@@ -9,18 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
+#include "cli_config.h"
 #include "config.h"
 #include "live.h"
 #include "mf.h"
+#include "rows.h"
 #include "store.h"
 #include "ul_err.h"
 #include "worker.h"
 
 #define CMD "state"
 #define MAX_ITEMS 1000
-
-extern char **environ;
 
 typedef struct state_opts {
     long partition; /* -1 = all */
@@ -143,17 +142,14 @@ static int print_partitions(store *st, const store_model *m, const state_opts *o
         if (store_meta_get(st, p, &meta, &found, err, sizeof(err)) != UL_OK ||
             store_pending_count(st, p, &pending, err, sizeof(err)) != UL_OK)
             return cli_fail(CMD, err);
-        if (!found) {
-            memset(&meta, 0, sizeof(meta));
-            meta.next_offset[0] = meta.next_offset[1] = -1;
-        }
         printf("partition=%d applied=%" PRIu64 " forgotten=%" PRIu64 " version=%" PRIu64
                " forget_received=%" PRIu64 " forget_completed=%" PRIu64
-               " pending=%zu dead_letters=%" PRIu64 " offset.ratings=%" PRId64
-               " offset.forget=%" PRId64 "\n",
+               " pending=%zu dead_letters=%" PRIu64,
                (int)p, meta.applied, meta.forgotten, meta.version, meta.forget_received,
-               meta.forget_completed, pending, meta.dead_letters, meta.next_offset[0],
-               meta.next_offset[1]);
+               meta.forget_completed, pending, meta.dead_letters);
+        for (int i = 0; i < SHARD_N_INPUTS; i++)
+            printf(" offset.%s=%" PRId64, worker_input_label(i), meta.next_offset[i]);
+        printf("\n");
         t.applied += meta.applied;
         t.forgotten += meta.forgotten;
         t.forget_received += meta.forget_received;
@@ -193,17 +189,13 @@ static mf_model *collect_model(live *l, const store_model *m, char *err, size_t 
     for (int32_t p = 0; p < m->partitions; p++) {
         shard *s = live_shard(l, p);
         for (int32_t i = 0; i < rowset_size(s->users); i++, u++) {
-            const float *row = rowset_row_const(s->users, i);
             uids[u] = rowset_key(s->users, i);
-            mf->user_bias[u] = row[0];
-            memcpy(mf->P + (size_t)u * (size_t)k, row + 1, (size_t)k * sizeof(float));
+            rows_to_model(rowset_row_const(s->users, i), ROWS_USER, mf, u);
         }
     }
     for (int32_t i = 0; i < rowset_size(items); i++) {
-        const float *row = rowset_row_const(items, i);
         iids[i] = rowset_key(items, i);
-        mf->item_bias[i] = row[0];
-        memcpy(mf->Q + (size_t)i * (size_t)k, row + 1, (size_t)k * sizeof(float));
+        rows_to_model(rowset_row_const(items, i), ROWS_ITEM, mf, i);
     }
     mf->global_mean = live_global_mean(l);
     mf->rating_min = m->rating_min;
@@ -242,14 +234,13 @@ static int export_model(store *st, const store_model *m, const state_opts *o) {
 }
 
 static int print_user(store *st, const store_model *m, const state_opts *o) {
-    char err[UL_ERRSTR_SIZE], key[24];
+    char err[UL_ERRSTR_SIZE];
     live_opts lo;
     live_opts_init(&lo);
     lo.k = m->k;
     lo.rating_min = m->rating_min;
     lo.rating_max = m->rating_max;
-    int len = codec_key_user(o->user, key, sizeof(key));
-    int32_t p = codec_partition(key, (size_t)len, m->partitions);
+    int32_t p = rows_user_partition(o->user, m->partitions);
     live *l = live_new(&lo, st, m->partitions, err, sizeof(err));
     shard *s = l ? live_assign(l, p, err, sizeof(err)) : NULL;
     if (s == NULL) {
@@ -260,7 +251,8 @@ static int print_user(store *st, const store_model *m, const state_opts *o) {
     printf("user=%" PRId64 " partition=%d known=%d", o->user, (int)p, ui >= 0);
     hist *h = ui >= 0 ? shard_hist(s, ui) : NULL;
     if (ui >= 0)
-        printf(" bias=%.4f remembered=%u", (double)rowset_row(s->users, ui)[0], h ? h->n : 0);
+        printf(" bias=%.4f remembered=%u", (double)rowset_row(s->users, ui)[ROWS_BIAS],
+               h ? h->n : 0);
     printf("\n");
     for (int i = 0; i < o->n_items; i++) {
         int found = 0, rated = 0;
@@ -281,32 +273,29 @@ static int print_user(store *st, const store_model *m, const state_opts *o) {
 
 int cmd_state(int argc, char **argv) {
     char err[UL_ERRSTR_SIZE];
-    config_cli cli;
-    memset(&cli, 0, sizeof(cli));
+    cli_config cc;
     state_opts o;
     memset(&o, 0, sizeof(o));
-    ul_config *cfg = config_new();
     store *st = NULL;
-    int rc;
-    if (cfg == NULL)
-        return cli_fail(CMD, "out of memory");
-    if (config_load(cfg, argc, argv, environ, &cli, err, sizeof(err)) != UL_OK ||
-        (!cli.help && state_parse(cli.n_rest, cli.rest, &o, err, sizeof(err)) != 0) ||
-        (!cli.help && config_validate(cfg, 0, err, sizeof(err)) != UL_OK)) {
+    int rc = cli_config_load(CMD, argc, argv, &cc);
+    if (rc != CLI_EXIT_OK)
+        goto done;
+    if (cc.args.help) {
+        state_help();
+        goto done;
+    }
+    if (state_parse(cc.args.n_rest, cc.args.rest, &o, err, sizeof(err)) != 0) {
         rc = cli_usage_error(CMD, err);
         goto done;
     }
-    if (cli.help) {
-        state_help();
-        rc = CLI_EXIT_OK;
+    if ((rc = cli_config_ready(CMD, &cc, 0)) != CLI_EXIT_OK)
         goto done;
-    }
-    if (!config_has_redis(cfg)) {
+    if (!config_has_redis(cc.cfg)) {
         rc = cli_usage_error(CMD, "redis.host is not set: say which Redis holds the state");
         goto done;
     }
     store_opts so;
-    worker_store_opts(cfg, &so);
+    worker_store_opts(cc.cfg, &so);
     store_model m;
     int found = 0;
     if ((st = store_connect(&so, err, sizeof(err))) == NULL ||
@@ -324,7 +313,6 @@ int cmd_state(int argc, char **argv) {
         rc = o.have_user ? print_user(st, &m, &o) : print_partitions(st, &m, &o);
 done:
     store_destroy(st);
-    config_cli_free(&cli);
-    config_destroy(cfg);
+    cli_config_free(&cc);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* cmd_worker.c: `unlearnd worker`, the stream worker daemon (worker/worker.h).
- * Owns the process-level parts: configuration (file < environment < flags),
- * the logger, and the signals: SIGINT/SIGTERM only set a flag (the loop then
+ * Owns the process-level parts: configuration (file < environment < flags,
+ * cli_config.h), the logger, and the signals: SIGINT/SIGTERM only set a flag (the loop then
  * checkpoints and leaves the group); a second SIGINT exits at once. */
 #include "cli.h"
 
@@ -9,14 +9,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_config.h"
 #include "config.h"
 #include "log.h"
 #include "ul_err.h"
 #include "worker.h"
 
 #define CMD "worker"
-
-extern char **environ;
 
 /* Set by SIGINT/SIGTERM (cli_signals_install); a second Ctrl-C exits at once:
  * no checkpoint, a restart replays from the last one. */
@@ -39,46 +38,28 @@ static void worker_help(void) {
 
 int cmd_worker(int argc, char **argv) {
     char err[UL_ERRSTR_SIZE];
-    config_cli cli;
-    memset(&cli, 0, sizeof(cli));
-    ul_config *cfg = config_new();
-    int rc = CLI_EXIT_FAIL;
-    ul_log *lg = NULL;
+    cli_config cc;
     worker *w = NULL;
-    if (cfg == NULL)
-        return cli_fail(CMD, "out of memory");
-    if (config_load(cfg, argc, argv, environ, &cli, err, sizeof(err)) != UL_OK) {
-        rc = cli_usage_error(CMD, err);
+    int rc = cli_config_load(CMD, argc, argv, &cc);
+    if (rc != CLI_EXIT_OK)
         goto done;
-    }
-    if (cli.help) {
+    if (cc.args.help) {
         worker_help();
-        rc = CLI_EXIT_OK;
         goto done;
     }
-    if (cli.n_rest > 0) {
-        snprintf(err, sizeof(err), "unknown argument '%s'", cli.rest[0]);
+    if (cc.args.n_rest > 0) {
+        snprintf(err, sizeof(err), "unknown argument '%s'", cc.args.rest[0]);
         rc = cli_usage_error(CMD, err);
         goto done;
     }
-    if (cli.dump) {
-        config_dump(cfg, stdout);
-        rc = CLI_EXIT_OK;
+    if (cc.args.dump) {
+        config_dump(cc.cfg, stdout);
         goto done;
     }
-    if (config_validate(cfg, 1, err, sizeof(err)) != UL_OK) {
-        rc = cli_usage_error(CMD, err);
+    if ((rc = cli_config_ready(CMD, &cc, 1)) != CLI_EXIT_OK)
         goto done;
-    }
-    log_level level = LOG_LEVEL_INFO;
-    log_parse_level(cfg->log_level, &level);
-    lg = log_new(stderr, level);
-    if (lg == NULL) {
-        rc = cli_fail(CMD, "out of memory");
-        goto done;
-    }
     cli_signals_install(&stop_flag);
-    w = worker_new(cfg, lg, err, sizeof(err));
+    w = worker_new(cc.cfg, cc.log, err, sizeof(err));
     if (w == NULL) {
         rc = cli_fail(CMD, err);
         goto done;
@@ -87,12 +68,9 @@ int cmd_worker(int argc, char **argv) {
         rc = cli_fail(CMD, err);
         goto done;
     }
-    log_info(lg, "worker", "stopped cleanly");
-    rc = CLI_EXIT_OK;
+    log_info(cc.log, "worker", "stopped cleanly");
 done:
     worker_destroy(w);
-    log_destroy(lg);
-    config_cli_free(&cli);
-    config_destroy(cfg);
+    cli_config_free(&cc);
     return rc;
 }

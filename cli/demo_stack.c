@@ -20,6 +20,7 @@
 #include "broker.h"
 #include "redis_local.h"
 #include "shard.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 #include "worker.h"
 
@@ -37,12 +38,6 @@ struct demo_stack {
     int done, rc;
     char err[UL_ERRSTR_SIZE];
 };
-
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void *worker_main(void *arg) {
     demo_stack *s = arg;
@@ -90,12 +85,7 @@ static int start_services(demo_stack *s, ul_log *lg, int partitions, char *errst
 
 static int connect_store(demo_stack *s, char *errstr, size_t errstr_size) {
     store_opts so;
-    store_opts_init(&so);
-    so.host = redis_local_host(s->rl);
-    so.port = redis_local_port(s->rl);
-    so.timeout_ms = (int)s->cfg->redis_timeout_ms;
-    so.ratings_topic = s->cfg->topic_ratings;
-    so.forget_topic = s->cfg->topic_forget;
+    worker_store_opts(s->cfg, &so); /* set_cfg pointed redis.* at the local server */
     s->st = store_connect(&so, errstr, errstr_size);
     return s->st ? UL_OK : UL_ERR_IO;
 }
@@ -168,7 +158,7 @@ static int all_applied(demo_stack *s, const int64_t *hwm, uint64_t *applied, cha
 int demo_stack_wait_applied(demo_stack *s, const int64_t *hwm, int timeout_ms,
                             volatile sig_atomic_t *interrupted, uint64_t *applied, char *errstr,
                             size_t errstr_size) {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = ul_clock_mono_ms() + timeout_ms;
     struct timespec tick = {0, 20 * 1000 * 1000};
     for (;;) {
         int rc = UL_OK;
@@ -182,7 +172,7 @@ int demo_stack_wait_applied(demo_stack *s, const int64_t *hwm, int timeout_ms,
             ul_set_err(errstr, errstr_size, "interrupted");
             return UL_ERR_ABORTED;
         }
-        if (mono_ms() >= deadline) {
+        if (ul_clock_mono_ms() >= deadline) {
             ul_set_err(errstr, errstr_size,
                        "the worker applied only %" PRIu64 " ratings within %d ms (is the machine "
                        "overloaded? raise --timeout)",

@@ -14,6 +14,7 @@
 
 #include "codec.h"
 #include "kafka.h"
+#include "rows.h"
 #include "rowset.h"
 #include "ul_clock.h"
 #include "ul_err.h"
@@ -23,10 +24,10 @@ typedef struct reader {
     rd_kafka_t *rk;
     codec *cd;
     int32_t n_parts;
-    int64_t *end;  /* per partition: high watermark at start */
-    int64_t *next; /* per partition: next offset to read */
-    rowset *users, *items;
-    int k; /* from the first row; -1 before */
+    int64_t *end;          /* per partition: high watermark at start */
+    int64_t *next;         /* per partition: next offset to read */
+    rowset *users, *items; /* bias + factors (rows_vector_dim) as published */
+    int k;                 /* from the first row; -1 before */
     topic_model_info info;
 } reader;
 
@@ -47,7 +48,7 @@ static int open_consumer(reader *r, const ul_config *cfg, char *errstr, size_t e
     r->cd = codec_new(&co, errstr, errstr_size);
     if (r->cd == NULL)
         return UL_ERR_STATE;
-    r->rk = kafka_client_new(cfg, KAFKA_CONSUMER, &r->log, errstr, errstr_size);
+    r->rk = kafka_client_new(cfg, KAFKA_CONSUMER, &r->log, NULL, errstr, errstr_size);
     return r->rk ? UL_OK : UL_ERR_IO;
 }
 
@@ -129,8 +130,8 @@ static int assign_all(reader *r, const char *topic, char *errstr, size_t errstr_
 static int keep_row(reader *r, const codec_factor *f, char *errstr, size_t errstr_size) {
     if (r->k < 0) {
         r->k = f->dim;
-        r->users = rowset_new(1 + f->dim);
-        r->items = rowset_new(1 + f->dim);
+        r->users = rowset_new(rows_vector_dim(f->dim));
+        r->items = rowset_new(rows_vector_dim(f->dim));
         if (r->users == NULL || r->items == NULL) {
             ul_set_err(errstr, errstr_size, "out of memory");
             return UL_ERR_NOMEM;
@@ -150,8 +151,8 @@ static int keep_row(reader *r, const codec_factor *f, char *errstr, size_t errst
         return UL_ERR_NOMEM;
     }
     float *row = rowset_row(rs, idx);
-    row[0] = f->bias;
-    memcpy(row + 1, f->vector, (size_t)f->dim * sizeof(float));
+    row[ROWS_BIAS] = f->bias;
+    memcpy(row + ROWS_FACTORS, f->vector, (size_t)f->dim * sizeof(float));
     if (f->model_version > r->info.max_version)
         r->info.max_version = f->model_version;
     return UL_OK;
@@ -234,18 +235,13 @@ static mf_model *build_model(const reader *r, const ul_config *cfg, char *errstr
     m->global_mean = 0.0f; /* folded into the published item biases */
     m->rating_min = (float)cfg->rating_min;
     m->rating_max = (float)cfg->rating_max;
-    size_t k = (size_t)r->k;
     for (int32_t u = 0; u < nu; u++) {
-        const float *row = rowset_row_const(r->users, u);
         m->user_ids[u] = rowset_key(r->users, u);
-        m->user_bias[u] = row[0];
-        memcpy(m->P + (size_t)u * k, row + 1, k * sizeof(float));
+        rows_to_model(rowset_row_const(r->users, u), ROWS_USER, m, u);
     }
     for (int32_t i = 0; i < ni; i++) {
-        const float *row = rowset_row_const(r->items, i);
         m->item_ids[i] = rowset_key(r->items, i);
-        m->item_bias[i] = row[0];
-        memcpy(m->Q + (size_t)i * k, row + 1, k * sizeof(float));
+        rows_to_model(rowset_row_const(r->items, i), ROWS_ITEM, m, i);
     }
     return m;
 }

@@ -1,8 +1,10 @@
-/* kafka.c: librdkafka client construction, produce with back-pressure, and
- * the dead-letter record (see kafka.h).
+/* kafka.c: librdkafka client construction, what worker clients report,
+ * produce with back-pressure, topic metadata, and the dead-letter record
+ * (see kafka.h).
  *
  * DESIGN: role defaults are applied only when the user has not set the same
- * kafka.* property, so anything here can be overridden from config. A
+ * kafka.* property, so anything here can be overridden from config; a
+ * default librdkafka refuses is an error, whichever role it belongs to. A
  * kafka.* property of the other role (e.g. fetch.wait.max.ms for a
  * producer) is not given to a client at all: librdkafka would ignore it with
  * a CONFWARN line. The roles come from librdkafka's own property table
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ul_clock.h"
 #include "ul_err.h"
 
 typedef struct role_default {
@@ -31,6 +34,29 @@ static const role_default consumer_defaults[] = {
     {"enable.auto.offset.store", "false"},
     {"auto.offset.reset", "earliest"},
     {NULL, NULL}};
+
+static const role_default output_defaults[] = {
+    {"enable.idempotence", "true"}, /* retries must not duplicate receipts and factor rows */
+    {NULL, NULL}};
+
+static const role_default assigned_defaults[] = {
+    {"fetch.wait.max.ms", "20"}, /* rare, latency-sensitive records */
+    {NULL, NULL}};
+
+static const role_default stats_defaults[] = {{"statistics.interval.ms", "15000"}, {NULL, NULL}};
+
+/* The roles (kafka.h): the kind of client and its defaults, in order. */
+typedef struct role_def {
+    rd_kafka_type_t type;
+    const role_default *defaults[3]; /* NULL-terminated */
+} role_def;
+
+static const role_def roles[] = {
+    [KAFKA_PRODUCER] = {RD_KAFKA_PRODUCER, {producer_defaults, NULL}},
+    [KAFKA_CONSUMER] = {RD_KAFKA_CONSUMER, {consumer_defaults, NULL}},
+    [KAFKA_OUTPUT] = {RD_KAFKA_PRODUCER, {producer_defaults, output_defaults, NULL}},
+    [KAFKA_ASSIGNED] = {RD_KAFKA_CONSUMER, {consumer_defaults, assigned_defaults, NULL}},
+};
 
 /* The C/P column of `key` in librdkafka's property table text: 'C'
  * consumer only, 'P' producer only, '*' both, 0 not found. Lines look like
@@ -53,20 +79,37 @@ static char property_scope(const char *table, const char *key) {
 }
 
 typedef struct role_filter {
-    kafka_role role;
+    rd_kafka_type_t type;
     char *table; /* rd_kafka_conf_properties_show() output; NULL: keep everything */
 } role_filter;
 
 static int keep_for_role(const char *key, void *opaque) {
     const role_filter *rf = opaque;
     char scope = rf->table ? property_scope(rf->table, key) : 0;
-    return rf->role == KAFKA_PRODUCER ? scope != 'C' : scope != 'P';
+    return rf->type == RD_KAFKA_PRODUCER ? scope != 'C' : scope != 'P';
+}
+
+/* Apply defaults the user did not override (kafka.<key> unset). */
+static int apply_defaults(rd_kafka_conf_t *conf, const ul_config *cfg, const role_default *d,
+                          char *errstr, size_t errstr_size) {
+    char kerr[512], key[300], cur[16];
+    for (; d->key; d++) {
+        snprintf(key, sizeof(key), "kafka.%s", d->key);
+        if (config_value(cfg, key, 1, cur, sizeof(cur)) == UL_OK)
+            continue; /* the user chose */
+        if (rd_kafka_conf_set(conf, d->key, d->value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            ul_set_err(errstr, errstr_size, "%s: %s", d->key, kerr);
+            return UL_ERR_ARG;
+        }
+    }
+    return UL_OK;
 }
 
 rd_kafka_conf_t *kafka_conf_new(const ul_config *cfg, kafka_role role, ul_log **log_owner,
                                 char *errstr, size_t errstr_size) {
-    char kerr[512], key[300], cur[16];
-    role_filter rf = {role, NULL};
+    char kerr[512];
+    const role_def *rd = &roles[role];
+    role_filter rf = {rd->type, NULL};
     size_t table_len = 0;
     FILE *mem = open_memstream(&rf.table, &table_len);
     if (mem) { /* without it every property is applied, as before */
@@ -77,56 +120,119 @@ rd_kafka_conf_t *kafka_conf_new(const ul_config *cfg, kafka_role role, ul_log **
     free(rf.table);
     if (conf == NULL)
         return NULL;
-    if (role == KAFKA_CONSUMER && rd_kafka_conf_set(conf, "group.id", cfg->kafka_group_id, kerr,
-                                                    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+    if (rd->type == RD_KAFKA_CONSUMER &&
+        rd_kafka_conf_set(conf, "group.id", cfg->kafka_group_id, kerr, sizeof(kerr)) !=
+            RD_KAFKA_CONF_OK) {
         ul_set_err(errstr, errstr_size, "kafka.group.id: %s", kerr);
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    const role_default *d = role == KAFKA_PRODUCER ? producer_defaults : consumer_defaults;
-    for (; d->key; d++) {
-        snprintf(key, sizeof(key), "kafka.%s", d->key);
-        if (config_value(cfg, key, 1, cur, sizeof(cur)) == UL_OK)
-            continue; /* the user chose */
-        if (rd_kafka_conf_set(conf, d->key, d->value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-            ul_set_err(errstr, errstr_size, "%s: %s", d->key, kerr);
+    for (int i = 0; rd->defaults[i]; i++)
+        if (apply_defaults(conf, cfg, rd->defaults[i], errstr, errstr_size) != UL_OK) {
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
-    }
     if (log_owner)
         log_kafka_conf(conf, log_owner);
     return conf;
 }
 
+static int set_hooks(rd_kafka_conf_t *conf, const ul_config *cfg, const kafka_hooks *h,
+                     char *errstr, size_t errstr_size) {
+    if (h->delivered)
+        rd_kafka_conf_set_dr_msg_cb(conf, h->delivered);
+    if (h->error)
+        rd_kafka_conf_set_error_cb(conf, h->error);
+    if (h->rebalance)
+        rd_kafka_conf_set_rebalance_cb(conf, h->rebalance);
+    if (h->committed)
+        rd_kafka_conf_set_offset_commit_cb(conf, h->committed);
+    if (h->stats == NULL)
+        return UL_OK;
+    rd_kafka_conf_set_stats_cb(conf, h->stats);
+    return apply_defaults(conf, cfg, stats_defaults, errstr, errstr_size);
+}
+
 rd_kafka_t *kafka_client_new(const ul_config *cfg, kafka_role role, ul_log **log_owner,
-                             char *errstr, size_t errstr_size) {
+                             const kafka_hooks *hooks, char *errstr, size_t errstr_size) {
     char kerr[512];
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, role, log_owner, errstr, errstr_size);
     if (conf == NULL)
         return NULL;
-    rd_kafka_type_t type = role == KAFKA_PRODUCER ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER;
-    rd_kafka_t *rk = rd_kafka_new(type, conf, kerr, sizeof(kerr));
+    if (hooks && set_hooks(conf, cfg, hooks, errstr, errstr_size) != UL_OK) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(roles[role].type, conf, kerr, sizeof(kerr));
     if (rk == NULL) {
         ul_set_err(errstr, errstr_size, "cannot create the Kafka client: %s", kerr);
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    if (role == KAFKA_CONSUMER)
+    if (roles[role].type == RD_KAFKA_CONSUMER)
         rd_kafka_poll_set_consumer(rk);
     return rk;
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+void kafka_report_error(ul_log *lg, metrics *m, int err, const char *reason) {
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__FATAL)
+        metrics_set_kafka_connected(m, 0);
+    log_error(lg, "kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+void kafka_report_stats(ul_log *lg, metrics *m, const char *json, size_t json_len) {
+    char err[UL_ERRSTR_SIZE];
+    if (metrics_update_kafka_stats(m, json, json_len, err, sizeof(err)) != UL_OK)
+        log_warn(lg, "kafka", "%s", err);
+    else
+        metrics_set_kafka_connected(m, metrics_kafka_brokers_up(m) > 0);
+}
+
+int kafka_topic_partition_count(rd_kafka_t *rk, const char *topic, int wait_ms, int32_t *n,
+                                char *errstr, size_t errstr_size) {
+    int64_t deadline = ul_clock_mono_ms() + wait_ms;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const char *why = "not found";
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+            md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
+            *n = md->topics[0].partition_cnt;
+            rd_kafka_metadata_destroy(md);
+            rd_kafka_topic_destroy(rkt);
+            return UL_OK;
+        }
+        why = e ? rd_kafka_err2str(e)
+                : (md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "not found");
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (ul_clock_mono_ms() >= deadline)
+            break;
+        struct timespec ts = {0, 200000000L};
+        nanosleep(&ts, NULL);
+    }
+    rd_kafka_topic_destroy(rkt);
+    ul_set_err(errstr, errstr_size,
+               "topic %s is not available (%s): create it, or start the local broker with "
+               "'unlearnd broker'",
+               topic, why);
+    return UL_ERR_IO;
+}
+
+void kafka_topic_warm(rd_kafka_t *rk, const char *topic) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (rkt && rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
 }
 
 int kafka_produce(rd_kafka_t *rk, const char *topic, int32_t partition, const void *key,
                   size_t key_len, const void *value, size_t value_len, void *msg_opaque,
                   int block_ms, char *errstr, size_t errstr_size) {
-    int64_t deadline = now_ms() + block_ms;
+    int64_t deadline = ul_clock_mono_ms() + block_ms;
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
@@ -135,7 +241,8 @@ int kafka_produce(rd_kafka_t *rk, const char *topic, int32_t partition, const vo
             RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return UL_OK;
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || (block_ms >= 0 && now_ms() >= deadline)) {
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+            (block_ms >= 0 && ul_clock_mono_ms() >= deadline)) {
             ul_set_err(errstr, errstr_size, "producing to %s: %s", topic, rd_kafka_err2str(err));
             return UL_ERR_IO;
         }

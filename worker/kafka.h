@@ -1,7 +1,8 @@
 /* kafka.h: librdkafka client plumbing shared by the worker and the tools:
- * client configs built from ul_config with our logger and Java-compatible
- * partitioning, a produce call that waits out a full queue, and the
- * dead-letter record format.
+ * clients built from ul_config with our logger, per-role defaults (Java-
+ * compatible partitioning, the worker's idempotent producer), what a worker
+ * client reports (errors, statistics), a produce call that waits out a full
+ * queue, topic metadata, and the dead-letter record format.
  *
  * Dead-letter records carry the original key and value bytes unchanged and
  * these headers (values are text):
@@ -17,27 +18,73 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 
-typedef enum kafka_role { KAFKA_PRODUCER = 0, KAFKA_CONSUMER = 1 } kafka_role;
+/* What a client is for; each role has its defaults (kafka.c's tables),
+ * applied only where the user did not set the same kafka.* property:
+ *   KAFKA_PRODUCER  partitioner=murmur2_random (Java's default), linger.ms=5;
+ *   KAFKA_CONSUMER  group.id=kafka.group.id, enable.auto.commit=false,
+ *                   enable.auto.offset.store=false, auto.offset.reset=earliest
+ *                   (the worker stores offsets itself);
+ *   KAFKA_OUTPUT    the worker's producer: KAFKA_PRODUCER's and
+ *                   enable.idempotence=true (retries must not duplicate
+ *                   receipts and factor rows);
+ *   KAFKA_ASSIGNED  a consumer the worker assigns partitions to itself
+ *                   (forget requests): KAFKA_CONSUMER's and
+ *                   fetch.wait.max.ms=20 (its records are rare and
+ *                   latency-sensitive; librdkafka's default holds an idle
+ *                   fetch 500 ms). */
+typedef enum kafka_role {
+    KAFKA_PRODUCER = 0,
+    KAFKA_CONSUMER = 1,
+    KAFKA_OUTPUT = 2,
+    KAFKA_ASSIGNED = 3,
+} kafka_role;
 
 /* A client conf: every kafka.* option from cfg, librdkafka's logs routed
  * through `*log_owner` (see log_kafka_conf: the conf's opaque becomes
- * log_owner), and role defaults the user did not override:
- *   producer: partitioner=murmur2_random (Java's default), linger.ms=5;
- *   consumer: group.id=kafka.group.id, enable.auto.commit=false, enable.auto.offset.store=false,
- *             auto.offset.reset=earliest (the worker stores offsets itself).
- * kafka.* properties that librdkafka scopes to the other role (C or P in its
- * CONFIGURATION.md) are left out, so a config shared by all clients (e.g.
- * kafka.fetch.wait.max.ms) gives no CONFWARN.
- * The caller adds callbacks and passes it to rd_kafka_new (which takes it).
- * NULL with errstr on error. */
+ * log_owner), and the role's defaults. kafka.* properties that librdkafka
+ * scopes to the other kind of client (C or P in its CONFIGURATION.md) are
+ * left out, so a config shared by all clients (e.g. kafka.fetch.wait.max.ms)
+ * gives no CONFWARN. The caller adds callbacks and passes it to rd_kafka_new
+ * (which takes it). NULL with errstr on error. */
 rd_kafka_conf_t *kafka_conf_new(const ul_config *cfg, kafka_role role, ul_log **log_owner,
                                 char *errstr, size_t errstr_size);
 
-/* Shortcut: kafka_conf_new + rd_kafka_new (producer or consumer; for a
- * consumer also rd_kafka_poll_set_consumer). NULL with errstr on error. */
+/* Callbacks a client is made with (NULL members are not set). Each gets the
+ * client's opaque, `log_owner`. Giving `stats` asks for librdkafka's
+ * statistics: statistics.interval.ms=15000 unless the user set
+ * kafka.statistics.interval.ms. */
+typedef struct kafka_hooks {
+    void (*delivered)(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque);
+    void (*error)(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+    int (*stats)(rd_kafka_t *rk, char *json, size_t json_len, void *opaque);
+    void (*rebalance)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *parts, void *opaque);
+    void (*committed)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque);
+} kafka_hooks;
+
+/* kafka_conf_new + the hooks (may be NULL) + rd_kafka_new (for a consumer
+ * also rd_kafka_poll_set_consumer). NULL with errstr on error. */
 rd_kafka_t *kafka_client_new(const ul_config *cfg, kafka_role role, ul_log **log_owner,
-                             char *errstr, size_t errstr_size);
+                             const kafka_hooks *hooks, char *errstr, size_t errstr_size);
+
+/* What a worker client's error and statistics callbacks do: log the error,
+ * and mark Kafka disconnected in `m` when all brokers are down or the error
+ * is fatal; feed the statistics to `m` (lag, brokers up) and mark Kafka
+ * connected while a broker is UP. */
+void kafka_report_error(ul_log *lg, metrics *m, int err, const char *reason);
+void kafka_report_stats(ul_log *lg, metrics *m, const char *json, size_t json_len);
+
+/* The partition count of `topic`, waiting up to wait_ms for it to exist.
+ * UL_ERR_IO with a message saying how to create it. */
+int kafka_topic_partition_count(rd_kafka_t *rk, const char *topic, int wait_ms, int32_t *n,
+                                char *errstr, size_t errstr_size);
+
+/* Fetch the metadata of `topic` into rk's cache now (failures are ignored:
+ * librdkafka fetches it itself at the first message, later). */
+void kafka_topic_warm(rd_kafka_t *rk, const char *topic);
 
 /* Produce one record (key and value copied). When the local queue is full it
  * serves delivery reports (rd_kafka_poll) and retries for up to

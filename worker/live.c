@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "mf.h"
+#include "rows.h"
+#include "ul_buf.h"
 #include "ul_err.h"
 
 struct live {
@@ -24,10 +26,10 @@ struct live {
     int k;
     float mean, rmin, rmax;
     int32_t n_parts;
-    rowset *base;     /* ul:items, 2+k */
+    rowset *base;     /* ul:items: item rows */
     rowset **foreign; /* per partition, deltas of partitions not owned; NULL when owned */
     shard **shards;   /* per partition, NULL when not owned */
-    rowset *eff;      /* effective item rows, 2+k */
+    rowset *eff;      /* effective item rows */
 };
 
 void live_opts_init(live_opts *opts) {
@@ -43,7 +45,7 @@ void live_opts_init(live_opts *opts) {
     opts->retention = 1000;
     opts->rating_min = 1.0f;
     opts->rating_max = 5.0f;
-    opts->method = "foldin";
+    opts->method = unlearn_method_default();
     unlearn_params_init(&opts->uparams);
 }
 
@@ -65,8 +67,7 @@ static int32_t eff_item(live *l, int64_t item) {
     int32_t idx = rowset_insert(l->eff, item, &created);
     if (idx >= 0 && created) {
         float *row = rowset_row(l->eff, idx);
-        shard_init_row(row, l->k, l->o.seed, l->o.init_std, 1, item);
-        row[1 + l->k] = 0.0f;
+        rows_init(row, ROWS_ITEM, l->k, l->o.seed, l->o.init_std, item);
     }
     return idx;
 }
@@ -78,7 +79,7 @@ static void add_rows(float *dst, const float *src, int dim) {
 
 /* Rebuilding keeps the publish marks: the rows still have to go out. */
 static int rebuild_eff(live *l) {
-    int dim = 2 + l->k;
+    int dim = rows_dim(ROWS_ITEM, l->k);
     size_t n_pub = 0;
     const int32_t *pub = rowset_to_publish(l->eff, &n_pub);
     int64_t *keep = malloc((n_pub ? n_pub : 1) * sizeof(*keep));
@@ -163,14 +164,14 @@ live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *err
         goto fail;
     l->foreign = calloc((size_t)n_partitions, sizeof(*l->foreign));
     l->shards = calloc((size_t)n_partitions, sizeof(*l->shards));
-    l->base = rowset_new(2 + l->k);
-    l->eff = rowset_new(2 + l->k);
+    l->base = rowset_new(rows_dim(ROWS_ITEM, l->k));
+    l->eff = rowset_new(rows_dim(ROWS_ITEM, l->k));
     if (l->foreign == NULL || l->shards == NULL || l->base == NULL || l->eff == NULL)
         goto oom;
     if (store_items_load(st, l->base, errstr, errstr_size) != UL_OK)
         goto fail;
     for (int32_t p = 0; p < n_partitions; p++) {
-        l->foreign[p] = rowset_new(2 + l->k);
+        l->foreign[p] = rowset_new(rows_dim(ROWS_ITEM, l->k));
         if (l->foreign[p] == NULL)
             goto oom;
         if (store_deltas_load(st, p, l->foreign[p], errstr, errstr_size) != UL_OK)
@@ -237,7 +238,7 @@ int live_revoke(live *l, int32_t p, char *errstr, size_t errstr_size) {
     if (s == NULL)
         return UL_OK;
     int rc = live_checkpoint(l, s, errstr, errstr_size);
-    int dim = 2 + l->k;
+    int dim = rows_dim(ROWS_ITEM, l->k);
     rowset *copy = rowset_new(dim);
     for (int32_t i = 0; copy && i < rowset_size(s->deltas); i++) {
         int32_t j = rowset_insert(copy, rowset_key(s->deltas, i), NULL);
@@ -267,7 +268,7 @@ int live_drop(live *l, int32_t p, char *errstr, size_t errstr_size) {
         return UL_OK;
     shard_destroy(s);
     l->shards[p] = NULL;
-    l->foreign[p] = rowset_new(2 + l->k);
+    l->foreign[p] = rowset_new(rows_dim(ROWS_ITEM, l->k));
     if (l->foreign[p] == NULL) {
         ul_set_err(errstr, errstr_size, "out of memory");
         return UL_ERR_NOMEM;
@@ -280,37 +281,62 @@ int live_drop(live *l, int32_t p, char *errstr, size_t errstr_size) {
     return rc;
 }
 
+int live_buffer_forget(live *l, shard *s, codec_forget *f, int64_t offset, int64_t received_ms,
+                       int64_t ratings_hwm) {
+    (void)l;
+    forget_req fr;
+    memset(&fr, 0, sizeof(fr));
+    fr.offset = offset;
+    fr.user = f->user_id;
+    fr.request_id = strdup(f->request_id);
+    fr.has_window = f->has_window;
+    fr.from = f->window_from;
+    fr.to = f->window_to;
+    fr.reason = (int32_t)f->reason;
+    fr.received_ms = received_ms;
+    fr.ratings_hwm = ratings_hwm;
+    fr.unsaved = 1;
+    if (fr.request_id == NULL)
+        return UL_ERR_NOMEM;
+    fr.items = f->items; /* moved */
+    fr.n_items = (uint32_t)f->n_items;
+    f->items = NULL;
+    f->n_items = 0;
+    if (shard_pending_add(s, &fr) != 0) {
+        forget_req_free(&fr);
+        return UL_ERR_NOMEM;
+    }
+    s->meta.forget_received++;
+    return UL_OK;
+}
+
 int live_checkpoint(live *l, shard *s, char *errstr, size_t errstr_size) {
     return store_shard_checkpoint(l->st, s, errstr, errstr_size);
 }
 
 /* Ids of the rows of `fresh` that are new or differ from `old`, and whose
- * item maps to a partition owned here, appended to *ids (grown). */
+ * home partition is owned here, appended to *ids (grown). */
 static int changed_owned(const live *l, const rowset *old, const rowset *fresh, int64_t **ids,
                          size_t *n, size_t *cap) {
-    size_t bytes = (size_t)(2 + l->k) * sizeof(float);
+    size_t bytes = (size_t)rows_dim(ROWS_ITEM, l->k) * sizeof(float);
     for (int32_t i = 0; i < rowset_size(fresh); i++) {
         int64_t key = rowset_key(fresh, i);
-        if (l->shards[(uint64_t)key % (uint64_t)l->n_parts] == NULL)
+        if (l->shards[rows_item_partition(key, l->n_parts)] == NULL)
             continue;
         int32_t j = old ? rowset_find(old, key) : -1;
         if (j >= 0 && memcmp(rowset_row_const(old, j), rowset_row_const(fresh, i), bytes) == 0)
             continue;
-        if (*n == *cap) {
-            size_t c = *cap ? *cap * 2 : 256;
-            int64_t *v = realloc(*ids, c * sizeof(*v));
-            if (v == NULL)
-                return UL_ERR_NOMEM;
-            *ids = v;
-            *cap = c;
-        }
+        int64_t *v = ul_grow(*ids, cap, *n + 1, sizeof(*v));
+        if (v == NULL)
+            return UL_ERR_NOMEM;
+        *ids = v;
         (*ids)[(*n)++] = key;
     }
     return UL_OK;
 }
 
 /* Items another worker changed are marked for publishing by the owner of
- * their partition (id mod partitions), whose effective row then includes
+ * their home partition (rows_item_partition), whose effective row then includes
  * every worker's checkpointed deltas: the latest published row of an item
  * converges even when several workers rate it (docs/stream.md). */
 int live_refresh(live *l, char *errstr, size_t errstr_size) {
@@ -319,7 +345,7 @@ int live_refresh(live *l, char *errstr, size_t errstr_size) {
     for (int32_t p = 0; p < l->n_parts; p++) {
         if (l->shards[p])
             continue;
-        rowset *fresh = rowset_new(2 + l->k);
+        rowset *fresh = rowset_new(rows_dim(ROWS_ITEM, l->k));
         if (fresh == NULL)
             goto oom;
         int rc = store_deltas_load(l->st, p, fresh, errstr, errstr_size);
@@ -338,29 +364,13 @@ int live_refresh(live *l, char *errstr, size_t errstr_size) {
     if (rebuild_eff(l) != UL_OK)
         goto oom;
     for (size_t i = 0; i < n; i++)
-        live_mark_row(l, LIVE_ITEM, ids[i]);
+        live_mark_row(l, ROWS_ITEM, ids[i]);
     free(ids);
     return UL_OK;
 oom:
     free(ids);
     ul_set_err(errstr, errstr_size, "out of memory refreshing item deltas");
     return UL_ERR_NOMEM;
-}
-
-/* A one-user, one-item model over the given rows, for mf_sgd_step. */
-static mf_model row_model(const live *l, float *urow, float *irow) {
-    mf_model m;
-    memset(&m, 0, sizeof(m));
-    m.n_users = m.n_items = 1;
-    m.k = l->k;
-    m.global_mean = l->mean;
-    m.rating_min = l->rmin;
-    m.rating_max = l->rmax;
-    m.user_bias = urow;
-    m.P = urow + 1;
-    m.item_bias = irow;
-    m.Q = irow + 1;
-    return m;
 }
 
 int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float rating,
@@ -372,18 +382,19 @@ int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float ratin
     if (ui < 0 || ei < 0 || di < 0)
         return UL_ERR_NOMEM;
     float *irow = rowset_row(l->eff, ei);
+    int vdim = rows_vector_dim(k), count = rows_count_index(k);
     float before[1 + 512 + 1];
-    float *old = k < 512 ? before : malloc((size_t)(1 + k) * sizeof(float));
+    float *old = k < 512 ? before : malloc((size_t)vdim * sizeof(float));
     if (old == NULL)
         return UL_ERR_NOMEM;
-    memcpy(old, irow, (size_t)(1 + k) * sizeof(float));
-    mf_model m = row_model(l, rowset_row(s->users, ui), irow);
+    memcpy(old, irow, (size_t)vdim * sizeof(float));
+    mf_model m = rows_pair_model(rowset_row(s->users, ui), irow, k, l->mean, l->rmin, l->rmax);
     mf_sgd_step(&m, 0, 0, rating, l->o.lr, l->o.reg, l->o.reg_bias);
     float *drow = rowset_row(s->deltas, di);
-    for (int f = 0; f <= k; f++)
+    for (int f = 0; f < vdim; f++)
         drow[f] += irow[f] - old[f];
-    drow[1 + k] += 1.0f;
-    irow[1 + k] += 1.0f;
+    drow[count] += 1.0f;
+    irow[count] += 1.0f;
     if (old != before)
         free(old);
     rowset_mark_dirty(s->users, ui);
@@ -410,12 +421,12 @@ void live_mark_partition(live *l, int32_t p) {
     for (int32_t i = 0; i < rowset_size(s->users); i++)
         rowset_mark_publish(s->users, i);
     for (int32_t i = 0; i < rowset_size(l->eff); i++)
-        if ((int32_t)((uint64_t)rowset_key(l->eff, i) % (uint64_t)l->n_parts) == p)
+        if (rows_item_partition(rowset_key(l->eff, i), l->n_parts) == p)
             rowset_mark_publish(l->eff, i);
 }
 
-void live_mark_row(live *l, int kind, int64_t id) {
-    if (kind == LIVE_ITEM) {
+void live_mark_row(live *l, rows_kind kind, int64_t id) {
+    if (kind == ROWS_ITEM) {
         int32_t e = rowset_find(l->eff, id);
         if (e >= 0)
             rowset_mark_publish(l->eff, e);
@@ -440,14 +451,14 @@ size_t live_publish_marked(live *l, live_row_fn fn, void *opaque) {
             top = s->meta.version;
         const int32_t *idx = rowset_to_publish(s->users, &n);
         for (size_t i = 0; i < n; i++)
-            fn(opaque, LIVE_USER, rowset_key(s->users, idx[i]), rowset_row_const(s->users, idx[i]),
+            fn(opaque, ROWS_USER, rowset_key(s->users, idx[i]), rowset_row_const(s->users, idx[i]),
                s->meta.version);
         n_total += n;
         rowset_clear_publish(s->users);
     }
     const int32_t *idx = rowset_to_publish(l->eff, &n);
     for (size_t i = 0; i < n; i++)
-        fn(opaque, LIVE_ITEM, rowset_key(l->eff, idx[i]), rowset_row_const(l->eff, idx[i]), top);
+        fn(opaque, ROWS_ITEM, rowset_key(l->eff, idx[i]), rowset_row_const(l->eff, idx[i]), top);
     rowset_clear_publish(l->eff);
     return n_total + n;
 }
@@ -477,15 +488,13 @@ float live_predict(const live *l, const shard *s, int64_t user, int64_t item, in
     const float *urow = rowset_row_const(s->users, ui);
     float dot = 0.0f;
     for (int f = 0; f < l->k; f++)
-        dot += urow[1 + f] * irow[1 + f];
-    return l->mean + urow[0] + irow[0] + dot;
+        dot += urow[ROWS_FACTORS + f] * irow[ROWS_FACTORS + f];
+    return l->mean + urow[ROWS_BIAS] + irow[ROWS_BIAS] + dot;
 }
 
 void live_cycle_free(live_cycle *c) {
     if (c == NULL)
         return;
-    for (size_t i = 0; i < c->n_receipts; i++)
-        free(c->receipts[i].request_id);
     free(c->receipts);
     free(c->user_ids);
     free(c->user_rows);
@@ -624,9 +633,7 @@ static int build_submodel(live *l, shard *s, cycle_ctx *c, char *errstr, size_t 
         batch_user *b = &c->bu[i];
         if (b->local < 0)
             continue;
-        const float *urow = rowset_row_const(s->users, b->uidx);
-        c->m->user_bias[b->local] = urow[0];
-        memcpy(c->m->P + (size_t)b->local * (size_t)k, urow + 1, (size_t)k * sizeof(float));
+        rows_to_model(rowset_row_const(s->users, b->uidx), ROWS_USER, c->m, b->local);
         const hist *h = shard_hist(s, b->uidx);
         for (uint32_t e = 0; e < h->n; e++) {
             const hist_entry *he = &h->v[h->start + e];
@@ -639,37 +646,40 @@ static int build_submodel(live *l, shard *s, cycle_ctx *c, char *errstr, size_t 
     }
     for (int32_t j = 0; j < ni; j++) {
         const float *irow = live_item_row(l, rowset_key(c->items, j));
-        c->m->item_bias[j] = irow[0];
-        memcpy(c->m->Q + (size_t)j * (size_t)k, irow + 1, (size_t)k * sizeof(float));
-        float cnt = irow[1 + k];
+        rows_to_model(irow, ROWS_ITEM, c->m, j);
+        float cnt = irow[rows_count_index(k)];
         c->item_count[j] = cnt < 1.0f ? 1 : (int32_t)(cnt + 0.5f);
     }
     return UL_OK;
 }
 
+/* The batch user whose sub-model row is `local`. */
+static int32_t user_of_local(const cycle_ctx *c, int32_t local) {
+    for (size_t i = 0; i < c->n_bu; i++)
+        if (c->bu[i].local == local)
+            return c->bu[i].uidx;
+    return -1;
+}
+
 /* Make the sub-model's changed rows live and collect them for publishing. */
 static int write_back(live *l, shard *s, cycle_ctx *c, live_cycle *out) {
-    int k = l->k;
-    size_t nu = c->rep.n_users, ni = c->rep.n_items;
+    int k = l->k, vdim = rows_vector_dim(k);
+    size_t nu = c->rep.n_users, ni = c->rep.n_items, bytes = (size_t)vdim * sizeof(float);
     out->user_ids = malloc((nu ? nu : 1) * sizeof(int64_t));
-    out->user_rows = malloc((nu ? nu : 1) * (size_t)(1 + k) * sizeof(float));
+    out->user_rows = malloc((nu ? nu : 1) * bytes);
     out->item_ids = malloc((ni ? ni : 1) * sizeof(int64_t));
-    out->item_rows = malloc((ni ? ni : 1) * (size_t)(1 + k) * sizeof(float));
-    if (!out->user_ids || !out->user_rows || !out->item_ids || !out->item_rows)
-        return UL_ERR_NOMEM;
+    out->item_rows = malloc((ni ? ni : 1) * bytes);
+    float *fresh = malloc(bytes);
+    int rc = UL_ERR_NOMEM;
+    if (!out->user_ids || !out->user_rows || !out->item_ids || !out->item_rows || !fresh)
+        goto done;
     for (size_t r = 0; r < nu; r++) {
-        int32_t local = c->rep.users[r];
-        int32_t uidx = -1;
-        for (size_t i = 0; i < c->n_bu && uidx < 0; i++)
-            if (c->bu[i].local == local)
-                uidx = c->bu[i].uidx;
+        int32_t uidx = user_of_local(c, c->rep.users[r]);
         float *urow = rowset_row(s->users, uidx);
-        urow[0] = c->m->user_bias[local];
-        memcpy(urow + 1, c->m->P + (size_t)local * (size_t)k, (size_t)k * sizeof(float));
+        rows_from_model(urow, ROWS_USER, c->m, c->rep.users[r]);
         rowset_mark_dirty(s->users, uidx);
         out->user_ids[out->n_users] = rowset_key(s->users, uidx);
-        memcpy(out->user_rows + out->n_users++ * (size_t)(1 + k), urow,
-               (size_t)(1 + k) * sizeof(float));
+        memcpy(out->user_rows + out->n_users++ * (size_t)vdim, urow, bytes);
     }
     for (size_t r = 0; r < ni; r++) {
         int32_t local = c->rep.items[r];
@@ -677,27 +687,26 @@ static int write_back(live *l, shard *s, cycle_ctx *c, live_cycle *out) {
         int32_t ei = rowset_find(l->eff, item);
         int32_t di = rowset_insert(s->deltas, item, NULL);
         if (di < 0)
-            return UL_ERR_NOMEM;
+            goto done;
         float *irow = rowset_row(l->eff, ei), *drow = rowset_row(s->deltas, di);
-        float nb = c->m->item_bias[local];
-        const float *nq = c->m->Q + (size_t)local * (size_t)k;
-        drow[0] += nb - irow[0];
-        irow[0] = nb;
-        for (int f = 0; f < k; f++) {
-            drow[1 + f] += nq[f] - irow[1 + f];
-            irow[1 + f] = nq[f];
+        rows_from_model(fresh, ROWS_ITEM, c->m, local);
+        for (int f = 0; f < vdim; f++) {
+            drow[f] += fresh[f] - irow[f];
+            irow[f] = fresh[f];
         }
         rowset_mark_dirty(s->deltas, di);
         out->item_ids[out->n_items] = item;
-        memcpy(out->item_rows + out->n_items++ * (size_t)(1 + k), irow,
-               (size_t)(1 + k) * sizeof(float));
+        memcpy(out->item_rows + out->n_items++ * (size_t)vdim, irow, bytes);
     }
-    return UL_OK;
+    rc = UL_OK;
+done:
+    free(fresh);
+    return rc;
 }
 
 /* Drop F from the histories and from the item counts. */
 static int drop_forgotten(live *l, shard *s, cycle_ctx *c) {
-    int k = l->k;
+    int count = rows_count_index(l->k);
     for (size_t i = 0; i < c->n_bu; i++) {
         batch_user *b = &c->bu[i];
         hist *h = shard_hist(s, b->uidx);
@@ -714,8 +723,8 @@ static int drop_forgotten(live *l, shard *s, cycle_ctx *c) {
             int32_t di = rowset_insert(s->deltas, he.item, NULL);
             if (di < 0)
                 return UL_ERR_NOMEM;
-            rowset_row(l->eff, ei)[1 + k] -= 1.0f;
-            rowset_row(s->deltas, di)[1 + k] -= 1.0f;
+            rowset_row(l->eff, ei)[count] -= 1.0f;
+            rowset_row(s->deltas, di)[count] -= 1.0f;
             rowset_mark_dirty(s->deltas, di);
         }
         h->n = w;
@@ -730,15 +739,14 @@ static int finish_requests(shard *s, cycle_ctx *c, int64_t now_ms, live_cycle *o
     if (out->receipts == NULL)
         return UL_ERR_NOMEM;
     for (size_t j = 0; j < c->n_eligible; j++) {
-        forget_req *fr = &s->pending[c->eligible[j]];
-        live_receipt *r = &out->receipts[out->n_receipts++];
-        r->request_id = fr->request_id; /* moved: the request is freed below */
-        fr->request_id = NULL;
-        r->user = fr->user;
+        const forget_req *fr = &s->pending[c->eligible[j]];
+        codec_receipt *r = &out->receipts[out->n_receipts++];
+        snprintf(r->request_id, sizeof(r->request_id), "%s", fr->request_id);
+        r->user_id = fr->user;
         r->forgotten = c->forgotten[j];
-        r->reason = fr->reason;
-        r->received_ms = fr->received_ms;
-        r->completed_ms = now_ms;
+        r->model_version = (int64_t)out->version;
+        r->received_at = fr->received_ms;
+        r->completed_at = now_ms;
     }
     for (size_t j = c->n_eligible; j-- > 0;)
         if (shard_pending_remove(s, c->eligible[j]) != 0)

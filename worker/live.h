@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
+#include "rows.h"
 #include "shard.h"
 #include "store.h"
 #include "unlearn.h"
@@ -31,7 +33,7 @@ typedef struct live_opts {
     uint64_t seed;           /* initial rows are drawn from (seed, id) */
     uint32_t retention;      /* ratings kept per user */
     float rating_min, rating_max;
-    const char *method; /* unlearning method name (borrowed) */
+    const char *method; /* unlearning method name (borrowed; unlearn_method_default()) */
     unlearn_params uparams;
 } live_opts;
 
@@ -69,6 +71,15 @@ int live_revoke(live *l, int32_t p, char *errstr, size_t errstr_size);
  * history, applied+1. The caller advances the offset. UL_ERR_NOMEM only. */
 int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float rating, int64_t time_ms);
 
+/* Buffer a decoded forget request of shard s for the next unlearning cycle
+ * (its item list is moved out of `f`; the caller still clears f), with its
+ * source offset, when it was received and the ratings partition's high
+ * watermark then (see forget_req.ratings_hwm; -1 = no wait);
+ * forget_received+1. The caller advances the offset. UL_ERR_NOMEM only (then
+ * nothing is buffered). */
+int live_buffer_forget(live *l, shard *s, codec_forget *f, int64_t offset, int64_t received_ms,
+                       int64_t ratings_hwm);
+
 /* Checkpoint one shard (store_shard_checkpoint). */
 int live_checkpoint(live *l, shard *s, char *errstr, size_t errstr_size);
 
@@ -80,31 +91,30 @@ int live_refresh(live *l, char *errstr, size_t errstr_size);
  * the user (in an owned shard) or item is unknown. */
 float live_predict(const live *l, const shard *s, int64_t user, int64_t item, int *found);
 
-/* Every effective item row (2+k: bias, factors, count), keyed by raw item
- * id; borrowed until the next call that changes the live. */
+/* Every effective item row (rows.h's item rows), keyed by raw item id;
+ * borrowed until the next call that changes the live. */
 const rowset *live_items(const live *l);
 
-/* An item's effective row (bias, k factors, count), or NULL if unknown. */
+/* An item's effective row, or NULL if unknown. */
 const float *live_item_row(const live *l, int64_t item);
 
 /* ---- publishing rows (docs/stream.md, "Publishing factor rows") ----------
  * Every row a rating changes is marked for publishing: the user's row in
  * its shard and the item's effective row. The marks are independent of the
  * checkpoint's dirty marks and survive rebuilding the effective rows. */
-enum { LIVE_USER = 0, LIVE_ITEM = 1 };
-
-/* Called once per marked row: `row` is 1+k floats (bias, factors; an item's
- * bias without the global mean), borrowed for the call. `version` is the
- * user's partition's model version, or for items the highest version among
- * the owned partitions. */
-typedef void (*live_row_fn)(void *opaque, int kind, int64_t id, const float *row, uint64_t version);
+/* Called once per marked row: `row` is a user or effective item row (an
+ * item's bias without the global mean), borrowed for the call. `version` is
+ * the user's partition's model version, or for items the highest version
+ * among the owned partitions. */
+typedef void (*live_row_fn)(void *opaque, rows_kind kind, int64_t id, const float *row,
+                            uint64_t version);
 
 /* Mark every user row of owned partition p and every effective item row
- * whose id maps to p (id mod partitions == p), so that a takeover
+ * whose home partition is p (rows_item_partition), so that a takeover
  * republishes the partition in full. A no-op when p is not owned. */
 void live_mark_partition(live *l, int32_t p);
-/* Mark one row (kind LIVE_USER or LIVE_ITEM) if this worker holds it. */
-void live_mark_row(live *l, int kind, int64_t id);
+/* Mark one row (a user's or an item's) if this worker holds it. */
+void live_mark_row(live *l, rows_kind kind, int64_t id);
 /* Call fn for every marked row (each once), then clear the marks. Returns
  * the number of rows. */
 size_t live_publish_marked(live *l, live_row_fn fn, void *opaque);
@@ -112,23 +122,15 @@ size_t live_publish_marked(live *l, live_row_fn fn, void *opaque);
 size_t live_marked(const live *l);
 
 /* What an unlearning cycle did, for publishing after its checkpoint. */
-typedef struct live_receipt {
-    char *request_id; /* owned */
-    int64_t user;
-    int32_t forgotten;
-    int32_t reason;
-    int64_t received_ms, completed_ms;
-} live_receipt;
-
 typedef struct live_cycle {
     int32_t partition;
-    uint64_t version; /* the partition's model version after the cycle */
-    live_receipt *receipts;
+    uint64_t version;        /* the partition's model version after the cycle */
+    codec_receipt *receipts; /* one per request, model_version = version */
     size_t n_receipts;
-    int64_t *user_ids; /* changed user rows: ids and rows of 1+k floats */
+    int64_t *user_ids; /* changed user rows: ids and bias + factors (rows_vector_dim) */
     float *user_rows;
     size_t n_users;
-    int64_t *item_ids; /* changed item rows: effective bias and factors (1+k) */
+    int64_t *item_ids; /* changed item rows: effective bias + factors (rows_vector_dim) */
     float *item_rows;
     size_t n_items;
     size_t n_forgotten;
@@ -144,7 +146,11 @@ void live_cycle_free(live_cycle *c);
  * live, delete F from the histories, bump the version and counters, remove
  * the requests from the buffer. Does not checkpoint: the caller checkpoints,
  * then publishes `out`. Returns UL_OK with out->n_receipts = 0 when nothing
- * was eligible. On error nothing changed. */
+ * was eligible. A failure up to and including the method's (resolving,
+ * building the sub-model, unlearn_apply) changes nothing: the requests stay
+ * buffered. An allocation failure after the method ran (making its rows
+ * live, dropping F, finishing the requests) returns UL_ERR_NOMEM with part
+ * of the result already applied to the shard. */
 int live_forget_cycle(live *l, shard *s, size_t max_batch, int64_t now_ms, live_cycle *out,
                       char *errstr, size_t errstr_size);
 

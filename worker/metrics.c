@@ -21,9 +21,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "ul_clock.h"
 #include "ul_err.h"
+
+/* The counters (metrics.h's enum, same order): the Prometheus name of the
+ * exported ones (NULL: read by the worker's progress line only) and the
+ * HELP text. */
+typedef struct counter_def {
+    const char *name;
+    const char *help;
+} counter_def;
+
+static const counter_def counter_defs[METRICS_N_COUNTERS] = {
+    [METRICS_RATINGS_APPLIED] = {"ratings_applied_total",
+                                 "Ratings applied to the live model by this worker."},
+    [METRICS_FORGET_RECEIVED] = {"forget_requests_received_total",
+                                 "Forget requests accepted into a forget buffer by this worker."},
+    [METRICS_FORGET_COMPLETED] = {"forget_requests_completed_total",
+                                  "Forget requests applied with their receipt produced by this "
+                                  "worker."},
+    [METRICS_CHECKPOINT_PASSES] = {"checkpoints_total",
+                                   "Successful checkpoint passes (state and offsets to Redis)."},
+    [METRICS_CHECKPOINTS] = {NULL, "partition checkpoints"},
+    [METRICS_DEAD_LETTERS] = {NULL, "records dead-lettered (exported by reason)"},
+    [METRICS_ROWS_PUBLISHED] = {NULL, "factor rows published periodically"},
+};
 
 static const double cycle_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 #define N_BUCKETS (sizeof(cycle_buckets) / sizeof(cycle_buckets[0]))
@@ -44,10 +67,7 @@ typedef struct client_stats {
 } client_stats;
 
 struct metrics {
-    _Atomic uint64_t ratings_applied;
-    _Atomic uint64_t forget_received;
-    _Atomic uint64_t forget_completed;
-    _Atomic uint64_t checkpoints;
+    _Atomic uint64_t counters[METRICS_N_COUNTERS];
 
     pthread_mutex_t lock; /* guards everything below */
     metrics_clock_fn clock;
@@ -68,9 +88,7 @@ struct metrics {
 
 static double clock_monotonic(void *opaque) {
     (void)opaque;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return ul_clock_mono_s();
 }
 
 /* Caller holds the lock. */
@@ -86,10 +104,8 @@ metrics *metrics_new(void) {
         free(m);
         return NULL;
     }
-    atomic_init(&m->ratings_applied, 0);
-    atomic_init(&m->forget_received, 0);
-    atomic_init(&m->forget_completed, 0);
-    atomic_init(&m->checkpoints, 0);
+    for (int c = 0; c < METRICS_N_COUNTERS; c++)
+        atomic_init(&m->counters[c], 0);
     m->clock = clock_monotonic;
     m->assigned = -1;
 
@@ -119,16 +135,12 @@ void metrics_set_clock(metrics *m, metrics_clock_fn fn, void *opaque) {
 
 /* ---- counters and histogram ------------------------------------------ */
 
-void metrics_add_ratings_applied(metrics *m, uint64_t n) {
-    atomic_fetch_add_explicit(&m->ratings_applied, n, memory_order_relaxed);
+void metrics_add(metrics *m, metrics_counter c, uint64_t n) {
+    atomic_fetch_add_explicit(&m->counters[c], n, memory_order_relaxed);
 }
 
-void metrics_add_forget_received(metrics *m, uint64_t n) {
-    atomic_fetch_add_explicit(&m->forget_received, n, memory_order_relaxed);
-}
-
-void metrics_add_forget_completed(metrics *m, uint64_t n) {
-    atomic_fetch_add_explicit(&m->forget_completed, n, memory_order_relaxed);
+uint64_t metrics_count(metrics *m, metrics_counter c) {
+    return atomic_load_explicit(&m->counters[c], memory_order_relaxed);
 }
 
 /* Caller holds the lock. The last slot, topic and reason "other", takes
@@ -156,10 +168,11 @@ void metrics_inc_dead_letter(metrics *m, const char *topic, const char *reason) 
     pthread_mutex_lock(&m->lock);
     reason_slot(m, topic ? topic : "unknown", reason ? reason : "unknown")->count++;
     pthread_mutex_unlock(&m->lock);
+    metrics_add(m, METRICS_DEAD_LETTERS, 1);
 }
 
 void metrics_checkpoint_done(metrics *m) {
-    atomic_fetch_add_explicit(&m->checkpoints, 1, memory_order_relaxed);
+    metrics_add(m, METRICS_CHECKPOINT_PASSES, 1);
     pthread_mutex_lock(&m->lock);
     m->checkpoint_at = now_locked(m);
     pthread_mutex_unlock(&m->lock);
@@ -669,16 +682,10 @@ static void gauge(FILE *f, const char *name, const char *help, double v) {
 }
 
 static void render_counters(metrics *m, FILE *f) {
-    counter(f, "ratings_applied_total", "Ratings applied to the live model by this worker.",
-            atomic_load_explicit(&m->ratings_applied, memory_order_relaxed));
-    counter(f, "forget_requests_received_total",
-            "Forget requests accepted into a forget buffer by this worker.",
-            atomic_load_explicit(&m->forget_received, memory_order_relaxed));
-    counter(f, "forget_requests_completed_total",
-            "Forget requests applied with their receipt produced by this worker.",
-            atomic_load_explicit(&m->forget_completed, memory_order_relaxed));
-    counter(f, "checkpoints_total", "Successful checkpoint passes (state and offsets to Redis).",
-            atomic_load_explicit(&m->checkpoints, memory_order_relaxed));
+    for (int c = 0; c < METRICS_N_COUNTERS; c++)
+        if (counter_defs[c].name)
+            counter(f, counter_defs[c].name, counter_defs[c].help,
+                    metrics_count(m, (metrics_counter)c));
 }
 
 /* Caller holds the lock. */

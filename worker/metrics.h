@@ -26,12 +26,12 @@
  *   kafka_connected, redis_connected, ready, live   gauges 0/1
  *   heartbeat_age_seconds                 gauge
  *
- * WHERE THE WORKER CALLS THESE (worker/worker.c does all of this):
+ * WHERE THE WORKER CALLS THESE (worker.c unless another file is named):
  *   start-up         m = metrics_new(); http_server_start(m, ...) when
- *                    metrics.port > 0; then statistics.interval.ms (15000
- *                    unless kafka.statistics.interval.ms is set) and, on
- *                    every consumer, a stats_cb that calls
- *                    metrics_update_kafka_stats(m, json, len) and returns 0
+ *                    metrics.port > 0; then, on every consumer, a stats_cb
+ *                    (kafka.h: kafka_report_stats; statistics.interval.ms
+ *                    15000 unless kafka.statistics.interval.ms is set) that
+ *                    calls metrics_update_kafka_stats(m, json, len)
  *                    (each client's statistics are kept apart by their
  *                    "name", so two consumers do not overwrite each other).
  *   Redis connected  metrics_set_redis_connected(m, 1); 0 when a Redis call
@@ -39,7 +39,8 @@
  *   Kafka            metrics_set_kafka_connected(m, 1) once the brokers
  *                    answered the topic metadata; after each statistics
  *                    update, 1 while metrics_kafka_brokers_up(m) > 0; 0 from
- *                    error_cb on RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN or
+ *                    every client's error_cb (kafka_report_error) on
+ *                    RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN or
  *                    RD_KAFKA_RESP_ERR__FATAL.
  *   rebalance_cb     on an eager revoke: metrics_set_assigned_partitions(m, -1)
  *                    (not ready while everything moves); after an assign or
@@ -47,17 +48,21 @@
  *                    owned (0 = idle member: still ready).
  *   main loop        metrics_heartbeat(m) once per iteration (each poll), and
  *                    before each long step (loading a shard on assignment,
- *                    each partition's unlearning cycle).
- *   per rating       metrics_add_ratings_applied(m, n) (per batch is fine).
- *   forget request   metrics_add_forget_received(m, 1) when stored in the
- *                    forget buffer; metrics_add_forget_completed(m, n) when
- *                    the receipts of a cycle have been produced.
+ *                    each partition's unlearning cycle: cycle.c).
+ *   per rating       metrics_add(m, METRICS_RATINGS_APPLIED, 1).
+ *   forget request   metrics_add(m, METRICS_FORGET_RECEIVED, 1) when stored
+ *                    in the forget buffer; METRICS_FORGET_COMPLETED + n when
+ *                    the receipts of a cycle have been produced (cycle.c).
  *   dead letter      metrics_inc_dead_letter(m, source_topic, reason) per record
- *                    sent there.
- *   checkpoint pass  metrics_checkpoint_done(m) after each successful pass
- *                    (also when nothing was dirty: the age is the alert).
+ *                    sent there (publish.c).
+ *   checkpoints      METRICS_CHECKPOINTS + 1 per partition checkpoint (here
+ *                    and cycle.c); metrics_checkpoint_done(m) after each
+ *                    successful pass (also when nothing was dirty: the age is
+ *                    the alert).
+ *   factor rows      METRICS_ROWS_PUBLISHED + 1 per periodic row (publish.c).
  *   unlearning cycle metrics_observe_cycle_seconds(m, seconds) per cycle that
- *                    completed requests (unlearning, checkpoint, publishing).
+ *                    completed requests (unlearning, checkpoint, publishing;
+ *                    cycle.c).
  *   shutdown         http_server_stop(), then metrics_destroy(m).
  */
 #ifndef UL_METRICS_H
@@ -81,9 +86,22 @@ void metrics_destroy(metrics *m);
 void metrics_set_clock(metrics *m, metrics_clock_fn fn, void *opaque);
 
 /* ---- counters ---------------------------------------------------------- */
-void metrics_add_ratings_applied(metrics *m, uint64_t n);
-void metrics_add_forget_received(metrics *m, uint64_t n);
-void metrics_add_forget_completed(metrics *m, uint64_t n);
+/* The worker's counters, each counted once, here (this process since it
+ * started; Redis holds the per-partition totals). The first four are
+ * exported; the rest feed the worker's progress log line. */
+typedef enum metrics_counter {
+    METRICS_RATINGS_APPLIED = 0, /* ratings_applied_total */
+    METRICS_FORGET_RECEIVED,     /* forget_requests_received_total */
+    METRICS_FORGET_COMPLETED,    /* forget_requests_completed_total */
+    METRICS_CHECKPOINT_PASSES,   /* checkpoints_total (metrics_checkpoint_done) */
+    METRICS_CHECKPOINTS,         /* partition checkpoints */
+    METRICS_DEAD_LETTERS,        /* all dead letters (metrics_inc_dead_letter) */
+    METRICS_ROWS_PUBLISHED,      /* factor rows published periodically */
+    METRICS_N_COUNTERS
+} metrics_counter;
+
+void metrics_add(metrics *m, metrics_counter c, uint64_t n);
+uint64_t metrics_count(metrics *m, metrics_counter c);
 /* One record from `topic` dead-lettered for `reason` (a short name such as
  * "avro-decode"; both copied). At most METRICS_MAX_REASONS distinct
  * (topic, reason) pairs are kept; later new ones are counted under topic and

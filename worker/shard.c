@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "rows.h"
+#include "ul_buf.h"
 
 void forget_req_free(forget_req *fr) {
     if (fr == NULL)
@@ -27,10 +28,10 @@ shard *shard_new(int32_t partition, int k, uint64_t seed, float init_std, uint32
     s->seed = seed;
     s->init_std = init_std;
     s->retention = retention ? retention : 1;
-    for (int t = 0; t < SHARD_N_TOPICS; t++)
-        s->meta.next_offset[t] = -1;
-    s->users = rowset_new(1 + k);
-    s->deltas = rowset_new(2 + k);
+    for (int t = 0; t < SHARD_N_INPUTS; t++)
+        s->meta.next_offset[t] = s->durable_offset[t] = -1;
+    s->users = rowset_new(rows_dim(ROWS_USER, k));
+    s->deltas = rowset_new(rows_dim(ROWS_ITEM, k));
     if (s->users == NULL || s->deltas == NULL) {
         shard_destroy(s);
         return NULL;
@@ -59,19 +60,11 @@ void shard_destroy(shard *s) {
     free(s);
 }
 
-void shard_init_row(float *row, int k, uint64_t seed, float init_std, int kind, int64_t id) {
-    rng r;
-    rng_seed(&r, rng_derive(rng_derive(seed, (uint64_t)kind), (uint64_t)id));
-    row[0] = 0.0f;
-    for (int f = 0; f < k; f++)
-        row[1 + f] = (float)(rng_normal(&r) * init_std);
-}
-
 int32_t shard_user(shard *s, int64_t raw) {
     int created = 0;
     int32_t idx = rowset_insert(s->users, raw, &created);
     if (idx >= 0 && created)
-        shard_init_row(rowset_row(s->users, idx), s->k, s->seed, s->init_std, 0, raw);
+        rows_init(rowset_row(s->users, idx), ROWS_USER, s->k, s->seed, s->init_std, raw);
     return idx;
 }
 
@@ -139,28 +132,20 @@ int shard_hist_append(shard *s, int32_t uidx, const hist_entry *e) {
 }
 
 int shard_pending_add(shard *s, forget_req *fr) {
-    if (s->n_pending == s->cap_pending) {
-        size_t cap = s->cap_pending ? s->cap_pending * 2 : 16;
-        forget_req *p = realloc(s->pending, cap * sizeof(*p));
-        if (p == NULL)
-            return -1;
-        s->pending = p;
-        s->cap_pending = cap;
-    }
+    forget_req *p = ul_grow(s->pending, &s->cap_pending, s->n_pending + 1, sizeof(*p));
+    if (p == NULL)
+        return -1;
+    s->pending = p;
     s->pending[s->n_pending++] = *fr;
     memset(fr, 0, sizeof(*fr));
     return 0;
 }
 
 int shard_pending_remove(shard *s, size_t i) {
-    if (s->n_removed == s->cap_removed) {
-        size_t cap = s->cap_removed ? s->cap_removed * 2 : 16;
-        int64_t *r = realloc(s->removed, cap * sizeof(*r));
-        if (r == NULL)
-            return -1;
-        s->removed = r;
-        s->cap_removed = cap;
-    }
+    int64_t *r = ul_grow(s->removed, &s->cap_removed, s->n_removed + 1, sizeof(*r));
+    if (r == NULL)
+        return -1;
+    s->removed = r;
     s->removed[s->n_removed++] = s->pending[i].offset;
     forget_req_free(&s->pending[i]);
     memmove(s->pending + i, s->pending + i + 1, (s->n_pending - i - 1) * sizeof(*s->pending));
@@ -169,14 +154,10 @@ int shard_pending_remove(shard *s, size_t i) {
 }
 
 int shard_outbox_add(shard *s, uint64_t version, unsigned char *blob, size_t len) {
-    if (s->n_outbox == s->cap_outbox) {
-        size_t cap = s->cap_outbox ? s->cap_outbox * 2 : 8;
-        outbox_entry *o = realloc(s->outbox, cap * sizeof(*o));
-        if (o == NULL)
-            return -1;
-        s->outbox = o;
-        s->cap_outbox = cap;
-    }
+    outbox_entry *o = ul_grow(s->outbox, &s->cap_outbox, s->n_outbox + 1, sizeof(*o));
+    if (o == NULL)
+        return -1;
+    s->outbox = o;
     outbox_entry *e = &s->outbox[s->n_outbox++];
     e->version = version;
     e->blob = blob;
@@ -192,19 +173,26 @@ int shard_outbox_remove(shard *s, uint64_t version) {
         i++;
     if (i == s->n_outbox)
         return 0;
-    if (s->n_outbox_removed == s->cap_outbox_removed) {
-        size_t cap = s->cap_outbox_removed ? s->cap_outbox_removed * 2 : 8;
-        uint64_t *r = realloc(s->outbox_removed, cap * sizeof(*r));
-        if (r == NULL)
-            return -1;
-        s->outbox_removed = r;
-        s->cap_outbox_removed = cap;
-    }
+    uint64_t *r =
+        ul_grow(s->outbox_removed, &s->cap_outbox_removed, s->n_outbox_removed + 1, sizeof(*r));
+    if (r == NULL)
+        return -1;
+    s->outbox_removed = r;
     s->outbox_removed[s->n_outbox_removed++] = version;
     free(s->outbox[i].blob);
     memmove(s->outbox + i, s->outbox + i + 1, (s->n_outbox - i - 1) * sizeof(*s->outbox));
     s->n_outbox--;
     return 0;
+}
+
+int shard_is_dirty(const shard *s) {
+    size_t nu, nd;
+    rowset_dirty(s->users, &nu);
+    rowset_dirty(s->deltas, &nd);
+    int moved = 0;
+    for (int t = 0; t < SHARD_N_INPUTS; t++)
+        moved |= s->meta.next_offset[t] != s->durable_offset[t];
+    return nu || nd || s->n_hist_dirty || s->n_removed || s->n_outbox_removed || moved;
 }
 
 void shard_clear_dirty(shard *s) {
@@ -219,4 +207,6 @@ void shard_clear_dirty(shard *s) {
     for (size_t i = 0; i < s->n_outbox; i++)
         s->outbox[i].unsaved = 0;
     s->n_outbox_removed = 0;
+    for (int t = 0; t < SHARD_N_INPUTS; t++)
+        s->durable_offset[t] = s->meta.next_offset[t];
 }

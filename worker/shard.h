@@ -1,12 +1,10 @@
 /* shard.h: the in-memory state of one Kafka partition P as the worker owns
  * it: P's user rows, P's item deltas, its users' recent ratings (bounded
- * histories), its pending forget requests, its next offsets and counters,
- * plus what changed since the last checkpoint. The store (store.h) loads and
- * checkpoints a shard; live.h applies events to it.
- *
- * User rows are `1 + k` floats: the bias, then the k factors. Item rows
- * (and item deltas) are `2 + k`: bias, factors, then the number of ratings
- * behind the row (a float so a delta row is one vector). */
+ * histories), its pending forget requests, the outbox of its unlearning
+ * cycles, its next offsets and counters, plus what changed since the last
+ * checkpoint. The store (store.h) loads and checkpoints a shard; live.h
+ * applies events to it. Rows have the layout of rows.h (user rows, and item
+ * rows for the deltas). */
 #ifndef UL_SHARD_H
 #define UL_SHARD_H
 
@@ -15,8 +13,9 @@
 
 #include "rowset.h"
 
-/* The two input topics a shard tracks offsets for. */
-enum { SHARD_RATINGS = 0, SHARD_FORGET = 1, SHARD_N_TOPICS = 2 };
+/* The input topics a shard keeps a next offset for: the rows of the
+ * worker's input table (worker.c), in its order. */
+enum { SHARD_RATINGS = 0, SHARD_FORGET = 1, SHARD_N_INPUTS = 2 };
 
 /* One remembered rating of a user. */
 typedef struct hist_entry {
@@ -56,15 +55,14 @@ void forget_req_free(forget_req *fr);
  * a crash between the two re-publishes them instead of losing them. */
 typedef struct outbox_entry {
     uint64_t version;    /* the partition's model version of the cycle (unique key) */
-    unsigned char *blob; /* owned; records: u8 topic (0 factors, 1 receipts),
-                          * u32 key length, key, u32 value length, value */
+    unsigned char *blob; /* owned; records in publish.h's outbox format */
     size_t len;
     int unsaved;  /* added since the last checkpoint */
     int inflight; /* being published now */
 } outbox_entry;
 
 typedef struct shard_meta {
-    int64_t next_offset[SHARD_N_TOPICS]; /* -1: none stored yet */
+    int64_t next_offset[SHARD_N_INPUTS]; /* -1: none stored yet */
     uint64_t applied;                    /* ratings applied to m1 */
     uint64_t forgotten;                  /* ratings removed by unlearning */
     uint64_t version;                    /* bumped by every unlearning cycle */
@@ -80,8 +78,9 @@ typedef struct shard {
     float init_std;     /* std of the initial factors */
     uint32_t retention; /* ratings kept per user */
     shard_meta meta;
-    rowset *users;  /* raw user id -> row */
-    rowset *deltas; /* raw item id -> cumulative item change (2+k) made by this partition */
+    int64_t durable_offset[SHARD_N_INPUTS]; /* next offsets at the last checkpoint (or load) */
+    rowset *users;                          /* raw user id -> row */
+    rowset *deltas; /* raw item id -> cumulative item change made by this partition */
     hist *hists;    /* parallel to `users` indices */
     int32_t hists_cap;
     uint8_t *hist_dirty; /* parallel to `users` */
@@ -100,11 +99,6 @@ typedef struct shard {
 /* A fresh empty shard (offsets -1, counters 0). NULL on allocation failure. */
 shard *shard_new(int32_t partition, int k, uint64_t seed, float init_std, uint32_t retention);
 void shard_destroy(shard *s);
-
-/* The deterministic initial row of a user or item never seen before: bias
- * 0, factors N(0, init_std^2) drawn from rng(seed, id). Every worker and every
- * replay draws the same row. `kind` separates users (0) from items (1). */
-void shard_init_row(float *row, int k, uint64_t seed, float init_std, int kind, int64_t id);
 
 /* The index of user `raw`'s row, creating its initial row when absent; -1
  * on allocation failure. */
@@ -133,7 +127,11 @@ int shard_outbox_add(shard *s, uint64_t version, unsigned char *blob, size_t len
  * absent. -1 on allocation failure. */
 int shard_outbox_remove(shard *s, uint64_t version);
 
-/* Forget everything changed since the last checkpoint was made durable. */
+/* 1 when something changed since the last checkpoint (rows, histories,
+ * the forget buffer, the outbox, or the next offsets). */
+int shard_is_dirty(const shard *s);
+/* Forget everything changed since the last checkpoint was made durable (the
+ * next offsets become the durable ones). */
 void shard_clear_dirty(shard *s);
 
 #endif

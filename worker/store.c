@@ -6,19 +6,23 @@
  * reply per command) and a checkpoint wraps all of a partition's writes in
  * MULTI/EXEC. hiredis copies each command into its output buffer when it is
  * appended, so the argument buffers below are reused between commands.
- * Binary values assume a little-endian host (checked at compile time). */
+ * Model rows are encoded by rows.h; the other binary values (histories,
+ * forget requests) assume a little-endian host (checked at compile time). */
 #include "store.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 
+#include "rows.h"
+#include "ul_buf.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -37,8 +41,7 @@ typedef struct node {
 struct store {
     node *nodes; /* nodes[0] also holds ul:model */
     int n_nodes;
-    char *ratings_topic;
-    char *forget_topic;
+    char *inputs[SHARD_N_INPUTS]; /* input topic names of the off:<name> fields; NULL: not stored */
 };
 
 /* The stable mappings (docs/store.md "Shards"): partition P lives on shard
@@ -62,14 +65,6 @@ void store_opts_init(store_opts *opts) {
     opts->host = "127.0.0.1";
     opts->port = 6379;
     opts->timeout_ms = 5000;
-    opts->ratings_topic = "ratings";
-    opts->forget_topic = "forget-requests";
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Turn a hiredis failure or an error reply into errstr; returns UL_ERR_IO. */
@@ -240,12 +235,11 @@ store *store_connect(const store_opts *opts, char *errstr, size_t errstr_size) {
         ul_set_err(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    st->ratings_topic = strdup(opts->ratings_topic ? opts->ratings_topic : "ratings");
-    st->forget_topic = strdup(opts->forget_topic ? opts->forget_topic : "forget-requests");
-    if (st->ratings_topic == NULL || st->forget_topic == NULL) {
-        ul_set_err(errstr, errstr_size, "out of memory");
-        goto fail;
-    }
+    for (int t = 0; t < SHARD_N_INPUTS; t++)
+        if (opts->inputs[t] && (st->inputs[t] = strdup(opts->inputs[t])) == NULL) {
+            ul_set_err(errstr, errstr_size, "out of memory");
+            goto fail;
+        }
     connect_ctx ctx = {st, opts};
     if (opts->shards && *opts->shards) {
         if (each_endpoint(opts->shards, node_connect, &ctx, errstr, errstr_size) < 0)
@@ -268,8 +262,8 @@ void store_destroy(store *st) {
         if (st->nodes[i].c)
             redisFree(st->nodes[i].c);
     free(st->nodes);
-    free(st->ratings_topic);
-    free(st->forget_topic);
+    for (int t = 0; t < SHARD_N_INPUTS; t++)
+        free(st->inputs[t]);
     free(st);
 }
 
@@ -365,6 +359,7 @@ static int hscan_all(node *st, const char *key, pair_fn fn, void *ctx, char *err
 
 typedef struct row_ctx {
     rowset *into;
+    rows_kind kind;
     const char *key;
 } row_ctx;
 
@@ -378,9 +373,9 @@ static int load_row(void *vctx, const char *field, size_t flen, const char *val,
                    field);
         return UL_ERR_CORRUPT;
     }
-    if (vlen != (size_t)dim * sizeof(float)) {
+    if (vlen != rows_value_size(dim)) {
         ul_set_err(errstr, errstr_size, "%s: row %" PRId64 " has %zu bytes, expected %zu (k=%d)",
-                   ctx->key, id, vlen, (size_t)dim * sizeof(float), dim - 1);
+                   ctx->key, id, vlen, rows_value_size(dim), rows_k(ctx->kind, dim));
         return UL_ERR_CORRUPT;
     }
     int32_t idx = rowset_insert(ctx->into, id, NULL);
@@ -388,7 +383,7 @@ static int load_row(void *vctx, const char *field, size_t flen, const char *val,
         ul_set_err(errstr, errstr_size, "out of memory loading %s", ctx->key);
         return UL_ERR_NOMEM;
     }
-    memcpy(rowset_row(ctx->into, idx), val, vlen);
+    rows_from_value(rowset_row(ctx->into, idx), dim, val, vlen);
     return UL_OK;
 }
 
@@ -397,7 +392,7 @@ static void key_of(char *buf, size_t size, int32_t partition, const char *suffix
 }
 
 int store_items_load(store *st, rowset *into, char *errstr, size_t errstr_size) {
-    row_ctx ctx = {into, "ul:items"};
+    row_ctx ctx = {into, ROWS_ITEM, "ul:items"};
     for (int i = 0; i < st->n_nodes; i++) {
         int rc = hscan_all(&st->nodes[i], "ul:items", load_row, &ctx, errstr, errstr_size);
         if (rc != UL_OK)
@@ -411,7 +406,7 @@ int store_deltas_load(store *st, int32_t partition, rowset *into, char *errstr,
     node *nd = part_node(st, partition);
     char key[64];
     key_of(key, sizeof(key), partition, "idelta");
-    row_ctx ctx = {into, key};
+    row_ctx ctx = {into, ROWS_ITEM, key};
     return hscan_all(nd, key, load_row, &ctx, errstr, errstr_size);
 }
 
@@ -564,8 +559,10 @@ static int put_rows(node *st, const char *key, const int64_t *ids, const float *
             cmdbuf_add_str(&b, "HSET");
             cmdbuf_add_str(&b, key);
         }
+        size_t len;
+        const void *val = rows_value(rows + i * (size_t)dim, dim, &len);
         cmdbuf_add_i64(&b, ids[i]);
-        cmdbuf_add(&b, rows + i * (size_t)dim, (size_t)dim * sizeof(float));
+        cmdbuf_add(&b, val, len);
         if (b.argc == b.cap || i + 1 == n)
             sent += cmdbuf_send(st, &b);
     }
@@ -612,54 +609,28 @@ int store_users_put(store *st, int32_t partition, const int64_t *ids, const floa
 
 #define FORGET_FORMAT 1
 
-typedef struct wbuf {
-    unsigned char *p;
-    size_t len, cap;
-    int oom;
-} wbuf;
-
-static void wput(wbuf *w, const void *src, size_t n) {
-    if (w->oom)
-        return;
-    if (w->len + n > w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 128;
-        while (cap < w->len + n)
-            cap *= 2;
-        unsigned char *p = realloc(w->p, cap);
-        if (p == NULL) {
-            w->oom = 1;
-            return;
-        }
-        w->p = p;
-        w->cap = cap;
-    }
-    memcpy(w->p + w->len, src, n);
-    w->len += n;
-}
-
 int store_encode_forget(const forget_req *fr, unsigned char **buf, size_t *len) {
-    wbuf w = {0};
+    ul_buf w = {0};
     uint8_t fmt = FORGET_FORMAT, win = (uint8_t)(fr->has_window != 0);
     uint32_t idlen = fr->request_id ? (uint32_t)strlen(fr->request_id) : 0;
-    wput(&w, &fmt, 1);
-    wput(&w, &fr->offset, 8);
-    wput(&w, &fr->user, 8);
-    wput(&w, &win, 1);
-    wput(&w, &fr->from, 8);
-    wput(&w, &fr->to, 8);
-    wput(&w, &fr->reason, 4);
-    wput(&w, &fr->received_ms, 8);
-    wput(&w, &fr->ratings_hwm, 8);
-    wput(&w, &idlen, 4);
-    wput(&w, fr->request_id ? fr->request_id : "", idlen);
-    wput(&w, &fr->n_items, 4);
-    wput(&w, fr->items ? (const void *)fr->items : "", (size_t)fr->n_items * 8);
+    ul_buf_put(&w, &fmt, 1);
+    ul_buf_put(&w, &fr->offset, 8);
+    ul_buf_put(&w, &fr->user, 8);
+    ul_buf_put(&w, &win, 1);
+    ul_buf_put(&w, &fr->from, 8);
+    ul_buf_put(&w, &fr->to, 8);
+    ul_buf_put(&w, &fr->reason, 4);
+    ul_buf_put(&w, &fr->received_ms, 8);
+    ul_buf_put(&w, &fr->ratings_hwm, 8);
+    ul_buf_put(&w, &idlen, 4);
+    ul_buf_put(&w, fr->request_id ? fr->request_id : "", idlen);
+    ul_buf_put(&w, &fr->n_items, 4);
+    ul_buf_put(&w, fr->items ? (const void *)fr->items : "", (size_t)fr->n_items * 8);
     if (w.oom) {
-        free(w.p);
+        ul_buf_free(&w);
         return UL_ERR_NOMEM;
     }
-    *buf = w.p;
-    *len = w.len;
+    *buf = ul_buf_take(&w, len);
     return UL_OK;
 }
 
@@ -721,6 +692,15 @@ static void encode_hist(const hist *h, unsigned char *out) {
     }
 }
 
+/* Entry i of a history value (the caller checked its length). */
+static hist_entry decode_hist_entry(const char *val, size_t i) {
+    hist_entry e;
+    memcpy(&e.item, val + i * HIST_ENTRY_BYTES, 8);
+    memcpy(&e.time, val + i * HIST_ENTRY_BYTES + 8, 8);
+    memcpy(&e.rating, val + i * HIST_ENTRY_BYTES + 16, 4);
+    return e;
+}
+
 /* ---- shard load --------------------------------------------------------- */
 
 typedef struct shard_ctx {
@@ -739,11 +719,8 @@ static int load_hist(void *vctx, const char *field, size_t flen, const char *val
     int32_t uidx = shard_user(ctx->s, user);
     if (uidx < 0)
         goto oom;
-    for (size_t off = 0; off < vlen; off += HIST_ENTRY_BYTES) {
-        hist_entry e;
-        memcpy(&e.item, val + off, 8);
-        memcpy(&e.time, val + off + 8, 8);
-        memcpy(&e.rating, val + off + 16, 4);
+    for (size_t i = 0; i < vlen / HIST_ENTRY_BYTES; i++) {
+        hist_entry e = decode_hist_entry(val, i);
         if (shard_hist_append(ctx->s, uidx, &e) != 0)
             goto oom;
     }
@@ -799,35 +776,79 @@ static int cmp_pending(const void *a, const void *b) {
     return (x->offset > y->offset) - (x->offset < y->offset);
 }
 
+/* The fields of ul:{p<P>}:meta after the offsets (off:<input topic>), in
+ * the order they are written: the one list store_meta_get and send_meta
+ * share. */
+typedef struct meta_field {
+    const char *name;
+    size_t offset; /* in shard_meta */
+    int is_signed; /* int64_t; else uint64_t */
+} meta_field;
+
+static const meta_field meta_fields[] = {
+    {"applied", offsetof(shard_meta, applied), 0},
+    {"forgotten", offsetof(shard_meta, forgotten), 0},
+    {"version", offsetof(shard_meta, version), 0},
+    {"forget_received", offsetof(shard_meta, forget_received), 0},
+    {"forget_completed", offsetof(shard_meta, forget_completed), 0},
+    {"dead_letters", offsetof(shard_meta, dead_letters), 0},
+    {"checkpoint_ms", offsetof(shard_meta, checkpoint_ms), 1},
+};
+#define N_META_FIELDS (sizeof(meta_fields) / sizeof(meta_fields[0]))
+
+/* "off:<name>" of input t into buf; 0 when its offset is not stored. */
+static int offset_field(const store *st, int t, char *buf, size_t size) {
+    if (st->inputs[t] == NULL)
+        return 0;
+    snprintf(buf, size, "off:%s", st->inputs[t]);
+    return 1;
+}
+
+static int parse_meta_field(const meta_field *f, const redisReply *e, shard_meta *m) {
+    void *dst = (char *)m + f->offset;
+    return f->is_signed ? parse_i64(e->str, e->len, dst) : parse_u64(e->str, e->len, dst);
+}
+
 int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, char *errstr,
                    size_t errstr_size) {
     node *nd = part_node(st, partition);
-    char key[64];
+    char key[64], off[SHARD_N_INPUTS][300];
+    int input[SHARD_N_INPUTS], n_off = 0;
+    cmdbuf b;
+    if (cmdbuf_init(&b, 2 + SHARD_N_INPUTS + (int)N_META_FIELDS) != 0) {
+        cmdbuf_free(&b);
+        ul_set_err(errstr, errstr_size, "out of memory");
+        return UL_ERR_NOMEM;
+    }
     key_of(key, sizeof(key), partition, "meta");
-    redisReply *r = redisCommand(nd->c,
-                                 "HMGET %s off:%s off:%s applied forgotten version forget_received "
-                                 "forget_completed dead_letters checkpoint_ms",
-                                 key, st->ratings_topic, st->forget_topic);
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 9)
+    cmdbuf_add_str(&b, "HMGET");
+    cmdbuf_add_str(&b, key);
+    for (int t = 0; t < SHARD_N_INPUTS; t++)
+        if (offset_field(st, t, off[n_off], sizeof(off[0]))) {
+            cmdbuf_add_str(&b, off[n_off]);
+            input[n_off++] = t;
+        }
+    for (size_t i = 0; i < N_META_FIELDS; i++)
+        cmdbuf_add_str(&b, meta_fields[i].name);
+    redisReply *r = redisCommandArgv(nd->c, b.argc, b.argv, b.argvlen);
+    size_t n_fields = (size_t)b.argc - 2;
+    cmdbuf_free(&b);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != n_fields)
         return fail_reply(nd, r, key, errstr, errstr_size);
     shard_meta m;
     memset(&m, 0, sizeof(m));
-    m.next_offset[0] = m.next_offset[1] = -1;
+    for (int t = 0; t < SHARD_N_INPUTS; t++)
+        m.next_offset[t] = -1;
     int any = 0, bad = 0;
-    for (size_t i = 0; i < 9; i++) {
+    for (size_t i = 0; i < n_fields; i++) {
         redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_STRING)
             continue;
         any = 1;
-        if (i < 2)
-            bad |= parse_i64(e->str, e->len, &m.next_offset[i]);
-        else if (i == 8)
-            bad |= parse_i64(e->str, e->len, &m.checkpoint_ms);
-        else {
-            uint64_t *dst[] = {&m.applied,         &m.forgotten,        &m.version,
-                               &m.forget_received, &m.forget_completed, &m.dead_letters};
-            bad |= parse_u64(e->str, e->len, dst[i - 2]);
-        }
+        if (i < (size_t)n_off)
+            bad |= parse_i64(e->str, e->len, &m.next_offset[input[i]]);
+        else
+            bad |= parse_meta_field(&meta_fields[i - (size_t)n_off], e, &m);
     }
     freeReplyObject(r);
     if (bad) {
@@ -835,8 +856,7 @@ int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, c
         return UL_ERR_CORRUPT;
     }
     *found = any;
-    if (any)
-        *meta = m;
+    *meta = m;
     return UL_OK;
 }
 
@@ -848,11 +868,12 @@ int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size) {
     if (rc != UL_OK)
         return rc;
     key_of(key, sizeof(key), s->partition, "users");
-    row_ctx rctx = {s->users, key};
+    row_ctx rctx = {s->users, ROWS_USER, key};
     if ((rc = hscan_all(nd, key, load_row, &rctx, errstr, errstr_size)) != UL_OK)
         return rc;
     key_of(key, sizeof(key), s->partition, "idelta");
     rctx.into = s->deltas;
+    rctx.kind = ROWS_ITEM;
     if ((rc = hscan_all(nd, key, load_row, &rctx, errstr, errstr_size)) != UL_OK)
         return rc;
     key_of(key, sizeof(key), s->partition, "hist");
@@ -884,8 +905,10 @@ static int send_dirty_rows(node *st, cmdbuf *b, const char *key, rowset *rs) {
             cmdbuf_add_str(b, "HSET");
             cmdbuf_add_str(b, key);
         }
+        size_t len;
+        const void *val = rows_value(rowset_row_const(rs, dirty[i]), dim, &len);
         cmdbuf_add_i64(b, rowset_key(rs, dirty[i]));
-        cmdbuf_add(b, rowset_row_const(rs, dirty[i]), (size_t)dim * sizeof(float));
+        cmdbuf_add(b, val, len);
         if (b->argc >= b->cap - 1 || i + 1 == n)
             sent += cmdbuf_send(st, b);
     }
@@ -980,28 +1003,24 @@ static void send_outbox_changes(node *st, cmdbuf *b, const char *key, shard *s, 
 }
 
 static int send_meta(node *nd, const store *st, cmdbuf *b, const char *key, const shard *s) {
-    char f0[300], f1[300];
-    snprintf(f0, sizeof(f0), "off:%s", st->ratings_topic);
-    snprintf(f1, sizeof(f1), "off:%s", st->forget_topic);
+    char off[SHARD_N_INPUTS][300];
     const shard_meta *m = &s->meta;
     cmdbuf_add_str(b, "HSET");
     cmdbuf_add_str(b, key);
-    for (int t = 0; t < SHARD_N_TOPICS; t++) {
-        if (m->next_offset[t] < 0)
+    for (int t = 0; t < SHARD_N_INPUTS; t++) {
+        if (m->next_offset[t] < 0 || !offset_field(st, t, off[t], sizeof(off[t])))
             continue;
-        cmdbuf_add_str(b, t == 0 ? f0 : f1);
+        cmdbuf_add_str(b, off[t]);
         cmdbuf_add_i64(b, m->next_offset[t]);
     }
-    const char *names[] = {"applied",         "forgotten",        "version",
-                           "forget_received", "forget_completed", "dead_letters"};
-    const uint64_t vals[] = {m->applied,         m->forgotten,        m->version,
-                             m->forget_received, m->forget_completed, m->dead_letters};
-    for (int i = 0; i < 6; i++) {
-        cmdbuf_add_str(b, names[i]);
-        cmdbuf_add_u64(b, vals[i]);
+    for (size_t i = 0; i < N_META_FIELDS; i++) {
+        const void *v = (const char *)m + meta_fields[i].offset;
+        cmdbuf_add_str(b, meta_fields[i].name);
+        if (meta_fields[i].is_signed)
+            cmdbuf_add_i64(b, *(const int64_t *)v);
+        else
+            cmdbuf_add_u64(b, *(const uint64_t *)v);
     }
-    cmdbuf_add_str(b, "checkpoint_ms");
-    cmdbuf_add_i64(b, m->checkpoint_ms);
     return cmdbuf_send(nd, b);
 }
 
@@ -1015,7 +1034,7 @@ int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size
         ul_set_err(errstr, errstr_size, "out of memory");
         return UL_ERR_NOMEM;
     }
-    s->meta.checkpoint_ms = now_ms();
+    s->meta.checkpoint_ms = ul_clock_wall_ms();
     redisAppendCommand(nd->c, "MULTI");
     key_of(key, sizeof(key), s->partition, "users");
     sent += send_dirty_rows(nd, &b, key, s->users);
@@ -1075,14 +1094,13 @@ int store_user_get(store *st, int32_t partition, int64_t user, float *row, int d
         freeReplyObject(r);
         return UL_OK;
     }
-    if (r->len != (size_t)dim * sizeof(float)) {
-        freeReplyObject(r);
+    int bad = rows_from_value(row, dim, r->str, r->len);
+    freeReplyObject(r);
+    if (bad) {
         ul_set_err(errstr, errstr_size, "%s: row of user %" PRId64 " has the wrong size", ukey,
                    user);
         return UL_ERR_CORRUPT;
     }
-    memcpy(row, r->str, r->len);
-    freeReplyObject(r);
     r = redisCommand(nd->c, "HGET %s %" PRId64, hkey, user);
     if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
         return fail_reply(nd, r, hkey, errstr, errstr_size);
@@ -1094,11 +1112,8 @@ int store_user_get(store *st, int32_t partition, int64_t user, float *row, int d
             ul_set_err(errstr, errstr_size, "out of memory");
             return UL_ERR_NOMEM;
         }
-        for (uint32_t i = 0; i < h->n; i++) {
-            memcpy(&h->v[i].item, r->str + i * HIST_ENTRY_BYTES, 8);
-            memcpy(&h->v[i].time, r->str + i * HIST_ENTRY_BYTES + 8, 8);
-            memcpy(&h->v[i].rating, r->str + i * HIST_ENTRY_BYTES + 16, 4);
-        }
+        for (uint32_t i = 0; i < h->n; i++)
+            h->v[i] = decode_hist_entry(r->str, i);
     }
     freeReplyObject(r);
     *found = 1;

@@ -3,9 +3,9 @@
  *
  *   ul:model              hash: k, mean, min, max, partitions (model-wide facts)
  *   ul:items              hash: raw item id -> base row (written by import)
- *   ul:{p<P>}:meta        hash: off:<topic> (next offset), applied, forgotten,
- *                         version, forget_received, forget_completed,
- *                         dead_letters, checkpoint_ms
+ *   ul:{p<P>}:meta        hash: off:<topic> (next offset of each input topic),
+ *                         applied, forgotten, version, forget_received,
+ *                         forget_completed, dead_letters, checkpoint_ms
  *   ul:{p<P>}:users       hash: raw user id -> row
  *   ul:{p<P>}:idelta      hash: raw item id -> partition P's cumulative item delta
  *   ul:{p<P>}:hist        hash: raw user id -> packed recent ratings
@@ -13,8 +13,9 @@
  *   ul:{p<P>}:outbox      hash: model version -> messages of an unlearning cycle
  *                         not yet acknowledged by Kafka
  *
- * Ids in field names are decimal. User rows are 1+k little-endian float32
- * (bias, then factors); item rows and deltas 2+k (bias, factors, count). The `{p<P>}` hash tag
+ * Ids in field names are decimal. Rows (users, items, deltas) are encoded by
+ * rows.h; histories and forget requests here; outbox entries are publish.h's
+ * records, stored as they are. The `{p<P>}` hash tag
  * keeps a partition's keys in one Redis Cluster slot, so a checkpoint's MULTI/EXEC stays
  * single-slot. A partition's checkpoint is one MULTI/EXEC: its state and its next offsets become
  * durable together or not at all. */
@@ -30,18 +31,21 @@
 #define STORE_MAX_SHARDS 1024
 
 typedef struct store_opts {
-    const char *host;          /* default "127.0.0.1" */
-    int port;                  /* default 6379 */
-    const char *shards;        /* "host:port,host:port,...": one endpoint per shard; when
-                                * non-empty it replaces host/port (see the mapping below) */
-    int timeout_ms;            /* connect and I/O timeout, default 5000 */
-    const char *user;          /* ACL user for AUTH (Redis 6+); NULL/"" = default user */
-    const char *password;      /* AUTH when non-NULL and non-empty, on every shard */
-    int db;                    /* SELECT when > 0 */
-    const char *ratings_topic; /* names used in the off:<topic> meta fields */
-    const char *forget_topic;
+    const char *host;     /* default "127.0.0.1" */
+    int port;             /* default 6379 */
+    const char *shards;   /* "host:port,host:port,...": one endpoint per shard; when
+                           * non-empty it replaces host/port (see the mapping below) */
+    int timeout_ms;       /* connect and I/O timeout, default 5000 */
+    const char *user;     /* ACL user for AUTH (Redis 6+); NULL/"" = default user */
+    const char *password; /* AUTH when non-NULL and non-empty, on every shard */
+    int db;               /* SELECT when > 0 */
+    /* The input topics' names, for their off:<topic> meta fields (indexed
+     * like shard_meta.next_offset); NULL: that offset is not stored. */
+    const char *inputs[SHARD_N_INPUTS];
 } store_opts;
 
+/* Defaults: 127.0.0.1:6379, one shard, timeout 5000 ms, no AUTH, db 0, no
+ * input names (worker_store_opts() fills everything from a configuration). */
 void store_opts_init(store_opts *opts);
 
 typedef struct store store;
@@ -102,7 +106,8 @@ int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size);
 int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size);
 
 /* Read only the meta of a partition (for `unlearnd state`). *found = 0 when
- * the partition has no meta yet. */
+ * the partition has no meta yet (then *meta is the empty meta: counters 0,
+ * offsets -1). */
 int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, char *errstr,
                    size_t errstr_size);
 

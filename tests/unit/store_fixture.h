@@ -32,6 +32,8 @@ static int setup(void **state) {
     store_opts o;
     store_opts_init(&o);
     o.port = redis_local_port(fx.rl);
+    o.inputs[SHARD_RATINGS] = "ratings"; /* so the shards' offsets are stored */
+    o.inputs[SHARD_FORGET] = "forget-requests";
     fx.st = store_connect(&o, err, sizeof(err));
     if (fx.st == NULL) {
         print_error("store_connect: %s\n", err);

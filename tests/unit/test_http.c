@@ -85,7 +85,7 @@ static void test_endpoints(void **state) {
     assert_true(port > 0 && port < 65536);
 
     http_reply r;
-    metrics_add_ratings_applied(m, 7);
+    metrics_add(m, METRICS_RATINGS_APPLIED, 7);
     metrics_inc_dead_letter(m, "forget-requests", "invalid");
     request(port, "GET", "/metrics", &r);
     assert_int_equal(r.status, 200);

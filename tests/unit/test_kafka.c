@@ -97,6 +97,45 @@ static void test_role_defaults_and_overrides(void **state) {
     rd_kafka_conf_destroy(conf);
 }
 
+/* The worker's roles add their defaults to the base role's, and the user's
+ * choice wins there too; a client with a statistics hook asks for them. */
+static int no_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+    (void)rk, (void)json, (void)len, (void)opaque;
+    return 0;
+}
+
+static void test_worker_roles(void **state) {
+    fixture *f = *state;
+    rd_kafka_conf_t *conf = kafka_conf_new(f->cfg, KAFKA_OUTPUT, NULL, err, sizeof(err));
+    assert_non_null(conf);
+    conf_expect(conf, "enable.idempotence", "true");
+    conf_expect(conf, "partitioner", "murmur2_random");
+    rd_kafka_conf_destroy(conf);
+    conf = kafka_conf_new(f->cfg, KAFKA_PRODUCER, NULL, err, sizeof(err));
+    conf_expect(conf, "enable.idempotence", "false"); /* the tools' producers: librdkafka's */
+    rd_kafka_conf_destroy(conf);
+    conf = kafka_conf_new(f->cfg, KAFKA_ASSIGNED, NULL, err, sizeof(err));
+    assert_non_null(conf);
+    conf_expect(conf, "fetch.wait.max.ms", "20");
+    conf_expect(conf, "enable.auto.commit", "false");
+    conf_expect(conf, "group.id", "unlearnd");
+    rd_kafka_conf_destroy(conf);
+    assert_int_equal(config_set(f->cfg, "kafka.fetch.wait.max.ms", "7", NULL, err, sizeof(err)),
+                     UL_OK);
+    conf = kafka_conf_new(f->cfg, KAFKA_ASSIGNED, NULL, err, sizeof(err));
+    conf_expect(conf, "fetch.wait.max.ms", "7");
+    rd_kafka_conf_destroy(conf);
+    kafka_hooks h = {.stats = no_stats};
+    rd_kafka_t *rk = kafka_client_new(f->cfg, KAFKA_CONSUMER, NULL, &h, err, sizeof(err));
+    assert_non_null(rk);
+    size_t size = 32;
+    char v[32];
+    assert_int_equal(rd_kafka_conf_get(rd_kafka_conf(rk), "statistics.interval.ms", v, &size),
+                     RD_KAFKA_CONF_OK);
+    assert_string_equal(v, "15000");
+    rd_kafka_destroy(rk);
+}
+
 /* A kafka.* property of the other role is not given to a client (librdkafka
  * would print a CONFWARN line); properties of both roles go to both. */
 static void test_role_scoped_properties(void **state) {
@@ -125,7 +164,7 @@ static void test_role_scoped_properties(void **state) {
     /* A producer built from it starts without warnings about consumer keys. */
     fflush(f->logf);
     size_t before = strlen(f->logbuf ? f->logbuf : "");
-    rd_kafka_t *p = kafka_client_new(f->cfg, KAFKA_PRODUCER, &f->log, err, sizeof(err));
+    rd_kafka_t *p = kafka_client_new(f->cfg, KAFKA_PRODUCER, &f->log, NULL, err, sizeof(err));
     assert_non_null(p);
     rd_kafka_destroy(p);
     fflush(f->logf);
@@ -152,8 +191,8 @@ static rd_kafka_message_t *consume_one(rd_kafka_t *c, const char *topic) {
 
 static void test_produce_and_dead_letter(void **state) {
     fixture *f = *state;
-    rd_kafka_t *p = kafka_client_new(f->cfg, KAFKA_PRODUCER, &f->log, err, sizeof(err));
-    rd_kafka_t *c = kafka_client_new(f->cfg, KAFKA_CONSUMER, &f->log, err, sizeof(err));
+    rd_kafka_t *p = kafka_client_new(f->cfg, KAFKA_PRODUCER, &f->log, NULL, err, sizeof(err));
+    rd_kafka_t *c = kafka_client_new(f->cfg, KAFKA_CONSUMER, &f->log, NULL, err, sizeof(err));
     assert_non_null(p);
     assert_non_null(c);
     const char junk[] = {0x07, 0x00, 0x01};
@@ -250,6 +289,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_role_defaults_and_overrides, setup, teardown),
         cmocka_unit_test_setup_teardown(test_role_scoped_properties, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_roles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_and_dead_letter, setup, teardown),
         cmocka_unit_test(test_broker_refuses_bad_opts),
         cmocka_unit_test(test_log_levels_and_format),

@@ -224,8 +224,8 @@ static void test_forget_cycle(void **state) {
     assert_int_equal(out.receipts[0].forgotten, 9);
     assert_int_equal(out.receipts[1].forgotten, 6);
     assert_int_equal(out.receipts[2].forgotten, 0);
-    assert_int_equal(out.receipts[2].user, 777);
-    assert_int_equal(out.receipts[0].completed_ms, 12345);
+    assert_int_equal(out.receipts[2].user_id, 777);
+    assert_int_equal(out.receipts[0].completed_at, 12345);
     assert_int_equal(out.n_forgotten, 15);
     assert_int_equal(out.version, 1);
     assert_int_equal(out.n_users, 1);
@@ -278,10 +278,10 @@ typedef struct seen {
     int k_ok;
 } seen;
 
-static void collect(void *opaque, int kind, int64_t id, const float *row, uint64_t version) {
+static void collect(void *opaque, rows_kind kind, int64_t id, const float *row, uint64_t version) {
     seen *sn = opaque;
     (void)version;
-    assert_true(kind == LIVE_USER || kind == LIVE_ITEM);
+    assert_true(kind == ROWS_USER || kind == ROWS_ITEM);
     assert_true(sn->n[kind] < 256);
     sn->ids[kind][sn->n[kind]++] = id;
     sn->k_ok &= isfinite(row[0]) && isfinite(row[K]);
@@ -313,10 +313,10 @@ static void test_publish_marks(void **state) {
     /* Taking partition 1 rebuilds the effective rows: the marks stay. */
     assert_non_null(live_assign(l, 1, err, sizeof(err)));
     assert_int_equal(live_publish_marked(l, collect, &sn), 4);
-    assert_int_equal(sn.n[LIVE_USER], 2);
-    assert_int_equal(sn.n[LIVE_ITEM], 2);
-    assert_true(has(&sn, LIVE_USER, 2) && has(&sn, LIVE_USER, 4));
-    assert_true(has(&sn, LIVE_ITEM, 7) && has(&sn, LIVE_ITEM, 9));
+    assert_int_equal(sn.n[ROWS_USER], 2);
+    assert_int_equal(sn.n[ROWS_ITEM], 2);
+    assert_true(has(&sn, ROWS_USER, 2) && has(&sn, ROWS_USER, 4));
+    assert_true(has(&sn, ROWS_ITEM, 7) && has(&sn, ROWS_ITEM, 9));
     assert_true(sn.k_ok);
     assert_int_equal(live_marked(l), 0);
     /* A takeover of partition 0: its users, and the items with id % 2 == 0
@@ -328,16 +328,16 @@ static void test_publish_marks(void **state) {
     memset(&sn, 0, sizeof(sn));
     live_mark_partition(l, 0);
     assert_int_equal(live_publish_marked(l, collect, &sn), 4);
-    assert_int_equal(sn.n[LIVE_USER], 3);
-    assert_true(has(&sn, LIVE_ITEM, 8));
+    assert_int_equal(sn.n[ROWS_USER], 3);
+    assert_true(has(&sn, ROWS_ITEM, 8));
     memset(&sn, 0, sizeof(sn));
     live_mark_partition(l, 1); /* owned, no users; items 7 and 9 */
     assert_int_equal(live_publish_marked(l, collect, &sn), 2);
-    assert_true(has(&sn, LIVE_ITEM, 7) && has(&sn, LIVE_ITEM, 9));
+    assert_true(has(&sn, ROWS_ITEM, 7) && has(&sn, ROWS_ITEM, 9));
     memset(&sn, 0, sizeof(sn));
-    live_mark_row(l, LIVE_USER, 4);
-    live_mark_row(l, LIVE_ITEM, 9);
-    live_mark_row(l, LIVE_ITEM, 12345); /* unknown: ignored */
+    live_mark_row(l, ROWS_USER, 4);
+    live_mark_row(l, ROWS_ITEM, 9);
+    live_mark_row(l, ROWS_ITEM, 12345); /* unknown: ignored */
     assert_int_equal(live_publish_marked(l, collect, &sn), 2);
     live_destroy(l);
 }
@@ -360,7 +360,7 @@ static void test_refresh_marks_owned_items(void **state) {
     memset(&sn, 0, sizeof(sn));
     sn.k_ok = 1;
     assert_int_equal(live_publish_marked(a, collect, &sn), 1);
-    assert_true(has(&sn, LIVE_ITEM, 4));
+    assert_true(has(&sn, ROWS_ITEM, 4));
     /* A's effective row of item 4 is B's: the same base plus B's delta. */
     const float *ra = live_item_row(a, 4), *rb = live_item_row(b, 4);
     assert_non_null(ra);

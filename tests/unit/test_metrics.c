@@ -275,10 +275,10 @@ static void test_render_format(void **state) {
     assert_non_null(m);
     fake_now = 1000;
     metrics_set_clock(m, fake_clock, &fake_now);
-    metrics_add_ratings_applied(m, 1000);
-    metrics_add_ratings_applied(m, 234);
-    metrics_add_forget_received(m, 5);
-    metrics_add_forget_completed(m, 4);
+    metrics_add(m, METRICS_RATINGS_APPLIED, 1000);
+    metrics_add(m, METRICS_RATINGS_APPLIED, 234);
+    metrics_add(m, METRICS_FORGET_RECEIVED, 5);
+    metrics_add(m, METRICS_FORGET_COMPLETED, 4);
     metrics_inc_dead_letter(m, "ratings", "avro-decode");
     metrics_inc_dead_letter(m, "ratings", "avro-decode");
     metrics_inc_dead_letter(m, "forget-requests", "invalid");
@@ -478,7 +478,7 @@ typedef struct writer_arg {
 static void *writer(void *opaque) {
     writer_arg *a = opaque;
     for (int i = 0; i < a->n; i++) {
-        metrics_add_ratings_applied(a->m, 1);
+        metrics_add(a->m, METRICS_RATINGS_APPLIED, 1);
         metrics_inc_dead_letter(a->m, "ratings", i % 2 ? "invalid" : "avro-decode");
         metrics_observe_cycle_seconds(a->m, 0.01);
         metrics_heartbeat(a->m);

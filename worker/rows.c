@@ -1,0 +1,109 @@
+/* rows.c: the model's row layout, encoding and placement (see rows.h). */
+#include "rows.h"
+
+#include <string.h>
+
+#include "codec.h"
+#include "rng.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "rows.c stores rows as little-endian float32; port rows_value for this host"
+#endif
+
+int rows_dim(rows_kind kind, int k) {
+    return kind == ROWS_ITEM ? 2 + k : 1 + k;
+}
+
+int rows_vector_dim(int k) {
+    return 1 + k;
+}
+
+int rows_count_index(int k) {
+    return 1 + k;
+}
+
+int rows_k(rows_kind kind, int dim) {
+    return kind == ROWS_ITEM ? dim - 2 : dim - 1;
+}
+
+void rows_init(float *row, rows_kind kind, int k, uint64_t seed, float init_std, int64_t id) {
+    rng r;
+    rng_seed(&r, rng_derive(rng_derive(seed, (uint64_t)kind), (uint64_t)id));
+    row[ROWS_BIAS] = 0.0f;
+    for (int f = 0; f < k; f++)
+        row[ROWS_FACTORS + f] = (float)(rng_normal(&r) * init_std);
+    if (kind == ROWS_ITEM)
+        row[rows_count_index(k)] = 0.0f;
+}
+
+size_t rows_value_size(int dim) {
+    return (size_t)dim * sizeof(float);
+}
+
+const void *rows_value(const float *row, int dim, size_t *len) {
+    *len = rows_value_size(dim);
+    return row;
+}
+
+int rows_from_value(float *row, int dim, const void *val, size_t len) {
+    if (len != rows_value_size(dim))
+        return -1;
+    memcpy(row, val, len);
+    return 0;
+}
+
+void rows_to_model(const float *row, rows_kind kind, mf_model *m, int32_t idx) {
+    size_t k = (size_t)m->k;
+    float *bias = kind == ROWS_ITEM ? m->item_bias : m->user_bias;
+    float *factors = (kind == ROWS_ITEM ? m->Q : m->P) + (size_t)idx * k;
+    bias[idx] = row[ROWS_BIAS];
+    memcpy(factors, row + ROWS_FACTORS, k * sizeof(float));
+}
+
+void rows_from_model(float *row, rows_kind kind, const mf_model *m, int32_t idx) {
+    size_t k = (size_t)m->k;
+    const float *bias = kind == ROWS_ITEM ? m->item_bias : m->user_bias;
+    const float *factors = (kind == ROWS_ITEM ? m->Q : m->P) + (size_t)idx * k;
+    row[ROWS_BIAS] = bias[idx];
+    memcpy(row + ROWS_FACTORS, factors, k * sizeof(float));
+}
+
+mf_model rows_pair_model(float *urow, float *irow, int k, float mean, float rmin, float rmax) {
+    mf_model m;
+    memset(&m, 0, sizeof(m));
+    m.n_users = m.n_items = 1;
+    m.k = k;
+    m.global_mean = mean;
+    m.rating_min = rmin;
+    m.rating_max = rmax;
+    m.user_bias = urow + ROWS_BIAS;
+    m.P = urow + ROWS_FACTORS;
+    m.item_bias = irow + ROWS_BIAS;
+    m.Q = irow + ROWS_FACTORS;
+    return m;
+}
+
+/* codec_key_user's decimal key, without printf for the ids events carry
+ * (this runs once per event). */
+static int user_key(int64_t user, char *key, size_t size) {
+    if (user < 0)
+        return codec_key_user(user, key, size);
+    char rev[24];
+    int n = 0;
+    for (uint64_t v = (uint64_t)user; n == 0 || v > 0; v /= 10)
+        rev[n++] = (char)('0' + v % 10);
+    for (int i = 0; i < n; i++)
+        key[i] = rev[n - 1 - i];
+    key[n] = '\0';
+    return n;
+}
+
+int32_t rows_user_partition(int64_t user, int32_t n) {
+    char key[24];
+    int len = user_key(user, key, sizeof(key));
+    return len > 0 && n > 0 ? codec_partition(key, (size_t)len, n) : -1;
+}
+
+int32_t rows_item_partition(int64_t item, int32_t n) {
+    return (int32_t)((uint64_t)item % (uint64_t)n);
+}

@@ -33,11 +33,7 @@ void broker_opts_init(broker_opts *opts) {
 }
 
 void broker_opts_from_config(broker_opts *opts, const ul_config *cfg) {
-    const char *topics[] = {cfg->topic_ratings, cfg->topic_forget, cfg->topic_factors,
-                            cfg->topic_receipts, cfg->topic_dead_letter};
-    opts->n_topics = 0;
-    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
-        opts->topics[opts->n_topics++] = topics[i];
+    opts->n_topics = config_topics(cfg, opts->topics, BROKER_MAX_TOPICS);
     opts->bootstrap_file = cfg->bootstrap_file;
 }
 

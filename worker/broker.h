@@ -37,9 +37,9 @@ typedef struct broker_opts {
 
 void broker_opts_init(broker_opts *opts);
 
-/* Fill topics (ratings, forget-requests, factors, forget-receipts,
- * dead-letter as named in cfg) and bootstrap_file (cfg->bootstrap_file) from
- * a config. Strings are borrowed from cfg. */
+/* Fill topics (every topic option of cfg: ratings, forget-requests,
+ * factors, forget-receipts, dead-letter as named there) and bootstrap_file
+ * (cfg->bootstrap_file) from a config. Strings are borrowed from cfg. */
 void broker_opts_from_config(broker_opts *opts, const ul_config *cfg);
 
 typedef struct broker broker;

@@ -763,6 +763,14 @@ const char *config_str(const ul_config *cfg, const char *key) {
     return o && is_text(o) ? *str_field((ul_config *)cfg, o) : NULL;
 }
 
+int config_topics(const ul_config *cfg, const char **names, int max) {
+    int n = 0;
+    for (size_t i = 0; i < N_OPTIONS && n < max; i++)
+        if (options[i].type == OPT_TOPIC)
+            names[n++] = *str_field((ul_config *)cfg, &options[i]);
+    return n;
+}
+
 int config_value(const ul_config *cfg, const char *key, int reveal, char *buf, size_t size) {
     char text[1024];
     const opt_def *o = find_option(key);

@@ -148,6 +148,10 @@ int config_value(const ul_config *cfg, const char *key, int reveal, char *buf, s
  * secret through it. NULL for an unknown key or a numeric option. */
 const char *config_str(const ul_config *cfg, const char *key);
 
+/* The names of every topic option (inputs and outputs), in the table's
+ * order, borrowed like config_str; at most `max`. Returns how many. */
+int config_topics(const ul_config *cfg, const char **names, int max);
+
 /* 1 when a key is a secret (contains "password", "secret" or "sasl"). */
 int config_key_is_secret(const char *key);
 

@@ -60,6 +60,11 @@ static void test_method_from_core_and_text_by_key(void **state) {
     assert_string_equal(config_str(cfg, "method"), "foldin");
     assert_null(config_str(cfg, "model.k")); /* numeric */
     assert_null(config_str(cfg, "no.such.key"));
+    const char *topics[8];
+    assert_int_equal(config_topics(cfg, topics, 8), 5); /* every topic option, in order */
+    assert_string_equal(topics[0], "r2");
+    assert_string_equal(topics[4], "dead-letter");
+    assert_int_equal(config_topics(cfg, topics, 2), 2);
     config_destroy(cfg);
 }
 

@@ -42,6 +42,7 @@
 #include "kafka.h"
 #include "live.h"
 #include "rng.h"
+#include "rows.h"
 #include "topic_model.h"
 #include "ul_clock.h"
 #include "ul_err.h"
@@ -547,9 +548,7 @@ static int snapshot_all(demo *d, int after, char *err, size_t size) {
         return UL_ERR_STATE;
     for (int i = 0; i < d->n_users && rc == UL_OK; i++) {
         demo_user *u = &d->users[i];
-        char key[24];
-        int len = codec_key_user(u->user, key, sizeof(key));
-        shard *s = live_assign(l, codec_partition(key, (size_t)len, m.partitions), err, size);
+        shard *s = live_assign(l, rows_user_partition(u->user, m.partitions), err, size);
         if (s == NULL)
             rc = UL_ERR_STATE;
         else

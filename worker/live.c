@@ -383,8 +383,8 @@ int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float ratin
         return UL_ERR_NOMEM;
     float *irow = rowset_row(l->eff, ei);
     int vdim = rows_vector_dim(k), count = rows_count_index(k);
-    float before[1 + 512 + 1];
-    float *old = k < 512 ? before : malloc((size_t)vdim * sizeof(float));
+    float before[512]; /* the item's vector before the step; on the heap for a large k */
+    float *old = vdim <= 512 ? before : malloc((size_t)vdim * sizeof(float));
     if (old == NULL)
         return UL_ERR_NOMEM;
     memcpy(old, irow, (size_t)vdim * sizeof(float));

@@ -661,14 +661,14 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
     }
     /* Fault injection for the integration tests only (not a config option). */
     const char *fault = getenv("UNLEARND_FAULT");
-    cycle_opts co = {w->lv,
-                     w->pub,
-                     w->metrics,
-                     lg,
-                     (size_t)cfg->cycle_max_batch,
-                     cfg->method,
-                     fault && strcmp(fault, "exit-after-cycle-checkpoint") == 0};
-    w->cycles = co;
+    w->cycles = (cycle_opts){.lv = w->lv,
+                             .pub = w->pub,
+                             .metrics = w->metrics,
+                             .log = lg,
+                             .max_batch = (size_t)cfg->cycle_max_batch,
+                             .method = cfg->method,
+                             .exit_after_checkpoint =
+                                 fault && strcmp(fault, "exit-after-cycle-checkpoint") == 0};
     if (subscribe(w, errstr, errstr_size) != UL_OK)
         goto fail;
     log_info(w->log, "worker",

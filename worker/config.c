@@ -105,8 +105,9 @@ static const opt_def options[] = {
      "longest item list accepted in one forget request"},
     {"log.level", OPT_ENUM, "info", 0, 0, "error|warn|info|debug", F(log_level),
      "lowest level logged"},
-    {"metrics.bind", OPT_STR, "0.0.0.0", 0, 0, NULL, F(metrics_bind),
-     "address of the HTTP server for /metrics, /livez, /readyz"},
+    {"metrics.bind", OPT_STR, "127.0.0.1", 0, 0, NULL, F(metrics_bind),
+     "address of the HTTP server for /metrics, /livez, /readyz; 127.0.0.1 = this machine "
+     "only, 0.0.0.0 = every interface (deploy/ sets it)"},
     {"metrics.port", OPT_INT, "0", 0, 65535, NULL, F(metrics_port),
      "port of that HTTP server (deploy/ uses 9464); 0 = no server"},
     {"metrics.live.timeout.ms", OPT_INT, "30000", 1000, 3600000, NULL, F(metrics_live_timeout_ms),

@@ -39,6 +39,8 @@ static void test_defaults(void **state) {
     assert_string_equal(cfg->redis_host, "");
     assert_string_equal(cfg->kafka_bootstrap, "");
     assert_non_null(strstr(cfg->bootstrap_file, "unlearnd-broker.addr"));
+    /* the HTTP endpoint is for this machine unless asked otherwise */
+    assert_string_equal(cfg->metrics_bind, "127.0.0.1");
     config_destroy(cfg);
     config_destroy(NULL);
 }

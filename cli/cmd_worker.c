@@ -73,7 +73,7 @@ int cmd_worker(int argc, char **argv) {
     log_level level = LOG_LEVEL_INFO;
     log_parse_level(cfg->log_level, &level);
     lg = log_new(stderr, level);
-    if (lg == NULL) {
+    if (lg == NULL || config_log_secrets(cfg, lg) != UL_OK) {
         rc = cli_fail(CMD, "out of memory");
         goto done;
     }

@@ -69,7 +69,7 @@ static const opt_def options[] = {
     {"schema.id.forget_receipt", OPT_INT, "4", 0, I32MAX, NULL, F(schema_id_receipt),
      "Confluent schema id of forget receipts"},
     {"redis.host", OPT_STR, "", 0, 0, NULL, F(redis_host),
-     "Redis host; empty = start a local redis-server on a free port"},
+     "Redis host; empty = start a local redis-server on a free port (random password)"},
     {"redis.port", OPT_INT, "6379", 1, 65535, NULL, F(redis_port), "Redis port"},
     {"redis.shards", OPT_STR, "", 0, 0, NULL, F(redis_shards),
      "Redis shards host:port,host:port,...; partition P on shard P mod n, item I on I mod n; "

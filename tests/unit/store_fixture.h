@@ -32,6 +32,7 @@ static int setup(void **state) {
     store_opts o;
     store_opts_init(&o);
     o.port = redis_local_port(fx.rl);
+    o.password = redis_local_password(fx.rl);
     fx.st = store_connect(&o, err, sizeof(err));
     if (fx.st == NULL) {
         print_error("store_connect: %s\n", err);

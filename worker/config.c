@@ -907,13 +907,14 @@ static const char *type_text(const opt_def *o, char *buf, size_t size) {
     return buf;
 }
 
-/* The secret key rules as glob patterns, wrapped at 80 columns. */
+/* "Secret keys:" and the secret_rules as glob patterns, wrapped at 80
+ * columns. */
 static void print_secret_rules(FILE *out) {
     static const char *const shape[] = {[MATCH_EQUAL] = "%s",
                                         [MATCH_PREFIX] = "%s*",
                                         [MATCH_SUFFIX] = "*%s",
                                         [MATCH_CONTAINS] = "*%s*"};
-    size_t col = strlen("environment (flags show in ps). Secret keys:");
+    size_t col = (size_t)fprintf(out, "Secret keys:");
     char glob[128];
     for (size_t i = 0; i < sizeof(secret_rules) / sizeof(secret_rules[0]); i++) {
         snprintf(glob, sizeof(glob), shape[secret_rules[i].how], secret_rules[i].pattern);
@@ -947,7 +948,7 @@ void config_print_help(FILE *out) {
                  "underscores, upper case, e.g. UNLEARND_MODEL_K) < command-line flags.\n"
                  "Secret values are masked in dumps, errors and logs, as are credentials in\n"
                  "endpoints (user:password@host); pass secrets in a --config file or the\n"
-                 "environment (flags show in ps). Secret keys:");
+                 "environment (flags show in ps).\n");
     print_secret_rules(out);
 }
 

@@ -428,6 +428,9 @@ static void test_help_lists_every_option(void **state) {
         if (strstr(buf, keys[i]) == NULL)
             fail_msg("help lacks %s", keys[i]);
     assert_non_null(strstr(buf, "default 64"));
+    /* the secret keys, from the same table that masks them */
+    assert_non_null(strstr(buf, "Secret keys: *password*"));
+    assert_non_null(strstr(buf, "kafka.sasl.username"));
     free(buf);
 }
 

@@ -28,7 +28,7 @@ int cli_config_ready(const char *cmd, cli_config *cc, int need_kafka) {
         return cli_usage_error(cmd, err);
     log_parse_level(cc->cfg->log_level, &level);
     cc->log = log_new(stderr, level);
-    if (cc->log == NULL)
+    if (cc->log == NULL || config_log_secrets(cc->cfg, cc->log) != UL_OK)
         return cli_fail(cmd, "out of memory");
     return CLI_EXIT_OK;
 }

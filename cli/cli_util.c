@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "redact.h"
+
 int cli_parse_long(const char *opt, const char *s, long min, long max, long *out, char *errstr,
                    size_t errstr_size) {
     char *end = NULL;
@@ -108,13 +110,22 @@ void cli_signals_install(volatile sig_atomic_t *flag) {
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* Error messages may quote endpoints: credentials in them are masked. */
+static void print_error(const char *cmd, const char *msg, int usage) {
+    char *shown = redact_dup(msg, NULL, 0);
+    fprintf(stderr, "unlearnd %s: %s\n", cmd, shown ? shown : "(message withheld: out of memory)");
+    if (usage)
+        fprintf(stderr, "(see 'unlearnd %s --help')\n", cmd);
+    free(shown);
+}
+
 int cli_fail(const char *cmd, const char *msg) {
-    fprintf(stderr, "unlearnd %s: %s\n", cmd, msg);
+    print_error(cmd, msg, 0);
     return CLI_EXIT_FAIL;
 }
 
 int cli_usage_error(const char *cmd, const char *msg) {
-    fprintf(stderr, "unlearnd %s: %s\n(see 'unlearnd %s --help')\n", cmd, msg, cmd);
+    print_error(cmd, msg, 1);
     return CLI_EXIT_USAGE;
 }
 

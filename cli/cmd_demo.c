@@ -925,7 +925,7 @@ int cmd_demo(int argc, char **argv) {
     if (a.verbose)
         log_parse_level(cc.cfg->log_level, &level);
     d.log = log_new(stderr, level);
-    if (d.log == NULL) {
+    if (d.log == NULL || config_log_secrets(cc.cfg, d.log) != UL_OK) {
         rc = cli_fail(CMD, "out of memory");
         goto done;
     }

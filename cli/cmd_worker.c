@@ -28,7 +28,8 @@ static void worker_help(void) {
            "and publish changed factor rows and receipts. Stops cleanly on SIGTERM or Ctrl-C\n"
            "(final checkpoint, exit 0); a second Ctrl-C exits at once.\n\n"
            "With no kafka.bootstrap.servers it uses the address written by 'unlearnd broker';\n"
-           "with no redis.host it starts a private redis-server (state lost on exit).\n\n"
+           "with no redis.host it starts a private redis-server on loopback with a random\n"
+           "password (state lost on exit).\n\n"
            "  --config FILE    key=value file (also UNLEARND_CONFIG)\n"
            "  --dump-config    print the effective configuration and exit\n"
            "  --help           show this help\n\n");

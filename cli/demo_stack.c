@@ -70,13 +70,18 @@ static int start_services(demo_stack *s, ul_log *lg, int partitions, char *errst
     s->rl = redis_local_start(s->cfg->redis_server_path, 10000, errstr, errstr_size);
     if (s->rl == NULL)
         return UL_ERR_IO;
+    if (log_add_secret(lg, redis_local_password(s->rl)) != UL_OK) {
+        ul_set_err(errstr, errstr_size, "out of memory");
+        return UL_ERR_NOMEM;
+    }
     char port[16];
     snprintf(port, sizeof(port), "%d", redis_local_port(s->rl));
     if (set_cfg(s->cfg, "kafka.bootstrap.servers", broker_bootstraps(s->b), errstr, errstr_size) !=
             UL_OK ||
         set_cfg(s->cfg, "redis.host", redis_local_host(s->rl), errstr, errstr_size) != UL_OK ||
         set_cfg(s->cfg, "redis.port", port, errstr, errstr_size) != UL_OK ||
-        set_cfg(s->cfg, "redis.password", "", errstr, errstr_size) != UL_OK ||
+        set_cfg(s->cfg, "redis.password", redis_local_password(s->rl), errstr, errstr_size) !=
+            UL_OK ||
         set_cfg(s->cfg, "redis.user", "", errstr, errstr_size) != UL_OK ||
         set_cfg(s->cfg, "redis.shards", "", errstr, errstr_size) != UL_OK)
         return UL_ERR_ARG;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "redact.h"
 #include "store.h"
 #include "ul_err.h"
 #include "unlearn.h"
@@ -70,7 +71,7 @@ static const opt_def options[] = {
     {"schema.id.forget_receipt", OPT_INT, "4", 0, I32MAX, NULL, F(schema_id_receipt),
      "Confluent schema id of forget receipts"},
     {"redis.host", OPT_STR, "", 0, 0, NULL, F(redis_host),
-     "Redis host; empty = start a local redis-server on a free port"},
+     "Redis host; empty = start a local redis-server on a free port (random password)"},
     {"redis.port", OPT_INT, "6379", 1, 65535, NULL, F(redis_port), "Redis port"},
     {"redis.shards", OPT_STR, "", 0, 0, NULL, F(redis_shards),
      "Redis shards host:port,host:port,...; partition P on shard P mod n, item I on I mod n; "
@@ -107,8 +108,9 @@ static const opt_def options[] = {
      "longest item list accepted in one forget request"},
     {"log.level", OPT_ENUM, "info", 0, 0, "error|warn|info|debug", F(log_level),
      "lowest level logged"},
-    {"metrics.bind", OPT_STR, "0.0.0.0", 0, 0, NULL, F(metrics_bind),
-     "address of the HTTP server for /metrics, /livez, /readyz"},
+    {"metrics.bind", OPT_STR, "127.0.0.1", 0, 0, NULL, F(metrics_bind),
+     "address of the HTTP server for /metrics, /livez, /readyz; 127.0.0.1 = this machine "
+     "only, 0.0.0.0 = every interface (deploy/ sets it)"},
     {"metrics.port", OPT_INT, "0", 0, 65535, NULL, F(metrics_port),
      "port of that HTTP server (deploy/ uses 9464); 0 = no server"},
     {"metrics.live.timeout.ms", OPT_INT, "30000", 1000, 3600000, NULL, F(metrics_live_timeout_ms),
@@ -141,6 +143,14 @@ static const opt_def *find_option(const char *key) {
     return NULL;
 }
 
+/* The value of kafka.<rdkey> when set, else NULL. */
+static const char *kafka_extra_value(const ul_config *cfg, const char *rdkey) {
+    for (const config_kv *kv = cfg->kafka_extra; kv; kv = kv->next)
+        if (strcmp(kv->key, rdkey) == 0)
+            return kv->value;
+    return NULL;
+}
+
 static char **str_field(ul_config *cfg, const opt_def *o) {
     return (char **)((char *)cfg + o->offset);
 }
@@ -162,13 +172,65 @@ static const char *choices_text(const opt_def *o, char *buf, size_t size) {
     return o->type == OPT_METHOD ? unlearn_method_list(1, "|", buf, size) : o->choices;
 }
 
+/* Keys whose values are secrets: masked in --dump-config and config_value(),
+ * and handed to the logger by config_log_secrets so no log line prints them.
+ * The librdkafka rows are the properties its src/rdkafka_conf.c flags
+ * _RK_SENSITIVE in 2.0.2 (ssl.key.location, ssl.key.password, ssl.key.pem,
+ * ssl_key, ssl.ca.pem, ssl.keystore.password, sasl.username, sasl.password,
+ * sasl.oauthbearer.config) and in later releases (sasl.oauthbearer.client.secret,
+ * sasl.oauthbearer.assertion.private.key.*); the name rules also cover our own
+ * keys and properties yet to come. Matching ignores case. */
+typedef enum secret_match { MATCH_EQUAL, MATCH_PREFIX, MATCH_SUFFIX, MATCH_CONTAINS } secret_match;
+
+static const struct secret_rule {
+    secret_match how;
+    const char *pattern;
+} secret_rules[] = {
+    {MATCH_CONTAINS, "password"},   /* redis.password, kafka.sasl/ssl.*.password */
+    {MATCH_CONTAINS, "passphrase"}, /* ...assertion.private.key.passphrase */
+    {MATCH_CONTAINS, "secret"},     /* kafka.sasl.oauthbearer.client.secret */
+    {MATCH_SUFFIX, ".pem"},         /* kafka.ssl.key.pem, kafka.ssl.ca.pem, ... */
+    {MATCH_SUFFIX, ".key"},
+    {MATCH_PREFIX, "kafka.ssl.key."}, /* .location, .password, .pem */
+    {MATCH_EQUAL, "kafka.ssl_key"},
+    {MATCH_PREFIX, "kafka.ssl.keystore."},
+    {MATCH_EQUAL, "kafka.sasl.username"}, /* with SASL/PLAIN often an API key */
+    {MATCH_EQUAL, "kafka.sasl.oauthbearer.config"},
+    {MATCH_PREFIX, "kafka.sasl.oauthbearer.assertion."},
+};
+
+static int ci_equal_n(const char *a, const char *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i]))
+            return 0;
+    return 1;
+}
+
+static int rule_matches(const struct secret_rule *r, const char *key) {
+    size_t n = strlen(key), m = strlen(r->pattern);
+    if (m > n)
+        return 0;
+    switch (r->how) {
+    case MATCH_EQUAL:
+        return n == m && ci_equal_n(key, r->pattern, m);
+    case MATCH_PREFIX:
+        return ci_equal_n(key, r->pattern, m);
+    case MATCH_SUFFIX:
+        return ci_equal_n(key + n - m, r->pattern, m);
+    case MATCH_CONTAINS:
+        for (size_t i = 0; i + m <= n; i++)
+            if (ci_equal_n(key + i, r->pattern, m))
+                return 1;
+        return 0;
+    }
+    return 0;
+}
+
 int config_key_is_secret(const char *key) {
-    char low[256];
-    size_t i = 0;
-    for (; key[i] && i < sizeof(low) - 1; i++)
-        low[i] = (char)tolower((unsigned char)key[i]);
-    low[i] = '\0';
-    return strstr(low, "password") || strstr(low, "secret") || strstr(low, "sasl");
+    for (size_t i = 0; key && i < sizeof(secret_rules) / sizeof(secret_rules[0]); i++)
+        if (rule_matches(&secret_rules[i], key))
+            return 1;
+    return 0;
 }
 
 int config_has_redis(const ul_config *cfg) {
@@ -360,12 +422,16 @@ static int set_typed(ul_config *cfg, const opt_def *o, const char *value, const 
 
 static int kafka_check(const char *rdkey, const char *value, const char *where, char *errstr,
                        size_t errstr_size) {
-    char kerr[512];
+    char kerr[512], shown[512], key[300];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, rdkey, value, kerr, sizeof(kerr));
     rd_kafka_conf_destroy(conf);
     if (res != RD_KAFKA_CONF_OK) {
-        ul_set_err(errstr, errstr_size, "%skafka.%s: %s", where, rdkey, kerr);
+        /* librdkafka quotes invalid values: never a secret one */
+        snprintf(key, sizeof(key), "kafka.%s", rdkey);
+        const char *secret = config_key_is_secret(key) ? value : NULL;
+        redact_text(kerr, &secret, 1, shown, sizeof(shown));
+        ul_set_err(errstr, errstr_size, "%skafka.%s: %s", where, rdkey, shown);
         return UL_ERR_ARG;
     }
     return UL_OK;
@@ -406,6 +472,14 @@ nomem:
     return UL_ERR_NOMEM;
 }
 
+/* 1 when `key` looks like an option name: [A-Za-z0-9._-] with a dot. */
+static int key_shape_ok(const char *key) {
+    for (const char *p = key; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+            return 0;
+    return strchr(key, '.') != NULL;
+}
+
 int config_set(ul_config *cfg, const char *key, const char *value, const char *origin, char *errstr,
                size_t errstr_size) {
     char where[300] = "";
@@ -416,6 +490,14 @@ int config_set(ul_config *cfg, const char *key, const char *value, const char *o
         return UL_ERR_ARG;
     }
     const opt_def *o = find_option(key);
+    if (o == NULL && !key_shape_ok(key)) {
+        /* not shaped like any key: perhaps a secret typed on the wrong side */
+        ul_set_err(errstr, errstr_size,
+                   "%sunknown option (not shown: keys are words with dots, such as redis.host; "
+                   "see --help for the list)",
+                   where);
+        return UL_ERR_ARG;
+    }
     if (o == NULL && strncmp(key, "kafka.", 6) == 0 && key[6] != '\0')
         return set_kafka_extra(cfg, key + 6, value, origin, where, errstr, errstr_size);
     if (o == NULL) {
@@ -460,7 +542,11 @@ static int load_line(ul_config *cfg, char *line, const char *origin, char *errst
         return UL_OK;
     char *eq = strchr(s, '=');
     if (eq == NULL) {
-        ul_set_err(errstr, errstr_size, "%s: expected key=value, got '%.60s'", origin, s);
+        /* never quote the line: `redis.password: hunter2` holds a secret */
+        ul_set_err(errstr, errstr_size,
+                   "%s: expected key=value (the line has no '='; it is not shown since it may "
+                   "hold a secret)",
+                   origin);
         return UL_ERR_PARSE;
     }
     *eq = '\0';
@@ -674,6 +760,33 @@ static int read_bootstrap_file(ul_config *cfg, char *errstr, size_t errstr_size)
     return config_set(cfg, "kafka.bootstrap.servers", addr, origin, errstr, errstr_size);
 }
 
+/* Endpoints carry no credentials: librdkafka and the store would take
+ * `user:pw@host` for a host name (and quote it in their errors). The value
+ * is not shown. */
+static int check_no_credentials(const ul_config *cfg, char *errstr, size_t errstr_size) {
+    static const struct {
+        const char *key, *instead;
+    } endpoints[] = {
+        {"kafka.bootstrap.servers", "kafka.sasl.username and kafka.sasl.password"},
+        {"kafka.metadata.broker.list", "kafka.sasl.username and kafka.sasl.password"},
+        {"redis.host", "redis.user and redis.password"},
+        {"redis.shards", "redis.user and redis.password"},
+    };
+    for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
+        const char *key = endpoints[i].key;
+        const opt_def *o = find_option(key);
+        const char *value = o ? *str_field((ul_config *)cfg, o) : kafka_extra_value(cfg, key + 6);
+        if (value && redact_has_credentials(value)) {
+            ul_set_err(errstr, errstr_size,
+                       "%s holds credentials (a user:password before an '@'; the value is not "
+                       "shown): give host:port only, and the credentials in %s",
+                       key, endpoints[i].instead);
+            return UL_ERR_ARG;
+        }
+    }
+    return UL_OK;
+}
+
 int config_validate(ul_config *cfg, int need_kafka, char *errstr, size_t errstr_size) {
     log_level lvl;
     if (!(cfg->rating_min < cfg->rating_max)) {
@@ -685,6 +798,8 @@ int config_validate(ul_config *cfg, int need_kafka, char *errstr, size_t errstr_
         ul_set_err(errstr, errstr_size, "log.level: unknown level '%s'", cfg->log_level);
         return UL_ERR_ARG;
     }
+    if (check_no_credentials(cfg, errstr, errstr_size) != UL_OK)
+        return UL_ERR_ARG;
     if (store_shards_check(cfg->redis_shards, NULL, errstr, errstr_size) != UL_OK)
         return UL_ERR_ARG;
     if (*cfg->redis_user && !*cfg->redis_password) {
@@ -737,25 +852,32 @@ fail:
 
 /* ---- reporting ------------------------------------------------------------ */
 
-static void option_text(const ul_config *cfg, const opt_def *o, char *buf, size_t size) {
+/* The value of option o as text: a pointer to the string field, or the
+ * number formatted into num. */
+static const char *option_text(const ul_config *cfg, const opt_def *o, char *num, size_t size) {
     ul_config *c = (ul_config *)cfg; /* the field accessors do not write */
     switch (o->type) {
     case OPT_INT:
-        snprintf(buf, size, "%ld", *long_field(c, o));
-        break;
+        snprintf(num, size, "%ld", *long_field(c, o));
+        return num;
     case OPT_DOUBLE:
-        snprintf(buf, size, "%.15g", *double_field(c, o));
-        break;
+        snprintf(num, size, "%.15g", *double_field(c, o));
+        return num;
     default:
-        snprintf(buf, size, "%s", *str_field(c, o));
-        break;
+        return *str_field(c, o);
     }
 }
 
-static const char *mask(const char *key, const char *value, int reveal) {
-    if (reveal || !config_key_is_secret(key) || *value == '\0')
-        return value;
-    return "********";
+/* `value` of `key` as it may be shown: REDACT_MASK for a secret key's
+ * non-empty value, else the value with embedded credentials masked (or
+ * unchanged when `reveal`). Truncated to `size` only after masking. */
+static void shown_value(const char *key, const char *value, int reveal, char *buf, size_t size) {
+    if (reveal)
+        snprintf(buf, size, "%s", value);
+    else if (config_key_is_secret(key) && *value != '\0')
+        snprintf(buf, size, "%s", REDACT_MASK);
+    else
+        redact_text(value, NULL, 0, buf, size);
 }
 
 const char *config_str(const ul_config *cfg, const char *key) {
@@ -772,22 +894,30 @@ int config_topics(const ul_config *cfg, const char **names, int max) {
 }
 
 int config_value(const ul_config *cfg, const char *key, int reveal, char *buf, size_t size) {
-    char text[1024];
+    char num[64];
     const opt_def *o = find_option(key);
-    if (o) {
-        option_text(cfg, o, text, sizeof(text));
-        snprintf(buf, size, "%s", mask(key, text, reveal));
-        return UL_OK;
+    const char *value = o                                ? option_text(cfg, o, num, sizeof(num))
+                        : strncmp(key, "kafka.", 6) == 0 ? kafka_extra_value(cfg, key + 6)
+                                                         : NULL;
+    if (value == NULL)
+        return UL_ERR_ARG;
+    shown_value(key, value, reveal, buf, size);
+    return UL_OK;
+}
+
+int config_log_secrets(const ul_config *cfg, ul_log *lg) {
+    char num[64], key[300];
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *v = option_text(cfg, &options[i], num, sizeof(num));
+        if (config_key_is_secret(options[i].key) && *v && log_add_secret(lg, v) != UL_OK)
+            return UL_ERR_NOMEM;
     }
-    if (strncmp(key, "kafka.", 6) == 0) {
-        for (const config_kv *kv = cfg->kafka_extra; kv; kv = kv->next) {
-            if (strcmp(kv->key, key + 6) == 0) {
-                snprintf(buf, size, "%s", mask(key, kv->value, reveal));
-                return UL_OK;
-            }
-        }
+    for (const config_kv *kv = cfg->kafka_extra; kv; kv = kv->next) {
+        snprintf(key, sizeof(key), "kafka.%s", kv->key);
+        if (config_key_is_secret(key) && *kv->value && log_add_secret(lg, kv->value) != UL_OK)
+            return UL_ERR_NOMEM;
     }
-    return UL_ERR_ARG;
+    return UL_OK;
 }
 
 static const char *type_text(const opt_def *o, char *buf, size_t size) {
@@ -814,6 +944,26 @@ static const char *type_text(const opt_def *o, char *buf, size_t size) {
     return buf;
 }
 
+/* "Secret keys:" and the secret_rules as glob patterns, wrapped at 80
+ * columns. */
+static void print_secret_rules(FILE *out) {
+    static const char *const shape[] = {[MATCH_EQUAL] = "%s",
+                                        [MATCH_PREFIX] = "%s*",
+                                        [MATCH_SUFFIX] = "*%s",
+                                        [MATCH_CONTAINS] = "*%s*"};
+    size_t col = (size_t)fprintf(out, "Secret keys:");
+    char glob[128];
+    for (size_t i = 0; i < sizeof(secret_rules) / sizeof(secret_rules[0]); i++) {
+        snprintf(glob, sizeof(glob), shape[secret_rules[i].how], secret_rules[i].pattern);
+        if (col + 1 + strlen(glob) > 79) {
+            fprintf(out, "\n ");
+            col = 1;
+        }
+        col += (size_t)fprintf(out, " %s", glob);
+    }
+    fprintf(out, "\n");
+}
+
 void config_print_help(FILE *out) {
     char type[64], def[512];
     fprintf(out, "Configuration (--KEY VALUE, --KEY=VALUE, env UNLEARND_<KEY>, or KEY=VALUE\n"
@@ -832,22 +982,35 @@ void config_print_help(FILE *out) {
                  "  --dump-config                print the effective configuration and exit\n"
                  "Precedence: defaults < --config file < environment (UNLEARND_<KEY>, dots as\n"
                  "underscores, upper case, e.g. UNLEARND_MODEL_K) < command-line flags.\n"
-                 "Values of keys containing password/secret/sasl are masked in dumps and logs.\n");
+                 "Secret values are masked in dumps, errors and logs, as are credentials in\n"
+                 "endpoints (user:password@host); pass secrets in a --config file or the\n"
+                 "environment (flags show in ps).\n");
+    print_secret_rules(out);
+}
+
+/* One `key=value` line of a dump, the value as shown_value would give it
+ * (whole: a dump is never truncated). */
+static void dump_value(FILE *out, const char *key, const char *value) {
+    if (config_key_is_secret(key) && *value != '\0') {
+        fprintf(out, "%s=%s\n", key, REDACT_MASK);
+        return;
+    }
+    char *shown = redact_dup(value, NULL, 0);
+    fprintf(out, "%s=%s\n", key, shown ? shown : "(out of memory)");
+    free(shown);
 }
 
 void config_dump(const ul_config *cfg, FILE *out) {
-    char text[1024];
+    char num[64], key[300];
     fprintf(out, "# unlearnd effective configuration (secrets masked)\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const opt_def *o = &options[i];
-        option_text(cfg, o, text, sizeof(text));
-        fprintf(out, "# %s (from %s)\n%s=%s\n", o->doc, cfg->origins[i] ? cfg->origins[i] : "?",
-                o->key, mask(o->key, text, 0));
+        fprintf(out, "# %s (from %s)\n", o->doc, cfg->origins[i] ? cfg->origins[i] : "?");
+        dump_value(out, o->key, option_text(cfg, o, num, sizeof(num)));
     }
     for (const config_kv *kv = cfg->kafka_extra; kv; kv = kv->next) {
-        char key[300];
         snprintf(key, sizeof(key), "kafka.%s", kv->key);
-        fprintf(out, "# librdkafka property (from %s)\nkafka.%s=%s\n", kv->origin, kv->key,
-                mask(key, kv->value, 0));
+        fprintf(out, "# librdkafka property (from %s)\n", kv->origin);
+        dump_value(out, key, kv->value);
     }
 }

@@ -9,8 +9,17 @@
  *
  * Every `kafka.*` key is handed to librdkafka unchanged (minus the prefix) and
  * is validated when set by applying it to a scratch rd_kafka_conf_t. `redis.*`
- * keys are the store's (table rows). Keys containing "password", "secret" or
- * "sasl" are secrets: masked in --dump-config, config_value() and logs.
+ * keys are the store's (table rows).
+ *
+ * Secrets: config.c's `secret_rules` table (one source) says which keys hold
+ * secrets: every property librdkafka flags sensitive (sasl.username,
+ * sasl.password, ssl.key.*, ssl.keystore.password, ssl.ca.pem,
+ * sasl.oauthbearer.config, ...) and any key containing password, passphrase
+ * or secret, or ending in .pem or .key. Their values are masked in
+ * --dump-config and config_value(), never quoted in errors, and handed to
+ * the logger (config_log_secrets) so no log line prints them; credentials
+ * embedded in any other value (user:password@host) are masked too
+ * (worker/redact.h), and refused in endpoints by config_validate.
  *
  * The parsed values live in the public struct below (read it directly; write
  * only through config_set so origins and validation stay right). */
@@ -21,6 +30,8 @@
 #include <stdio.h>
 
 #include <librdkafka/rdkafka.h>
+
+#include "log.h"
 
 typedef struct config_kv config_kv; /* a kafka.* pass-through entry, opaque */
 
@@ -87,7 +98,8 @@ int config_set(ul_config *cfg, const char *key, const char *value, const char *o
 
 /* Apply a `key=value` file. Blank lines and lines whose first non-blank
  * character is `#` are skipped; spaces around key and value are trimmed.
- * Errors name path:line. */
+ * Errors name path:line and what is wrong, never the line's text (it may hold
+ * a secret: `redis.password: hunter2`). */
 int config_load_file(ul_config *cfg, const char *path, char *errstr, size_t errstr_size);
 
 /* Apply UNLEARND_<KEY> variables from `envp` (NULL-terminated, e.g.
@@ -119,7 +131,8 @@ int config_load(ul_config *cfg, int argc, char **argv, char *const *envp, config
                 char *errstr, size_t errstr_size);
 
 /* Cross-field checks (rating.min < rating.max, method known, log level
- * known, all kafka.* accepted together by librdkafka) and resolution of
+ * known, no credentials inside kafka.bootstrap.servers, redis.host or
+ * redis.shards, all kafka.* accepted together by librdkafka) and resolution of
  * kafka.bootstrap.servers: when empty, the first line of
  * broker.bootstrap.file is used; when that file is missing too, the error
  * says to start `unlearnd broker` or set kafka.bootstrap.servers. With
@@ -139,8 +152,10 @@ rd_kafka_conf_t *config_kafka_conf_only(const ul_config *cfg,
                                         int (*keep)(const char *key, void *opaque), void *opaque,
                                         char *errstr, size_t errstr_size);
 
-/* The current value of `key` as text into buf (secrets masked as "********"
- * unless `reveal`). Returns 0, or UL_ERR_ARG for an unknown key. */
+/* The current value of `key` as text into buf; unless `reveal`, a secret
+ * key's value is "********" and credentials embedded in any other value are
+ * masked (masking comes before truncation to `size`). Returns 0, or
+ * UL_ERR_ARG for a key that is neither a table option nor a kafka.* key set. */
 int config_value(const ul_config *cfg, const char *key, int reveal, char *buf, size_t size);
 
 /* The value of a text option (text, topic or choice; e.g. "topic.ratings"),
@@ -152,8 +167,15 @@ const char *config_str(const ul_config *cfg, const char *key);
  * order, borrowed like config_str; at most `max`. Returns how many. */
 int config_topics(const ul_config *cfg, const char **names, int max);
 
-/* 1 when a key is a secret (contains "password", "secret" or "sasl"). */
+/* 1 when `key` (with its kafka. prefix) holds a secret: a row of the
+ * secret_rules table matches it (case-insensitive). */
 int config_key_is_secret(const char *key);
+
+/* Give `lg` (log_add_secret) every non-empty value of a secret key, so no
+ * log line shows it, wherever it comes from (librdkafka's own lines too).
+ * Call before the logger is used by other threads; values set later are not
+ * covered. Returns 0 or UL_ERR_NOMEM. */
+int config_log_secrets(const ul_config *cfg, ul_log *lg);
 
 /* 1 when a Redis is configured (redis.host or redis.shards). */
 int config_has_redis(const ul_config *cfg);
@@ -162,7 +184,8 @@ int config_has_redis(const ul_config *cfg);
  * default and doc line, then the precedence rules. */
 void config_print_help(FILE *out);
 
-/* Every option as `key=value` (secrets masked), each preceded by a comment
+/* Every option as `key=value` (secrets and embedded credentials masked, as
+ * config_value), each preceded by a comment
  * line saying where the value came from; the output is a valid config file
  * (with secrets to fill in). */
 void config_dump(const ul_config *cfg, FILE *out);

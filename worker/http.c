@@ -160,7 +160,7 @@ static int bound_port(int fd) {
 
 http_server *http_server_start(metrics *m, ul_log *lg, const http_opts *opts, char *errstr,
                                size_t errstr_size) {
-    const char *bind_addr = opts && opts->bind && *opts->bind ? opts->bind : "0.0.0.0";
+    const char *bind_addr = opts && opts->bind && *opts->bind ? opts->bind : "127.0.0.1";
     int port = opts ? opts->port : 0;
     if (m == NULL) {
         ul_set_err(errstr, errstr_size, "http_server_start: no metrics handle");

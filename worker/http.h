@@ -8,7 +8,10 @@
  *
  * The server only reads the `metrics` handle it is given; the worker keeps
  * writing to it. Config: metrics.bind, metrics.port (0 = no server: the
- * worker then does not call http_server_start). */
+ * worker then does not call http_server_start). The default address is
+ * loopback: the counters and the health endpoints are for this machine
+ * unless metrics.bind says otherwise (deploy/ sets 0.0.0.0 for its
+ * scrapers and probes). */
 #ifndef UL_HTTP_H
 #define UL_HTTP_H
 
@@ -20,7 +23,7 @@
 typedef struct http_server http_server;
 
 typedef struct http_opts {
-    const char *bind;      /* numeric address or host name; NULL or "" = 0.0.0.0 */
+    const char *bind;      /* numeric address or host name; NULL or "" = 127.0.0.1 */
     int port;              /* 0 = an ephemeral port (see http_server_port) */
     double live_timeout_s; /* /livez fails when the heartbeat is older; <= 0 = 30 */
 } http_opts;

@@ -4,9 +4,14 @@
  * fwrite, which stdio locks, so concurrent writers (librdkafka's threads)
  * never interleave within a line. The level is read without a lock: it is an
  * int changed only by the owner between runs. Over-long lines are truncated
- * with "..." rather than split. */
+ * with "..." rather than split, and only after masking: the message is
+ * formatted whole (on the heap when it does not fit the stack buffer) and
+ * masked (redact_text) before it is cut, so a cut can never leave the start of
+ * a secret that its end would have identified. The secrets list is guarded by
+ * a mutex (lines are rare: a few per second at most outside debug). */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +19,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "redact.h"
 #include "ul_clock.h"
 #include "ul_err.h"
 
@@ -22,6 +28,9 @@
 struct ul_log {
     FILE *out;
     log_level level;
+    pthread_mutex_t mu; /* guards secrets */
+    char **secrets;     /* owned copies, masked in every line */
+    size_t n_secrets;
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -33,11 +42,40 @@ ul_log *log_new(FILE *out, log_level level) {
         return NULL;
     lg->out = out ? out : stderr;
     lg->level = level;
+    pthread_mutex_init(&lg->mu, NULL);
     return lg;
 }
 
 void log_destroy(ul_log *lg) {
+    if (lg == NULL)
+        return;
+    for (size_t i = 0; i < lg->n_secrets; i++)
+        free(lg->secrets[i]);
+    free(lg->secrets);
+    pthread_mutex_destroy(&lg->mu);
     free(lg);
+}
+
+int log_add_secret(ul_log *lg, const char *secret) {
+    if (lg == NULL || secret == NULL || *secret == '\0')
+        return UL_OK;
+    size_t n = strlen(secret) + 1;
+    char *copy = malloc(n);
+    if (copy == NULL)
+        return UL_ERR_NOMEM;
+    memcpy(copy, secret, n);
+    pthread_mutex_lock(&lg->mu);
+    char **grown = realloc(lg->secrets, (lg->n_secrets + 1) * sizeof(*grown));
+    if (grown != NULL) {
+        grown[lg->n_secrets++] = copy;
+        lg->secrets = grown;
+    }
+    pthread_mutex_unlock(&lg->mu);
+    if (grown == NULL) {
+        free(copy);
+        return UL_ERR_NOMEM;
+    }
+    return UL_OK;
 }
 
 void log_set_level(ul_log *lg, log_level level) {
@@ -84,6 +122,29 @@ static size_t format_time(char *buf, size_t size) {
     return n + (m > 0 ? (size_t)m : 0);
 }
 
+/* The message formatted whole, masked, into out (truncated after masking).
+ * Returns 1 when it had to be cut. */
+static int format_masked(ul_log *lg, char *out, size_t size, const char *fmt, va_list ap) {
+    char stack[LOG_LINE_MAX];
+    va_list again;
+    va_copy(again, ap);
+    int m = vsnprintf(stack, sizeof(stack), fmt, ap);
+    char *msg = stack;
+    if (m < 0)
+        stack[0] = '\0';
+    else if ((size_t)m >= sizeof(stack) && (msg = malloc((size_t)m + 1)) != NULL)
+        vsnprintf(msg, (size_t)m + 1, fmt, again);
+    va_end(again);
+    if (msg == NULL) /* a part could not be masked: show none of it */
+        return snprintf(out, size, "(line withheld: out of memory)") >= (int)size;
+    pthread_mutex_lock(&lg->mu);
+    size_t n = redact_text(msg, (const char *const *)lg->secrets, lg->n_secrets, out, size);
+    pthread_mutex_unlock(&lg->mu);
+    if (msg != stack)
+        free(msg);
+    return n >= size;
+}
+
 static void log_vwrite(ul_log *lg, log_level level, const char *component, const char *fmt,
                        va_list ap) {
     char line[LOG_LINE_MAX];
@@ -91,15 +152,12 @@ static void log_vwrite(ul_log *lg, log_level level, const char *component, const
     int m = snprintf(line + n, sizeof(line) - n, " %s %s: ", level_tags[level],
                      component ? component : "-");
     n += m > 0 ? (size_t)m : 0;
-    m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-    if (m < 0)
-        m = 0;
-    if ((size_t)m >= sizeof(line) - n) {
+    if (format_masked(lg, line + n, sizeof(line) - n, fmt, ap)) {
         n = sizeof(line) - 5;
         memcpy(line + n, "...", 3);
         n += 3;
     } else {
-        n += (size_t)m;
+        n += strlen(line + n);
     }
     while (n > 0 && line[n - 1] == '\n')
         n--;

@@ -6,7 +6,12 @@
  * global state: every component gets the handle it should write to. Each line
  * is formatted into a local buffer and written with one fwrite, so lines from
  * librdkafka's threads and ours never interleave. librdkafka's own logs are
- * routed through the same handle with log_kafka_conf(). */
+ * routed through the same handle with log_kafka_conf().
+ *
+ * No line shows a secret: the message part of every line goes through
+ * redact_text (worker/redact.h), which masks the strings given with
+ * log_add_secret (config_log_secrets gives it the configured ones) and any
+ * credentials embedded in endpoints (user:password@host). */
 #ifndef UL_LOG_H
 #define UL_LOG_H
 
@@ -27,6 +32,10 @@ typedef struct ul_log ul_log;
  * NULL). Returns NULL only when out of memory. Free with log_destroy(). */
 ul_log *log_new(FILE *out, log_level level);
 void log_destroy(ul_log *lg);
+
+/* Mask `secret` (copied; empty strings ignored) in every later line, as
+ * "********". Thread-safe. Returns 0 or UL_ERR_NOMEM. */
+int log_add_secret(ul_log *lg, const char *secret);
 
 void log_set_level(ul_log *lg, log_level level);
 log_level log_get_level(const ul_log *lg);

@@ -500,7 +500,7 @@ static int open_store(worker *w, char *errstr, size_t errstr_size) {
             return UL_ERR_IO;
         so.host = redis_local_host(w->rl);
         so.port = redis_local_port(w->rl);
-        so.password = NULL;
+        so.password = redis_local_password(w->rl);
         so.user = NULL;
         so.shards = NULL;
         log_info(w->log, "redis",

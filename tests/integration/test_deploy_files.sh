@@ -8,6 +8,8 @@
 #   - the worker config in the ConfigMap and the compose environment are
 #     accepted by the real binary (`unlearnd worker --dump-config`), the pod
 #     name becomes kafka.group.instance.id, and the Redis password is masked;
+#   - /metrics binds loopback by default, and every deployment (ConfigMap,
+#     compose environment, the image's ENV) sets metrics.bind=0.0.0.0;
 #   - the Dockerfile copies existing sources and its runtime packages cover
 #     the binary's shared libraries (readelf + dpkg);
 #   - when installed: promtool checks and unit-tests the alert rules, and
@@ -68,6 +70,8 @@ check(os.path.exists(os.path.join(deploy, "Dockerfile")), "deploy/Dockerfile mis
 check("replicas" in worker.get("deploy", {}), "compose: worker has no deploy.replicas")
 check(worker["depends_on"]["topics"]["condition"] == "service_completed_successfully",
       "compose: worker does not wait for the topics")
+check(str(worker["environment"].get("UNLEARND_METRICS_BIND")) == "0.0.0.0",
+      "compose: worker does not set UNLEARND_METRICS_BIND=0.0.0.0 (the default is loopback)")
 with open(os.path.join(tmp, "compose.env"), "w") as f:
     for k, v in worker["environment"].items():
         v = str(v)
@@ -128,6 +132,9 @@ with open(os.path.join(tmp, "worker.conf"), "w") as f:
     f.write(conf_text)
 conf = dict(l.split("=", 1) for l in conf_text.splitlines() if l.strip() and not l.lstrip().startswith("#"))
 check(ports["metrics"] == int(conf["metrics.port"]), "metrics port differs from metrics.port")
+# the worker binds loopback by default: a pod must bind every interface for
+# its probes and scraper
+check(conf.get("metrics.bind") == "0.0.0.0", "ConfigMap does not set metrics.bind=0.0.0.0")
 check("redis.password" not in conf, "a password in the ConfigMap")
 
 so = k8s["ScaledObject"]
@@ -153,6 +160,8 @@ root = os.path.dirname(deploy)
 for src in re.findall(r"^COPY (?!--from)(\S+)", docker, re.M):
     check(os.path.exists(os.path.join(root, src)), f"Dockerfile copies missing {src}")
 check(re.search(r"^FROM debian:12", docker, re.M) is not None, "Dockerfile base is not Debian 12")
+check(re.search(r"^ENV UNLEARND_METRICS_BIND=0\.0\.0\.0$", docker.split("\nFROM ")[-1], re.M),
+      "Dockerfile runtime stage does not set UNLEARND_METRICS_BIND=0.0.0.0")
 stages = docker.split("\nFROM ")
 runtime = stages[-1]
 pkgs = re.findall(r"^\s+([a-z0-9][a-z0-9.+-]+(?:\s+[a-z0-9][a-z0-9.+-]+)*)\s*\\?$", runtime, re.M)
@@ -178,10 +187,16 @@ if "$BIN" worker --help >/dev/null 2>&1; then
         { echo "FAIL: pod name did not become kafka.group.instance.id"; exit 1; }
     if grep -q 's3cret-value' "$out"; then echo "FAIL: password printed by --dump-config"; exit 1; fi
     grep -qx 'redis.password=\*\*\*\*\*\*\*\*' "$out" || { echo "FAIL: password not masked"; exit 1; }
+    grep -qx 'metrics.bind=0.0.0.0' "$out" || { echo "FAIL: ConfigMap metrics.bind not applied"; exit 1; }
+    env -i PATH="$PATH" "$BIN" worker --dump-config >"$out" 2>"$TMP/err" ||
+        { echo "FAIL: --dump-config without configuration:"; cat "$TMP/err"; exit 1; }
+    grep -qx 'metrics.bind=127.0.0.1' "$out" ||
+        { echo "FAIL: the default metrics.bind is not loopback: $(grep '^metrics.bind=' "$out")"; exit 1; }
     mapfile -t compose_env <"$TMP/compose.env"
     env -i PATH="$PATH" "${compose_env[@]}" "$BIN" worker --dump-config >"$out" 2>"$TMP/err" ||
         { echo "FAIL: the compose worker environment is refused:"; cat "$TMP/err"; exit 1; }
     grep -qx 'kafka.bootstrap.servers=kafka:9092' "$out" || { echo "FAIL: compose env not applied"; exit 1; }
+    grep -qx 'metrics.bind=0.0.0.0' "$out" || { echo "FAIL: compose metrics.bind not applied"; exit 1; }
     echo "config: ConfigMap worker.conf and compose environment accepted by '$(basename "$BIN") worker --dump-config'"
 else
     echo "SKIPPED config check: this binary has no 'worker' command yet"

@@ -34,6 +34,7 @@ static int setup(void **state) {
     o.port = redis_local_port(fx.rl);
     o.inputs[SHARD_RATINGS] = "ratings"; /* so the shards' offsets are stored */
     o.inputs[SHARD_FORGET] = "forget-requests";
+    o.password = redis_local_password(fx.rl);
     fx.st = store_connect(&o, err, sizeof(err));
     if (fx.st == NULL) {
         print_error("store_connect: %s\n", err);

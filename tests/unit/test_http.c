@@ -1,6 +1,7 @@
 /* test_http.c: the HTTP endpoint on a free loopback port, spoken to with a
  * plain socket client: /metrics, /livez, /readyz (toggled through the
- * metrics handle), 404, 405, HEAD, bind errors and a clean stop. */
+ * metrics handle), 404, 405, HEAD, bind errors, a clean stop, and the
+ * default address (loopback only). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -174,10 +175,51 @@ static void test_bad_options(void **state) {
     metrics_destroy(m);
 }
 
+/* The local address of the listening TCP socket on `port` (from
+ * /proc/net/tcp, as the kernel's hex), or "" when there is none. */
+static void listen_address(int port, char *addr, size_t size) {
+    char line[512], local[64], st[8];
+    unsigned p;
+    addr[0] = '\0';
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (f == NULL)
+        skip();
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, " %*d: %63[0-9A-F]:%x %*s %7s", local, &p, st) == 3 && (int)p == port &&
+            strcmp(st, "0A") == 0)
+            snprintf(addr, size, "%s", local);
+    fclose(f);
+}
+
+/* With no metrics.bind the server listens on loopback only (it was 0.0.0.0). */
+static void test_default_bind_is_loopback(void **state) {
+    (void)state;
+    metrics *m = metrics_new();
+    char err[UL_ERRSTR_SIZE], addr[64];
+    http_opts opts = {NULL, 0, 0};
+    http_server *srv = http_server_start(m, NULL, &opts, err, sizeof(err));
+    assert_non_null(srv);
+    listen_address(http_server_port(srv), addr, sizeof(addr));
+    assert_string_equal(addr, "0100007F"); /* 127.0.0.1, little-endian hex */
+    http_reply r;
+    request(http_server_port(srv), "GET", "/livez", &r);
+    assert_int_equal(r.status, 200);
+    http_server_stop(srv);
+    /* an explicit 0.0.0.0 is every interface */
+    opts.bind = "0.0.0.0";
+    srv = http_server_start(m, NULL, &opts, err, sizeof(err));
+    assert_non_null(srv);
+    listen_address(http_server_port(srv), addr, sizeof(addr));
+    assert_string_equal(addr, "00000000");
+    http_server_stop(srv);
+    metrics_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_endpoints),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_default_bind_is_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -343,12 +343,15 @@ static void test_shards_parse(void **state) {
     }
 }
 
-/* 1 when `key` exists on the redis-server at `port`. */
-static int key_on(int port, const char *key) {
+/* 1 when `key` exists on the redis-server at `port` (password `pw`). */
+static int key_on(int port, const char *pw, const char *key) {
     struct timeval tv = {2, 0};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
     assert_true(c != NULL && c->err == 0);
-    redisReply *r = redisCommand(c, "EXISTS %s", key);
+    redisReply *r = redisCommand(c, "AUTH %s", pw);
+    assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = redisCommand(c, "EXISTS %s", key);
     assert_non_null(r);
     int found = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
@@ -359,13 +362,15 @@ static int key_on(int port, const char *key) {
 static void test_two_shards(void **state) {
     fixture *fx = need_redis(state);
     char err[UL_ERRSTR_SIZE], list[64];
-    redis_local *rl2 = redis_local_start(NULL, 10000, err, sizeof(err));
+    const char *pw = redis_local_password(fx->rl); /* one redis.password for both shards */
+    redis_local *rl2 = redis_local_start_with_password(NULL, pw, 10000, err, sizeof(err));
     assert_non_null(rl2);
     int p1 = redis_local_port(fx->rl), p2 = redis_local_port(rl2);
     snprintf(list, sizeof(list), "127.0.0.1:%d,127.0.0.1:%d", p1, p2);
     store_opts o;
     store_opts_init(&o);
     o.shards = list;
+    o.password = pw;
     store *st = store_connect(&o, err, sizeof(err));
     assert_non_null(st);
     assert_int_equal(store_shard_count(st), 2);
@@ -379,8 +384,8 @@ static void test_two_shards(void **state) {
         assert_int_equal(store_users_put(st, p, ids, rows, 1, 1 + K, err, sizeof(err)), UL_OK);
         char key[32];
         snprintf(key, sizeof(key), "ul:{p%d}:users", (int)p);
-        assert_int_equal(key_on(p % 2 ? p2 : p1, key), 1);
-        assert_int_equal(key_on(p % 2 ? p1 : p2, key), 0);
+        assert_int_equal(key_on(p % 2 ? p2 : p1, pw, key), 1);
+        assert_int_equal(key_on(p % 2 ? p1 : p2, pw, key), 0);
     }
     /* Items spread by id: 10 and 12 on shard 0, 11 and 13 on shard 1; all read back. */
     assert_int_equal(store_items_put(st, ids, rows, 4, 2 + K, err, sizeof(err)), UL_OK);
@@ -395,11 +400,11 @@ static void test_two_shards(void **state) {
     rowset_destroy(rs);
     store_model m = {K, 3.5f, 1, 5, 4};
     assert_int_equal(store_model_put(st, &m, 0, err, sizeof(err)), UL_OK);
-    assert_int_equal(key_on(p1, "ul:model"), 1);
-    assert_int_equal(key_on(p2, "ul:model"), 0);
+    assert_int_equal(key_on(p1, pw, "ul:model"), 1);
+    assert_int_equal(key_on(p2, pw, "ul:model"), 0);
     assert_int_equal(store_clear_all(st, err, sizeof(err)), UL_OK);
-    assert_int_equal(key_on(p2, "ul:items"), 0);
-    assert_int_equal(key_on(p2, "ul:{p1}:users"), 0);
+    assert_int_equal(key_on(p2, pw, "ul:items"), 0);
+    assert_int_equal(key_on(p2, pw, "ul:{p1}:users"), 0);
     store_destroy(st);
     redis_local_stop(rl2);
 }

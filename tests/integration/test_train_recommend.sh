@@ -64,12 +64,15 @@ expect 1 "cannot open" "$bin" train --data "$dir/missing.csv" --out "$dir/x.ulmf
 expect 1 "directory $dir/nodir" "$bin" train --data "$dir/ratings.csv" --out "$dir/nodir/x.ulmf"
 expect 1 "is a directory" "$bin" train --data "$dir/ratings.csv" --out "$dir"
 printf 'user,item,rating\n1,2,3\n1,3,7\n' >"$dir/bad.csv"
-expect 1 "bad.csv:3: rating 7 outside 1..5" "$bin" train --data "$dir/bad.csv" --out "$dir/x.ulmf"
+expect 1 "bad.csv:3: rating 7 outside 1..5 (--rating-min/--rating-max set the scale)" \
+  "$bin" train --data "$dir/bad.csv" --out "$dir/x.ulmf" --rating-min 1 --rating-max 5
 [ ! -e "$dir/x.ulmf" ] || fail "a model was written despite bad data"
 printf 'user,item,rating\n1,2,3\n1,2,4\n' >"$dir/dup.csv"
 expect 1 "dup.csv:3: duplicate" "$bin" train --data "$dir/dup.csv" --out "$dir/x.ulmf"
+expect 1 "dup.csv: every rating is 4, so the scale cannot be detected: give it with --rating-min" \
+  "$bin" train --data "$dir/dup.csv" --out "$dir/d.ulmf" --dups last --k 2 --epochs 1
 expect 0 "1 duplicate lines dropped" "$bin" train --data "$dir/dup.csv" --out "$dir/d.ulmf" \
-  --dups last --k 2 --epochs 1
+  --dups last --k 2 --epochs 1 --rating-min 1 --rating-max 5
 expect 1 "user 9999 is not in the model" "$bin" recommend --model "$dir/m.ulmf" --user 9999
 expect 1 "cannot open" "$bin" recommend --model "$dir/none.ulmf" --user 1001
 head -c 100 "$dir/m.ulmf" >"$dir/trunc.ulmf"

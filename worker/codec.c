@@ -473,7 +473,8 @@ static int invalid(char *errstr, size_t errstr_size, const char *fmt, ...) {
     return CODEC_ERR_INVALID;
 }
 
-static int check_rating(const codec *c, const codec_rating *r, char *errstr, size_t errstr_size) {
+static inline int check_rating(const codec *c, const codec_rating *r, char *errstr,
+                               size_t errstr_size) {
     if (r->user_id < 0)
         return invalid(errstr, errstr_size, "rating: negative user_id %" PRId64, r->user_id);
     if (r->item_id < 0)
@@ -585,8 +586,8 @@ int codec_encode_rating(const codec *c, const codec_rating *r, codec_buf *out, c
     return w_finish(&w, errstr, errstr_size);
 }
 
-static int r_rating_body(const codec *c, reader *rd, codec_rating *r, char *errstr,
-                         size_t errstr_size) {
+static inline int r_rating_body(const codec *c, reader *rd, codec_rating *r, char *errstr,
+                                size_t errstr_size) {
     if (r_long(rd, &r->user_id))
         return avro_fail("rating", "user_id", errstr, errstr_size);
     if (r_long(rd, &r->item_id))
@@ -599,8 +600,9 @@ static int r_rating_body(const codec *c, reader *rd, codec_rating *r, char *errs
     return rc ? rc : check_rating(c, r, errstr, errstr_size);
 }
 
-int codec_decode_rating(const codec *c, const void *buf, size_t len, codec_rating *r, char *errstr,
-                        size_t errstr_size) {
+/* A rating of another writer schema (out of line: the hot path is ours). */
+static int decode_rating_resolved(const codec *c, const void *buf, size_t len, codec_rating *r,
+                                  char *errstr, size_t errstr_size) {
     reader rd;
     codec_buf tmp = {0};
     int rc = r_open(c, READ_RATING, buf, len, &rd, &tmp, errstr, errstr_size);
@@ -608,6 +610,18 @@ int codec_decode_rating(const codec *c, const void *buf, size_t len, codec_ratin
         rc = r_rating_body(c, &rd, r, errstr, errstr_size);
     tmp_free(&tmp);
     return rc;
+}
+
+int codec_decode_rating(const codec *c, const void *buf, size_t len, codec_rating *r, char *errstr,
+                        size_t errstr_size) {
+    const uint8_t *p = buf;
+    if (p && len >= CODEC_HEADER_SIZE && p[0] == 0 &&
+        ((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4]) ==
+            (uint32_t)c->opts.schema_id_rating) {
+        reader rd = {p + CODEC_HEADER_SIZE, p + len};
+        return r_rating_body(c, &rd, r, errstr, errstr_size);
+    }
+    return decode_rating_resolved(c, buf, len, r, errstr, errstr_size);
 }
 
 int codec_encode_forget(const codec *c, const codec_forget *fr, codec_buf *out, char *errstr,

@@ -6,18 +6,7 @@
 # change the scale; the same data rescaled to 1..5 gives the same orig test
 # RMSE once expressed in the same units; every offline --help documents the
 # options. Usage: test_scale_cli.sh BIN
-set -euo pipefail
-bin="${1:?usage: $0 path/to/unlearnd}"
-dir="$(mktemp -d)"
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect() { # CODE PATTERN CMD...
-  local code="$1" pattern="$2"; shift 2
-  local rc=0
-  "$@" >"$dir/out" 2>"$dir/err" || rc=$?
-  [ "$rc" -eq "$code" ] || fail "'$*' exited $rc, expected $code; stderr: $(cat "$dir/err")"
-  grep -q -- "$pattern" "$dir/err" || fail "'$*' stderr lacks '$pattern': $(cat "$dir/err")"
-}
+source "$(dirname "$0")/cli_lib.sh" # bin, dir, fail, expect
 
 # 300 users x 200 items, 40% of the pairs, ML-like levels: 3 + biases +
 # a rank-2 taste + noise, rounded to half stars and clipped to 0.5..5. The

@@ -2,22 +2,7 @@
 # test_train_recommend.sh: `unlearnd train` then `unlearnd recommend` on a
 # small synthetic CSV written here (raw ids deliberately not 0..n), and the
 # exit codes and messages for bad input. Usage: test_train_recommend.sh BIN
-set -euo pipefail
-bin="${1:?usage: $0 path/to/unlearnd}"
-dir="$(mktemp -d)"
-trap 'rm -rf "$dir"' EXIT
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-# expect CODE PATTERN CMD...: CMD must exit with CODE and print PATTERN on stderr.
-expect() {
-  local code="$1" pattern="$2"; shift 2
-  local rc=0
-  "$@" >"$dir/out" 2>"$dir/err" || rc=$?
-  [ "$rc" -eq "$code" ] || fail "'$*' exited $rc, expected $code; stderr: $(cat "$dir/err")"
-  grep -q -- "$pattern" "$dir/err" || fail "'$*' stderr lacks '$pattern': $(cat "$dir/err")"
-  [ "$(wc -l <"$dir/err")" -le 3 ] || fail "'$*' printed more than a short error"
-}
+source "$(dirname "$0")/cli_lib.sh" # bin, dir, fail, expect
 
 # 60 users (raw ids 1001..1060) x 40 items (raw 501..540), rank-1 taste:
 # users with odd ids like low items, even ids like high items. About half

@@ -40,6 +40,9 @@ int cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *errstr, s
     "  --rating-min X   lowest rating of the scale (the stream's rating.min)\n"                    \
     "  --rating-max X   highest rating of the scale (the stream's rating.max)\n"
 #define CLI_SCALE_HINT "--rating-min/--rating-max set the scale"
+/* The same for the stream commands (produce, demo), whose scale is the
+ * worker's configuration. */
+#define CLI_STREAM_SCALE_HINT "--rating.min/--rating.max set the scale"
 
 /* A scale bound: a finite number within +-1e6 (as rating.min/max). */
 int cli_parse_rating(const char *opt, const char *s, float *out, char *errstr, size_t errstr_size);

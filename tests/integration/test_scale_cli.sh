@@ -71,6 +71,12 @@ r2=$(sed 's/.*"rmse_test":\([0-9.]*\).*/\1/' "$dir/e2")
 awk -v a="$r1" -v b="$r2" 'BEGIN { d = a - b * 4.5 / 4; exit !(d < 0.01 && d > -0.01) }' ||
   fail "orig RMSE on half stars $r1 vs rescaled $r2 (x 1.125 = $(awk -v b="$r2" 'BEGIN{print b*1.125}'))"
 
+# The stream's producer names the stream's options (it fails before any Kafka I/O).
+head -1 "$dir/half.csv" >"$dir/low_first.csv"
+echo "1,101,0.5,1" >>"$dir/low_first.csv"
+expect 1 "low_first.csv:2: rating 0.5 outside 1..5 (--rating.min/--rating.max" \
+  "$bin" produce ratings --data "$dir/low_first.csv" --kafka.bootstrap.servers 127.0.0.1:1
+
 for cmd in train score eval; do
   "$bin" "$cmd" --help | grep -q -- "--rating-min" || fail "$cmd --help lacks --rating-min"
   "$bin" "$cmd" --help | grep -q -- "--rating-max" || fail "$cmd --help lacks --rating-max"

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,6 +399,50 @@ static void test_writer_files_errors(void **state) {
     codec_destroy(c);
 }
 
+/* Threads share a codec: resolved decodes from two threads at once (ASan
+ * build) all succeed with the right values. */
+typedef struct shared_decode {
+    const codec *c;
+    const uint8_t *rec;
+    size_t len;
+    int ok;
+} shared_decode;
+
+static void *decode_many(void *arg) {
+    shared_decode *sd = arg;
+    char e[UL_ERRSTR_SIZE];
+    for (int i = 0; i < 2000; i++) {
+        codec_rating r;
+        sd->ok += codec_decode_rating(sd->c, sd->rec, sd->len, &r, e, sizeof(e)) == CODEC_OK &&
+                  r.user_id == 11 && r.rating == 2.5f;
+    }
+    return NULL;
+}
+
+static void test_threads_share_a_codec(void **state) {
+    (void)state;
+    codec *c = codec_with(writers_files());
+    producer v2;
+    producer_init(&v2, rating_v2, 10);
+    avro_value_t f;
+    f = field(&v2, "user_id"), avro_value_set_long(&f, 11);
+    f = field(&v2, "item_id"), avro_value_set_long(&f, 12);
+    f = field(&v2, "rating"), avro_value_set_float(&f, 2.5f);
+    f = field(&v2, "event_time"), avro_value_set_long(&f, 13);
+    f = field(&v2, "source"), avro_value_set_string(&f, "web");
+    uint8_t buf[64];
+    size_t len = produce(&v2, buf, sizeof(buf));
+    shared_decode a = {c, buf, len, 0}, b = a;
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, decode_many, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, decode_many, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(a.ok + b.ok, 4000);
+    producer_done(&v2);
+    codec_destroy(c);
+}
+
 /* ---- defaults, directly on resolve --------------------------------------- */
 
 /* A reader with defaults of every kind; the writer has only `id`. The
@@ -487,6 +532,7 @@ int main(void) {
         cmocka_unit_test(test_incompatible_writers_refused),
         cmocka_unit_test(test_resolved_bad_bodies),
         cmocka_unit_test(test_writer_files_errors),
+        cmocka_unit_test(test_threads_share_a_codec),
         cmocka_unit_test(test_defaults_of_every_type),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

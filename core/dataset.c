@@ -688,9 +688,7 @@ static int opts_check(const char *path, const ds_load_opts *o, char *errstr, siz
         return UL_ERR_ARG;
     }
     if (isinf(o->rating_min) || isinf(o->rating_max) || o->rating_min >= o->rating_max) {
-        ul_set_err(errstr, errstr_size,
-                   "invalid rating scale %g..%g (the minimum must be below "
-                   "the maximum)",
+        ul_set_err(errstr, errstr_size, "invalid rating scale %g..%g (min must be below max)",
                    (double)o->rating_min, (double)o->rating_max);
         return UL_ERR_ARG;
     }
@@ -841,12 +839,6 @@ static void gauss_fill(rng *r, float *v, size_t n, double std) {
         v[j] = (float)(rng_normal(r) * std);
 }
 
-/* The planted model: mu + b_u + b_i + p_u.q_i with ML-like spreads (mean
- * 3.5, user bias sd 0.35, item bias sd 0.5, p.q sd 0.8), then noise, round,
- * clip. Each user gets n/U (or one more) distinct items drawn by a partial
- * Fisher-Yates pass over a persistent item permutation: O(ratings) total,
- * no pair hash. Ratings are then shuffled so that users interleave as in a
- * stream; time = position. */
 /* The planted value x (on 1..5) mapped onto the scale, rounded to a step and
  * clipped. With the defaults (1..5, step 1) this is clip(round(x), 1, 5). */
 static float synth_level(const ds_synth_opts *o, double x) {
@@ -856,6 +848,12 @@ static float synth_level(const ds_synth_opts *o, double x) {
     return (float)(y < lo ? lo : y > hi ? hi : y);
 }
 
+/* The planted model: mu + b_u + b_i + p_u.q_i with ML-like spreads (mean
+ * 3.5, user bias sd 0.35, item bias sd 0.5, p.q sd 0.8), then noise, round,
+ * clip. Each user gets n/U (or one more) distinct items drawn by a partial
+ * Fisher-Yates pass over a persistent item permutation: O(ratings) total,
+ * no pair hash. Ratings are then shuffled so that users interleave as in a
+ * stream; time = position. */
 static int synth_fill(const ds_synth_opts *o, ul_rating *out) {
     const int32_t nu = o->n_users, ni = o->n_items;
     const int k = o->rank;

@@ -26,19 +26,20 @@ typedef struct config_kv config_kv; /* a kafka.* pass-through entry, opaque */
 
 typedef struct ul_config {
     /* Kafka */
-    char *kafka_bootstrap;           /* kafka.bootstrap.servers; "" until resolved */
-    char *kafka_group_id;            /* kafka.group.id */
-    char *bootstrap_file;            /* broker.bootstrap.file: the local broker's address file */
-    char *topic_ratings;             /* topic.ratings */
-    char *topic_forget;              /* topic.forget_requests */
-    char *topic_factors;             /* topic.factors */
-    char *topic_receipts;            /* topic.forget_receipts */
-    char *topic_dead_letter;         /* topic.dead_letter */
-    long schema_id_rating;           /* schema.id.rating: Confluent schema ids */
-    long schema_id_forget;           /* schema.id.forget_request */
-    long schema_id_factor;           /* schema.id.factor */
-    long schema_id_receipt;          /* schema.id.forget_receipt */
-    char *schema_writers;            /* schema.writers: ID=PATH.avsc,... other writer schemas */
+    char *kafka_bootstrap;   /* kafka.bootstrap.servers; "" until resolved */
+    char *kafka_group_id;    /* kafka.group.id */
+    char *bootstrap_file;    /* broker.bootstrap.file: the local broker's address file */
+    char *topic_ratings;     /* topic.ratings */
+    char *topic_forget;      /* topic.forget_requests */
+    char *topic_factors;     /* topic.factors */
+    char *topic_receipts;    /* topic.forget_receipts */
+    char *topic_dead_letter; /* topic.dead_letter */
+    long schema_id_rating;   /* schema.id.rating: Confluent schema ids */
+    long schema_id_forget;   /* schema.id.forget_request */
+    long schema_id_factor;   /* schema.id.factor */
+    long schema_id_receipt;  /* schema.id.forget_receipt */
+    /* Writer schemas (worker/schema_cache.h) */
+    char *schema_writers;            /* schema.writers: ID=PATH.avsc,... */
     char *schema_registry_url;       /* schema.registry.url; "" = no registry */
     char *schema_registry_user;      /* schema.registry.user (basic auth) */
     char *schema_registry_password;  /* schema.registry.password (secret) */

@@ -30,6 +30,28 @@ int cli_parse_double(const char *opt, const char *s, double min, double max, dou
                      char *errstr, size_t errstr_size);
 int cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *errstr, size_t errstr_size);
 
+/* The rating scale of the offline commands: --rating-min X / --rating-max X,
+ * named after the stream's rating.min / rating.max. Without them a command
+ * that reads a ratings file takes the file's lowest and highest rating
+ * (train, eval) or the model's scale (score, import). CLI_SCALE_HELP is their
+ * --help text (19-column option column), CLI_SCALE_HINT ends the message
+ * of an out-of-scale rating. */
+#define CLI_SCALE_HELP                                                                             \
+    "  --rating-min X   lowest rating of the scale (the stream's rating.min)\n"                    \
+    "  --rating-max X   highest rating of the scale (the stream's rating.max)\n"
+#define CLI_SCALE_HINT "--rating-min/--rating-max set the scale"
+/* The same for the stream commands (produce, demo), whose scale is the
+ * worker's configuration. */
+#define CLI_STREAM_SCALE_HINT "--rating.min/--rating.max set the scale"
+
+/* A scale bound: a finite number within +-1e6 (as rating.min/max). */
+int cli_parse_rating(const char *opt, const char *s, float *out, char *errstr, size_t errstr_size);
+
+/* 0 when lo < hi (a loaded file's scale); otherwise -1 with "PATH: every
+ * rating is 4, so the scale cannot be detected: give it with --rating-min
+ * and --rating-max". */
+int cli_check_scale(const char *path, float lo, float hi, char *errstr, size_t errstr_size);
+
 /* The valued option at argv[*a], one of the NULL-terminated `names`, given
  * as "--name value" or "--name=value". Returns the matching name with its
  * value in *val (and *a moved past a separate value), or NULL with

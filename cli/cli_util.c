@@ -60,6 +60,24 @@ int cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *errstr, s
     return 0;
 }
 
+int cli_parse_rating(const char *opt, const char *s, float *out, char *errstr, size_t errstr_size) {
+    double v;
+    if (cli_parse_double(opt, s, -1e6, 1e6, &v, errstr, errstr_size) != 0)
+        return -1;
+    *out = (float)v;
+    return 0;
+}
+
+int cli_check_scale(const char *path, float lo, float hi, char *errstr, size_t errstr_size) {
+    if (lo < hi)
+        return 0;
+    snprintf(errstr, errstr_size,
+             "%s: every rating is %g, so the scale cannot be detected: give it with "
+             "--rating-min and --rating-max",
+             path, (double)lo);
+    return -1;
+}
+
 /* 1 when arg is option `name`, alone or as "name=...". */
 static int opt_is(const char *arg, const char *name) {
     size_t len = strlen(name);

@@ -232,6 +232,7 @@ static dataset *load_data(demo *d, char *err, size_t size) {
         lo.rating_min = (float)d->cfg->rating_min;
         lo.rating_max = (float)d->cfg->rating_max;
         lo.dups = DS_DUP_LAST;
+        lo.range_hint = CLI_STREAM_SCALE_HINT;
         dataset *ds = ds_load(use, &lo, err, size);
         if (ds)
             progress(d, "data: %s (%s, %zu ratings, %d users, %d items)", use, ds->name,

@@ -39,6 +39,7 @@ typedef struct eval_cli {
     long seeds;
     int json;
     ds_dup_policy dups;
+    float rating_min, rating_max; /* NAN: the file's lowest / highest rating */
 } eval_cli;
 
 /* One row per option: --help is generated from this table. */
@@ -61,6 +62,10 @@ static const opt_doc opt_docs[] = {
     {"--shards", "N", "SISA shards, 1..64 (default 5)"},
     {"--threads", "N", "training threads, 0 = all cores (default 0)"},
     {"--dups", "POLICY", "duplicate (user,item) lines: error or last (default error)"},
+    {"--rating-min", "X",
+     "lowest rating of the scale (the stream's rating.min; default: the lowest in the file)"},
+    {"--rating-max", "X",
+     "highest rating of the scale (the stream's rating.max; default: the highest in the file)"},
     {"--json", NULL, "one JSON object per line per (users, forget, method, seed) on stdout"},
     {"--help", NULL, "this help"},
 };
@@ -196,6 +201,7 @@ static void cli_defaults(eval_cli *a) {
         a->methods[a->n_methods++] = *m;
     a->seeds = 1;
     a->dups = DS_DUP_ERROR;
+    a->rating_min = a->rating_max = NAN;
 }
 
 static int parse_one(eval_cli *a, const char *name, const char *v, char *errstr,
@@ -235,13 +241,17 @@ static int parse_one(eval_cli *a, const char *name, const char *v, char *errstr,
             return -1;
         }
         a->dups = strcmp(v, "last") == 0 ? DS_DUP_LAST : DS_DUP_ERROR;
+    } else if (strcmp(name, "--rating-min") == 0) {
+        return cli_parse_rating(name, v, &a->rating_min, errstr, errstr_size);
+    } else if (strcmp(name, "--rating-max") == 0) {
+        return cli_parse_rating(name, v, &a->rating_max, errstr, errstr_size);
     }
     return 0;
 }
 
-static const char *const valued_opts[] = {"--data",   "--users",   "--forget", "--methods",
-                                          "--k",      "--epochs",  "--seed",   "--seeds",
-                                          "--shards", "--threads", "--dups",   NULL};
+static const char *const valued_opts[] = {
+    "--data",  "--users",  "--forget",  "--methods", "--k",          "--epochs",     "--seed",
+    "--seeds", "--shards", "--threads", "--dups",    "--rating-min", "--rating-max", NULL};
 
 /* Returns 0, 1 for --help, -1 on a usage error. */
 static int parse_args(eval_cli *a, int argc, char **argv, char *errstr, size_t errstr_size) {
@@ -278,10 +288,21 @@ static dataset *load_data(const eval_cli *a, char *errstr, size_t errstr_size) {
         ds_load_opts lo;
         ds_load_opts_init(&lo);
         lo.dups = a->dups;
+        lo.rating_min = a->rating_min;
+        lo.rating_max = a->rating_max;
+        lo.range_hint = CLI_SCALE_HINT;
         ds = ds_load(use, &lo, errstr, errstr_size);
+        if (ds != NULL &&
+            cli_check_scale(use, ds->rating_min, ds->rating_max, errstr, errstr_size) != 0) {
+            ds_destroy(ds);
+            return NULL;
+        }
         if (ds != NULL)
-            fprintf(stderr, "unlearnd eval: data: %s (%s, %zu ratings, %d users, %d items)\n", use,
-                    ds->name, ds->n_ratings, (int)ds->n_users, (int)ds->n_items);
+            fprintf(stderr,
+                    "unlearnd eval: data: %s (%s, %zu ratings, %d users, %d items, scale "
+                    "%g..%g)\n",
+                    use, ds->name, ds->n_ratings, (int)ds->n_users, (int)ds->n_items,
+                    (double)ds->rating_min, (double)ds->rating_max);
         return ds;
     }
     ds_synth_opts so;

@@ -4,7 +4,8 @@
  * rows into the shared base rows (rows.h's layout), and the model-wide
  * facts into ul:model.
  * So a platform with years of history starts from its model instead of
- * replaying everything. */
+ * replaying everything. The rating scale is the model's (from its file, set
+ * by `unlearnd train`); it goes into ul:model, and --data must be on it. */
 #include "cli.h"
 
 #include <inttypes.h>
@@ -51,6 +52,10 @@ static void import_help(void) {
            "                    without it, a Redis that already holds a model is refused\n"
            "  --config FILE     worker config file; redis.* and topic.* options apply\n"
            "  --help            show this help\n\n"
+           "The rating scale is the model's: 'unlearnd train' took it from its data (or from\n"
+           "--rating-min/--rating-max) and stored it in the model file; --data must be on it.\n"
+           "The worker accepts ratings on rating.min..rating.max: when that differs from the\n"
+           "model's scale this command says which options to start the worker with.\n"
            "redis.host must be set (a private redis-server would vanish with this command).\n"
            "Exit status: 0 success, 1 runtime failure, 2 bad usage.\n");
 }
@@ -116,11 +121,15 @@ static float *item_counts(const mf_model *m, const char *path, char *err, size_t
     float *counts = calloc((size_t)m->n_items, sizeof(float));
     if (counts == NULL || path == NULL)
         return counts;
+    char hint[128];
     ds_load_opts lo;
     ds_load_opts_init(&lo);
     lo.rating_min = m->rating_min;
     lo.rating_max = m->rating_max;
     lo.dups = DS_DUP_LAST;
+    snprintf(hint, sizeof(hint),
+             "the model's scale; 'unlearnd train --rating-min/--rating-max' sets it");
+    lo.range_hint = hint;
     dataset *ds = ds_load(path, &lo, err, size);
     if (ds == NULL) {
         free(counts);
@@ -201,10 +210,19 @@ static int import_run(const ul_config *cfg, import_opts *o) {
     if (rc == UL_OK)
         rc = write_model(st, m, (int32_t)o->partitions, counts, err, sizeof(err));
     if (rc == UL_OK)
-        printf("imported %d users and %d items (k=%d, mean %.4f) into %s:%ld over %ld "
-               "partitions\n",
-               (int)m->n_users, (int)m->n_items, m->k, (double)m->global_mean, cfg->redis_host,
-               cfg->redis_port, o->partitions);
+        printf("imported %d users and %d items (k=%d, mean %.4f, scale %g..%g) into %s:%ld over "
+               "%ld partitions\n",
+               (int)m->n_users, (int)m->n_items, m->k, (double)m->global_mean,
+               (double)m->rating_min, (double)m->rating_max, cfg->redis_host, cfg->redis_port,
+               o->partitions);
+    if (rc == UL_OK &&
+        ((float)cfg->rating_min != m->rating_min || (float)cfg->rating_max != m->rating_max))
+        fprintf(stderr,
+                "unlearnd import: note: the model's scale is %g..%g but rating.min/rating.max "
+                "are %g..%g: start the worker with --rating.min %g --rating.max %g so that it "
+                "accepts the ratings the model was trained on\n",
+                (double)m->rating_min, (double)m->rating_max, cfg->rating_min, cfg->rating_max,
+                (double)m->rating_min, (double)m->rating_max);
     store_destroy(st);
     free(counts);
     mf_model_destroy(m);

@@ -261,6 +261,7 @@ static int produce_ratings(cli_config *cc) {
     lo.rating_min = (float)cc->cfg->rating_min;
     lo.rating_max = (float)cc->cfg->rating_max;
     lo.dups = DS_DUP_LAST;
+    lo.range_hint = CLI_STREAM_SCALE_HINT;
     produce_ctx ctx = {cc->log, 0, 0, ""};
     codec *cd = worker_codec_new(cc->cfg, err, sizeof(err));
     dataset *ds = cd ? ds_load(a.data, &lo, err, sizeof(err)) : NULL;

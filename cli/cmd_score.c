@@ -6,7 +6,10 @@
  * (sorted tables, binary search), never by dense index. A rating whose user
  * or item the model does not know is still scored (the global mean plus the
  * known bias, clipped) and counted separately, so a comparison between two
- * models never silently drops the hard cases. */
+ * models never silently drops the hard cases. The ratings file must be on
+ * the model's scale (it travels in the model file) unless --rating-min /
+ * --rating-max widen what is accepted; predictions stay clipped to the
+ * model's scale. */
 #include "cli.h"
 
 #include <math.h>
@@ -22,7 +25,7 @@
 
 typedef struct score_opts {
     const char *model, *data;
-    ds_load_opts load;
+    ds_load_opts load; /* rating_min/max NAN: the model's */
 } score_opts;
 
 /* A raw id and its dense index in the model, sorted by raw id. */
@@ -32,7 +35,8 @@ typedef struct id_slot {
 } id_slot;
 
 static void score_help(void) {
-    printf("Usage: unlearnd score --model MODEL --data PATH [--dups error|last]\n\n"
+    printf("Usage: unlearnd score --model MODEL --data PATH [--dups error|last]\n"
+           "                      [--rating-min X --rating-max X]\n\n"
            "Score a model file (from 'unlearnd train' or 'unlearnd state --export-model')\n"
            "on a ratings file: RMSE and MAE of the predictions clipped to the model's\n"
            "scale, users and items matched by raw id. Ratings of users or items the model\n"
@@ -43,7 +47,12 @@ static void score_help(void) {
            "  --model MODEL    model file (required)\n"
            "  --data PATH      ratings to score: u.data, ratings.dat or CSV with a header\n"
            "                   (required)\n"
-           "  --dups POLICY    duplicate (user,item) lines: 'error' or 'last' (default error)\n"
+           "  --dups POLICY    duplicate (user,item) lines: 'error' or 'last' (default "
+           "error)\n" CLI_SCALE_HELP
+           "                   (default: the model's scale, which 'unlearnd train' took from\n"
+           "                   its data or its --rating-min/--rating-max; a rating of PATH\n"
+           "                   beyond it is an error unless these widen what is accepted;\n"
+           "                   predictions stay clipped to the model's scale)\n"
            "  --help           show this help\n\n"
            "Exit status: 0 success, 1 bad model, bad data or no ratings, 2 bad usage.\n");
 }
@@ -54,7 +63,8 @@ static int score_parse(int argc, char **argv, score_opts *o, char *err, size_t s
         if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
             return 1;
         if (strcmp(name, "--model") != 0 && strcmp(name, "--data") != 0 &&
-            strcmp(name, "--dups") != 0) {
+            strcmp(name, "--dups") != 0 && strcmp(name, "--rating-min") != 0 &&
+            strcmp(name, "--rating-max") != 0) {
             ul_set_err(err, size, "unknown option '%s'", name);
             return -1;
         }
@@ -67,7 +77,12 @@ static int score_parse(int argc, char **argv, score_opts *o, char *err, size_t s
             o->model = val;
         else if (strcmp(name, "--data") == 0)
             o->data = val;
-        else if (strcmp(val, "error") == 0 || strcmp(val, "last") == 0)
+        else if (strcmp(name, "--rating-min") == 0 || strcmp(name, "--rating-max") == 0) {
+            float *bound =
+                strcmp(name, "--rating-min") == 0 ? &o->load.rating_min : &o->load.rating_max;
+            if (cli_parse_rating(name, val, bound, err, size) != 0)
+                return -1;
+        } else if (strcmp(val, "error") == 0 || strcmp(val, "last") == 0)
             o->load.dups = strcmp(val, "last") == 0 ? DS_DUP_LAST : DS_DUP_ERROR;
         else {
             ul_set_err(err, size, "--dups: '%s' is not a policy (use 'error' or 'last')", val);
@@ -109,10 +124,25 @@ static float clip(const mf_model *m, float v) {
     return v < m->rating_min ? m->rating_min : v > m->rating_max ? m->rating_max : v;
 }
 
+/* The data's scale: the model's unless given; the hint names the model's. */
+static dataset *score_load(const score_opts *o, const mf_model *m, char *err, size_t size) {
+    char hint[160];
+    ds_load_opts lo = o->load;
+    if (isnan(lo.rating_min))
+        lo.rating_min = m->rating_min;
+    if (isnan(lo.rating_max))
+        lo.rating_max = m->rating_max;
+    snprintf(hint, sizeof(hint),
+             "the model's scale is %g..%g; --rating-min/--rating-max accept ratings beyond it",
+             (double)m->rating_min, (double)m->rating_max);
+    lo.range_hint = hint;
+    return ds_load(o->data, &lo, err, size);
+}
+
 static int score_run(const score_opts *o) {
     char err[UL_ERRSTR_SIZE];
     mf_model *m = mf_load(o->model, err, sizeof(err));
-    dataset *ds = m ? ds_load(o->data, &o->load, err, sizeof(err)) : NULL;
+    dataset *ds = m ? score_load(o, m, err, sizeof(err)) : NULL;
     id_slot *users = ds ? index_ids(m->user_ids, m->n_users) : NULL;
     id_slot *items = users ? index_ids(m->item_ids, m->n_items) : NULL;
     int rc = CLI_EXIT_OK;

@@ -1,10 +1,13 @@
 /* cmd_train.c: `unlearnd train`, the production trainer. Loads a ratings
  * file, trains biased MF on ALL of its ratings (no split: evaluation is
  * `unlearnd eval`'s job), reports each epoch on stderr and saves the model
- * with the dataset's raw ids so that `unlearnd recommend` speaks raw ids. */
+ * with the dataset's raw ids so that `unlearnd recommend` speaks raw ids.
+ * The rating scale is the file's (lowest..highest rating) unless given; the
+ * model file carries it, so score, recommend and import use it. */
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -30,7 +33,10 @@ static void train_help(void) {
            "Train a biased matrix-factorisation model on every rating in PATH and save it.\n"
            "PATH may be MovieLens u.data (tab-separated), ratings.dat ('::'), or CSV with a\n"
            "header naming user, item, rating[, timestamp] columns; the format is detected.\n"
-           "Progress (epoch, train RMSE) goes to stderr. The model keeps the raw ids.\n\n"
+           "Progress (epoch, train RMSE) goes to stderr. The model keeps the raw ids and the\n"
+           "rating scale (predictions are clipped to it): by default the lowest and highest\n"
+           "rating in PATH (half stars give 0.5..5); give --rating-min/--rating-max when the\n"
+           "file does not reach both ends of the scale.\n\n"
            "Options:\n"
            "  --data PATH      ratings file to train on (required)\n"
            "  --out MODEL      where to write the model file (required; written atomically)\n"
@@ -43,7 +49,8 @@ static void train_help(void) {
            "  --threads N      training threads, 0 = all cores; the model does not depend on\n"
            "                   it (default %d)\n"
            "  --dups POLICY    duplicate (user,item) lines: 'error' stops and names both lines,\n"
-           "                   'last' keeps the later rating (default error)\n"
+           "                   'last' keeps the later rating (default error)\n" CLI_SCALE_HELP
+           "                   (default: the lowest / highest rating in PATH)\n"
            "  --help           show this help\n\n"
            "Exit status: 0 success, 1 bad data or I/O failure, 2 bad usage.\n",
            MF_MAX_K, p.k, p.epochs, (double)p.lr_decay, (double)p.lr, (double)p.reg,
@@ -93,13 +100,18 @@ static int opt_value(const char *name, const char *val, train_opts *o, char *err
         o->params.threads = (int)l;
     } else if (strcmp(name, "--dups") == 0)
         return dups_parse(val, &o->load.dups, err, size);
+    else if (strcmp(name, "--rating-min") == 0)
+        return cli_parse_rating(name, val, &o->load.rating_min, err, size);
+    else if (strcmp(name, "--rating-max") == 0)
+        return cli_parse_rating(name, val, &o->load.rating_max, err, size);
     return 0;
 }
 
 /* 0 ok, 1 --help shown, -1 usage error (message in err). */
 static int train_parse(int argc, char **argv, train_opts *o, char *err, size_t size) {
-    static const char *const names[] = {"--data", "--out",  "--k",       "--epochs", "--lr",
-                                        "--reg",  "--seed", "--threads", "--dups",   NULL};
+    static const char *const names[] = {"--data", "--out",        "--k",          "--epochs",
+                                        "--lr",   "--reg",        "--seed",       "--threads",
+                                        "--dups", "--rating-min", "--rating-max", NULL};
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0)
             return 1;
@@ -152,8 +164,15 @@ static int train_run(const train_opts *o) {
     dataset *ds = ds_load(o->data, &o->load, err, sizeof(err));
     if (ds == NULL)
         return cli_fail(CMD, err);
-    fprintf(stderr, "unlearnd train: loaded %s (%s): %zu ratings, %d users, %d items", ds->name,
-            ds->format, ds->n_ratings, (int)ds->n_users, (int)ds->n_items);
+    if (cli_check_scale(o->data, ds->rating_min, ds->rating_max, err, sizeof(err)) != 0) {
+        ds_destroy(ds);
+        return cli_fail(CMD, err);
+    }
+    int detected = isnan(o->load.rating_min) || isnan(o->load.rating_max);
+    fprintf(stderr,
+            "unlearnd train: loaded %s (%s): %zu ratings, %d users, %d items, scale %g..%g%s",
+            ds->name, ds->format, ds->n_ratings, (int)ds->n_users, (int)ds->n_items,
+            (double)ds->rating_min, (double)ds->rating_max, detected ? " (detected)" : "");
     if (ds->n_duplicates > 0)
         fprintf(stderr, ", %zu duplicate lines dropped (kept the last)", ds->n_duplicates);
     fprintf(stderr, " in %.2f s\n", ul_clock_mono_s() - t0);
@@ -175,9 +194,10 @@ static int train_run(const train_opts *o) {
     rc = mf_save(m, o->out, err, sizeof(err));
     if (rc == UL_OK)
         fprintf(stderr,
-                "unlearnd train: saved %s (k=%d, %d users, %d items, train RMSE %.4f) after "
-                "%.1f s\n",
-                o->out, m->k, (int)m->n_users, (int)m->n_items, rmse, ul_clock_mono_s() - t0);
+                "unlearnd train: saved %s (k=%d, %d users, %d items, scale %g..%g, train RMSE "
+                "%.4f) after %.1f s\n",
+                o->out, m->k, (int)m->n_users, (int)m->n_items, (double)m->rating_min,
+                (double)m->rating_max, rmse, ul_clock_mono_s() - t0);
     mf_model_destroy(m);
     return rc == UL_OK ? CLI_EXIT_OK : cli_fail(CMD, err);
 }
@@ -187,6 +207,7 @@ int cmd_train(int argc, char **argv) {
     char err[UL_ERRSTR_SIZE];
     mf_params_init(&o.params);
     ds_load_opts_init(&o.load);
+    o.load.range_hint = CLI_SCALE_HINT;
     int rc = train_parse(argc, argv, &o, err, sizeof(err));
     if (rc == 1) {
         train_help();

@@ -41,8 +41,9 @@ void ul_ratings_free(ul_ratings *rs) {
 }
 
 void ds_load_opts_init(ds_load_opts *opts) {
-    opts->rating_min = 1.0f;
-    opts->rating_max = 5.0f;
+    opts->rating_min = NAN; /* detect */
+    opts->rating_max = NAN;
+    opts->range_hint = NULL;
     opts->dups = DS_DUP_ERROR;
     opts->max_line = 4096;
 }
@@ -291,11 +292,36 @@ static int rating_error(loader *ld, size_t line, int rc, const char *s, const ch
     }
 }
 
+/* "rating 7 outside 1..5", or "below the minimum 1" / "above the maximum 5"
+ * when only one bound is given, then the caller's hint. */
 static int range_error(loader *ld, size_t line, const char *s, const char *e) {
     int len = (int)(e - s) > SHOW ? SHOW : (int)(e - s);
-    ul_set_err(ld->errstr, ld->errstr_size, "%s:%zu: rating %.*s outside %g..%g", ld->path, line,
-               len, s, (double)ld->opts->rating_min, (double)ld->opts->rating_max);
+    double lo = ld->opts->rating_min, hi = ld->opts->rating_max;
+    const char *hint = ld->opts->range_hint;
+    char where[64];
+    if (!isnan(lo) && !isnan(hi))
+        snprintf(where, sizeof(where), "outside %g..%g", lo, hi);
+    else if (!isnan(lo))
+        snprintf(where, sizeof(where), "below the minimum %g", lo);
+    else
+        snprintf(where, sizeof(where), "above the maximum %g", hi);
+    ul_set_err(ld->errstr, ld->errstr_size, "%s:%zu: rating %.*s %s%s%s%s", ld->path, line, len, s,
+               where, hint ? " (" : "", hint ? hint : "", hint ? ")" : "");
     return UL_ERR_RANGE;
+}
+
+/* Bounds left NAN become the lowest / highest rating loaded. */
+static void scale_detect(const ul_rating *r, size_t n, const ds_load_opts *o, float *lo,
+                         float *hi) {
+    float mn = INFINITY, mx = -INFINITY;
+    if (isnan(o->rating_min) || isnan(o->rating_max)) {
+        for (size_t j = 0; j < n; j++) {
+            mn = r[j].value < mn ? r[j].value : mn;
+            mx = r[j].value > mx ? r[j].value : mx;
+        }
+    }
+    *lo = isnan(o->rating_min) ? mn : o->rating_min;
+    *hi = isnan(o->rating_max) ? mx : o->rating_max;
 }
 
 static int ids_push(int64_t **ids, size_t *cap, int32_t idx, int64_t raw) {
@@ -661,9 +687,9 @@ static int opts_check(const char *path, const ds_load_opts *o, char *errstr, siz
         ul_set_err(errstr, errstr_size, "no dataset path given");
         return UL_ERR_ARG;
     }
-    if (!isfinite(o->rating_min) || !isfinite(o->rating_max) || o->rating_min > o->rating_max) {
-        ul_set_err(errstr, errstr_size, "invalid rating scale %g..%g", (double)o->rating_min,
-                   (double)o->rating_max);
+    if (isinf(o->rating_min) || isinf(o->rating_max) || o->rating_min >= o->rating_max) {
+        ul_set_err(errstr, errstr_size, "invalid rating scale %g..%g (min must be below max)",
+                   (double)o->rating_min, (double)o->rating_max);
         return UL_ERR_ARG;
     }
     if (o->dups != DS_DUP_ERROR && o->dups != DS_DUP_LAST) {
@@ -721,8 +747,7 @@ dataset *ds_load(const char *path, const ds_load_opts *opts, char *errstr, size_
     ds->item_ids = ld.item_ids;
     ds->user_index = ld.users;
     ds->item_index = ld.items;
-    ds->rating_min = opts->rating_min;
-    ds->rating_max = opts->rating_max;
+    scale_detect(ds->ratings, ds->n_ratings, opts, &ds->rating_min, &ds->rating_max);
     ds->has_time = ld.col_time >= 0;
     ds->n_duplicates = n_dups;
     name_from_path(path, ds->name, sizeof(ds->name));
@@ -743,6 +768,9 @@ void ds_synth_opts_init(ds_synth_opts *opts) {
     opts->rank = 8;
     opts->noise = 0.5f;
     opts->seed = 1;
+    opts->rating_min = 1.0f;
+    opts->rating_max = 5.0f;
+    opts->rating_step = 1.0f;
 }
 
 static int synth_check(const ds_synth_opts *o, char *errstr, size_t errstr_size) {
@@ -768,6 +796,13 @@ static int synth_check(const ds_synth_opts *o, char *errstr, size_t errstr_size)
     if (!isfinite(o->noise) || o->noise < 0.0f) {
         ul_set_err(errstr, errstr_size, "synthetic: noise %g must be finite and >= 0",
                    (double)o->noise);
+        return UL_ERR_ARG;
+    }
+    if (!isfinite(o->rating_min) || !isfinite(o->rating_max) || o->rating_min >= o->rating_max ||
+        !(o->rating_step > 0.0f) || o->rating_step > o->rating_max - o->rating_min) {
+        ul_set_err(errstr, errstr_size,
+                   "synthetic: scale %g..%g step %g (want min < max, 0 < step <= max - min)",
+                   (double)o->rating_min, (double)o->rating_max, (double)o->rating_step);
         return UL_ERR_ARG;
     }
     return UL_OK;
@@ -802,6 +837,15 @@ static void ratings_shuffle(rng *r, ul_rating *v, size_t n) {
 static void gauss_fill(rng *r, float *v, size_t n, double std) {
     for (size_t j = 0; j < n; j++)
         v[j] = (float)(rng_normal(r) * std);
+}
+
+/* The planted value x (on 1..5) mapped onto the scale, rounded to a step and
+ * clipped. With the defaults (1..5, step 1) this is clip(round(x), 1, 5). */
+static float synth_level(const ds_synth_opts *o, double x) {
+    double lo = o->rating_min, hi = o->rating_max, step = o->rating_step;
+    double y = lo + (x - 1.0) * (hi - lo) / 4.0;
+    y = lo + floor((y - lo) / step + 0.5) * step;
+    return (float)(y < lo ? lo : y > hi ? hi : y);
 }
 
 /* The planted model: mu + b_u + b_i + p_u.q_i with ML-like spreads (mean
@@ -843,10 +887,9 @@ static int synth_fill(const ds_synth_opts *o, ul_rating *out) {
             double x = 3.5 + bu[u] + bi[it] + rng_normal(&r) * o->noise;
             for (int f = 0; f < k; f++)
                 x += (double)pu[f] * qi[f];
-            x = floor(x + 0.5);
             out[w].user = u;
             out[w].item = it;
-            out[w].value = (float)(x < 1.0 ? 1.0 : x > 5.0 ? 5.0 : x);
+            out[w].value = synth_level(o, x);
             w++;
         }
     }
@@ -882,8 +925,8 @@ dataset *ds_synthetic(const ds_synth_opts *opts, char *errstr, size_t errstr_siz
     ds->n_ratings = opts->n_ratings;
     ds->n_users = opts->n_users;
     ds->n_items = opts->n_items;
-    ds->rating_min = 1.0f;
-    ds->rating_max = 5.0f;
+    ds->rating_min = opts->rating_min;
+    ds->rating_max = opts->rating_max;
     snprintf(ds->format, sizeof(ds->format), "synthetic");
     snprintf(ds->name, sizeof(ds->name), "synthetic");
     return ds;

@@ -50,8 +50,16 @@ typedef enum ds_dup_policy {
     DS_DUP_LAST = 1,  /* keep the last rating of the pair (a re-rating) */
 } ds_dup_policy;
 
+/* The rating scale: each bound is either given (a rating beyond it is an
+ * error naming the line) or NAN, "detect": the lowest / highest rating in the
+ * file (half-star data gives 0.5..5). dataset.rating_min/max hold the result;
+ * a file whose ratings are all equal detects an empty scale (min == max),
+ * which the caller must refuse or replace. `range_hint`, when set, ends the
+ * out-of-scale message and tells the user what changes the scale, e.g.
+ * "--rating-min/--rating-max set the scale" (borrowed, may be NULL). */
 typedef struct ds_load_opts {
-    float rating_min, rating_max; /* accepted scale, default 1..5 */
+    float rating_min, rating_max; /* accepted scale; default NAN..NAN = detect */
+    const char *range_hint;       /* appended to out-of-scale errors; default NULL */
     ds_dup_policy dups;           /* default DS_DUP_ERROR */
     size_t max_line;              /* longest accepted line in bytes, default 4096 */
 } ds_load_opts;
@@ -62,7 +70,8 @@ void ds_load_opts_init(ds_load_opts *opts);
  * separated user item rating time), ratings.dat (`::`), or CSV with a header
  * naming user/item/rating columns (`user,item,rating[,timestamp]`,
  * `userId,movieId,rating,timestamp`). Errors name the file and line:
- * "ratings.csv:1042: rating 7 outside 1..5". Returns NULL on error. */
+ * "ratings.csv:1042: rating 7 outside 1..5" (then opts->range_hint). Returns
+ * NULL on error. */
 dataset *ds_load(const char *path, const ds_load_opts *opts, char *errstr, size_t errstr_size);
 
 typedef struct ds_synth_opts {
@@ -71,12 +80,18 @@ typedef struct ds_synth_opts {
     int rank;         /* rank of the planted model */
     float noise;      /* std of the Gaussian noise before rounding */
     uint64_t seed;
+    /* The scale: the planted 1..5 value is mapped linearly onto
+     * rating_min..rating_max, rounded to a multiple of rating_step above
+     * rating_min and clipped. Defaults 1, 5, 1 (whole stars); 0.5, 5, 0.5
+     * gives half stars. */
+    float rating_min, rating_max, rating_step;
 } ds_synth_opts;
 
 void ds_synth_opts_init(ds_synth_opts *opts);
 
 /* A seeded synthetic dataset: ratings = round(clip(mu + b_u + b_i + p_u.q_i +
- * noise)) on the 1..5 scale, raw ids 1..n, times increasing. */
+ * noise)) on the 1..5 scale (or its image on opts' scale), raw ids 1..n,
+ * times increasing. */
 dataset *ds_synthetic(const ds_synth_opts *opts, char *errstr, size_t errstr_size);
 
 void ds_destroy(dataset *ds);

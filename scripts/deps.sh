@@ -10,6 +10,8 @@ PACKAGES=(
   libcmocka-dev                          # unit tests
   redis-server                           # local Redis for the embedded default and tests
   libmicrohttpd-dev                      # /metrics, /livez, /readyz
+  libcurl4-openssl-dev libjansson-dev    # the Schema Registry client (HTTP, JSON)
+  python3                                # tests/registry_standin.py, a local registry stand-in
   gnuplot-nox                            # figures in docs/results
   clang-format                           # format check in the test command
   python3-yaml                           # tests/integration/test_deploy_files.sh parses deploy/

@@ -12,7 +12,13 @@
  * fails at start instead of producing bytes other readers cannot decode.
  *
  * Validation (ids, scale, list sizes, window order) runs in both directions:
- * we never write a record we would reject on reading. */
+ * we never write a record we would reject on reading.
+ *
+ * Other writer schemas: a record whose id is not our configured one is
+ * transcoded into our encoding by its resolution (schema_cache.h, resolve.h)
+ * and then read by the same hand-written code, so every path validates
+ * alike. A writer schema equal to ours (our schema registered under another
+ * id) is read in place, without transcoding. */
 #include "codec.h"
 
 #include <inttypes.h>
@@ -25,6 +31,9 @@
 
 #include <avro.h>
 
+#include "avro_bin.h"
+#include "registry.h"
+#include "schema_cache.h"
 #include "ul_err.h"
 
 /* schemas_embed.c, generated at build time from schemas/NAME.avsc. */
@@ -33,8 +42,34 @@ extern const char *const codec_schema_table[][2];
 #define CODEC_MAX_DIM 65536 /* longest factor vector accepted */
 
 struct codec {
-    codec_opts opts;
+    codec_opts opts; /* the borrowed strings cleared */
+    schema_cache *cache;
 };
+
+/* The four record types, in one table: the reader number of schema_cache,
+ * the embedded schema, the name used in messages. */
+enum { READ_RATING = 0, READ_FORGET, READ_FACTOR, READ_RECEIPT };
+static const struct {
+    const char *schema, *what;
+} readers[SCHEMA_CACHE_READERS] = {
+    {"rating", "rating"},
+    {"forget_request", "forget request"},
+    {"factor", "factor"},
+    {"forget_receipt", "receipt"},
+};
+
+static int32_t own_id(const codec_opts *o, int reader_no) {
+    switch (reader_no) {
+    case READ_RATING:
+        return o->schema_id_rating;
+    case READ_FORGET:
+        return o->schema_id_forget;
+    case READ_FACTOR:
+        return o->schema_id_factor;
+    default:
+        return o->schema_id_receipt;
+    }
+}
 
 static const char *const reason_names[CODEC_N_REASONS] = {
     "MISTAKE", "SOMEONE_ELSE", "FAULTY_ACQUISITION", "LOST_INTEREST", "ERASURE"};
@@ -55,6 +90,10 @@ const char *codec_err_name(int code) {
         return "invalid";
     case CODEC_ERR_NOMEM:
         return "no-memory";
+    case CODEC_ERR_UNRESOLVED:
+        return "unresolved-schema";
+    case CODEC_ERR_REGISTRY:
+        return "registry-unavailable";
     default:
         return "unknown-error";
     }
@@ -109,6 +148,8 @@ void codec_opts_init(codec_opts *opts) {
     opts->rating_min = 1.0f;
     opts->rating_max = 5.0f;
     opts->max_forget_items = 10000;
+    opts->registry_timeout_ms = 5000;
+    opts->registry_retry_ms = 5000;
 }
 
 const char *codec_schema_text(const char *name) {
@@ -186,6 +227,36 @@ done:
     return rc;
 }
 
+static registry_opts registry_opts_of(const codec_opts *o) {
+    registry_opts ro = {o->registry_url, o->registry_user, o->registry_password,
+                        o->registry_timeout_ms};
+    return ro;
+}
+
+/* The writer schemas: ours at their ids (an id shared by two record types
+ * stays the first's: each type's own id is read by its fast path anyway),
+ * then the writer files (which must not reuse our ids), and the registry. */
+static schema_cache *cache_new(const codec_opts *o, char *errstr, size_t errstr_size) {
+    char origin[64], why[UL_ERRSTR_SIZE];
+    schema_cache_opts so = {registry_opts_of(o), o->registry_retry_ms};
+    schema_cache *sc = schema_cache_new(&so, errstr, errstr_size);
+    for (int r = 0; sc && r < SCHEMA_CACHE_READERS; r++) {
+        snprintf(origin, sizeof(origin), "our schemas/%s.avsc", readers[r].schema);
+        int rc = schema_cache_add(sc, own_id(o, r), codec_schema_text(readers[r].schema), origin,
+                                  why, sizeof(why));
+        if (rc != UL_OK && rc != UL_ERR_STATE) {
+            ul_set_err(errstr, errstr_size, "%s", why);
+            schema_cache_destroy(sc);
+            return NULL;
+        }
+    }
+    if (sc && schema_cache_add_files(sc, o->schema_writers, errstr, errstr_size) != UL_OK) {
+        schema_cache_destroy(sc);
+        return NULL;
+    }
+    return sc;
+}
+
 codec *codec_new(const codec_opts *opts, char *errstr, size_t errstr_size) {
     codec_opts defaults;
     if (opts == NULL) {
@@ -213,66 +284,50 @@ codec *codec_new(const codec_opts *opts, char *errstr, size_t errstr_size) {
         return NULL;
     }
     c->opts = *opts;
+    c->opts.schema_writers = c->opts.registry_url = NULL;
+    c->opts.registry_user = c->opts.registry_password = NULL;
+    if ((c->cache = cache_new(opts, errstr, errstr_size)) == NULL) {
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
 void codec_destroy(codec *c) {
+    if (c == NULL)
+        return;
+    schema_cache_destroy(c->cache);
     free(c);
 }
 
+int codec_register_outputs(codec_opts *opts, const char *factors_topic, const char *receipts_topic,
+                           char *errstr, size_t errstr_size) {
+    if (opts->registry_url == NULL || *opts->registry_url == '\0') {
+        ul_set_err(errstr, errstr_size, "registering the output schemas needs schema.registry.url");
+        return UL_ERR_ARG;
+    }
+    registry_opts ro = registry_opts_of(opts);
+    registry *reg = registry_new(&ro, errstr, errstr_size);
+    if (reg == NULL)
+        return UL_ERR_ARG;
+    char subject[300];
+    int32_t factor_id = 0, receipt_id = 0;
+    snprintf(subject, sizeof(subject), "%s-value", factors_topic);
+    int rc = registry_register(reg, subject, codec_schema_text("factor"), &factor_id, errstr,
+                               errstr_size);
+    snprintf(subject, sizeof(subject), "%s-value", receipts_topic);
+    if (rc == UL_OK)
+        rc = registry_register(reg, subject, codec_schema_text("forget_receipt"), &receipt_id,
+                               errstr, errstr_size);
+    registry_destroy(reg);
+    if (rc == UL_OK) {
+        opts->schema_id_factor = factor_id;
+        opts->schema_id_receipt = receipt_id;
+    }
+    return rc;
+}
+
 /* ---- Writer ------------------------------------------------------------ */
-
-typedef struct writer {
-    codec_buf *b;
-    int failed;
-} writer;
-
-static int w_reserve(writer *w, size_t extra) {
-    codec_buf *b = w->b;
-    if (w->failed)
-        return -1;
-    if (b->len + extra <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra)
-        cap *= 2;
-    uint8_t *data = realloc(b->data, cap);
-    if (data == NULL) {
-        w->failed = 1;
-        return -1;
-    }
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
-
-static void w_bytes(writer *w, const void *p, size_t n) {
-    if (w_reserve(w, n) == 0) {
-        memcpy(w->b->data + w->b->len, p, n);
-        w->b->len += n;
-    }
-}
-
-static void w_long(writer *w, int64_t v) {
-    if (w_reserve(w, 10) != 0)
-        return;
-    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    uint8_t *p = w->b->data + w->b->len;
-    size_t n = 0;
-    while (u >= 0x80) {
-        p[n++] = (uint8_t)(u | 0x80);
-        u >>= 7;
-    }
-    p[n++] = (uint8_t)u;
-    w->b->len += n;
-}
-
-static void w_float(writer *w, float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint8_t le[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
-    w_bytes(w, le, 4);
-}
 
 static void w_string(writer *w, const char *s) {
     size_t n = strlen(s);
@@ -298,41 +353,6 @@ static int w_finish(writer *w, char *errstr, size_t errstr_size) {
 
 /* ---- Reader ------------------------------------------------------------ */
 
-typedef struct reader {
-    const uint8_t *p, *end;
-} reader;
-
-static inline int r_long(reader *r, int64_t *v) {
-    uint64_t u = 0;
-    for (int shift = 0; shift < 70 && r->p < r->end; shift += 7) {
-        uint8_t b = *r->p++;
-        u |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-            return 0;
-        }
-    }
-    return -1;
-}
-
-static inline int r_int(reader *r, int32_t *v) {
-    int64_t l;
-    if (r_long(r, &l) != 0 || l < INT32_MIN || l > INT32_MAX)
-        return -1;
-    *v = (int32_t)l;
-    return 0;
-}
-
-static inline int r_float(reader *r, float *f) {
-    if (r->end - r->p < 4)
-        return -1;
-    uint32_t u = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 |
-                 (uint32_t)r->p[3] << 24;
-    memcpy(f, &u, 4);
-    r->p += 4;
-    return 0;
-}
-
 /* A string into a fixed buffer; a string too long for it is consumed and
  * reported through *too_long (a validation error, not an Avro one). */
 static int r_string(reader *r, char *buf, size_t size, size_t *len, int *too_long) {
@@ -348,22 +368,9 @@ static int r_string(reader *r, char *buf, size_t size, size_t *len, int *too_lon
     return 0;
 }
 
-/* Start of an array block: item count (negative = followed by byte size). */
-static int r_block(reader *r, int64_t *count) {
-    if (r_long(r, count) != 0)
-        return -1;
-    if (*count < 0) {
-        int64_t bytes;
-        if (*count == INT64_MIN || r_long(r, &bytes) != 0 || bytes < 0)
-            return -1;
-        *count = -*count;
-    }
-    return 0;
-}
-
-/* Check the Confluent frame and position the reader after it. */
-static int r_frame(reader *r, const void *buf, size_t len, int32_t want_id, const char *what,
-                   char *errstr, size_t errstr_size) {
+/* Check the Confluent frame; the schema id into *id. */
+static int r_frame(const void *buf, size_t len, uint32_t *id, const char *what, char *errstr,
+                   size_t errstr_size) {
     const uint8_t *p = buf;
     if (buf == NULL || len < CODEC_HEADER_SIZE) {
         ul_set_err(errstr, errstr_size, "%s: %zu bytes, shorter than the 5-byte Confluent header",
@@ -375,15 +382,59 @@ static int r_frame(reader *r, const void *buf, size_t len, int32_t want_id, cons
                    what, p[0]);
         return CODEC_ERR_BAD_MAGIC;
     }
-    uint32_t id = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
-    if (id != (uint32_t)want_id) {
-        ul_set_err(errstr, errstr_size, "%s: schema id %" PRIu32 " is not the configured %" PRId32,
-                   what, id, want_id);
-        return CODEC_ERR_UNKNOWN_SCHEMA;
-    }
-    r->p = p + CODEC_HEADER_SIZE;
-    r->end = p + len;
+    *id = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
     return CODEC_OK;
+}
+
+/* A body of another writer schema: resolved, then read in place (same
+ * schema) or from its transcoding into `tmp` (the caller frees tmp). */
+static int r_resolved(const codec *c, int reader_no, uint32_t id, const uint8_t *body, size_t len,
+                      reader *r, codec_buf *tmp, char *errstr, size_t errstr_size) {
+    char why[UL_ERRSTR_SIZE];
+    const char *what = readers[reader_no].what;
+    resolve *res = NULL;
+    int rc = id > INT32_MAX ? CODEC_ERR_UNKNOWN_SCHEMA
+                            : schema_cache_resolve(c->cache, (int32_t)id, reader_no,
+                                                   codec_schema_text(readers[reader_no].schema),
+                                                   &res, why, sizeof(why));
+    if (rc == CODEC_ERR_UNKNOWN_SCHEMA)
+        ul_set_err(errstr, errstr_size,
+                   "%s: schema id %" PRIu32 " is not the configured %" PRId32 ": %s", what, id,
+                   own_id(&c->opts, reader_no), id > INT32_MAX ? "ids are below 2^31" : why);
+    else if (rc != CODEC_OK)
+        ul_set_err(errstr, errstr_size, "%s: %s", what, why);
+    else if (!resolve_is_identity(res) &&
+             (rc = resolve_transcode(res, body, len, tmp, why, sizeof(why))) != UL_OK) {
+        ul_set_err(errstr, errstr_size, "%s: schema id %" PRIu32 ": %s", what, id, why);
+        return rc == UL_ERR_NOMEM ? CODEC_ERR_NOMEM : CODEC_ERR_AVRO;
+    }
+    if (rc != CODEC_OK)
+        return rc;
+    r->p = resolve_is_identity(res) ? body : tmp->data;
+    r->end = r->p + (resolve_is_identity(res) ? len : tmp->len);
+    return CODEC_OK;
+}
+
+/* Check the frame and position r at a body in our schema of `reader_no`:
+ * the record's own bytes for our id (the fast path), else its resolution. */
+static inline int r_open(const codec *c, int reader_no, const void *buf, size_t len, reader *r,
+                         codec_buf *tmp, char *errstr, size_t errstr_size) {
+    uint32_t id;
+    int rc = r_frame(buf, len, &id, readers[reader_no].what, errstr, errstr_size);
+    if (rc)
+        return rc;
+    const uint8_t *body = (const uint8_t *)buf + CODEC_HEADER_SIZE;
+    if (id == (uint32_t)own_id(&c->opts, reader_no)) {
+        r->p = body;
+        r->end = body + (len - CODEC_HEADER_SIZE);
+        return CODEC_OK;
+    }
+    return r_resolved(c, reader_no, id, body, len - CODEC_HEADER_SIZE, r, tmp, errstr, errstr_size);
+}
+
+static inline void tmp_free(codec_buf *tmp) {
+    if (tmp->data)
+        codec_buf_free(tmp);
 }
 
 static int avro_fail(const char *what, const char *field, char *errstr, size_t errstr_size) {
@@ -422,7 +473,8 @@ static int invalid(char *errstr, size_t errstr_size, const char *fmt, ...) {
     return CODEC_ERR_INVALID;
 }
 
-static int check_rating(const codec *c, const codec_rating *r, char *errstr, size_t errstr_size) {
+static inline int check_rating(const codec *c, const codec_rating *r, char *errstr,
+                               size_t errstr_size) {
     if (r->user_id < 0)
         return invalid(errstr, errstr_size, "rating: negative user_id %" PRId64, r->user_id);
     if (r->item_id < 0)
@@ -534,22 +586,42 @@ int codec_encode_rating(const codec *c, const codec_rating *r, codec_buf *out, c
     return w_finish(&w, errstr, errstr_size);
 }
 
+static inline int r_rating_body(const codec *c, reader *rd, codec_rating *r, char *errstr,
+                                size_t errstr_size) {
+    if (r_long(rd, &r->user_id))
+        return avro_fail("rating", "user_id", errstr, errstr_size);
+    if (r_long(rd, &r->item_id))
+        return avro_fail("rating", "item_id", errstr, errstr_size);
+    if (r_float(rd, &r->rating))
+        return avro_fail("rating", "rating", errstr, errstr_size);
+    if (r_long(rd, &r->event_time))
+        return avro_fail("rating", "event_time", errstr, errstr_size);
+    int rc = r_done(rd, "rating", errstr, errstr_size);
+    return rc ? rc : check_rating(c, r, errstr, errstr_size);
+}
+
+/* A rating of another writer schema (out of line: the hot path is ours). */
+static int decode_rating_resolved(const codec *c, const void *buf, size_t len, codec_rating *r,
+                                  char *errstr, size_t errstr_size) {
+    reader rd;
+    codec_buf tmp = {0};
+    int rc = r_open(c, READ_RATING, buf, len, &rd, &tmp, errstr, errstr_size);
+    if (rc == CODEC_OK)
+        rc = r_rating_body(c, &rd, r, errstr, errstr_size);
+    tmp_free(&tmp);
+    return rc;
+}
+
 int codec_decode_rating(const codec *c, const void *buf, size_t len, codec_rating *r, char *errstr,
                         size_t errstr_size) {
-    reader rd;
-    int rc = r_frame(&rd, buf, len, c->opts.schema_id_rating, "rating", errstr, errstr_size);
-    if (rc)
-        return rc;
-    if (r_long(&rd, &r->user_id))
-        return avro_fail("rating", "user_id", errstr, errstr_size);
-    if (r_long(&rd, &r->item_id))
-        return avro_fail("rating", "item_id", errstr, errstr_size);
-    if (r_float(&rd, &r->rating))
-        return avro_fail("rating", "rating", errstr, errstr_size);
-    if (r_long(&rd, &r->event_time))
-        return avro_fail("rating", "event_time", errstr, errstr_size);
-    rc = r_done(&rd, "rating", errstr, errstr_size);
-    return rc ? rc : check_rating(c, r, errstr, errstr_size);
+    const uint8_t *p = buf;
+    if (p && len >= CODEC_HEADER_SIZE && p[0] == 0 &&
+        ((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4]) ==
+            (uint32_t)c->opts.schema_id_rating) {
+        reader rd = {p + CODEC_HEADER_SIZE, p + len};
+        return r_rating_body(c, &rd, r, errstr, errstr_size);
+    }
+    return decode_rating_resolved(c, buf, len, r, errstr, errstr_size);
 }
 
 int codec_encode_forget(const codec *c, const codec_forget *fr, codec_buf *out, char *errstr,
@@ -657,13 +729,14 @@ static int r_forget_body(const codec *c, reader *rd, codec_forget *fr, char *err
 int codec_decode_forget(const codec *c, const void *buf, size_t len, codec_forget *fr, char *errstr,
                         size_t errstr_size) {
     reader rd;
+    codec_buf tmp = {0};
     memset(fr, 0, sizeof(*fr));
-    int rc =
-        r_frame(&rd, buf, len, c->opts.schema_id_forget, "forget request", errstr, errstr_size);
+    int rc = r_open(c, READ_FORGET, buf, len, &rd, &tmp, errstr, errstr_size);
     if (rc == CODEC_OK)
         rc = r_forget_body(c, &rd, fr, errstr, errstr_size);
     if (rc != CODEC_OK)
         codec_forget_clear(fr);
+    tmp_free(&tmp);
     return rc;
 }
 
@@ -705,28 +778,35 @@ static int r_factor_vector(reader *rd, codec_factor *f, char *errstr, size_t err
     }
 }
 
+static int r_factor_body(reader *rd, codec_factor *f, char *errstr, size_t errstr_size) {
+    int32_t kind;
+    int rc = CODEC_OK;
+    if (r_long(rd, &f->model_version))
+        rc = avro_fail("factor", "model_version", errstr, errstr_size);
+    else if (r_int(rd, &kind) || kind < 0 || kind > 1)
+        rc = avro_fail("factor", "kind", errstr, errstr_size);
+    else if (f->kind = (codec_kind)kind, r_long(rd, &f->id))
+        rc = avro_fail("factor", "id", errstr, errstr_size);
+    else if ((rc = r_factor_vector(rd, f, errstr, errstr_size)) != CODEC_OK)
+        ;
+    else if (r_float(rd, &f->bias))
+        rc = avro_fail("factor", "bias", errstr, errstr_size);
+    else if ((rc = r_done(rd, "factor", errstr, errstr_size)) == CODEC_OK)
+        rc = check_factor(f, errstr, errstr_size);
+    return rc;
+}
+
 int codec_decode_factor(const codec *c, const void *buf, size_t len, codec_factor *f, char *errstr,
                         size_t errstr_size) {
     reader rd;
-    int32_t kind;
+    codec_buf tmp = {0};
     memset(f, 0, sizeof(*f));
-    int rc = r_frame(&rd, buf, len, c->opts.schema_id_factor, "factor", errstr, errstr_size);
-    if (rc)
-        return rc;
-    if (r_long(&rd, &f->model_version))
-        rc = avro_fail("factor", "model_version", errstr, errstr_size);
-    else if (r_int(&rd, &kind) || kind < 0 || kind > 1)
-        rc = avro_fail("factor", "kind", errstr, errstr_size);
-    else if (f->kind = (codec_kind)kind, r_long(&rd, &f->id))
-        rc = avro_fail("factor", "id", errstr, errstr_size);
-    else if ((rc = r_factor_vector(&rd, f, errstr, errstr_size)) != CODEC_OK)
-        ;
-    else if (r_float(&rd, &f->bias))
-        rc = avro_fail("factor", "bias", errstr, errstr_size);
-    else if ((rc = r_done(&rd, "factor", errstr, errstr_size)) == CODEC_OK)
-        rc = check_factor(f, errstr, errstr_size);
+    int rc = r_open(c, READ_FACTOR, buf, len, &rd, &tmp, errstr, errstr_size);
+    if (rc == CODEC_OK)
+        rc = r_factor_body(&rd, f, errstr, errstr_size);
     if (rc != CODEC_OK)
         codec_factor_clear(f);
+    tmp_free(&tmp);
     return rc;
 }
 
@@ -746,26 +826,31 @@ int codec_encode_receipt(const codec *c, const codec_receipt *rc, codec_buf *out
     return w_finish(&w, errstr, errstr_size);
 }
 
+static int r_receipt_body(reader *rd, codec_receipt *rc, char *errstr, size_t errstr_size) {
+    size_t id_len;
+    int too_long;
+    if (r_string(rd, rc->request_id, sizeof(rc->request_id), &id_len, &too_long))
+        return avro_fail("receipt", "request_id", errstr, errstr_size);
+    int err = check_request_id("receipt", rc->request_id, id_len, too_long, errstr, errstr_size);
+    if (err)
+        return err;
+    if (r_long(rd, &rc->user_id) || r_int(rd, &rc->forgotten) || r_long(rd, &rc->model_version) ||
+        r_long(rd, &rc->received_at) || r_long(rd, &rc->completed_at))
+        return avro_fail("receipt", "user_id..completed_at", errstr, errstr_size);
+    err = r_done(rd, "receipt", errstr, errstr_size);
+    return err ? err : check_receipt(rc, errstr, errstr_size);
+}
+
 int codec_decode_receipt(const codec *c, const void *buf, size_t len, codec_receipt *rc,
                          char *errstr, size_t errstr_size) {
     reader rd;
-    size_t id_len;
-    int too_long;
+    codec_buf tmp = {0};
     memset(rc, 0, sizeof(*rc));
-    int err = r_frame(&rd, buf, len, c->opts.schema_id_receipt, "receipt", errstr, errstr_size);
-    if (err)
-        return err;
-    if (r_string(&rd, rc->request_id, sizeof(rc->request_id), &id_len, &too_long))
-        return avro_fail("receipt", "request_id", errstr, errstr_size);
-    err = check_request_id("receipt", rc->request_id, id_len, too_long, errstr, errstr_size);
-    if (err)
-        return err;
-    if (r_long(&rd, &rc->user_id) || r_int(&rd, &rc->forgotten) ||
-        r_long(&rd, &rc->model_version) || r_long(&rd, &rc->received_at) ||
-        r_long(&rd, &rc->completed_at))
-        return avro_fail("receipt", "user_id..completed_at", errstr, errstr_size);
-    err = r_done(&rd, "receipt", errstr, errstr_size);
-    return err ? err : check_receipt(rc, errstr, errstr_size);
+    int err = r_open(c, READ_RECEIPT, buf, len, &rd, &tmp, errstr, errstr_size);
+    if (err == CODEC_OK)
+        err = r_receipt_body(&rd, rc, errstr, errstr_size);
+    tmp_free(&tmp);
+    return err;
 }
 
 /* ---- Keys and partitioning --------------------------------------------- */

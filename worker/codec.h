@@ -1,6 +1,17 @@
 /* codec.h: the records on our topics (schemas/NAME.avsc) in Confluent wire
  * format: magic byte 0, 4-byte big-endian schema id, then the Avro binary
- * encoding of the record. Schema ids come from config (no registry needed).
+ * encoding of the record. Our own schemas' ids come from config; records we
+ * write carry them.
+ *
+ * Reading, a record's id selects its writer schema. The configured id of
+ * the record type is ours and is read by the hand-written decoder (the
+ * fast path). Any other id is looked up: in the files of `schema_writers`,
+ * then in a Confluent Schema Registry when `registry_url` is set (fetched
+ * once per id, cached; schema_cache.h). Its schema is then read into ours
+ * with Avro's resolution rules (resolve.h: added, removed and reordered
+ * fields, defaults, promotions) and decoded and validated like our own.
+ * Records whose schema cannot be found, read or fetched get the codes
+ * unknown-schema, unresolved-schema and registry-unavailable.
  *
  * Decoding checks the frame, then the Avro encoding, then the meaning (ids
  * non-negative, rating finite and on the configured scale, item list not
@@ -28,10 +39,13 @@ typedef enum codec_err {
     CODEC_ERR_AVRO = -104,           /* body does not decode against the schema */
     CODEC_ERR_INVALID = -105,        /* decodes, but a value is not acceptable */
     CODEC_ERR_NOMEM = -106,          /* allocation failed while decoding */
+    CODEC_ERR_UNRESOLVED = -107,     /* the writer schema cannot be read as ours (incompatible) */
+    CODEC_ERR_REGISTRY = -108,       /* the schema registry could not be asked (retry later) */
 } codec_err;
 
 /* Stable short names for dead-letter headers and counters: "too-short",
- * "bad-magic", "unknown-schema", "avro-decode", "invalid", "no-memory". */
+ * "bad-magic", "unknown-schema", "avro-decode", "invalid", "no-memory",
+ * "unresolved-schema", "registry-unavailable". */
 const char *codec_err_name(int code);
 
 #define CODEC_HEADER_SIZE 5
@@ -98,23 +112,42 @@ typedef struct codec_receipt {
     int64_t completed_at; /* ms */
 } codec_receipt;
 
-/* Schema ids and validation limits (from config). */
+/* Schema ids, validation limits and writer-schema sources (from config).
+ * The strings are borrowed for the codec_new() call only. */
 typedef struct codec_opts {
     int32_t schema_id_rating, schema_id_forget, schema_id_factor, schema_id_receipt;
-    float rating_min, rating_max; /* accepted rating scale, inclusive */
-    size_t max_forget_items;      /* longest item list accepted */
+    float rating_min, rating_max;  /* accepted rating scale, inclusive */
+    size_t max_forget_items;       /* longest item list accepted */
+    const char *schema_writers;    /* "ID=PATH.avsc,..." writer schemas (schema.writers) */
+    const char *registry_url;      /* schema.registry.url; NULL/"" = no registry */
+    const char *registry_user;     /* schema.registry.user (basic auth); NULL/"" = none */
+    const char *registry_password; /* schema.registry.password */
+    long registry_timeout_ms;      /* per request (schema.registry.timeout.ms); <= 0 = 5000 */
+    long registry_retry_ms;        /* a failed lookup is repeated no sooner; <= 0 = 5000 */
 } codec_opts;
 
 /* Defaults: ids 1..4 (rating, forget, factor, receipt), scale 1..5, 10000
- * items. */
+ * items, no writer files, no registry. */
 void codec_opts_init(codec_opts *opts);
 
 typedef struct codec codec;
 
-/* Parses and checks the embedded schemas. NULL with errstr on error. A codec
- * is immutable after creation: share it between threads freely. */
+/* Parses and checks the embedded schemas, reads the writer files and sets up
+ * (without contacting it) the registry client. NULL with errstr on error.
+ * Share a codec between threads freely: what it learns about schema ids is
+ * guarded inside. */
 codec *codec_new(const codec_opts *opts, char *errstr, size_t errstr_size);
 void codec_destroy(codec *c);
+
+/* Register our output schemas with the registry of opts (registry_url):
+ * POST /subjects/<factors_topic>-value/versions with schemas/factor.avsc
+ * and /subjects/<receipts_topic>-value/versions with forget_receipt.avsc,
+ * and set opts->schema_id_factor / schema_id_receipt to the ids the
+ * registry answers (the existing ones when already registered). Call it
+ * before codec_new(). UL_ERR_ARG without a registry URL; else 0 or the
+ * registry's error (registry.h) with a message. */
+int codec_register_outputs(codec_opts *opts, const char *factors_topic, const char *receipts_topic,
+                           char *errstr, size_t errstr_size);
 
 /* A growable output buffer. Encoders reset `len` and write from the start;
  * the buffer is reused across calls. Free with codec_buf_free(). */
@@ -140,7 +173,9 @@ int codec_encode_receipt(const codec *c, const codec_receipt *rc, codec_buf *out
 /* Decoders: 0 or a codec_err with a message naming the problem ("rating NaN",
  * "item list has 20001 items, more than forget.max.items=10000"). Trailing
  * bytes after the record are an Avro error. On error the output holds nothing
- * that needs freeing. The rating decoder allocates nothing (hot path). */
+ * that needs freeing. The rating decoder allocates nothing on the fast path
+ * (our own schema id); a record of another writer schema is resolved (one
+ * registry request the first time an id is seen, then from the cache). */
 int codec_decode_rating(const codec *c, const void *buf, size_t len, codec_rating *r, char *errstr,
                         size_t errstr_size);
 int codec_decode_forget(const codec *c, const void *buf, size_t len, codec_forget *fr, char *errstr,

@@ -70,6 +70,21 @@ static const opt_def options[] = {
      "Confluent schema id of factor rows"},
     {"schema.id.forget_receipt", OPT_INT, "4", 0, I32MAX, NULL, F(schema_id_receipt),
      "Confluent schema id of forget receipts"},
+    {"schema.writers", OPT_STR, "", 0, 0, NULL, F(schema_writers),
+     "other writer schemas by id, ID=PATH.avsc,...: records with those ids are read into ours "
+     "by Avro's resolution rules"},
+    {"schema.registry.url", OPT_STR, "", 0, 0, NULL, F(schema_registry_url),
+     "Confluent Schema Registry URL(s), comma-separated: a record's unknown schema id is fetched "
+     "once (GET /schemas/ids/ID) and resolved into ours; empty = none"},
+    {"schema.registry.user", OPT_STR, "", 0, 0, NULL, F(schema_registry_user),
+     "Schema Registry basic-auth user; empty = no auth"},
+    {"schema.registry.password", OPT_STR, "", 0, 0, NULL, F(schema_registry_password),
+     "Schema Registry basic-auth password"},
+    {"schema.registry.timeout.ms", OPT_INT, "5000", 100, 600000, NULL,
+     F(schema_registry_timeout_ms), "Schema Registry request timeout"},
+    {"schema.registry.register", OPT_INT, "0", 0, 1, NULL, F(schema_registry_register),
+     "1 = at start, register the output schemas under <topic>-value and write with the ids "
+     "the registry gives"},
     {"redis.host", OPT_STR, "", 0, 0, NULL, F(redis_host),
      "Redis host; empty = start a local redis-server on a free port (random password)"},
     {"redis.port", OPT_INT, "6379", 1, 65535, NULL, F(redis_port), "Redis port"},

@@ -49,6 +49,13 @@ typedef struct ul_config {
     long schema_id_forget;   /* schema.id.forget_request */
     long schema_id_factor;   /* schema.id.factor */
     long schema_id_receipt;  /* schema.id.forget_receipt */
+    /* Writer schemas (worker/schema_cache.h) */
+    char *schema_writers;            /* schema.writers: ID=PATH.avsc,... */
+    char *schema_registry_url;       /* schema.registry.url; "" = no registry */
+    char *schema_registry_user;      /* schema.registry.user (basic auth) */
+    char *schema_registry_password;  /* schema.registry.password (secret) */
+    long schema_registry_timeout_ms; /* schema.registry.timeout.ms */
+    long schema_registry_register;   /* schema.registry.register: 1 = register outputs */
     /* Redis (the store) */
     char *redis_host;        /* redis.host; "" = start a local redis-server */
     long redis_port;         /* redis.port */

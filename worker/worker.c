@@ -464,7 +464,11 @@ const char *worker_input_label(int input) {
     return input >= 0 && input < SHARD_N_INPUTS ? inputs[input].label : NULL;
 }
 
-codec *worker_codec_new(const ul_config *cfg, char *errstr, size_t errstr_size) {
+/* The codec of cfg; with register_outputs (the worker, not the tools) and
+ * schema.registry.register=1, our output schemas are registered first and
+ * written with the registry's ids. */
+static codec *codec_from_config(const ul_config *cfg, int register_outputs, char *errstr,
+                                size_t errstr_size) {
     codec_opts o;
     codec_opts_init(&o);
     o.schema_id_rating = (int32_t)cfg->schema_id_rating;
@@ -474,7 +478,20 @@ codec *worker_codec_new(const ul_config *cfg, char *errstr, size_t errstr_size) 
     o.rating_min = (float)cfg->rating_min;
     o.rating_max = (float)cfg->rating_max;
     o.max_forget_items = (size_t)cfg->forget_max_items;
+    o.schema_writers = cfg->schema_writers;
+    o.registry_url = cfg->schema_registry_url;
+    o.registry_user = cfg->schema_registry_user;
+    o.registry_password = cfg->schema_registry_password;
+    o.registry_timeout_ms = cfg->schema_registry_timeout_ms;
+    if (register_outputs && cfg->schema_registry_register &&
+        codec_register_outputs(&o, cfg->topic_factors, cfg->topic_receipts, errstr, errstr_size) !=
+            UL_OK)
+        return NULL;
     return codec_new(&o, errstr, errstr_size);
+}
+
+codec *worker_codec_new(const ul_config *cfg, char *errstr, size_t errstr_size) {
+    return codec_from_config(cfg, 0, errstr, errstr_size);
 }
 
 void worker_store_opts(const ul_config *cfg, store_opts *so) {
@@ -648,7 +665,7 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
     w->start_offset = start_offset(cfg);
     if (open_inputs(w, errstr, errstr_size) != UL_OK ||
         open_http(w, errstr, errstr_size) != UL_OK ||
-        (w->codec = worker_codec_new(cfg, errstr, errstr_size)) == NULL ||
+        (w->codec = codec_from_config(cfg, 1, errstr, errstr_size)) == NULL ||
         open_store(w, errstr, errstr_size) != UL_OK ||
         open_consumers(w, errstr, errstr_size) != UL_OK ||
         open_live(w, errstr, errstr_size) != UL_OK ||

@@ -90,11 +90,12 @@ grep -q 'absent.csv' "$tmp/miss.err" || fail "missing-file message does not name
 # a duplicate (user,item) is an error by default and kept-last with --dups last.
 { head -n 20 "$tmp/r.csv"; echo "7,7,9"; } >"$tmp/bad.csv"
 set +e
-"$bin" eval --data "$tmp/bad.csv" "${fast[@]}" >/dev/null 2>"$tmp/bad.err"
+"$bin" eval --data "$tmp/bad.csv" --rating-min 1 --rating-max 5 "${fast[@]}" >/dev/null 2>"$tmp/bad.err"
 rc=$?
 set -e
 [ "$rc" -eq 1 ] || fail "out-of-scale rating -> exit $rc, expected 1"
-grep -q 'bad.csv:21' "$tmp/bad.err" || fail "bad rating message lacks file:line: $(cat "$tmp/bad.err")"
+grep -q 'bad.csv:21: rating 9 outside 1..5 (--rating-min/--rating-max set the scale)' "$tmp/bad.err" ||
+  fail "bad rating message lacks file:line or the options: $(cat "$tmp/bad.err")"
 { cat "$tmp/r.csv"; sed -n 2p "$tmp/r.csv"; } >"$tmp/dup.csv"
 set +e
 "$bin" eval --data "$tmp/dup.csv" "${fast[@]}" >/dev/null 2>"$tmp/dup.err"

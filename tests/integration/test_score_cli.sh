@@ -4,18 +4,7 @@
 # global-mean predictor's (computed here); unknown users and items are counted
 # and scored from the biases; bad input gives short errors with exit codes 1
 # (bad files) and 2 (usage). Usage: test_score_cli.sh BIN
-set -euo pipefail
-bin="${1:?usage: $0 path/to/unlearnd}"
-dir="$(mktemp -d)"
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect() { # CODE PATTERN CMD...
-  local code="$1" pattern="$2"; shift 2
-  local rc=0
-  "$@" >"$dir/out" 2>"$dir/err" || rc=$?
-  [ "$rc" -eq "$code" ] || fail "'$*' exited $rc, expected $code; stderr: $(cat "$dir/err")"
-  grep -q -- "$pattern" "$dir/err" || fail "'$*' stderr lacks '$pattern': $(cat "$dir/err")"
-}
+source "$(dirname "$0")/cli_lib.sh" # bin, dir, fail, expect
 
 awk 'BEGIN { print "user,item,rating"
   for (u = 1; u <= 60; u++) for (i = 1; i <= 40; i++) {

@@ -2,22 +2,7 @@
 # test_train_recommend.sh: `unlearnd train` then `unlearnd recommend` on a
 # small synthetic CSV written here (raw ids deliberately not 0..n), and the
 # exit codes and messages for bad input. Usage: test_train_recommend.sh BIN
-set -euo pipefail
-bin="${1:?usage: $0 path/to/unlearnd}"
-dir="$(mktemp -d)"
-trap 'rm -rf "$dir"' EXIT
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-# expect CODE PATTERN CMD...: CMD must exit with CODE and print PATTERN on stderr.
-expect() {
-  local code="$1" pattern="$2"; shift 2
-  local rc=0
-  "$@" >"$dir/out" 2>"$dir/err" || rc=$?
-  [ "$rc" -eq "$code" ] || fail "'$*' exited $rc, expected $code; stderr: $(cat "$dir/err")"
-  grep -q -- "$pattern" "$dir/err" || fail "'$*' stderr lacks '$pattern': $(cat "$dir/err")"
-  [ "$(wc -l <"$dir/err")" -le 3 ] || fail "'$*' printed more than a short error"
-}
+source "$(dirname "$0")/cli_lib.sh" # bin, dir, fail, expect
 
 # 60 users (raw ids 1001..1060) x 40 items (raw 501..540), rank-1 taste:
 # users with odd ids like low items, even ids like high items. About half
@@ -64,12 +49,15 @@ expect 1 "cannot open" "$bin" train --data "$dir/missing.csv" --out "$dir/x.ulmf
 expect 1 "directory $dir/nodir" "$bin" train --data "$dir/ratings.csv" --out "$dir/nodir/x.ulmf"
 expect 1 "is a directory" "$bin" train --data "$dir/ratings.csv" --out "$dir"
 printf 'user,item,rating\n1,2,3\n1,3,7\n' >"$dir/bad.csv"
-expect 1 "bad.csv:3: rating 7 outside 1..5" "$bin" train --data "$dir/bad.csv" --out "$dir/x.ulmf"
+expect 1 "bad.csv:3: rating 7 outside 1..5 (--rating-min/--rating-max set the scale)" \
+  "$bin" train --data "$dir/bad.csv" --out "$dir/x.ulmf" --rating-min 1 --rating-max 5
 [ ! -e "$dir/x.ulmf" ] || fail "a model was written despite bad data"
 printf 'user,item,rating\n1,2,3\n1,2,4\n' >"$dir/dup.csv"
 expect 1 "dup.csv:3: duplicate" "$bin" train --data "$dir/dup.csv" --out "$dir/x.ulmf"
+expect 1 "dup.csv: every rating is 4, so the scale cannot be detected: give it with --rating-min" \
+  "$bin" train --data "$dir/dup.csv" --out "$dir/d.ulmf" --dups last --k 2 --epochs 1
 expect 0 "1 duplicate lines dropped" "$bin" train --data "$dir/dup.csv" --out "$dir/d.ulmf" \
-  --dups last --k 2 --epochs 1
+  --dups last --k 2 --epochs 1 --rating-min 1 --rating-max 5
 expect 1 "user 9999 is not in the model" "$bin" recommend --model "$dir/m.ulmf" --user 9999
 expect 1 "cannot open" "$bin" recommend --model "$dir/none.ulmf" --user 1001
 head -c 100 "$dir/m.ulmf" >"$dir/trunc.ulmf"

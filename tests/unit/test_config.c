@@ -459,6 +459,28 @@ static void test_help_lists_every_option(void **state) {
     free(buf);
 }
 
+/* The schema rows: defaults, the registry password masked, register 0..1. */
+static void test_schema_registry_options(void **state) {
+    (void)state;
+    char buf[256];
+    ul_config *cfg = config_new();
+    assert_non_null(cfg);
+    assert_string_equal(cfg->schema_writers, "");
+    assert_string_equal(cfg->schema_registry_url, "");
+    assert_int_equal(cfg->schema_registry_timeout_ms, 5000);
+    assert_int_equal(cfg->schema_registry_register, 0);
+    assert_int_equal(config_set(cfg, "schema.registry.password", "pw-1", "--x", err, sizeof(err)),
+                     UL_OK);
+    assert_int_equal(config_value(cfg, "schema.registry.password", 0, buf, sizeof(buf)), UL_OK);
+    assert_string_equal(buf, "********");
+    assert_int_equal(config_set(cfg, "schema.registry.register", "2", "--x", err, sizeof(err)),
+                     UL_ERR_ARG);
+    assert_int_equal(
+        config_set(cfg, "schema.writers", "5=a.avsc,6=b.avsc", "--x", err, sizeof(err)), UL_OK);
+    assert_string_equal(cfg->schema_writers, "5=a.avsc,6=b.avsc");
+    config_destroy(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
@@ -475,6 +497,7 @@ int main(void) {
         cmocka_unit_test(test_log_secrets),
         cmocka_unit_test(test_bootstrap_resolution),
         cmocka_unit_test(test_help_lists_every_option),
+        cmocka_unit_test(test_schema_registry_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

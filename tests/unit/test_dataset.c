@@ -154,9 +154,13 @@ static void test_errors_fields(void **state) {
     expect_error("r6.csv", "user,item,rating\n1,,3\n", NULL, "r6.csv:2:", "missing item id");
     expect_error("r7.csv", "user,item,rating\n-4,2,3\n", NULL, "r7.csv:2:", "negative user id -4");
     expect_error("r8.data", "1\t2\t3\t5\n1\t-2\t3\t5\n", NULL, "r8.data:2:", "negative item id -2");
-    expect_error("r9.csv", "user,item,rating\n1,2,3\n1,3,3\n1,4,7\n", NULL,
+    ds_load_opts five;
+    ds_load_opts_init(&five);
+    five.rating_min = 1.0f;
+    five.rating_max = 5.0f;
+    expect_error("r9.csv", "user,item,rating\n1,2,3\n1,3,3\n1,4,7\n", &five,
                  "r9.csv:4:", "rating 7 outside 1..5");
-    expect_error("r10.csv", "user,item,rating\n1,2,0.5\n", NULL,
+    expect_error("r10.csv", "user,item,rating\n1,2,0.5\n", &five,
                  "r10.csv:2:", "rating 0.5 outside 1..5");
     expect_error("r11.csv", "user,item,rating\n1,2,nan\n", NULL, "r11.csv:2:", "NaN");
     expect_error("r12.csv", "user,item,rating\n1,2,inf\n", NULL, "r12.csv:2:", "not finite");
@@ -194,6 +198,51 @@ static void test_scale_option(void **state) {
     ds_destroy(ds);
     expect_error("scale2.csv", "user,item,rating\n1,2,10.5\n", &opts,
                  "scale2.csv:2:", "outside 0.5..10");
+    /* The hint says what changes the scale. */
+    opts.range_hint = "--rating-min/--rating-max set the scale";
+    expect_error("scale3.csv", "user,item,rating\n1,2,0.25\n", &opts, "scale3.csv:2:",
+                 "rating 0.25 outside 0.5..10 (--rating-min/--rating-max set the scale)");
+    /* One bound given, the other detected. */
+    ds_load_opts_init(&opts);
+    opts.rating_min = 0.0f;
+    ds = load_text("scale4.csv", "user,item,rating\n1,2,0\n1,3,7.5\n", &opts);
+    assert_non_null(ds);
+    assert_true(ds->rating_min == 0.0f && ds->rating_max == 7.5f);
+    ds_destroy(ds);
+    expect_error("scale5.csv", "user,item,rating\n1,2,-1\n", &opts,
+                 "scale5.csv:2:", "rating -1 below the minimum 0");
+    ds_load_opts_init(&opts);
+    opts.rating_max = 5.0f;
+    expect_error("scale6.csv", "user,item,rating\n1,2,6\n", &opts,
+                 "scale6.csv:2:", "rating 6 above the maximum 5");
+    /* An empty or inverted scale is refused before reading. */
+    ds_load_opts_init(&opts);
+    opts.rating_min = opts.rating_max = 3.0f;
+    expect_error("scale7.csv", "user,item,rating\n1,2,3\n", &opts, "invalid rating scale 3..3",
+                 NULL);
+}
+
+/* Without bounds the scale is the file's: half stars give 0.5..5, whole
+ * stars 1..5, any other scale its lowest and highest value. */
+static void test_scale_detected(void **state) {
+    (void)state;
+    dataset *ds = load_text("half.csv", "userId,movieId,rating\n1,2,0.5\n1,3,3.5\n2,2,5.0\n", NULL);
+    assert_non_null(ds);
+    assert_true(ds->rating_min == 0.5f && ds->rating_max == 5.0f);
+    ds_destroy(ds);
+    ds = load_text("whole.data", "1\t2\t1\t5\n1\t3\t5\t6\n2\t2\t3\t7\n", NULL);
+    assert_non_null(ds);
+    assert_true(ds->rating_min == 1.0f && ds->rating_max == 5.0f);
+    ds_destroy(ds);
+    ds = load_text("ten.csv", "user,item,rating\n1,2,-10\n1,3,10\n", NULL);
+    assert_non_null(ds);
+    assert_true(ds->rating_min == -10.0f && ds->rating_max == 10.0f);
+    ds_destroy(ds);
+    /* All equal: the scale is empty and the caller decides. */
+    ds = load_text("same.csv", "user,item,rating\n1,2,4\n1,3,4\n", NULL);
+    assert_non_null(ds);
+    assert_true(ds->rating_min == 4.0f && ds->rating_max == 4.0f);
+    ds_destroy(ds);
 }
 
 static const char dup_text[] = "user,item,rating\n1,10,3\n2,10,4\n\n1,11,2\n1,10,5\n2,10,1\n";
@@ -295,6 +344,39 @@ static void test_synthetic(void **state) {
     ds_destroy(c);
 }
 
+/* Half stars: every one of the ten levels 0.5..5 is used, and the set is the
+ * whole-star set's planted model on another scale (same pairs, same order). */
+static void test_synthetic_half_stars(void **state) {
+    (void)state;
+    ds_synth_opts opts;
+    ds_synth_opts_init(&opts);
+    opts.n_users = 300;
+    opts.n_items = 200;
+    opts.n_ratings = 30000;
+    dataset *whole = ds_synthetic(&opts, err, sizeof(err));
+    opts.rating_min = 0.5f;
+    opts.rating_step = 0.5f;
+    dataset *half = ds_synthetic(&opts, err, sizeof(err));
+    assert_non_null(whole);
+    assert_non_null(half);
+    assert_true(half->rating_min == 0.5f && half->rating_max == 5.0f);
+    int hist[11] = {0};
+    for (size_t j = 0; j < half->n_ratings; j++) {
+        float v = half->ratings[j].value;
+        assert_true(v >= 0.5f && v <= 5.0f && v * 2 == (float)(int)(v * 2));
+        hist[(int)(v * 2)]++;
+        assert_int_equal(half->ratings[j].user, whole->ratings[j].user);
+        assert_int_equal(half->ratings[j].item, whole->ratings[j].item);
+    }
+    for (int v = 1; v <= 10; v++)
+        assert_true(hist[v] > 100);
+    opts.rating_step = 0.0f;
+    assert_null(ds_synthetic(&opts, err, sizeof(err)));
+    assert_non_null(strstr(err, "step"));
+    ds_destroy(whole);
+    ds_destroy(half);
+}
+
 static void test_synthetic_full_and_bad(void **state) {
     (void)state;
     ds_synth_opts opts;
@@ -379,6 +461,10 @@ static void test_mutations_never_crash(void **state) {
     uint64_t x = 12345;
     char text[sizeof(base) + 16];
     int loaded = 0;
+    ds_load_opts five;
+    ds_load_opts_init(&five);
+    five.rating_min = 1.0f;
+    five.rating_max = 5.0f;
     for (int trial = 0; trial < 2000; trial++) {
         memcpy(text, base, sizeof(base));
         size_t len = sizeof(base) - 1;
@@ -392,7 +478,7 @@ static void test_mutations_never_crash(void **state) {
                 text[at] = ch;
         }
         text[len] = '\0';
-        dataset *ds = load_text("mut.csv", text, NULL);
+        dataset *ds = load_text("mut.csv", text, &five);
         if (ds != NULL) {
             loaded++;
             assert_true(ds->n_ratings >= 1 && ds->n_ratings <= 4);
@@ -452,10 +538,12 @@ int main(void) {
         cmocka_unit_test(test_errors_fields),
         cmocka_unit_test(test_errors_long_line),
         cmocka_unit_test(test_scale_option),
+        cmocka_unit_test(test_scale_detected),
         cmocka_unit_test(test_duplicates_error),
         cmocka_unit_test(test_duplicates_last),
         cmocka_unit_test(test_id_mapping),
         cmocka_unit_test(test_synthetic),
+        cmocka_unit_test(test_synthetic_half_stars),
         cmocka_unit_test(test_synthetic_full_and_bad),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_mutations_never_crash),

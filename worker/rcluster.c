@@ -1099,24 +1099,28 @@ static const char ASKING_CMD[] = "*1\r\n$6\r\nASKING\r\n";
 /* Flags of one pipeline round. */
 typedef struct round_flags {
     int refresh, backoff;
-    int logged; /* one log line per round, not one per command */
-    int fatal;  /* a node refused AUTH: stop */
+    unsigned logged; /* events of this round already logged (one line per kind, not per command) */
+    int fatal;       /* a node refused AUTH: stop */
     char fatal_msg[UL_ERRSTR_SIZE];
 } round_flags;
 
-/* Record a retryable event of this round (for the final message); only the
- * round's first is logged. */
-static void round_note(rcluster *rc, retry *rt, round_flags *fl, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void round_note(rcluster *rc, retry *rt, round_flags *fl, const char *fmt, ...) {
-    if (fl->logged)
+/* Kinds of retryable events in a round, for round_note. */
+enum { EV_UNCOVERED = 1, EV_NODE = 2, EV_REDIRECT = 4, EV_BUSY = 8 };
+
+/* Record a retryable event of this round (kept for the final message) and
+ * log it, once per kind and round. */
+static void round_note(rcluster *rc, retry *rt, round_flags *fl, unsigned kind, const char *fmt,
+                       ...) __attribute__((format(printf, 5, 6)));
+static void round_note(rcluster *rc, retry *rt, round_flags *fl, unsigned kind, const char *fmt,
+                       ...) {
+    if (fl->logged & kind)
         return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(rt->last, sizeof(rt->last), fmt, ap);
     va_end(ap);
     rc_log(rc, "%s (retrying)", rt->last);
-    fl->logged = 1;
+    fl->logged |= kind;
 }
 
 /* Append and write node nd's commands of this round (pend[k] with tgt[k]
@@ -1152,7 +1156,7 @@ static void round_send(rcluster_pipeline *p, rc_node *nd, const size_t *pend, rc
         fl->fatal = 1;
         snprintf(fl->fatal_msg, sizeof(fl->fatal_msg), "%s", msg);
     } else {
-        round_note(rc, rt, fl, "%s", msg);
+        round_note(rc, rt, fl, EV_NODE, "%s", msg);
     }
     fl->refresh = fl->backoff = 1;
     for (size_t k = 0; k < npend; k++)
@@ -1184,14 +1188,15 @@ static void round_read(rcluster_pipeline *p, rc_node *nd, const size_t *pend, rc
             continue;
         }
         cmd_name(name, sizeof(name), p->buf.p + c->off, c->len);
-        round_note(rc, rt, fl, "redis %s: %s: %s", nd->addr, name, r->str);
+        round_note(rc, rt, fl, kind == REPLY_BACKOFF ? EV_BUSY : EV_REDIRECT, "redis %s: %s: %s",
+                   nd->addr, name, r->str);
         fl->refresh |= kind == REPLY_MOVED || err_is(r, "CLUSTERDOWN");
         fl->backoff |= kind == REPLY_BACKOFF;
         freeReplyObject(r);
     }
     return;
 lost:
-    round_note(rc, rt, fl, "%s", msg);
+    round_note(rc, rt, fl, EV_NODE, "%s", msg);
     fl->refresh = fl->backoff = 1;
 }
 
@@ -1221,7 +1226,8 @@ static int pipe_run(rcluster_pipeline *p, size_t from, size_t to, char *errstr,
                 continue;
             rc_node *nd = c->ask ? c->ask : rc->slots[c->slot];
             if (nd == NULL) {
-                round_note(rc, &rt, &fl, "slot %d is not served by any node", c->slot);
+                round_note(rc, &rt, &fl, EV_UNCOVERED, "slot %d is not served by any node",
+                           c->slot);
                 fl.refresh = fl.backoff = 1;
             } else if (nd->mark != rc->round) {
                 nd->mark = rc->round;

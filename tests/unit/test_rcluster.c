@@ -6,7 +6,7 @@
  * a guard, HSCAN, SCAN + DEL, SELECT, AUTH, clear errors for a dead
  * endpoint) and against a scripted fake server that drops the connection
  * after EXEC (the "unknown outcome"). The real cluster is exercised by
- * tests/integration/test_rcluster.sh. Server tests skip when redis-server
+ * tests/integration/test_redis_cluster.sh. Server tests skip when redis-server
  * is not installed. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -34,7 +34,9 @@
  * tag must hold seq == what the driver believes and exactly seq data
  * fields: no transaction half applied, none lost without notice. Writes
  * lost to a failover (an acknowledged SET missing on the promoted replica)
- * are counted, and are failures with --strict. */
+ * are counted; with --strict they fail the run, and so does anything
+ * unavailable for the whole retry budget (a graceful failover or a
+ * migration must not stall the client). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,7 +224,7 @@ static int tag_txn(drive *d, int tag) {
     case UL_ERR_IO: /* not applied; the next round tries again */
         fprintf(stderr, "tag %d: %s\n", tag, err);
         d->txn_unavailable++;
-        return 0;
+        return d->strict ? die("tag %d: unavailable in a --strict run", tag) : 0;
     case RCLUSTER_ERR_GUARD:
     case RCLUSTER_ERR_UNKNOWN: {
         fprintf(stderr, "tag %d: %s: reloading\n", tag, err);
@@ -257,6 +259,8 @@ static int workload_round(drive *d, const char **where) {
     if (rc == UL_ERR_IO) {
         fprintf(stderr, "round %ld: %s\n", d->round, err);
         d->rounds_unavailable++;
+        if (d->strict)
+            return die("round %ld: unavailable in a --strict run", d->round);
     } else if (rc != UL_OK) {
         return die("round %ld: %s", d->round, err);
     }

@@ -1457,8 +1457,9 @@ typedef enum txn_step {
 typedef struct txn_try {
     rc_node *nd;
     int asking;
-    rc_node *ask; /* out: the ASK target */
-    int code;     /* for TXN_FAIL */
+    rc_node *ask;   /* out: the ASK target */
+    int code;       /* for TXN_FAIL */
+    int guard_read; /* the guard key answered on this node (not redirected) */
     int exec_sent;
     int refresh;
     retry *rt;
@@ -1485,6 +1486,19 @@ static size_t txn_cmd_len(const rcluster_txn *t, size_t i) {
 /* Map an error reply that means "not applied" to the next step. */
 static txn_step txn_not_applied(rcluster_txn *t, txn_try *tt, const redisReply *r,
                                 const char *what) {
+    if (tt->guard_read && r->type == REDIS_REPLY_ERROR && err_is(r, "ASK ")) {
+        /* The guard key answered here (the migrating source) but another key
+         * already moved: the keys are split and no node can run the whole
+         * transaction until the migration finishes. Following the ASK would
+         * read the guard where its key is not yet. Redis says TRYAGAIN for
+         * this; so do we. */
+        t->rc->stats.tryagain++;
+        note(t->rc, tt->rt,
+             "redis %s: transaction on slot %d: %s: %s while the guard key is still here: "
+             "the slot's keys are split by a migration (TRYAGAIN)",
+             tt->nd->addr, t->slot, what, r->str);
+        return TXN_RETRY_BACKOFF;
+    }
     reply_kind kind = classify(t->rc, tt->nd, r, &tt->ask);
     if (kind == REPLY_MOVED || kind == REPLY_ASK) {
         rc_log(t->rc, "redis %s: transaction on slot %d: %s: %s (not applied, retrying it whole)",
@@ -1542,6 +1556,7 @@ static int txn_read_guard(rcluster_txn *t, txn_try *tt) {
         tt->code = RCLUSTER_ERR_REPLY;
         step = TXN_FAIL;
     } else {
+        tt->guard_read = 1;
         int found = val->type == REDIS_REPLY_STRING;
         int same = t->gval ? found && val->len == t->gval_len &&
                                  memcmp(val->str, t->gval, t->gval_len) == 0

@@ -113,6 +113,13 @@ S=$(key_slot 'rd:{t3}:meta')
 A=$(slot_owner "$S"); B=$(other_primary "$A")
 start_workload migrate --strict
 migrate_slot_begin "$S" "$A" "$B"
+# First only tag 3's data key: its guarded transactions find their keys
+# split between A and B (TRYAGAIN, wait), never a false guard mismatch.
+ccli "$A" migrate 127.0.0.1 "$B" 'rd:{t3}:data' 0 5000 >/dev/null
+deadline=$((SECONDS + 30))
+until grep -q "slot $S.*split by a migration" "$TMP/migrate.log"; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "no split transaction seen"; sleep 0.1
+done
 migrate_slot_keys "$S" "$A" "$B"
 wait_status ask 1 30
 moved_before=$(status moved)

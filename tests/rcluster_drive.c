@@ -10,6 +10,10 @@
  *     fill VALUE           SET one key per slot (16384 keys, pipelined) to VALUE
  *     check VALUE          GET them back; exit 1 on any mismatch (prints the counters)
  *     clear PATTERN        delete the keys matching PATTERN on every primary
+ *     hscan N              write hash hs:{h} with N fields, then HSCAN it; the first
+ *                          page's callback writes round=1 to --status-file and waits for
+ *                          --wait-file (a test moves the key meanwhile); exit 1 unless
+ *                          exactly N distinct fields were seen at the end
  *     workload             rounds of: SET every slot's key to the round number,
  *                          GET them back, one guarded transaction per hash tag;
  *                          until --rounds, --stop-file or --max-seconds; then
@@ -38,6 +42,7 @@
  * unavailable for the whole retry budget (a graceful failover or a
  * migration must not stall the client). */
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +317,59 @@ static int cmd_workload(drive *d) {
     return rc;
 }
 
+/* ---- hscan ------------------------------------------------------------- */
+
+typedef struct scan_state {
+    drive *d;
+    long seen, restarts;
+    int paused;
+} scan_state;
+
+static void wait_for_file(const char *path) {
+    struct timespec pause = {0, 50 * 1000000L};
+    while (path && !exists(path))
+        nanosleep(&pause, NULL);
+}
+
+static int scan_field(void *ctx, const char *field, size_t flen, const char *val, size_t vlen,
+                      char *errstr, size_t errstr_size) {
+    (void)field, (void)flen, (void)val, (void)vlen, (void)errstr, (void)errstr_size;
+    scan_state *ss = ctx;
+    ss->seen++;
+    if (!ss->paused) { /* the first page: let the test move the key now */
+        ss->paused = 1;
+        ss->d->round = 1;
+        write_status(ss->d);
+        wait_for_file(ss->d->wait_file);
+    }
+    return UL_OK;
+}
+
+/* The scan starts over on another node: what we counted is void. */
+static int scan_restart(void *ctx, char *errstr, size_t errstr_size) {
+    (void)errstr, (void)errstr_size;
+    scan_state *ss = ctx;
+    ss->seen = 0;
+    ss->restarts++;
+    return UL_OK;
+}
+
+static int cmd_hscan(drive *d, long n) {
+    char err[UL_ERRSTR_SIZE];
+    rcluster_pipeline *p = rcluster_pipeline_new(d->rc);
+    for (long i = 0; i < n; i++)
+        rcluster_pipeline_append(p, "HSET hs:{h} f%ld v%ld", i, i);
+    int rc = rcluster_pipeline_exec(p, err, sizeof(err));
+    rcluster_pipeline_destroy(p);
+    if (rc != UL_OK)
+        return die("hscan: write: %s", err);
+    scan_state ss = {d, 0, 0, 0};
+    if (rcluster_hscan(d->rc, "hs:{h}", scan_field, scan_restart, &ss, err, sizeof(err)) != UL_OK)
+        return die("hscan: %s", err);
+    printf("fields=%ld restarts=%ld\n", ss.seen, ss.restarts);
+    return ss.seen == n ? 0 : die("hscan: saw %ld fields, the hash has %ld", ss.seen, n);
+}
+
 /* ---- small commands ----------------------------------------------------- */
 
 static int cmd_connect(drive *d) {
@@ -365,7 +423,7 @@ static int cmd_simple(drive *d, const char *cmd, const char *arg) {
 
 static int usage(void) {
     fprintf(stderr, "usage: rcluster_drive --seeds H:P,... [options] "
-                    "connect|ping|keyslots N|fill V|check V|clear PATTERN|workload\n"
+                    "connect|ping|keyslots N|fill V|check V|clear PATTERN|workload|hscan N\n"
                     "(options are described at the top of tests/rcluster_drive.c)\n");
     return 2;
 }
@@ -422,6 +480,7 @@ static int parse_opts(drive *d, int argc, char **argv, int *next) {
 int main(int argc, char **argv) {
     static drive d;
     t0 = now_s();
+    signal(SIGPIPE, SIG_IGN); /* as the CLI does: a dead node is an error, not a signal */
     setvbuf(stderr, NULL, _IOLBF, 0);
     rcluster_opts_init(&d.o);
     d.o.password = getenv("RCLUSTER_PASSWORD");
@@ -443,9 +502,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "slot %d is on %s\n", d.show_slot, rcluster_slot_where(d.rc, d.show_slot));
     if (d.status_file)
         write_status(&d);
-    struct timespec pause = {0, 50 * 1000000L};
-    while (d.wait_file && !exists(d.wait_file))
-        nanosleep(&pause, NULL);
+    if (strcmp(cmd, "hscan") != 0) /* hscan waits inside the scan */
+        wait_for_file(d.wait_file);
     make_slot_keys(&d);
     int rc;
     if (strcmp(cmd, "connect") == 0)
@@ -456,6 +514,8 @@ int main(int argc, char **argv) {
         rc = cmd_check(&d, arg);
     else if (strcmp(cmd, "workload") == 0)
         rc = cmd_workload(&d);
+    else if (strcmp(cmd, "hscan") == 0 && arg)
+        rc = cmd_hscan(&d, atol(arg));
     else if (strcmp(cmd, "ping") == 0 || (strcmp(cmd, "clear") == 0 && arg))
         rc = cmd_simple(&d, cmd, arg);
     else

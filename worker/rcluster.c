@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "ul_err.h"
@@ -36,6 +38,7 @@
 #define HSCAN_MAX_RESTARTS 16
 #define DEL_MAX_PASSES 10
 #define NAME_MAX_CHARS 80
+#define SEND_IOV_MAX 1024 /* iovecs per sendmsg (POSIX guarantees at least 16; Linux 1024) */
 
 static const uint16_t crc16_table[256] = {
     0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7, 0x8108, 0x9129, 0xa14a, 0xb16b,
@@ -207,37 +210,63 @@ static void printable(char *out, size_t size, const char *s, size_t len) {
     out[j] = '\0';
 }
 
+static int buf_reserve(rc_buf *b, size_t n);
+
 static int buf_put(rc_buf *b, const void *s, size_t n) {
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
+    if (buf_reserve(b, n) != 0)
+        return -1;
     memcpy(b->p + b->len, s, n);
     b->len += n;
     return 0;
 }
 
-static int buf_put_len(rc_buf *b, char prefix, size_t v) {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%c%zu\r\n", prefix, v);
-    return buf_put(b, tmp, (size_t)n);
+static int buf_reserve(rc_buf *b, size_t n) {
+    if (b->len + n <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (p == NULL)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
 }
 
-/* RESP array of bulk strings, the request format. */
+/* "<prefix><v>\r\n" at p (room reserved by the caller); returns the end. */
+static char *put_len(char *p, char prefix, size_t v) {
+    char digits[24];
+    int n = 0;
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    *p++ = prefix;
+    while (n > 0)
+        *p++ = digits[--n];
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* RESP array of bulk strings, the request format: sized first, then one
+ * pass of copies (this is the pipeline's hot path). */
 static int resp_format(rc_buf *b, int argc, const char **argv, const size_t *argvlen) {
-    if (buf_put_len(b, '*', (size_t)argc) != 0)
+    size_t need = 24;
+    for (int i = 0; i < argc; i++)
+        need += 24 + 2 + (argvlen ? argvlen[i] : strlen(argv[i]));
+    if (buf_reserve(b, need) != 0)
         return -1;
+    char *p = put_len(b->p + b->len, '*', (size_t)argc);
     for (int i = 0; i < argc; i++) {
         size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
-        if (buf_put_len(b, '$', len) || buf_put(b, argv[i], len) || buf_put(b, "\r\n", 2))
-            return -1;
+        p = put_len(p, '$', len);
+        memcpy(p, argv[i], len);
+        p += len;
+        *p++ = '\r';
+        *p++ = '\n';
     }
+    b->len = (size_t)(p - b->p);
     return 0;
 }
 
@@ -624,13 +653,52 @@ static int node_ready(rcluster *rc, rc_node *nd, char *errstr, size_t errstr_siz
     return UL_OK;
 }
 
-static int node_flush(rc_node *nd) {
-    int done = 0;
-    do {
-        if (redisBufferWrite(nd->c, &done) != REDIS_OK)
+/* Write v[0..n) completely to nd's socket (blocking, within the context's
+ * send timeout), straight from the caller's buffers: commands live in our
+ * arena already, so they skip hiredis's output buffer (one copy less on
+ * the pipeline's hot path). MSG_NOSIGNAL: a peer that closed the socket is
+ * an error here, never a SIGPIPE. -1 (message, connection closed) on
+ * failure; v is consumed. */
+static int node_sendv(rcluster *rc, rc_node *nd, struct iovec *v, int n, char *errstr,
+                      size_t errstr_size) {
+    while (n > 0) {
+        struct msghdr mh;
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = v;
+        mh.msg_iovlen = (size_t)(n < SEND_IOV_MAX ? n : SEND_IOV_MAX);
+        ssize_t w = sendmsg(nd->c->fd, &mh, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            char tmp[64];
+            snprintf(tmp, sizeof(tmp), "timed out after %d ms", rc->timeout_ms);
+            ul_set_err(errstr, errstr_size, "redis %s: write failed: %s", nd->addr,
+                       errno == EAGAIN || errno == EWOULDBLOCK ? tmp : strerror(errno));
+            node_close(rc, nd);
             return -1;
-    } while (!done);
+        }
+        while (n > 0 && (size_t)w >= v->iov_len) {
+            w -= (ssize_t)v->iov_len;
+            v++, n--;
+        }
+        if (n > 0) {
+            v->iov_base = (char *)v->iov_base + w;
+            v->iov_len -= (size_t)w;
+        }
+    }
     return 0;
+}
+
+/* Append [p, p+len) to an iovec list, merged with the previous entry when
+ * contiguous (consecutive commands for one node usually are). */
+static void iov_add(struct iovec *v, int *n, const void *p, size_t len) {
+    if (*n > 0 && (const char *)v[*n - 1].iov_base + v[*n - 1].iov_len == (const char *)p) {
+        v[*n - 1].iov_len += len;
+        return;
+    }
+    v[*n].iov_base = (void *)p;
+    v[*n].iov_len = len;
+    (*n)++;
 }
 
 /* Read one reply; NULL (and the connection closed, errstr filled) on failure. */
@@ -1126,30 +1194,22 @@ static void round_note(rcluster *rc, retry *rt, round_flags *fl, unsigned kind, 
 /* Append and write node nd's commands of this round (pend[k] with tgt[k]
  * == nd). On failure the commands stay unanswered and tgt[k] is cleared. */
 static void round_send(rcluster_pipeline *p, rc_node *nd, const size_t *pend, rc_node **tgt,
-                       size_t npend, retry *rt, round_flags *fl) {
+                       size_t npend, struct iovec *iov, retry *rt, round_flags *fl) {
     rcluster *rc = p->rc;
     char msg[UL_ERRSTR_SIZE];
-    int rc_ = node_ready(rc, nd, msg, sizeof(msg));
+    int rc_ = node_ready(rc, nd, msg, sizeof(msg)), n = 0;
     for (size_t k = 0; k < npend && rc_ == UL_OK; k++) {
         rc_cmd *c = &p->cmds[pend[k]];
         if (tgt[k] != nd)
             continue;
         c->asked = c->ask != NULL;
         c->ask = NULL;
-        if ((c->asked && redisAppendFormattedCommand(nd->c, ASKING_CMD, sizeof(ASKING_CMD) - 1)) ||
-            redisAppendFormattedCommand(nd->c, p->buf.p + c->off, c->len) != REDIS_OK) {
-            ul_set_err(msg, sizeof(msg), "redis %s: out of memory queueing commands", nd->addr);
-            node_close(rc, nd);
-            rc_ = UL_ERR_IO;
-        }
+        if (c->asked)
+            iov_add(iov, &n, ASKING_CMD, sizeof(ASKING_CMD) - 1);
+        iov_add(iov, &n, p->buf.p + c->off, c->len);
     }
-    if (rc_ == UL_OK && node_flush(nd) != 0) {
-        char tmp[64];
-        ul_set_err(msg, sizeof(msg), "redis %s: write failed: %s", nd->addr,
-                   ctx_err(rc, nd->c, tmp, sizeof(tmp)));
-        node_close(rc, nd);
+    if (rc_ == UL_OK && node_sendv(rc, nd, iov, n, msg, sizeof(msg)) != 0)
         rc_ = UL_ERR_IO;
-    }
     if (rc_ == UL_OK)
         return;
     if (rc_ == RCLUSTER_ERR_REPLY) {
@@ -1208,8 +1268,9 @@ static int pipe_run(rcluster_pipeline *p, size_t from, size_t to, char *errstr,
     size_t *pend = malloc(cap * sizeof(*pend));
     rc_node **tgt = malloc(cap * sizeof(*tgt));
     rc_node **used = malloc((size_t)(rc->n_nodes + cap) * sizeof(*used));
-    if (pend == NULL || tgt == NULL || used == NULL) {
-        free(pend), free(tgt), free(used);
+    struct iovec *iov = malloc(2 * cap * sizeof(*iov)); /* ASKING + command each */
+    if (pend == NULL || tgt == NULL || used == NULL || iov == NULL) {
+        free(pend), free(tgt), free(used), free(iov);
         ul_set_err(errstr, errstr_size, "out of memory");
         return UL_ERR_NOMEM;
     }
@@ -1239,7 +1300,7 @@ static int pipe_run(rcluster_pipeline *p, size_t from, size_t to, char *errstr,
         if (npend == 0)
             break;
         for (size_t j = 0; j < nused && !fl.fatal; j++)
-            round_send(p, used[j], pend, tgt, npend, &rt, &fl);
+            round_send(p, used[j], pend, tgt, npend, iov, &rt, &fl);
         for (size_t j = 0; j < nused && !fl.fatal; j++)
             if (used[j]->c)
                 round_read(p, used[j], pend, tgt, npend, &rt, &fl);
@@ -1257,7 +1318,7 @@ static int pipe_run(rcluster_pipeline *p, size_t from, size_t to, char *errstr,
             break;
         }
     }
-    free(pend), free(tgt), free(used);
+    free(pend), free(tgt), free(used), free(iov);
     return rc_;
 }
 
@@ -1466,18 +1527,6 @@ typedef struct txn_try {
     char msg[UL_ERRSTR_SIZE];
 } txn_try;
 
-static int txn_append_raw(rc_node *nd, const char *cmd, size_t len) {
-    return redisAppendFormattedCommand(nd->c, cmd, len) == REDIS_OK ? 0 : -1;
-}
-
-static int txn_append_cmd(rc_node *nd, int asking, int argc, const char **argv) {
-    rc_buf b = {0};
-    int rc = (asking && txn_append_raw(nd, ASKING_CMD, sizeof(ASKING_CMD) - 1)) ||
-             resp_format(&b, argc, argv, NULL) || txn_append_raw(nd, b.p, b.len);
-    free(b.p);
-    return rc;
-}
-
 /* Bytes of the transaction's command i. */
 static size_t txn_cmd_len(const rcluster_txn *t, size_t i) {
     return (i + 1 < t->n ? t->offs[i + 1] : t->buf.len) - t->offs[i];
@@ -1682,36 +1731,40 @@ static txn_step txn_attempt(rcluster_txn *t, txn_try *tt) {
         tt->code = rc_;
         return TXN_FAIL;
     }
-    const char *watch[2] = {"WATCH", t->gkey}, *hget[3] = {"HGET", t->gkey, t->gfield};
     static const char MULTI[] = "*1\r\n$5\r\nMULTI\r\n", EXEC[] = "*1\r\n$4\r\nEXEC\r\n",
                       DISCARD[] = "*1\r\n$7\r\nDISCARD\r\n";
+    /* What goes before the commands: [[ASKING] WATCH [ASKING] HGET] [ASKING] MULTI. */
+    const char *watch[2] = {"WATCH", t->gkey}, *hget[3] = {"HGET", t->gkey, t->gfield};
+    rc_buf pre = {0};
+    size_t alen = sizeof(ASKING_CMD) - 1;
     int bad = 0;
     if (t->guard)
-        bad = txn_append_cmd(nd, tt->asking, 2, watch) || txn_append_cmd(nd, tt->asking, 3, hget);
-    bad = bad || (tt->asking && txn_append_raw(nd, ASKING_CMD, sizeof(ASKING_CMD) - 1)) ||
-          txn_append_raw(nd, MULTI, sizeof(MULTI) - 1) ||
-          (t->n && txn_append_raw(nd, t->buf.p, t->buf.len)) ||
-          (!t->guard && txn_append_raw(nd, EXEC, sizeof(EXEC) - 1));
-    if (bad || node_flush(nd) != 0) {
-        char tmp[64];
-        ul_set_err(tt->msg, sizeof(tt->msg), "redis %s: write failed: %s", nd->addr,
-                   bad ? "out of memory" : ctx_err(rc, nd->c, tmp, sizeof(tmp)));
-        node_close(rc, nd);
-        return txn_lost(t, tt, tt->msg); /* EXEC not completely written */
+        bad = (tt->asking && buf_put(&pre, ASKING_CMD, alen)) ||
+              resp_format(&pre, 2, watch, NULL) ||
+              (tt->asking && buf_put(&pre, ASKING_CMD, alen)) || resp_format(&pre, 3, hget, NULL);
+    bad = bad || (tt->asking && buf_put(&pre, ASKING_CMD, alen)) ||
+          buf_put(&pre, MULTI, sizeof(MULTI) - 1);
+    if (bad) {
+        free(pre.p);
+        ul_set_err(tt->msg, sizeof(tt->msg), "out of memory");
+        tt->code = UL_ERR_NOMEM;
+        return TXN_FAIL;
     }
+    struct iovec v[3] = {
+        {pre.p, pre.len}, {t->buf.p, t->buf.len}, {(void *)EXEC, sizeof(EXEC) - 1}};
+    int sent = node_sendv(rc, nd, v, t->guard ? 2 : 3, tt->msg, sizeof(tt->msg));
+    free(pre.p);
+    if (sent != 0)
+        return txn_lost(t, tt, tt->msg); /* EXEC not completely written */
     int discard_step = -1;
     if (t->guard) {
         discard_step = txn_read_guard(t, tt);
         if (nd->c == NULL) /* the connection broke while reading */
             return (txn_step)discard_step;
         const char *last = discard_step < 0 ? EXEC : DISCARD;
-        if (txn_append_raw(nd, last, strlen(last)) || node_flush(nd) != 0) {
-            char tmp[64];
-            ul_set_err(tt->msg, sizeof(tt->msg), "redis %s: write failed: %s", nd->addr,
-                       ctx_err(rc, nd->c, tmp, sizeof(tmp)));
-            node_close(rc, nd);
+        struct iovec lv = {(void *)last, strlen(last)};
+        if (node_sendv(rc, nd, &lv, 1, tt->msg, sizeof(tt->msg)) != 0)
             return discard_step < 0 ? txn_lost(t, tt, tt->msg) : (txn_step)discard_step;
-        }
     }
     tt->exec_sent = discard_step < 0;
     return txn_read_body(t, tt, discard_step);
@@ -1897,8 +1950,8 @@ static int hscan_reply_ok(const redisReply *r) {
            r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_ARRAY;
 }
 
-int rcluster_hscan(rcluster *rc, const char *key, rcluster_field_fn fn, void *ctx, char *errstr,
-                   size_t errstr_size) {
+int rcluster_hscan(rcluster *rc, const char *key, rcluster_field_fn fn,
+                   rcluster_restart_fn restart_fn, void *ctx, char *errstr, size_t errstr_size) {
     char cursor[32];
     rc_node *prev = NULL;
     int restarts = 0;
@@ -1931,6 +1984,8 @@ restart:
             }
             rc_log(rc, "HSCAN %s: moved from %s to %s, restarting the scan", key, prev->addr,
                    nd->addr);
+            if (restart_fn && (rc_ = restart_fn(ctx, errstr, errstr_size)) != UL_OK)
+                return rc_;
             goto restart;
         }
         prev = nd;

@@ -16,7 +16,12 @@
  * UL_ERR_NOMEM, UL_ERR_IO (unavailable: no node could serve the request
  * within the retry budget; a transaction was NOT applied) or one of
  * rcluster_err below. Messages name the node ("redis host:port") and the
- * reply, never a password or a value. */
+ * reply, never a password or a value.
+ *
+ * Commands are written with MSG_NOSIGNAL, but hiredis's own writes (AUTH,
+ * CLUSTER SLOTS on a fresh connection) are plain write()s: a process using
+ * this client ignores SIGPIPE, as the unlearnd CLI does. Not thread-safe:
+ * one rcluster per thread. */
 #ifndef UL_RCLUSTER_H
 #define UL_RCLUSTER_H
 
@@ -189,14 +194,17 @@ int rcluster_del_matching(rcluster *rc, const char *pattern, size_t *deleted, ch
                           size_t errstr_size);
 
 /* HSCAN `key` to the end, COUNT 1000 per call. If the key's node changes
- * between calls (migration, failover) the cursor is meaningless there, so
- * the scan restarts from 0: fn may see a field twice and must tolerate it
- * (e.g. overwrite). fn's arguments are borrowed for the call; fn may call
- * rcluster functions. A non-zero return from fn stops and is returned. */
+ * between calls (migration, failover) the cursor means nothing there, so
+ * the scan restarts from 0: restart_fn (when non-NULL) is called first, to
+ * drop what fn received so far (e.g. appended entries); with restart_fn
+ * NULL, fn must tolerate seeing a field twice (e.g. it overwrites). fn's
+ * arguments are borrowed for the call; fn may call rcluster functions. A
+ * non-zero return from fn or restart_fn stops the scan and is returned. */
 typedef int (*rcluster_field_fn)(void *ctx, const char *field, size_t flen, const char *val,
                                  size_t vlen, char *errstr, size_t errstr_size);
-int rcluster_hscan(rcluster *rc, const char *key, rcluster_field_fn fn, void *ctx, char *errstr,
-                   size_t errstr_size);
+typedef int (*rcluster_restart_fn)(void *ctx, char *errstr, size_t errstr_size);
+int rcluster_hscan(rcluster *rc, const char *key, rcluster_field_fn fn,
+                   rcluster_restart_fn restart_fn, void *ctx, char *errstr, size_t errstr_size);
 
 /* Counters since connect, for metrics and tests. */
 typedef struct rcluster_stats {

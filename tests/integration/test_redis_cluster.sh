@@ -130,6 +130,23 @@ stop_workload migrate
 [ "$(slot_owner "$S")" = "$B" ] || fail "slot $S not on $B"
 [ "$(ccli "$B" cluster countkeysinslot "$S")" -ge 2 ] || fail "slot $S's keys are not on $B"
 
+step "HSCAN of a hash whose slot moves mid-scan: restarted, every field once"
+S=$(key_slot 'hs:{h}'); A=$(slot_owner "$S"); B=$(other_primary "$A")
+rm -f "$TMP/status" "$TMP/go"
+drive --wait-file "$TMP/go" --status-file "$TMP/status" hscan 20000 >"$TMP/hscan.out" \
+  2>"$TMP/hscan.log" &
+BG_PID=$!
+wait_status round 1 60 # the first page is in, the scan waits
+migrate_slot_begin "$S" "$A" "$B"
+migrate_slot_keys "$S" "$A" "$B"
+migrate_slot_end "$S" "$B"
+touch "$TMP/go"
+rc=0; wait "$BG_PID" || rc=$?
+BG_PID=""
+[ "$rc" -eq 0 ] && grep -q "fields=20000 restarts=1" "$TMP/hscan.out" &&
+  grep -q "HSCAN hs:{h}: moved from 127.0.0.1:$A to 127.0.0.1:$B" "$TMP/hscan.log" ||
+  fail "hscan across a migration: exit $rc, $(cat "$TMP/hscan.out") $(tail -2 "$TMP/hscan.log")"
+
 step "redis-cli --cluster reshard mid-workload"
 A=$(slot_owner 0); B=$(other_primary "$A")
 start_workload reshard --strict

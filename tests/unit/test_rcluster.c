@@ -503,8 +503,8 @@ static void test_scans(void **state) {
     assert_int_equal(rcluster_pipeline_exec(p, err, sizeof(err)), UL_OK);
     rcluster_pipeline_destroy(p);
     int n = 0;
-    assert_int_equal(rcluster_hscan(fx->rc, "ul:{p0}:users", count_field, &n, err, sizeof(err)),
-                     UL_OK);
+    assert_int_equal(
+        rcluster_hscan(fx->rc, "ul:{p0}:users", count_field, NULL, &n, err, sizeof(err)), UL_OK);
     assert_int_equal(n, 2500);
     n = 0;
     assert_int_equal(rcluster_scan(fx->rc, "ul:*", count_key, &n, err, sizeof(err)), UL_OK);

@@ -3,16 +3,17 @@
  * tagged by partition). Prints figures; asserts nothing about time. Run it
  * against a cluster and a plain Redis with bench/bench_rcluster.sh.
  *
- *   bench_rcluster --seeds H:P,... [--raw] [--commands N] [--pairs P]
+ *   bench_rcluster --seeds H:P,... [--raw | --fresh] [--commands N] [--pairs P]
  *                  [--value-bytes B] [--partitions T] [--runs R]
  *
  *   default: 200 commands x 512 pairs x 260-byte values (a k=64 user row)
  *   over 64 partitions ("bh:{p<i>}:users"), 5 timed runs after one warm-up;
  *   each run appends every command to one reused pipeline and executes it
- *   (what a store call pays). --raw times plain hiredis (redisAppendCommandArgv, then one
- *   redisGetReply per command) on the first seed: the baseline of what the
- *   client adds. Every reply is checked (integer, no error), so a fast
- *   wrong run shows as a failure (exit 1). */
+ *   (what a store call pays); --fresh makes a new pipeline per run (a fresh
+ *   arena, as a caller that does not keep its pipeline pays). --raw times plain hiredis
+ * (redisAppendCommandArgv, then one redisGetReply per command) on the first seed: the baseline of
+ * what the client adds. Every reply is checked (integer, no error), so a fast wrong run shows as a
+ * failure (exit 1). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@
 
 typedef struct bench {
     const char *seeds;
-    int raw, commands, pairs, value_bytes, partitions, runs;
+    int raw, fresh, commands, pairs, value_bytes, partitions, runs;
     char *value;
     char (*fields)[16];
 } bench;
@@ -113,8 +114,8 @@ static int cmp_double(const void *a, const void *b) {
 static int parse(bench *b, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(k, "--raw") == 0) {
-            b->raw = 1;
+        if (strcmp(k, "--raw") == 0 || strcmp(k, "--fresh") == 0) {
+            *(k[2] == 'r' ? &b->raw : &b->fresh) = 1;
             continue;
         }
         if (v == NULL)
@@ -142,10 +143,11 @@ static int parse(bench *b, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    bench b = {NULL, 0, 200, 512, 260, 64, 5, NULL, NULL};
+    bench b = {NULL, 0, 0, 200, 512, 260, 64, 5, NULL, NULL};
     signal(SIGPIPE, SIG_IGN); /* as the CLI does: a dead node is an error, not a signal */
     if (parse(&b, argc, argv) != 0) {
-        fprintf(stderr, "usage: bench_rcluster --seeds H:P,... [--raw] [--commands N] [--pairs P] "
+        fprintf(stderr, "usage: bench_rcluster --seeds H:P,... [--raw | --fresh] [--commands N] "
+                        "[--pairs P] "
                         "[--value-bytes B] [--partitions T] [--runs R]\n");
         return 2;
     }
@@ -182,8 +184,13 @@ int main(int argc, char **argv) {
     }
     double t[101];
     rcluster_pipeline *p = rcluster_pipeline_new(rc);
-    for (int r = 0; r <= b.runs; r++) /* run 0 warms up (creates the fields) */
+    for (int r = 0; r <= b.runs; r++) { /* run 0 warms up (creates the fields) */
+        if (b.fresh && r > 0) {         /* a new pipeline (and arena) per run */
+            rcluster_pipeline_destroy(p);
+            p = rcluster_pipeline_new(rc);
+        }
         t[r] = b.raw ? run_raw(&b, c, av, lens) : run_rcluster(&b, p, av, lens);
+    }
     rcluster_pipeline_destroy(p);
     qsort(t + 1, (size_t)b.runs, sizeof(t[0]), cmp_double);
     double med = t[1 + b.runs / 2];
@@ -191,9 +198,12 @@ int main(int argc, char **argv) {
     double mb = fields * (b.value_bytes + 6) / 1e6;
     printf("%-8s %-10s primaries=%d commands=%d pairs=%d value=%dB runs=%d median=%.3fs "
            "min=%.3fs max=%.3fs  %.0f HSET/s  %.0f fields/s  %.1f MB/s\n",
-           b.raw ? "hiredis" : "rcluster", rcluster_is_cluster(rc) ? "cluster" : "plain",
-           rcluster_primary_count(rc), b.commands, b.pairs, b.value_bytes, b.runs, med, t[1],
-           t[b.runs], b.commands / med, fields / med, mb / med);
+           b.raw     ? "hiredis"
+           : b.fresh ? "rc-fresh"
+                     : "rcluster",
+           rcluster_is_cluster(rc) ? "cluster" : "plain", rcluster_primary_count(rc), b.commands,
+           b.pairs, b.value_bytes, b.runs, med, t[1], t[b.runs], b.commands / med, fields / med,
+           mb / med);
     if (c)
         redisFree(c);
     rcluster_destroy(rc);

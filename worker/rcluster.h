@@ -117,7 +117,8 @@ int rcluster_command_argv(rcluster *rc, int argc, const char **argv, const size_
  * or a lost connection, in their original order (so per key, order holds).
  * A command whose reply was lost with a connection is sent again: only put
  * idempotent commands in a pipeline (HSET, HDEL, DEL, GET...); use a
- * transaction for anything else. A pipeline is not atomic. */
+ * transaction for anything else. A pipeline is not atomic. Keep one and
+ * reset it between calls: its command arena is reused. */
 typedef struct rcluster_pipeline rcluster_pipeline;
 
 /* Borrows rc until rcluster_pipeline_destroy. NULL when out of memory. */

@@ -568,6 +568,45 @@ static void test_select_and_auth(void **state) {
     rcluster_destroy(rc);
 }
 
+/* A plain Redis that goes away mid-session: every call gives up after the
+ * retry budget, naming the node; a transaction says "not applied". */
+static void test_server_gone(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE], seeds[64];
+    redis_local *rl = redis_local_start(NULL, 10000, err, sizeof(err));
+    assert_non_null(rl);
+    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", redis_local_port(rl));
+    rcluster_opts o;
+    rcluster_opts_init(&o);
+    o.seeds = seeds;
+    o.retry_ms = 300;
+    rcluster *rc = rcluster_connect(&o, err, sizeof(err));
+    assert_non_null(rc);
+    redisReply *r = NULL;
+    assert_int_equal(rcluster_command(rc, &r, err, sizeof(err), "SET k v"), UL_OK);
+    freeReplyObject(r);
+    redis_local_stop(rl);
+    rcluster_pipeline *p = rcluster_pipeline_new(rc);
+    assert_int_equal(rcluster_pipeline_append(p, "SET k v2"), UL_OK);
+    assert_int_equal(rcluster_pipeline_exec(p, err, sizeof(err)), UL_ERR_IO);
+    if (strstr(err, seeds) == NULL || strstr(err, "gave up after 300 ms") == NULL)
+        fail_msg("%s", err);
+    assert_null(rcluster_pipeline_reply(p, 0));
+    rcluster_pipeline_destroy(p);
+    rcluster_txn *t = rcluster_txn_new(rc, "k", 1);
+    assert_int_equal(rcluster_txn_append(t, "SET k v3"), UL_OK);
+    assert_int_equal(rcluster_txn_exec(t, err, sizeof(err)), UL_ERR_IO);
+    assert_non_null(strstr(err, "transaction not applied"));
+    rcluster_txn_destroy(t);
+    assert_int_equal(rcluster_ping_all(rc, err, sizeof(err)), UL_ERR_IO);
+    assert_non_null(strstr(err, seeds));
+    rcluster_stats st;
+    rcluster_stats_get(rc, &st);
+    assert_true(st.node_errors >= 3);
+    rcluster_destroy(rc);
+    (void)fx;
+}
+
 /* ---- a fake server that drops the connection after EXEC ----------------- */
 
 typedef struct fake {
@@ -653,6 +692,7 @@ int main(void) {
         cmocka_unit_test(test_plain_connect), cmocka_unit_test(test_dead_seeds),
         cmocka_unit_test(test_pipeline),      cmocka_unit_test(test_txn),
         cmocka_unit_test(test_scans),         cmocka_unit_test(test_select_and_auth),
+        cmocka_unit_test(test_server_gone),
     };
     int rc = cmocka_run_group_tests_name("rcluster_pure", pure, NULL, NULL);
     return rc | cmocka_run_group_tests_name("rcluster_plain", plain, setup, teardown);

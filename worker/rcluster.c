@@ -9,8 +9,9 @@
  * Commands are formatted once into a byte arena (RESP), which is what makes
  * re-sending after MOVED/ASK/a lost connection cheap; the slot comes from
  * argv[1] of the formatted bytes, so argv and printf-style appends share one
- * path. A pipeline round groups the unanswered commands by target node,
- * writes every node's buffer before reading any reply, classifies each
+ * path, and bytes go to the socket straight from the arena (sendmsg). A
+ * pipeline round groups the unanswered commands by target node, writes
+ * every node's commands before reading any reply, classifies each
  * reply (done, MOVED, ASK, retry later) and loops until all are answered or
  * the retry budget runs out. A transaction is one round on one node and is
  * retried whole; it reports "unknown" only when its EXEC was completely
@@ -670,10 +671,11 @@ static int node_sendv(rcluster *rc, rc_node *nd, struct iovec *v, int n, char *e
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0) {
+            int e = errno;
             char tmp[64];
             snprintf(tmp, sizeof(tmp), "timed out after %d ms", rc->timeout_ms);
             ul_set_err(errstr, errstr_size, "redis %s: write failed: %s", nd->addr,
-                       errno == EAGAIN || errno == EWOULDBLOCK ? tmp : strerror(errno));
+                       e == EAGAIN || e == EWOULDBLOCK ? tmp : strerror(e));
             node_close(rc, nd);
             return -1;
         }
@@ -1311,6 +1313,11 @@ static int pipe_run(rcluster_pipeline *p, size_t from, size_t to, char *errstr,
         }
         if (fl.refresh)
             refresh_quiet(rc);
+        size_t left = 0;
+        for (size_t k = 0; k < npend; k++)
+            left += p->cmds[pend[k]].reply == NULL;
+        if (left == 0) /* all answered: no wait, whatever the budget says */
+            break;
         if (retry_wait(&rt, fl.backoff) != 0) {
             ul_set_err(errstr, errstr_size, "%s (gave up after %d ms)",
                        rt.last[0] ? rt.last : "redirections did not settle", rc->retry_ms);

@@ -26,6 +26,9 @@
 #   wait_role PORT ROLE [SECS]  until the node's role is master/slave
 #   migrate_slot_begin SLOT FROM TO / migrate_slot_keys SLOT FROM TO / migrate_slot_end SLOT TO
 #                             move a slot by hand (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE)
+#   uncover_slot SLOT         CLUSTER DELSLOTS on every live node until none serves SLOT
+#                             (with full coverage required the cluster goes down);
+#                             heal with: ccli OWNER cluster addslots SLOT
 # Requires redis-server, redis-cli (7.0) and python3 (free ports).
 
 CLUSTER_DIR=""
@@ -256,5 +259,26 @@ migrate_slot_end() {
   ccli "$to" cluster setslot "$slot" node "$id" >/dev/null || return 1
   for p in $(primary_ports); do
     [ "$p" = "$to" ] || ccli "$p" cluster setslot "$slot" node "$id" >/dev/null || true
+  done
+}
+
+# DELSLOTS on the owner first (so nobody claims the slot any more), then on
+# every other live node, again until each reports 16383 slots assigned: a
+# node that dropped it early can re-learn it from the owner's gossip.
+uncover_slot() {
+  local slot="$1" owner p deadline left
+  owner=$(slot_owner "$slot")
+  deadline=$((SECONDS + 20))
+  while :; do
+    left=0
+    for p in "$owner" "${CLUSTER_PORTS[@]}"; do
+      node_alive "$p" || continue
+      ccli "$p" cluster info 2>/dev/null | grep -q '^cluster_slots_assigned:16383' && continue
+      left=1
+      ccli "$p" cluster delslots "$slot" >/dev/null 2>&1 || true
+    done
+    [ "$left" = 0 ] && return 0
+    [ "$SECONDS" -lt "$deadline" ] || { cluster_fail "slot $slot still assigned somewhere"; return 1; }
+    sleep 0.2
   done
 }

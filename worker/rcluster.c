@@ -281,6 +281,30 @@ static int resp_formatv(rc_buf *b, const char *fmt, va_list ap) {
     return rc;
 }
 
+/* Format a command at the end of b; *off receives where it starts. On
+ * failure b is unchanged. Shared by pipelines, transactions and single
+ * commands (argv and printf-style forms). */
+static int buf_append_argv(rc_buf *b, int argc, const char **argv, const size_t *argvlen,
+                           size_t *off) {
+    if (argc < 2)
+        return UL_ERR_ARG; /* routing needs argv[1] */
+    *off = b->len;
+    if (resp_format(b, argc, argv, argvlen) != 0) {
+        b->len = *off;
+        return UL_ERR_NOMEM;
+    }
+    return UL_OK;
+}
+
+static int buf_append_fmt(rc_buf *b, const char *fmt, va_list ap, size_t *off) {
+    *off = b->len;
+    if (resp_formatv(b, fmt, ap) != 0) {
+        b->len = *off;
+        return UL_ERR_NOMEM;
+    }
+    return UL_OK;
+}
+
 /* Argument `idx` of a formatted command; -1 when absent. */
 static int resp_arg(const char *cmd, size_t len, int idx, const char **arg, size_t *alen) {
     const char *p = cmd, *end = cmd + len;
@@ -1141,27 +1165,18 @@ static int pipe_add(rcluster_pipeline *p, size_t off) {
 
 int rcluster_pipeline_append_argv(rcluster_pipeline *p, int argc, const char **argv,
                                   const size_t *argvlen) {
-    if (argc < 2)
-        return UL_ERR_ARG;
-    size_t off = p->buf.len;
-    if (resp_format(&p->buf, argc, argv, argvlen) != 0) {
-        p->buf.len = off;
-        return UL_ERR_NOMEM;
-    }
-    return pipe_add(p, off);
+    size_t off;
+    int rc = buf_append_argv(&p->buf, argc, argv, argvlen, &off);
+    return rc == UL_OK ? pipe_add(p, off) : rc;
 }
 
 int rcluster_pipeline_append(rcluster_pipeline *p, const char *fmt, ...) {
-    size_t off = p->buf.len;
+    size_t off;
     va_list ap;
     va_start(ap, fmt);
-    int rc = resp_formatv(&p->buf, fmt, ap);
+    int rc = buf_append_fmt(&p->buf, fmt, ap, &off);
     va_end(ap);
-    if (rc != 0) {
-        p->buf.len = off;
-        return UL_ERR_NOMEM;
-    }
-    return pipe_add(p, off);
+    return rc == UL_OK ? pipe_add(p, off) : rc;
 }
 
 static const char ASKING_CMD[] = "*1\r\n$6\r\nASKING\r\n";
@@ -1383,14 +1398,14 @@ int rcluster_command_argv(rcluster *rc, int argc, const char **argv, const size_
 int rcluster_command(rcluster *rc, redisReply **reply, char *errstr, size_t errstr_size,
                      const char *fmt, ...) {
     *reply = NULL;
-    size_t off = rc->one->buf.len;
+    size_t off;
     va_list ap;
     va_start(ap, fmt);
-    int rc_ = resp_formatv(&rc->one->buf, fmt, ap);
+    int rc_ = buf_append_fmt(&rc->one->buf, fmt, ap, &off);
     va_end(ap);
-    rc_ = rc_ == 0 ? pipe_add(rc->one, off) : UL_ERR_NOMEM;
+    if (rc_ == UL_OK)
+        rc_ = pipe_add(rc->one, off);
     if (rc_ != UL_OK) {
-        rc->one->buf.len = off;
         ul_set_err(errstr, errstr_size, "%s",
                    rc_ == UL_ERR_ARG ? "a command needs a key (argv[1])" : "out of memory");
         return rc_;
@@ -1458,27 +1473,18 @@ static int txn_add(rcluster_txn *t, size_t off) {
 }
 
 int rcluster_txn_append_argv(rcluster_txn *t, int argc, const char **argv, const size_t *argvlen) {
-    if (argc < 2)
-        return UL_ERR_ARG;
-    size_t off = t->buf.len;
-    if (resp_format(&t->buf, argc, argv, argvlen) != 0) {
-        t->buf.len = off;
-        return UL_ERR_NOMEM;
-    }
-    return txn_add(t, off);
+    size_t off;
+    int rc = buf_append_argv(&t->buf, argc, argv, argvlen, &off);
+    return rc == UL_OK ? txn_add(t, off) : rc;
 }
 
 int rcluster_txn_append(rcluster_txn *t, const char *fmt, ...) {
-    size_t off = t->buf.len;
+    size_t off;
     va_list ap;
     va_start(ap, fmt);
-    int rc = resp_formatv(&t->buf, fmt, ap);
+    int rc = buf_append_fmt(&t->buf, fmt, ap, &off);
     va_end(ap);
-    if (rc != 0) {
-        t->buf.len = off;
-        return UL_ERR_NOMEM;
-    }
-    return txn_add(t, off);
+    return rc == UL_OK ? txn_add(t, off) : rc;
 }
 
 int rcluster_txn_guard(rcluster_txn *t, const char *key, const char *field, const char *expected,

@@ -3,7 +3,7 @@
 # Cluster (3 primaries + 3 replicas on loopback, tests/integration/
 # cluster_lib.sh), through tests/rcluster_drive. Run 1 (no password):
 # slots agree with CLUSTER KEYSLOT; writes and reads over all 16384 slots;
-# a seed down at start (clear error when none answers, success when another
+# SCAN + DEL over every primary; a seed down at start (clear error when none answers, success when another
 # does); a workload riding through a CLUSTER FAILOVER, a hand-made slot
 # migration (ASK, then MOVED), a `redis-cli --cluster reshard` and a killed
 # primary; a node that answers MOVED to a node that is down; CLUSTERDOWN
@@ -89,6 +89,14 @@ for p in $(primary_ports); do
   n=$(ccli "$p" dbsize)
   [ "$n" -gt 5000 ] && [ "$n" -lt 6000 ] || fail "primary $p holds $n of 16384 keys"
 done
+
+step "SCAN + DEL over every primary"
+ccli "$(primary_ports | head -1)" set other-key kept >/dev/null
+drive clear 'ks:*' | grep -q "deleted 16384 keys" || fail "clear did not delete every slot's key"
+left=0
+for p in $(primary_ports); do left=$((left + $(ccli "$p" dbsize))); done
+[ "$left" -eq 1 ] || fail "$left keys left after clear (expected only other-key)"
+drive fill v1 >/dev/null
 
 step "a seed down at start"
 DEAD=$(cluster_free_ports 1)

@@ -256,6 +256,30 @@ typedef struct fixture {
     char seeds[64];
 } fixture;
 
+/* A throwaway redis-server without a password: redis_local gives each one a
+ * random password, which these tests set and clear themselves. */
+static redis_local *start_plain(char *err, size_t size) {
+    redis_local *rl = redis_local_start(NULL, 10000, err, size);
+    if (rl == NULL)
+        return NULL;
+    redisContext *c = redisConnect("127.0.0.1", redis_local_port(rl));
+    redisReply *r = c && !c->err ? redisCommand(c, "AUTH %s", redis_local_password(rl)) : NULL;
+    if (r)
+        freeReplyObject(r);
+    r = c && !c->err ? redisCommand(c, "CONFIG SET requirepass %s", "") : NULL;
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    if (c)
+        redisFree(c);
+    if (!ok) {
+        snprintf(err, size, "cannot clear the throwaway server's password");
+        redis_local_stop(rl);
+        return NULL;
+    }
+    return rl;
+}
+
 static int setup(void **state) {
     static fixture fx;
     char err[UL_ERRSTR_SIZE];
@@ -263,7 +287,7 @@ static int setup(void **state) {
     *state = &fx;
     if (!redis_local_available(NULL))
         return 0;
-    if ((fx.rl = redis_local_start(NULL, 10000, err, sizeof(err))) == NULL) {
+    if ((fx.rl = start_plain(err, sizeof(err))) == NULL) {
         print_error("redis_local_start: %s\n", err);
         return -1;
     }
@@ -573,7 +597,7 @@ static void test_select_and_auth(void **state) {
 static void test_server_gone(void **state) {
     fixture *fx = need_redis(state);
     char err[UL_ERRSTR_SIZE], seeds[64];
-    redis_local *rl = redis_local_start(NULL, 10000, err, sizeof(err));
+    redis_local *rl = start_plain(err, sizeof(err));
     assert_non_null(rl);
     snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", redis_local_port(rl));
     rcluster_opts o;

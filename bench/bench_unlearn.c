@@ -76,6 +76,7 @@ static int set_knob(unlearn_params *p, const char *kv) {
         return 0;                                                                                  \
     }
     KNOB_I(rescue_epochs)
+    KNOB_I(rescue_retain)
     KNOB_F(rescue_lr)
     KNOB_F(rescue_reg)
     KNOB_I(cff_steps)
@@ -87,6 +88,8 @@ static int set_knob(unlearn_params *p, const char *kv) {
     KNOB_F(cff_anchor)
     KNOB_I(cff_anchor_pairs)
     KNOB_I(cff_fuse_items)
+    KNOB_I(cff_item_step)
+    KNOB_I(cff_base_m2)
     KNOB_F(cff_forget_weight)
     KNOB_F(cff_reg)
     KNOB_F(cff_reg_bias)

@@ -912,6 +912,16 @@ static int latent_distances(eval_ctx *c, const eval_ensemble *e, eval_result *r,
     return UL_OK;
 }
 
+/* The message for a failed audit: a non-finite score means the model did. */
+static int audit_failed(int rc, const char *name, char *errstr, size_t errstr_size) {
+    if (rc == UL_ERR_ARG)
+        ul_set_err(errstr, errstr_size, "%s: the model predicts non-finite scores (it diverged)",
+                   name);
+    else if (rc != UL_OK)
+        ul_set_err(errstr, errstr_size, "out of memory in the membership audit");
+    return rc;
+}
+
 static int measure(eval_ctx *c, const char *name, const eval_ensemble *e, eval_result *r,
                    char *errstr, size_t errstr_size) {
     stage_begin(c, name, "scoring", 0);
@@ -923,11 +933,12 @@ static int measure(eval_ctx *c, const char *name, const eval_ensemble *e, eval_r
     r->shards_touched = e->shards_touched;
     rmse_split(c, e, r);
     forget_metrics(c, e, r);
-    if (topk_exposure(c, e, &r->topk_exposure) != UL_OK || audit_metrics(c, e, r) != UL_OK) {
+    if (topk_exposure(c, e, &r->topk_exposure) != UL_OK) {
         ul_set_err(errstr, errstr_size, "out of memory scoring the affected users");
         return UL_ERR_NOMEM;
     }
-    return latent_distances(c, e, r, errstr, errstr_size);
+    int rc = audit_failed(audit_metrics(c, e, r), name, errstr, errstr_size);
+    return rc == UL_OK ? latent_distances(c, e, r, errstr, errstr_size) : rc;
 }
 
 /* ---- sequential unlearning -------------------------------------------- */
@@ -936,7 +947,7 @@ typedef struct seq_run {
     eval_ctx *c;
     const char *name;
     eval_seq_point *trace;
-    int failed; /* out of memory in a batch's audit */
+    int failed; /* a batch's audit failed: its code */
 } seq_run;
 
 static int on_seq_batch(void *ctx, int batch, int batches, const mf_model *m) {
@@ -947,8 +958,9 @@ static int on_seq_batch(void *ctx, int batch, int batches, const mf_model *m) {
     ens_borrow(&e, m, 0, 0);
     rmse_split(sr->c, &e, &r);
     forget_metrics(sr->c, &e, &r);
-    if (audit_metrics(sr->c, &e, &r) != UL_OK) {
-        sr->failed = 1;
+    int rc = audit_metrics(sr->c, &e, &r);
+    if (rc != UL_OK) {
+        sr->failed = rc;
         return 1;
     }
     sr->trace[batch] = (eval_seq_point){r.rmse_test, r.forget_gap, r.mia_auc, r.item_bias_forget,
@@ -981,8 +993,7 @@ static int run_sequential(eval_ctx *c, const char *name, eval_result *r, char *e
                      on_seq_batch, &sr, &seconds, errstr, errstr_size);
     stage_end(c);
     if (sr.failed) {
-        ul_set_err(errstr, errstr_size, "out of memory scoring a sequential batch");
-        rc = UL_ERR_NOMEM;
+        rc = audit_failed(sr.failed, name, errstr, errstr_size);
     } else if (rc == UL_ERR_ABORTED) {
         rc = fail_model(c, errstr, errstr_size);
     }

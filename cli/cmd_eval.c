@@ -341,21 +341,20 @@ static void print_cell_table(const eval_cell *c, int top_k) {
     int sequential = 0;
     for (size_t j = 0; j < c->n_results; j++) {
         const eval_result *r = &c->results[j];
+        const struct {
+            double v;
+            const char *fmt;
+        } col[12] = {{r->rmse_test, "%.4f"},        {r->rmse_affected, "%.4f"},
+                     {r->rmse_unaffected, "%.4f"},  {r->forget_gap, "%.4f"},
+                     {r->mean_pred_forget, "%.3f"}, {r->topk_exposure, "%.3f"},
+                     {r->mia_auc, "%.4f"},          {r->mia_auc_ref, "%.4f"},
+                     {r->item_bias_forget, "%.4f"}, {r->item_score_forget, "%.4f"},
+                     {r->seconds, "%.2f"},          {r->unlearn_seconds, "%.3f"}};
         char f[12][24], name[EVAL_METHOD_NAME_MAX + 8];
         snprintf(name, sizeof(name), "%s%s", r->sequential ? "seq:" : "", r->method);
         sequential = r->sequential ? r->sequential : sequential;
-        fmt_num(f[0], 24, r->rmse_test, "%.4f");
-        fmt_num(f[1], 24, r->rmse_affected, "%.4f");
-        fmt_num(f[2], 24, r->rmse_unaffected, "%.4f");
-        fmt_num(f[3], 24, r->forget_gap, "%.4f");
-        fmt_num(f[4], 24, r->mean_pred_forget, "%.3f");
-        fmt_num(f[5], 24, r->topk_exposure, "%.3f");
-        fmt_num(f[6], 24, r->mia_auc, "%.4f");
-        fmt_num(f[7], 24, r->mia_auc_ref, "%.4f");
-        fmt_num(f[8], 24, r->item_bias_forget, "%.4f");
-        fmt_num(f[9], 24, r->item_score_forget, "%.4f");
-        fmt_num(f[10], 24, r->seconds, "%.2f");
-        fmt_num(f[11], 24, r->unlearn_seconds, "%.3f");
+        for (int q = 0; q < 12; q++)
+            fmt_num(f[q], 24, col[q].v, col[q].fmt);
         printf("%-14s %7s %8s %7s %10s %9s %10s %7s %7s %8s %8s %8s %9s", name, f[0], f[1], f[2],
                f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]);
         if (r->shards_touched > 0)

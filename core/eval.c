@@ -419,13 +419,20 @@ static void ens_release(eval_ensemble *e) {
     memset(e, 0, sizeof(*e));
 }
 
-static float ens_predict(const eval_ensemble *e, int32_t user, int32_t item) {
+typedef float (*predict_fn)(const mf_model *m, int32_t user, int32_t item);
+
+/* The routed model's prediction, or the mean of the models'. */
+static float ens_mean(const eval_ensemble *e, predict_fn predict, int32_t user, int32_t item) {
     if (e->route != NULL)
-        return mf_predict(e->models[e->route[user]], user, item);
+        return predict(e->models[e->route[user]], user, item);
     double sum = 0;
     for (int j = 0; j < e->n; j++)
-        sum += mf_predict(e->models[j], user, item);
+        sum += predict(e->models[j], user, item);
     return (float)(sum / e->n);
+}
+
+static float ens_predict(const eval_ensemble *e, int32_t user, int32_t item) {
+    return ens_mean(e, mf_predict, user, item);
 }
 
 /* ---- the methods ------------------------------------------------------- */
@@ -643,12 +650,7 @@ static void forget_metrics(const eval_ctx *c, const eval_ensemble *e, eval_resul
 /* The raw (unclipped) score of the ensemble, as exposure ranks by: the
  * attacker's view of a pair. */
 static float ens_raw(const eval_ensemble *e, int32_t user, int32_t item) {
-    if (e->route != NULL)
-        return mf_predict_raw(e->models[e->route[user]], user, item);
-    double sum = 0;
-    for (int j = 0; j < e->n; j++)
-        sum += mf_predict_raw(e->models[j], user, item);
-    return (float)(sum / e->n);
+    return ens_mean(e, mf_predict_raw, user, item);
 }
 
 static double ens_item_bias(const eval_ensemble *e, int32_t user, int32_t item) {

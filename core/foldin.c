@@ -525,11 +525,14 @@ int foldin_item_step(const mf_model *m, const unlearn_request *req, const unlear
     foldin f = {.m = m, .req = req, .params = params, .rows = rows, .k = m->k, .k1 = m->k + 1};
     size_t k = (size_t)m->k;
     int rc = req->item_count == NULL ? UL_ERR_ARG : foldin_setup(&f);
-    if (rc == UL_OK) {
+    if (rc == UL_OK && P1 == NULL) {
+        rc = solve_users(&f);
+    } else if (rc == UL_OK) {
         memcpy(f.P1, P1, rows->n_users * k * sizeof(float));
         memcpy(f.bu1, bu1, rows->n_users * sizeof(float));
-        rc = update_items(&f);
     }
+    if (rc == UL_OK)
+        rc = update_items(&f);
     if (rc == UL_OK) {
         memcpy(Q1, f.Q1, rows->n_items * k * sizeof(float));
         memcpy(bi1, f.bi1, rows->n_items * sizeof(float));

@@ -173,6 +173,18 @@ static void run_method(const char *method, double max_gap_share) {
         double b1 = scenario_item_bias(&sc, sc.m1), bf = scenario_item_bias(&sc, mf);
         double br = scenario_item_bias(&sc, sc.retrain);
         assert_true(b1 > br && bf < b1 - 0.3 * (b1 - br));
+        /* The step is fold-in's, against fold-in's re-solved users: F's
+         * item rows are fold-in's exactly. */
+        unlearn_report repf;
+        mf_model *fo = scenario_unlearn(&sc, "foldin", NULL, &repf);
+        assert_int_equal(repf.n_items, rep.n_items);
+        for (size_t c = 0; c < rep.n_items; c++) {
+            int32_t i = rep.items[c];
+            assert_memory_equal(mf->Q + (size_t)i * 16, fo->Q + (size_t)i * 16, 16 * sizeof(float));
+            assert_memory_equal(&mf->item_bias[i], &fo->item_bias[i], sizeof(float));
+        }
+        unlearn_report_free(&repf);
+        mf_model_destroy(fo);
         unlearn_params up;
         unlearn_params_init(&up);
         up.cff_item_step = 0;

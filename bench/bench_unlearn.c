@@ -90,6 +90,7 @@ static int set_knob(unlearn_params *p, const char *kv) {
     KNOB_I(cff_fuse_items)
     KNOB_I(cff_item_step)
     KNOB_I(cff_base_m2)
+    KNOB_I(cff_item_users)
     KNOB_F(cff_forget_weight)
     KNOB_F(cff_reg)
     KNOB_F(cff_reg_bias)

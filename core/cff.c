@@ -315,20 +315,39 @@ static int train(cff_run *run) {
 }
 
 /* The items of F: fold-in's m1-anchored Newton step (cff_item_step), into
- * run->Q1 / run->bi1. The step needs how the affected users' rows changed;
- * it takes that from fold-in's exact re-solve of the users, not from the
- * fused rows: those still underfit the users' remaining ratings (the D_fl1
- * term pulls them below), and items stepped against them absorb that error
- * (measured: F's item biases rose above M1's on ML-1M at 20% users, and
- * RMSE and forget gap were equal or worse on every validation cell). */
+ * run->Q1 / run->bi1. The step needs how the affected users' rows changed:
+ * by default (cff_item_users = 0) the fused rows, which the model will
+ * hold; with 1, fold-in's exact re-solve of the users, which makes the item
+ * rows fold-in's exactly. The fused rows underfit the users' remaining
+ * ratings (the D_fl1 term pulls them below) and the items absorb part of
+ * that, so with 0 F's item scores fall less one-shot (on ML-1M at 20% users
+ * they even rose a little above M1's); but with 1 the next request's step
+ * is anchored at items fitted to users the model does not hold, and over
+ * 100 sequential requests RMSE drifted by +0.018 (ML-1M 20/50) against
+ * +0.0002 with 0. docs/unlearning.md has the figures. */
 static int item_step(cff_run *run) {
     const unlearn_rows *rows = run->rows;
-    size_t k = (size_t)run->k;
+    size_t k = (size_t)run->k, d = (size_t)run->d;
     run->Q1 = malloc((rows->n_items * k + 1) * sizeof(float));
     run->bi1 = malloc((rows->n_items + 1) * sizeof(float));
     if (run->Q1 == NULL || run->bi1 == NULL)
         return UL_ERR_NOMEM;
-    return foldin_item_step(run->m, run->req, run->params, rows, NULL, NULL, run->Q1, run->bi1);
+    if (run->params->cff_item_users == 1)
+        return foldin_item_step(run->m, run->req, run->params, rows, NULL, NULL, run->Q1, run->bi1);
+    float *P1 = malloc((rows->n_users * k + 1) * sizeof(float));
+    float *bu1 = malloc((rows->n_users + 1) * sizeof(float));
+    int rc = UL_ERR_NOMEM;
+    if (P1 != NULL && bu1 != NULL) {
+        const cff_side *s = &run->side[0];
+        for (size_t a = 0; a < rows->n_users; a++) {
+            memcpy(P1 + a * k, s->Y + a * d, k * sizeof(float));
+            bu1[a] = s->Y[a * d + k];
+        }
+        rc = foldin_item_step(run->m, run->req, run->params, rows, P1, bu1, run->Q1, run->bi1);
+    }
+    free(P1);
+    free(bu1);
+    return rc;
 }
 
 static void commit(cff_run *run) {

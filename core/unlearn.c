@@ -189,6 +189,8 @@ static int check_params(const unlearn_params *p, char *errstr, size_t errstr_siz
         bad = "rescue_retain must be 0 or 1";
     else if (p->cff_base_m2 != 0 && p->cff_base_m2 != 1)
         bad = "cff_base_m2 must be 0 or 1";
+    else if (p->cff_item_users != 0 && p->cff_item_users != 1)
+        bad = "cff_item_users must be 0 or 1";
     else if (!(p->foldin_item_prior >= 0 && p->foldin_item_prior < 1e9f))
         bad = "foldin_item_prior must be in [0,1e9)";
     else if (p->foldin_items != 0 && p->foldin_items != 1)

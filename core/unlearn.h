@@ -56,6 +56,7 @@ typedef struct unlearn_params {
     float cff_reg_bias;      /* "cff": the same on its bias */
     int cff_item_step;       /* "cff": 1 steps the items of F as fold-in does, after the users */
     int cff_base_m2;         /* "cff": 1 makes m2's row the residual's base (0: m1's) */
+    int cff_item_users; /* "cff": the item step's users: 0 the fused rows, 1 fold-in's re-solve */
 } unlearn_params;
 
 void unlearn_params_init(unlearn_params *params);

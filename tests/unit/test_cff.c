@@ -173,18 +173,26 @@ static void run_method(const char *method, double max_gap_share) {
         double b1 = scenario_item_bias(&sc, sc.m1), bf = scenario_item_bias(&sc, mf);
         double br = scenario_item_bias(&sc, sc.retrain);
         assert_true(b1 > br && bf < b1 - 0.3 * (b1 - br));
-        /* The step is fold-in's, against fold-in's re-solved users: F's
-         * item rows are fold-in's exactly. */
-        unlearn_report repf;
+        /* With cff_item_users = 1 the step is fold-in's against fold-in's
+         * re-solved users: F's item rows are fold-in's exactly; with the
+         * default (the fused rows) they differ. */
+        unlearn_params ui;
+        unlearn_params_init(&ui);
+        ui.cff_item_users = 1;
+        unlearn_report repf, repu;
         mf_model *fo = scenario_unlearn(&sc, "foldin", NULL, &repf);
+        mf_model *mu = scenario_unlearn(&sc, method, &ui, &repu);
+        assert_true(memcmp(mf->item_bias, fo->item_bias, 200 * sizeof(float)) != 0);
         assert_int_equal(repf.n_items, rep.n_items);
         for (size_t c = 0; c < rep.n_items; c++) {
             int32_t i = rep.items[c];
-            assert_memory_equal(mf->Q + (size_t)i * 16, fo->Q + (size_t)i * 16, 16 * sizeof(float));
-            assert_memory_equal(&mf->item_bias[i], &fo->item_bias[i], sizeof(float));
+            assert_memory_equal(mu->Q + (size_t)i * 16, fo->Q + (size_t)i * 16, 16 * sizeof(float));
+            assert_memory_equal(&mu->item_bias[i], &fo->item_bias[i], sizeof(float));
         }
         unlearn_report_free(&repf);
+        unlearn_report_free(&repu);
         mf_model_destroy(fo);
+        mf_model_destroy(mu);
         unlearn_params up;
         unlearn_params_init(&up);
         up.cff_item_step = 0;

@@ -65,6 +65,18 @@ int mf_params_check(const mf_params *params, char *errstr, size_t errstr_size) {
                    (double)params->lr_decay);
         return UL_ERR_ARG;
     }
+    if (params->kernel < MF_KERNEL_AUTO || params->kernel >= MF_KERNEL_COUNT) {
+        ul_set_err(errstr, errstr_size, "MF kernel=%d is not a kernel variant",
+                   (int)params->kernel);
+        return UL_ERR_ARG;
+    }
+    if (!mf_kernel_available(params->kernel)) {
+        ul_set_err(errstr, errstr_size,
+                   "MF kernel '%s' does not run on this CPU (use 'auto', or 'base' which runs "
+                   "everywhere)",
+                   mf_kernel_name(params->kernel));
+        return UL_ERR_ARG;
+    }
     if (params->threads < 0 || params->threads > 1024) {
         ul_set_err(errstr, errstr_size, "MF threads=%d outside 0..1024 (0 = all cores)",
                    params->threads);
@@ -185,8 +197,9 @@ float mf_predict_raw(const mf_model *m, int32_t user, int32_t item) {
     if (has_user && has_item) {
         const float *p = m->P + (size_t)user * (size_t)m->k;
         const float *q = m->Q + (size_t)item * (size_t)m->k;
-        /* A constant k lets the kernel unroll; same arithmetic, same bits. */
-        r += m->k == 64 ? mf_kernel_dot(p, q, 64) : mf_kernel_dot(p, q, m->k);
+        /* The baseline kernel's dot on every CPU: a model predicts the same
+         * whatever the machine. */
+        r += mf_dot_base(p, q, m->k);
     }
     return r;
 }
@@ -209,11 +222,9 @@ float mf_sgd_step(mf_model *m, int32_t user, int32_t item, float value, float lr
         return value - mf_predict_raw(m, user, item);
     float *p = m->P + (size_t)user * (size_t)m->k;
     float *q = m->Q + (size_t)item * (size_t)m->k;
-    if (m->k == 64)
-        return mf_kernel_step(p, q, &m->user_bias[user], &m->item_bias[item], 64, m->global_mean,
-                              value, lr, reg, reg_bias);
-    return mf_kernel_step(p, q, &m->user_bias[user], &m->item_bias[item], m->k, m->global_mean,
-                          value, lr, reg, reg_bias);
+    return mf_kernel_get(MF_KERNEL_AUTO)
+        ->sgd_step(p, q, &m->user_bias[user], &m->item_bias[item], m->k, m->global_mean, value, lr,
+                   lr, reg, reg_bias);
 }
 
 double mf_rmse(const mf_model *m, const ul_rating *ratings, size_t n) {

@@ -29,6 +29,24 @@ typedef struct mf_model {
     int64_t *item_ids;            /* dense -> raw id, n_items; may be NULL */
 } mf_model;
 
+/* The SGD kernel variants, by instruction set (see docs/mf.md). AUTO picks
+ * the fastest this CPU runs; the variants round differently (the AVX ones
+ * fuse multiply-adds), so a model is bit-identical only for one variant. */
+typedef enum mf_kernel_id {
+    MF_KERNEL_AUTO = 0,
+    MF_KERNEL_BASE,   /* portable C; SSE2 on x86-64, runs everywhere */
+    MF_KERNEL_AVX2,   /* AVX2 + FMA */
+    MF_KERNEL_AVX512, /* AVX-512F + FMA */
+    MF_KERNEL_COUNT
+} mf_kernel_id;
+
+/* "auto", "base", "avx2", "avx512". */
+const char *mf_kernel_name(mf_kernel_id id);
+/* Name -> id; UL_OK, or UL_ERR_ARG for an unknown name. */
+int mf_kernel_parse(const char *name, mf_kernel_id *id);
+/* 1 when this build and this CPU run the variant (AUTO: always). */
+int mf_kernel_available(mf_kernel_id id);
+
 typedef struct mf_params {
     int k;          /* latent dimension, default 64 */
     int epochs;     /* SGD passes over the data */
@@ -40,6 +58,7 @@ typedef struct mf_params {
     int threads; /* worker threads for training; 0 = number of cores */
     /* Learning-rate schedule: epoch e (0-based) uses lr * lr_decay^e. */
     float lr_decay;
+    mf_kernel_id kernel; /* default MF_KERNEL_AUTO */
 } mf_params;
 
 /* Defaults (tuned on a validation split carved from the training data; see

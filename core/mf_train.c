@@ -34,7 +34,6 @@
 #include "ul_err.h"
 
 #define MF_GROUPS 16         /* G: blocks per diagonal, diagonals per epoch */
-#define MF_PREFETCH 2        /* ratings ahead whose rows are prefetched (~5% faster) */
 #define MF_SERIAL_BELOW 4096 /* fewer ratings than this: one thread is faster */
 #define MF_STREAM_INIT_P 1   /* rng_derive streams, fixed forever for */
 #define MF_STREAM_INIT_Q 2   /* reproducibility of saved experiments */
@@ -42,12 +41,8 @@
 #define MF_STREAM_DIAGONALS 4
 #define MF_STREAM_BLOCK 1000
 
-typedef struct mf_entry {
-    int32_t u, i;
-    float r;
-} mf_entry;
-
 typedef struct trainer {
+    const mf_kernel *kern;
     mf_model *m; /* the result, in the caller's index order */
     mf_model *w; /* the working copy, rows in permuted order */
     int32_t *user_perm, *user_rank, *item_perm, *item_rank;
@@ -153,7 +148,8 @@ static int build_blocks(trainer *t, const ul_rating *ratings) {
     t->user_rank = malloc((size_t)nu * sizeof(int32_t));
     t->item_perm = malloc((size_t)ni * sizeof(int32_t));
     t->item_rank = malloc((size_t)ni * sizeof(int32_t));
-    t->entries = malloc(t->n * sizeof(mf_entry));
+    /* Zeroed padding after the last block for the kernel's prefetch. */
+    t->entries = calloc(t->n + MF_PREFETCH, sizeof(mf_entry));
     t->block_start = calloc((size_t)nb + 1, sizeof(size_t));
     t->block_sse = calloc((size_t)nb, sizeof(double));
     rng r;
@@ -224,44 +220,15 @@ static int plan_epochs(trainer *t) {
     return UL_OK;
 }
 
-/* SGD over one block; returns its sum of squared errors (before update).
- * Written once, instantiated for k = 64 (constant: fully unrolled and
- * vectorised) and for any other k. */
-static inline double sgd_block(const mf_entry *restrict e, size_t n, float *restrict P,
-                               float *restrict Q, float *restrict bu, float *restrict bi, int k,
-                               float mu, float lr, float reg, float reg_bias) {
-    double sse = 0.0;
-    for (size_t x = 0; x < n; x++) {
-        if (x + MF_PREFETCH < n) {
-            const float *pp = P + (size_t)e[x + MF_PREFETCH].u * (size_t)k;
-            const float *pq = Q + (size_t)e[x + MF_PREFETCH].i * (size_t)k;
-            for (int l = 0; l < k; l += 16) {
-                __builtin_prefetch(pp + l, 1);
-                __builtin_prefetch(pq + l, 1);
-            }
-        }
-        float *p = P + (size_t)e[x].u * (size_t)k;
-        float *q = Q + (size_t)e[x].i * (size_t)k;
-        float err =
-            mf_kernel_step(p, q, bu + e[x].u, bi + e[x].i, k, mu, e[x].r, lr, reg, reg_bias);
-        sse += (double)err * err;
-    }
-    return sse;
-}
-
 static void run_block(trainer *t, int b, float lr) {
     mf_model *m = t->w;
     const mf_params *pr = t->params;
     const mf_entry *e = t->entries + t->block_start[b];
     size_t n = t->block_start[b + 1] - t->block_start[b];
-    double sse;
-    if (m->k == 64)
-        sse = sgd_block(e, n, m->P, m->Q, m->user_bias, m->item_bias, 64, m->global_mean, lr,
-                        pr->reg, pr->reg_bias);
-    else
-        sse = sgd_block(e, n, m->P, m->Q, m->user_bias, m->item_bias, m->k, m->global_mean, lr,
-                        pr->reg, pr->reg_bias);
-    t->block_sse[b] = sse;
+    mf_block_job job = {
+        e,  n,       m->P,        m->Q, m->user_bias, m->item_bias, m->k, m->global_mean,
+        lr, pr->reg, pr->reg_bias};
+    t->block_sse[b] = t->kern->sgd_block(&job);
 }
 
 /* Thread 0 only, between barriers: RMSE, divergence check, progress. */
@@ -393,6 +360,7 @@ mf_model *mf_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t 
     m->global_mean = (float)(sum / (double)n);
     init_factors(m, params);
 
+    t.kern = mf_kernel_get(params->kernel);
     t.m = m;
     t.params = params;
     t.n = n;

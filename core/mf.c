@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "mf_kernel.h"
+#include "mf_par.h"
 #include "ul_err.h"
 
 void mf_params_init(mf_params *params) {
@@ -227,14 +228,69 @@ float mf_sgd_step(mf_model *m, int32_t user, int32_t item, float value, float lr
                    lr, reg, reg_bias);
 }
 
+float mf_row_lr(const mf_params *params, const mf_row_state *st, float lr_min) {
+    float lr = (float)(params->lr * pow(params->lr_decay, st->passes));
+    return lr > lr_min ? lr : lr_min;
+}
+
+float mf_sgd_step_rows(mf_model *m, int32_t user, int32_t item, float value,
+                       const mf_params *params, float lr_min, mf_row_state *user_state,
+                       mf_row_state *item_state) {
+    if (user < 0 || user >= m->n_users || item < 0 || item >= m->n_items)
+        return value - mf_predict_raw(m, user, item);
+    float *p = m->P + (size_t)user * (size_t)m->k;
+    float *q = m->Q + (size_t)item * (size_t)m->k;
+    float err =
+        mf_kernel_get(MF_KERNEL_AUTO)
+            ->sgd_step(p, q, &m->user_bias[user], &m->item_bias[item], m->k, m->global_mean, value,
+                       mf_row_lr(params, user_state, lr_min), mf_row_lr(params, item_state, lr_min),
+                       params->reg, params->reg_bias);
+    user_state->passes += user_state->n >= 1.0f ? 1.0f / user_state->n : 1.0f;
+    item_state->passes += item_state->n >= 1.0f ? 1.0f / item_state->n : 1.0f;
+    return err;
+}
+
+/* mf_rmse works in fixed chunks, summed in chunk order: the result does
+ * not depend on how many threads ran them. */
+#define RMSE_CHUNK 65536
+
+typedef struct rmse_job {
+    const mf_model *m;
+    const ul_rating *ratings;
+    size_t n;
+    double *sse; /* one per chunk */
+} rmse_job;
+
+static double rmse_chunk_sse(const rmse_job *job, size_t c) {
+    size_t lo = c * RMSE_CHUNK, hi = lo + RMSE_CHUNK < job->n ? lo + RMSE_CHUNK : job->n;
+    double sse = 0.0;
+    for (size_t i = lo; i < hi; i++) {
+        const ul_rating *r = &job->ratings[i];
+        double e = (double)r->value - (double)mf_predict(job->m, r->user, r->item);
+        sse += e * e;
+    }
+    return sse;
+}
+
+static void rmse_task(void *ctx, size_t c) {
+    rmse_job *job = ctx;
+    job->sse[c] = rmse_chunk_sse(job, c);
+}
+
 double mf_rmse(const mf_model *m, const ul_rating *ratings, size_t n) {
     if (n == 0)
         return 0.0;
+    size_t chunks = (n + RMSE_CHUNK - 1) / RMSE_CHUNK;
+    rmse_job job = {m, ratings, n, chunks > 1 ? malloc(chunks * sizeof(double)) : NULL};
     double sse = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double e =
-            (double)ratings[i].value - (double)mf_predict(m, ratings[i].user, ratings[i].item);
-        sse += e * e;
+    if (job.sse != NULL) {
+        mf_par_run(chunks, 0, rmse_task, &job);
+        for (size_t c = 0; c < chunks; c++)
+            sse += job.sse[c];
+        free(job.sse);
+    } else { /* one chunk, or no memory for the slots: same sums, in turn */
+        for (size_t c = 0; c < chunks; c++)
+            sse += rmse_chunk_sse(&job, c);
     }
     return sqrt(sse / (double)n);
 }

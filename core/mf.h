@@ -91,6 +91,18 @@ mf_model *mf_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t 
                    float rating_min, float rating_max, const mf_params *params,
                    mf_progress_fn progress, void *progress_ctx, char *errstr, size_t errstr_size);
 
+/* Like mf_progress_fn, with the model as it stands after that epoch, for
+ * learning curves. `m` is borrowed for the call only: read it, do not keep
+ * or change it. */
+typedef int (*mf_watch_fn)(void *ctx, int epoch, int epochs, double train_rmse, const mf_model *m);
+
+/* mf_train, calling `watch` (which may be NULL) after each epoch with the
+ * model. Gathering the model costs a copy of its rows per epoch, nothing
+ * when watch is NULL; the result is the same as mf_train's. */
+mf_model *mf_train_watch(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_items,
+                         float rating_min, float rating_max, const mf_params *params,
+                         mf_watch_fn watch, void *watch_ctx, char *errstr, size_t errstr_size);
+
 /* Predictions: raw (unclipped) and clipped to the model's scale. A user or
  * item outside the model (e.g. unseen) contributes no bias and no factor:
  * the prediction falls back to mu + b_i, mu + b_u or mu. */
@@ -103,7 +115,32 @@ float mf_predict(const mf_model *m, int32_t user, int32_t item);
 float mf_sgd_step(mf_model *m, int32_t user, int32_t item, float value, float lr, float reg,
                   float reg_bias);
 
-/* Root mean squared error of clipped predictions over n ratings (0 if n=0). */
+/* The online learner's state of one row (a user's or an item's), kept by
+ * the caller beside the row: 8 bytes. The trainer's schedule (epoch e runs
+ * at lr * lr_decay^e) is applied per row, counting each row's own passes
+ * over its ratings: a new row learns at lr, a row trained for E epochs at
+ * lr * lr_decay^E, as in the trainer's last epoch. See docs/mf.md. */
+typedef struct mf_row_state {
+    float passes; /* passes over the row's ratings so far: 0 for a new row,
+                   * params->epochs for a row of a model from mf_train */
+    float n;      /* ratings the row has; the caller keeps it up to date */
+} mf_row_state;
+
+/* The learning rate of a row in state `st`: lr * lr_decay^passes, but not
+ * below lr_min (0: no floor). */
+float mf_row_lr(const mf_params *params, const mf_row_state *st, float lr_min);
+
+/* One online SGD step on (user, item, value) at each row's own rate
+ * (mf_row_lr), with params' reg and reg_bias; each row's passes then grow
+ * by 1/n (1 when n < 1). Returns the error before the step. A user or item
+ * outside the model changes nothing, states included. */
+float mf_sgd_step_rows(mf_model *m, int32_t user, int32_t item, float value,
+                       const mf_params *params, float lr_min, mf_row_state *user_state,
+                       mf_row_state *item_state);
+
+/* Root mean squared error of clipped predictions over n ratings (0 if
+ * n=0), on all cores in fixed chunks: the same result whatever their
+ * number. */
 double mf_rmse(const mf_model *m, const ul_rating *ratings, size_t n);
 
 /* Scores of every item for each of n_users users (sgemm): out is

@@ -20,10 +20,10 @@ void mf_params_init(mf_params *params) {
     /* Chosen by bench/tune_mf on validation splits carved from the training
      * parts of ML-100K and ML-1M (lowest mean validation RMSE); see docs/mf.md. */
     params->k = 64;
-    params->epochs = 80;
-    params->lr = 0.01f;
-    params->lr_decay = 0.98f;
-    params->reg = 0.05f;
+    params->epochs = 15;
+    params->lr = 0.1f;
+    params->lr_decay = 0.79f;
+    params->reg = 0.045f;
     params->reg_bias = 0.05f;
     params->init_std = 0.003f;
     params->seed = 42;

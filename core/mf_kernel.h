@@ -30,9 +30,7 @@ typedef struct mf_entry {
  * the rating MF_PREFETCH places ahead without a bounds check, so e[n ..
  * n + MF_PREFETCH) must be readable entries with ids inside the model (the
  * next block's, or padding). P and Q are 64-byte aligned (mf_model_new). */
-#ifndef MF_PREFETCH
 #define MF_PREFETCH 2
-#endif
 typedef struct mf_block_job {
     const mf_entry *e;
     size_t n;

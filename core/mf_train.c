@@ -1,28 +1,39 @@
 /* mf_train.c: the parallel SGD trainer for biased MF (mf_train()).
  *
- * DESIGN. Users and items are each permuted with the seed and cut into G
- * equal groups, which tiles the rating matrix into G x G blocks. Training
- * runs on a working copy whose rows are in that permuted order, so a group's
- * rows and biases are contiguous: threads never write the same cache line
- * (the biases of interleaved groups did, and cost the second core its
- * speed-up), and a block's rows are dense in cache. Each block keeps a
- * compact array of {u, i, r} (12 bytes), shuffled once with the seed.
- * An epoch walks G diagonals; diagonal d holds the blocks (b, (b + d) mod G),
- * b = 0..G-1, which share no user and no item, so their SGD updates touch
- * disjoint rows of P, Q and the biases. Threads (created once per training)
- * take the blocks of a diagonal in any order and wait at a barrier before
- * the next one. Each block's result depends only on the state at the start
- * of its diagonal, never on which thread ran it or when, so the model is
- * bit-identical for a seed and a kernel variant whatever the thread count.
- * The order of the diagonals is re-drawn from the seed every epoch. This is
- * the scheme of LibMF (Chin et al.) made deterministic by the barrier.
+ * DESIGN. Users and items are each permuted with the seed and cut into Gu
+ * and Gi equal groups, which tiles the rating matrix into Gu x Gi blocks.
+ * Training runs on a working copy whose rows are in that permuted order, so
+ * a group's rows and biases are contiguous: threads never write the same
+ * cache line (the biases of interleaved groups did, and cost the second
+ * core its speed-up), and a block's rows are dense in cache. Each block
+ * keeps a compact array of {u, i, r} (12 bytes), shuffled once with the
+ * seed.
  *
- * G comes from the size of the model, never from the thread count: enough
- * groups that one block's rows (a user group's and an item group's, factors
- * and biases) take at most MF_BLOCK_ROW_BYTES, so they stay in a core's L2
- * cache while the block runs; at least MF_MIN_GROUPS (it caps the useful
- * threads), at most MF_MAX_GROUPS. ML-1M at K=64 gets 16, a 20M-rating set
- * of ML-20M's shape about 90.
+ * The schedule: MF_LANES (16) lanes run in lock-step. An epoch is Gu / 16
+ * rounds; in round r lane l owns user group u = 16 r + l and, over Gi
+ * steps, meets every item group: at step s it runs block (u, (u + d_s) mod
+ * Gi), where d_0..d_{Gi-1} is a permutation of the diagonals re-drawn from
+ * the seed every epoch. The 16 blocks of a step share no user and no item
+ * (Gi >= 16), so their SGD updates touch disjoint rows of P, Q and the
+ * biases; threads (created once per training) take them in any order and
+ * wait at a barrier before the next step. Each block's result depends only
+ * on the state at the start of its step, never on which thread ran it or
+ * when, so the model is bit-identical for a seed and a kernel variant
+ * whatever the thread count; the lanes cap the useful threads at 16. With
+ * Gu = Gi = 16 (ML-1M) this is LibMF's diagonal scheme (Chin et al.) made
+ * deterministic by the barrier.
+ *
+ * Gu and Gi come from the size of the model, never from the thread count
+ * (groups_for): an item group takes at most half of MF_BLOCK_ROW_BYTES, a
+ * user group the rest, so one block's rows (factors and biases) stay in a
+ * core's L2 cache while it runs; Gu is a multiple of 16, both at least 16.
+ * ML-1M at K=64 gets 16 x 16, a 20M-rating set of ML-20M's shape 272 x 54.
+ * Two things keep large models cheap. Rounds: a round works on 16 user
+ * groups only, so P is read from memory about once an epoch, where one
+ * diagonal sweep over all user groups per step reread all of P G times
+ * (Q, the smaller side, is what each step sweeps). And blocks as tall as
+ * the cache allows: few item groups leave each user row several ratings
+ * per block, so most of a row's reads hit the cache.
  *
  * Epoch e uses the learning rate lr * lr_decay^e. Biases and factors share
  * it. The global mean mu is the training mean and is not learned. */
@@ -39,11 +50,9 @@
 #include "rng.h"
 #include "ul_err.h"
 
-#define MF_MIN_GROUPS 16
+#define MF_LANES 16 /* blocks per step; the least Gu and Gi; the most threads */
 #define MF_MAX_GROUPS 512
-#ifndef MF_BLOCK_ROW_BYTES
-#define MF_BLOCK_ROW_BYTES (512 * 1024)
-#endif
+#define MF_BLOCK_ROW_BYTES (256 * 1024)
 #define MF_SERIAL_BELOW 4096 /* fewer ratings than this: one thread is faster */
 #define MF_INIT_ROWS 1024    /* rows initialised per task (and per seed stream) */
 #define MF_STREAM_INIT_P 1   /* rng_derive streams, fixed forever for */
@@ -60,12 +69,12 @@ typedef struct trainer {
     uint16_t *user_group, *item_group; /* by permuted position */
     const mf_params *params;
     size_t n;
-    int G;
+    int Gu, Gi;          /* user and item groups */
     mf_entry *entries;   /* all blocks, concatenated, block-major, + padding */
-    size_t *block_start; /* G*G + 1 offsets into entries */
-    double *block_sse;   /* G*G squared-error sums of the current epoch */
-    int *diag_order;     /* epochs x G: which diagonal comes d-th */
-    atomic_int *next;    /* epochs x G: next block to take in that diagonal */
+    size_t *block_start; /* Gu*Gi + 1 offsets into entries */
+    double *block_sse;   /* Gu*Gi squared-error sums of the current epoch */
+    int *diag_order;     /* epochs x Gi: which diagonal comes at step s */
+    atomic_int *next;    /* epochs x rounds x Gi: next lane to take in that step */
     int nthreads;
     pthread_barrier_t barrier;
     pthread_mutex_t gate_lock; /* start gate: threads wait until all exist */
@@ -180,11 +189,17 @@ static void init_factors(mf_model *m, const mf_params *params, int threads) {
     mf_par_run(job.p_tasks + q_tasks, threads, init_task, &job);
 }
 
-/* G for a model: see DESIGN. */
-static int groups_for(int32_t n_users, int32_t n_items, int k) {
-    double rows_bytes = ((double)n_users + n_items) * ((double)k + 1) * sizeof(float);
-    double g = ceil(rows_bytes / MF_BLOCK_ROW_BYTES);
-    return g < MF_MIN_GROUPS ? MF_MIN_GROUPS : g > MF_MAX_GROUPS ? MF_MAX_GROUPS : (int)g;
+static int clamp_groups(double g) {
+    return g < MF_LANES ? MF_LANES : g > MF_MAX_GROUPS ? MF_MAX_GROUPS : (int)g;
+}
+
+/* Gu and Gi for a model: see DESIGN. */
+static void groups_for(int32_t n_users, int32_t n_items, int k, int *Gu, int *Gi) {
+    double row = ((double)k + 1) * sizeof(float);
+    double budget = MF_BLOCK_ROW_BYTES;
+    *Gi = clamp_groups(ceil((double)n_items * row / (budget / 2)));
+    double room = budget - (double)n_items * row / *Gi;
+    *Gu = clamp_groups(ceil((double)n_users * row / room / MF_LANES) * MF_LANES);
 }
 
 /* A seeded permutation: perm[pos] = original index, rank[orig] = pos; and
@@ -200,13 +215,13 @@ static void make_perm(int32_t n, int G, rng *r, int32_t *perm, int32_t *rank, ui
 }
 
 static uint32_t block_of(const trainer *t, const ul_rating *r) {
-    return (uint32_t)t->user_group[t->user_rank[r->user]] * (uint32_t)t->G +
+    return (uint32_t)t->user_group[t->user_rank[r->user]] * (uint32_t)t->Gi +
            t->item_group[t->item_rank[r->item]];
 }
 
 static int alloc_blocks(trainer *t) {
     const int32_t nu = t->m->n_users, ni = t->m->n_items;
-    const size_t nb = (size_t)t->G * (size_t)t->G;
+    const size_t nb = (size_t)t->Gu * (size_t)t->Gi;
     t->user_perm = malloc((size_t)nu * sizeof(int32_t));
     t->user_rank = malloc((size_t)nu * sizeof(int32_t));
     t->item_perm = malloc((size_t)ni * sizeof(int32_t));
@@ -231,10 +246,10 @@ static void shuffle_task(void *ctx, size_t b) {
     shuffle_entries(&r, t->entries + t->block_start[b], t->block_start[b + 1] - t->block_start[b]);
 }
 
-/* Bucket the ratings, in permuted indices, into the G x G blocks (stable),
- * then shuffle each block. */
+/* Bucket the ratings, in permuted indices, into the Gu x Gi blocks
+ * (stable), then shuffle each block. */
 static int build_blocks(trainer *t, const ul_rating *ratings) {
-    const size_t nb = (size_t)t->G * (size_t)t->G;
+    const size_t nb = (size_t)t->Gu * (size_t)t->Gi;
     size_t *fill = malloc(nb * sizeof(size_t));
     if (fill == NULL || alloc_blocks(t) != UL_OK) {
         free(fill);
@@ -242,8 +257,8 @@ static int build_blocks(trainer *t, const ul_rating *ratings) {
     }
     rng r;
     rng_seed(&r, rng_derive(t->params->seed, MF_STREAM_GROUPS));
-    make_perm(t->m->n_users, t->G, &r, t->user_perm, t->user_rank, t->user_group);
-    make_perm(t->m->n_items, t->G, &r, t->item_perm, t->item_rank, t->item_group);
+    make_perm(t->m->n_users, t->Gu, &r, t->user_perm, t->user_rank, t->user_group);
+    make_perm(t->m->n_items, t->Gi, &r, t->item_perm, t->item_rank, t->item_group);
     for (size_t x = 0; x < t->n; x++)
         t->block_start[block_of(t, &ratings[x]) + 1]++;
     for (size_t b = 0; b < nb; b++)
@@ -280,9 +295,9 @@ static void permute_rows(mf_model *m, mf_model *w, const int32_t *user_perm,
 }
 
 static int plan_epochs(trainer *t) {
-    const int G = t->G;
-    size_t slots = (size_t)t->params->epochs * (size_t)G;
-    t->diag_order = malloc((slots + 1) * sizeof(int));
+    const int G = t->Gi;
+    size_t slots = (size_t)t->params->epochs * (size_t)(t->Gu / MF_LANES) * (size_t)G;
+    t->diag_order = malloc(((size_t)t->params->epochs * (size_t)G + 1) * sizeof(int));
     t->next = malloc((slots + 1) * sizeof(atomic_int));
     if (t->diag_order == NULL || t->next == NULL)
         return UL_ERR_NOMEM;
@@ -319,7 +334,7 @@ static void run_block(trainer *t, size_t b, float lr) {
 /* Thread 0 only, between barriers: RMSE, divergence check, progress. */
 static void end_epoch(trainer *t, int e) {
     double sse = 0.0;
-    for (size_t b = 0; b < (size_t)t->G * (size_t)t->G; b++)
+    for (size_t b = 0; b < (size_t)t->Gu * (size_t)t->Gi; b++)
         sse += t->block_sse[b];
     double rmse = sqrt(sse / (double)t->n);
     t->epochs_done = e + 1;
@@ -346,21 +361,29 @@ static void end_epoch(trainer *t, int e) {
     }
 }
 
+/* One step: the 16 lanes' blocks of round `round`, diagonal `diag`. */
+static void run_step(trainer *t, atomic_int *next, int round, int diag, float lr) {
+    const int G = t->Gi;
+    for (;;) {
+        int lane = atomic_fetch_add(next, 1);
+        if (lane >= MF_LANES)
+            return;
+        int u = round * MF_LANES + lane;
+        run_block(t, (size_t)u * (size_t)G + (size_t)((u + diag) % G), lr);
+    }
+}
+
 static void train_loop(trainer *t, int tid) {
-    const int G = t->G;
+    const int G = t->Gi, rounds = t->Gu / MF_LANES;
     for (int e = 0; e < t->params->epochs; e++) {
         float lr = (float)(t->params->lr * pow(t->params->lr_decay, e));
-        for (int d = 0; d < G; d++) {
-            size_t slot = (size_t)e * (size_t)G + (size_t)d;
-            int diag = t->diag_order[slot];
-            for (;;) {
-                int b = atomic_fetch_add(&t->next[slot], 1);
-                if (b >= G)
-                    break;
-                run_block(t, (size_t)b * (size_t)G + (size_t)((b + diag) % G), lr);
+        for (int r = 0; r < rounds; r++)
+            for (int s = 0; s < G; s++) {
+                size_t slot = ((size_t)e * (size_t)rounds + (size_t)r) * (size_t)G + (size_t)s;
+                run_step(t, &t->next[slot], r, t->diag_order[(size_t)e * (size_t)G + (size_t)s],
+                         lr);
+                pthread_barrier_wait(&t->barrier);
             }
-            pthread_barrier_wait(&t->barrier);
-        }
         if (tid == 0)
             end_epoch(t, e);
         pthread_barrier_wait(&t->barrier);
@@ -397,8 +420,8 @@ static void open_gate(trainer *t, int value) {
 /* Run the epochs on t->nthreads threads (the caller is thread 0). If a
  * thread cannot be created, fall back to one thread: the result is the same. */
 static void run_threads(trainer *t) {
-    pthread_t tids[MF_MIN_GROUPS];
-    worker workers[MF_MIN_GROUPS];
+    pthread_t tids[MF_LANES];
+    worker workers[MF_LANES];
     int created = 0;
     pthread_mutex_init(&t->gate_lock, NULL);
     pthread_cond_init(&t->gate_cond, NULL);
@@ -422,14 +445,13 @@ static void run_threads(trainer *t) {
     pthread_mutex_destroy(&t->gate_lock);
 }
 
-/* Threads asked for (0: all cores), at most MF_MIN_GROUPS (never more than
- * G, and the same cap whatever G so the cap is easy to state). */
+/* Threads asked for (0: all cores), at most MF_LANES. */
 static int thread_count(const mf_params *params, size_t n) {
     int want = params->threads == 0 ? mf_par_cores() : params->threads;
     if (want < 1 || n < MF_SERIAL_BELOW)
         want = 1;
-    if (want > MF_MIN_GROUPS)
-        want = MF_MIN_GROUPS;
+    if (want > MF_LANES)
+        want = MF_LANES;
     return want;
 }
 
@@ -466,7 +488,7 @@ static mf_model *train(const ul_rating *ratings, size_t n, int32_t n_users, int3
     t->m = m;
     t->params = params;
     t->n = n;
-    t->G = groups_for(n_users, n_items, params->k);
+    groups_for(n_users, n_items, params->k, &t->Gu, &t->Gi);
     t->errstr = errstr;
     t->errstr_size = errstr_size;
     t->nthreads = thread_count(params, n);

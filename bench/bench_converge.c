@@ -38,6 +38,7 @@
 
 #include "dataset.h"
 #include "mf.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #define MAX_POINTS 512
@@ -56,12 +57,6 @@ typedef struct opts {
     double target, libmf_l2;
 } opts;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 typedef struct watch_ctx {
     const ul_ratings *test;
     double start;
@@ -74,7 +69,7 @@ static int on_epoch(void *ctx, int epoch, int epochs, double train_rmse, const m
     watch_ctx *w = ctx;
     double rmse = mf_rmse(m, w->test->v, w->test->n);
     if (epoch <= MAX_POINTS) {
-        w->c->secs[epoch - 1] = now_s() - w->start;
+        w->c->secs[epoch - 1] = ul_clock_mono_s() - w->start;
         w->c->rmse[epoch - 1] = rmse;
         w->c->n = epoch;
     }
@@ -89,7 +84,7 @@ static int run_unlearnd(const dataset *ds, const ul_ratings *train, const ul_rat
     p.threads = o->threads;
     if (o->epochs > 0)
         p.epochs = o->epochs;
-    watch_ctx w = {test, now_s(), c};
+    watch_ctx w = {test, ul_clock_mono_s(), c};
     c->n = 0;
     mf_model *m = mf_train_watch(train->v, train->n, ds->n_users, ds->n_items, ds->rating_min,
                                  ds->rating_max, &p, on_epoch, &w, err, sizeof(err));
@@ -119,7 +114,7 @@ static int run_libmf(const opts *o, const char *dir, curve *c) {
              "'%s/mf-train' -k 64 -s %d -t %d -l2 %g -p '%s/test.txt' '%s/train.txt' "
              "'%s/model.txt'",
              o->libmf, o->threads, o->libmf_iters, o->libmf_l2, dir, dir, dir);
-    double spawned = now_s();
+    double spawned = ul_clock_mono_s();
     FILE *f = popen(cmd, "r");
     if (f == NULL)
         return -1;
@@ -128,7 +123,7 @@ static int run_libmf(const opts *o, const char *dir, curve *c) {
     while (fgets(line, sizeof(line), f) != NULL) {
         int iter;
         double tr, va;
-        double t = now_s();
+        double t = ul_clock_mono_s();
         if (strncmp(line, "iter", 4) == 0 || strstr(line, "iter ") != NULL) {
             start = t;
             continue;
@@ -140,7 +135,7 @@ static int run_libmf(const opts *o, const char *dir, curve *c) {
         }
     }
     int status = pclose(f);
-    c->process = now_s() - spawned;
+    c->process = ul_clock_mono_s() - spawned;
     if (status != 0 || c->n == 0) {
         fprintf(stderr, "bench_converge: '%s' failed (status %d, %d iterations read)\n", cmd,
                 status, c->n);

@@ -24,15 +24,10 @@
 
 #include "dataset.h"
 #include "mf.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #define MAX_EPOCHS 1000
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef struct timing {
     double start;
@@ -61,7 +56,7 @@ static int on_epoch(void *ctx, int epoch, int epochs, double train_rmse) {
     (void)train_rmse;
     timing *t = ctx;
     if (epoch <= MAX_EPOCHS)
-        t->at[epoch] = now_s();
+        t->at[epoch] = ul_clock_mono_s();
     return 0;
 }
 
@@ -98,10 +93,10 @@ static mf_model *run(const dataset *ds, const ul_ratings *train, const ul_rating
                      const mf_params *p) {
     static timing t;
     char err[UL_ERRSTR_SIZE];
-    t.start = now_s();
+    t.start = ul_clock_mono_s();
     mf_model *m = mf_train(train->v, train->n, ds->n_users, ds->n_items, ds->rating_min,
                            ds->rating_max, p, on_epoch, &t, err, sizeof(err));
-    double end = now_s();
+    double end = ul_clock_mono_s();
     if (m == NULL) {
         fprintf(stderr, "bench_mf: %s\n", err);
         return NULL;

@@ -23,6 +23,7 @@
 
 #include "dataset.h"
 #include "mf.h"
+#include "ul_clock.h"
 #include "ul_err.h"
 
 #define MAX_EPOCHS 100
@@ -38,12 +39,6 @@ typedef struct result {
     double load_s, ns_per_rating, cpu_ns_per_rating, setup_ms, rmse_pass_ms;
     size_t n_train;
 } result;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* CPU seconds of the whole process (all threads): unlike wall time, not
  * inflated when another process holds the core. */
@@ -67,7 +62,7 @@ static int write_synthetic(const opts *o) {
     so.n_items = 26744;
     so.n_ratings = o->ratings;
     so.seed = 1;
-    double t0 = now_s();
+    double t0 = ul_clock_mono_s();
     dataset *ds = ds_synthetic(&so, err, sizeof(err));
     FILE *f = ds ? fopen(o->file, "w") : NULL;
     if (f == NULL) {
@@ -83,7 +78,8 @@ static int write_synthetic(const opts *o) {
                 (long long)(1000000000 + r->time));
     }
     int rc = fclose(f) == 0 ? 0 : -1;
-    printf("wrote %s: %zu synthetic ratings in %.1f s\n", o->file, ds->n_ratings, now_s() - t0);
+    printf("wrote %s: %zu synthetic ratings in %.1f s\n", o->file, ds->n_ratings,
+           ul_clock_mono_s() - t0);
     ds_destroy(ds);
     return rc;
 }
@@ -97,7 +93,7 @@ static int on_epoch(void *ctx, int epoch, int epochs, double train_rmse) {
     (void)train_rmse;
     timing *t = ctx;
     if (epoch <= MAX_EPOCHS) {
-        t->at[epoch] = now_s();
+        t->at[epoch] = ul_clock_mono_s();
         t->cpu[epoch] = cpu_s();
     }
     return 0;
@@ -110,9 +106,9 @@ static int cmp_double(const void *a, const void *b) {
 
 static int measure(const char *path, const opts *o, result *res) {
     char err[UL_ERRSTR_SIZE];
-    double t0 = now_s();
+    double t0 = ul_clock_mono_s();
     dataset *ds = ds_load(path, NULL, err, sizeof(err));
-    res->load_s = now_s() - t0;
+    res->load_s = ul_clock_mono_s() - t0;
     ul_ratings train = {0}, test = {0};
     if (ds == NULL ||
         ds_split(ds->ratings, ds->n_ratings, 0.2, 42, &train, &test, err, sizeof(err)) != UL_OK) {
@@ -126,7 +122,7 @@ static int measure(const char *path, const opts *o, result *res) {
     p.threads = o->threads;
     p.kernel = o->kernel;
     static timing t;
-    t0 = now_s();
+    t0 = ul_clock_mono_s();
     mf_model *m = mf_train(train.v, train.n, ds->n_users, ds->n_items, ds->rating_min,
                            ds->rating_max, &p, on_epoch, &t, err, sizeof(err));
     if (m == NULL) {
@@ -145,9 +141,9 @@ static int measure(const char *path, const opts *o, result *res) {
     res->ns_per_rating = d[n / 2] * 1e9 / (double)train.n;
     res->cpu_ns_per_rating = c[n / 2] * 1e9 / (double)train.n;
     res->n_train = train.n;
-    t0 = now_s();
+    t0 = ul_clock_mono_s();
     double rmse = mf_rmse(m, train.v, train.n);
-    res->rmse_pass_ms = (now_s() - t0) * 1e3;
+    res->rmse_pass_ms = (ul_clock_mono_s() - t0) * 1e3;
     printf("%s: %zu ratings (%d users, %d items): load %.2f s (%.1f M ratings/s); %zu train, "
            "%d epochs on %d threads: first epoch + set-up %.0f ms, median epoch %.1f ms = %.2f "
            "ns/rating wall, %.2f ns/rating CPU (all threads); RMSE pass over the training set "

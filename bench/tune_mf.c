@@ -8,7 +8,8 @@
  * cost one run of the largest), averaged over the folds; the test part is
  * never looked at while choosing. The choice: the fewest epochs whose mean
  * validation RMSE over the datasets is within --tolerance of the best mean
- * anywhere in the grid (quality first, then speed), printed last. With
+ * anywhere in the grid (quality first, then speed; ties within 0.0001 at
+ * that epoch count go to the smaller learning rate), printed last. With
  * --test, the library defaults are then trained on the full training part
  * and scored once on the test part (the figure the targets are about);
  * --test-only skips the search.
@@ -37,6 +38,7 @@
 #define MAX_FOLDS 8
 #define MAX_EPOCHS 400
 #define VAL_SEED 7 /* fit/validation inside train: VAL_SEED + fold */
+#define TIE 0.0001 /* mean validation RMSEs this close are a tie */
 
 enum { KNOB_K, KNOB_EPOCHS, KNOB_LR, KNOB_LR_DECAY, KNOB_REG, KNOB_REG_BIAS, KNOB_INIT, N_KNOBS };
 
@@ -216,10 +218,10 @@ static void evaluate(const grid *g, const mf_params *base, data *ds, int nd, int
         q.epochs = e;
         print_params(&q);
         for (int d = 0; d < nd; d++) {
-            printf("  val[%s]=%.4f", ds[d].ds->name, val[d][e]);
+            printf("  val[%s]=%.5f", ds[d].ds->name, val[d][e]);
             sum += val[d][e];
         }
-        printf("  mean=%.4f\n", sum / nd);
+        printf("  mean=%.5f\n", sum / nd);
         seen[*n_seen] = (choice){q, sum / nd};
         *n_seen += 1;
         if (sum / nd < best->mean)
@@ -232,6 +234,15 @@ static void evaluate(const grid *g, const mf_params *base, data *ds, int nd, int
         if (c->mean <= best->mean + tolerance &&
             (c->p.epochs < chosen->p.epochs ||
              (c->p.epochs == chosen->p.epochs && c->mean < chosen->mean)))
+            *chosen = *c;
+    }
+    /* Near-ties at that epoch count go to the smaller learning rate, the
+     * safer one on other data. */
+    const choice fewest = *chosen;
+    for (int s = 0; s < *n_seen; s++) {
+        const choice *c = &seen[s];
+        if (c->p.epochs == fewest.p.epochs && c->mean <= fewest.mean + TIE &&
+            (c->p.lr < chosen->p.lr || (c->p.lr == chosen->p.lr && c->mean < chosen->mean)))
             *chosen = *c;
     }
 }
@@ -276,9 +287,9 @@ static void search(const grid *g, data *ds, int nd, int folds, int threads, doub
         if (x == N_KNOBS)
             break;
     }
-    printf("best mean validation RMSE %.4f: ", best.mean);
+    printf("best mean validation RMSE %.5f: ", best.mean);
     print_params(&best.p);
-    printf("\nchosen (fewest epochs within %g of the best): mean %.4f: ", tolerance, chosen.mean);
+    printf("\nchosen (fewest epochs within %g of the best): mean %.5f: ", tolerance, chosen.mean);
     print_params(&chosen.p);
     printf("\n");
     free(seen);

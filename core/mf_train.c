@@ -470,9 +470,16 @@ static void trainer_free(trainer *t) {
     free(t->next);
 }
 
+/* The two entry points: at most one of progress and watch is set. */
 static mf_model *train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_items,
-                       float rating_min, float rating_max, const mf_params *params, trainer *t,
-                       char *errstr, size_t errstr_size) {
+                       float rating_min, float rating_max, const mf_params *params,
+                       mf_progress_fn progress, mf_watch_fn watch, void *ctx, char *errstr,
+                       size_t errstr_size) {
+    trainer tr, *t = &tr;
+    memset(t, 0, sizeof(*t));
+    t->progress = progress;
+    t->watch = watch;
+    t->progress_ctx = ctx;
     double mean = 0.0;
     if (mf_params_check(params, errstr, errstr_size) != UL_OK ||
         check_input(ratings, n, n_users, n_items, rating_min, rating_max, &mean, errstr,
@@ -514,21 +521,13 @@ static mf_model *train(const ul_rating *ratings, size_t n, int32_t n_users, int3
 mf_model *mf_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_items,
                    float rating_min, float rating_max, const mf_params *params,
                    mf_progress_fn progress, void *progress_ctx, char *errstr, size_t errstr_size) {
-    trainer t;
-    memset(&t, 0, sizeof(t));
-    t.progress = progress;
-    t.progress_ctx = progress_ctx;
-    return train(ratings, n, n_users, n_items, rating_min, rating_max, params, &t, errstr,
-                 errstr_size);
+    return train(ratings, n, n_users, n_items, rating_min, rating_max, params, progress, NULL,
+                 progress_ctx, errstr, errstr_size);
 }
 
 mf_model *mf_train_watch(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_items,
                          float rating_min, float rating_max, const mf_params *params,
                          mf_watch_fn watch, void *watch_ctx, char *errstr, size_t errstr_size) {
-    trainer t;
-    memset(&t, 0, sizeof(t));
-    t.watch = watch;
-    t.progress_ctx = watch_ctx;
-    return train(ratings, n, n_users, n_items, rating_min, rating_max, params, &t, errstr,
-                 errstr_size);
+    return train(ratings, n, n_users, n_items, rating_min, rating_max, params, NULL, watch,
+                 watch_ctx, errstr, errstr_size);
 }

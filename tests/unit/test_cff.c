@@ -266,10 +266,13 @@ static void stream_case_make(stream_case *sc, int k) {
         if (x->user == 0 && n0++ < 10)
             x->value = 5.0f;
     }
+    /* The worker's online rate (model.learning.rate, default 0.01), not the
+     * offline trainer's first-epoch rate mp.lr. */
+    const float online_lr = 0.01f;
     for (int pass = 0; pass < 3; pass++)
         for (size_t j = 0; j < ds->n_ratings; j++)
-            mf_sgd_step(m1, ds->ratings[j].user, ds->ratings[j].item, ds->ratings[j].value, mp.lr,
-                        mp.reg, mp.reg_bias);
+            mf_sgd_step(m1, ds->ratings[j].user, ds->ratings[j].item, ds->ratings[j].value,
+                        online_lr, mp.reg, mp.reg_bias);
     sc->R = malloc(n0 * sizeof(ul_rating));
     sc->nR = 0;
     for (int i = 0; i < 120; i++)

@@ -61,6 +61,21 @@ typedef struct unlearn_params {
 
 void unlearn_params_init(unlearn_params *params);
 
+/* Set one knob from "name=value" (a field name above, e.g.
+ * "foldin_sweeps=2"; seed and threads are not knobs). Integer knobs take
+ * integers. Only parses: ranges are checked by unlearn_apply(). Returns
+ * UL_OK, or UL_ERR_ARG with a message naming the known knobs. */
+int unlearn_params_set(unlearn_params *params, const char *assignment, char *errstr,
+                       size_t errstr_size);
+
+/* UL_OK when every knob is in range, else UL_ERR_ARG with a message (what
+ * unlearn_apply() checks first). */
+int unlearn_params_check(const unlearn_params *params, char *errstr, size_t errstr_size);
+
+/* The knob names unlearn_params_set() accepts, joined by `sep` into buf
+ * (truncated, NUL-terminated); returns buf. */
+char *unlearn_params_knobs(const char *sep, char *buf, size_t size);
+
 /* What a run changed, so the worker publishes only those rows. Arrays are
  * owned by the report: free with unlearn_report_free(). */
 typedef struct unlearn_report {

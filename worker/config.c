@@ -105,6 +105,10 @@ static const opt_def options[] = {
      "how often buffered forget requests are applied"},
     {"cycle.max.batch", OPT_INT, "1000", 1, 1000000, NULL, F(cycle_max_batch),
      "most forget requests applied in one cycle"},
+    {"on.truncated", OPT_ENUM, "refuse", 0, 0, "refuse|accept", F(on_truncated),
+     "when an input partition lost records the state has not applied (retention, a purge): "
+     "refuse = stop naming the lost range, accept = warn naming it and start at the oldest "
+     "record left"},
     {"checkpoint.interval.ms", OPT_INT, "1000", 1, 3600000, NULL, F(checkpoint_interval_ms),
      "how often partition state and offsets are written to Redis"},
     {"refresh.interval.ms", OPT_INT, "200", 10, 3600000, NULL, F(refresh_interval_ms),

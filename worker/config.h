@@ -71,6 +71,7 @@ typedef struct ul_config {
     long publish_interval_ms;    /* publish.interval.ms */
     long cycle_max_batch;        /* cycle.max.batch: forget requests per cycle */
     long checkpoint_interval_ms; /* checkpoint.interval.ms */
+    char *on_truncated;          /* on.truncated: refuse|accept (input records lost) */
     long refresh_interval_ms;    /* refresh.interval.ms: re-read other partitions' deltas */
     long retention_per_user;     /* retention.per.user: recent ratings kept per user */
     long model_k;                /* model.k */

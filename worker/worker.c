@@ -18,8 +18,11 @@
  *   round-robin, cooperative-sticky).
  * - Offsets come from Redis, never from Kafka commits: on assignment each
  *   partition starts at the offsets stored with its state (or the beginning
- *   when it has none). Durable offsets of the inputs that ask for it are
- *   also committed after checkpoints, for lag monitoring only.
+ *   when it has none). When the broker no longer holds the records from
+ *   there (its low watermark, asked at assignment, is above), on.truncated
+ *   decides: stop naming the lost range, or warn and start at the oldest
+ *   record left. Durable offsets of the inputs that ask for it are also
+ *   committed after checkpoints, for lag monitoring only.
  * - Everything runs on this thread: librdkafka calls the rebalance callback
  *   from inside rd_kafka_consumer_poll/close, so state never needs locks.
  * - A failed checkpoint is fatal (the process exits and a restart resumes
@@ -45,10 +48,11 @@
 #include "ul_clock.h"
 #include "ul_err.h"
 
-#define POLL_BATCH 20000       /* messages handled between housekeeping checks */
-#define STATS_EVERY_MS 10000   /* progress log line */
-#define METADATA_WAIT_MS 15000 /* how long to wait for the topics to exist */
-#define FLUSH_MS 10000         /* producer flush at shutdown */
+#define POLL_BATCH 20000        /* messages handled between housekeeping checks */
+#define STATS_EVERY_MS 10000    /* progress log line */
+#define METADATA_WAIT_MS 15000  /* how long to wait for the topics to exist */
+#define FLUSH_MS 10000          /* producer flush at shutdown */
+#define WATERMARK_WAIT_MS 10000 /* asking a partition's offsets at assignment */
 
 /* How an input topic's partitions reach this worker; each mode has its
  * consumer. */
@@ -75,7 +79,7 @@ struct worker {
     int64_t (*lag_committed)[SHARD_N_INPUTS]; /* per partition: offsets committed for lag */
     cycle_opts cycles;
     int fatal;
-    char fatal_msg[UL_ERRSTR_SIZE + 128];
+    char fatal_msg[3 * UL_ERRSTR_SIZE];
     http_server *http; /* NULL when metrics.port is 0 */
 };
 
@@ -187,26 +191,82 @@ static int is_cooperative(rd_kafka_t *rk) {
     return proto && strcmp(proto, "COOPERATIVE") == 0;
 }
 
+/* Where input i of shard s starts: its stored next offset, or for an empty
+ * state the beginning (or the end, with kafka.auto.offset.reset=latest).
+ * The broker's low watermark is asked now (librdkafka's cache may not know
+ * it yet): records deleted before the state applied them (retention, a
+ * purge) are never skipped without a word, see on.truncated. Returns the
+ * offset, or -1 when the worker must stop (set_fatal). */
+static int64_t input_start(worker *w, const shard *s, int i) {
+    char what[UL_ERRSTR_SIZE + 256], msg[sizeof(what) + 256];
+    const char *topic = w->topic[i];
+    int32_t p = s->partition;
+    int64_t off = s->meta.next_offset[i], lo = 0, hi = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(w->consumer[inputs[i].assign], topic,
+                                                             p, &lo, &hi, WATERMARK_WAIT_MS);
+    if (e) {
+        snprintf(msg, sizeof(msg),
+                 "cannot read the offsets of %s [%d] (needed to check that no record was lost "
+                 "before the state applied it): %s",
+                 topic, (int)p, rd_kafka_err2str(e));
+        set_fatal(w, msg);
+        return -1;
+    }
+    if (off < 0 && w->start_offset == RD_KAFKA_OFFSET_END)
+        return hi; /* the user chose to skip what the topic holds */
+    int64_t want = off < 0 ? 0 : off;
+    if (want >= lo)
+        return want;
+    snprintf(what, sizeof(what),
+             "%s [%d]: records %" PRId64 "..%" PRId64 " (%" PRId64
+             ") were deleted from the topic before this partition's state applied them (%s%" PRId64
+             "; the oldest record left is at offset %" PRId64 ")",
+             topic, (int)p, want, lo - 1, lo - want,
+             off < 0 ? "its state in Redis is empty, offset " : "its state resumes at offset ",
+             want, lo);
+    if (strcmp(w->cfg->on_truncated, "accept") == 0) {
+        log_warn(w->log, "kafka",
+                 "%s; continuing without them from offset %" PRId64 " (on.truncated=accept)", what,
+                 lo);
+        return lo;
+    }
+    snprintf(msg, sizeof(msg),
+             "%s. Refusing to build a model without them (on.truncated=refuse): restore the state "
+             "(a Redis backup, or `unlearnd import`), or set on.truncated=accept to continue from "
+             "offset %" PRId64,
+             what, lo);
+    if (w->fatal)
+        log_error(w->log, "kafka", "%s", msg);
+    set_fatal(w, msg);
+    return -1;
+}
+
 /* Start every input of shard s: the group partition's offset into `tp`, the
- * others' into `alongside`. */
-static void start_inputs(worker *w, const shard *s, rd_kafka_topic_partition_t *tp,
-                         rd_kafka_topic_partition_list_t *alongside) {
+ * others' into `alongside`. Returns -1 (nothing started) when the worker
+ * must stop. */
+static int start_inputs(worker *w, const shard *s, rd_kafka_topic_partition_t *tp,
+                        rd_kafka_topic_partition_list_t *alongside) {
     char line[1024];
     size_t len = 0;
+    int64_t start[SHARD_N_INPUTS];
+    for (int i = 0; i < SHARD_N_INPUTS; i++)
+        if ((start[i] = input_start(w, s, i)) < 0)
+            return -1;
     for (int i = 0; i < SHARD_N_INPUTS; i++) {
-        int64_t off = s->meta.next_offset[i], start = off >= 0 ? off : w->start_offset;
         w->lag_committed[s->partition][i] = s->durable_offset[i];
         if (inputs[i].assign == INPUT_GROUP)
-            tp->offset = start;
+            tp->offset = start[i];
         else
-            rd_kafka_topic_partition_list_add(alongside, w->topic[i], s->partition)->offset = start;
+            rd_kafka_topic_partition_list_add(alongside, w->topic[i], s->partition)->offset =
+                start[i];
         int n = snprintf(line + len, sizeof(line) - len, "%s%s from offset %" PRId64, i ? ", " : "",
-                         w->topic[i], off < 0 ? 0 : off);
+                         w->topic[i], start[i]);
         len += n > 0 && (size_t)n < sizeof(line) - len ? (size_t)n : 0;
     }
     log_info(w->log, "kafka",
              "assigned partition %d: %s (%" PRIu64 " applied, %zu forget requests buffered)",
              (int)s->partition, line, s->meta.applied, s->n_pending);
+    return 0;
 }
 
 /* Load the shards and set each partition's start offsets from Redis. */
@@ -226,7 +286,8 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
             continue;
         }
         live_mark_partition(w->lv, tp->partition); /* a takeover republishes it in full */
-        start_inputs(w, s, tp, alongside);
+        if (start_inputs(w, s, tp, alongside) != 0)
+            tp->offset = RD_KAFKA_OFFSET_END; /* consume nothing; we are stopping */
     }
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;

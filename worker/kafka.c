@@ -176,7 +176,7 @@ rd_kafka_t *kafka_client_new(const ul_config *cfg, kafka_role role, ul_log **log
 
 void kafka_report_error(ul_log *lg, metrics *m, int err, const char *reason) {
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__FATAL)
-        metrics_set_kafka_connected(m, 0);
+        metrics_set_kafka_down(m, 0, rd_kafka_err2str((rd_kafka_resp_err_t)err));
     log_error(lg, "kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
@@ -184,8 +184,6 @@ void kafka_report_stats(ul_log *lg, metrics *m, const char *json, size_t json_le
     char err[UL_ERRSTR_SIZE];
     if (metrics_update_kafka_stats(m, json, json_len, err, sizeof(err)) != UL_OK)
         log_warn(lg, "kafka", "%s", err);
-    else
-        metrics_set_kafka_connected(m, metrics_kafka_brokers_up(m) > 0);
 }
 
 int kafka_topic_partition_count(rd_kafka_t *rk, const char *topic, int wait_ms, int32_t *n,

@@ -72,8 +72,8 @@ rd_kafka_t *kafka_client_new(const ul_config *cfg, kafka_role role, ul_log **log
 
 /* What a worker client's error and statistics callbacks do: log the error,
  * and mark Kafka disconnected in `m` when all brokers are down or the error
- * is fatal; feed the statistics to `m` (lag, brokers up) and mark Kafka
- * connected while a broker is UP. */
+ * is fatal (the worker's periodic metadata check marks it connected again);
+ * feed the statistics to `m` (lag, brokers up). */
 void kafka_report_error(ul_log *lg, metrics *m, int err, const char *reason);
 void kafka_report_stats(ul_log *lg, metrics *m, const char *json, size_t json_len);
 

@@ -25,8 +25,11 @@
  *   committed after checkpoints, for lag monitoring only.
  * - Everything runs on this thread: librdkafka calls the rebalance callback
  *   from inside rd_kafka_consumer_poll/close, so state never needs locks.
- * - A failed checkpoint is fatal (the process exits and a restart resumes
- *   from the last durable state). */
+ * - A failed checkpoint, or a Redis that does not answer the PING of the
+ *   loop's connection check (every few seconds, idle or not), is fatal: the
+ *   process exits saying why, and a restart resumes from the last durable
+ *   state (crash-only Redis faults, docs/operations.md). Kafka outages are
+ *   waited out (librdkafka reconnects); /readyz follows both. */
 #include "worker.h"
 
 #include <inttypes.h>
@@ -48,11 +51,13 @@
 #include "ul_clock.h"
 #include "ul_err.h"
 
-#define POLL_BATCH 20000        /* messages handled between housekeeping checks */
-#define STATS_EVERY_MS 10000    /* progress log line */
-#define METADATA_WAIT_MS 15000  /* how long to wait for the topics to exist */
-#define FLUSH_MS 10000          /* producer flush at shutdown */
-#define WATERMARK_WAIT_MS 10000 /* asking a partition's offsets at assignment */
+#define POLL_BATCH 20000         /* messages handled between housekeeping checks */
+#define STATS_EVERY_MS 10000     /* progress log line */
+#define METADATA_WAIT_MS 15000   /* how long to wait for the topics to exist */
+#define FLUSH_MS 10000           /* producer flush at shutdown */
+#define WATERMARK_WAIT_MS 10000  /* asking a partition's offsets at assignment */
+#define CHECK_EVERY_MS 2000      /* Redis and Kafka are checked this often, idle or not */
+#define KAFKA_CHECK_WAIT_MS 2000 /* a metadata round trip slower than this: Kafka is down */
 
 /* How an input topic's partitions reach this worker; each mode has its
  * consumer. */
@@ -78,6 +83,8 @@ struct worker {
     int64_t start_offset;                     /* where a partition with no stored offset starts */
     int64_t (*lag_committed)[SHARD_N_INPUTS]; /* per partition: offsets committed for lag */
     cycle_opts cycles;
+    rd_kafka_topic_t *check_topic; /* the group input's topic, for the Kafka check */
+    int kafka_down;                /* the last Kafka check failed */
     int fatal;
     char fatal_msg[3 * UL_ERRSTR_SIZE];
     http_server *http; /* NULL when metrics.port is 0 */
@@ -116,6 +123,20 @@ static void set_fatal(worker *w, const char *msg) {
     log_error(w->log, "worker", "%s", msg);
 }
 
+/* Redis faults are crash-only (docs/operations.md, "Redis faults"): the
+ * process exits and its restart reloads every partition from what Redis
+ * really holds, which is exact. (The store does not reconnect, and a
+ * checkpoint whose reply was lost may or may not have been applied.) */
+static void redis_fault(worker *w, const char *what, const char *err) {
+    char msg[2 * UL_ERRSTR_SIZE];
+    metrics_set_redis_down(w->metrics, 0, err);
+    snprintf(msg, sizeof(msg),
+             "%s: %s. Exiting: a Redis fault stops the worker, and its restart resumes every "
+             "partition from its last checkpoint (docs/operations.md, \"Redis faults\")",
+             what, err);
+    set_fatal(w, msg);
+}
+
 /* The input every partition's ownership follows. */
 static int group_input(void) {
     for (int i = 0; i < SHARD_N_INPUTS; i++)
@@ -151,14 +172,14 @@ static void commit_for_lag(worker *w) {
 }
 
 static void checkpoint_all(worker *w) {
-    char err[UL_ERRSTR_SIZE], msg[UL_ERRSTR_SIZE + 64];
+    char err[UL_ERRSTR_SIZE], what[64];
     for (int32_t p = 0; p < w->n_parts && !w->fatal; p++) {
         shard *s = live_shard(w->lv, p);
         if (s == NULL || !shard_is_dirty(s))
             continue;
         if (live_checkpoint(w->lv, s, err, sizeof(err)) != UL_OK) {
-            snprintf(msg, sizeof(msg), "checkpoint of partition %d failed: %s", (int)p, err);
-            set_fatal(w, msg);
+            snprintf(what, sizeof(what), "checkpoint of partition %d failed", (int)p);
+            redis_fault(w, what, err);
             return;
         }
         metrics_add(w->metrics, METRICS_CHECKPOINTS, 1);
@@ -174,6 +195,52 @@ static void run_cycles(worker *w) {
         set_fatal(w, err);
     else
         commit_for_lag(w);
+}
+
+/* ---- connection checks ------------------------------------------------- */
+
+/* PING every Redis shard, idle or not, so that /readyz and the exit follow
+ * a Redis that died or froze within seconds (not at the next write). */
+static void check_redis(worker *w) {
+    char err[UL_ERRSTR_SIZE];
+    metrics_redis_waiting(w->metrics, 1);
+    int rc = store_ping(w->st, err, sizeof(err));
+    metrics_redis_waiting(w->metrics, 0);
+    if (rc == UL_OK)
+        metrics_set_redis_connected(w->metrics, 1);
+    else
+        redis_fault(w, "Redis stopped answering", err);
+}
+
+/* A metadata round trip to the brokers: Kafka is ready when it answers in
+ * time (librdkafka reconnects by itself; the worker only waits meanwhile). */
+static void check_kafka(worker *w) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e =
+        rd_kafka_metadata(w->consumer[INPUT_GROUP], 0, w->check_topic, &md, KAFKA_CHECK_WAIT_MS);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (w->kafka_down)
+            log_info(w->log, "kafka", "the brokers answer again: ready");
+        w->kafka_down = 0;
+        metrics_set_kafka_connected(w->metrics, 1);
+        return;
+    }
+    if (!w->kafka_down)
+        log_warn(w->log, "kafka",
+                 "the brokers did not answer a metadata request within %d ms (%s): not ready; "
+                 "waiting for them (nothing is lost meanwhile)",
+                 KAFKA_CHECK_WAIT_MS, rd_kafka_err2str(e));
+    w->kafka_down = 1;
+    metrics_set_kafka_down(w->metrics, 0, rd_kafka_err2str(e));
+}
+
+static void check_connections(worker *w) {
+    check_redis(w);
+    metrics_heartbeat(w->metrics);
+    if (!w->fatal)
+        check_kafka(w);
 }
 
 /* ---- rebalancing -------------------------------------------------------- */
@@ -623,6 +690,12 @@ static int open_consumers(worker *w, char *errstr, size_t errstr_size) {
     }
     metrics_set_kafka_connected(w->metrics, 1); /* the brokers answered metadata requests */
     w->n_parts = n[0];
+    w->check_topic = rd_kafka_topic_new(w->consumer[INPUT_GROUP], w->topic[group_input()], NULL);
+    if (w->check_topic == NULL) {
+        ul_set_err(errstr, errstr_size, "%s: %s", w->topic[group_input()],
+                   rd_kafka_err2str(rd_kafka_last_error()));
+        return UL_ERR_IO;
+    }
     return UL_OK;
 }
 
@@ -818,7 +891,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
     int64_t next_ckpt = now + cfg->checkpoint_interval_ms,
             next_cycle = now + cfg->cycle_interval_ms;
     int64_t next_refresh = now + cfg->refresh_interval_ms, next_stats = now + STATS_EVERY_MS;
-    int64_t next_publish = now + cfg->publish_interval_ms;
+    int64_t next_publish = now + cfg->publish_interval_ms, next_check = now + CHECK_EVERY_MS;
     uint64_t applied_at_stats = 0;
     while (!*stop && !w->fatal) {
         metrics_heartbeat(w->metrics);
@@ -842,6 +915,10 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
             refresh_others(w);
             next_refresh = now + cfg->refresh_interval_ms;
         }
+        if (now >= next_check) {
+            check_connections(w);
+            next_check = ul_clock_mono_ms() + CHECK_EVERY_MS;
+        }
         if (now >= next_stats) {
             log_stats(w, now - (next_stats - STATS_EVERY_MS), applied_at_stats);
             applied_at_stats = metrics_count(w->metrics, METRICS_RATINGS_APPLIED);
@@ -862,6 +939,8 @@ void worker_destroy(worker *w) {
     if (w == NULL)
         return;
     http_server_stop(w->http); /* first: it reads w->metrics */
+    if (w->check_topic)
+        rd_kafka_topic_destroy(w->check_topic);
     for (int a = 0; a < INPUT_N_ASSIGN; a++)
         if (w->consumer[a])
             rd_kafka_destroy(w->consumer[a]);

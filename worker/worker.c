@@ -58,6 +58,8 @@
 #define WATERMARK_WAIT_MS 10000  /* asking a partition's offsets at assignment */
 #define CHECK_EVERY_MS 2000      /* Redis and Kafka are checked this often, idle or not */
 #define KAFKA_CHECK_WAIT_MS 2000 /* a metadata round trip slower than this: Kafka is down */
+#define DEAD_LETTER_WAIT_MS 500  /* a checkpoint or cycle pass waits this long for dead letters */
+#define REVOKE_WAIT_MS 5000      /* a revoked partition's dead letters are waited for this long */
 
 /* How an input topic's partitions reach this worker; each mode has its
  * consumer. */
@@ -171,12 +173,22 @@ static void commit_for_lag(worker *w) {
         }
 }
 
+/* A partition with an unacknowledged dead letter is not checkpointed: its
+ * offsets would move past a record that is neither applied nor durably
+ * dead-lettered. It stays dirty and goes with a later pass; a crash
+ * meanwhile replays the record. */
 static void checkpoint_all(worker *w) {
     char err[UL_ERRSTR_SIZE], what[64];
+    int held = 0;
+    publish_settle_dead_letters(w->pub, -1, DEAD_LETTER_WAIT_MS);
     for (int32_t p = 0; p < w->n_parts && !w->fatal; p++) {
         shard *s = live_shard(w->lv, p);
         if (s == NULL || !shard_is_dirty(s))
             continue;
+        if (publish_dead_letters_pending(w->pub, p) > 0) {
+            held++;
+            continue;
+        }
         if (live_checkpoint(w->lv, s, err, sizeof(err)) != UL_OK) {
             snprintf(what, sizeof(what), "checkpoint of partition %d failed", (int)p);
             redis_fault(w, what, err);
@@ -184,12 +196,19 @@ static void checkpoint_all(worker *w) {
         }
         metrics_add(w->metrics, METRICS_CHECKPOINTS, 1);
     }
-    metrics_checkpoint_done(w->metrics);
+    if (held)
+        log_debug(w->log, "worker", "%d partitions not checkpointed: dead letters in flight", held);
+    else if (!w->fatal)
+        metrics_checkpoint_done(w->metrics); /* its age is the alert when dead letters hang */
     commit_for_lag(w);
 }
 
 static void run_cycles(worker *w) {
     char err[UL_ERRSTR_SIZE];
+    /* A cycle checkpoints its partitions (cycle.c): not past a dead letter
+     * in flight either. */
+    if (publish_settle_dead_letters(w->pub, -1, DEAD_LETTER_WAIT_MS) > 0)
+        return;
     if (publish_outboxes(w->pub, err, sizeof(err)) != UL_OK || /* left by a previous owner */
         cycle_run_all(&w->cycles, err, sizeof(err)) != UL_OK)
         set_fatal(w, err);
@@ -385,12 +404,21 @@ static void give_up(worker *w, int32_t p, int lost) {
     const shard *s = live_shard(w->lv, p);
     uint64_t applied = s->meta.applied;
     int64_t off = s->meta.next_offset[group_input()];
+    size_t dead = lost ? 0 : publish_settle_dead_letters(w->pub, p, REVOKE_WAIT_MS);
     if (lost)
         log_warn(w->log, "kafka",
                  "partition %d lost; its changes since the last checkpoint will be "
                  "replayed by its next owner",
                  (int)p);
+    else if (dead > 0)
+        log_warn(w->log, "kafka",
+                 "partition %d revoked with %zu dead letters not acknowledged: given up without "
+                 "its final checkpoint; its next owner replays from the last one",
+                 (int)p, dead);
+    lost |= dead > 0;
     int rc = lost ? live_drop(w->lv, p, err, sizeof(err)) : live_revoke(w->lv, p, err, sizeof(err));
+    if (lost)
+        publish_drop_dead_letters(w->pub, p);
     if (rc != UL_OK)
         log_error(w->log, "kafka", "partition %d revoked without its final checkpoint: %s", (int)p,
                   err);
@@ -562,8 +590,12 @@ static void dispatch(worker *w, const rd_kafka_message_t *rkm) {
         return;
     }
     if (rc != CODEC_OK) {
-        publish_dead_letter(w->pub, rkm,
-                            rc == UL_ERR_RANGE ? "wrong-partition" : codec_err_name(rc), err);
+        if (publish_dead_letter(w->pub, rkm,
+                                rc == UL_ERR_RANGE ? "wrong-partition" : codec_err_name(rc),
+                                err) != UL_OK) {
+            set_fatal(w, "out of memory keeping a dead letter");
+            return;
+        }
         s->meta.dead_letters++;
     }
     s->meta.next_offset[in] = rkm->offset + 1;
@@ -861,17 +893,17 @@ static void shutdown_worker(worker *w) {
     publish_changed(w->pub);
     /* Deliver what is in flight first, so the final checkpoint can drop the
      * acknowledged outbox entries (no duplicates after a clean stop). */
-    int left = publish_flush(w->pub, FLUSH_MS);
-    if (left > 0)
-        log_warn(w->log, "kafka", "%d messages still in flight; they stay in the outbox", left);
+    char what[512];
+    if (publish_flush(w->pub, FLUSH_MS) > 0 && publish_in_flight(w->pub, what, sizeof(what)) > 0)
+        log_warn(w->log, "kafka", "not delivered after %d s: %s", FLUSH_MS / 1000, what);
     settle_deliveries(w);
     checkpoint_all(w);
     /* Leaves the group; the revoke callback checkpoints again (a no-op when
      * nothing changed) and drops the shards. */
     for (int a = 0; a < INPUT_N_ASSIGN; a++)
         rd_kafka_consumer_close(w->consumer[a]);
-    if ((left = publish_flush(w->pub, FLUSH_MS)) > 0)
-        log_error(w->log, "kafka", "%d messages not delivered at shutdown", left);
+    if (publish_flush(w->pub, FLUSH_MS) > 0 && publish_in_flight(w->pub, what, sizeof(what)) > 0)
+        log_error(w->log, "kafka", "not delivered at shutdown: %s", what);
     log_stats(w, 0, 0);
 }
 

@@ -196,15 +196,26 @@ static void test_produce_and_dead_letter(void **state) {
     assert_non_null(p);
     assert_non_null(c);
     const char junk[] = {0x07, 0x00, 0x01};
-    assert_int_equal(kafka_produce(p, "ratings", RD_KAFKA_PARTITION_UA, "21", 2, junk, sizeof(junk),
-                                   NULL, 1000, err, sizeof(err)),
-                     UL_OK);
+    /* The input has a header of its own and a timestamp: both must survive
+     * into the dead letter (issue 11.4). */
+    rd_kafka_headers_t *hin = rd_kafka_headers_new(1);
+    rd_kafka_header_add(hin, "trace-id", -1, "abc-123", -1);
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("ratings"), RD_KAFKA_V_KEY("21", 2),
+                                       RD_KAFKA_V_VALUE((void *)junk, sizeof(junk)),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_TIMESTAMP(1700000000123LL),
+                                       RD_KAFKA_V_HEADERS(hin), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_message_t *in = consume_one(c, "ratings");
     assert_int_equal(in->partition, 0); /* Java's murmur2 partition of "21" among 3 */
-    assert_int_equal(kafka_produce_dead_letter(p, "dead-letter", in, "bad-magic",
-                                               "rating: magic byte is 7", err, sizeof(err)),
+    kafka_dead_letter d;
+    kafka_dead_letter_of(in, "bad-magic", "rating: magic byte is 7", &d);
+    assert_int_equal(kafka_dead_letter_fit(p, &d), sizeof(junk)); /* small: kept whole */
+    rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR__FAIL;
+    assert_int_equal(kafka_produce_dead_letter(p, "dead-letter", &d, NULL, &code, err, sizeof(err)),
                      UL_OK);
+    assert_int_equal(code, RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_message_destroy(in);
     rd_kafka_message_t *dl = consume_one(c, "dead-letter");
@@ -224,7 +235,58 @@ static void test_produce_and_dead_letter(void **state) {
     assert_int_equal(kafka_header_text(dl, "error.message", h, 8), 0); /* truncated */
     assert_string_equal(h, "rating:");
     assert_int_equal(kafka_header_text(dl, "nope", h, sizeof(h)), -1);
+    assert_int_equal(kafka_header_text(dl, "trace-id", h, sizeof(h)), 0);
+    assert_string_equal(h, "abc-123");
+    assert_int_equal(kafka_header_text(dl, "value.truncated", h, sizeof(h)), -1);
+    rd_kafka_timestamp_type_t tstype;
+    assert_int_equal(rd_kafka_message_timestamp(dl, &tstype), 1700000000123LL);
+    assert_int_equal(tstype, RD_KAFKA_TIMESTAMP_CREATE_TIME);
     rd_kafka_message_destroy(dl);
+
+    /* A record over message.max.bytes (1,000,000 by default): sent whole it
+     * is refused; cut to what fits it goes, saying so and the original size
+     * (issue 10.7). */
+    size_t big = 1500000;
+    char *value = malloc(big);
+    assert_non_null(value);
+    memset(value, 'x', big);
+    d = (kafka_dead_letter){.source_topic = "ratings",
+                            .partition = 2,
+                            .offset = 77,
+                            .timestamp = -1,
+                            .key = "21",
+                            .key_len = 2,
+                            .value = value,
+                            .value_len = big,
+                            .value_size = big,
+                            .error_code = "avro-decode",
+                            .error_message = "too big"};
+    assert_int_equal(kafka_produce_dead_letter(p, "dead-letter", &d, NULL, &code, err, sizeof(err)),
+                     UL_ERR_IO);
+    assert_int_equal(code, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    d.value_len = kafka_dead_letter_fit(p, &d);
+    assert_true(d.value_len > 900000 && d.value_len < 1000000);
+    assert_int_equal(kafka_produce_dead_letter(p, "dead-letter", &d, NULL, &code, err, sizeof(err)),
+                     UL_OK);
+    assert_int_equal(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    dl = NULL;
+    for (int i = 0; i < 100 && dl == NULL; i++) { /* the second dead letter */
+        dl = rd_kafka_consumer_poll(c, 100);
+        if (dl && (dl->err || dl->len < 1000)) {
+            rd_kafka_message_destroy(dl);
+            dl = NULL;
+        }
+    }
+    assert_non_null(dl);
+    assert_int_equal(dl->len, d.value_len);
+    assert_int_equal(kafka_header_text(dl, "value.truncated", h, sizeof(h)), 0);
+    assert_string_equal(h, "true");
+    assert_int_equal(kafka_header_text(dl, "source.value.size", h, sizeof(h)), 0);
+    assert_string_equal(h, "1500000");
+    assert_int_equal(kafka_header_text(dl, "source.offset", h, sizeof(h)), 0);
+    assert_string_equal(h, "77");
+    rd_kafka_message_destroy(dl);
+    free(value);
 
     int64_t lo, hi;
     int n;

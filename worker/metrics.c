@@ -751,6 +751,35 @@ static void render_histogram(metrics *m, FILE *f) {
             (unsigned long long)m->cycle_count);
 }
 
+/* Caller holds the lock. The lag of each topic, summed over the partitions
+ * this worker holds (a topic with lag 0 is still listed). */
+static void render_topic_lag(metrics *m, FILE *f) {
+    char label[600];
+    const char *topics[METRICS_MAX_TOPICS];
+    long long sums[METRICS_MAX_TOPICS];
+    size_t n = 0;
+    for (size_t c = 0; c < m->n_clients; c++)
+        for (size_t i = 0; i < m->clients[c].n_lags; i++) {
+            const metrics_lag *e = &m->clients[c].lags[i];
+            size_t t = 0;
+            while (t < n && strcmp(topics[t], e->topic) != 0)
+                t++;
+            if (t == n && n == METRICS_MAX_TOPICS)
+                continue;
+            if (t == n) {
+                topics[n] = e->topic;
+                sums[n++] = 0;
+            }
+            sums[t] += e->lag;
+        }
+    header(f, "topic_lag_messages", "gauge",
+           "Messages behind the end of each input topic, over the partitions this worker holds "
+           "(librdkafka statistics).");
+    for (size_t t = 0; t < n; t++)
+        fprintf(f, "unlearnd_topic_lag_messages{topic=\"%s\"} %lld\n",
+                metrics_escape_label(topics[t], label, sizeof(label)), sums[t]);
+}
+
 /* Caller holds the lock. */
 static void render_lag(metrics *m, FILE *f, double now) {
     char label[600];
@@ -772,6 +801,7 @@ static void render_lag(metrics *m, FILE *f, double now) {
         age = now - cs->at > age ? now - cs->at : age;
         up = cs->brokers_up > up ? cs->brokers_up : up;
     }
+    render_topic_lag(m, f);
     gauge(f, "worker_consumer_lag_messages",
           "Sum of consumer lag over the partitions this worker holds.", (double)total);
     gauge(f, "kafka_stats_age_seconds",

@@ -18,6 +18,9 @@
  *                                         (since start before the first one)
  *   unlearning_cycle_seconds              histogram (Prometheus default buckets)
  *   consumer_lag_messages{topic,partition} gauge, from librdkafka statistics
+ *   topic_lag_messages{topic}             gauge, per input topic, sum over this
+ *                                         worker's partitions (at most
+ *                                         METRICS_MAX_TOPICS topics)
  *   worker_consumer_lag_messages          gauge, sum over this worker's partitions
  *   kafka_stats_age_seconds               gauge, age of the oldest client's last
  *                                         statistics (-1 before any)
@@ -153,6 +156,7 @@ int metrics_update_kafka_stats(metrics *m, const char *json, size_t len, char *e
                                size_t errstr_size);
 
 #define METRICS_MAX_CLIENTS 8
+#define METRICS_MAX_TOPICS 16
 
 /* The most brokers any client saw UP in its last statistics; -1 before any
  * statistics arrived. */

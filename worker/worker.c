@@ -113,7 +113,7 @@ static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
 /* The input topics, indexed like a shard's next offsets (shard.h). */
 static const input_topic inputs[SHARD_N_INPUTS] = {
     [SHARD_RATINGS] = {"topic.ratings", "ratings", "rating", INPUT_GROUP, 1, on_rating},
-    [SHARD_FORGET] = {"topic.forget_requests", "forget", "forget_request", INPUT_ALONGSIDE, 0,
+    [SHARD_FORGET] = {"topic.forget_requests", "forget", "forget_request", INPUT_ALONGSIDE, 1,
                       on_forget},
 };
 
@@ -150,27 +150,28 @@ static int group_input(void) {
 /* ---- checkpoints -------------------------------------------------------- */
 
 /* Commit the durable offsets that moved since the last commit (async;
- * failures only affect lag reports). */
+ * failures only affect lag reports). Every input's go through the group
+ * consumer: a group member may commit any partition's offset for the group,
+ * while the alongside consumer, which is no member, would be refused by a
+ * real Kafka once the group has members (UNKNOWN_MEMBER_ID). */
 static void commit_for_lag(worker *w) {
-    rd_kafka_topic_partition_list_t *l[INPUT_N_ASSIGN] = {NULL, NULL};
+    rd_kafka_topic_partition_list_t *l = NULL;
     for (int32_t p = 0; p < w->n_parts; p++) {
         const shard *s = live_shard(w->lv, p);
         for (int i = 0; s && i < SHARD_N_INPUTS; i++) {
             int64_t off = s->durable_offset[i];
             if (!inputs[i].lag_commit || off < 0 || off == w->lag_committed[p][i])
                 continue;
-            input_assign a = inputs[i].assign;
-            if (l[a] == NULL)
-                l[a] = rd_kafka_topic_partition_list_new(w->n_parts);
-            rd_kafka_topic_partition_list_add(l[a], w->topic[i], p)->offset = off;
+            if (l == NULL)
+                l = rd_kafka_topic_partition_list_new(w->n_parts * SHARD_N_INPUTS);
+            rd_kafka_topic_partition_list_add(l, w->topic[i], p)->offset = off;
             w->lag_committed[p][i] = off;
         }
     }
-    for (int a = 0; a < INPUT_N_ASSIGN; a++)
-        if (l[a]) {
-            rd_kafka_commit(w->consumer[a], l[a], 1);
-            rd_kafka_topic_partition_list_destroy(l[a]);
-        }
+    if (l) {
+        rd_kafka_commit(w->consumer[INPUT_GROUP], l, 1);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
 }
 
 /* A partition with an unacknowledged dead letter is not checkpointed: its

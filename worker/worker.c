@@ -83,6 +83,7 @@ struct worker {
     const char *topic[SHARD_N_INPUTS];    /* the input topics' names (borrowed from cfg) */
     int32_t n_parts;
     int64_t start_offset;                     /* where a partition with no stored offset starts */
+    codec_key_format key_format;              /* key.format */
     int64_t (*lag_committed)[SHARD_N_INPUTS]; /* per partition: offsets committed for lag */
     cycle_opts cycles;
     rd_kafka_topic_t *check_topic; /* the group input's topic, for the Kafka check */
@@ -94,8 +95,8 @@ struct worker {
 
 /* An input's handler: decode the record, check it, apply it to shard s (the
  * partition's; the caller advances the offset). Returns CODEC_OK; a
- * codec_err or UL_ERR_RANGE with a message dead-letters the record;
- * UL_ERR_NOMEM is fatal. */
+ * codec_err, UL_ERR_RANGE or UL_ERR_PARSE with a message dead-letters the
+ * record (reject_reason); UL_ERR_NOMEM is fatal. */
 typedef int (*input_fn)(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err, size_t size);
 
 typedef struct input_topic {
@@ -502,23 +503,48 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 /* ---- decode and dispatch ------------------------------------------------ */
 
 /* A user's events must arrive in the partition of their user: otherwise the
- * user's rows would be split over two shards. */
-static int check_partition(worker *w, int32_t partition, int64_t user, char *err, size_t size) {
+ * user's rows would be split over two shards. With string keys that is
+ * murmur2 of the decimal id (rows_user_partition); with Confluent-Avro keys
+ * (key.format=avro) the key must name the record's user, and the partition
+ * is murmur2 of the key bytes as they came, as a Java producer with
+ * KafkaAvroSerializer keys sends them. Returns UL_ERR_RANGE (wrong
+ * partition) or UL_ERR_PARSE (a key that is not the user's) with err. */
+static int check_partition(worker *w, const rd_kafka_message_t *rkm, int64_t user, char *err,
+                           size_t size) {
+    int64_t keyed = -1;
     int32_t want = rows_user_partition(user, w->n_parts);
-    if (want == partition)
+    if (w->key_format == CODEC_KEY_AVRO) {
+        if (codec_user_key_parse(CODEC_KEY_AVRO, rkm->key, rkm->key_len, &keyed) != UL_OK ||
+            keyed != user) {
+            ul_set_err(err, size,
+                       "the key (%zu bytes) is not user %" PRId64 " as a Confluent-Avro long or "
+                       "string (key.format=avro)",
+                       rkm->key_len, user);
+            return UL_ERR_PARSE;
+        }
+        want = codec_partition(rkm->key, rkm->key_len, w->n_parts);
+    }
+    if (want == rkm->partition)
         return UL_OK;
     ul_set_err(err, size,
                "user %" PRId64 " belongs to partition %d but arrived in %d (the producer must "
-               "key by user id and partition with murmur2)",
-               user, (int)want, (int)partition);
+               "key by user id and partition with murmur2; key.format=%s)",
+               user, (int)want, (int)rkm->partition, w->cfg->key_format);
     return UL_ERR_RANGE;
+}
+
+/* The dead-letter reason of a handler's error. */
+static const char *reject_reason(int rc) {
+    return rc == UL_ERR_RANGE   ? "wrong-partition"
+           : rc == UL_ERR_PARSE ? "bad-key"
+                                : codec_err_name(rc);
 }
 
 static int on_rating(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err, size_t size) {
     codec_rating r;
     int rc = codec_decode_rating(w->codec, rkm->payload, rkm->len, &r, err, size);
     if (rc == CODEC_OK)
-        rc = check_partition(w, rkm->partition, r.user_id, err, size);
+        rc = check_partition(w, rkm, r.user_id, err, size);
     if (rc != CODEC_OK)
         return rc;
     if (live_apply_rating(w->lv, s, r.user_id, r.item_id, r.rating, r.event_time) != UL_OK) {
@@ -555,7 +581,7 @@ static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
     int rc = codec_decode_forget(w->codec, rkm->payload, rkm->len, &f, err, size);
     if (rc != CODEC_OK)
         return rc; /* f holds nothing */
-    rc = check_partition(w, rkm->partition, f.user_id, err, size);
+    rc = check_partition(w, rkm, f.user_id, err, size);
     if (rc == CODEC_OK && live_buffer_forget(w->lv, s, &f, rkm->offset, ul_clock_wall_ms(),
                                              ratings_high_watermark(w, rkm->partition)) != UL_OK) {
         ul_set_err(err, size, "out of memory buffering a forget request");
@@ -591,9 +617,7 @@ static void dispatch(worker *w, const rd_kafka_message_t *rkm) {
         return;
     }
     if (rc != CODEC_OK) {
-        if (publish_dead_letter(w->pub, rkm,
-                                rc == UL_ERR_RANGE ? "wrong-partition" : codec_err_name(rc),
-                                err) != UL_OK) {
+        if (publish_dead_letter(w->pub, rkm, reject_reason(rc), err) != UL_OK) {
             set_fatal(w, "out of memory keeping a dead letter");
             return;
         }
@@ -620,6 +644,15 @@ static int poll_consumer(worker *w, rd_kafka_t *rk, int timeout_ms) {
 }
 
 /* ---- setup -------------------------------------------------------------- */
+
+codec_key_format worker_key_format(const ul_config *cfg) {
+    return cfg->key_format && strcmp(cfg->key_format, "avro") == 0 ? CODEC_KEY_AVRO
+                                                                   : CODEC_KEY_STRING;
+}
+
+int32_t worker_user_partition(const ul_config *cfg, int64_t user, int32_t n) {
+    return codec_user_partition(worker_key_format(cfg), (int32_t)cfg->key_schema_id, user, n);
+}
 
 const char *worker_input_label(int input) {
     return input >= 0 && input < SHARD_N_INPUTS ? inputs[input].label : NULL;
@@ -830,6 +863,7 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
     w->log = lg;
     w->cfg = cfg;
     w->start_offset = start_offset(cfg);
+    w->key_format = worker_key_format(cfg);
     if (open_inputs(w, errstr, errstr_size) != UL_OK ||
         open_http(w, errstr, errstr_size) != UL_OK ||
         (w->codec = codec_from_config(cfg, 1, errstr, errstr_size)) == NULL ||

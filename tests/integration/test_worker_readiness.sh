@@ -66,12 +66,8 @@ wait_for 60 "the ratings produced after the freeze applied" total_is applied 110
 sleep 1
 kill -KILL "$RPID"
 t0=$SECONDS
-for _ in $(seq 100); do kill -0 "$WORKER_PID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$WORKER_PID" 2>/dev/null && fail "idle worker still running 10 s after Redis died"
-rc=0
-wait "$WORKER_PID" || rc=$?
-WORKER_PID=""
-[ "$rc" -eq 1 ] || fail "worker exit $rc after Redis died, want 1"
+wait_exit 10 "Redis died under it (idle)"
+[ "$EXIT_RC" -eq 1 ] || fail "worker exit $EXIT_RC after Redis died, want 1"
 grep -q 'Redis stopped answering: redis 127.0.0.1:'"$REDIS_PORT"'.*Exiting: a Redis fault stops the worker.*Redis faults' \
   "$TMP/worker1.err" || fail "exit does not say why: $(tail -3 "$TMP/worker1.err")"
 echo "ok: idle worker exited $((SECONDS - t0)) s after Redis died, saying why"

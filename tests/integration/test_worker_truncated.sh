@@ -20,12 +20,8 @@ grep -q 'no longer holds' "$TMP/produce.out" ||
 
 # 1. refuse (default): exits non-zero, says which records are gone, applies nothing.
 start_worker refuse
-for _ in $(seq 300); do kill -0 "$WORKER_PID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$WORKER_PID" 2>/dev/null && fail "worker still running on a truncated partition"
-rc=0
-wait "$WORKER_PID" || rc=$?
-WORKER_PID=""
-[ "$rc" -ne 0 ] || fail "worker exit 0 on a truncated partition"
+wait_exit 30 "starting on a truncated partition"
+[ "$EXIT_RC" -ne 0 ] || fail "worker exit 0 on a truncated partition"
 line=$(grep 'on.truncated=refuse' "$TMP/refuse.err" | head -1)
 [ -n "$line" ] || fail "no refusal naming on.truncated: $(tail -5 "$TMP/refuse.err")"
 echo "$line" | grep -Eq 'ratings \[0\]: records 0\.\.[0-9]+ \([0-9]+\) were deleted' ||

@@ -171,6 +171,19 @@ static void test_role_scoped_properties(void **state) {
     assert_null(strstr(f->logbuf + before, "CONFWARN"));
 }
 
+/* The next message of at least min_len bytes c receives (10 s at most). */
+static rd_kafka_message_t *poll_one(rd_kafka_t *c, size_t min_len) {
+    for (int i = 0; i < 100; i++) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c, 100);
+        if (rkm && rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR && rkm->len >= min_len)
+            return rkm;
+        if (rkm)
+            rd_kafka_message_destroy(rkm);
+    }
+    fail_msg("no message of %zu bytes or more arrived", min_len);
+    return NULL;
+}
+
 /* Consume one message from `topic` partition 0..2 starting at the beginning. */
 static rd_kafka_message_t *consume_one(rd_kafka_t *c, const char *topic) {
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(3);
@@ -178,15 +191,7 @@ static rd_kafka_message_t *consume_one(rd_kafka_t *c, const char *topic) {
         rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     assert_int_equal(rd_kafka_assign(c, parts), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_topic_partition_list_destroy(parts);
-    for (int i = 0; i < 100; i++) {
-        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c, 100);
-        if (rkm && rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-            return rkm;
-        if (rkm)
-            rd_kafka_message_destroy(rkm);
-    }
-    fail_msg("nothing arrived on %s", topic);
-    return NULL;
+    return poll_one(c, 0);
 }
 
 static void test_produce_and_dead_letter(void **state) {
@@ -269,15 +274,7 @@ static void test_produce_and_dead_letter(void **state) {
     assert_int_equal(kafka_produce_dead_letter(p, "dead-letter", &d, NULL, &code, err, sizeof(err)),
                      UL_OK);
     assert_int_equal(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
-    dl = NULL;
-    for (int i = 0; i < 100 && dl == NULL; i++) { /* the second dead letter */
-        dl = rd_kafka_consumer_poll(c, 100);
-        if (dl && (dl->err || dl->len < 1000)) {
-            rd_kafka_message_destroy(dl);
-            dl = NULL;
-        }
-    }
-    assert_non_null(dl);
+    dl = poll_one(c, 1000); /* the second dead letter */
     assert_int_equal(dl->len, d.value_len);
     assert_int_equal(kafka_header_text(dl, "value.truncated", h, sizeof(h)), 0);
     assert_string_equal(h, "true");

@@ -62,7 +62,7 @@
  *                    in the forget buffer; METRICS_FORGET_COMPLETED + n when
  *                    the receipts of a cycle have been produced (cycle.c).
  *   dead letter      metrics_inc_dead_letter(m, source_topic, reason) per record
- *                    sent there (publish.c).
+ *                    whose dead letter Kafka acknowledged (publish.c).
  *   checkpoints      METRICS_CHECKPOINTS + 1 per partition checkpoint (here
  *                    and cycle.c); metrics_checkpoint_done(m) after each
  *                    successful pass (also when nothing was dirty: the age is

@@ -140,14 +140,15 @@ done_with() { # REDIS-OPTS...: applied + dead letters == N and forget_completed 
 deadline=$((SECONDS + 180))
 until done_with "${REF[@]}" && done_with "${CHAOS[@]}"; do
   if [ "$SECONDS" -ge "$deadline" ]; then
-    echo "chaos: not caught up after 180 s:"; "$BIN" state "${REF[@]}" | tail -1
-    "$BIN" state "${CHAOS[@]}" | tail -1
+    echo "chaos: not caught up after 180 s:"
+    "$BIN" state "${REF[@]}" 2>&1 | tail -1 || true
+    "$BIN" state "${CHAOS[@]}" 2>&1 | tail -1 || true
     break
   fi
   sleep 0.5
 done
 sleep 1 # checkpoints and receipts settle
-kill -TERM "$CHAOS_PID" "$REF_PID"
+kill -TERM "$CHAOS_PID" "$REF_PID" 2>/dev/null || true # the chaos worker may have died
 wait "$CHAOS_PID" "$REF_PID" 2>/dev/null || true
 CHAOS_PID=""
 "$BIN" state "${REF[@]}" >"$TMP/ref.state"

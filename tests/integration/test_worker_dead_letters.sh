@@ -7,7 +7,7 @@
 #      fit with value.truncated / source.value.size, both with their
 #      trace-id and the source's timestamp; counted once delivered.
 #   2. The broker frozen while a dead letter and hundreds of factor rows wait
-#      in the producer (linger 1.5 s, message.timeout.ms 3 s): their
+#      in the producer (linger 3 s, message.timeout.ms 5 s): their
 #      deliveries fail; the failures are a few summary lines; its partition
 #      is not checkpointed past the record meanwhile, and after the broker
 #      resumes the dead letter arrives (produced again when it had failed).
@@ -50,8 +50,8 @@ stop_worker TERM || rc=$?
 # 2. Broker frozen with a dead letter and factor rows waiting in the producer.
 awk 'BEGIN { print "user,item,rating"; for (u = 100; u < 700; u++) print u "," u % 50 + 1 ",4" }' \
   >"$TMP/ratings.csv"
-start_worker worker2 --kafka.group.id frozen --kafka.linger.ms 1500 \
-  --kafka.message.timeout.ms 3000 --publish.interval.ms 200 --kafka.session.timeout.ms 30000
+start_worker worker2 --kafka.group.id frozen --kafka.linger.ms 3000 \
+  --kafka.message.timeout.ms 5000 --publish.interval.ms 200 --kafka.session.timeout.ms 30000
 wait_for 60 "assignment" grep -q 'assigned partition 3' "$TMP/worker2.err"
 "$BIN" produce ratings --data "$TMP/ratings.csv" >/dev/null 2>&1 || fail "produce ratings"
 wait_for 60 "600 more ratings applied" total_is applied 600
@@ -59,12 +59,12 @@ printf 'junk2' | kcat -P "${KC[@]}" -t ratings -p 1 -k poison -H trace-id=t-froz
 poison=$(kcat -C "${KC[@]}" -t ratings -p 1 -o -1 -e -q -f '%o\n')
 wait_for 30 "the poison record consumed" grep -q "dead-lettered ratings \[1\] @$poison" "$TMP/worker2.err"
 kill -STOP "$BROKER_PID"
-sleep 4
+sleep 5
 # The dead letter cannot have been delivered: partition 1 must not be
 # checkpointed past the poison record (Redis answers; the broker does not).
 held=$(state | awk '$1 == "partition=1" { for (i = 2; i <= NF; i++) if ($i ~ /^offset.ratings=/)
   { split($i, kv, "="); print kv[2] } }')
-sleep 2
+sleep 3
 kill -CONT "$BROKER_PID"
 [ "$held" = "$poison" ] || fail "partition 1 checkpointed at offset $held while the dead letter of @$poison was undelivered"
 wait_for 60 "the dead letter produced again and delivered" \

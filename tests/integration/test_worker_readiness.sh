@@ -32,27 +32,26 @@ wait_for 60 "all 1000 ratings applied" total_is applied 1000
 RPID=$(redis_pid)
 [ -n "$RPID" ] || fail "no redis pid"
 
+# freeze PID WHAT TRIES: SIGSTOP PID, poll /readyz (0.1 s apart, at most
+# TRIES times) until it is 503 naming WHAT, SIGCONT; then 200 again.
+freeze() {
+  local pid="$1" what="$2" tries="$3" ok="" body
+  kill -STOP "$pid"
+  for _ in $(seq "$tries"); do body_has 503 "$what" && { ok=1; break; }; sleep 0.1; done
+  body="$(cat "$TMP/readyz.body" 2>/dev/null || true)"
+  kill -CONT "$pid"
+  [ -n "$ok" ] || fail "/readyz stayed 200 with $what frozen (last body: $body)"
+  echo "ok: /readyz 503 with $what frozen: $body"
+  wait_for 30 "/readyz 200 after $what resumed" ready_is 200
+  kill -0 "$WORKER_PID" || fail "worker exited after a short $what freeze"
+}
+
 # 1. Redis frozen for about 4 s (< redis.timeout.ms 5000): a PING starts
 # within 2 s (the check interval) and is 503 after waiting 1 s more.
-kill -STOP "$RPID"
-ok=""
-for _ in $(seq 38); do body_has 503 "Redis" && { ok=1; break; }; sleep 0.1; done
-body="$(cat "$TMP/readyz.body" 2>/dev/null || true)"
-kill -CONT "$RPID"
-[ -n "$ok" ] || fail "/readyz stayed 200 with Redis frozen (last body: $body)"
-echo "ok: /readyz 503 with Redis frozen: $body"
-wait_for 10 "/readyz 200 after Redis resumed" ready_is 200
-kill -0 "$WORKER_PID" || fail "worker exited after a short Redis freeze"
-
-# 2. The broker frozen: 503 naming Kafka, then 200 again.
-kill -STOP "$BROKER_PID"
-ok=""
-for _ in $(seq 150); do body_has 503 "Kafka" && { ok=1; break; }; sleep 0.1; done
-body="$(cat "$TMP/readyz.body" 2>/dev/null || true)"
-kill -CONT "$BROKER_PID"
-[ -n "$ok" ] || fail "/readyz stayed 200 with the broker frozen (last: $body)"
-echo "ok: /readyz 503 with the broker frozen: $body"
-wait_for 30 "/readyz 200 after the broker resumed" ready_is 200
+freeze "$RPID" Redis 38
+# 2. The broker frozen: 503 naming Kafka (a metadata request every 2 s, 2 s
+# deadline), then 200 again.
+freeze "$BROKER_PID" Kafka 150
 awk 'BEGIN { print "user,item,rating"; for (u = 41; u <= 50; u++) for (i = 1; i <= 10; i++)
   print u "," i ",3" }' >"$TMP/more.csv"
 "$BIN" produce ratings --data "$TMP/more.csv" >/dev/null 2>&1 || fail "produce more ratings"

@@ -171,6 +171,13 @@ static void test_role_scoped_properties(void **state) {
     assert_null(strstr(f->logbuf + before, "CONFWARN"));
 }
 
+/* Header `name` of rkm is `want`. */
+static void expect_header(const rd_kafka_message_t *rkm, const char *name, const char *want) {
+    char h[128];
+    assert_int_equal(kafka_header_text(rkm, name, h, sizeof(h)), 0);
+    assert_string_equal(h, want);
+}
+
 /* The next message of at least min_len bytes c receives (10 s at most). */
 static rd_kafka_message_t *poll_one(rd_kafka_t *c, size_t min_len) {
     for (int i = 0; i < 100; i++) {
@@ -229,19 +236,14 @@ static void test_produce_and_dead_letter(void **state) {
     assert_int_equal(dl->key_len, 2);
     assert_memory_equal(dl->key, "21", 2);
     char h[128];
-    assert_int_equal(kafka_header_text(dl, "source.topic", h, sizeof(h)), 0);
-    assert_string_equal(h, "ratings");
-    assert_int_equal(kafka_header_text(dl, "source.partition", h, sizeof(h)), 0);
-    assert_string_equal(h, "0");
-    assert_int_equal(kafka_header_text(dl, "source.offset", h, sizeof(h)), 0);
-    assert_string_equal(h, "0");
-    assert_int_equal(kafka_header_text(dl, "error.code", h, sizeof(h)), 0);
-    assert_string_equal(h, "bad-magic");
+    expect_header(dl, "source.topic", "ratings");
+    expect_header(dl, "source.partition", "0");
+    expect_header(dl, "source.offset", "0");
+    expect_header(dl, "error.code", "bad-magic");
     assert_int_equal(kafka_header_text(dl, "error.message", h, 8), 0); /* truncated */
     assert_string_equal(h, "rating:");
     assert_int_equal(kafka_header_text(dl, "nope", h, sizeof(h)), -1);
-    assert_int_equal(kafka_header_text(dl, "trace-id", h, sizeof(h)), 0);
-    assert_string_equal(h, "abc-123");
+    expect_header(dl, "trace-id", "abc-123");
     assert_int_equal(kafka_header_text(dl, "value.truncated", h, sizeof(h)), -1);
     rd_kafka_timestamp_type_t tstype;
     assert_int_equal(rd_kafka_message_timestamp(dl, &tstype), 1700000000123LL);
@@ -276,12 +278,9 @@ static void test_produce_and_dead_letter(void **state) {
     assert_int_equal(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
     dl = poll_one(c, 1000); /* the second dead letter */
     assert_int_equal(dl->len, d.value_len);
-    assert_int_equal(kafka_header_text(dl, "value.truncated", h, sizeof(h)), 0);
-    assert_string_equal(h, "true");
-    assert_int_equal(kafka_header_text(dl, "source.value.size", h, sizeof(h)), 0);
-    assert_string_equal(h, "1500000");
-    assert_int_equal(kafka_header_text(dl, "source.offset", h, sizeof(h)), 0);
-    assert_string_equal(h, "77");
+    expect_header(dl, "value.truncated", "true");
+    expect_header(dl, "source.value.size", "1500000");
+    expect_header(dl, "source.offset", "77");
     rd_kafka_message_destroy(dl);
     free(value);
 

@@ -48,17 +48,7 @@ trap cleanup EXIT
 export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
 unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_SHARDS UNLEARND_REDIS_PASSWORD
 now_ms() { date +%s%3N; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-start_redis() { # prints the port
-  local port; port=$(free_port)
-  mkdir -p "$TMP/redis-$port"
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$TMP/redis-$port" --save '' \
-    --appendonly no --daemonize yes --logfile "$TMP/redis-$port/log" >/dev/null
-  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-  echo "$port"
-}
+source bench/bench_lib.sh
 
 if [ -z "$DATA" ]; then
   DATA=../shared/data/ml-1m/ratings.csv

@@ -187,6 +187,9 @@ static int write_model(store *st, const mf_model *m, int32_t parts, const float 
 
 static int import_run(const ul_config *cfg, import_opts *o) {
     char err[UL_ERRSTR_SIZE];
+    if (worker_key_format(cfg) != CODEC_KEY_STRING)
+        return cli_usage_error(CMD, "key.format=avro: import places users by the partition of "
+                                    "their string key; with Avro keys it cannot yet");
     if (o->partitions == 0 && kafka_partitions(cfg, &o->partitions, err, sizeof(err)) != UL_OK)
         return cli_fail(CMD, err);
     mf_model *m = mf_load(o->model, err, sizeof(err));

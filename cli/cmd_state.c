@@ -233,14 +233,14 @@ static int export_model(store *st, const store_model *m, const state_opts *o) {
     return rc == UL_OK ? CLI_EXIT_OK : cli_fail(CMD, err);
 }
 
-static int print_user(store *st, const store_model *m, const state_opts *o) {
+static int print_user(const ul_config *cfg, store *st, const store_model *m, const state_opts *o) {
     char err[UL_ERRSTR_SIZE];
     live_opts lo;
     live_opts_init(&lo);
     lo.k = m->k;
     lo.rating_min = m->rating_min;
     lo.rating_max = m->rating_max;
-    int32_t p = rows_user_partition(o->user, m->partitions);
+    int32_t p = worker_user_partition(cfg, o->user, m->partitions); /* as key.format keys it */
     live *l = live_new(&lo, st, m->partitions, err, sizeof(err));
     shard *s = l ? live_assign(l, p, err, sizeof(err)) : NULL;
     if (s == NULL) {
@@ -310,7 +310,7 @@ int cmd_state(int argc, char **argv) {
     if (o.export_path)
         rc = export_model(st, &m, &o);
     else
-        rc = o.have_user ? print_user(st, &m, &o) : print_partitions(st, &m, &o);
+        rc = o.have_user ? print_user(cc.cfg, st, &m, &o) : print_partitions(st, &m, &o);
 done:
     store_destroy(st);
     cli_config_free(&cc);

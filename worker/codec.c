@@ -879,6 +879,43 @@ int codec_parse_user_key(const void *key, size_t len, int64_t *user_id) {
     return UL_OK;
 }
 
+int codec_user_key(codec_key_format fmt, int32_t schema_id, int64_t user, void *buf, size_t size) {
+    if (fmt == CODEC_KEY_STRING)
+        return codec_key_user(user, buf, size);
+    uint8_t *p = buf;
+    if (size < 5 + 10)
+        return -1;
+    uint32_t id = (uint32_t)schema_id;
+    p[0] = 0;
+    p[1] = (uint8_t)(id >> 24);
+    p[2] = (uint8_t)(id >> 16);
+    p[3] = (uint8_t)(id >> 8);
+    p[4] = (uint8_t)id;
+    return (int)(5 + avro_put_long(p + 5, user));
+}
+
+int codec_user_key_parse(codec_key_format fmt, const void *key, size_t len, int64_t *user) {
+    if (fmt == CODEC_KEY_STRING)
+        return codec_parse_user_key(key, len, user);
+    const uint8_t *k = key;
+    if (key == NULL || len < 6 || k[0] != 0)
+        return UL_ERR_PARSE;
+    int64_t v;
+    reader r = {k + 5, k + len};
+    if (r_long(&r, &v) == 0 && r.p == r.end) /* a long: the varint is the whole body */
+        return v >= 0 ? (*user = v, UL_OK) : UL_ERR_PARSE;
+    r = (reader){k + 5, k + len};
+    if (r_long(&r, &v) == 0 && v > 0 && v == r.end - r.p) /* a string of the rest's length */
+        return codec_parse_user_key(r.p, (size_t)v, user);
+    return UL_ERR_PARSE;
+}
+
+int32_t codec_user_partition(codec_key_format fmt, int32_t schema_id, int64_t user, int32_t n) {
+    uint8_t key[CODEC_KEY_MAX];
+    int len = codec_user_key(fmt, schema_id, user, key, sizeof(key));
+    return len < 0 ? -1 : codec_partition(key, (size_t)len, n);
+}
+
 /* Java's org.apache.kafka.common.utils.Utils.murmur2 (seed 0x9747b28c). */
 int32_t codec_murmur2(const void *key, size_t len) {
     const uint8_t *data = key;

@@ -198,6 +198,27 @@ int codec_key_factor(codec_kind kind, int64_t id, char *buf, size_t size);
  * non-negative decimal. */
 int codec_parse_user_key(const void *key, size_t len, int64_t *user_id);
 
+/* User keys in either format the worker accepts (key.format):
+ *   CODEC_KEY_STRING  the user id as a decimal string ("42");
+ *   CODEC_KEY_AVRO    Confluent-Avro-serialised, as KafkaAvroSerializer
+ *                     writes a key: magic 0, the key schema's id (4 bytes,
+ *                     big-endian), then the Avro body of a `long` (zigzag
+ *                     varint) or of a `string` holding the decimal id.
+ * A Java producer's default partitioner hashes the key bytes as they are,
+ * so a user's partition depends on the format (and, for Avro, on the key
+ * schema's id): codec_user_partition gives it. */
+typedef enum codec_key_format { CODEC_KEY_STRING = 0, CODEC_KEY_AVRO = 1 } codec_key_format;
+#define CODEC_KEY_MAX 32 /* bytes of the longest user key either format writes */
+
+/* Write user's key (Avro: as a long with `schema_id`) into buf; returns its
+ * length, or -1 when buf is too small. */
+int codec_user_key(codec_key_format fmt, int32_t schema_id, int64_t user, void *buf, size_t size);
+/* The user id of a key; UL_ERR_PARSE when it is not a key of that format
+ * (Avro: bad frame, or neither a whole long nor a string of digits). */
+int codec_user_key_parse(codec_key_format fmt, const void *key, size_t len, int64_t *user);
+/* The partition a Java producer (murmur2) sends user's key to; -1 when n <= 0. */
+int32_t codec_user_partition(codec_key_format fmt, int32_t schema_id, int64_t user, int32_t n);
+
 /* Java's Utils.murmur2 over the key bytes, and the partition Java's default
  * partitioner (and librdkafka's murmur2/murmur2_random) gives it:
  * (murmur2(key) & 0x7fffffff) % partition_cnt. */

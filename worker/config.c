@@ -70,6 +70,13 @@ static const opt_def options[] = {
      "Confluent schema id of factor rows"},
     {"schema.id.forget_receipt", OPT_INT, "4", 0, I32MAX, NULL, F(schema_id_receipt),
      "Confluent schema id of forget receipts"},
+    {"key.format", OPT_ENUM, "string", 0, 0, "string|avro", F(key_format),
+     "keys of ratings and forget requests: string = the user id in decimal; avro = "
+     "Confluent-Avro-serialised (a long or a string), the partition checked as a Java producer "
+     "hashes those bytes"},
+    {"key.schema.id", OPT_INT, "5", 0, I32MAX, NULL, F(key_schema_id),
+     "with key.format=avro: the Confluent schema id of keys that produce, state and import "
+     "write or hash (the worker reads any id)"},
     {"schema.writers", OPT_STR, "", 0, 0, NULL, F(schema_writers),
      "other writer schemas by id, ID=PATH.avsc,...: records with those ids are read into ours "
      "by Avro's resolution rules"},
@@ -105,6 +112,10 @@ static const opt_def options[] = {
      "how often buffered forget requests are applied"},
     {"cycle.max.batch", OPT_INT, "1000", 1, 1000000, NULL, F(cycle_max_batch),
      "most forget requests applied in one cycle"},
+    {"on.truncated", OPT_ENUM, "refuse", 0, 0, "refuse|accept", F(on_truncated),
+     "when an input partition lost records the state has not applied (retention, a purge): "
+     "refuse = stop naming the lost range, accept = warn naming it and start at the oldest "
+     "record left"},
     {"checkpoint.interval.ms", OPT_INT, "1000", 1, 3600000, NULL, F(checkpoint_interval_ms),
      "how often partition state and offsets are written to Redis"},
     {"refresh.interval.ms", OPT_INT, "200", 10, 3600000, NULL, F(refresh_interval_ms),

@@ -49,6 +49,8 @@ typedef struct ul_config {
     long schema_id_forget;   /* schema.id.forget_request */
     long schema_id_factor;   /* schema.id.factor */
     long schema_id_receipt;  /* schema.id.forget_receipt */
+    char *key_format;        /* key.format: string|avro (user keys of the inputs) */
+    long key_schema_id;      /* key.schema.id: Avro keys' schema id (key.format=avro) */
     /* Writer schemas (worker/schema_cache.h) */
     char *schema_writers;            /* schema.writers: ID=PATH.avsc,... */
     char *schema_registry_url;       /* schema.registry.url; "" = no registry */
@@ -71,6 +73,7 @@ typedef struct ul_config {
     long publish_interval_ms;    /* publish.interval.ms */
     long cycle_max_batch;        /* cycle.max.batch: forget requests per cycle */
     long checkpoint_interval_ms; /* checkpoint.interval.ms */
+    char *on_truncated;          /* on.truncated: refuse|accept (input records lost) */
     long refresh_interval_ms;    /* refresh.interval.ms: re-read other partitions' deltas */
     long retention_per_user;     /* retention.per.user: recent ratings kept per user */
     long model_k;                /* model.k */

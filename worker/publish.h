@@ -7,7 +7,9 @@
  *   - the factor rows online learning changed, every publish.interval.ms
  *     (best effort: a failed delivery makes the next interval publish every
  *     owned row), and every row of a partition taken over;
- *   - dead letters.
+ *   - dead letters, kept until acknowledged (see publish_dead_letter).
+ * Failed messages are summarised (one ERROR line per kind, topic and reason
+ * at most every 10 s), never logged one by one.
  * It owns the outbox record format and is the one place that knows that a
  * published item row's bias carries the global mean (docs/stream.md).
  *
@@ -101,10 +103,25 @@ int publish_outboxes(publisher *p, char *errstr, size_t errstr_size);
  * once; after a failed delivery of such a row, every owned row. */
 void publish_changed(publisher *p);
 
-/* Send a consumed message to the dead-letter topic (kafka.h's record) with
- * `reason` (a short name) and `why`; counted and logged. */
-void publish_dead_letter(publisher *p, const rd_kafka_message_t *rkm, const char *reason,
-                         const char *why);
+/* Send a consumed message to the dead-letter topic (kafka.h's record: its
+ * own headers and timestamp kept, ours added, a value too large for
+ * message.max.bytes cut to fit) with `reason` (a short name) and `why`;
+ * logged now, counted (metrics) once Kafka acknowledged it. Until then it is
+ * kept and produced again after a failure; while any of a partition's dead
+ * letters is pending the caller must not checkpoint that partition. Returns
+ * UL_OK or UL_ERR_NOMEM. */
+int publish_dead_letter(publisher *p, const rd_kafka_message_t *rkm, const char *reason,
+                        const char *why);
+/* Dead letters of source partition `partition` (-1: of all) not yet
+ * acknowledged. */
+size_t publish_dead_letters_pending(const publisher *p, int32_t partition);
+/* Serve delivery reports for up to timeout_ms, or until none of those dead
+ * letters is in flight; returns how many are still pending. */
+size_t publish_settle_dead_letters(publisher *p, int32_t partition, int timeout_ms);
+/* Forget the pending dead letters of a partition given up without its
+ * checkpoint (its next owner replays their records); those in flight are
+ * still counted if they arrive. */
+void publish_drop_dead_letters(publisher *p, int32_t partition);
 
 /* Serve delivery reports: an outbox entry whose messages are all
  * acknowledged is dropped, one with a failed message is published again by
@@ -113,5 +130,9 @@ int publish_poll(publisher *p, char *errstr, size_t errstr_size);
 /* Wait up to timeout_ms for every message in flight; returns how many are
  * still in flight (0 when all were delivered or failed). */
 int publish_flush(publisher *p, int timeout_ms);
+/* Messages produced without a delivery report yet, and a sentence saying
+ * what they are (periodic rows, outbox records, dead letters) and what
+ * happens to each if the process stops now, into `what`. */
+int publish_in_flight(const publisher *p, char *what, size_t size);
 
 #endif

@@ -18,12 +18,18 @@
  *   round-robin, cooperative-sticky).
  * - Offsets come from Redis, never from Kafka commits: on assignment each
  *   partition starts at the offsets stored with its state (or the beginning
- *   when it has none). Durable offsets of the inputs that ask for it are
- *   also committed after checkpoints, for lag monitoring only.
+ *   when it has none). When the broker no longer holds the records from
+ *   there (its low watermark, asked at assignment, is above), on.truncated
+ *   decides: stop naming the lost range, or warn and start at the oldest
+ *   record left. Durable offsets of the inputs that ask for it are also
+ *   committed after checkpoints, for lag monitoring only.
  * - Everything runs on this thread: librdkafka calls the rebalance callback
  *   from inside rd_kafka_consumer_poll/close, so state never needs locks.
- * - A failed checkpoint is fatal (the process exits and a restart resumes
- *   from the last durable state). */
+ * - A failed checkpoint, or a Redis that does not answer the PING of the
+ *   loop's connection check (every few seconds, idle or not), is fatal: the
+ *   process exits saying why, and a restart resumes from the last durable
+ *   state (crash-only Redis faults, docs/operations.md). Kafka outages are
+ *   waited out (librdkafka reconnects); /readyz follows both. */
 #include "worker.h"
 
 #include <inttypes.h>
@@ -45,10 +51,15 @@
 #include "ul_clock.h"
 #include "ul_err.h"
 
-#define POLL_BATCH 20000       /* messages handled between housekeeping checks */
-#define STATS_EVERY_MS 10000   /* progress log line */
-#define METADATA_WAIT_MS 15000 /* how long to wait for the topics to exist */
-#define FLUSH_MS 10000         /* producer flush at shutdown */
+#define POLL_BATCH 20000         /* messages handled between housekeeping checks */
+#define STATS_EVERY_MS 10000     /* progress log line */
+#define METADATA_WAIT_MS 15000   /* how long to wait for the topics to exist */
+#define FLUSH_MS 10000           /* producer flush at shutdown */
+#define WATERMARK_WAIT_MS 10000  /* asking a partition's offsets at assignment */
+#define CHECK_EVERY_MS 2000      /* Redis and Kafka are checked this often, idle or not */
+#define KAFKA_CHECK_WAIT_MS 2000 /* a metadata round trip slower than this: Kafka is down */
+#define DEAD_LETTER_WAIT_MS 500  /* a checkpoint or cycle pass waits this long for dead letters */
+#define REVOKE_WAIT_MS 5000      /* a revoked partition's dead letters are waited for this long */
 
 /* How an input topic's partitions reach this worker; each mode has its
  * consumer. */
@@ -72,17 +83,20 @@ struct worker {
     const char *topic[SHARD_N_INPUTS];    /* the input topics' names (borrowed from cfg) */
     int32_t n_parts;
     int64_t start_offset;                     /* where a partition with no stored offset starts */
+    codec_key_format key_format;              /* key.format */
     int64_t (*lag_committed)[SHARD_N_INPUTS]; /* per partition: offsets committed for lag */
     cycle_opts cycles;
+    rd_kafka_topic_t *check_topic; /* the group input's topic, for the Kafka check */
+    int kafka_down;                /* the last Kafka check failed */
     int fatal;
-    char fatal_msg[UL_ERRSTR_SIZE + 128];
+    char fatal_msg[3 * UL_ERRSTR_SIZE];
     http_server *http; /* NULL when metrics.port is 0 */
 };
 
 /* An input's handler: decode the record, check it, apply it to shard s (the
  * partition's; the caller advances the offset). Returns CODEC_OK; a
- * codec_err or UL_ERR_RANGE with a message dead-letters the record;
- * UL_ERR_NOMEM is fatal. */
+ * codec_err, UL_ERR_RANGE or UL_ERR_PARSE with a message dead-letters the
+ * record (reject_reason); UL_ERR_NOMEM is fatal. */
 typedef int (*input_fn)(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err, size_t size);
 
 typedef struct input_topic {
@@ -100,7 +114,7 @@ static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
 /* The input topics, indexed like a shard's next offsets (shard.h). */
 static const input_topic inputs[SHARD_N_INPUTS] = {
     [SHARD_RATINGS] = {"topic.ratings", "ratings", "rating", INPUT_GROUP, 1, on_rating},
-    [SHARD_FORGET] = {"topic.forget_requests", "forget", "forget_request", INPUT_ALONGSIDE, 0,
+    [SHARD_FORGET] = {"topic.forget_requests", "forget", "forget_request", INPUT_ALONGSIDE, 1,
                       on_forget},
 };
 
@@ -110,6 +124,20 @@ static void set_fatal(worker *w, const char *msg) {
     w->fatal = 1;
     snprintf(w->fatal_msg, sizeof(w->fatal_msg), "%s", msg);
     log_error(w->log, "worker", "%s", msg);
+}
+
+/* Redis faults are crash-only (docs/operations.md, "Redis faults"): the
+ * process exits and its restart reloads every partition from what Redis
+ * really holds, which is exact. (The store does not reconnect, and a
+ * checkpoint whose reply was lost may or may not have been applied.) */
+static void redis_fault(worker *w, const char *what, const char *err) {
+    char msg[2 * UL_ERRSTR_SIZE];
+    metrics_set_redis_down(w->metrics, 0, err);
+    snprintf(msg, sizeof(msg),
+             "%s: %s. Exiting: a Redis fault stops the worker, and its restart resumes every "
+             "partition from its last checkpoint (docs/operations.md, \"Redis faults\")",
+             what, err);
+    set_fatal(w, msg);
 }
 
 /* The input every partition's ownership follows. */
@@ -123,53 +151,117 @@ static int group_input(void) {
 /* ---- checkpoints -------------------------------------------------------- */
 
 /* Commit the durable offsets that moved since the last commit (async;
- * failures only affect lag reports). */
+ * failures only affect lag reports). Every input's go through the group
+ * consumer: a group member may commit any partition's offset for the group,
+ * while the alongside consumer, which is no member, would be refused by a
+ * real Kafka once the group has members (UNKNOWN_MEMBER_ID). */
 static void commit_for_lag(worker *w) {
-    rd_kafka_topic_partition_list_t *l[INPUT_N_ASSIGN] = {NULL, NULL};
+    rd_kafka_topic_partition_list_t *l = NULL;
     for (int32_t p = 0; p < w->n_parts; p++) {
         const shard *s = live_shard(w->lv, p);
         for (int i = 0; s && i < SHARD_N_INPUTS; i++) {
             int64_t off = s->durable_offset[i];
             if (!inputs[i].lag_commit || off < 0 || off == w->lag_committed[p][i])
                 continue;
-            input_assign a = inputs[i].assign;
-            if (l[a] == NULL)
-                l[a] = rd_kafka_topic_partition_list_new(w->n_parts);
-            rd_kafka_topic_partition_list_add(l[a], w->topic[i], p)->offset = off;
+            if (l == NULL)
+                l = rd_kafka_topic_partition_list_new(w->n_parts * SHARD_N_INPUTS);
+            rd_kafka_topic_partition_list_add(l, w->topic[i], p)->offset = off;
             w->lag_committed[p][i] = off;
         }
     }
-    for (int a = 0; a < INPUT_N_ASSIGN; a++)
-        if (l[a]) {
-            rd_kafka_commit(w->consumer[a], l[a], 1);
-            rd_kafka_topic_partition_list_destroy(l[a]);
-        }
+    if (l) {
+        rd_kafka_commit(w->consumer[INPUT_GROUP], l, 1);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
 }
 
+/* A partition with an unacknowledged dead letter is not checkpointed: its
+ * offsets would move past a record that is neither applied nor durably
+ * dead-lettered. It stays dirty and goes with a later pass; a crash
+ * meanwhile replays the record. */
 static void checkpoint_all(worker *w) {
-    char err[UL_ERRSTR_SIZE], msg[UL_ERRSTR_SIZE + 64];
+    char err[UL_ERRSTR_SIZE], what[64];
+    int held = 0;
+    publish_settle_dead_letters(w->pub, -1, DEAD_LETTER_WAIT_MS);
     for (int32_t p = 0; p < w->n_parts && !w->fatal; p++) {
         shard *s = live_shard(w->lv, p);
         if (s == NULL || !shard_is_dirty(s))
             continue;
+        if (publish_dead_letters_pending(w->pub, p) > 0) {
+            held++;
+            continue;
+        }
         if (live_checkpoint(w->lv, s, err, sizeof(err)) != UL_OK) {
-            snprintf(msg, sizeof(msg), "checkpoint of partition %d failed: %s", (int)p, err);
-            set_fatal(w, msg);
+            snprintf(what, sizeof(what), "checkpoint of partition %d failed", (int)p);
+            redis_fault(w, what, err);
             return;
         }
         metrics_add(w->metrics, METRICS_CHECKPOINTS, 1);
     }
-    metrics_checkpoint_done(w->metrics);
+    if (held)
+        log_debug(w->log, "worker", "%d partitions not checkpointed: dead letters in flight", held);
+    else if (!w->fatal)
+        metrics_checkpoint_done(w->metrics); /* its age is the alert when dead letters hang */
     commit_for_lag(w);
 }
 
 static void run_cycles(worker *w) {
     char err[UL_ERRSTR_SIZE];
+    /* A cycle checkpoints its partitions (cycle.c): not past a dead letter
+     * in flight either. */
+    if (publish_settle_dead_letters(w->pub, -1, DEAD_LETTER_WAIT_MS) > 0)
+        return;
     if (publish_outboxes(w->pub, err, sizeof(err)) != UL_OK || /* left by a previous owner */
         cycle_run_all(&w->cycles, err, sizeof(err)) != UL_OK)
         set_fatal(w, err);
     else
         commit_for_lag(w);
+}
+
+/* ---- connection checks ------------------------------------------------- */
+
+/* PING every Redis shard, idle or not, so that /readyz and the exit follow
+ * a Redis that died or froze within seconds (not at the next write). */
+static void check_redis(worker *w) {
+    char err[UL_ERRSTR_SIZE];
+    metrics_redis_waiting(w->metrics, 1);
+    int rc = store_ping(w->st, err, sizeof(err));
+    metrics_redis_waiting(w->metrics, 0);
+    if (rc == UL_OK)
+        metrics_set_redis_connected(w->metrics, 1);
+    else
+        redis_fault(w, "Redis stopped answering", err);
+}
+
+/* A metadata round trip to the brokers: Kafka is ready when it answers in
+ * time (librdkafka reconnects by itself; the worker only waits meanwhile). */
+static void check_kafka(worker *w) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e =
+        rd_kafka_metadata(w->consumer[INPUT_GROUP], 0, w->check_topic, &md, KAFKA_CHECK_WAIT_MS);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (w->kafka_down)
+            log_info(w->log, "kafka", "the brokers answer again: ready");
+        w->kafka_down = 0;
+        metrics_set_kafka_connected(w->metrics, 1);
+        return;
+    }
+    if (!w->kafka_down)
+        log_warn(w->log, "kafka",
+                 "the brokers did not answer a metadata request within %d ms (%s): not ready; "
+                 "waiting for them (nothing is lost meanwhile)",
+                 KAFKA_CHECK_WAIT_MS, rd_kafka_err2str(e));
+    w->kafka_down = 1;
+    metrics_set_kafka_down(w->metrics, 0, rd_kafka_err2str(e));
+}
+
+static void check_connections(worker *w) {
+    check_redis(w);
+    metrics_heartbeat(w->metrics);
+    if (!w->fatal)
+        check_kafka(w);
 }
 
 /* ---- rebalancing -------------------------------------------------------- */
@@ -187,26 +279,82 @@ static int is_cooperative(rd_kafka_t *rk) {
     return proto && strcmp(proto, "COOPERATIVE") == 0;
 }
 
+/* Where input i of shard s starts: its stored next offset, or for an empty
+ * state the beginning (or the end, with kafka.auto.offset.reset=latest).
+ * The broker's low watermark is asked now (librdkafka's cache may not know
+ * it yet): records deleted before the state applied them (retention, a
+ * purge) are never skipped without a word, see on.truncated. Returns the
+ * offset, or -1 when the worker must stop (set_fatal). */
+static int64_t input_start(worker *w, const shard *s, int i) {
+    char what[UL_ERRSTR_SIZE + 256], msg[sizeof(what) + 256];
+    const char *topic = w->topic[i];
+    int32_t p = s->partition;
+    int64_t off = s->meta.next_offset[i], lo = 0, hi = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(w->consumer[inputs[i].assign], topic,
+                                                             p, &lo, &hi, WATERMARK_WAIT_MS);
+    if (e) {
+        snprintf(msg, sizeof(msg),
+                 "cannot read the offsets of %s [%d] (needed to check that no record was lost "
+                 "before the state applied it): %s",
+                 topic, (int)p, rd_kafka_err2str(e));
+        set_fatal(w, msg);
+        return -1;
+    }
+    if (off < 0 && w->start_offset == RD_KAFKA_OFFSET_END)
+        return hi; /* the user chose to skip what the topic holds */
+    int64_t want = off < 0 ? 0 : off;
+    if (want >= lo)
+        return want;
+    snprintf(what, sizeof(what),
+             "%s [%d]: records %" PRId64 "..%" PRId64 " (%" PRId64
+             ") were deleted from the topic before this partition's state applied them (%s%" PRId64
+             "; the oldest record left is at offset %" PRId64 ")",
+             topic, (int)p, want, lo - 1, lo - want,
+             off < 0 ? "its state in Redis is empty, offset " : "its state resumes at offset ",
+             want, lo);
+    if (strcmp(w->cfg->on_truncated, "accept") == 0) {
+        log_warn(w->log, "kafka",
+                 "%s; continuing without them from offset %" PRId64 " (on.truncated=accept)", what,
+                 lo);
+        return lo;
+    }
+    snprintf(msg, sizeof(msg),
+             "%s. Refusing to build a model without them (on.truncated=refuse): restore the state "
+             "(a Redis backup, or `unlearnd import`), or set on.truncated=accept to continue from "
+             "offset %" PRId64,
+             what, lo);
+    if (w->fatal)
+        log_error(w->log, "kafka", "%s", msg);
+    set_fatal(w, msg);
+    return -1;
+}
+
 /* Start every input of shard s: the group partition's offset into `tp`, the
- * others' into `alongside`. */
-static void start_inputs(worker *w, const shard *s, rd_kafka_topic_partition_t *tp,
-                         rd_kafka_topic_partition_list_t *alongside) {
+ * others' into `alongside`. Returns -1 (nothing started) when the worker
+ * must stop. */
+static int start_inputs(worker *w, const shard *s, rd_kafka_topic_partition_t *tp,
+                        rd_kafka_topic_partition_list_t *alongside) {
     char line[1024];
     size_t len = 0;
+    int64_t start[SHARD_N_INPUTS];
+    for (int i = 0; i < SHARD_N_INPUTS; i++)
+        if ((start[i] = input_start(w, s, i)) < 0)
+            return -1;
     for (int i = 0; i < SHARD_N_INPUTS; i++) {
-        int64_t off = s->meta.next_offset[i], start = off >= 0 ? off : w->start_offset;
         w->lag_committed[s->partition][i] = s->durable_offset[i];
         if (inputs[i].assign == INPUT_GROUP)
-            tp->offset = start;
+            tp->offset = start[i];
         else
-            rd_kafka_topic_partition_list_add(alongside, w->topic[i], s->partition)->offset = start;
+            rd_kafka_topic_partition_list_add(alongside, w->topic[i], s->partition)->offset =
+                start[i];
         int n = snprintf(line + len, sizeof(line) - len, "%s%s from offset %" PRId64, i ? ", " : "",
-                         w->topic[i], off < 0 ? 0 : off);
+                         w->topic[i], start[i]);
         len += n > 0 && (size_t)n < sizeof(line) - len ? (size_t)n : 0;
     }
     log_info(w->log, "kafka",
              "assigned partition %d: %s (%" PRIu64 " applied, %zu forget requests buffered)",
              (int)s->partition, line, s->meta.applied, s->n_pending);
+    return 0;
 }
 
 /* Load the shards and set each partition's start offsets from Redis. */
@@ -226,7 +374,8 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
             continue;
         }
         live_mark_partition(w->lv, tp->partition); /* a takeover republishes it in full */
-        start_inputs(w, s, tp, alongside);
+        if (start_inputs(w, s, tp, alongside) != 0)
+            tp->offset = RD_KAFKA_OFFSET_END; /* consume nothing; we are stopping */
     }
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -257,12 +406,21 @@ static void give_up(worker *w, int32_t p, int lost) {
     const shard *s = live_shard(w->lv, p);
     uint64_t applied = s->meta.applied;
     int64_t off = s->meta.next_offset[group_input()];
+    size_t dead = lost ? 0 : publish_settle_dead_letters(w->pub, p, REVOKE_WAIT_MS);
     if (lost)
         log_warn(w->log, "kafka",
                  "partition %d lost; its changes since the last checkpoint will be "
                  "replayed by its next owner",
                  (int)p);
+    else if (dead > 0)
+        log_warn(w->log, "kafka",
+                 "partition %d revoked with %zu dead letters not acknowledged: given up without "
+                 "its final checkpoint; its next owner replays from the last one",
+                 (int)p, dead);
+    lost |= dead > 0;
     int rc = lost ? live_drop(w->lv, p, err, sizeof(err)) : live_revoke(w->lv, p, err, sizeof(err));
+    if (lost)
+        publish_drop_dead_letters(w->pub, p);
     if (rc != UL_OK)
         log_error(w->log, "kafka", "partition %d revoked without its final checkpoint: %s", (int)p,
                   err);
@@ -345,23 +503,48 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 /* ---- decode and dispatch ------------------------------------------------ */
 
 /* A user's events must arrive in the partition of their user: otherwise the
- * user's rows would be split over two shards. */
-static int check_partition(worker *w, int32_t partition, int64_t user, char *err, size_t size) {
+ * user's rows would be split over two shards. With string keys that is
+ * murmur2 of the decimal id (rows_user_partition); with Confluent-Avro keys
+ * (key.format=avro) the key must name the record's user, and the partition
+ * is murmur2 of the key bytes as they came, as a Java producer with
+ * KafkaAvroSerializer keys sends them. Returns UL_ERR_RANGE (wrong
+ * partition) or UL_ERR_PARSE (a key that is not the user's) with err. */
+static int check_partition(worker *w, const rd_kafka_message_t *rkm, int64_t user, char *err,
+                           size_t size) {
+    int64_t keyed = -1;
     int32_t want = rows_user_partition(user, w->n_parts);
-    if (want == partition)
+    if (w->key_format == CODEC_KEY_AVRO) {
+        if (codec_user_key_parse(CODEC_KEY_AVRO, rkm->key, rkm->key_len, &keyed) != UL_OK ||
+            keyed != user) {
+            ul_set_err(err, size,
+                       "the key (%zu bytes) is not user %" PRId64 " as a Confluent-Avro long or "
+                       "string (key.format=avro)",
+                       rkm->key_len, user);
+            return UL_ERR_PARSE;
+        }
+        want = codec_partition(rkm->key, rkm->key_len, w->n_parts);
+    }
+    if (want == rkm->partition)
         return UL_OK;
     ul_set_err(err, size,
                "user %" PRId64 " belongs to partition %d but arrived in %d (the producer must "
-               "key by user id and partition with murmur2)",
-               user, (int)want, (int)partition);
+               "key by user id and partition with murmur2; key.format=%s)",
+               user, (int)want, (int)rkm->partition, w->cfg->key_format);
     return UL_ERR_RANGE;
+}
+
+/* The dead-letter reason of a handler's error. */
+static const char *reject_reason(int rc) {
+    return rc == UL_ERR_RANGE   ? "wrong-partition"
+           : rc == UL_ERR_PARSE ? "bad-key"
+                                : codec_err_name(rc);
 }
 
 static int on_rating(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err, size_t size) {
     codec_rating r;
     int rc = codec_decode_rating(w->codec, rkm->payload, rkm->len, &r, err, size);
     if (rc == CODEC_OK)
-        rc = check_partition(w, rkm->partition, r.user_id, err, size);
+        rc = check_partition(w, rkm, r.user_id, err, size);
     if (rc != CODEC_OK)
         return rc;
     if (live_apply_rating(w->lv, s, r.user_id, r.item_id, r.rating, r.event_time) != UL_OK) {
@@ -398,7 +581,7 @@ static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
     int rc = codec_decode_forget(w->codec, rkm->payload, rkm->len, &f, err, size);
     if (rc != CODEC_OK)
         return rc; /* f holds nothing */
-    rc = check_partition(w, rkm->partition, f.user_id, err, size);
+    rc = check_partition(w, rkm, f.user_id, err, size);
     if (rc == CODEC_OK && live_buffer_forget(w->lv, s, &f, rkm->offset, ul_clock_wall_ms(),
                                              ratings_high_watermark(w, rkm->partition)) != UL_OK) {
         ul_set_err(err, size, "out of memory buffering a forget request");
@@ -434,8 +617,10 @@ static void dispatch(worker *w, const rd_kafka_message_t *rkm) {
         return;
     }
     if (rc != CODEC_OK) {
-        publish_dead_letter(w->pub, rkm,
-                            rc == UL_ERR_RANGE ? "wrong-partition" : codec_err_name(rc), err);
+        if (publish_dead_letter(w->pub, rkm, reject_reason(rc), err) != UL_OK) {
+            set_fatal(w, "out of memory keeping a dead letter");
+            return;
+        }
         s->meta.dead_letters++;
     }
     s->meta.next_offset[in] = rkm->offset + 1;
@@ -459,6 +644,15 @@ static int poll_consumer(worker *w, rd_kafka_t *rk, int timeout_ms) {
 }
 
 /* ---- setup -------------------------------------------------------------- */
+
+codec_key_format worker_key_format(const ul_config *cfg) {
+    return cfg->key_format && strcmp(cfg->key_format, "avro") == 0 ? CODEC_KEY_AVRO
+                                                                   : CODEC_KEY_STRING;
+}
+
+int32_t worker_user_partition(const ul_config *cfg, int64_t user, int32_t n) {
+    return codec_user_partition(worker_key_format(cfg), (int32_t)cfg->key_schema_id, user, n);
+}
 
 const char *worker_input_label(int input) {
     return input >= 0 && input < SHARD_N_INPUTS ? inputs[input].label : NULL;
@@ -562,6 +756,12 @@ static int open_consumers(worker *w, char *errstr, size_t errstr_size) {
     }
     metrics_set_kafka_connected(w->metrics, 1); /* the brokers answered metadata requests */
     w->n_parts = n[0];
+    w->check_topic = rd_kafka_topic_new(w->consumer[INPUT_GROUP], w->topic[group_input()], NULL);
+    if (w->check_topic == NULL) {
+        ul_set_err(errstr, errstr_size, "%s: %s", w->topic[group_input()],
+                   rd_kafka_err2str(rd_kafka_last_error()));
+        return UL_ERR_IO;
+    }
     return UL_OK;
 }
 
@@ -663,6 +863,7 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
     w->log = lg;
     w->cfg = cfg;
     w->start_offset = start_offset(cfg);
+    w->key_format = worker_key_format(cfg);
     if (open_inputs(w, errstr, errstr_size) != UL_OK ||
         open_http(w, errstr, errstr_size) != UL_OK ||
         (w->codec = codec_from_config(cfg, 1, errstr, errstr_size)) == NULL ||
@@ -727,17 +928,17 @@ static void shutdown_worker(worker *w) {
     publish_changed(w->pub);
     /* Deliver what is in flight first, so the final checkpoint can drop the
      * acknowledged outbox entries (no duplicates after a clean stop). */
-    int left = publish_flush(w->pub, FLUSH_MS);
-    if (left > 0)
-        log_warn(w->log, "kafka", "%d messages still in flight; they stay in the outbox", left);
+    char what[512];
+    if (publish_flush(w->pub, FLUSH_MS) > 0 && publish_in_flight(w->pub, what, sizeof(what)) > 0)
+        log_warn(w->log, "kafka", "not delivered after %d s: %s", FLUSH_MS / 1000, what);
     settle_deliveries(w);
     checkpoint_all(w);
     /* Leaves the group; the revoke callback checkpoints again (a no-op when
      * nothing changed) and drops the shards. */
     for (int a = 0; a < INPUT_N_ASSIGN; a++)
         rd_kafka_consumer_close(w->consumer[a]);
-    if ((left = publish_flush(w->pub, FLUSH_MS)) > 0)
-        log_error(w->log, "kafka", "%d messages not delivered at shutdown", left);
+    if (publish_flush(w->pub, FLUSH_MS) > 0 && publish_in_flight(w->pub, what, sizeof(what)) > 0)
+        log_error(w->log, "kafka", "not delivered at shutdown: %s", what);
     log_stats(w, 0, 0);
 }
 
@@ -757,7 +958,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
     int64_t next_ckpt = now + cfg->checkpoint_interval_ms,
             next_cycle = now + cfg->cycle_interval_ms;
     int64_t next_refresh = now + cfg->refresh_interval_ms, next_stats = now + STATS_EVERY_MS;
-    int64_t next_publish = now + cfg->publish_interval_ms;
+    int64_t next_publish = now + cfg->publish_interval_ms, next_check = now + CHECK_EVERY_MS;
     uint64_t applied_at_stats = 0;
     while (!*stop && !w->fatal) {
         metrics_heartbeat(w->metrics);
@@ -781,6 +982,10 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
             refresh_others(w);
             next_refresh = now + cfg->refresh_interval_ms;
         }
+        if (now >= next_check) {
+            check_connections(w);
+            next_check = ul_clock_mono_ms() + CHECK_EVERY_MS;
+        }
         if (now >= next_stats) {
             log_stats(w, now - (next_stats - STATS_EVERY_MS), applied_at_stats);
             applied_at_stats = metrics_count(w->metrics, METRICS_RATINGS_APPLIED);
@@ -801,6 +1006,8 @@ void worker_destroy(worker *w) {
     if (w == NULL)
         return;
     http_server_stop(w->http); /* first: it reads w->metrics */
+    if (w->check_topic)
+        rd_kafka_topic_destroy(w->check_topic);
     for (int a = 0; a < INPUT_N_ASSIGN; a++)
         if (w->consumer[a])
             rd_kafka_destroy(w->consumer[a]);

@@ -140,11 +140,16 @@ check("redis.password" not in conf, "a password in the ConfigMap")
 so = k8s["ScaledObject"]
 check(so["spec"]["scaleTargetRef"]["kind"] == "StatefulSet" and
       so["spec"]["scaleTargetRef"]["name"] == sts["metadata"]["name"], "KEDA scales something else")
-trig = so["spec"]["triggers"][0]
-check(trig["type"] == "kafka", "KEDA trigger is not kafka")
-check(trig["metadata"]["consumerGroup"] == conf["kafka.group.id"], "KEDA group != kafka.group.id")
-check(trig["metadata"]["topic"] == conf["topic.ratings"], "KEDA topic != topic.ratings")
-check(trig["metadata"]["bootstrapServers"] == conf["kafka.bootstrap.servers"], "KEDA brokers differ")
+# One kafka trigger per input topic (the worker commits both for lag tools).
+trigs = so["spec"]["triggers"]
+check(sorted(t["metadata"].get("topic", "") for t in trigs) ==
+      sorted([conf["topic.ratings"], conf["topic.forget_requests"]]),
+      "KEDA triggers do not cover exactly topic.ratings and topic.forget_requests")
+for trig in trigs:
+    check(trig["type"] == "kafka", "KEDA trigger is not kafka")
+    check(trig["metadata"]["consumerGroup"] == conf["kafka.group.id"], "KEDA group != kafka.group.id")
+    check(trig["metadata"]["bootstrapServers"] == conf["kafka.bootstrap.servers"], "KEDA brokers differ")
+    check(int(trig["metadata"]["lagThreshold"]) > 0, "KEDA lagThreshold not positive")
 check(so["spec"]["minReplicaCount"] >= 1, "KEDA may scale to zero (forget requests unserved)")
 check(so["spec"]["maxReplicaCount"] >= so["spec"]["minReplicaCount"], "KEDA max < min")
 

@@ -1,7 +1,7 @@
 # worker_lib.sh: shared setup for the stream worker's integration tests
 # (sourced, not a test itself). Starts `unlearnd broker` and a throwaway
 # redis-server on a free port, each in $TMP, and stops everything on exit.
-# Provides: start_worker, stop_worker, state, wait_for, fail.
+# Provides: start_worker, stop_worker, wait_exit, state, wait_for, fail.
 set -euo pipefail
 BIN="$1"
 command -v redis-server >/dev/null || { echo "SKIP: redis-server not installed"; exit 77; }
@@ -70,6 +70,16 @@ stop_worker() {
   wait "$WORKER_PID" || rc=$?
   WORKER_PID=""
   return "$rc"
+}
+
+# wait_exit SECONDS WHAT: wait for the worker to exit by itself; its exit
+# code goes to EXIT_RC (fails when it still runs after SECONDS).
+wait_exit() {
+  EXIT_RC=0
+  for _ in $(seq $(($1 * 10))); do kill -0 "$WORKER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$WORKER_PID" 2>/dev/null && fail "worker still running $1 s after $2"
+  wait "$WORKER_PID" || EXIT_RC=$?
+  WORKER_PID=""
 }
 
 state() { "$BIN" state "${REDIS[@]}" "$@"; }

@@ -506,6 +506,53 @@ static void test_murmur2_java_compatible(void **state) {
     assert_int_equal(codec_partition("1", 1, 0), -1);
 }
 
+/* Confluent-Avro user keys (key.format=avro, issue 11.5): the bytes
+ * KafkaAvroSerializer writes for a long key, read back as a long or as a
+ * string of digits; the partition is murmur2 of those bytes. */
+static void test_avro_user_keys(void **state) {
+    (void)state;
+    unsigned char k[CODEC_KEY_MAX];
+    int64_t u = -1;
+    int n = codec_user_key(CODEC_KEY_AVRO, 7, 42, k, sizeof(k));
+    const unsigned char want[] = {0, 0, 0, 0, 7, 0x54}; /* zigzag(42) = 84 */
+    assert_int_equal(n, sizeof(want));
+    assert_memory_equal(k, want, sizeof(want));
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, k, (size_t)n, &u), UL_OK);
+    assert_int_equal(u, 42);
+    assert_int_equal(codec_user_key(CODEC_KEY_AVRO, 7, 42, k, 8), -1); /* too small */
+    const unsigned char str[] = {0, 0, 0, 1, 2, 0x06, '1', '2', '3'};  /* Avro string "123" */
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, str, sizeof(str), &u), UL_OK);
+    assert_int_equal(u, 123);
+    const unsigned char big[] = {0, 0, 0, 0, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f}; /* 2^31-1 */
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, big, sizeof(big), &u), UL_OK);
+    assert_int_equal(u, 2147483647);
+    const unsigned char bad_magic[] = {1, 0, 0, 0, 7, 0x54};
+    const unsigned char trailing[] = {0, 0, 0, 0, 7, 0x54, 0x00};
+    const unsigned char negative[] = {0, 0, 0, 0, 7, 0x01};          /* -1 */
+    const unsigned char letters[] = {0, 0, 0, 0, 7, 0x04, '4', 'x'}; /* "4x" */
+    const unsigned char empty[] = {0, 0, 0, 0, 7};
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, bad_magic, 6, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, trailing, 7, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, negative, 6, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, letters, 8, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, empty, 5, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, "42", 2, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_STRING, "42", 2, &u), UL_OK);
+    assert_int_equal(u, 42);
+    /* Partitions: string keys as before (user 21 in partition 0 of 4), Avro
+     * keys by their own bytes, schema id included. */
+    assert_int_equal(codec_user_partition(CODEC_KEY_STRING, 7, 21, 4), 0);
+    int differ = 0;
+    for (int64_t user = 0; user < 200; user++) {
+        n = codec_user_key(CODEC_KEY_AVRO, 7, user, k, sizeof(k));
+        assert_int_equal(codec_user_partition(CODEC_KEY_AVRO, 7, user, 16),
+                         codec_partition(k, (size_t)n, 16));
+        differ += codec_user_partition(CODEC_KEY_AVRO, 7, user, 16) !=
+                  codec_user_partition(CODEC_KEY_STRING, 7, user, 16);
+    }
+    assert_true(differ > 150); /* the two formats place users independently */
+}
+
 static void test_schemas_embedded(void **state) {
     (void)state;
     const char *names[] = {"rating", "forget_request", "factor", "forget_receipt"};
@@ -536,6 +583,7 @@ int main(void) {
         cmocka_unit_test(test_forget_validation),
         cmocka_unit_test(test_reasons_and_keys),
         cmocka_unit_test(test_murmur2_java_compatible),
+        cmocka_unit_test(test_avro_user_keys),
         cmocka_unit_test(test_schemas_embedded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -268,6 +268,15 @@ static int setup(void **state) {
         return -1;
     }
     snprintf(fx.seeds, sizeof(fx.seeds), "127.0.0.1:%d", redis_local_port(fx.rl));
+    /* The private server requires a random password; these tests set and
+     * clear requirepass themselves, so start from none. */
+    fx.raw = redisConnect("127.0.0.1", redis_local_port(fx.rl));
+    if (fx.raw == NULL || fx.raw->err)
+        return -1;
+    redisReply *r = redisCommand(fx.raw, "AUTH %s", redis_local_password(fx.rl));
+    freeReplyObject(r);
+    r = redisCommand(fx.raw, "CONFIG SET requirepass %s", "");
+    freeReplyObject(r);
     rcluster_opts o;
     rcluster_opts_init(&o);
     o.seeds = fx.seeds;
@@ -275,8 +284,7 @@ static int setup(void **state) {
         print_error("rcluster_connect: %s\n", err);
         return -1;
     }
-    fx.raw = redisConnect("127.0.0.1", redis_local_port(fx.rl));
-    return fx.raw && !fx.raw->err ? 0 : -1;
+    return 0;
 }
 
 static int teardown(void **state) {
@@ -579,6 +587,7 @@ static void test_server_gone(void **state) {
     rcluster_opts o;
     rcluster_opts_init(&o);
     o.seeds = seeds;
+    o.password = redis_local_password(rl);
     o.retry_ms = 300;
     rcluster *rc = rcluster_connect(&o, err, sizeof(err));
     assert_non_null(rc);

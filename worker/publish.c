@@ -25,21 +25,23 @@
 
 #define PRODUCE_BLOCK_MS 10000 /* how long a full producer queue may hold a message */
 
-typedef enum out_topic { OUT_FACTORS = 0, OUT_RECEIPTS = 1 } out_topic;
+typedef enum out_topic { OUT_FACTORS = 0, OUT_RECEIPTS = 1, OUT_ITEM_UPDATES = 2 } out_topic;
 
 typedef struct kind_def {
     int has_id;
     out_topic topic;
     int marks;     /* the record is a row of the live model: mark it */
     rows_kind row; /* which kind of row, when `marks` */
+    int to_id;     /* produced to partition `id` (else partitioned by key) */
 } kind_def;
 
 static const kind_def kinds[PUBLISH_N_KINDS] = {
-    [PUBLISH_OLD_FACTOR] = {0, OUT_FACTORS, 0, ROWS_USER},
-    [PUBLISH_OLD_RECEIPT] = {0, OUT_RECEIPTS, 0, ROWS_USER},
-    [PUBLISH_USER_ROW] = {1, OUT_FACTORS, 1, ROWS_USER},
-    [PUBLISH_ITEM_ROW] = {1, OUT_FACTORS, 1, ROWS_ITEM},
-    [PUBLISH_RECEIPT] = {1, OUT_RECEIPTS, 0, ROWS_USER},
+    [PUBLISH_OLD_FACTOR] = {0, OUT_FACTORS, 0, ROWS_USER, 0},
+    [PUBLISH_OLD_RECEIPT] = {0, OUT_RECEIPTS, 0, ROWS_USER, 0},
+    [PUBLISH_USER_ROW] = {1, OUT_FACTORS, 1, ROWS_USER, 0},
+    [PUBLISH_ITEM_ROW] = {1, OUT_FACTORS, 1, ROWS_ITEM, 0},
+    [PUBLISH_RECEIPT] = {1, OUT_RECEIPTS, 0, ROWS_USER, 0},
+    [PUBLISH_ITEM_UPDATES] = {1, OUT_ITEM_UPDATES, 0, ROWS_ITEM, 1},
 };
 
 /* ---- the record format -------------------------------------------------- */
@@ -92,8 +94,9 @@ int publish_record_next(const unsigned char *entry, size_t len, size_t *pos, pub
 /* Delivery bookkeeping of one outbox entry being published. */
 typedef struct tracker {
     int32_t partition;
-    uint64_t version;
-    int remaining; /* messages without a delivery report (+1 while still producing) */
+    int delivery;     /* an exact-delivery entry (key = sequence), else a cycle's */
+    uint64_t version; /* the entry's key */
+    int remaining;    /* messages without a delivery report (+1 while still producing) */
     int failed;
     struct tracker *next;
 } tracker;
@@ -108,10 +111,19 @@ struct publisher {
     codec_buf buf; /* the message being encoded */
     tracker *done; /* entries whose messages all got a delivery report */
     int republish; /* a periodic row was not delivered: publish every owned row */
+    int pushes;    /* the opaque of best-effort item updates (its address) */
+    uint64_t pushes_failed;
 };
 
 static const char *topic_of(const publisher *p, publish_kind kind) {
-    return kinds[kind].topic == OUT_FACTORS ? p->cfg->topic_factors : p->cfg->topic_receipts;
+    switch (kinds[kind].topic) {
+    case OUT_FACTORS:
+        return p->cfg->topic_factors;
+    case OUT_RECEIPTS:
+        return p->cfg->topic_receipts;
+    default:
+        return p->cfg->topic_item_updates;
+    }
 }
 
 static void tracker_release(publisher *p, tracker *t) {
@@ -124,6 +136,12 @@ static void tracker_release(publisher *p, tracker *t) {
 static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
     (void)rk;
     publisher *p = opaque;
+    if (rkm->_private == (void *)&p->pushes) { /* best effort: counted, never re-sent */
+        if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR && p->pushes_failed++ % 1000 == 0)
+            log_warn(p->log, "kafka", "item updates to %s not delivered (%s; %" PRIu64 " so far)",
+                     p->cfg->topic_item_updates, rd_kafka_err2str(rkm->err), p->pushes_failed);
+        return;
+    }
     tracker *t = rkm->_private == (void *)p ? NULL : rkm->_private;
     if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         log_error(p->log, "kafka", "delivery to %s failed: %s",
@@ -159,6 +177,7 @@ publisher *publish_new(const ul_config *cfg, ul_log *lg, metrics *m, const codec
     kafka_topic_warm(p->producer, cfg->topic_factors);
     kafka_topic_warm(p->producer, cfg->topic_receipts);
     kafka_topic_warm(p->producer, cfg->topic_dead_letter);
+    kafka_topic_warm(p->producer, cfg->topic_item_updates);
     return p;
 }
 
@@ -242,8 +261,9 @@ int publish_outbox_add(publisher *p, shard *s, const live_cycle *c, char *errstr
     return UL_OK;
 }
 
-int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char *errstr,
-                         size_t errstr_size) {
+/* Produce every record of entry e (a delivery entry when `delivery`). */
+static int publish_entry(publisher *p, int32_t partition, int delivery, outbox_entry *e,
+                         char *errstr, size_t errstr_size) {
     char err[UL_ERRSTR_SIZE];
     tracker *t = calloc(1, sizeof(*t));
     if (t == NULL) {
@@ -251,6 +271,7 @@ int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char 
         return UL_ERR_NOMEM;
     }
     t->partition = partition;
+    t->delivery = delivery;
     t->version = e->version;
     t->remaining = 1; /* held until every record is handed over */
     e->inflight = 1;
@@ -259,8 +280,9 @@ int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char 
     int more;
     while ((more = publish_record_next(e->blob, e->len, &pos, &r)) > 0) {
         t->remaining++;
-        if (kafka_produce(p->producer, topic_of(p, r.kind), RD_KAFKA_PARTITION_UA, r.key, r.key_len,
-                          r.value, r.value_len, t, PRODUCE_BLOCK_MS, err, sizeof(err)) != UL_OK) {
+        int32_t part = kinds[r.kind].to_id ? (int32_t)r.id : RD_KAFKA_PARTITION_UA;
+        if (kafka_produce(p->producer, topic_of(p, r.kind), part, r.key, r.key_len, r.value,
+                          r.value_len, t, PRODUCE_BLOCK_MS, err, sizeof(err)) != UL_OK) {
             log_error(p->log, "worker", "%s", err);
             t->failed = 1;
             tracker_release(p, t);
@@ -268,11 +290,16 @@ int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char 
     }
     if (more < 0)
         log_error(p->log, "worker",
-                  "the outbox entry of partition %d version %" PRIu64
+                  "the outbox entry of partition %d %s %" PRIu64
                   " is malformed after byte %zu: the rest is not published",
-                  (int)partition, e->version, pos);
+                  (int)partition, delivery ? "delivery" : "version", e->version, pos);
     tracker_release(p, t);
     return UL_OK;
+}
+
+int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char *errstr,
+                         size_t errstr_size) {
+    return publish_entry(p, partition, 0, e, errstr, errstr_size);
 }
 
 /* Mark the rows an outbox entry carries (see publish_outboxes). */
@@ -287,20 +314,62 @@ static void mark_rows(publisher *p, const outbox_entry *e) {
 int publish_outboxes(publisher *p, char *errstr, size_t errstr_size) {
     for (int32_t part = 0; part < live_partitions(p->lv); part++) {
         shard *s = live_shard(p->lv, part);
-        for (size_t i = 0; s && i < s->n_outbox; i++) {
-            if (s->outbox[i].inflight)
+        for (size_t i = 0; s && s->replicated && i < s->outbox.n; i++) {
+            outbox_entry *e = &s->outbox.v[i];
+            if (e->inflight || e->unsaved)
                 continue;
             log_info(p->log, "worker",
                      "publishing the outbox of partition %d version %" PRIu64
-                     " again (left by a previous owner or a failed delivery)",
-                     (int)part, s->outbox[i].version);
-            int rc = publish_outbox_entry(p, part, &s->outbox[i], errstr, errstr_size);
+                     " (left by a previous owner, a failed delivery, or waiting for a replica)",
+                     (int)part, e->version);
+            int rc = publish_outbox_entry(p, part, e, errstr, errstr_size);
             if (rc != UL_OK)
                 return rc;
-            mark_rows(p, &s->outbox[i]);
+            mark_rows(p, e);
         }
     }
     return UL_OK;
+}
+
+int publish_delivery_record(void *codec_opaque, const codec_item_updates *u, int32_t home,
+                            ul_buf *entry, char *errstr, size_t errstr_size) {
+    codec_buf buf = {0};
+    char key[24];
+    int rc = codec_encode_item_updates(codec_opaque, u, &buf, errstr, errstr_size);
+    if (rc == CODEC_OK) {
+        int kl = snprintf(key, sizeof(key), "%d", (int)u->source);
+        publish_record r = {PUBLISH_ITEM_UPDATES, home, key, (size_t)kl, buf.data, buf.len};
+        publish_record_put(entry, &r);
+    }
+    codec_buf_free(&buf);
+    return rc == CODEC_OK ? UL_OK : UL_ERR_ARG;
+}
+
+int publish_deliveries(publisher *p, char *errstr, size_t errstr_size) {
+    for (int32_t part = 0; part < live_partitions(p->lv); part++) {
+        shard *s = live_shard(p->lv, part);
+        if (s == NULL || !s->replicated || s->deliveries.n == 0)
+            continue;
+        outbox_entry *e = &s->deliveries.v[0]; /* in sequence order: one at a time */
+        if (e->inflight || e->unsaved)
+            continue;
+        int rc = publish_entry(p, part, 1, e, errstr, errstr_size);
+        if (rc != UL_OK)
+            return rc;
+    }
+    return UL_OK;
+}
+
+void publish_item_updates(void *opaque, int32_t home, const codec_item_updates *u) {
+    publisher *p = opaque;
+    char err[UL_ERRSTR_SIZE];
+    if (codec_encode_item_updates(p->codec, u, &p->buf, err, sizeof(err)) != CODEC_OK) {
+        log_error(p->log, "worker", "item updates for partition %d not sent: %s", (int)home, err);
+        return;
+    }
+    if (kafka_produce(p->producer, p->cfg->topic_item_updates, home, NULL, 0, p->buf.data,
+                      p->buf.len, &p->pushes, PRODUCE_BLOCK_MS, err, sizeof(err)) != UL_OK)
+        log_error(p->log, "worker", "%s", err);
 }
 
 /* One periodically published row (live_row_fn): best effort, the publisher
@@ -322,13 +391,17 @@ static void publish_row(void *opaque, rows_kind kind, int64_t id, const float *r
 }
 
 void publish_changed(publisher *p) {
+    publish_changed_class(p, SHARD_EVENT);
+}
+
+void publish_changed_class(publisher *p, shard_class cls) {
     if (p->republish) {
         p->republish = 0;
         log_warn(p->log, "worker", "a factor row was not delivered: publishing every owned row");
         for (int32_t part = 0; part < live_partitions(p->lv); part++)
             live_mark_partition(p->lv, part);
     }
-    size_t n = live_publish_marked(p->lv, publish_row, p);
+    size_t n = live_publish_marked(p->lv, cls, publish_row, p);
     if (n > 0)
         log_debug(p->log, "worker", "published %zu changed factor rows to %s", n,
                   p->cfg->topic_factors);
@@ -353,15 +426,12 @@ int publish_poll(publisher *p, char *errstr, size_t errstr_size) {
         tracker *t = p->done;
         p->done = t->next;
         shard *s = live_shard(p->lv, t->partition);
-        for (size_t i = 0; s && i < s->n_outbox; i++) {
-            if (s->outbox[i].version != t->version)
-                continue;
-            if (t->failed)
-                s->outbox[i].inflight = 0;
-            else if (shard_outbox_remove(s, t->version) != 0)
-                rc = UL_ERR_NOMEM;
-            break;
-        }
+        outbox_list *l = s ? (t->delivery ? &s->deliveries : &s->outbox) : NULL;
+        outbox_entry *e = l ? outbox_list_find(l, t->version) : NULL;
+        if (e && t->failed)
+            e->inflight = 0;
+        else if (e && outbox_list_remove(l, t->version) != 0)
+            rc = UL_ERR_NOMEM;
         free(t);
     }
     if (rc != UL_OK)

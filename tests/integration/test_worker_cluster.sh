@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# test_worker_cluster.sh: the worker on a real local Redis Cluster (3
+# primaries + 3 replicas on loopback, cluster_lib.sh), redis.cluster=seeds.
+# Two workers in one group: B joins while A consumes (rebalance mid-stream);
+# a primary is killed mid-stream and its replica promoted (the workers ride
+# through; a checkpoint the old primary lost is replayed); a forget request
+# is handled by the owner of its user's partition; A leaves (SIGTERM) while a
+# second copy of the stream arrives. Asserts: per-partition applied counts
+# exact; exact item statistics (count and rating sum of every item, the
+# forgotten ratings taken out) at the items' home partitions; the
+# partitions' state spread over the primaries; import into the cluster;
+# bad seed lists and dead seeds are clear errors.
+source "$(dirname "$0")/worker_lib.sh"
+source "$(dirname "$0")/cluster_lib.sh"
+command -v redis-cli >/dev/null || { echo "SKIP: redis-cli not installed"; exit 77; }
+
+A="" B=""
+cleanup_cluster() {
+  local rc=$?
+  set +e
+  for pid in $A $B; do kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  stop_cluster "$rc" >/dev/null 2>&1
+  (exit "$rc")
+  cleanup
+}
+trap cleanup_cluster EXIT
+start_cluster "$TMP/cluster" 3 1 || fail "the local cluster did not start"
+REDIS=(--redis.cluster "$CLUSTER_SEEDS")
+WOPTS=(--publish.interval.ms 200 --rows.flush.interval.ms 1000 --redis.retry.ms 20000)
+
+# Bad seed lists and dead seeds: clear errors.
+rc=0; state --redis.cluster "$CLUSTER_SEEDS,nope" >/dev/null 2>"$TMP/bad" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "'nope' is not host:port" "$TMP/bad" ||
+  fail "bad seed list: exit $rc, $(cat "$TMP/bad")"
+dead=$(free_port)
+rc=0; state --redis.cluster "127.0.0.1:$dead" >/dev/null 2>"$TMP/dead" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "no Redis seed node answered: redis 127.0.0.1:$dead: cannot connect" \
+  "$TMP/dead" || fail "dead seed: exit $rc, $(cat "$TMP/dead")"
+"$BIN" worker --dump-config "${REDIS[@]}" >"$TMP/dump" 2>&1 || fail "--dump-config"
+grep -q "^redis.cluster=$CLUSTER_SEEDS" "$TMP/dump" || fail "--dump-config lacks redis.cluster"
+
+N=100000
+awk -v n="$N" 'BEGIN { print "user,item,rating";
+  for (u = 1; u <= n / 100; u++)
+    for (j = 0; j < 100; j++) print u "," (u * 7 + j * 13) % 500 + 1 "," (u + j) % 5 + 1 }' \
+  >"$TMP/ratings.csv"
+applied_at_least() { local a; a=$(total applied); [ -n "$a" ] && [ "$a" -ge "$1" ]; }
+exact() { # every partition: applied == its stored offset
+  state >"$TMP/state"
+  awk '/^partition=/ { split($2, a, "="); split($9, o, "=");
+         if (a[2] != o[2]) { print $1 ": " a[2] " applied, offset " o[2]; bad = 1 } }
+       END { exit bad }' "$TMP/state" || fail "$1: a rating lost or applied twice"
+}
+ITEMS=$(seq -s, 1 500)
+# stats_match COPIES [USER ITEMS_CSV]: every item's stored count and sum are
+# COPIES times the data's, minus user USER's ratings of ITEMS once.
+stats_match() {
+  state --item-stats "$ITEMS" >"$TMP/stats" 2>&1 || return 1
+  awk -F, -v c="$1" -v fu="${2:-}" -v fi="${3:-}" '
+    BEGIN { n = split(fi, f, ","); for (i = 1; i <= n; i++) gone[f[i]] = 1 }
+    NR == FNR { if (FNR > 1) { cnt[$2] += c; sum[$2] += c * $3
+                 if ($1 == fu && ($2 in gone)) { cnt[$2]--; sum[$2] -= $3 } } next }
+    { split($0, kv, " "); split(kv[1], a, "="); split(kv[3], b, "="); split(kv[4], s, "=")
+      if (b[2] != cnt[a[2]] + 0 || s[2] != sum[a[2]] + 0) { bad++; if (bad < 5) print "item " a[2] ": " b[2] "/" s[2] " stored, " cnt[a[2]] + 0 "/" sum[a[2]] + 0 " in the data" } }
+    END { exit bad > 0 }' "$TMP/ratings.csv" "$TMP/stats" >"$TMP/stats.diff"
+}
+
+start_worker a --kafka.group.id g-cluster "${WOPTS[@]}"
+A=$WORKER_PID
+wait_for 60 "A's assignment" grep -q 'assigned partition' "$TMP/a.err"
+grep -q "connected to Redis Cluster primary 3 of 3" "$TMP/a.err" || fail "no cluster log line"
+"$BIN" produce ratings --data "$TMP/ratings.csv" --rate 20000 >/dev/null 2>&1 &
+P=$!
+wait_for 60 "A's progress" applied_at_least 15000
+start_worker b --kafka.group.id g-cluster "${WOPTS[@]}"
+B=$WORKER_PID
+wait_for 60 "B's assignment" grep -q 'assigned partition' "$TMP/b.err"
+echo "B joined at $(total applied) applied"
+
+# A primary holding a partition's state is killed; its replica takes over.
+wait_for 60 "more progress" applied_at_least 45000
+victim=$(slot_owner "$(key_slot '{p1}')")
+kill_node "$victim"
+echo "killed primary $victim (partition 1's slot) at $(total applied 2>/dev/null || echo '?') applied"
+wait "$P" || fail "produce"
+wait_for 120 "all ratings applied after the failover" total_is applied "$N"
+exact "join and failover"
+grep -q 'revoked partition' "$TMP/a.err" || fail "A never revoked a partition"
+grep -hq "redis" "$TMP/a.err" "$TMP/b.err" || true
+primaries=$(for p in 0 1 2 3; do slot_owner "$(key_slot "{p$p}")"; done | sort -u | wc -l)
+[ "$primaries" -ge 2 ] || fail "the 4 partitions' state is on $primaries primary"
+wait_for 60 "exact item statistics" stats_match 1 ||
+  fail "item statistics: $(cat "$TMP/stats.diff")"
+echo "ok: $N ratings exactly once across a join and a failover; item statistics exact"
+
+# The forget request is handled by the owner of user 5's partition, once;
+# its items' statistics lose exactly its ratings.
+"$BIN" produce forget --user 5 --items 36,49,62 --reason MISTAKE --request-id t-cluster \
+  >/dev/null 2>&1 || fail "produce forget"
+wait_for 60 "the forget request" total_is forget_completed 1
+owner=$(grep -l "forget request t-cluster for user 5 done: 3 ratings forgotten" \
+  "$TMP/a.err" "$TMP/b.err") || fail "no worker completed the forget request"
+[ "$(echo "$owner" | wc -l)" = 1 ] || fail "both workers completed the forget request"
+wait_for 60 "statistics without the forgotten ratings" stats_match 1 5 36,49,62 ||
+  fail "item statistics after the forget: $(cat "$TMP/stats.diff")"
+
+# A leaves while a second copy of the stream arrives: B takes everything.
+"$BIN" produce ratings --data "$TMP/ratings.csv" --rate 25000 >/dev/null 2>&1 &
+P=$!
+wait_for 60 "progress on the second copy" applied_at_least $((N + 15000))
+WORKER_PID=$A
+rc=0; stop_worker TERM || rc=$?
+A=""
+[ "$rc" -eq 0 ] || fail "worker A exit $rc"
+WORKER_PID=$B
+wait "$P" || fail "produce (second copy)"
+wait_for 120 "all ratings applied (second copy)" total_is applied $((2 * N))
+exact "leave"
+wait_for 60 "exact item statistics (two copies)" stats_match 2 5 36,49,62 ||
+  fail "item statistics, two copies: $(cat "$TMP/stats.diff")"
+rc=0; stop_worker TERM || rc=$?
+B=""
+[ "$rc" -eq 0 ] || fail "worker B exit $rc"
+echo "ok: $((2 * N)) ratings exactly once over the cluster across join, failover and leave"
+
+# import writes users to their partitions and items to their homes.
+"$BIN" train --data "$TMP/ratings.csv" --out "$TMP/m.bin" --k 8 --epochs 2 >/dev/null 2>&1 ||
+  fail "train"
+"$BIN" import "${REDIS[@]}" --model "$TMP/m.bin" --partitions 4 --data "$TMP/ratings.csv" \
+  --replace >"$TMP/imp" 2>&1 || fail "import: $(cat "$TMP/imp")"
+grep -q "into the Redis Cluster of" "$TMP/imp" || fail "import summary: $(cat "$TMP/imp")"
+state --item-stats 36,37 >"$TMP/imported" || fail "state after import"
+grep -q "^item=36 home=0 count=200 " "$TMP/imported" &&
+  grep -q "^item=37 home=1 count=200 .* bias=" "$TMP/imported" ||
+  fail "imported items: $(cat "$TMP/imported")"
+echo "ok: import into the cluster"

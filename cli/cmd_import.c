@@ -151,6 +151,29 @@ static rows_stats *item_stats(const mf_model *m, const char *path, char *err, si
     return stats;
 }
 
+/* The rows of `kind` placed in partition p (users by key, items by home)
+ * into ids/rows (and their statistics into st_rows for items); returns n. */
+static size_t rows_of(const mf_model *m, rows_kind kind, int32_t parts, int32_t p,
+                      const rows_stats *stats, int64_t *ids, float *rows, rows_stats *st_rows) {
+    int dim = rows_dim(kind, m->k);
+    int32_t count = kind == ROWS_ITEM ? m->n_items : m->n_users;
+    const int64_t *raw_ids = kind == ROWS_ITEM ? m->item_ids : m->user_ids;
+    size_t n = 0;
+    for (int32_t i = 0; i < count; i++) {
+        int64_t raw = raw_ids ? raw_ids[i] : i;
+        int32_t at =
+            kind == ROWS_ITEM ? rows_item_partition(raw, parts) : rows_user_partition(raw, parts);
+        if (at != p)
+            continue;
+        memset(rows + n * (size_t)dim, 0, (size_t)dim * sizeof(float)); /* row state 0 */
+        rows_from_model(rows + n * (size_t)dim, kind, m, i);
+        if (kind == ROWS_ITEM)
+            st_rows[n] = stats[i];
+        ids[n++] = raw;
+    }
+    return n;
+}
+
 static int write_model(store *st, const mf_model *m, int32_t parts, const rows_stats *stats,
                        char *err, size_t size) {
     int k = m->k, rc, udim = rows_dim(ROWS_USER, k), idim = rows_dim(ROWS_ITEM, k);
@@ -169,27 +192,11 @@ static int write_model(store *st, const mf_model *m, int32_t parts, const rows_s
         return UL_ERR_NOMEM;
     }
     for (int32_t p = 0; p < parts && rc == UL_OK; p++) {
-        size_t n = 0;
-        for (int32_t i = 0; i < m->n_items; i++) {
-            int64_t raw = m->item_ids ? m->item_ids[i] : i;
-            if (rows_item_partition(raw, parts) != p)
-                continue;
-            rows_from_model(rows + n * (size_t)idim, ROWS_ITEM, m, i);
-            st_rows[n] = stats[i];
-            ids[n++] = raw;
-        }
+        size_t n = rows_of(m, ROWS_ITEM, parts, p, stats, ids, rows, st_rows);
         rc = store_home_put(st, p, ids, rows, st_rows, n, idim, err, size);
     }
-    memset(rows, 0, most * (size_t)(udim > idim ? udim : idim) * sizeof(float));
     for (int32_t p = 0; p < parts && rc == UL_OK; p++) {
-        size_t n = 0;
-        for (int32_t u = 0; u < m->n_users; u++) {
-            int64_t raw = m->user_ids ? m->user_ids[u] : u;
-            if (rows_user_partition(raw, parts) != p)
-                continue;
-            rows_from_model(rows + n * (size_t)udim, ROWS_USER, m, u);
-            ids[n++] = raw;
-        }
+        size_t n = rows_of(m, ROWS_USER, parts, p, stats, ids, rows, st_rows);
         rc = store_users_put(st, p, ids, rows, n, udim, err, size);
     }
     free(ids);

@@ -47,14 +47,14 @@
 
 /* Appends each user's entries and trims the value to the retention (the
  * last ARGV[1] bytes): KEYS[1] = the history hash, then user, bytes pairs. */
-static const char HIST_APPEND_LUA[] = "local cap = tonumber(ARGV[1])\n"
-                                      "for i = 2, #ARGV, 2 do\n"
-                                      "  local v = redis.call('HGET', KEYS[1], ARGV[i])\n"
-                                      "  if v then v = v .. ARGV[i + 1] else v = ARGV[i + 1] end\n"
-                                      "  if #v > cap then v = string.sub(v, #v - cap + 1) end\n"
-                                      "  redis.call('HSET', KEYS[1], ARGV[i], v)\n"
-                                      "end\n"
-                                      "return 0\n";
+const char store_hist_append_lua[] = "local cap = tonumber(ARGV[1])\n"
+                                     "for i = 2, #ARGV, 2 do\n"
+                                     "  local v = redis.call('HGET', KEYS[1], ARGV[i])\n"
+                                     "  if v then v = v .. ARGV[i + 1] else v = ARGV[i + 1] end\n"
+                                     "  if #v > cap then v = string.sub(v, #v - cap + 1) end\n"
+                                     "  redis.call('HSET', KEYS[1], ARGV[i], v)\n"
+                                     "end\n"
+                                     "return 0\n";
 
 struct store {
     rcluster *rc;
@@ -1125,7 +1125,7 @@ static int send_hists(cmdbuf *b, const char *key, const shard *s, unsigned char 
             if (b->argc == 0) {
                 if (order[o] == HIST_OP_APPEND) {
                     cmdbuf_add_str(b, "EVAL");
-                    cmdbuf_add(b, HIST_APPEND_LUA, sizeof(HIST_APPEND_LUA) - 1);
+                    cmdbuf_add_str(b, store_hist_append_lua);
                     cmdbuf_add_str(b, "1");
                     cmdbuf_add_str(b, key);
                     cmdbuf_add_str(b, cap);

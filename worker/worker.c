@@ -222,7 +222,16 @@ static int64_t input_start(const worker *w, const shard *s, int i) {
  * replica is past it (the durable side catches up: live_item_updates),
  * by assigning it again at that offset. */
 static void catch_up_updates(worker *w, int32_t p, int64_t off) {
-    int64_t pos = live_updates_position(w->lv, p);
+    int64_t pos = live_updates_position(w->lv, p), lo = -1, hi = -1;
+    /* The topic must still hold what the home's statistics have not applied. */
+    if (rd_kafka_query_watermark_offsets(w->consumer[INPUT_ALL], w->topic[SHARD_ITEM_UPDATES], p,
+                                         &lo, &hi, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        lo > (off < 0 ? 0 : off))
+        log_warn(w->log, "kafka",
+                 "%s [%d] no longer holds offsets %" PRId64 "..%" PRId64
+                 " that partition %d's item statistics have not applied: exact deliveries among "
+                 "them are lost (raise the topic's retention above the longest outage)",
+                 w->topic[SHARD_ITEM_UPDATES], (int)p, off < 0 ? 0 : off, lo - 1, (int)p);
     if (pos >= 0 && off >= 0 && off >= pos)
         return; /* the replica is not ahead: nothing to catch up */
     const char *topic = w->topic[SHARD_ITEM_UPDATES];

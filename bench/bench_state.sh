@@ -116,6 +116,16 @@ measure_end() {
   IN=$(($(info stats total_net_input_bytes) - IN0))
   AOF=$(($(info persistence aof_current_size) - AOF0))
 }
+# consuming NAME PARTITIONS: a fresh broker and Redis, a worker assigned
+# its partitions, the measurement started.
+consuming() {
+  NP=$2
+  keys_of "$2"
+  start "$2"
+  worker "$1"
+  until grep -q 'assigned partition' "$TMP/$1.err" 2>/dev/null; do sleep 0.05; done
+  measure_start
+}
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 # What `produce` sent (duplicate user-item pairs of a file are collapsed).
 produced() { sed -n 's/^produced \([0-9]*\) ratings.*/\1/p' "$TMP/produce.out" | tail -1; }
@@ -160,12 +170,7 @@ fi
 if [ "$STEADY" = 1 ]; then
   N=$(($(wc -l <"$DATA") - 1))
   printf '\n2. a steady 20,000 ratings/s (ML-1M, 16 partitions)\n'
-  NP=16
-  keys_of 16
-  start 16
-  worker steady
-  until grep -q 'assigned partition' "$TMP/steady.err" 2>/dev/null; do sleep 0.05; done
-  measure_start
+  consuming steady 16
   "$BIN" produce ratings --data "$DATA" --rate 20000 >"$TMP/produce.out" 2>&1
   wait_applied "$N"
   measure_end
@@ -181,12 +186,7 @@ if [ "$SCALE" = 1 ]; then
   awk -v n="$SN" -v nu="$SU" -v ni="$SI" 'BEGIN { srand(42); print "user,item,rating";
     for (i = 0; i < n; i++) { x = rand(); print int(rand() * nu) + 1 "," int(x * x * ni) + 1 "," int(rand() * 5) + 1 } }' \
     >"$TMP/scale.csv"
-  NP=64
-  keys_of 64
-  start 64
-  worker scale
-  until grep -q 'assigned partition' "$TMP/scale.err" 2>/dev/null; do sleep 0.05; done
-  measure_start
+  consuming scale 64
   "$BIN" produce ratings --data "$TMP/scale.csv" >"$TMP/produce.out" 2>&1 &
   PRODUCE_PID=$!
   wait "$PRODUCE_PID" || true

@@ -48,7 +48,8 @@ static void print_help(void) {
         "                               --reason R [--request-id ID] [options]\n\n"
         "Feeds the input topics like a producer backfilling from a data lake: Avro records\n"
         "in Confluent framing (schema ids from config), keyed by the user id as a decimal\n"
-        "string, partitioned with murmur2 like Java's default partitioner. Waits for every\n"
+        "string (or Confluent-Avro-serialised with --key.format avro --key.schema.id ID),\n"
+        "partitioned with murmur2 like Java's default partitioner. Waits for every\n"
         "delivery and exits 1 if any failed.\n\n"
         "produce ratings:\n"
         "  --data PATH    ratings file: u.data, ratings.dat or CSV with a header\n"
@@ -197,7 +198,7 @@ static void pace(double t0, size_t sent, long rate) {
 
 static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd, rd_kafka_t *rk,
                         produce_ctx *ctx, const ratings_args *a, size_t *sent) {
-    char err[UL_ERRSTR_SIZE], key[24];
+    char err[UL_ERRSTR_SIZE], key[CODEC_KEY_MAX];
     codec_buf buf = {0};
     size_t n = a->limit >= 0 && (size_t)a->limit < ds->n_ratings ? (size_t)a->limit : ds->n_ratings;
     double t0 = ul_clock_mono_s(), last = t0;
@@ -206,7 +207,8 @@ static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd
         const ul_rating *r = &ds->ratings[i];
         codec_rating ev = {ds->user_ids[r->user], ds->item_ids[r->item], r->value,
                            ds->has_time ? r->time * 1000 : r->time};
-        int klen = codec_key_user(ev.user_id, key, sizeof(key));
+        int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
+                                  ev.user_id, key, sizeof(key));
         if (codec_encode_rating(cd, &ev, &buf, err, sizeof(err)) != CODEC_OK ||
             kafka_produce(rk, cc->cfg->topic_ratings, RD_KAFKA_PARTITION_UA, key, (size_t)klen,
                           buf.data, buf.len, NULL, -1, err, sizeof(err)) != UL_OK) {
@@ -428,7 +430,7 @@ static int parse_forget_args(cli_config *cc, codec_forget *fr, char *err, size_t
 }
 
 static int produce_forget(cli_config *cc) {
-    char err[UL_ERRSTR_SIZE], key[24];
+    char err[UL_ERRSTR_SIZE], key[CODEC_KEY_MAX];
     codec_forget fr;
     codec_buf buf = {0};
     memset(&fr, 0, sizeof(fr));
@@ -446,7 +448,8 @@ static int produce_forget(cli_config *cc) {
         goto done;
     }
     rk = make_producer(cc->cfg, &ctx, cc->cfg->topic_forget, err, sizeof(err));
-    int klen = codec_key_user(fr.user_id, key, sizeof(key));
+    int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
+                              fr.user_id, key, sizeof(key));
     if (rk == NULL ||
         kafka_produce(rk, cc->cfg->topic_forget, RD_KAFKA_PARTITION_UA, key, (size_t)klen, buf.data,
                       buf.len, NULL, -1, err, sizeof(err)) != UL_OK) {

@@ -117,6 +117,7 @@ void unlearn_params_init(unlearn_params *params) {
     params->foldin_reg_bias = 0.01f;
     params->foldin_items = 1;
     params->foldin_item_prior = 5.0f;
+    params->foldin_refine = 1;
 }
 
 /* The knobs unlearn_params_set() accepts: the one list (bench_unlearn's
@@ -137,6 +138,7 @@ static const knob knobs[] = {
     KNOB(cff_forget_weight), KNOB(cff_fuse_items),  KNOB(cff_reg),        KNOB(cff_reg_bias),
     KNOB(cff_item_step),     KNOB(cff_base_m2),     KNOB(cff_item_users), KNOB(foldin_sweeps),
     KNOB(foldin_reg),        KNOB(foldin_reg_bias), KNOB(foldin_items),   KNOB(foldin_item_prior),
+    KNOB(foldin_reg_const),  KNOB(foldin_refine),
 };
 #define N_KNOBS (sizeof(knobs) / sizeof(knobs[0]))
 
@@ -302,6 +304,10 @@ int unlearn_params_check(const unlearn_params *p, char *errstr, size_t errstr_si
         bad = "cff_base_m2 must be 0 or 1";
     else if (p->cff_item_users != 0 && p->cff_item_users != 1)
         bad = "cff_item_users must be 0 or 1";
+    else if (p->foldin_refine != 0 && p->foldin_refine != 1)
+        bad = "foldin_refine must be 0 or 1";
+    else if (!(p->foldin_reg_const >= 0 && p->foldin_reg_const < 1e9f))
+        bad = "foldin_reg_const must be in [0,1e9)";
     else if (!(p->foldin_item_prior >= 0 && p->foldin_item_prior < 1e9f))
         bad = "foldin_item_prior must be in [0,1e9)";
     else if (p->foldin_items != 0 && p->foldin_items != 1)

@@ -42,6 +42,8 @@ typedef struct unlearn_params {
     float foldin_reg_bias;   /* ridge regularisation of the biases (per rating) */
     int foldin_items;        /* 1: Newton update of the items in F; 0: items fixed */
     float foldin_item_prior; /* ratings added to n'_i in the item Hessian (damping) */
+    int foldin_refine;       /* 1: sweeps after the first refine the users (cheap); 0: re-solve */
+    float foldin_reg_const;  /* ridge on a user's factors on top of foldin_reg per rating */
     float rescue_lr;         /* m2 SGD learning rate */
     float rescue_reg;        /* m2 SGD regularisation */
     int cff_channels;        /* C: channels of the (2,1) convolution */

@@ -97,7 +97,7 @@ void unlearn_params_init(unlearn_params *params) {
     params->threads = 0;
     params->rescue_epochs = 5;
     params->rescue_lr = 0.02f;
-    params->rescue_reg = 0.02f;
+    params->rescue_reg = 0.04f;
     params->cff_steps = 60;
     params->cff_lr = 1e-3f;
     params->cff_channels = 8;
@@ -105,7 +105,7 @@ void unlearn_params_init(unlearn_params *params) {
     params->cff_hidden = 512;
     params->cff_batch = 32;
     params->cff_anchor = 0.0f;
-    params->cff_forget_weight = 2.0f;
+    params->cff_forget_weight = 1.0f;
     params->cff_anchor_pairs = 8;
     params->cff_reg = 0.05f;
     params->cff_reg_bias = 0.01f;

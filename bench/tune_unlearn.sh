@@ -42,14 +42,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#variants[@]} -gt 0 ] || variants=(default)
 
-data_dir="${UNLEARND_DATA_DIR:-../shared/data}"
-path_of() {
-  case "$1" in
-    ml-100k) echo "$data_dir/ml-100k/u.data" ;;
-    ml-1m) echo "$data_dir/ml-1m/ratings.csv" ;;
-    *) echo "$1" ;;
-  esac
-}
+source bench/bench_lib.sh # data_path
 bin=build/unlearnd
 [ -x "$bin" ] || scripts/build.sh release >/dev/null
 
@@ -58,7 +51,7 @@ printf '%-8s %-6s %-34s %-7s %8s %8s %7s %7s %7s %7s %8s %7s' dataset x/y varian
 [ "$seq" -gt 0 ] && printf ' %8s %7s' seq_d_rm seq_d_gp
 echo
 for ds in $datasets; do
-  path=$(path_of "$ds")
+  path=$(data_path "$ds")
   [ -f "$path" ] || { echo "tune_unlearn.sh: $ds not found at $path: skipped" >&2; continue; }
   for cell in $cells; do
     for var in "${variants[@]}"; do

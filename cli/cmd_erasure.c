@@ -99,7 +99,7 @@ static int erasure_parse(int n, char **rest, erasure_opts *o, char *err, size_t 
         }
         const char *val = NULL;
         const char *name = cli_opt_next(n, rest, &a, names, &val, err, size);
-        uint64_t u;
+        uint64_t u = 0;
         if (name == NULL)
             return -1;
         if (strcmp(name, "--request") == 0) {
@@ -828,18 +828,12 @@ static void print_text(json_t *doc) {
 static int run_report(cli_config *cc, store *st, const store_model *m, const erasure_opts *o) {
     char err[UL_ERRSTR_SIZE];
     const ul_config *cfg = cc->cfg;
-    live_opts lo;
-    live_opts_init(&lo);
-    lo.k = m->k;
-    lo.rating_min = m->rating_min;
-    lo.rating_max = m->rating_max;
-    lo.read_only = 1;
     int32_t p = worker_user_partition(cfg, o->user, m->partitions);
     collect c = {.cfg = cfg, .user = o->user};
     c.key_len = codec_user_key(worker_key_format(cfg), (int32_t)cfg->key_schema_id, o->user, c.key,
                                sizeof(c.key));
     codec *cd = worker_codec_new(cfg, err, sizeof(err));
-    live *l = cd ? live_new(&lo, st, m->partitions, err, sizeof(err)) : NULL;
+    live *l = cd ? cli_state_live(st, m, err, sizeof(err)) : NULL;
     shard *s = l ? live_assign(l, p, NULL, err, sizeof(err)) : NULL;
     ul_log *klog = cc->log;
     rd_kafka_t *rk =
@@ -906,45 +900,17 @@ done:
     return rc;
 }
 
+static int erasure_parse_opts(int n, char **rest, void *opts, char *err, size_t size) {
+    return erasure_parse(n, rest, opts, err, size);
+}
+
+static int erasure_run(cli_config *cc, store *st, const store_model *m, void *opts) {
+    return run_report(cc, st, m, opts);
+}
+
 int cmd_erasure(int argc, char **argv) {
-    char err[UL_ERRSTR_SIZE];
-    cli_config cc;
+    static const cli_state_cmd c = {CMD, erasure_help, erasure_parse_opts, 1, erasure_run};
     erasure_opts o;
     memset(&o, 0, sizeof(o));
-    store *st = NULL;
-    int rc = cli_config_load(CMD, argc, argv, &cc);
-    if (rc != CLI_EXIT_OK)
-        goto done;
-    if (cc.args.help) {
-        erasure_help();
-        goto done;
-    }
-    if (erasure_parse(cc.args.n_rest, cc.args.rest, &o, err, sizeof(err)) != 0) {
-        rc = cli_usage_error(CMD, err);
-        goto done;
-    }
-    if ((rc = cli_config_ready(CMD, &cc, 1)) != CLI_EXIT_OK)
-        goto done;
-    if (!config_has_redis(cc.cfg)) {
-        rc = cli_usage_error(CMD, "redis.host is not set: say which Redis holds the state");
-        goto done;
-    }
-    store_opts so;
-    worker_store_opts(cc.cfg, &so);
-    store_model m;
-    int found = 0;
-    if ((st = store_connect(&so, err, sizeof(err))) == NULL ||
-        store_model_get(st, &m, &found, err, sizeof(err)) != UL_OK) {
-        rc = cli_fail(CMD, err);
-        goto done;
-    }
-    if (!found || m.partitions <= 0) {
-        rc = cli_fail(CMD, "no worker state in this Redis yet (start 'unlearnd worker')");
-        goto done;
-    }
-    rc = run_report(&cc, st, &m, &o);
-done:
-    store_destroy(st);
-    cli_config_free(&cc);
-    return rc;
+    return cli_state_main(&c, &o, argc, argv);
 }

@@ -4,10 +4,8 @@
  * base rows and every partition's deltas whenever the set of owned
  * partitions changes or foreign deltas are refreshed, and updated in place
  * by each SGD step (the same change also goes into the owning partition's
- * delta). An unlearning cycle works on a small sub-model holding only the
- * requesting users and the items they remember, so its cost does not grow
- * with the catalogue; the changed rows are written back the same way as a
- * rating's. */
+ * delta). Unlearning cycles are forget.c's: they change items only through
+ * live_correct_item. */
 #include "live.h"
 
 #include <stdio.h>
@@ -21,7 +19,6 @@
 
 struct live {
     live_opts o;
-    char method[32];
     store *st;
     int k;
     float mean, rmin, rmax;
@@ -30,6 +27,7 @@ struct live {
     rowset **foreign; /* per partition, deltas of partitions not owned; NULL when owned */
     shard **shards;   /* per partition, NULL when not owned */
     rowset *eff;      /* effective item rows */
+    rowset *owned;    /* contract stub: per item (count, sum) of the owned remembered ratings */
 };
 
 void live_opts_init(live_opts *opts) {
@@ -45,8 +43,6 @@ void live_opts_init(live_opts *opts) {
     opts->retention = 1000;
     opts->rating_min = 1.0f;
     opts->rating_max = 5.0f;
-    opts->method = unlearn_method_default();
-    unlearn_params_init(&opts->uparams);
 }
 
 int live_k(const live *l) {
@@ -55,6 +51,11 @@ int live_k(const live *l) {
 
 float live_global_mean(const live *l) {
     return l->mean;
+}
+
+void live_rating_scale(const live *l, float *min, float *max) {
+    *min = l->rmin;
+    *max = l->rmax;
 }
 
 int32_t live_partitions(const live *l) {
@@ -147,7 +148,7 @@ static int init_model(live *l, char *errstr, size_t errstr_size) {
 
 live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *errstr,
                size_t errstr_size) {
-    if (n_partitions <= 0 || opts->k <= 0 || opts->method == NULL) {
+    if (n_partitions <= 0 || opts->k <= 0) {
         ul_set_err(errstr, errstr_size, "live: bad options (partitions %d, k %d)",
                    (int)n_partitions, opts->k);
         return NULL;
@@ -156,8 +157,6 @@ live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *err
     if (l == NULL)
         goto oom;
     l->o = *opts;
-    snprintf(l->method, sizeof(l->method), "%s", opts->method);
-    l->o.method = l->method;
     l->st = st;
     l->n_parts = n_partitions;
     if (init_model(l, errstr, errstr_size) != UL_OK)
@@ -166,7 +165,9 @@ live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *err
     l->shards = calloc((size_t)n_partitions, sizeof(*l->shards));
     l->base = rowset_new(rows_dim(ROWS_ITEM, l->k));
     l->eff = rowset_new(rows_dim(ROWS_ITEM, l->k));
-    if (l->foreign == NULL || l->shards == NULL || l->base == NULL || l->eff == NULL)
+    l->owned = rowset_new(2);
+    if (l->foreign == NULL || l->shards == NULL || l->base == NULL || l->eff == NULL ||
+        l->owned == NULL)
         goto oom;
     if (store_items_load(st, l->base, errstr, errstr_size) != UL_OK)
         goto fail;
@@ -200,8 +201,75 @@ void live_destroy(live *l) {
     free(l->shards);
     rowset_destroy(l->base);
     rowset_destroy(l->eff);
+    rowset_destroy(l->owned);
     free(l);
 }
+
+/* ---- contract: replaced by state2 -----------------------------------------
+ * Item statistics on today's design: the ratings count is the effective
+ * row's (every partition's ratings); the rating sum is not stored, so it is
+ * estimated as count x the mean of the ratings of the item remembered in the
+ * owned partitions' histories (`owned`, kept in step with the histories:
+ * exact for one worker whose retention holds every rating). state2 replaces
+ * this block with exact, persisted per-item statistics. */
+
+static int owned_add(live *l, int64_t item, double dcount, double dsum) {
+    int32_t j = rowset_insert(l->owned, item, NULL);
+    if (j < 0)
+        return UL_ERR_NOMEM;
+    float *st = rowset_row(l->owned, j);
+    st[0] += (float)dcount;
+    st[1] += (float)dsum;
+    return UL_OK;
+}
+
+/* Add (sign 1) or remove (-1) every remembered rating of shard s. */
+static int owned_add_shard(live *l, shard *s, int sign) {
+    for (int32_t u = 0; u < rowset_size(s->users) && u < s->hists_cap; u++) {
+        const hist *h = &s->hists[u];
+        for (uint32_t e = 0; e < h->n; e++) {
+            const hist_entry *he = &h->v[h->start + e];
+            if (owned_add(l, he->item, sign, sign * (double)he->rating) != UL_OK)
+                return UL_ERR_NOMEM;
+        }
+    }
+    return UL_OK;
+}
+
+void live_item_stats(const live *l, int64_t item, int64_t *count, double *sum) {
+    const float *row = live_item_row(l, item);
+    *count = 0;
+    *sum = 0.0;
+    float c = row ? row[rows_count_index(l->k)] : 0.0f;
+    if (c < 0.5f)
+        return;
+    *count = (int64_t)(c + 0.5f);
+    int32_t j = rowset_find(l->owned, item);
+    const float *st = j >= 0 ? rowset_row_const(l->owned, j) : NULL;
+    double mean = st && st[0] >= 0.5f ? (double)st[1] / st[0] : l->mean + row[ROWS_BIAS];
+    *sum = mean * (double)*count;
+}
+
+int live_correct_item(live *l, shard *s, int64_t item, const float *delta, int64_t dcount,
+                      double dsum) {
+    int32_t ei = eff_item(l, item);
+    int32_t di = rowset_insert(s->deltas, item, NULL);
+    if (ei < 0 || di < 0)
+        return UL_ERR_NOMEM;
+    float *irow = rowset_row(l->eff, ei), *drow = rowset_row(s->deltas, di);
+    int vdim = rows_vector_dim(l->k), count = rows_count_index(l->k);
+    for (int f = 0; delta && f < vdim; f++) {
+        irow[f] += delta[f];
+        drow[f] += delta[f];
+    }
+    irow[count] += (float)dcount;
+    drow[count] += (float)dcount;
+    rowset_mark_dirty(s->deltas, di);
+    rowset_mark_publish(l->eff, ei);
+    return owned_add(l, item, (double)dcount, dsum);
+}
+
+/* ---- partitions ---------------------------------------------------------- */
 
 shard *live_shard(live *l, int32_t p) {
     return p >= 0 && p < l->n_parts ? l->shards[p] : NULL;
@@ -221,6 +289,11 @@ shard *live_assign(live *l, int32_t p, char *errstr, size_t errstr_size) {
     }
     if (store_shard_load(l->st, s, errstr, errstr_size) != UL_OK) {
         shard_destroy(s);
+        return NULL;
+    }
+    if (shard_fit_users(s) != 0 || owned_add_shard(l, s, 1) != UL_OK) { /* contract stub */
+        shard_destroy(s);
+        ul_set_err(errstr, errstr_size, "out of memory");
         return NULL;
     }
     l->shards[p] = s;
@@ -249,6 +322,10 @@ int live_revoke(live *l, int32_t p, char *errstr, size_t errstr_size) {
         }
         memcpy(rowset_row(copy, j), rowset_row_const(s->deltas, i), (size_t)dim * sizeof(float));
     }
+    if (owned_add_shard(l, s, -1) != UL_OK && rc == UL_OK) { /* contract stub */
+        ul_set_err(errstr, errstr_size, "out of memory");
+        rc = UL_ERR_NOMEM;
+    }
     shard_destroy(s);
     l->shards[p] = NULL;
     if (copy == NULL) { /* keep the table consistent: an empty copy, refreshed later */
@@ -266,14 +343,15 @@ int live_drop(live *l, int32_t p, char *errstr, size_t errstr_size) {
     shard *s = live_shard(l, p);
     if (s == NULL)
         return UL_OK;
+    int rc = owned_add_shard(l, s, -1); /* contract stub */
     shard_destroy(s);
     l->shards[p] = NULL;
     l->foreign[p] = rowset_new(rows_dim(ROWS_ITEM, l->k));
-    if (l->foreign[p] == NULL) {
+    if (rc != UL_OK || l->foreign[p] == NULL) {
         ul_set_err(errstr, errstr_size, "out of memory");
         return UL_ERR_NOMEM;
     }
-    int rc = store_deltas_load(l->st, p, l->foreign[p], errstr, errstr_size);
+    rc = store_deltas_load(l->st, p, l->foreign[p], errstr, errstr_size);
     if (rc == UL_OK && rebuild_eff(l) != UL_OK) {
         ul_set_err(errstr, errstr_size, "out of memory");
         rc = UL_ERR_NOMEM;
@@ -397,12 +475,19 @@ int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float ratin
     irow[count] += 1.0f;
     if (old != before)
         free(old);
-    rowset_mark_dirty(s->users, ui);
+    shard_mark_user(s, ui, SHARD_EVENT);
     rowset_mark_dirty(s->deltas, di);
-    rowset_mark_publish(s->users, ui);
     rowset_mark_publish(l->eff, ei);
     hist_entry e = {item, time_ms, rating};
-    if (shard_hist_append(s, ui, &e) != 0)
+    const hist *h = shard_hist(s, ui);
+    if (h == NULL)
+        return UL_ERR_NOMEM;
+    if (h->n == s->retention) { /* the oldest entry leaves the history (contract stub) */
+        const hist_entry *old_e = &h->v[h->start];
+        if (owned_add(l, old_e->item, -1.0, -(double)old_e->rating) != UL_OK)
+            return UL_ERR_NOMEM;
+    }
+    if (shard_hist_append(s, ui, &e) != 0 || owned_add(l, item, 1.0, rating) != UL_OK)
         return UL_ERR_NOMEM;
     s->meta.applied++;
     return UL_OK;
@@ -490,308 +575,4 @@ float live_predict(const live *l, const shard *s, int64_t user, int64_t item, in
     for (int f = 0; f < l->k; f++)
         dot += urow[ROWS_FACTORS + f] * irow[ROWS_FACTORS + f];
     return l->mean + urow[ROWS_BIAS] + irow[ROWS_BIAS] + dot;
-}
-
-void live_cycle_free(live_cycle *c) {
-    if (c == NULL)
-        return;
-    free(c->receipts);
-    free(c->user_ids);
-    free(c->user_rows);
-    free(c->item_ids);
-    free(c->item_rows);
-    memset(c, 0, sizeof(*c));
-}
-
-/* ---- unlearning cycle --------------------------------------------------- */
-
-/* One user of the batch: its history and which entries are forgotten. */
-typedef struct batch_user {
-    int32_t uidx;
-    uint8_t *mask; /* per history entry: 1 = in F */
-    int32_t local; /* sub-model row, -1 when nothing is forgotten */
-} batch_user;
-
-typedef struct cycle_ctx {
-    batch_user *bu;
-    size_t n_bu;
-    size_t *eligible; /* indices into s->pending */
-    size_t n_eligible;
-    int32_t *forgotten; /* per eligible request */
-    rowset *items;      /* raw item id -> sub-model index (dim 1, unused row) */
-    ul_rating *F, *R;
-    size_t nF, nR;
-    mf_model *m;
-    int32_t *item_count;
-    unlearn_report rep;
-} cycle_ctx;
-
-static void cycle_ctx_free(cycle_ctx *c) {
-    for (size_t i = 0; i < c->n_bu; i++)
-        free(c->bu[i].mask);
-    free(c->bu);
-    free(c->eligible);
-    free(c->forgotten);
-    rowset_destroy(c->items);
-    free(c->F);
-    free(c->R);
-    mf_model_destroy(c->m);
-    free(c->item_count);
-    unlearn_report_free(&c->rep);
-}
-
-static int matches(const forget_req *fr, const hist_entry *e) {
-    if (fr->has_window)
-        return e->time >= fr->from && e->time <= fr->to;
-    for (uint32_t i = 0; i < fr->n_items; i++)
-        if (fr->items[i] == e->item)
-            return 1;
-    return 0;
-}
-
-static batch_user *batch_user_get(cycle_ctx *c, shard *s, int32_t uidx) {
-    for (size_t i = 0; i < c->n_bu; i++)
-        if (c->bu[i].uidx == uidx)
-            return &c->bu[i];
-    hist *h = shard_hist(s, uidx);
-    if (h == NULL)
-        return NULL;
-    batch_user *b = &c->bu[c->n_bu];
-    b->uidx = uidx;
-    b->local = -1;
-    b->mask = calloc(h->n ? h->n : 1, 1);
-    if (b->mask == NULL)
-        return NULL;
-    c->n_bu++;
-    return b;
-}
-
-/* Pick the eligible requests and mark the history entries they forget. */
-static int resolve(shard *s, size_t max_batch, cycle_ctx *c) {
-    c->eligible = malloc((s->n_pending ? s->n_pending : 1) * sizeof(*c->eligible));
-    c->forgotten = calloc(s->n_pending ? s->n_pending : 1, sizeof(*c->forgotten));
-    c->bu = calloc(s->n_pending ? s->n_pending : 1, sizeof(*c->bu));
-    if (c->eligible == NULL || c->forgotten == NULL || c->bu == NULL)
-        return UL_ERR_NOMEM;
-    int64_t applied_to = s->meta.next_offset[SHARD_RATINGS];
-    for (size_t i = 0; i < s->n_pending && c->n_eligible < max_batch; i++) {
-        const forget_req *fr = &s->pending[i];
-        if (fr->ratings_hwm >= 0 && applied_to < fr->ratings_hwm)
-            continue; /* ratings produced before it are not all applied yet */
-        size_t j = c->n_eligible++;
-        c->eligible[j] = i;
-        int32_t uidx = rowset_find(s->users, fr->user);
-        if (uidx < 0)
-            continue; /* a user never seen: 0 forgotten */
-        batch_user *b = batch_user_get(c, s, uidx);
-        if (b == NULL)
-            return UL_ERR_NOMEM;
-        const hist *h = shard_hist(s, uidx);
-        for (uint32_t e = 0; e < h->n; e++)
-            if (!b->mask[e] && matches(fr, &h->v[h->start + e])) {
-                b->mask[e] = 1;
-                c->forgotten[j]++;
-            }
-    }
-    return UL_OK;
-}
-
-/* Build the sub-model (forgetting users x the items they remember), F and
- * the retained ratings in its dense ids. */
-static int build_submodel(live *l, shard *s, cycle_ctx *c, char *errstr, size_t errstr_size) {
-    int k = l->k;
-    int32_t nu = 0;
-    size_t total = 0;
-    c->items = rowset_new(1);
-    if (c->items == NULL)
-        return UL_ERR_NOMEM;
-    for (size_t i = 0; i < c->n_bu; i++) {
-        batch_user *b = &c->bu[i];
-        const hist *h = shard_hist(s, b->uidx);
-        int any = 0;
-        for (uint32_t e = 0; e < h->n; e++)
-            any |= b->mask[e];
-        if (!any)
-            continue;
-        b->local = nu++;
-        total += h->n;
-        for (uint32_t e = 0; e < h->n; e++)
-            if (rowset_insert(c->items, h->v[h->start + e].item, NULL) < 0)
-                return UL_ERR_NOMEM;
-    }
-    int32_t ni = rowset_size(c->items);
-    c->F = malloc((total ? total : 1) * sizeof(*c->F));
-    c->R = malloc((total ? total : 1) * sizeof(*c->R));
-    c->item_count = malloc((size_t)(ni ? ni : 1) * sizeof(*c->item_count));
-    c->m = mf_model_new(nu, ni, k, errstr, errstr_size);
-    if (c->F == NULL || c->R == NULL || c->item_count == NULL || c->m == NULL)
-        return c->m == NULL ? UL_ERR_ARG : UL_ERR_NOMEM;
-    c->m->global_mean = l->mean;
-    c->m->rating_min = l->rmin;
-    c->m->rating_max = l->rmax;
-    for (size_t i = 0; i < c->n_bu; i++) {
-        batch_user *b = &c->bu[i];
-        if (b->local < 0)
-            continue;
-        rows_to_model(rowset_row_const(s->users, b->uidx), ROWS_USER, c->m, b->local);
-        const hist *h = shard_hist(s, b->uidx);
-        for (uint32_t e = 0; e < h->n; e++) {
-            const hist_entry *he = &h->v[h->start + e];
-            ul_rating r = {b->local, rowset_find(c->items, he->item), he->rating, he->time};
-            if (b->mask[e])
-                c->F[c->nF++] = r;
-            else
-                c->R[c->nR++] = r;
-        }
-    }
-    for (int32_t j = 0; j < ni; j++) {
-        const float *irow = live_item_row(l, rowset_key(c->items, j));
-        rows_to_model(irow, ROWS_ITEM, c->m, j);
-        float cnt = irow[rows_count_index(k)];
-        c->item_count[j] = cnt < 1.0f ? 1 : (int32_t)(cnt + 0.5f);
-    }
-    return UL_OK;
-}
-
-/* The batch user whose sub-model row is `local`. */
-static int32_t user_of_local(const cycle_ctx *c, int32_t local) {
-    for (size_t i = 0; i < c->n_bu; i++)
-        if (c->bu[i].local == local)
-            return c->bu[i].uidx;
-    return -1;
-}
-
-/* Make the sub-model's changed rows live and collect them for publishing. */
-static int write_back(live *l, shard *s, cycle_ctx *c, live_cycle *out) {
-    int k = l->k, vdim = rows_vector_dim(k);
-    size_t nu = c->rep.n_users, ni = c->rep.n_items, bytes = (size_t)vdim * sizeof(float);
-    out->user_ids = malloc((nu ? nu : 1) * sizeof(int64_t));
-    out->user_rows = malloc((nu ? nu : 1) * bytes);
-    out->item_ids = malloc((ni ? ni : 1) * sizeof(int64_t));
-    out->item_rows = malloc((ni ? ni : 1) * bytes);
-    float *fresh = malloc(bytes);
-    int rc = UL_ERR_NOMEM;
-    if (!out->user_ids || !out->user_rows || !out->item_ids || !out->item_rows || !fresh)
-        goto done;
-    for (size_t r = 0; r < nu; r++) {
-        int32_t uidx = user_of_local(c, c->rep.users[r]);
-        float *urow = rowset_row(s->users, uidx);
-        rows_from_model(urow, ROWS_USER, c->m, c->rep.users[r]);
-        rowset_mark_dirty(s->users, uidx);
-        out->user_ids[out->n_users] = rowset_key(s->users, uidx);
-        memcpy(out->user_rows + out->n_users++ * (size_t)vdim, urow, bytes);
-    }
-    for (size_t r = 0; r < ni; r++) {
-        int32_t local = c->rep.items[r];
-        int64_t item = rowset_key(c->items, local);
-        int32_t ei = rowset_find(l->eff, item);
-        int32_t di = rowset_insert(s->deltas, item, NULL);
-        if (di < 0)
-            goto done;
-        float *irow = rowset_row(l->eff, ei), *drow = rowset_row(s->deltas, di);
-        rows_from_model(fresh, ROWS_ITEM, c->m, local);
-        for (int f = 0; f < vdim; f++) {
-            drow[f] += fresh[f] - irow[f];
-            irow[f] = fresh[f];
-        }
-        rowset_mark_dirty(s->deltas, di);
-        out->item_ids[out->n_items] = item;
-        memcpy(out->item_rows + out->n_items++ * (size_t)vdim, irow, bytes);
-    }
-    rc = UL_OK;
-done:
-    free(fresh);
-    return rc;
-}
-
-/* Drop F from the histories and from the item counts. */
-static int drop_forgotten(live *l, shard *s, cycle_ctx *c) {
-    int count = rows_count_index(l->k);
-    for (size_t i = 0; i < c->n_bu; i++) {
-        batch_user *b = &c->bu[i];
-        hist *h = shard_hist(s, b->uidx);
-        uint32_t w = 0;
-        int changed = 0;
-        for (uint32_t e = 0; e < h->n; e++) {
-            hist_entry he = h->v[h->start + e];
-            if (!b->mask[e]) {
-                h->v[h->start + w++] = he;
-                continue;
-            }
-            changed = 1;
-            int32_t ei = rowset_find(l->eff, he.item);
-            int32_t di = rowset_insert(s->deltas, he.item, NULL);
-            if (di < 0)
-                return UL_ERR_NOMEM;
-            rowset_row(l->eff, ei)[count] -= 1.0f;
-            rowset_row(s->deltas, di)[count] -= 1.0f;
-            rowset_mark_dirty(s->deltas, di);
-        }
-        h->n = w;
-        if (changed)
-            shard_hist_touch(s, b->uidx);
-    }
-    return UL_OK;
-}
-
-static int finish_requests(shard *s, cycle_ctx *c, int64_t now_ms, live_cycle *out) {
-    out->receipts = calloc(c->n_eligible ? c->n_eligible : 1, sizeof(*out->receipts));
-    if (out->receipts == NULL)
-        return UL_ERR_NOMEM;
-    for (size_t j = 0; j < c->n_eligible; j++) {
-        const forget_req *fr = &s->pending[c->eligible[j]];
-        codec_receipt *r = &out->receipts[out->n_receipts++];
-        snprintf(r->request_id, sizeof(r->request_id), "%s", fr->request_id);
-        r->user_id = fr->user;
-        r->forgotten = c->forgotten[j];
-        r->model_version = (int64_t)out->version;
-        r->received_at = fr->received_ms;
-        r->completed_at = now_ms;
-    }
-    for (size_t j = c->n_eligible; j-- > 0;)
-        if (shard_pending_remove(s, c->eligible[j]) != 0)
-            return UL_ERR_NOMEM;
-    s->meta.forget_completed += c->n_eligible;
-    return UL_OK;
-}
-
-int live_forget_cycle(live *l, shard *s, size_t max_batch, int64_t now_ms, live_cycle *out,
-                      char *errstr, size_t errstr_size) {
-    cycle_ctx c;
-    memset(&c, 0, sizeof(c));
-    memset(out, 0, sizeof(*out));
-    out->partition = s->partition;
-    int rc = resolve(s, max_batch ? max_batch : 1, &c);
-    if (rc == UL_OK && c.n_eligible == 0)
-        goto done;
-    size_t n_marked = 0;
-    for (size_t j = 0; j < c.n_eligible; j++)
-        n_marked += (size_t)c.forgotten[j];
-    if (rc == UL_OK && n_marked > 0)
-        rc = build_submodel(l, s, &c, errstr, errstr_size);
-    if (rc == UL_OK && c.nF > 0) {
-        unlearn_request req = {c.F, c.nF, c.R, c.nR, NULL, c.item_count};
-        /* Everything up to here only read the live state: a failure leaves
-         * the requests buffered for the next cycle. */
-        rc = unlearn_apply(l->method, c.m, &req, &l->o.uparams, &c.rep, errstr, errstr_size);
-        if (rc == UL_OK)
-            rc = write_back(l, s, &c, out);
-        if (rc == UL_OK)
-            rc = drop_forgotten(l, s, &c);
-        out->unlearn_seconds = c.rep.seconds;
-    }
-    if (rc == UL_OK) {
-        out->n_forgotten = c.nF;
-        s->meta.forgotten += c.nF;
-        s->meta.version++;
-        out->version = s->meta.version;
-        rc = finish_requests(s, &c, now_ms, out);
-    }
-done:
-    if (rc == UL_ERR_NOMEM)
-        ul_set_err(errstr, errstr_size, "out of memory in the unlearning cycle");
-    if (rc != UL_OK)
-        live_cycle_free(out);
-    cycle_ctx_free(&c);
-    return rc;
 }

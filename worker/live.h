@@ -1,5 +1,6 @@
-/* live.h: the live model m1 as one worker sees it, and the two things that
- * change it: a rating (one SGD step) and an unlearning cycle.
+/* live.h: the live model m1 as one worker sees it, and what changes it: a
+ * rating (one SGD step) and an unlearning cycle's corrections (forget.h
+ * computes them; live_correct_item applies an item's).
  *
  * Item rows are shared by all partitions and never written by two of them:
  *
@@ -13,7 +14,8 @@
  * item update), kept the same way. See docs/stream.md.
  *
  * A `live` borrows a store; it owns the shards of the partitions assigned
- * to it. Single-threaded: the worker loop calls everything. */
+ * to it. Single-threaded: the worker loop calls everything (an unlearning
+ * cycle's thread works on a snapshot and never touches a live; forget.h). */
 #ifndef UL_LIVE_H
 #define UL_LIVE_H
 
@@ -24,7 +26,6 @@
 #include "rows.h"
 #include "shard.h"
 #include "store.h"
-#include "unlearn.h"
 
 typedef struct live_opts {
     int k;                   /* used when Redis holds no model yet (default 64) */
@@ -33,8 +34,6 @@ typedef struct live_opts {
     uint64_t seed;           /* initial rows are drawn from (seed, id) */
     uint32_t retention;      /* ratings kept per user */
     float rating_min, rating_max;
-    const char *method; /* unlearning method name (borrowed; unlearn_method_default()) */
-    unlearn_params uparams;
 } live_opts;
 
 void live_opts_init(live_opts *opts);
@@ -50,6 +49,8 @@ void live_destroy(live *l);
 
 int live_k(const live *l);
 float live_global_mean(const live *l);
+/* The rating scale of the stored model (ul:model). */
+void live_rating_scale(const live *l, float *min, float *max);
 int32_t live_partitions(const live *l);
 
 /* Take partition p: load its shard from Redis (its deltas replace the
@@ -74,7 +75,8 @@ int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float ratin
 /* Buffer a decoded forget request of shard s for the next unlearning cycle
  * (its item list is moved out of `f`; the caller still clears f), with its
  * source offset, when it was received and the ratings partition's high
- * watermark then (see forget_req.ratings_hwm; -1 = no wait);
+ * watermark then (see forget_req.ratings_hwm; FORGET_HWM_UNKNOWN until the
+ * broker has been asked);
  * forget_received+1. The caller advances the offset. UL_ERR_NOMEM only (then
  * nothing is buffered). */
 int live_buffer_forget(live *l, shard *s, codec_forget *f, int64_t offset, int64_t received_ms,
@@ -121,37 +123,18 @@ size_t live_publish_marked(live *l, live_row_fn fn, void *opaque);
 /* How many rows are marked now. */
 size_t live_marked(const live *l);
 
-/* What an unlearning cycle did, for publishing after its checkpoint. */
-typedef struct live_cycle {
-    int32_t partition;
-    uint64_t version;        /* the partition's model version after the cycle */
-    codec_receipt *receipts; /* one per request, model_version = version */
-    size_t n_receipts;
-    int64_t *user_ids; /* changed user rows: ids and bias + factors (rows_vector_dim) */
-    float *user_rows;
-    size_t n_users;
-    int64_t *item_ids; /* changed item rows: effective bias + factors (rows_vector_dim) */
-    float *item_rows;
-    size_t n_items;
-    size_t n_forgotten;
-    double unlearn_seconds;
-} live_cycle;
-
-void live_cycle_free(live_cycle *c);
-
-/* One unlearning cycle on shard s: take up to max_batch buffered requests
- * whose preceding ratings are applied (see forget_req.ratings_hwm), resolve
- * each against its user's history, run the method with F = the resolved
- * ratings and retain = the users' other remembered ratings, make the result
- * live, delete F from the histories, bump the version and counters, remove
- * the requests from the buffer. Does not checkpoint: the caller checkpoints,
- * then publishes `out`. Returns UL_OK with out->n_receipts = 0 when nothing
- * was eligible. A failure up to and including the method's (resolving,
- * building the sub-model, unlearn_apply) changes nothing: the requests stay
- * buffered. An allocation failure after the method ran (making its rows
- * live, dropping F, finishing the requests) returns UL_ERR_NOMEM with part
- * of the result already applied to the shard. */
-int live_forget_cycle(live *l, shard *s, size_t max_batch, int64_t now_ms, live_cycle *out,
-                      char *errstr, size_t errstr_size);
+/* ---- contract: replaced by state2 ------------------------------------------
+ * What an unlearning cycle (forget.h) reads and changes of items. */
+/* Live statistics of an item: ratings behind it and their sum; 0/0 when
+ * unknown. (This version: the count is the effective row's, the sum is
+ * estimated from the owned partitions' remembered ratings; see live.c.) */
+void live_item_stats(const live *l, int64_t item, int64_t *count, double *sum);
+/* An unlearning cycle's change to an item on behalf of partition s (the
+ * requesting users'): delta = new - old of the bias and k factors
+ * (rows_vector_dim floats; NULL for statistics only), dcount/dsum = -(number,
+ * sum) of the forgotten ratings of that item. Applied now (effective row and
+ * s's delta, marked for the checkpoint and for publishing). UL_ERR_NOMEM. */
+int live_correct_item(live *l, shard *s, int64_t item, const float *delta, int64_t dcount,
+                      double dsum);
 
 #endif

@@ -13,6 +13,8 @@
  *   dead_letter_total{topic,reason}       counter, topic = the source topic,
  *                                         reason = codec_err_name() or another
  *                                         short name
+ *   erasure_beyond_retention_total        counter, ERASURE requests whose receipt
+ *                                         has beyond_retention > 0 (cycle.c)
  *   checkpoints_total                     counter
  *   checkpoint_age_seconds                gauge, since the last checkpoint pass
  *                                         (since start before the first one)
@@ -87,16 +89,18 @@ void metrics_set_clock(metrics *m, metrics_clock_fn fn, void *opaque);
 
 /* ---- counters ---------------------------------------------------------- */
 /* The worker's counters, each counted once, here (this process since it
- * started; Redis holds the per-partition totals). The first four are
- * exported; the rest feed the worker's progress log line. */
+ * started; Redis holds the per-partition totals). Those with a name in
+ * metrics.c's table are exported; the rest feed the worker's progress log
+ * line. */
 typedef enum metrics_counter {
-    METRICS_RATINGS_APPLIED = 0, /* ratings_applied_total */
-    METRICS_FORGET_RECEIVED,     /* forget_requests_received_total */
-    METRICS_FORGET_COMPLETED,    /* forget_requests_completed_total */
-    METRICS_CHECKPOINT_PASSES,   /* checkpoints_total (metrics_checkpoint_done) */
-    METRICS_CHECKPOINTS,         /* partition checkpoints */
-    METRICS_DEAD_LETTERS,        /* all dead letters (metrics_inc_dead_letter) */
-    METRICS_ROWS_PUBLISHED,      /* factor rows published periodically */
+    METRICS_RATINGS_APPLIED = 0,      /* ratings_applied_total */
+    METRICS_FORGET_RECEIVED,          /* forget_requests_received_total */
+    METRICS_FORGET_COMPLETED,         /* forget_requests_completed_total */
+    METRICS_CHECKPOINT_PASSES,        /* checkpoints_total (metrics_checkpoint_done) */
+    METRICS_CHECKPOINTS,              /* partition checkpoints */
+    METRICS_DEAD_LETTERS,             /* all dead letters (metrics_inc_dead_letter) */
+    METRICS_ROWS_PUBLISHED,           /* factor rows published periodically */
+    METRICS_ERASURE_BEYOND_RETENTION, /* erasure_beyond_retention_total */
     METRICS_N_COUNTERS
 } metrics_counter;
 

@@ -211,7 +211,7 @@ static void put_rows(publisher *p, ul_buf *b, rows_kind kind, const int64_t *ids
     }
 }
 
-static void put_receipts(publisher *p, ul_buf *b, const live_cycle *c) {
+static void put_receipts(publisher *p, ul_buf *b, const forget_cycle *c) {
     char key[32], err[UL_ERRSTR_SIZE];
     for (size_t i = 0; i < c->n_receipts; i++) {
         const codec_receipt *rc = &c->receipts[i];
@@ -225,7 +225,7 @@ static void put_receipts(publisher *p, ul_buf *b, const live_cycle *c) {
     }
 }
 
-int publish_outbox_add(publisher *p, shard *s, const live_cycle *c, char *errstr,
+int publish_outbox_add(publisher *p, shard *s, const forget_cycle *c, char *errstr,
                        size_t errstr_size) {
     ul_buf b = {0};
     put_rows(p, &b, ROWS_USER, c->user_ids, c->user_rows, c->n_users, c->version);
@@ -288,7 +288,7 @@ int publish_outboxes(publisher *p, char *errstr, size_t errstr_size) {
     for (int32_t part = 0; part < live_partitions(p->lv); part++) {
         shard *s = live_shard(p->lv, part);
         for (size_t i = 0; s && i < s->n_outbox; i++) {
-            if (s->outbox[i].inflight)
+            if (s->outbox[i].inflight || s->outbox[i].unsaved) /* never before its checkpoint */
                 continue;
             log_info(p->log, "worker",
                      "publishing the outbox of partition %d version %" PRIu64

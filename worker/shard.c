@@ -57,14 +57,93 @@ void shard_destroy(shard *s) {
     free(s->outbox_removed);
     rowset_destroy(s->users);
     rowset_destroy(s->deltas);
+    for (int32_t i = 0; s->evicted && i < s->users_cap; i++)
+        free(s->evicted[i]);
+    free(s->evicted);
+    free(s->user_flags);
     free(s);
+}
+
+/* contract: replaced by state2 (this block down to shard_evict_may_contain). */
+int shard_fit_users(shard *s) {
+    int32_t need = rowset_size(s->users);
+    if (need <= s->users_cap)
+        return 0;
+    int32_t cap = s->users_cap ? s->users_cap : 64;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *f = realloc(s->user_flags, (size_t)cap);
+    if (f == NULL)
+        return -1;
+    s->user_flags = f;
+    shard_evict **e = realloc(s->evicted, (size_t)cap * sizeof(*e));
+    if (e == NULL)
+        return -1;
+    s->evicted = e;
+    memset(f + s->users_cap, 0, (size_t)(cap - s->users_cap));
+    memset(e + s->users_cap, 0, (size_t)(cap - s->users_cap) * sizeof(*e));
+    s->users_cap = cap;
+    return 0;
+}
+
+void shard_mark_user(shard *s, int32_t uidx, shard_class cls) {
+    (void)cls; /* one schedule for both classes until state2's row flushes */
+    rowset_mark_dirty(s->users, uidx);
+    rowset_mark_publish(s->users, uidx);
+}
+
+const shard_evict *shard_evicted(const shard *s, int32_t uidx) {
+    return uidx >= 0 && uidx < s->users_cap ? s->evicted[uidx] : NULL;
+}
+
+/* Three bit positions of `item` in the 2048-bit filter (splitmix64). */
+static void bloom_bits(int64_t item, uint32_t bit[3]) {
+    uint64_t z = (uint64_t)item + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    for (int i = 0; i < 3; i++)
+        bit[i] = (uint32_t)(z >> (21 * i)) & 2047u;
+}
+
+int shard_evict_may_contain(const shard_evict *e, int64_t item) {
+    uint32_t bit[3];
+    if (e == NULL)
+        return 0;
+    bloom_bits(item, bit);
+    for (int i = 0; i < 3; i++)
+        if (!(e->bloom[bit[i] >> 3] & (1u << (bit[i] & 7))))
+            return 0;
+    return 1;
+}
+
+/* Record the entry dropped from uidx's history. -1 on allocation failure. */
+static int note_evicted(shard *s, int32_t uidx, const hist_entry *old) {
+    if (shard_fit_users(s) != 0)
+        return -1;
+    shard_evict *e = s->evicted[uidx];
+    if (e == NULL && (e = s->evicted[uidx] = calloc(1, sizeof(*e))) == NULL)
+        return -1;
+    if (e->count == 0 || old->time < e->tmin)
+        e->tmin = old->time;
+    if (e->count == 0 || old->time > e->tmax)
+        e->tmax = old->time;
+    e->count++;
+    uint32_t bit[3];
+    bloom_bits(old->item, bit);
+    for (int i = 0; i < 3; i++)
+        e->bloom[bit[i] >> 3] |= (uint8_t)(1u << (bit[i] & 7));
+    return 0;
 }
 
 int32_t shard_user(shard *s, int64_t raw) {
     int created = 0;
     int32_t idx = rowset_insert(s->users, raw, &created);
-    if (idx >= 0 && created)
+    if (idx >= 0 && created) {
         rows_init(rowset_row(s->users, idx), ROWS_USER, s->k, s->seed, s->init_std, raw);
+        if (shard_fit_users(s) != 0)
+            return -1;
+    }
     return idx;
 }
 
@@ -108,6 +187,8 @@ int shard_hist_append(shard *s, int32_t uidx, const hist_entry *e) {
     if (h == NULL)
         return -1;
     if (h->n == s->retention) {
+        if (note_evicted(s, uidx, &h->v[h->start]) != 0)
+            return -1;
         h->start++;
         h->n--;
     }

@@ -30,6 +30,8 @@ typedef struct hist {
     uint32_t start, n, cap;
 } hist;
 
+#define FORGET_HWM_UNKNOWN (-1)
+
 /* A validated forget request waiting for the next unlearning cycle. */
 typedef struct forget_req {
     int64_t offset; /* its offset in the forget-requests partition (unique key) */
@@ -41,9 +43,12 @@ typedef struct forget_req {
     int64_t from, to;
     int32_t reason;
     int64_t received_ms;
-    /* The ratings partition's high watermark when the request arrived: it
-     * is resolved only once ratings up to there are applied, so ratings
-     * produced before it are not missed. -1 = no wait. */
+    /* The ratings partition's high watermark, asked from the broker after
+     * the request was consumed: it is resolved only once ratings up to there
+     * are applied, so every rating acknowledged before the request was
+     * produced is covered. FORGET_HWM_UNKNOWN (any negative value, also the
+     * -1 older versions stored when their cached watermark was unknown)
+     * until the broker answered: never eligible. */
     int64_t ratings_hwm;
     int unsaved; /* added since the last checkpoint */
 } forget_req;
@@ -60,6 +65,25 @@ typedef struct outbox_entry {
     int unsaved;  /* added since the last checkpoint */
     int inflight; /* being published now */
 } outbox_entry;
+
+/* contract: replaced by state2 — the classes of a user row change: events
+ * (ratings, unlearning cycles) are checkpointed at the next checkpoint,
+ * training at the next row flush (state2; until then both are the same). */
+typedef enum shard_class { SHARD_EVENT = 0, SHARD_TRAINING = 1 } shard_class;
+
+/* contract: replaced by state2 — bit of shard.user_flags[uidx]: an
+ * unlearning cycle holds this user (training skips it; ratings still apply). */
+#define SHARD_USER_BUSY 1
+
+/* contract: replaced by state2 — what a user's history dropped beyond the
+ * retention: how many entries, their event-time range, and a Bloom filter of
+ * their items (shard_evict_may_contain). This version is kept in memory only
+ * (lost on restart); state2 stores it in ul:{pP}:evict. */
+typedef struct shard_evict {
+    uint32_t count;
+    int64_t tmin, tmax;
+    uint8_t bloom[256];
+} shard_evict;
 
 typedef struct shard_meta {
     int64_t next_offset[SHARD_N_INPUTS]; /* -1: none stored yet */
@@ -94,6 +118,11 @@ typedef struct shard {
     size_t n_outbox, cap_outbox;
     uint64_t *outbox_removed; /* versions acknowledged since the checkpoint */
     size_t n_outbox_removed, cap_outbox_removed;
+    /* contract: replaced by state2 — per user index (parallel to `users`,
+     * sized by shard_user and shard_fit_users): SHARD_USER_BUSY, ... */
+    uint8_t *user_flags;
+    shard_evict **evicted; /* parallel to `users`; NULL: nothing evicted */
+    int32_t users_cap;
 } shard;
 
 /* A fresh empty shard (offsets -1, counters 0). NULL on allocation failure. */
@@ -104,11 +133,26 @@ void shard_destroy(shard *s);
  * on allocation failure. */
 int32_t shard_user(shard *s, int64_t raw);
 
+/* contract: replaced by state2 — size user_flags and evicted for every
+ * user row (after rows were inserted without shard_user, e.g. by a load).
+ * -1 on allocation failure. */
+int shard_fit_users(shard *s);
+/* contract: replaced by state2 — the row of `uidx` changed: mark it for the
+ * checkpoint and for publishing. */
+void shard_mark_user(shard *s, int32_t uidx, shard_class cls);
+/* contract: replaced by state2 — the eviction summary of `uidx`, or NULL
+ * when its history never dropped anything. */
+const shard_evict *shard_evicted(const shard *s, int32_t uidx);
+/* 1 when `item` may be among the evicted entries (no false negatives), 0
+ * when it certainly is not. */
+int shard_evict_may_contain(const shard_evict *e, int64_t item);
+
 /* The history of the user at index `uidx` (grown to fit). NULL on
  * allocation failure. */
 hist *shard_hist(shard *s, int32_t uidx);
-/* Append to a history, dropping the oldest entry beyond the retention;
- * marks it dirty. -1 on allocation failure. */
+/* Append to a history, dropping the oldest entry beyond the retention
+ * (recorded in the user's eviction summary); marks it dirty. -1 on
+ * allocation failure. */
 int shard_hist_append(shard *s, int32_t uidx, const hist_entry *e);
 /* Mark the history of `uidx` changed (e.g. after removing entries). */
 void shard_hist_touch(shard *s, int32_t uidx);

@@ -981,7 +981,9 @@ static int send_forget_changes(node *st, cmdbuf *b, const char *key, shard *s, i
     return 0;
 }
 
-static void send_outbox_changes(node *st, cmdbuf *b, const char *key, shard *s, int *sent) {
+/* HDEL the acknowledged entries and, with `added`, HSET the unsaved ones. */
+static void send_outbox_changes(node *st, cmdbuf *b, const char *key, shard *s, int *sent,
+                                int added) {
     for (size_t i = 0; i < s->n_outbox_removed; i++) {
         if (b->argc == 0) {
             cmdbuf_add_str(b, "HDEL");
@@ -991,7 +993,7 @@ static void send_outbox_changes(node *st, cmdbuf *b, const char *key, shard *s, 
         if (b->argc >= b->cap - 1 || i + 1 == s->n_outbox_removed)
             *sent += cmdbuf_send(st, b);
     }
-    for (size_t i = 0; i < s->n_outbox; i++) {
+    for (size_t i = 0; added && i < s->n_outbox; i++) {
         if (!s->outbox[i].unsaved)
             continue;
         cmdbuf_add_str(b, "HSET");
@@ -1047,7 +1049,7 @@ int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size
     key_of(key, sizeof(key), s->partition, "forget");
     oom |= send_forget_changes(nd, &b, key, s, &sent);
     key_of(key, sizeof(key), s->partition, "outbox");
-    send_outbox_changes(nd, &b, key, s, &sent);
+    send_outbox_changes(nd, &b, key, s, &sent, 1);
     key_of(key, sizeof(key), s->partition, "meta");
     sent += send_meta(nd, st, &b, key, s);
     cmdbuf_free(&b);
@@ -1074,6 +1076,27 @@ int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size
     freeReplyObject(r);
     if (rc == UL_OK)
         shard_clear_dirty(s);
+    return rc;
+}
+
+int store_outbox_drop(store *st, shard *s, char *errstr, size_t errstr_size) {
+    if (s->n_outbox_removed == 0)
+        return UL_OK;
+    node *nd = part_node(st, s->partition);
+    char key[64];
+    cmdbuf b;
+    int sent = 0;
+    if (cmdbuf_init(&b, 2 + PAIRS_PER_CMD) != 0) {
+        cmdbuf_free(&b);
+        ul_set_err(errstr, errstr_size, "out of memory");
+        return UL_ERR_NOMEM;
+    }
+    key_of(key, sizeof(key), s->partition, "outbox");
+    send_outbox_changes(nd, &b, key, s, &sent, 0);
+    cmdbuf_free(&b);
+    int rc = read_replies(nd, sent, "deleting acknowledged outbox entries", errstr, errstr_size);
+    if (rc == UL_OK)
+        s->n_outbox_removed = 0;
     return rc;
 }
 

@@ -105,6 +105,12 @@ int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size);
  * cleared; on failure nothing was written and the marks are kept. */
 int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size);
 
+/* Delete the outbox entries Kafka acknowledged since the last checkpoint
+ * (s->outbox_removed) in a transaction of their own, right away, so that a
+ * restart does not publish them again; on success they are forgotten, on
+ * failure they stay for the next checkpoint. */
+int store_outbox_drop(store *st, shard *s, char *errstr, size_t errstr_size);
+
 /* Read only the meta of a partition (for `unlearnd state`). *found = 0 when
  * the partition has no meta yet (then *meta is the empty meta: counters 0,
  * offsets -1). */

@@ -22,6 +22,12 @@
  *   also committed after checkpoints, for lag monitoring only.
  * - Everything runs on this thread: librdkafka calls the rebalance callback
  *   from inside rd_kafka_consumer_poll/close, so state never needs locks.
+ *   The one other thread is the unlearning cycle's (cycle.h), which works on
+ *   a snapshot and never touches the state.
+ * - A forget request's ratings watermark is asked from the broker after the
+ *   poll batch that brought it (once per partition per batch), never taken
+ *   from librdkafka's cache: a cached value can be stale or unknown, and a
+ *   request must cover every rating acknowledged before it was produced.
  * - A failed checkpoint is fatal (the process exits and a restart resumes
  *   from the last durable state). */
 #include "worker.h"
@@ -45,10 +51,12 @@
 #include "ul_clock.h"
 #include "ul_err.h"
 
-#define POLL_BATCH 20000       /* messages handled between housekeeping checks */
-#define STATS_EVERY_MS 10000   /* progress log line */
-#define METADATA_WAIT_MS 15000 /* how long to wait for the topics to exist */
-#define FLUSH_MS 10000         /* producer flush at shutdown */
+#define POLL_BATCH 20000          /* messages handled between housekeeping checks */
+#define STATS_EVERY_MS 10000      /* progress log line */
+#define METADATA_WAIT_MS 15000    /* how long to wait for the topics to exist */
+#define FLUSH_MS 10000            /* producer flush at shutdown */
+#define WATERMARK_TIMEOUT_MS 2000 /* one broker query for the ratings partitions' ends */
+#define WATERMARK_RETRY_MS 500    /* after a failed one */
 
 /* How an input topic's partitions reach this worker; each mode has its
  * consumer. */
@@ -73,7 +81,9 @@ struct worker {
     int32_t n_parts;
     int64_t start_offset;                     /* where a partition with no stored offset starts */
     int64_t (*lag_committed)[SHARD_N_INPUTS]; /* per partition: offsets committed for lag */
-    cycle_opts cycles;
+    cycle *cycles;
+    uint8_t *hwm_wanted;  /* per partition: buffered requests wait for their watermark */
+    int64_t hwm_retry_ms; /* after a failed watermark query, not before (monotonic) */
     int fatal;
     char fatal_msg[UL_ERRSTR_SIZE + 128];
     http_server *http; /* NULL when metrics.port is 0 */
@@ -163,13 +173,17 @@ static void checkpoint_all(worker *w) {
     commit_for_lag(w);
 }
 
-static void run_cycles(worker *w) {
+static void start_cycle(worker *w) {
     char err[UL_ERRSTR_SIZE];
-    if (publish_outboxes(w->pub, err, sizeof(err)) != UL_OK || /* left by a previous owner */
-        cycle_run_all(&w->cycles, err, sizeof(err)) != UL_OK)
+    if (cycle_start(w->cycles, err, sizeof(err)) != UL_OK)
         set_fatal(w, err);
-    else
-        commit_for_lag(w);
+}
+
+/* Every iteration: merge a computed cycle or finish one of its partitions. */
+static void poll_cycle(worker *w) {
+    char err[UL_ERRSTR_SIZE];
+    if (cycle_poll(w->cycles, err, sizeof(err)) != UL_OK)
+        set_fatal(w, err);
 }
 
 /* ---- rebalancing -------------------------------------------------------- */
@@ -226,6 +240,8 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
             continue;
         }
         live_mark_partition(w->lv, tp->partition); /* a takeover republishes it in full */
+        for (size_t q = 0; q < s->n_pending; q++)
+            w->hwm_wanted[tp->partition] |= s->pending[q].ratings_hwm < 0;
         start_inputs(w, s, tp, alongside);
     }
     rd_kafka_error_t *e = NULL;
@@ -262,6 +278,8 @@ static void give_up(worker *w, int32_t p, int lost) {
                  "partition %d lost; its changes since the last checkpoint will be "
                  "replayed by its next owner",
                  (int)p);
+    cycle_give_up(w->cycles, p); /* its part of a cycle out is dropped, never waited for */
+    w->hwm_wanted[p] = 0;
     int rc = lost ? live_drop(w->lv, p, err, sizeof(err)) : live_revoke(w->lv, p, err, sizeof(err));
     if (rc != UL_OK)
         log_error(w->log, "kafka", "partition %d revoked without its final checkpoint: %s", (int)p,
@@ -372,13 +390,49 @@ static int on_rating(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
     return CODEC_OK;
 }
 
-static int64_t ratings_high_watermark(worker *w, int32_t p) {
-    int64_t lo = -1, hi = -1;
+/* Ask the broker for the end of every ratings partition whose buffered
+ * requests wait for one, in one request (ListOffsets for the latest offset:
+ * the high watermark, or with read_committed the last stable offset, which
+ * is what this consumer can read), after the poll batch that brought them:
+ * every rating acknowledged before a request was produced is below the
+ * answer. A query that fails is retried after WATERMARK_RETRY_MS; until then
+ * the requests are not eligible. */
+static void resolve_watermarks(worker *w) {
+    int64_t now = ul_clock_mono_ms();
+    if (now < w->hwm_retry_ms)
+        return;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    for (int32_t p = 0; p < w->n_parts; p++) {
+        if (!w->hwm_wanted[p] || live_shard(w->lv, p) == NULL)
+            continue;
+        if (parts == NULL)
+            parts = rd_kafka_topic_partition_list_new(w->n_parts);
+        rd_kafka_topic_partition_list_add(parts, w->topic[SHARD_RATINGS], p)->offset =
+            RD_KAFKA_OFFSET_END; /* as a timestamp: "latest" */
+    }
+    if (parts == NULL)
+        return;
     rd_kafka_t *rk = w->consumer[inputs[SHARD_RATINGS].assign];
-    if (rd_kafka_get_watermark_offsets(rk, w->topic[SHARD_RATINGS], p, &lo, &hi) !=
-        RD_KAFKA_RESP_ERR_NO_ERROR)
-        return -1;
-    return hi;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, parts, WATERMARK_TIMEOUT_MS);
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        shard *s = live_shard(w->lv, tp->partition);
+        rd_kafka_resp_err_t pe = e ? e : tp->err;
+        if (pe != RD_KAFKA_RESP_ERR_NO_ERROR || tp->offset < 0) {
+            log_warn(w->log, "kafka",
+                     "cannot ask the broker for the end of %s [%d] (%s): its forget requests "
+                     "wait; retrying in %d ms",
+                     w->topic[SHARD_RATINGS], (int)tp->partition,
+                     pe ? rd_kafka_err2str(pe) : "no offset", WATERMARK_RETRY_MS);
+            w->hwm_retry_ms = now + WATERMARK_RETRY_MS;
+            continue;
+        }
+        for (size_t q = 0; q < s->n_pending; q++)
+            if (s->pending[q].ratings_hwm < 0)
+                s->pending[q].ratings_hwm = tp->offset;
+        w->hwm_wanted[tp->partition] = 0;
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
 }
 
 static void log_buffered(worker *w, const forget_req *b, const rd_kafka_message_t *rkm) {
@@ -400,13 +454,14 @@ static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
         return rc; /* f holds nothing */
     rc = check_partition(w, rkm->partition, f.user_id, err, size);
     if (rc == CODEC_OK && live_buffer_forget(w->lv, s, &f, rkm->offset, ul_clock_wall_ms(),
-                                             ratings_high_watermark(w, rkm->partition)) != UL_OK) {
+                                             FORGET_HWM_UNKNOWN) != UL_OK) {
         ul_set_err(err, size, "out of memory buffering a forget request");
         rc = UL_ERR_NOMEM;
     }
     codec_forget_clear(&f);
     if (rc != CODEC_OK)
         return rc;
+    w->hwm_wanted[rkm->partition] = 1; /* resolve_watermarks, after this poll batch */
     metrics_add(w->metrics, METRICS_FORGET_RECEIVED, 1);
     log_buffered(w, &s->pending[s->n_pending - 1], rkm);
     return CODEC_OK;
@@ -575,7 +630,6 @@ static int open_live(worker *w, char *errstr, size_t errstr_size) {
     lo.retention = (uint32_t)cfg->retention_per_user;
     lo.rating_min = (float)cfg->rating_min;
     lo.rating_max = (float)cfg->rating_max;
-    lo.method = cfg->method;
     w->lv = live_new(&lo, w->st, w->n_parts, errstr, errstr_size);
     if (w->lv == NULL)
         return UL_ERR_STATE;
@@ -583,6 +637,24 @@ static int open_live(worker *w, char *errstr, size_t errstr_size) {
         log_info(w->log, "worker", "Redis holds a model with k=%d: using it (model.k=%ld ignored)",
                  live_k(w->lv), cfg->model_k);
     return UL_OK;
+}
+
+static int open_cycles(worker *w, char *errstr, size_t errstr_size) {
+    const ul_config *cfg = w->cfg;
+    /* Fault injection for the integration tests only (not a config option). */
+    const char *fault = getenv("UNLEARND_FAULT");
+    cycle_opts co = {.lv = w->lv,
+                     .st = w->st,
+                     .pub = w->pub,
+                     .metrics = w->metrics,
+                     .log = w->log,
+                     .forget = {.max_batch = (size_t)cfg->cycle_max_batch, .method = cfg->method},
+                     .exit_after_checkpoint =
+                         fault && strcmp(fault, "exit-after-cycle-checkpoint") == 0,
+                     .exit_during_cycle = fault && strcmp(fault, "exit-during-cycle") == 0};
+    unlearn_params_init(&co.forget.uparams);
+    w->cycles = cycle_new(&co, errstr, errstr_size);
+    return w->cycles ? UL_OK : UL_ERR_NOMEM;
 }
 
 static int subscribe(worker *w, char *errstr, size_t errstr_size) {
@@ -672,21 +744,12 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
         (w->pub = publish_new(cfg, lg, w->metrics, w->codec, w->lv, errstr, errstr_size)) == NULL)
         goto fail;
     w->lag_committed = calloc((size_t)w->n_parts, sizeof(*w->lag_committed));
-    if (w->lag_committed == NULL) {
+    w->hwm_wanted = calloc((size_t)w->n_parts, 1);
+    if (w->lag_committed == NULL || w->hwm_wanted == NULL) {
         ul_set_err(errstr, errstr_size, "out of memory");
         goto fail;
     }
-    /* Fault injection for the integration tests only (not a config option). */
-    const char *fault = getenv("UNLEARND_FAULT");
-    w->cycles = (cycle_opts){.lv = w->lv,
-                             .pub = w->pub,
-                             .metrics = w->metrics,
-                             .log = lg,
-                             .max_batch = (size_t)cfg->cycle_max_batch,
-                             .method = cfg->method,
-                             .exit_after_checkpoint =
-                                 fault && strcmp(fault, "exit-after-cycle-checkpoint") == 0};
-    if (subscribe(w, errstr, errstr_size) != UL_OK)
+    if (open_cycles(w, errstr, errstr_size) != UL_OK || subscribe(w, errstr, errstr_size) != UL_OK)
         goto fail;
     log_info(w->log, "worker",
              "consuming %s (%d partitions) in group %s; method %s, k=%d, cycle every %ld "
@@ -718,12 +781,17 @@ static void log_stats(worker *w, int64_t elapsed_ms, uint64_t applied_before) {
 
 static void settle_deliveries(worker *w) {
     char err[UL_ERRSTR_SIZE];
-    if (publish_poll(w->pub, err, sizeof(err)) != UL_OK)
+    if (cycle_settle(w->cycles, err, sizeof(err)) != UL_OK)
         set_fatal(w, err);
 }
 
 static void shutdown_worker(worker *w) {
+    char err[UL_ERRSTR_SIZE];
     log_info(w->log, "worker", "stopping: final checkpoint, leaving the group");
+    if (cycle_drain(w->cycles, err, sizeof(err)) != UL_OK) { /* the cycle out, finished */
+        set_fatal(w, err);
+        return;
+    }
     publish_changed(w->pub);
     /* Deliver what is in flight first, so the final checkpoint can drop the
      * acknowledged outbox entries (no duplicates after a clean stop). */
@@ -763,10 +831,12 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
         metrics_heartbeat(w->metrics);
         poll_consumer(w, w->consumer[INPUT_GROUP], 50);
         poll_consumer(w, w->consumer[INPUT_ALONGSIDE], 0);
+        resolve_watermarks(w);
         settle_deliveries(w);
+        poll_cycle(w);
         now = ul_clock_mono_ms();
         if (now >= next_cycle) {
-            run_cycles(w);
+            start_cycle(w);
             next_cycle = now + cfg->cycle_interval_ms;
         }
         if (now >= next_publish) {
@@ -801,6 +871,7 @@ void worker_destroy(worker *w) {
     if (w == NULL)
         return;
     http_server_stop(w->http); /* first: it reads w->metrics */
+    cycle_destroy(w->cycles);  /* before the live its job may point into */
     for (int a = 0; a < INPUT_N_ASSIGN; a++)
         if (w->consumer[a])
             rd_kafka_destroy(w->consumer[a]);
@@ -810,6 +881,7 @@ void worker_destroy(worker *w) {
     redis_local_stop(w->rl);
     codec_destroy(w->codec);
     free(w->lag_committed);
+    free(w->hwm_wanted);
     metrics_destroy(w->metrics);
     free(w);
 }

@@ -2,9 +2,9 @@
  * update rows and counters; a restart from the last checkpoint plus a
  * replay gives the same counts and (nearly) the same rows as an
  * uninterrupted run; two owners of different partitions never lose each
- * other's item updates; an unlearning cycle resolves requests by items and by
- * time window, drops the forgotten ratings, lowers their predicted scores,
- * answers 0 for unknown users and waits for preceding ratings. */
+ * other's item updates; published rows are marked once; the contract's
+ * item statistics follow the ratings and the histories (unlearning cycles
+ * are test_forget.c's). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,7 +31,6 @@ static live *open_live(store *st) {
     live_opts_init(&o);
     o.k = K;
     o.retention = 50;
-    o.method = "foldin";
     live *l = live_new(&o, st, PARTS, err, sizeof(err));
     if (l == NULL)
         fail_msg("live_new: %s", err);
@@ -153,124 +152,6 @@ static void test_two_owners_keep_both_item_updates(void **state) {
     free(v);
 }
 
-static forget_req request(int64_t offset, int64_t user, const int64_t *items, uint32_t n,
-                          int64_t from, int64_t to) {
-    forget_req fr;
-    memset(&fr, 0, sizeof(fr));
-    fr.offset = offset;
-    fr.user = user;
-    char id[32];
-    snprintf(id, sizeof(id), "req-%lld", (long long)offset);
-    fr.request_id = strdup(id);
-    if (n > 0) {
-        fr.items = malloc(n * sizeof(int64_t));
-        memcpy(fr.items, items, n * sizeof(int64_t));
-        fr.n_items = n;
-    } else {
-        fr.has_window = 1;
-        fr.from = from;
-        fr.to = to;
-    }
-    fr.ratings_hwm = -1;
-    fr.unsaved = 1;
-    return fr;
-}
-
-static void test_forget_cycle(void **state) {
-    fixture *fx = need_redis(state);
-    char err[UL_ERRSTR_SIZE];
-    live *l = open_live(fx->st);
-    shard *s = live_assign(l, 0, err, sizeof(err));
-    /* Background: 20 users of partition 0 rate 30 items ~3 on average. */
-    rng r;
-    rng_seed(&r, 3);
-    for (int rep = 0; rep < 30; rep++)
-        for (int64_t u = 2; u <= 40; u += 2)
-            for (int64_t i = 1; i <= 30; i++)
-                live_apply_rating(l, s, u, i, (float)(2 + rng_below(&r, 3)), 0);
-    /* User 100 (a "someone else" account) gives items 1..5 a 5, repeatedly,
-     * at times 5000..; and rates items 6..15 normally at time 1000. */
-    for (int rep = 0; rep < 3; rep++) {
-        for (int64_t i = 6; i <= 15; i++)
-            live_apply_rating(l, s, 100, i, 3.0f, 1000);
-        for (int64_t i = 1; i <= 5; i++)
-            live_apply_rating(l, s, 100, i, 5.0f, 5000 + i);
-    }
-    /* 50 ratings per user are remembered (retention), here 45. */
-    int found;
-    double before = 0;
-    for (int64_t i = 1; i <= 5; i++)
-        before += live_predict(l, s, 100, i, &found);
-    before /= 5;
-    uint64_t applied = s->meta.applied;
-
-    int64_t items[] = {1, 2, 3};
-    forget_req a = request(0, 100, items, 3, 0, 0);
-    forget_req b = request(1, 100, NULL, 0, 5004, 5005); /* items 4, 5 by time */
-    forget_req c = request(2, 777, items, 3, 0, 0);      /* never seen */
-    forget_req d = request(3, 100, items, 1, 0, 0);
-    d.ratings_hwm = 1000000; /* waits for ratings not applied yet */
-    assert_int_equal(shard_pending_add(s, &a), 0);
-    assert_int_equal(shard_pending_add(s, &b), 0);
-    assert_int_equal(shard_pending_add(s, &c), 0);
-    assert_int_equal(shard_pending_add(s, &d), 0);
-    s->meta.next_offset[SHARD_RATINGS] = 10;
-    s->meta.forget_received = 4;
-
-    live_cycle out;
-    assert_int_equal(live_forget_cycle(l, s, 100, 12345, &out, err, sizeof(err)), UL_OK);
-    assert_int_equal(out.n_receipts, 3);
-    assert_string_equal(out.receipts[0].request_id, "req-0");
-    assert_int_equal(out.receipts[0].forgotten, 9);
-    assert_int_equal(out.receipts[1].forgotten, 6);
-    assert_int_equal(out.receipts[2].forgotten, 0);
-    assert_int_equal(out.receipts[2].user_id, 777);
-    assert_int_equal(out.receipts[0].completed_at, 12345);
-    assert_int_equal(out.n_forgotten, 15);
-    assert_int_equal(out.version, 1);
-    assert_int_equal(out.n_users, 1);
-    assert_int_equal(out.user_ids[0], 100);
-    assert_int_equal(s->n_pending, 1); /* d still waits */
-    assert_int_equal(s->meta.forgotten, 15);
-    assert_int_equal(s->meta.forget_completed, 3);
-    assert_int_equal(s->meta.applied, applied);
-    hist *h = shard_hist(s, rowset_find(s->users, 100));
-    assert_int_equal(h->n, 30);
-    for (uint32_t e = 0; e < h->n; e++)
-        assert_true(h->v[h->start + e].item > 5);
-    double after = 0;
-    for (int64_t i = 1; i <= 5; i++)
-        after += live_predict(l, s, 100, i, &found);
-    after /= 5;
-    print_message("mean predicted score of forgotten items: %.3f -> %.3f\n", before, after);
-    assert_true(after < before - 0.15);
-    live_cycle_free(&out);
-
-    /* The cycle's result survives a checkpoint and reload. */
-    assert_int_equal(live_checkpoint(l, s, err, sizeof(err)), UL_OK);
-    live *l2 = open_live(fx->st);
-    shard *s2 = live_assign(l2, 0, err, sizeof(err));
-    assert_int_equal(s2->n_pending, 1);
-    assert_int_equal(s2->pending[0].offset, 3);
-    assert_int_equal(shard_hist(s2, rowset_find(s2->users, 100))->n, 30);
-    for (int64_t i = 1; i <= 5; i++) {
-        int f1, f2;
-        assert_true(fabsf(live_predict(l, s, 100, i, &f1) - live_predict(l2, s2, 100, i, &f2)) <
-                    1e-4f);
-    }
-    /* Once the ratings catch up, d runs: its items are already forgotten. */
-    s2->meta.next_offset[SHARD_RATINGS] = 1000000;
-    if (live_forget_cycle(l2, s2, 100, 1, &out, err, sizeof(err)) != UL_OK)
-        fail_msg("cycle: %s", err);
-    assert_int_equal(out.n_receipts, 1);
-    assert_int_equal(out.receipts[0].forgotten, 0);
-    live_cycle_free(&out);
-    assert_int_equal(live_forget_cycle(l2, s2, 100, 1, &out, err, sizeof(err)), UL_OK);
-    assert_int_equal(out.n_receipts, 0);
-    live_destroy(l2);
-    live_destroy(l);
-}
-
 /* Rows seen by live_publish_marked, by kind. */
 typedef struct seen {
     int64_t ids[2][256];
@@ -388,7 +269,6 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replay_exactly_once),
         cmocka_unit_test(test_two_owners_keep_both_item_updates),
-        cmocka_unit_test(test_forget_cycle),
         cmocka_unit_test(test_publish_marks),
         cmocka_unit_test(test_refresh_marks_owned_items),
         cmocka_unit_test(test_partition_count_mismatch),

@@ -114,8 +114,8 @@ static int pub_teardown(void **state) {
 }
 
 /* A cycle of partition 0 by hand: user 7 and item 9 changed, one receipt. */
-static live_cycle make_cycle(float *user_row, float *item_row, codec_receipt *rc) {
-    live_cycle c;
+static forget_cycle make_cycle(float *user_row, float *item_row, codec_receipt *rc) {
+    forget_cycle c;
     static int64_t uid = 7, iid = 9;
     memset(&c, 0, sizeof(c));
     c.version = 3;
@@ -165,7 +165,7 @@ static void test_cycle_outbox(void **state) {
 
     float urow[1 + K] = {0.5f, 1, 2, 3, 4}, irow[1 + K] = {-0.25f, 4, 3, 2, 1};
     codec_receipt rc;
-    live_cycle c = make_cycle(urow, irow, &rc);
+    forget_cycle c = make_cycle(urow, irow, &rc);
     assert_int_equal(publish_outbox_add(p, s, &c, err, sizeof(err)), UL_OK);
     assert_int_equal(s->n_outbox, 1);
     const outbox_entry *e = &s->outbox[0];
@@ -198,8 +198,13 @@ static void test_cycle_outbox(void **state) {
     assert_int_equal(s->n_outbox, 0);
     assert_int_equal(s->n_outbox_removed, 1);
 
-    /* Left in the outbox (a previous owner's): published again, rows marked. */
+    /* Not published before its checkpoint; then left in the outbox (as by a
+     * previous owner): published again, rows marked. */
     assert_int_equal(publish_outbox_add(p, s, &c, err, sizeof(err)), UL_OK);
+    assert_int_equal(publish_outboxes(p, err, sizeof(err)), UL_OK);
+    assert_false(s->outbox[0].inflight);
+    assert_int_equal(live_marked(lv), 0);
+    assert_int_equal(live_checkpoint(lv, s, err, sizeof(err)), UL_OK);
     assert_int_equal(publish_outboxes(p, err, sizeof(err)), UL_OK);
     assert_int_equal(live_marked(lv), 2);
     assert_int_equal(publish_flush(p, 10000), 0);

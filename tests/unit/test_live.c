@@ -265,6 +265,69 @@ static void test_partition_count_mismatch(void **state) {
     assert_non_null(strstr(err, "2 partitions"));
 }
 
+/* The contract's minimal versions (replaced by state2): item statistics
+ * follow the ratings and the histories (an evicted rating leaves the rating
+ * sum's estimate), live_correct_item moves the effective row and the
+ * partition's delta, every user row has a flags byte (also after a load),
+ * and a history that drops entries keeps a summary of them. */
+static void test_contract_versions(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    live *l = open_live(fx->st); /* retention 50 */
+    shard *s = live_assign(l, 0, err, sizeof(err));
+    int64_t count;
+    double sum;
+    live_item_stats(l, 77, &count, &sum);
+    assert_true(count == 0 && sum == 0.0);  /* unknown */
+    for (int64_t u = 0; u < 40; u += PARTS) /* 20 users of partition 0 rate item 77 */
+        assert_int_equal(live_apply_rating(l, s, u, 77, u < 20 ? 5.0f : 1.0f, 1), UL_OK);
+    live_item_stats(l, 77, &count, &sum);
+    assert_int_equal(count, 20);
+    assert_true(fabs(sum - 60.0) < 1e-3); /* 10 fives and 10 ones */
+    /* User 0 rates 60 items more: its rating of 77 (the oldest) is dropped. */
+    for (int64_t i = 1; i <= 60; i++)
+        assert_int_equal(live_apply_rating(l, s, 0, 100 + i, 3.0f, 10 + i), UL_OK);
+    int32_t x = rowset_find(s->users, 0);
+    const shard_evict *drop = shard_evicted(s, x);
+    assert_non_null(drop);
+    assert_int_equal(drop->count, 11);
+    assert_true(drop->tmin == 1 && drop->tmax == 20);
+    assert_true(shard_evict_may_contain(drop, 77) && shard_evict_may_contain(drop, 110));
+    int not_there = 0;
+    for (int64_t i = 111; i <= 160; i++)
+        not_there += !shard_evict_may_contain(drop, i);
+    assert_true(not_there >= 49); /* a Bloom filter: rare false positives */
+    assert_null(shard_evicted(s, rowset_find(s->users, 2)));
+    live_item_stats(l, 77, &count, &sum);
+    assert_int_equal(count, 20);                        /* the model still counts it */
+    assert_true(fabs(sum - 20.0 * 55.0 / 19.0) < 1e-3); /* mean of the 19 remembered */
+    /* A cycle's correction of item 77 on behalf of partition 0. */
+    float before[2 + K], delta[1 + K];
+    memcpy(before, live_item_row(l, 77), sizeof(before));
+    for (int f = 0; f < 1 + K; f++)
+        delta[f] = 0.01f * (float)(f + 1);
+    assert_int_equal(live_correct_item(l, s, 77, delta, -2, -10.0), UL_OK);
+    const float *after = live_item_row(l, 77);
+    for (int f = 0; f < 1 + K; f++)
+        assert_true(fabsf(after[f] - before[f] - delta[f]) < 1e-6f);
+    assert_true(fabsf(after[1 + K] - (before[1 + K] - 2.0f)) < 1e-6f);
+    live_item_stats(l, 77, &count, &sum);
+    assert_int_equal(count, 18);
+    assert_true(fabs(sum - 18.0 * 45.0 / 17.0) < 1e-3);
+    /* Flags for every user row, and after a reload. */
+    assert_true(s->users_cap >= rowset_size(s->users));
+    shard_mark_user(s, x, SHARD_EVENT);
+    assert_int_equal(live_checkpoint(l, s, err, sizeof(err)), UL_OK);
+    live *l2 = open_live(fx->st);
+    shard *s2 = live_assign(l2, 0, err, sizeof(err));
+    assert_true(s2->users_cap >= rowset_size(s2->users));
+    assert_int_equal(s2->user_flags[rowset_size(s2->users) - 1], 0);
+    float d2 = live_item_row(l2, 77)[1 + K];
+    assert_true(fabsf(d2 - (before[1 + K] - 2.0f)) < 1e-6f); /* the delta was checkpointed */
+    live_destroy(l2);
+    live_destroy(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replay_exactly_once),
@@ -272,6 +335,7 @@ int main(void) {
         cmocka_unit_test(test_publish_marks),
         cmocka_unit_test(test_refresh_marks_owned_items),
         cmocka_unit_test(test_partition_count_mismatch),
+        cmocka_unit_test(test_contract_versions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -40,7 +40,7 @@ void live_opts_init(live_opts *opts) {
     opts->reg_bias = mp.reg_bias;
     opts->init_std = mp.init_std;
     opts->seed = mp.seed;
-    opts->retention = 1000;
+    opts->retention = 5000; /* worker/config.c's retention.per.user */
     opts->rating_min = 1.0f;
     opts->rating_max = 5.0f;
 }

@@ -11,12 +11,15 @@
  * - The thread gets one job at a time through a mutex and a condition
  *   variable (IDLE -> RUNNING -> DONE -> IDLE); it never touches anything but
  *   the job, so the loop keeps polling, checkpointing and rebalancing while
- *   it runs. A partition given up meanwhile is struck from the job
+ *   it runs. It runs at a lower priority (nice +10), so on a busy machine the
+ *   loop is not starved of CPU by the method. A partition given up meanwhile is struck from the job
  *   (forget_drop_partition), so a rebalance never waits for the thread.
- * - Finishing a merged job checkpoints and publishes one partition per loop
- *   iteration, so sixteen checkpoints never hold the loop at once.
+ * - Finishing a merged job checkpoints and publishes its partitions a few at
+ *   a time (FINISH_BUDGET_MS of loop time per call), so sixteen checkpoints
+ *   never hold the loop at once.
  * - A failed checkpoint is fatal: nothing after the last one is durable,
  *   and a restart resumes from there. */
+#define _GNU_SOURCE /* syscall(SYS_gettid): a thread's own nice value (Linux) */
 #include "cycle.h"
 
 #include <cblas.h>
@@ -24,10 +27,20 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ul_clock.h"
 #include "ul_err.h"
+
+/* Finishing a merged job (checkpoint, publish) goes on within one
+ * cycle_poll call while it has taken less than this; the loop polls between
+ * calls. */
+#define FINISH_BUDGET_MS 10
+/* The cycle thread's nice value, relative to the process's (+10: ~1/10 of
+ * the loop's CPU weight when both want a core). */
+#define CYCLE_THREAD_NICE 10
 
 typedef enum run_state { RUN_IDLE = 0, RUN_BUSY, RUN_DONE, RUN_STOP } run_state;
 
@@ -47,6 +60,10 @@ struct cycle {
 
 static void *cycle_thread(void *arg) {
     cycle *c = arg;
+    /* Linux gives each thread its own nice value: the method yields the
+     * cores to the loop (and a local broker) whenever they want them. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CYCLE_THREAD_NICE) != 0)
+        log_warn(c->o.log, "worker", "the unlearning thread keeps the loop's priority");
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (c->state != RUN_BUSY && c->state != RUN_STOP)
@@ -267,17 +284,18 @@ static int finish_one(cycle *c, forget_cycle *cy, char *errstr, size_t errstr_si
 int cycle_poll(cycle *c, char *errstr, size_t errstr_size) {
     if (c->job != NULL && state_of(c) == RUN_DONE)
         return merge_job(c, errstr, errstr_size);
-    if (c->next < c->n_todo) {
+    int rc = UL_OK;
+    int64_t t0 = ul_clock_mono_ms();
+    while (rc == UL_OK && c->next < c->n_todo && ul_clock_mono_ms() - t0 < FINISH_BUDGET_MS) {
         forget_cycle *cy = &c->todo[c->next++];
-        int rc = cy->partition >= 0 ? finish_one(c, cy, errstr, errstr_size) : UL_OK;
+        rc = cy->partition >= 0 ? finish_one(c, cy, errstr, errstr_size) : UL_OK;
         if (c->next == c->n_todo) { /* the whole cycle: from its start to its last publication */
             metrics_observe_cycle_seconds(c->o.metrics,
                                           (double)(ul_clock_mono_ms() - c->started_ms) / 1000.0);
             drop_todo(c);
         }
-        return rc;
     }
-    return UL_OK;
+    return rc;
 }
 
 void cycle_give_up(cycle *c, int32_t p) {

@@ -4,12 +4,11 @@
  * job (forget.h) that the cycle thread computes while the loop goes on
  * polling; cycle_poll(), called every iteration, merges a computed job
  * (adding each involved partition's outbox entry: publish.h), then finishes
- * one involved partition per call in the order *outbox -> checkpoint ->
- * publish*. One job is out at a time. Acknowledged outbox entries are
- * deleted from Redis as soon as their delivery reports are served
- * (cycle_settle), so a restart publishes a cycle's messages again only if it
- * crashed between their checkpoint and that deletion. See docs/stream.md,
- * "Forget requests and the unlearning cycle".
+ * the involved partitions a few per call (about 10 ms of loop time) in the
+ * order *outbox -> checkpoint -> publish*. One job is out at a time. Acknowledged outbox entries
+ * are deleted from Redis as soon as their delivery reports are served (cycle_settle), so a restart
+ * publishes a cycle's messages again only if it crashed between their checkpoint and that deletion.
+ * See docs/stream.md, "Forget requests and the unlearning cycle".
  *
  * Threads: the loop thread calls every function here; the cycle thread
  * only runs forget_compute on the job it is handed. */
@@ -54,7 +53,7 @@ void cycle_destroy(cycle *c);
  * previous owner or a failed delivery. UL_ERR_* with errstr when the worker
  * must stop. */
 int cycle_start(cycle *c, char *errstr, size_t errstr_size);
-/* Merge a computed job, or finish the next merged partition. UL_ERR_* with
+/* Merge a computed job, or finish the next merged partitions. UL_ERR_* with
  * errstr when the worker must stop (a failed checkpoint, out of memory). */
 int cycle_poll(cycle *c, char *errstr, size_t errstr_size);
 /* Partition p is being revoked or lost: its part of the job out is dropped

@@ -664,29 +664,49 @@ static int finish_part(forget_job *j, size_t p, int64_t now_ms, forget_cycle *c)
     return UL_OK;
 }
 
-/* The rows partition p publishes: its changed users, and the items its
- * share changed (current values). */
-static int collect_rows(live *l, forget_job *j, size_t p, const uint8_t *has_delta,
-                        forget_cycle *c) {
+/* Which held partition publishes each changed item (its outbox carries the
+ * item's row once per job): the one with the most of the item's F ratings
+ * (the first on a tie); -1 for an item unchanged or of dropped partitions
+ * only. The row is also marked for the periodic publish (live_correct_item). */
+static int32_t *item_publishers(const forget_job *j, const uint8_t *has_delta) {
+    size_t ni = (size_t)rowset_size(j->items), np = j->n_parts;
+    int32_t *owner = malloc((ni ? ni : 1) * sizeof(*owner));
+    uint32_t *n = calloc((ni ? ni : 1) * (np ? np : 1), sizeof(*n));
+    if (owner == NULL || n == NULL) {
+        free(owner);
+        free(n);
+        return NULL;
+    }
+    for (size_t f = 0; f < j->nF; f++)
+        n[(size_t)j->F[f].item * np + j->users[j->f_user[f]].part]++;
+    for (size_t i = 0; i < ni; i++) {
+        owner[i] = -1;
+        for (size_t p = 0; has_delta[i] && p < np; p++)
+            if (j->parts[p].s != NULL && n[i * np + p] > 0 &&
+                (owner[i] < 0 || n[i * np + p] > n[i * np + (size_t)owner[i]]))
+                owner[i] = (int32_t)p;
+    }
+    free(n);
+    return owner;
+}
+
+/* The rows partition p publishes: its changed users, and the changed items
+ * it publishes (current values). */
+static int collect_rows(live *l, forget_job *j, size_t p, const int32_t *owner, forget_cycle *c) {
     shard *s = j->parts[p].s;
     size_t bytes = (size_t)j->vdim * sizeof(float), nu = 0, ni = 0;
     size_t n_items = (size_t)rowset_size(j->items);
-    uint8_t *touched = calloc(n_items ? n_items : 1, 1);
-    if (touched == NULL)
-        return UL_ERR_NOMEM;
-    for (size_t f = 0; f < j->nF; f++)
-        if (j->users[j->f_user[f]].part == p && has_delta[j->F[f].item])
-            touched[j->F[f].item] = 1;
     for (size_t i = 0; i < n_items; i++)
-        ni += touched[i];
+        ni += owner[i] == (int32_t)p;
     for (size_t u = 0; u < j->n_users; u++)
         nu += j->users[u].part == p && j->users[u].local >= 0 && j->rep.n_users > 0;
     c->user_ids = malloc((nu ? nu : 1) * sizeof(int64_t));
     c->user_rows = malloc((nu ? nu : 1) * bytes);
     c->item_ids = malloc((ni ? ni : 1) * sizeof(int64_t));
     c->item_rows = malloc((ni ? ni : 1) * bytes);
-    int rc = c->user_ids && c->user_rows && c->item_ids && c->item_rows ? UL_OK : UL_ERR_NOMEM;
-    for (size_t u = 0; rc == UL_OK && nu > 0 && u < j->n_users; u++) {
+    if (!c->user_ids || !c->user_rows || !c->item_ids || !c->item_rows)
+        return UL_ERR_NOMEM;
+    for (size_t u = 0; nu > 0 && u < j->n_users; u++) {
         const job_user *ju = &j->users[u];
         if (ju->part != p || ju->local < 0)
             continue;
@@ -694,15 +714,14 @@ static int collect_rows(live *l, forget_job *j, size_t p, const uint8_t *has_del
         memcpy(c->user_rows + c->n_users++ * (size_t)j->vdim, rowset_row_const(s->users, ju->uidx),
                bytes);
     }
-    for (size_t i = 0; rc == UL_OK && i < n_items; i++) {
-        if (!touched[i])
+    for (size_t i = 0; i < n_items; i++) {
+        if (owner[i] != (int32_t)p)
             continue;
         int64_t item = rowset_key(j->items, (int32_t)i);
         c->item_ids[c->n_items] = item;
         memcpy(c->item_rows + c->n_items++ * (size_t)j->vdim, live_item_row(l, item), bytes);
     }
-    free(touched);
-    return rc;
+    return UL_OK;
 }
 
 static int merge_parts(live *l, forget_job *j, int64_t now_ms, const uint8_t *has_delta,
@@ -712,14 +731,18 @@ static int merge_parts(live *l, forget_job *j, int64_t now_ms, const uint8_t *ha
         if (s != NULL && j->users[u].local >= 0)
             drop_forgotten(s, &j->users[u]);
     }
-    for (size_t p = 0; p < j->n_parts; p++) {
+    int32_t *owner = item_publishers(j, has_delta);
+    int rc = owner ? UL_OK : UL_ERR_NOMEM;
+    for (size_t p = 0; rc == UL_OK && p < j->n_parts; p++) {
         if (j->parts[p].s == NULL)
             continue;
         forget_cycle *c = &out[(*n_out)++];
-        if (finish_part(j, p, now_ms, c) != UL_OK || collect_rows(l, j, p, has_delta, c) != UL_OK)
-            return UL_ERR_NOMEM;
+        rc = finish_part(j, p, now_ms, c);
+        if (rc == UL_OK)
+            rc = collect_rows(l, j, p, owner, c);
     }
-    return UL_OK;
+    free(owner);
+    return rc;
 }
 
 int forget_merge(live *l, forget_job *j, int64_t now_ms, forget_cycle **out, size_t *n_out,

@@ -63,7 +63,8 @@ typedef struct forget_cycle {
     int64_t *user_ids; /* changed user rows: ids and bias + factors (rows_vector_dim) */
     float *user_rows;
     size_t n_users;
-    int64_t *item_ids; /* changed item rows: effective bias + factors (rows_vector_dim) */
+    int64_t *item_ids; /* changed item rows this partition publishes (each changed item
+                        * goes out in one partition's entry): effective bias + factors */
     float *item_rows;
     size_t n_items;
     int32_t *reasons; /* per receipt, the request's codec_reason */

@@ -291,6 +291,10 @@ static void give_up(worker *w, int32_t p, int lost) {
 }
 
 static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int lost) {
+    /* Asked first: during rd_kafka_consumer_close, librdkafka 2.0.2 may stop
+     * answering rd_kafka_rebalance_protocol once the assignment is gone, and
+     * the call then waits forever (seen: a worker hung in its SIGTERM). */
+    int cooperative = is_cooperative(rk);
     if (!lost) /* lost: another member may own them already, our rows may be stale */
         publish_changed(w->pub);
     rd_kafka_topic_partition_list_t *alongside =
@@ -308,14 +312,14 @@ static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     if (fe)
         rd_kafka_error_destroy(fe);
     rd_kafka_topic_partition_list_destroy(alongside);
-    if (is_cooperative(rk)) {
+    if (cooperative) {
         rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
         if (e)
             rd_kafka_error_destroy(e);
     } else {
         rd_kafka_assign(rk, NULL);
     }
-    report_assignment(w, !is_cooperative(rk)); /* eager: everything moves */
+    report_assignment(w, !cooperative); /* eager: everything moves */
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -412,7 +416,11 @@ static void resolve_watermarks(worker *w) {
     }
     if (parts == NULL)
         return;
-    rd_kafka_t *rk = w->consumer[inputs[SHARD_RATINGS].assign];
+    /* Asked through the group-less consumer: a broker answers a connection's
+     * requests in order, so behind the group consumer's long-polling fetch
+     * (fetch.wait.max.ms, 500 ms by default) the answer, and the loop, would
+     * wait that long on a quiet stream; this one's fetches wait 20 ms. */
+    rd_kafka_t *rk = w->consumer[INPUT_ALONGSIDE];
     rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, parts, WATERMARK_TIMEOUT_MS);
     for (int i = 0; i < parts->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &parts->elems[i];

@@ -18,6 +18,7 @@
 # file. Prints figures; asserts nothing about speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/bench_lib.sh
 BIN=build/unlearnd
 DATA=""
 PARTS=16
@@ -48,9 +49,6 @@ trap cleanup EXIT
 export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
 unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_SHARDS UNLEARND_REDIS_PASSWORD
 now_ms() { date +%s%3N; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 start_redis() { # prints the port
   local port; port=$(free_port)
   mkdir -p "$TMP/redis-$port"
@@ -60,15 +58,7 @@ start_redis() { # prints the port
   echo "$port"
 }
 
-if [ -z "$DATA" ]; then
-  DATA=../shared/data/ml-1m/ratings.csv
-  if [ ! -r "$DATA" ]; then
-    DATA="$TMP/synthetic.csv"
-    awk 'BEGIN { srand(7); print "user,item,rating";
-      for (u = 1; u <= 6000; u++) for (j = 0; j < 166; j++)
-        print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$DATA"
-  fi
-fi
+[ -n "$DATA" ] || DATA=$(default_data "$TMP")
 
 # 80/20 split (seeded awk), then the training ratings in a seeded random order.
 awk -F'[,\t]|::' -v seed="$SEED" -v train="$TMP/train.body" -v test="$TMP/test.csv" '

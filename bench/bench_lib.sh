@@ -1,0 +1,21 @@
+# bench_lib.sh: what the stream benchmarks share (sourced by bench_stream.sh,
+# bench_scaleout.sh and bench_forget_stall.sh, from the repository's root).
+
+# free_port: a free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# default_data DIR: the ratings file a benchmark runs on unless given one:
+# ML-1M from ../shared/data when present, else a synthetic file of 996,000
+# ratings (6000 users x 166, seed 7) written into DIR. Prints its path.
+default_data() {
+  local data=../shared/data/ml-1m/ratings.csv
+  if [ ! -r "$data" ]; then
+    data="$1/synthetic.csv"
+    awk 'BEGIN { srand(7); print "user,item,rating";
+      for (u = 1; u <= 6000; u++) for (j = 0; j < 166; j++)
+        print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$data"
+  fi
+  echo "$data"
+}

@@ -23,6 +23,21 @@ awk 'BEGIN { print "user,item,rating"; for (u = 1; u <= 40; u++)
 N=400
 "$BIN" produce ratings --data "$TMP/ratings.csv" >/dev/null 2>&1 || fail "produce ratings"
 receipt() { grep " receipt $1 " "$TMP/receipts" | head -1; }
+# stop_clean: SIGTERM, exit 0.
+stop_clean() { local rc=0; stop_worker TERM || rc=$?; [ "$rc" -eq 0 ] || fail "worker exit $rc"; }
+# at_most_twice REGEX: no request whose id matches has more than 2 receipts.
+at_most_twice() {
+  "$BIN" consume --topic forget-receipts >"$TMP/receipts" 2>/dev/null || true
+  awk -v re="$1" '$0 ~ " receipt " re " " { for (i = 1; i <= NF; i++) if ($i == "receipt") n[$(i + 1)]++ }
+    END { for (id in n) if (n[id] > 2) { print id ": " n[id]; bad = 1 }; exit bad }' \
+    "$TMP/receipts" || fail "a request receipted more than twice"
+}
+# exactly_once: every partition applied as many ratings as its stored offset.
+exactly_once() {
+  state >"$TMP/state"
+  awk '/^partition=/ { split($2, a, "="); split($9, o, "="); if (a[2] != o[2]) bad = 1 }
+       END { exit bad }' "$TMP/state" || fail "a rating lost or applied twice: $(cat "$TMP/state")"
+}
 expect_receipt() { # id field=value...
   local id="$1" line; shift
   line=$(receipt "$id")
@@ -64,9 +79,7 @@ curl -fsS --max-time 5 "http://127.0.0.1:$PORT/metrics" >"$TMP/metrics"
 grep -qx 'unlearnd_erasure_beyond_retention_total 2' "$TMP/metrics" ||
   fail "erasure counter: $(grep erasure "$TMP/metrics")"
 state --user 4 --history | grep -q '^hist item=[79] ' && fail "user 4 still remembers 7 or 9"
-rc=0
-stop_worker TERM || rc=$?
-[ "$rc" -eq 0 ] || fail "edge worker exit $rc"
+stop_clean
 echo "ok: edge cases receipted exactly"
 
 # ---- 2. killed while a cycle is out ----------------------------------------
@@ -101,27 +114,20 @@ start_worker after-kill --retention.per.user 5 --kafka.group.id after-kill
 wait_for 60 "the requests after SIGKILL" total_is forget_completed 36
 [ "$(total forgotten)" = 58 ] || fail "forgotten $(total forgotten) after SIGKILL, want 58"
 sleep 1
-rc=0
-stop_worker TERM || rc=$?
-[ "$rc" -eq 0 ] || fail "worker exit $rc"
-"$BIN" consume --topic forget-receipts >"$TMP/receipts" 2>/dev/null || true
+stop_clean
+at_most_twice '[ks]-[0-9]+'
 for u in $(seq 11 30); do
   expect_receipt "k-$u" forgotten=2 requested=2
 done
 for u in $(seq 31 40); do
   expect_receipt "s-$u" forgotten=1 requested=1
 done
-awk '/ receipt [ks]-[0-9]+ / { for (i = 1; i <= NF; i++) if ($i == "receipt") n[$(i + 1)]++ }
-  END { for (id in n) if (n[id] > 2) { print id ": " n[id]; bad = 1 }; exit bad }' \
-  "$TMP/receipts" || fail "a request receipted more than twice"
 for u in 11 30; do
   state --user "$u" --history | grep -q '^hist item=[68] ' && fail "user $u remembers F"
 done
 state --user 35 --history | grep -q '^hist item=10 ' && fail "user 35 remembers F"
 [ "$(state --user 35 --history | grep -c '^hist ')" = 4 ] || fail "user 35 lost more than F"
-state >"$TMP/state"
-awk '/^partition=/ { split($2, a, "="); split($9, o, "="); if (a[2] != o[2]) bad = 1 }
-     END { exit bad }' "$TMP/state" || fail "a rating lost or applied twice: $(cat "$TMP/state")"
+exactly_once
 echo "ok: killed during cycles, every request receipted, counts exact"
 
 # ---- 3. requests during rebalances -----------------------------------------
@@ -145,25 +151,16 @@ B=$WORKER_PID
 "$BIN" produce forget --batch "$TMP/reb.batch" >/dev/null 2>&1 || fail "produce rebalance requests"
 wait_for 60 "B's assignment" grep -q 'assigned partition' "$TMP/reb-b.err"
 WORKER_PID=$A
-rc=0
-stop_worker TERM || rc=$?
-[ "$rc" -eq 0 ] || fail "worker A exit $rc"
+stop_clean
 WORKER_PID=$B
 wait "$P" || fail "produce stream"
 wait_for 120 "every rating" total_is applied $((N + 150000))
 wait_for 60 "the rebalance requests" total_is forget_completed 56
 [ "$(total forgotten)" = 98 ] || fail "forgotten $(total forgotten) after the rebalances, want 98"
-rc=0
-stop_worker TERM || rc=$?
-[ "$rc" -eq 0 ] || fail "worker B exit $rc"
-"$BIN" consume --topic forget-receipts >"$TMP/receipts" 2>/dev/null || true
+stop_clean
+at_most_twice 'r-[0-9]+'
 for u in $(seq 21 40); do
   expect_receipt "r-$u" forgotten=2 requested=2
 done
-awk '/ receipt r-[0-9]+ / { for (i = 1; i <= NF; i++) if ($i == "receipt") n[$(i + 1)]++ }
-  END { for (id in n) if (n[id] > 2) { print id ": " n[id]; bad = 1 }; exit bad }' \
-  "$TMP/receipts" || fail "a request receipted more than twice"
-state >"$TMP/state"
-awk '/^partition=/ { split($2, a, "="); split($9, o, "="); if (a[2] != o[2]) bad = 1 }
-     END { exit bad }' "$TMP/state" || fail "a rating lost or applied twice: $(cat "$TMP/state")"
+exactly_once
 echo "ok: 20 requests across a join and a leave, each receipted, counts exact"

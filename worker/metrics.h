@@ -50,11 +50,12 @@
  *                    owned (0 = idle member: still ready).
  *   main loop        metrics_heartbeat(m) once per iteration (each poll), and
  *                    before each long step (loading a shard on assignment,
- *                    each partition's unlearning cycle: cycle.c).
+ *                    starting an unlearning job: cycle.c).
  *   per rating       metrics_add(m, METRICS_RATINGS_APPLIED, 1).
  *   forget request   metrics_add(m, METRICS_FORGET_RECEIVED, 1) when stored
  *                    in the forget buffer; METRICS_FORGET_COMPLETED + n when
- *                    the receipts of a cycle have been produced (cycle.c).
+ *                    the receipts of a cycle's partition have been produced
+ *                    (cycle.c).
  *   dead letter      metrics_inc_dead_letter(m, source_topic, reason) per record
  *                    sent there (publish.c).
  *   checkpoints      METRICS_CHECKPOINTS + 1 per partition checkpoint (here
@@ -63,8 +64,10 @@
  *                    the alert).
  *   factor rows      METRICS_ROWS_PUBLISHED + 1 per periodic row (publish.c).
  *   unlearning cycle metrics_observe_cycle_seconds(m, seconds) per cycle that
- *                    completed requests (unlearning, checkpoint, publishing;
- *                    cycle.c).
+ *                    completed requests (from its snapshot to the publication
+ *                    of its last partition; cycle.c); an ERASURE receipt with
+ *                    beyond_retention > 0: METRICS_ERASURE_BEYOND_RETENTION + 1
+ *                    (cycle.c).
  *   shutdown         http_server_stop(), then metrics_destroy(m).
  */
 #ifndef UL_METRICS_H

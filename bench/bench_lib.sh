@@ -1,9 +1,22 @@
-# bench_lib.sh: what the stream benchmarks share (sourced by bench_stream.sh,
-# bench_scaleout.sh and bench_forget_stall.sh, from the repository's root).
+# bench_lib.sh: what the benchmark scripts share (sourced from the
+# repository's root, not run): a free loopback port, a throwaway
+# redis-server (no persistence) under $TMP whose port it prints (the caller
+# sets TMP and stops the servers), and the default data of the stream
+# benchmarks.
 
 # free_port: a free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_redis: a redis-server on a free port under $TMP; prints the port.
+start_redis() {
+  local port; port=$(free_port)
+  mkdir -p "$TMP/redis-$port"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$TMP/redis-$port" --save '' \
+    --appendonly no --daemonize yes --logfile "$TMP/redis-$port/log" >/dev/null
+  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  echo "$port"
 }
 
 # default_data DIR: the ratings file a benchmark runs on unless given one:

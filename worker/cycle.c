@@ -310,6 +310,8 @@ int cycle_poll(cycle *c, char *errstr, size_t errstr_size) {
 }
 
 void cycle_give_up(cycle *c, int32_t p) {
+    if (c == NULL)
+        return;
     if (c->job != NULL)
         forget_drop_partition(c->job, p);
     for (size_t i = c->next; i < c->n_todo; i++)

@@ -69,7 +69,8 @@ int cycle_poll(cycle *c, char *errstr, size_t errstr_size);
 /* Partition p is being revoked or lost: its part of the job out is dropped
  * and its merged result is not finished here (a revoke's final checkpoint
  * keeps the outbox entry for the next owner; a loss drops it, and the next
- * owner runs the requests again). Never waits for the thread. */
+ * owner runs the requests again). Never waits for the thread. NULL is a
+ * no-op. */
 void cycle_give_up(cycle *c, int32_t p);
 /* Wait for the job out (if any), merge it and finish every partition (at
  * shutdown). UL_ERR_* with errstr like cycle_poll. */

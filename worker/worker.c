@@ -1440,12 +1440,12 @@ void worker_destroy(worker *w) {
     if (w == NULL)
         return;
     http_server_stop(w->http); /* first: it reads w->metrics */
-    cycle_destroy(w->cycles);  /* before the live its job may point into */
     if (w->check_topic)
         rd_kafka_topic_destroy(w->check_topic);
-    for (int a = 0; a < INPUT_N_ASSIGN; a++)
+    for (int a = 0; a < INPUT_N_ASSIGN; a++) /* may revoke: cycle_give_up */
         if (w->consumer[a])
             rd_kafka_destroy(w->consumer[a]);
+    cycle_destroy(w->cycles); /* before the live its job may point into */
     publish_destroy(w->pub);
     live_destroy(w->lv);
     store_destroy(w->st);

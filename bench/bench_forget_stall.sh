@@ -27,6 +27,10 @@
 # everything (the forgotten model), of M1 (the same stream without the
 # burst) and of a stream retrain (the prefill without F, then the same
 # background); each from a fresh broker and Redis (--no-retrain skips both).
+# Item rows reach Redis at row flushes (state format 2, docs/store.md): the
+# models after the stream are exported once the worker stopped cleanly
+# (SIGTERM flushes every row), the one before the burst after the worker
+# idled one rows.flush.interval.ms (10 s) past the prefill.
 # The worker runs with kafka.fetch.wait.max.ms=10: the local broker answers
 # an empty fetch only when that wait expires (docs/broker.md), which at the
 # default 500 ms alone stalls ingestion for ~500 ms twice a second.
@@ -51,7 +55,7 @@ while [ $# -gt 0 ]; do
     --background) BACKGROUND="$2"; shift 2 ;;
     --no-retrain) RETRAIN=0; shift ;;
     --bin) BIN="$2"; shift 2 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "bench_forget_stall: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -149,6 +153,7 @@ run_stream() {
     sleep 0.1
   done
   if [ "$burst" = 1 ]; then
+    sleep 11 # every partition's row flush: Redis holds the replica's item rows
     "$BIN" state "${REDIS[@]}" --export-model "$TMP/before.ulmf" >/dev/null
     python3 - "$mport" "$TMP/samples" <<'EOF' &
 import http.client, sys, time
@@ -191,20 +196,26 @@ EOF
   wait "$BG_PID"; BG_PID=""
   until [ "$(applied)" = "$((n + NBG))" ]; do sleep 0.1; done
 }
+# export NAME: stop the worker cleanly (its final checkpoints flush every
+# row), then export the model from Redis.
+export_model() {
+  kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
+  "$BIN" state "${REDIS[@]}" --export-model "$TMP/$1.ulmf" >/dev/null
+}
 
 echo "data: $DATA; $PARTS partitions, method $METHOD, background $NBG ratings at $RATE/s," \
   "$NREQ forget requests in one burst, $(nproc) cores"
 run_stream forget "$TMP/all.csv" 1
-"$BIN" state "${REDIS[@]}" --export-model "$TMP/forgotten.ulmf" >/dev/null
+export_model forgotten
 "$BIN" consume --topic forget-receipts --count "$NREQ" --timeout-ms 60000 >"$TMP/receipts" 2>/dev/null
 "$BIN" consume --topic forget-requests --count "$NREQ" >"$TMP/requests" 2>/dev/null
 stop_all
 if [ "$RETRAIN" = 1 ]; then
   run_stream m1 "$TMP/all.csv" 0
-  "$BIN" state "${REDIS[@]}" --export-model "$TMP/m1.ulmf" >/dev/null
+  export_model m1
   stop_all
   run_stream retrain "$TMP/retain.csv" 0
-  "$BIN" state "${REDIS[@]}" --export-model "$TMP/retrain.ulmf" >/dev/null
+  export_model retrain
   stop_all
 fi
 

@@ -128,6 +128,14 @@ static shard *stored(pub_fixture *pf, int32_t p) {
     return s;
 }
 
+/* Partition p in Redis holds `pending` requests and completed `completed`. */
+static void expect_stored(pub_fixture *pf, int32_t p, size_t pending, uint64_t completed) {
+    shard *s = stored(pf, p);
+    assert_int_equal(s->n_pending, pending);
+    assert_int_equal(s->meta.forget_completed, completed);
+    shard_destroy(s);
+}
+
 static void nap(void) {
     struct timespec ts = {0, 2000000};
     nanosleep(&ts, NULL);
@@ -189,11 +197,7 @@ static void test_partition_given_up_while_out(void **state) {
     assert_int_equal(live_revoke(r.lv, 1, err, sizeof(err)), UL_OK);
     r.s[1] = NULL;
     poll_until(&r, 0, 1);
-    shard *s = stored(pf, 1); /* the next owner finds the request */
-    assert_int_equal(s->n_pending, 1);
-    assert_int_equal(s->meta.version, 0);
-    assert_int_equal(s->meta.forget_completed, 0);
-    shard_destroy(s);
+    expect_stored(pf, 1, 1, 0); /* the next owner finds the request */
     /* Taken back: the request runs in the next cycle. */
     r.s[1] = live_assign(r.lv, 1, NULL, err, sizeof(err));
     assert_non_null(r.s[1]);
@@ -226,13 +230,8 @@ static void test_fence_moved_while_out(void **state) {
     assert_int_equal(r.failed.calls, 1);
     assert_int_equal(r.failed.p, 0);
     assert_int_equal(r.failed.rc, STORE_ERR_FENCE);
-    shard *s = stored(pf, 0);
-    assert_int_equal(s->n_pending, 1);
-    assert_int_equal(s->meta.forget_completed, 0);
-    shard_destroy(s);
-    s = stored(pf, 1);
-    assert_int_equal(s->meta.forget_completed, 1);
-    shard_destroy(s);
+    expect_stored(pf, 0, 1, 0);
+    expect_stored(pf, 1, 0, 1);
     rig_down(&r);
 }
 

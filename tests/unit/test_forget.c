@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "forget.h"
+#include "forget_run.h"
 #include "live.h"
 #include "publish.h"
 #include "rng.h"
@@ -64,66 +65,13 @@ static live *open_live(store *st, uint32_t retention) {
     return l;
 }
 
-static forget_opts opts(const char *method) {
-    forget_opts o;
-    memset(&o, 0, sizeof(o));
-    o.max_batch = 100;
-    o.method = method;
-    unlearn_params_init(&o.uparams);
-    o.uparams.threads = 1;
-    return o;
-}
-
-/* A request with offset `offset` (its id "req-<offset>"), by items (n > 0)
- * or by window, no wait for ratings (watermark 0). */
+/* Buffer forget_test_request(...) with `reason` in s. */
 static void add_request(shard *s, int64_t offset, int64_t user, const int64_t *items, uint32_t n,
                         int64_t from, int64_t to, int reason) {
-    forget_req fr;
-    memset(&fr, 0, sizeof(fr));
-    fr.offset = offset;
-    fr.user = user;
-    char id[32];
-    snprintf(id, sizeof(id), "req-%lld", (long long)offset);
-    fr.request_id = strdup(id);
-    if (n > 0) {
-        fr.items = malloc(n * sizeof(int64_t));
-        memcpy(fr.items, items, n * sizeof(int64_t));
-        fr.n_items = n;
-    } else {
-        fr.has_window = 1;
-        fr.from = from;
-        fr.to = to;
-    }
+    forget_req fr = forget_test_request(offset, user, items, n, from, to);
     fr.reason = reason;
-    fr.ratings_hwm = 0;
-    fr.unsaved = 1;
     assert_int_equal(shard_pending_add(s, &fr), 0);
     s->meta.forget_received++;
-}
-
-/* A whole cycle on this thread: prepare, compute, merge. Returns the
- * cycles (*n of them; free with free_cycles). */
-static forget_cycle *run(live *l, const char *method, size_t *n) {
-    char err[UL_ERRSTR_SIZE];
-    forget_opts o = opts(method);
-    forget_job *j = NULL;
-    forget_cycle *c = NULL;
-    *n = 0;
-    if (forget_prepare(l, &o, 0, &j, err, sizeof(err)) != UL_OK)
-        fail_msg("prepare: %s", err);
-    if (j == NULL)
-        return NULL;
-    forget_compute(j);
-    if (forget_merge(l, j, 12345, &c, n, err, sizeof(err)) != UL_OK)
-        fail_msg("merge: %s", err);
-    forget_job_free(l, j);
-    return c;
-}
-
-static void free_cycles(forget_cycle *c, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        forget_cycle_free(&c[i]);
-    free(c);
 }
 
 /* Background ratings: users 2..40 of `part` rate items 1..30 ~3. */
@@ -192,7 +140,7 @@ static void test_forget_cycle(void **state) {
     s->meta.next_offset[SHARD_RATINGS] = 10;
 
     size_t n;
-    forget_cycle *c = run(l, "foldin", &n);
+    forget_cycle *c = forget_test_run(l, "foldin", &n);
     assert_int_equal(n, 1);
     assert_int_equal(c[0].n_receipts, 3);
     const codec_receipt *r = c[0].receipts;
@@ -228,7 +176,7 @@ static void test_forget_cycle(void **state) {
     double after = mean_score(l, s, u, 1, 5);
     print_message("mean predicted score of forgotten items: %.3f -> %.3f\n", before, after);
     assert_true(after < before - 0.15);
-    free_cycles(c, n);
+    forget_test_free(c, n);
 
     /* The user's side survives a checkpoint and reload (the items' side
      * travels through item-updates: test_live.c's test_forget_cycle). */
@@ -244,13 +192,13 @@ static void test_forget_cycle(void **state) {
     /* Once the ratings catch up, request 3 runs: its item is forgotten
      * already (the same items twice: not found the second time). */
     s2->meta.next_offset[SHARD_RATINGS] = 1000000;
-    c = run(l2, "foldin", &n);
+    c = forget_test_run(l2, "foldin", &n);
     assert_int_equal(n, 1);
     assert_int_equal(c[0].n_receipts, 1);
     assert_int_equal(c[0].receipts[0].forgotten, 0);
     assert_int_equal(c[0].receipts[0].not_found, 1);
-    free_cycles(c, n);
-    assert_null(run(l2, "foldin", &n)); /* request 4 still waits for its watermark */
+    forget_test_free(c, n);
+    assert_null(forget_test_run(l2, "foldin", &n)); /* request 4 still waits for its watermark */
     live_destroy(l2);
     live_destroy(l);
 }
@@ -277,7 +225,7 @@ static void test_beyond_retention(void **state) {
     add_request(s, 2, u, NULL, 0, 100, 200, CODEC_REASON_ERASURE); /* after everything */
     add_request(s, 3, u, NULL, 0, 0, 1000, CODEC_REASON_MISTAKE);  /* covers all */
     size_t n;
-    forget_cycle *c = run(l, "foldin", &n);
+    forget_cycle *c = forget_test_run(l, "foldin", &n);
     assert_int_equal(n, 1);
     const codec_receipt *r = c[0].receipts;
     assert_int_equal(c[0].n_receipts, 4);
@@ -292,7 +240,7 @@ static void test_beyond_retention(void **state) {
     assert_int_equal(r[3].beyond_retention, 5);
     assert_int_equal(c[0].reasons[0], CODEC_REASON_ERASURE);
     assert_int_equal(c[0].reasons[3], CODEC_REASON_MISTAKE);
-    free_cycles(c, n);
+    forget_test_free(c, n);
     live_destroy(l);
 }
 
@@ -319,7 +267,7 @@ static void test_job_spans_partitions(void **state) {
     memcpy(row1, rowset_row(s1->users, x1), sizeof(row1));
     int64_t count1 = count_of(l, 1);
 
-    forget_opts o = opts("foldin");
+    forget_opts o = forget_test_opts("foldin");
     forget_job *j = NULL;
     assert_int_equal(forget_prepare(l, &o, 0, &j, err, sizeof(err)), UL_OK);
     assert_non_null(j);
@@ -347,7 +295,7 @@ static void test_job_spans_partitions(void **state) {
     assert_int_equal(h->v[h->start + h->n - 1].item, 20);
     /* Only partition 0's forgotten rating left item 1's count. */
     assert_int_equal(count_of(l, 1), count1 - 1);
-    free_cycles(c, n);
+    forget_test_free(c, n);
     live_destroy(l);
 }
 
@@ -384,7 +332,7 @@ static void test_merge_keeps_online_steps(void **state) {
     float r0[1 + K], r_online[1 + K], r_cycle[1 + K], r_both[1 + K];
     memcpy(r0, rowset_row(sa->users, rowset_find(sa->users, u)), sizeof(r0));
 
-    forget_opts o = opts("foldin");
+    forget_opts o = forget_test_opts("foldin");
     forget_job *j = NULL;
     forget_cycle *c = NULL;
     size_t n = 0;
@@ -393,11 +341,11 @@ static void test_merge_keeps_online_steps(void **state) {
     forget_compute(j);
     assert_int_equal(forget_merge(a, j, 1, &c, &n, err, sizeof(err)), UL_OK);
     forget_job_free(a, j);
-    free_cycles(c, n);
+    forget_test_free(c, n);
     memcpy(r_both, rowset_row(sa->users, rowset_find(sa->users, u)), sizeof(r_both));
 
-    c = run(b, "foldin", &n); /* the same job, nothing meanwhile */
-    free_cycles(c, n);
+    c = forget_test_run(b, "foldin", &n); /* the same job, nothing meanwhile */
+    forget_test_free(c, n);
     memcpy(r_cycle, rowset_row(sb->users, rowset_find(sb->users, u)), sizeof(r_cycle));
     for (int f = 0; f < 1 + K; f++) {
         float want = r0[f] + (r_online[f] - r0[f]) + (r_cycle[f] - r0[f]);
@@ -422,7 +370,7 @@ static void test_failed_method(void **state) {
     add_request(s, 0, u, items, 1, 0, 0, CODEC_REASON_MISTAKE);
     int32_t x = rowset_find(s->users, u);
     uint32_t n_hist = shard_hist(s, x)->n;
-    forget_opts o = opts("no-such-method");
+    forget_opts o = forget_test_opts("no-such-method");
     forget_job *j = NULL;
     forget_cycle *c = NULL;
     size_t n = 0;

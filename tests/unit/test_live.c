@@ -36,6 +36,7 @@
 
 #include "codec.h"
 #include "forget.h"
+#include "forget_run.h"
 #include "live.h"
 #include "publish.h"
 #include "rng.h"
@@ -512,61 +513,6 @@ static void test_row_flush_exact(void **state) {
     bus_close(b);
 }
 
-static forget_req request(int64_t offset, int64_t user, const int64_t *items, uint32_t n,
-                          int64_t from, int64_t to) {
-    forget_req fr;
-    memset(&fr, 0, sizeof(fr));
-    fr.offset = offset;
-    fr.user = user;
-    char id[32];
-    snprintf(id, sizeof(id), "req-%lld", (long long)offset);
-    fr.request_id = strdup(id);
-    if (n > 0) {
-        fr.items = malloc(n * sizeof(int64_t));
-        memcpy(fr.items, items, n * sizeof(int64_t));
-        fr.n_items = n;
-    } else {
-        fr.has_window = 1;
-        fr.from = from;
-        fr.to = to;
-    }
-    fr.ratings_hwm = 0; /* no wait */
-    fr.unsaved = 1;
-    return fr;
-}
-
-/* One whole unlearning cycle on this thread (forget.h: prepare, compute,
- * merge) with foldin; *out = the cycle of partition 0, NULL when nothing
- * was eligible. Returns the cycles to free (free_cycles). */
-static forget_cycle *run_cycle(live *l, forget_cycle **out, size_t *n) {
-    char err[UL_ERRSTR_SIZE];
-    forget_opts o = {.max_batch = 100, .method = "foldin"};
-    unlearn_params_init(&o.uparams);
-    o.uparams.threads = 1;
-    forget_job *j = NULL;
-    forget_cycle *c = NULL;
-    *n = 0;
-    *out = NULL;
-    if (forget_prepare(l, &o, 0, &j, err, sizeof(err)) != UL_OK)
-        fail_msg("prepare: %s", err);
-    if (j == NULL)
-        return NULL;
-    forget_compute(j);
-    if (forget_merge(l, j, 12345, &c, n, err, sizeof(err)) != UL_OK)
-        fail_msg("merge: %s", err);
-    forget_job_free(l, j);
-    for (size_t i = 0; i < *n; i++)
-        if (c[i].partition == 0)
-            *out = &c[i];
-    return c;
-}
-
-static void free_cycles(forget_cycle *c, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        forget_cycle_free(&c[i]);
-    free(c);
-}
-
 static void test_forget_cycle(void **state) {
     fixture *fx = need_redis(state);
     bus *b = bus_open();
@@ -600,10 +546,10 @@ static void test_forget_cycle(void **state) {
     float bias3 = live_item_row(l, 3)[ROWS_BIAS];
 
     int64_t items[] = {1, 2, 3};
-    forget_req a = request(0, 100, items, 3, 0, 0);
-    forget_req bq = request(1, 100, NULL, 0, 5004, 5005); /* items 4, 5 by time */
-    forget_req c = request(2, 777, items, 3, 0, 0);       /* never seen */
-    forget_req d = request(3, 100, items, 1, 0, 0);
+    forget_req a = forget_test_request(0, 100, items, 3, 0, 0);
+    forget_req bq = forget_test_request(1, 100, NULL, 0, 5004, 5005); /* items 4, 5 by time */
+    forget_req c = forget_test_request(2, 777, items, 3, 0, 0);       /* never seen */
+    forget_req d = forget_test_request(3, 100, items, 1, 0, 0);
     d.ratings_hwm = 1000000; /* waits for ratings not applied yet */
     assert_int_equal(shard_pending_add(s, &a), 0);
     assert_int_equal(shard_pending_add(s, &bq), 0);
@@ -612,11 +558,10 @@ static void test_forget_cycle(void **state) {
     s->meta.next_offset[SHARD_RATINGS] = 10;
     s->meta.forget_received = 4;
 
-    forget_cycle *out;
     size_t n;
-    forget_cycle *all = run_cycle(l, &out, &n);
+    forget_cycle *all = forget_test_run(l, "foldin", &n);
     assert_int_equal(n, 1);
-    assert_non_null(out);
+    forget_cycle *out = &all[0];
     assert_int_equal(out->n_receipts, 3);
     assert_string_equal(out->receipts[0].request_id, "req-0");
     assert_int_equal(out->receipts[0].forgotten, 9);
@@ -646,7 +591,7 @@ static void test_forget_cycle(void **state) {
      * item rows), in the replica now and at its home after the delivery. */
     assert_int_equal(count_of(l, 3), c3 - 3);
     assert_true(live_item_row(l, 3)[ROWS_BIAS] != bias3);
-    free_cycles(all, n);
+    forget_test_free(all, n);
 
     /* The cycle's result survives a checkpoint and reload. */
     round_trip(b, l);
@@ -667,12 +612,13 @@ static void test_forget_cycle(void **state) {
     }
     /* Once the ratings catch up, d runs: its items are already forgotten. */
     s2->meta.next_offset[SHARD_RATINGS] = 1000000;
-    all = run_cycle(l2, &out, &n);
-    assert_non_null(out);
+    all = forget_test_run(l2, "foldin", &n);
+    assert_int_equal(n, 1);
+    out = &all[0];
     assert_int_equal(out->n_receipts, 1);
     assert_int_equal(out->receipts[0].forgotten, 0);
-    free_cycles(all, n);
-    assert_null(run_cycle(l2, &out, &n));
+    forget_test_free(all, n);
+    assert_null(forget_test_run(l2, "foldin", &n));
     live_destroy(l2);
     live_destroy(l);
     bus_close(b);

@@ -45,6 +45,7 @@ typedef struct rig {
     publisher *pub;
     cycle *c;
     ckpt_fail failed;
+    uint64_t applied0; /* partition 0's applied count when the cycle started */
 } rig;
 
 static int64_t user_in(int32_t p, int64_t from) {
@@ -110,6 +111,17 @@ static void rig_up(pub_fixture *pf, rig *r) {
     assert_non_null(r->c);
 }
 
+/* rig_up on the test's fixture, then the first cycle started. */
+static pub_fixture *rig_start(void **state, rig *r) {
+    pub_fixture *pf = *state;
+    need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    rig_up(pf, r);
+    r->applied0 = r->s[0]->meta.applied;
+    assert_int_equal(cycle_start(r->c, err, sizeof(err)), UL_OK);
+    return pf;
+}
+
 static void rig_down(rig *r) {
     cycle_destroy(r->c);
     publish_flush(r->pub, 10000);
@@ -157,16 +169,12 @@ static void poll_until(rig *r, int32_t p, uint64_t want) {
 }
 
 static void test_cycle_publishes_then_deletes(void **state) {
-    pub_fixture *pf = *state;
-    need_redis(state);
     char err[UL_ERRSTR_SIZE];
     rig r;
-    rig_up(pf, &r);
-    uint64_t applied = r.s[0]->meta.applied;
-    assert_int_equal(cycle_start(r.c, err, sizeof(err)), UL_OK);
+    pub_fixture *pf = rig_start(state, &r);
     poll_until(&r, 0, 1);
     poll_until(&r, 1, 1);
-    assert_true(r.s[0]->meta.applied > applied); /* ratings went on meanwhile */
+    assert_true(r.s[0]->meta.applied > r.applied0); /* ratings went on meanwhile */
     for (int p = 0; p < 2; p++) { /* checkpointed with its outbox entry before publishing */
         shard *s = stored(pf, p);
         assert_int_equal(s->meta.forget_completed, 1);
@@ -187,12 +195,9 @@ static void test_cycle_publishes_then_deletes(void **state) {
 }
 
 static void test_partition_given_up_while_out(void **state) {
-    pub_fixture *pf = *state;
-    need_redis(state);
     char err[UL_ERRSTR_SIZE];
     rig r;
-    rig_up(pf, &r);
-    assert_int_equal(cycle_start(r.c, err, sizeof(err)), UL_OK);
+    pub_fixture *pf = rig_start(state, &r);
     cycle_give_up(r.c, 1); /* a rebalance while the thread computes */
     assert_int_equal(live_revoke(r.lv, 1, err, sizeof(err)), UL_OK);
     r.s[1] = NULL;
@@ -215,12 +220,9 @@ static void test_partition_given_up_while_out(void **state) {
  * reloads the partition) instead of stopping the cycles; partition 1 is
  * finished as usual and partition 0's request stays in Redis. */
 static void test_fence_moved_while_out(void **state) {
-    pub_fixture *pf = *state;
-    need_redis(state);
     char err[UL_ERRSTR_SIZE];
     rig r;
-    rig_up(pf, &r);
-    assert_int_equal(cycle_start(r.c, err, sizeof(err)), UL_OK);
+    pub_fixture *pf = rig_start(state, &r);
     shard *zombie = shard_new(0, K, 1, 0.1f, 50);
     assert_non_null(zombie);
     assert_int_equal(store_shard_load(pf->fx.st, zombie, err, sizeof(err)), UL_OK); /* takes it */

@@ -19,6 +19,7 @@
 # file. Prints figures; asserts nothing about speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/bench_lib.sh
 BIN=build/unlearnd
 DATA=""
 PARTS=16
@@ -49,17 +50,8 @@ trap cleanup EXIT
 export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
 unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_CLUSTER UNLEARND_REDIS_PASSWORD
 now_ms() { date +%s%3N; }
-source bench/bench_lib.sh
 
-if [ -z "$DATA" ]; then
-  DATA=../shared/data/ml-1m/ratings.csv
-  if [ ! -r "$DATA" ]; then
-    DATA="$TMP/synthetic.csv"
-    awk 'BEGIN { srand(7); print "user,item,rating";
-      for (u = 1; u <= 6000; u++) for (j = 0; j < 166; j++)
-        print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$DATA"
-  fi
-fi
+[ -n "$DATA" ] || DATA=$(default_data "$TMP")
 
 # 80/20 split (seeded awk), then the training ratings in a seeded random order.
 awk -F'[,\t]|::' -v seed="$SEED" -v train="$TMP/train.body" -v test="$TMP/test.csv" '

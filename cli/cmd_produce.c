@@ -23,6 +23,7 @@
 #include "dataset.h"
 #include "kafka.h"
 #include "resolve.h"
+#include "ul_buf.h"
 #include "ul_clock.h"
 #include "ul_err.h"
 #include "worker.h"
@@ -52,7 +53,8 @@ static void print_help(void) {
     printf(
         "Usage: unlearnd produce ratings --data PATH [--rate N] [--limit N] [options]\n"
         "       unlearnd produce forget --user ID (--items A,B,... | --from T --to T)\n"
-        "                               --reason R [--request-id ID] [options]\n\n"
+        "                               --reason R [--request-id ID] [options]\n"
+        "       unlearnd produce forget --batch FILE [options]\n\n"
         "Feeds the input topics like a producer backfilling from a data lake: Avro records\n"
         "in Confluent framing (schema ids from config), keyed by the user id as a decimal\n"
         "string (or Confluent-Avro-serialised with --key.format avro --key.schema.id ID),\n"
@@ -73,7 +75,11 @@ static void print_help(void) {
         "  --from T --to T    or every rating with from <= event_time <= to; T is ms since\n"
         "                     the epoch or YYYY-MM-DDTHH:MM:SS[Z] (UTC)\n"
         "  --reason R         MISTAKE, SOMEONE_ELSE, FAULTY_ACQUISITION, LOST_INTEREST, ERASURE\n"
-        "  --request-id ID    default: generated; printed on stdout either way\n\n"
+        "  --request-id ID    default: generated; printed on stdout either way\n"
+        "  --batch FILE       many requests at once, one per line of FILE (- = stdin), each\n"
+        "                     line holding the options above (e.g. --user 7 --items 1,2\n"
+        "                     --reason MISTAKE); # comments and blank lines skipped; every\n"
+        "                     line is checked before the first request is sent\n\n"
         "Both (another writer schema, as an evolved producer of a data lake writes):\n"
         "  --writer-schema FILE  write the records in this Avro schema (a Rating or a\n"
         "                 ForgetRequest record) instead of ours: fields matched by name,\n"
@@ -546,12 +552,13 @@ static int forget_arg(cli_config *cc, const char *k, const char *v, codec_forget
     return 0;
 }
 
-static int parse_forget_args(cli_config *cc, codec_forget *fr, produce_writer *w, char *err,
-                             size_t size) {
+/* One request's options (argv[0..argc), pairs "--key value") into fr. */
+static int parse_forget_args(cli_config *cc, char *const *argv, int argc, codec_forget *fr,
+                             produce_writer *w, char *err, size_t size) {
     int seen = 0;
-    for (int i = 1; i < cc->args.n_rest; i += 2) {
-        const char *v = i + 1 < cc->args.n_rest ? cc->args.rest[i + 1] : NULL;
-        if (forget_arg(cc, cc->args.rest[i], v, fr, w, &seen, err, size))
+    for (int i = 0; i < argc; i += 2) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (forget_arg(cc, argv[i], v, fr, w, &seen, err, size))
             return -1;
     }
     const char *missing =
@@ -572,50 +579,157 @@ static int parse_forget_args(cli_config *cc, codec_forget *fr, produce_writer *w
     return 0;
 }
 
+/* Encode one request and hand it to the producer. */
+static int send_forget(cli_config *cc, const codec *cd, rd_kafka_t *rk, const codec_forget *fr,
+                       produce_writer *w, codec_buf *buf, char *err, size_t size) {
+    char key[CODEC_KEY_MAX];
+    if (codec_encode_forget(cd, fr, buf, err, size) != CODEC_OK ||
+        writer_apply(w, buf, err, size) != UL_OK)
+        return -1;
+    int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
+                              fr->user_id, key, sizeof(key));
+    return kafka_produce(rk, cc->cfg->topic_forget, RD_KAFKA_PARTITION_UA, key, (size_t)klen,
+                         buf->data, buf->len, NULL, -1, err, size) == UL_OK
+               ? 0
+               : -1;
+}
+
+/* --batch FILE: one request per line, its options as on the command line
+ * (blank lines and lines starting with # skipped). Everything is parsed and
+ * encoded before the first record is sent, so a bad line sends nothing. */
+#define BATCH_MAX_TOKENS 16
+
+typedef struct forget_batch {
+    codec_forget *v;
+    size_t n, cap;
+    produce_writer w; /* --writer-schema: one for every request */
+} forget_batch;
+
+static void batch_free(forget_batch *b) {
+    for (size_t i = 0; i < b->n; i++)
+        codec_forget_clear(&b->v[i]);
+    free(b->v);
+}
+
+/* Parse one request's options and add it to b; `where` prefixes an error
+ * ("" on the command line). */
+static int batch_add(cli_config *cc, char *const *argv, int argc, forget_batch *b,
+                     const char *where, char *err, size_t size) {
+    char e[UL_ERRSTR_SIZE];
+    codec_forget *v = ul_grow(b->v, &b->cap, b->n + 1, sizeof(*v));
+    if (v == NULL) {
+        snprintf(err, size, "out of memory");
+        return -1;
+    }
+    b->v = v;
+    codec_forget *fr = &b->v[b->n++];
+    memset(fr, 0, sizeof(*fr));
+    if (parse_forget_args(cc, argv, argc, fr, &b->w, e, sizeof(e)) != 0) {
+        snprintf(err, size, "%s%s", where, e);
+        return -1;
+    }
+    if (b->n > 1 && strncmp(fr->request_id, "fr-", 3) == 0) /* generated: keep them distinct */
+        snprintf(fr->request_id + strlen(fr->request_id),
+                 sizeof(fr->request_id) - strlen(fr->request_id), "-%zu", b->n);
+    return 0;
+}
+
+static int batch_line(cli_config *cc, char *line, size_t lineno, forget_batch *b, char *err,
+                      size_t size) {
+    char *tok[BATCH_MAX_TOKENS], *save = NULL, where[64];
+    int n = 0;
+    for (char *t = strtok_r(line, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save)) {
+        if (n == BATCH_MAX_TOKENS) {
+            snprintf(err, size, "--batch line %zu: more than %d words", lineno, BATCH_MAX_TOKENS);
+            return -1;
+        }
+        tok[n++] = t;
+    }
+    if (n == 0 || tok[0][0] == '#')
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (strncmp(tok[i], "--writer-", 9) == 0) { /* would point into this line's buffer */
+            snprintf(err, size, "--batch line %zu: %s is not supported with --batch", lineno,
+                     tok[i]);
+            return -1;
+        }
+    snprintf(where, sizeof(where), "--batch line %zu: ", lineno);
+    return batch_add(cc, tok, n, b, where, err, size);
+}
+
+static int batch_load(cli_config *cc, const char *path, forget_batch *b, char *err, size_t size) {
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, size, "--batch %s: cannot open it", path);
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    int rc = 0;
+    while (rc == 0 && getline(&line, &cap, f) >= 0)
+        rc = batch_line(cc, line, ++lineno, b, err, size);
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    if (rc == 0 && b->n == 0) {
+        snprintf(err, size, "--batch %s: no requests in it", path);
+        rc = -1;
+    }
+    return rc;
+}
+
 static int produce_forget(cli_config *cc) {
-    char err[UL_ERRSTR_SIZE], key[CODEC_KEY_MAX];
-    codec_forget fr;
+    char err[UL_ERRSTR_SIZE];
+    forget_batch b = {.w = {NULL, -1, NULL, {0}}};
     codec_buf buf = {0};
-    produce_writer w = {NULL, -1, NULL, {0}};
-    memset(&fr, 0, sizeof(fr));
     produce_ctx ctx = {cc->log, 0, 0, ""};
     rd_kafka_t *rk = NULL;
     int rc = CLI_EXIT_OK;
+    char *const *argv = cc->args.rest + 1;
+    int argc = cc->args.n_rest - 1;
     codec *cd = worker_codec_new(cc->cfg, err, sizeof(err));
     if (cd == NULL) {
         rc = cli_fail("produce", err);
         goto done;
     }
-    if (parse_forget_args(cc, &fr, &w, err, sizeof(err)) != 0 ||
-        writer_open(&w, "forget_request", err, sizeof(err)) != UL_OK ||
-        codec_encode_forget(cd, &fr, &buf, err, sizeof(err)) != CODEC_OK ||
-        writer_apply(&w, &buf, err, sizeof(err)) != UL_OK) {
+    int parsed = argc == 2 && strcmp(argv[0], "--batch") == 0
+                     ? batch_load(cc, argv[1], &b, err, sizeof(err))
+                     : batch_add(cc, argv, argc, &b, "", err, sizeof(err));
+    if (parsed == 0 && writer_open(&b.w, "forget_request", err, sizeof(err)) != UL_OK)
+        parsed = -1;
+    for (size_t i = 0; parsed == 0 && i < b.n; i++)
+        if (codec_encode_forget(cd, &b.v[i], &buf, err, sizeof(err)) != CODEC_OK ||
+            writer_apply(&b.w, &buf, err, sizeof(err)) != UL_OK)
+            parsed = -1;
+    if (parsed != 0) {
         rc = cli_usage_error("produce", err);
         goto done;
     }
     rk = make_producer(cc->cfg, &ctx, cc->cfg->topic_forget, err, sizeof(err));
-    int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
-                              fr.user_id, key, sizeof(key));
-    if (rk == NULL ||
-        kafka_produce(rk, cc->cfg->topic_forget, RD_KAFKA_PARTITION_UA, key, (size_t)klen, buf.data,
-                      buf.len, NULL, -1, err, sizeof(err)) != UL_OK) {
+    for (size_t i = 0; rk && i < b.n; i++)
+        if (send_forget(cc, cd, rk, &b.v[i], &b.w, &buf, err, sizeof(err)) != 0) {
+            rc = cli_fail("produce", err);
+            goto done;
+        }
+    if (rk == NULL) {
         rc = cli_fail("produce", err);
         goto done;
     }
-    rc = finish("forget requests", rk, &ctx, 1);
-    if (rc == CLI_EXIT_OK) {
-        printf("%s\n", fr.request_id);
+    rc = finish("forget requests", rk, &ctx, b.n);
+    for (size_t i = 0; rc == CLI_EXIT_OK && i < b.n; i++) {
+        const codec_forget *fr = &b.v[i];
+        printf("%s\n", fr->request_id);
         log_info(cc->log, "produce", "forget request %s for user %" PRId64 " (%s, %s) sent to %s",
-                 fr.request_id, fr.user_id, codec_reason_name(fr.reason),
-                 fr.has_window ? "time window" : "item list", cc->cfg->topic_forget);
+                 fr->request_id, fr->user_id, codec_reason_name(fr->reason),
+                 fr->has_window ? "time window" : "item list", cc->cfg->topic_forget);
     }
 done:
     if (rk)
         rd_kafka_destroy(rk);
     codec_buf_free(&buf);
-    codec_forget_clear(&fr);
+    batch_free(&b);
     codec_destroy(cd);
-    writer_close(&w);
+    writer_close(&b.w);
     return rc;
 }
 

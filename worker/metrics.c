@@ -46,6 +46,10 @@ static const counter_def counter_defs[METRICS_N_COUNTERS] = {
     [METRICS_CHECKPOINTS] = {NULL, "partition checkpoints"},
     [METRICS_DEAD_LETTERS] = {NULL, "records dead-lettered (exported by reason)"},
     [METRICS_ROWS_PUBLISHED] = {NULL, "factor rows published periodically"},
+    [METRICS_ERASURE_BEYOND_RETENTION] = {"erasure_beyond_retention_total",
+                                          "ERASURE forget requests that reached ratings older "
+                                          "than the retained history (the model may still "
+                                          "carry them)."},
 };
 
 static const double cycle_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};

@@ -966,7 +966,7 @@ static int open_consumers(worker *w, char *errstr, size_t errstr_size) {
     g.rebalance = rebalance_cb;
     g.committed = commit_cb;
     if ((w->consumer[INPUT_GROUP] =
-             kafka_client_new(w->cfg, KAFKA_CONSUMER, &w->log, &g, errstr, errstr_size)) == NULL ||
+             kafka_client_new(w->cfg, KAFKA_INGEST, &w->log, &g, errstr, errstr_size)) == NULL ||
         (w->consumer[INPUT_ALONGSIDE] =
              kafka_client_new(w->cfg, KAFKA_ASSIGNED, &w->log, &h, errstr, errstr_size)) == NULL ||
         (w->consumer[INPUT_ALL] =

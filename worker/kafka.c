@@ -49,8 +49,9 @@ static const role_default assigned_defaults[] = {
  * hard-coded 1 s (fetch.queue.backoff.ms, librdkafka #2879, arrived in 2.1).
  * The fetcher outruns the worker, so the queue always reaches the limit;
  * the worker idles unless the limit holds more than it applies in that
- * second. 1,000,000 queued ratings cover 1 s at the ingest target (about
- * 100 MB of queue at ML-1M record sizes, see docs/operations.md);
+ * second. 1,000,000 queued ratings cover 1 s at the ingest target; they cost
+ * ~200 bytes each (librdkafka's per-message op, whatever the record size:
+ * ML-1M's worker peaks at ~320 MB against ~110 MB, docs/operations.md);
  * with librdkafka's 100,000 ML-1M ingest idled ~1 s after every ~120k ratings
  * (debug=fetch: "queued.min.messages exceeded"). The byte bound
  * keeps larger records from filling memory (64 MiB of payload); one fetch

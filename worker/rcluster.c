@@ -91,7 +91,7 @@ struct rcluster {
     void (*wait_fn)(void *, int);
     void *wait_ctx;
     int wait_depth; /* nested waits (a reply inside a retry): wait_fn on 0 <-> 1 only */
-    int cluster; /* 1: Redis Cluster, 0: one plain Redis */
+    int cluster;    /* 1: Redis Cluster, 0: one plain Redis */
     rc_node **nodes;
     int n_nodes, cap_nodes;
     rc_node *slots[RCLUSTER_SLOTS];

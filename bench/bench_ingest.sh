@@ -39,14 +39,9 @@ CONSUME="$(dirname "$BIN")/bench_consume"
 [ -r "$DATA" ] || { echo "bench_ingest: $DATA not readable (ML-1M): nothing to measure"; exit 0; }
 TMP="$(mktemp -d)"
 BROKER_PID="" WORKER_PID="" REDIS_PORT=""
-cleanup() {
-  for pid in $WORKER_PID $BROKER_PID; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  [ -n "$REDIS_PORT" ] && redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-  [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
 # shellcheck source=bench/bench_lib.sh
 . bench/bench_lib.sh
+trap bench_cleanup EXIT
 export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
 unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_CLUSTER UNLEARND_REDIS_PASSWORD
 now_ms() { date +%s%3N; }

@@ -1,8 +1,8 @@
 # bench_lib.sh: what the benchmark scripts share (sourced from the
 # repository's root, not run): a free loopback port, a throwaway
 # redis-server (no persistence) under $TMP whose port it prints (the caller
-# sets TMP and stops the servers), the path of a data set by name and the
-# default data of the stream benchmarks.
+# sets TMP and stops the servers), the path of a data set by name, the
+# default data of the stream benchmarks and bench_cleanup.
 data_path() { # ml-100k | ml-1m | PATH: the ratings file ($UNLEARND_DATA_DIR or ../shared/data)
   local dir="${UNLEARND_DATA_DIR:-../shared/data}"
   case "$1" in
@@ -39,4 +39,13 @@ default_data() {
         print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$data"
   fi
   echo "$data"
+}
+
+# bench_cleanup: the EXIT trap of a script with one worker, one broker and
+# one redis-server ($WORKER_PID, $BROKER_PID, $REDIS_PORT, each may be
+# empty): stops them and removes $TMP (kept with KEEP=1).
+bench_cleanup() {
+  for pid in $WORKER_PID $BROKER_PID; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  [ -n "$REDIS_PORT" ] && redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
 }

@@ -50,6 +50,13 @@ static const counter_def counter_defs[METRICS_N_COUNTERS] = {
                                           "ERASURE forget requests that reached ratings older "
                                           "than the retained history (the model may still "
                                           "carry them)."},
+    [METRICS_ITEM_UPDATES_IN] = {"item_updates_received_total",
+                                 "Item-updates records of other workers applied to this worker's "
+                                 "replica."},
+    [METRICS_ITEM_UPDATE_AGE_MS] = {"item_updates_age_ms_total",
+                                    "Sum over those records of their age when applied (now - the "
+                                    "record's timestamp), ms: divided by "
+                                    "item_updates_received_total, the mean staleness."},
 };
 
 static const double cycle_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -264,7 +271,8 @@ static int ready_locked(metrics *m, char *why, size_t why_size) {
         missing = "not connected to Redis";
         detail = m->redis_why;
     } else if (waited > METRICS_REDIS_SLOW_S) {
-        snprintf(buf, sizeof(buf), "Redis has not answered a PING for %.1f s", waited);
+        snprintf(buf, sizeof(buf), "a Redis call has waited %.1f s (no reply, or retrying)",
+                 waited);
         missing = buf;
     } else if (m->assigned < 0) {
         missing = "no partition assignment yet (joining the group or rebalancing)";

@@ -102,7 +102,9 @@ void metrics_set_clock(metrics *m, metrics_clock_fn fn, void *opaque);
 /* The worker's counters, each counted once, here (this process since it
  * started; Redis holds the per-partition totals). Those with a name in
  * metrics.c's table are exported; the rest feed the worker's progress log
- * line. */
+ * line. The item-updates pair gives the mean age of another worker's item
+ * changes when this one applies them (the staleness between workers, less
+ * the push interval the change waited before it was sent). */
 typedef enum metrics_counter {
     METRICS_RATINGS_APPLIED = 0,      /* ratings_applied_total */
     METRICS_FORGET_RECEIVED,          /* forget_requests_received_total */
@@ -112,6 +114,8 @@ typedef enum metrics_counter {
     METRICS_DEAD_LETTERS,             /* all dead letters (metrics_inc_dead_letter) */
     METRICS_ROWS_PUBLISHED,           /* factor rows published periodically */
     METRICS_ERASURE_BEYOND_RETENTION, /* erasure_beyond_retention_total */
+    METRICS_ITEM_UPDATES_IN,          /* item_updates_received_total */
+    METRICS_ITEM_UPDATE_AGE_MS,       /* item_updates_age_ms_total */
     METRICS_N_COUNTERS
 } metrics_counter;
 
@@ -178,9 +182,11 @@ void metrics_set_redis_connected(metrics *m, int connected);
  * truncated; NULL = none). */
 void metrics_set_kafka_down(metrics *m, int connected, const char *why);
 void metrics_set_redis_down(metrics *m, int connected, const char *why);
-/* A check of Redis starts (1) or ends (0): while one has waited more than
- * METRICS_REDIS_SLOW_S the worker is not ready (a frozen Redis blocks the
- * check up to redis.timeout.ms before it fails). */
+/* A wait on Redis starts (1) or ends (0): a reply awaited, or a call
+ * retrying (a node down, CLUSTERDOWN, a slot not served); while one has
+ * lasted more than METRICS_REDIS_SLOW_S the worker is not ready (a frozen
+ * Redis blocks a call up to redis.timeout.ms, a retried one lasts up to
+ * redis.retry.ms). */
 void metrics_redis_waiting(metrics *m, int waiting);
 #define METRICS_REDIS_SLOW_S 1.0
 /* Partitions owned after the last assignment; -1 = none known (starting,

@@ -859,6 +859,12 @@ static int on_item_updates(worker *w, shard *s, const rd_kafka_message_t *rkm, c
                            size_t size) {
     (void)s;
     int rc = codec_decode_item_updates(w->codec, rkm->payload, rkm->len, &w->upd, err, size);
+    if (rc == CODEC_OK && (uint64_t)w->upd.instance != live_instance(w->lv)) {
+        int64_t ts = rd_kafka_message_timestamp(rkm, NULL), now = ul_clock_wall_ms();
+        metrics_add(w->metrics, METRICS_ITEM_UPDATES_IN, 1);
+        metrics_add(w->metrics, METRICS_ITEM_UPDATE_AGE_MS,
+                    ts > 0 && now > ts ? (uint64_t)(now - ts) : 0);
+    }
     if (rc == CODEC_OK)
         rc = live_item_updates(w->lv, rkm->partition, rkm->offset, &w->upd, err, size);
     else
@@ -1029,7 +1035,8 @@ static int open_store(worker *w, char *errstr, size_t errstr_size) {
     so.wait_fn = store_waiting; /* /readyz: Redis silent for long, whatever the call */
     so.wait_ctx = w->metrics;
     w->st = store_connect(&so, errstr, errstr_size);
-    if (w->st == NULL)
+    /* every primary answers before we say connected (the slot map came from one seed) */
+    if (w->st == NULL || store_ping(w->st, errstr, errstr_size) != UL_OK)
         return UL_ERR_IO;
     metrics_set_redis_connected(w->metrics, 1);
     if (store_is_cluster(w->st))
@@ -1049,7 +1056,7 @@ static int open_consumers(worker *w, char *errstr, size_t errstr_size) {
     g.rebalance = rebalance_cb;
     g.committed = commit_cb;
     if ((w->consumer[INPUT_GROUP] =
-             kafka_client_new(w->cfg, KAFKA_CONSUMER, &w->log, &g, errstr, errstr_size)) == NULL ||
+             kafka_client_new(w->cfg, KAFKA_INGEST, &w->log, &g, errstr, errstr_size)) == NULL ||
         (w->consumer[INPUT_ALONGSIDE] =
              kafka_client_new(w->cfg, KAFKA_ASSIGNED, &w->log, &h, errstr, errstr_size)) == NULL ||
         (w->consumer[INPUT_ALL] =

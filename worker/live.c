@@ -10,6 +10,7 @@
  * rating's. */
 #include "live.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,11 @@ struct live {
     int k;
     float mean, rmin, rmax;
     int32_t n_parts;
-    rowset *base;     /* ul:items: item rows */
-    rowset **foreign; /* per partition, deltas of partitions not owned; NULL when owned */
-    shard **shards;   /* per partition, NULL when not owned */
-    rowset *eff;      /* effective item rows */
+    rowset *base;        /* ul:items: item rows */
+    rowset **foreign;    /* per partition, deltas of partitions not owned; NULL when owned */
+    shard **shards;      /* per partition, NULL when not owned */
+    rowset *eff;         /* effective item rows */
+    rowset *item_passes; /* contract: replaced by state2. Item id -> passes (1 float) */
 };
 
 void live_opts_init(live_opts *opts) {
@@ -38,6 +40,10 @@ void live_opts_init(live_opts *opts) {
     mf_params_init(&mp);
     opts->k = mp.k;
     opts->lr = mp.lr;
+    opts->train_lr = 0.1f; /* core's trainer schedule (perf13's mf_params_init) */
+    opts->train_lr_decay = 0.79f;
+    opts->train_lr_min = 0.0f;
+    opts->rewarm = 1;
     opts->reg = mp.reg;
     opts->reg_bias = mp.reg_bias;
     opts->init_std = mp.init_std;
@@ -166,7 +172,9 @@ live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *err
     l->shards = calloc((size_t)n_partitions, sizeof(*l->shards));
     l->base = rowset_new(rows_dim(ROWS_ITEM, l->k));
     l->eff = rowset_new(rows_dim(ROWS_ITEM, l->k));
-    if (l->foreign == NULL || l->shards == NULL || l->base == NULL || l->eff == NULL)
+    l->item_passes = rowset_new(1);
+    if (l->foreign == NULL || l->shards == NULL || l->base == NULL || l->eff == NULL ||
+        l->item_passes == NULL)
         goto oom;
     if (store_items_load(st, l->base, errstr, errstr_size) != UL_OK)
         goto fail;
@@ -200,6 +208,7 @@ void live_destroy(live *l) {
     free(l->shards);
     rowset_destroy(l->base);
     rowset_destroy(l->eff);
+    rowset_destroy(l->item_passes);
     free(l);
 }
 
@@ -373,34 +382,101 @@ oom:
     return UL_ERR_NOMEM;
 }
 
-int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float rating,
-                      int64_t time_ms) {
-    int k = l->k;
-    int32_t ui = shard_user(s, user);
-    int32_t ei = eff_item(l, item);
-    int32_t di = rowset_insert(s->deltas, item, NULL);
-    if (ui < 0 || ei < 0 || di < 0)
-        return UL_ERR_NOMEM;
-    float *irow = rowset_row(l->eff, ei);
-    int vdim = rows_vector_dim(k), count = rows_count_index(k);
-    float before[512]; /* the item's vector before the step; on the heap for a large k */
+/* contract: replaced by state2 (from here to live_apply_rating). */
+
+/* The training rate of a row that has had `passes` passes. */
+static float row_lr(const live *l, float passes) {
+    float lr = l->o.train_lr * powf(l->o.train_lr_decay, passes);
+    return lr > l->o.train_lr_min ? lr : l->o.train_lr_min;
+}
+
+/* One step at each row's own rate: the pair steps at the larger rate and
+ * the other row's change is scaled down to its rate (each row's change is
+ * linear in its rate, and both are computed from the old values). */
+static float step_two_rates(live *l, mf_model *m, float *urow, float *irow, float rating,
+                            float lr_u, float lr_i) {
+    int vdim = rows_vector_dim(l->k);
+    float lr = lr_u > lr_i ? lr_u : lr_i;
+    float *scaled = lr_u > lr_i ? irow : urow;
+    float scale = lr > 0.0f ? (lr_u > lr_i ? lr_i : lr_u) / lr : 0.0f;
+    float before[512]; /* the scaled row before the step; on the heap for a large k */
     float *old = vdim <= 512 ? before : malloc((size_t)vdim * sizeof(float));
     if (old == NULL)
-        return UL_ERR_NOMEM;
-    memcpy(old, irow, (size_t)vdim * sizeof(float));
-    mf_model m = rows_pair_model(rowset_row(s->users, ui), irow, k, l->mean, l->rmin, l->rmax);
-    mf_sgd_step(&m, 0, 0, rating, l->o.lr, l->o.reg, l->o.reg_bias);
-    float *drow = rowset_row(s->deltas, di);
+        return NAN;
+    memcpy(old, scaled, (size_t)vdim * sizeof(float));
+    float err = mf_sgd_step(m, 0, 0, rating, lr, l->o.reg, l->o.reg_bias);
     for (int f = 0; f < vdim; f++)
-        drow[f] += irow[f] - old[f];
-    drow[count] += 1.0f;
-    irow[count] += 1.0f;
+        scaled[f] = old[f] + scale * (scaled[f] - old[f]);
     if (old != before)
         free(old);
-    rowset_mark_dirty(s->users, ui);
-    rowset_mark_dirty(s->deltas, di);
-    rowset_mark_publish(s->users, ui);
+    return err;
+}
+
+/* The shard whose delta takes an item change of class cls made in s. */
+static shard *delta_owner(live *l, shard *s, int64_t item, shard_class cls) {
+    shard *home = l->shards[rows_item_partition(item, l->n_parts)];
+    return cls == SHARD_TRAINING && home ? home : s;
+}
+
+/* A new rating enters a row of n ratings (counting it) with 0 passes; the
+ * row's training rate stays the mean of its ratings' rates:
+ * decay^passes' = ((n-1) decay^passes + 1) / n. */
+static void rewarm(const live *l, float *passes, float n) {
+    float d = l->o.train_lr_decay;
+    if (n < 1.0f || *passes <= 0.0f || l->o.rewarm == 0 || d >= 1.0f)
+        return;
+    if (l->o.rewarm == 2) /* measurement only: the mean of the passes instead */
+        *passes *= (n - 1.0f) / n;
+    else
+        *passes = logf(((n - 1.0f) * powf(d, *passes) + 1.0f) / n) / logf(d);
+}
+
+float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shard_class cls) {
+    int vdim = rows_vector_dim(l->k), count = rows_count_index(l->k);
+    hist *h = shard_hist(s, uidx);
+    int32_t ei = eff_item(l, item), pi = rowset_insert(l->item_passes, item, NULL);
+    shard *ds = delta_owner(l, s, item, cls);
+    int32_t di = rowset_insert(ds->deltas, item, NULL);
+    if (h == NULL || ei < 0 || pi < 0 || di < 0)
+        return NAN;
+    float *irow = rowset_row(l->eff, ei), *urow = rowset_row(s->users, uidx);
+    float *pu = &s->user_passes[uidx], *pv = rowset_row(l->item_passes, pi);
+    float before[512]; /* the item's vector before the step, for the delta */
+    float *old = vdim <= 512 ? before : malloc((size_t)vdim * sizeof(float));
+    if (old == NULL)
+        return NAN;
+    memcpy(old, irow, (size_t)vdim * sizeof(float));
+    mf_model m = rows_pair_model(urow, irow, l->k, l->mean, l->rmin, l->rmax);
+    float err, nu = (float)h->n, ni = irow[count];
+    if (cls == SHARD_EVENT) { /* today's online step; the new rating re-warms its rows */
+        err = mf_sgd_step(&m, 0, 0, rating, l->o.lr, l->o.reg, l->o.reg_bias);
+        rewarm(l, pu, nu + (float)(h->n < s->retention));
+        rewarm(l, pv, ni + 1.0f);
+    } else {
+        err = step_two_rates(l, &m, urow, irow, rating, row_lr(l, *pu), row_lr(l, *pv));
+        *pu += nu >= 1.0f ? 1.0f / nu : 1.0f;
+        *pv += ni >= 1.0f ? 1.0f / ni : 1.0f;
+    }
+    float *drow = rowset_row(ds->deltas, di);
+    for (int f = 0; f < vdim; f++)
+        drow[f] += irow[f] - old[f];
+    if (old != before)
+        free(old);
+    shard_mark_user(s, uidx, cls);
+    rowset_mark_dirty(ds->deltas, di);
     rowset_mark_publish(l->eff, ei);
+    return err;
+}
+
+int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float rating,
+                      int64_t time_ms) {
+    int32_t ui = shard_user(s, user);
+    if (ui < 0 || isnan(live_sgd(l, s, ui, item, rating, SHARD_EVENT)))
+        return UL_ERR_NOMEM;
+    int count = rows_count_index(l->k);
+    int32_t ei = rowset_find(l->eff, item), di = rowset_find(s->deltas, item);
+    rowset_row(l->eff, ei)[count] += 1.0f;
+    rowset_row(s->deltas, di)[count] += 1.0f;
     hist_entry e = {item, time_ms, rating};
     if (shard_hist_append(s, ui, &e) != 0)
         return UL_ERR_NOMEM;

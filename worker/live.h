@@ -28,13 +28,20 @@
 
 typedef struct live_opts {
     int k;                   /* used when Redis holds no model yet (default 64) */
-    float lr, reg, reg_bias; /* online SGD step */
+    float lr, reg, reg_bias; /* online SGD step of an event (reg, reg_bias: training's too) */
     float init_std;          /* std of initial factors of unseen users/items */
     uint64_t seed;           /* initial rows are drawn from (seed, id) */
     uint32_t retention;      /* ratings kept per user */
     float rating_min, rating_max;
     const char *method; /* unlearning method name (borrowed; unlearn_method_default()) */
     unlearn_params uparams;
+    /* contract: replaced by state2. Training's per-row schedule (core's
+     * trainer schedule applied per row): a row that has had `passes` passes
+     * over its ratings trains at max(train_lr * train_lr_decay^passes,
+     * train_lr_min). `rewarm`: 1 (default) the rule of live_sgd; 0 none and
+     * 2 the mean of passes, for measurements (bench/bench_train.c). */
+    float train_lr, train_lr_decay, train_lr_min;
+    int rewarm;
 } live_opts;
 
 void live_opts_init(live_opts *opts);
@@ -70,6 +77,24 @@ int live_revoke(live *l, int32_t p, char *errstr, size_t errstr_size);
  * effective row, the item change into s's delta, the rating into the user's
  * history, applied+1. The caller advances the offset. UL_ERR_NOMEM only. */
 int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float rating, int64_t time_ms);
+
+/* contract: replaced by state2. One SGD step on (user row uidx of shard s,
+ * item) toward `rating`: the user row marked for checkpoint and publishing
+ * (shard_mark_user with cls), the item's effective row changed and the
+ * change added to a delta: an event's to s's (the partition of the event),
+ * a training step's to the delta of the item's home partition when this
+ * worker owns it (so that training keeps one delta row per item), else to
+ * s's. An event's step is the online step (live_opts.lr); it enters the
+ * rating into its rows' schedule with 0 passes, keeping each row's training
+ * rate the mean of its ratings' rates: decay^passes' = ((n-1) decay^passes
+ * + 1) / n, n = the user's history length / the item's count with the new
+ * rating. A training step runs each row at its own rate of the schedule
+ * and adds 1/n to its passes (n without a new rating). The passes are in
+ * memory only until state2 stores them with the rows: 0 after a load.
+ * Creates the item's row if unseen. Does not change counts or histories
+ * (live_apply_rating does). Returns the error before the step, or NAN when
+ * out of memory. */
+float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shard_class cls);
 
 /* Buffer a decoded forget request of shard s for the next unlearning cycle
  * (its item list is moved out of `f`; the caller still clears f), with its

@@ -47,6 +47,8 @@ void shard_destroy(shard *s) {
     free(s->hists);
     free(s->hist_dirty);
     free(s->hist_dirty_list);
+    free(s->user_flags);
+    free(s->user_passes);
     for (size_t i = 0; i < s->n_pending; i++)
         forget_req_free(&s->pending[i]);
     free(s->pending);
@@ -84,6 +86,16 @@ static int grow_hists(shard *s, int32_t need) {
     if (l == NULL)
         return -1;
     s->hist_dirty_list = l;
+    uint8_t *fl = realloc(s->user_flags, (size_t)cap);
+    if (fl == NULL)
+        return -1;
+    s->user_flags = fl;
+    float *ps = realloc(s->user_passes, (size_t)cap * sizeof(*ps));
+    if (ps == NULL)
+        return -1;
+    s->user_passes = ps;
+    memset(s->user_flags + s->hists_cap, 0, (size_t)(cap - s->hists_cap));
+    memset(s->user_passes + s->hists_cap, 0, (size_t)(cap - s->hists_cap) * sizeof(*ps));
     memset(s->hists + s->hists_cap, 0, (size_t)(cap - s->hists_cap) * sizeof(*h));
     memset(s->hist_dirty + s->hists_cap, 0, (size_t)(cap - s->hists_cap));
     s->hists_cap = cap;
@@ -129,6 +141,12 @@ int shard_hist_append(shard *s, int32_t uidx, const hist_entry *e) {
     h->v[h->start + h->n++] = *e;
     shard_hist_touch(s, uidx);
     return 0;
+}
+
+void shard_mark_user(shard *s, int32_t uidx, shard_class cls) {
+    (void)cls; /* contract: replaced by state2 (train-dirty rows wait for a row flush) */
+    rowset_mark_dirty(s->users, uidx);
+    rowset_mark_publish(s->users, uidx);
 }
 
 int shard_pending_add(shard *s, forget_req *fr) {

@@ -13,6 +13,14 @@
 
 #include "rowset.h"
 
+/* contract: replaced by state2. Which schedule a changed user row is written on:
+ * an event's change at the next checkpoint, a training change at the next row
+ * flush (today both at the next checkpoint). */
+typedef enum shard_class { SHARD_EVENT = 0, SHARD_TRAINING = 1 } shard_class;
+/* contract: replaced by state2. A bit of s->user_flags[uidx]: an unlearning
+ * cycle holds this user (training skips it). */
+#define SHARD_USER_BUSY 1
+
 /* The input topics a shard keeps a next offset for: the rows of the
  * worker's input table (worker.c), in its order. */
 enum { SHARD_RATINGS = 0, SHARD_FORGET = 1, SHARD_N_INPUTS = 2 };
@@ -83,6 +91,12 @@ typedef struct shard {
     rowset *deltas; /* raw item id -> cumulative item change made by this partition */
     hist *hists;    /* parallel to `users` indices */
     int32_t hists_cap;
+    /* contract: replaced by state2. Parallel to `users` like `hists` (valid
+     * for an index once shard_hist() returned it): SHARD_USER_* bits, and
+     * the row's passes of the per-row learning-rate schedule (not stored in
+     * Redis: 0 after a load). */
+    uint8_t *user_flags;
+    float *user_passes;
     uint8_t *hist_dirty; /* parallel to `users` */
     int32_t *hist_dirty_list;
     size_t n_hist_dirty;
@@ -112,6 +126,11 @@ hist *shard_hist(shard *s, int32_t uidx);
 int shard_hist_append(shard *s, int32_t uidx, const hist_entry *e);
 /* Mark the history of `uidx` changed (e.g. after removing entries). */
 void shard_hist_touch(shard *s, int32_t uidx);
+
+/* contract: replaced by state2. Mark the user row at `uidx` changed, to be
+ * written on the schedule of `cls` (today: the next checkpoint either way)
+ * and published with the next changed rows. */
+void shard_mark_user(shard *s, int32_t uidx, shard_class cls);
 
 /* Take ownership of `fr` (its pointers are moved; *fr is zeroed) and add it
  * to the forget buffer. -1 on allocation failure (fr is left intact). */

@@ -48,6 +48,7 @@
 #include "redis_local.h"
 #include "rows.h"
 #include "store.h"
+#include "train.h"
 #include "ul_clock.h"
 #include "ul_err.h"
 
@@ -79,6 +80,7 @@ struct worker {
     store *st;
     live *lv;
     publisher *pub;
+    train *train;                         /* continuous training, called from the loop */
     rd_kafka_t *consumer[INPUT_N_ASSIGN]; /* by input_assign */
     const char *topic[SHARD_N_INPUTS];    /* the input topics' names (borrowed from cfg) */
     int32_t n_parts;
@@ -629,6 +631,8 @@ static void dispatch(worker *w, const rd_kafka_message_t *rkm) {
 static int poll_consumer(worker *w, rd_kafka_t *rk, int timeout_ms) {
     int n = 0;
     for (; n < POLL_BATCH && !w->fatal; n++) {
+        if ((n & 255) == 255 && train_due(w->train))
+            break; /* a training slice is due: keep its share while events flow */
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(rk, n == 0 ? timeout_ms : 0);
         if (rkm == NULL)
             break;
@@ -772,6 +776,9 @@ static int open_live(worker *w, char *errstr, size_t errstr_size) {
     lo.k = (int)cfg->model_k;
     lo.lr = (float)cfg->learning_rate;
     lo.reg = (float)cfg->reg;
+    lo.train_lr = (float)cfg->training_learning_rate;
+    lo.train_lr_decay = (float)cfg->training_learning_rate_decay;
+    lo.train_lr_min = (float)cfg->training_learning_rate_min;
     lo.retention = (uint32_t)cfg->retention_per_user;
     lo.rating_min = (float)cfg->rating_min;
     lo.rating_max = (float)cfg->rating_max;
@@ -782,6 +789,24 @@ static int open_live(worker *w, char *errstr, size_t errstr_size) {
     if (live_k(w->lv) != (int)cfg->model_k)
         log_info(w->log, "worker", "Redis holds a model with k=%d: using it (model.k=%ld ignored)",
                  live_k(w->lv), cfg->model_k);
+    return UL_OK;
+}
+
+static int open_train(worker *w, char *errstr, size_t errstr_size) {
+    const ul_config *cfg = w->cfg;
+    train_opts to;
+    train_opts_init(&to);
+    to.enabled = cfg->training_enabled != 0;
+    to.share = cfg->training_share;
+    to.idle_share = cfg->training_idle_share;
+    to.slice_ms = cfg->training_slice_ms;
+    to.min_improvement = cfg->training_min_improvement;
+    to.resume_fraction = cfg->training_resume_fraction;
+    w->train = train_new(&to, w->lv, w->metrics, w->log);
+    if (w->train == NULL) {
+        ul_set_err(errstr, errstr_size, "out of memory");
+        return UL_ERR_NOMEM;
+    }
     return UL_OK;
 }
 
@@ -869,7 +894,7 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
         (w->codec = codec_from_config(cfg, 1, errstr, errstr_size)) == NULL ||
         open_store(w, errstr, errstr_size) != UL_OK ||
         open_consumers(w, errstr, errstr_size) != UL_OK ||
-        open_live(w, errstr, errstr_size) != UL_OK ||
+        open_live(w, errstr, errstr_size) != UL_OK || open_train(w, errstr, errstr_size) != UL_OK ||
         (w->pub = publish_new(cfg, lg, w->metrics, w->codec, w->lv, errstr, errstr_size)) == NULL)
         goto fail;
     w->lag_committed = calloc((size_t)w->n_parts, sizeof(*w->lag_committed));
@@ -891,10 +916,12 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
         goto fail;
     log_info(w->log, "worker",
              "consuming %s (%d partitions) in group %s; method %s, k=%d, cycle every %ld "
-             "ms, checkpoint every %ld ms, changed rows published every %ld ms",
+             "ms, checkpoint every %ld ms, changed rows published every %ld ms; continuous "
+             "training %s (%.2f of the loop's time while events flow, %.2f when idle)",
              input_names(w, names, sizeof(names)), (int)w->n_parts, cfg->kafka_group_id,
              cfg->method, live_k(w->lv), cfg->cycle_interval_ms, cfg->checkpoint_interval_ms,
-             cfg->publish_interval_ms);
+             cfg->publish_interval_ms, cfg->training_enabled ? "on" : "off", cfg->training_share,
+             cfg->training_idle_share);
     return w;
 fail:
     worker_destroy(w);
@@ -962,8 +989,8 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
     uint64_t applied_at_stats = 0;
     while (!*stop && !w->fatal) {
         metrics_heartbeat(w->metrics);
-        poll_consumer(w, w->consumer[INPUT_GROUP], 50);
-        poll_consumer(w, w->consumer[INPUT_ALONGSIDE], 0);
+        int events = poll_consumer(w, w->consumer[INPUT_GROUP], train_wait_ms(w->train, 50));
+        events += poll_consumer(w, w->consumer[INPUT_ALONGSIDE], 0);
         settle_deliveries(w);
         now = ul_clock_mono_ms();
         if (now >= next_cycle) {
@@ -991,6 +1018,8 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
             applied_at_stats = metrics_count(w->metrics, METRICS_RATINGS_APPLIED);
             next_stats = now + STATS_EVERY_MS;
         }
+        if (!w->fatal && train_slice(w->train, (size_t)events) < 0)
+            set_fatal(w, "out of memory in continuous training");
     }
     if (!w->fatal)
         shutdown_worker(w);
@@ -1012,6 +1041,7 @@ void worker_destroy(worker *w) {
         if (w->consumer[a])
             rd_kafka_destroy(w->consumer[a]);
     publish_destroy(w->pub);
+    train_destroy(w->train);
     live_destroy(w->lv);
     store_destroy(w->st);
     redis_local_stop(w->rl);

@@ -1,0 +1,453 @@
+/* test_train.c: continuous training (worker/train.h) on a live model over a
+ * private redis-server, with a fake clock: the epoch order is a
+ * permutation; the time budget holds (share of the wall time while events
+ * flow and while idle, no slice longer than training.slice.ms, the poll
+ * wait and the due flag agree with it); the off switch; training pauses
+ * when an epoch stops improving and resumes on enough new ratings, on a
+ * forget and on a partition change, not on too few ratings; users held by
+ * an unlearning cycle are skipped; histories that shrink, slide or vanish
+ * while an epoch runs are never read out of bounds; epochs lower the
+ * training loss; the per-row schedule's passes grow one per epoch and a new
+ * rating re-warms them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "live.h"
+#include "rows.h"
+#include "store.h"
+#include "store_fixture.h"
+#include "train.h"
+#include "ul_err.h"
+
+#define K 8
+#define PARTS 2
+#define USERS 60
+#define ITEMS 40
+
+/* A clock that moves only when read (each read `tick` ms) or when the test
+ * moves it: a slice's length is then a count of clock reads. */
+typedef struct fake_clock {
+    double now, tick;
+} fake_clock;
+
+static double fake_now(void *opaque) {
+    fake_clock *c = opaque;
+    double t = c->now;
+    c->now += c->tick;
+    return t;
+}
+
+static live *open_live(store *st, uint32_t retention) {
+    char err[UL_ERRSTR_SIZE];
+    live_opts o;
+    live_opts_init(&o);
+    o.k = K;
+    o.retention = retention;
+    o.method = "foldin";
+    live *l = live_new(&o, st, PARTS, err, sizeof(err));
+    if (l == NULL)
+        fail_msg("live_new: %s", err);
+    for (int32_t p = 0; p < PARTS; p++)
+        if (live_assign(l, p, err, sizeof(err)) == NULL)
+            fail_msg("live_assign: %s", err);
+    return l;
+}
+
+static shard *shard_of(live *l, int64_t user) {
+    return live_shard(l, rows_user_partition(user, PARTS));
+}
+
+/* n ratings of users first..USERS and items 1..ITEMS with a pattern to
+ * learn, the i-th at time `t0 + i`. */
+static void feed_from(live *l, int64_t first, size_t n, uint64_t seed, int64_t t0) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = (seed + i) * 0x9e3779b97f4a7c15ULL;
+        int64_t u = first + (int64_t)((x >> 20) % (uint64_t)(USERS - first + 1));
+        int64_t it = 1 + (int64_t)((x >> 40) % ITEMS);
+        float r = (float)(1 + (u % 3 + it % 3) % 5);
+        assert_int_equal(live_apply_rating(l, shard_of(l, u), u, it, r, t0 + (int64_t)i), UL_OK);
+    }
+}
+
+static void feed(live *l, size_t n, uint64_t seed, int64_t t0) {
+    feed_from(l, 1, n, seed, t0);
+}
+
+static train *open_train(live *l, fake_clock *c, double share, double idle_share,
+                         double min_improvement) {
+    train_opts o;
+    train_opts_init(&o);
+    o.share = share;
+    o.idle_share = idle_share;
+    o.slice_ms = 2.0;
+    o.min_improvement = min_improvement;
+    o.log_every_ms = 0;
+    o.clock = fake_now;
+    o.clock_opaque = c;
+    train *t = train_new(&o, l, NULL, NULL);
+    assert_non_null(t);
+    return t;
+}
+
+static train_stats stats(const train *t) {
+    train_stats st;
+    train_get_stats(t, &st);
+    return st;
+}
+
+/* Slices (1 ms of other work between them) until `epochs` epochs are done
+ * or training pauses; at most `limit` slices. */
+static void run_epochs(train *t, fake_clock *c, uint64_t epochs, int limit) {
+    uint64_t until = stats(t).epochs + epochs;
+    for (int i = 0; i < limit && stats(t).epochs < until && !stats(t).paused; i++) {
+        c->now += 1.0;
+        assert_true(train_slice(t, 0) >= 0);
+    }
+}
+
+static void run_until_paused(train *t, fake_clock *c) {
+    for (int i = 0; i < 20000 && !stats(t).paused; i++) {
+        c->now += 1.0;
+        assert_true(train_slice(t, 0) >= 0);
+    }
+    assert_true(stats(t).paused);
+}
+
+static const float *user_row(live *l, int64_t user) {
+    shard *s = shard_of(l, user);
+    return rowset_row_const(s->users, rowset_find(s->users, user));
+}
+
+static void test_perm_is_a_permutation(void **state) {
+    (void)state;
+    const uint64_t sizes[] = {1, 2, 3, 5, 16, 17, 1000, 4097, 70001};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        uint64_t n = sizes[k];
+        uint8_t *seen = calloc(n, 1);
+        train_perm p;
+        train_perm_init(&p, n, 42 + k);
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t v = train_perm_at(&p, i);
+            assert_true(v < n);
+            assert_int_equal(seen[v], 0);
+            seen[v] = 1;
+        }
+        free(seen);
+    }
+    /* Another seed, another order; and not the identity. */
+    train_perm a, b;
+    train_perm_init(&a, 1000, 1);
+    train_perm_init(&b, 1000, 2);
+    int same = 0, fixed = 0;
+    for (uint64_t i = 0; i < 1000; i++) {
+        same += train_perm_at(&a, i) == train_perm_at(&b, i);
+        fixed += train_perm_at(&a, i) == i;
+    }
+    assert_true(same < 50);
+    assert_true(fixed < 50);
+}
+
+/* Simulate `iters` loop iterations of `work_ms` other work each, with or
+ * without events; returns the share of the fake time spent in slices and
+ * checks the longest slice. */
+static double loop_share(train *t, fake_clock *c, int iters, double work_ms, size_t events,
+                         double slice_ms) {
+    double t0 = c->now, trained0 = stats(t).trained_ms, longest = 0;
+    for (int i = 0; i < iters; i++) {
+        c->now += work_ms;
+        double before = c->now;
+        assert_true(train_slice(t, events) >= 0);
+        double took = c->now - before;
+        longest = took > longest ? took : longest;
+    }
+    /* A slice ends at the first clock read past its deadline: one read of
+     * STEPS_PER_CLOCK visits late at most (a few ticks here). */
+    assert_true(longest <= slice_ms + 10 * c->tick);
+    return (stats(t).trained_ms - trained0) / (c->now - t0);
+}
+
+static void test_budget_holds(void **state) {
+    fixture *fx = need_redis(state);
+    live *l = open_live(fx->st, 1000);
+    feed(l, 20000, 1, 0);
+    fake_clock c = {1000.0, 0.1};
+    train *t = open_train(l, &c, 0.2, 0.6, -1.0); /* never pauses */
+    double flowing = loop_share(t, &c, 1000, 1.0, 100, 2.0);
+    assert_true(fabs(flowing - 0.2) < 0.03);
+    assert_false(stats(t).idle);
+    /* Long batches of records: the share holds too (the loop asks
+     * train_due() and breaks out of its batch). */
+    double t0 = c.now, trained0 = stats(t).trained_ms;
+    for (int i = 0; i < 1000; i++) {
+        for (int m = 0; m < 100 && !train_due(t); m++)
+            c.now += 0.1; /* a record */
+        assert_true(train_slice(t, 100) >= 0);
+    }
+    double batched = (stats(t).trained_ms - trained0) / (c.now - t0);
+    assert_true(fabs(batched - 0.2) < 0.03);
+    /* Idle: no events for TRAIN_IDLE_AFTER_MS, then idle.share. */
+    loop_share(t, &c, (int)TRAIN_IDLE_AFTER_MS, 1.0, 0, 2.0);
+    assert_true(stats(t).idle);
+    double idle = loop_share(t, &c, 1000, 1.0, 0, 2.0);
+    assert_true(fabs(idle - 0.6) < 0.05);
+    /* Once the credit is spent (a few slices after a long pause: it is
+     * capped at a few slices) it is not due and the poll may wait (at most
+     * max_ms); once enough time passed, due and no wait. */
+    c.now += 100.0;
+    int slices = 0;
+    while (train_due(t) && slices < 100) {
+        assert_true(train_slice(t, 0) > 0);
+        slices++;
+    }
+    assert_true(slices >= 2 && slices <= 8);
+    assert_false(train_due(t));
+    int wait = train_wait_ms(t, 50);
+    assert_true(wait > 0 && wait <= 50);
+    assert_int_equal(train_wait_ms(t, 1), 1);
+    c.now += (double)wait + 1.0;
+    assert_true(train_due(t));
+    assert_int_equal(train_wait_ms(t, 50), 0);
+    /* A share of 0 never trains while events flow. */
+    train *none = open_train(l, &c, 0.0, 0.6, -1.0);
+    assert_true(loop_share(none, &c, 300, 1.0, 1, 2.0) == 0.0);
+    assert_int_equal(train_wait_ms(none, 50), 50);
+    train_destroy(none);
+    train_destroy(t);
+    live_destroy(l);
+}
+
+static void test_disabled_changes_nothing(void **state) {
+    fixture *fx = need_redis(state);
+    live *l = open_live(fx->st, 1000);
+    feed(l, 3000, 2, 0);
+    float before[1 + K];
+    memcpy(before, user_row(l, 5), sizeof(before));
+    fake_clock c = {0.0, 0.02};
+    train_opts o;
+    train_opts_init(&o);
+    o.enabled = 0;
+    o.clock = fake_now;
+    o.clock_opaque = &c;
+    o.log_every_ms = 0;
+    train *t = train_new(&o, l, NULL, NULL);
+    for (int i = 0; i < 1000; i++) {
+        c.now += 10.0;
+        assert_int_equal(train_slice(t, 0), 0);
+    }
+    assert_false(train_due(t));
+    assert_int_equal(train_wait_ms(t, 50), 50);
+    assert_int_equal(stats(t).ratings, 0);
+    assert_memory_equal(before, user_row(l, 5), sizeof(before));
+    train_destroy(t);
+    live_destroy(l);
+}
+
+static forget_req window_request(int64_t offset, int64_t user, int64_t from, int64_t to) {
+    forget_req fr;
+    memset(&fr, 0, sizeof(fr));
+    fr.offset = offset;
+    fr.user = user;
+    char id[32];
+    snprintf(id, sizeof(id), "req-%lld", (long long)offset);
+    fr.request_id = strdup(id);
+    fr.has_window = 1;
+    fr.from = from;
+    fr.to = to;
+    fr.ratings_hwm = -1;
+    fr.unsaved = 1;
+    return fr;
+}
+
+/* Forget every rating of `user` through a real unlearning cycle. */
+static void forget_user(live *l, int64_t user, int64_t offset) {
+    char err[UL_ERRSTR_SIZE];
+    shard *s = shard_of(l, user);
+    forget_req fr = window_request(offset, user, 0, INT64_MAX);
+    assert_int_equal(shard_pending_add(s, &fr), 0);
+    live_cycle out;
+    assert_int_equal(live_forget_cycle(l, s, 10, 1, &out, err, sizeof(err)), UL_OK);
+    assert_true(out.n_forgotten > 0);
+    live_cycle_free(&out);
+}
+
+static void test_pause_and_resume(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    live *l = open_live(fx->st, 1000);
+    feed(l, 3000, 3, 0);
+    fake_clock c = {0.0, 1.0}; /* 512 visits a slice: at most one epoch ends in one */
+    train *t = open_train(l, &c, 1.0, 1.0, 0.001);
+    run_until_paused(t, &c);
+    uint64_t epochs = stats(t).epochs, ratings = stats(t).ratings;
+    assert_true(epochs >= 3);
+    for (int i = 0; i < 100; i++) {
+        c.now += 10.0;
+        assert_int_equal(train_slice(t, 0), 0);
+    }
+    assert_false(train_due(t));
+    assert_int_equal(stats(t).ratings, ratings);
+    /* 1% of 3000 = 30 new ratings resume it; 20 do not. */
+    feed(l, 20, 100, 10000);
+    c.now += 10.0;
+    assert_int_equal(train_slice(t, 1), 0);
+    assert_true(stats(t).paused);
+    feed(l, 10, 200, 20000);
+    c.now += 10.0;
+    assert_true(train_slice(t, 1) > 0);
+    assert_false(stats(t).paused);
+    run_until_paused(t, &c);
+    assert_true(stats(t).epochs > epochs);
+    /* A forget resumes it. */
+    epochs = stats(t).epochs;
+    forget_user(l, 7, 0);
+    c.now += 10.0;
+    assert_true(train_slice(t, 0) > 0);
+    run_until_paused(t, &c);
+    assert_true(stats(t).epochs > epochs);
+    /* So does a partition given up (and one taken back). */
+    epochs = stats(t).epochs;
+    assert_int_equal(live_drop(l, 1, err, sizeof(err)), UL_OK);
+    c.now += 10.0;
+    assert_true(train_slice(t, 0) > 0);
+    run_until_paused(t, &c);
+    assert_true(stats(t).epochs > epochs);
+    assert_non_null(live_assign(l, 1, err, sizeof(err)));
+    c.now += 10.0;
+    assert_true(train_slice(t, 0) > 0);
+    train_destroy(t);
+    live_destroy(l);
+}
+
+static void test_busy_users_are_skipped(void **state) {
+    fixture *fx = need_redis(state);
+    live *l = open_live(fx->st, 1000);
+    feed(l, 3000, 4, 0);
+    int64_t busy = 11, other = 12;
+    shard *s = shard_of(l, busy);
+    int32_t uidx = rowset_find(s->users, busy);
+    assert_non_null(shard_hist(s, uidx));
+    s->user_flags[uidx] |= SHARD_USER_BUSY;
+    float held[1 + K], free_before[1 + K];
+    memcpy(held, user_row(l, busy), sizeof(held));
+    memcpy(free_before, user_row(l, other), sizeof(free_before));
+    fake_clock c = {0.0, 1.0}; /* 512 visits a slice: at most one epoch ends in one */
+    train *t = open_train(l, &c, 1.0, 1.0, -1.0);
+    run_epochs(t, &c, 2, 10000);
+    assert_int_equal(stats(t).epochs, 2);
+    assert_true(stats(t).skipped_busy >= 2 * shard_hist(s, uidx)->n);
+    assert_memory_equal(held, user_row(l, busy), sizeof(held));
+    assert_memory_not_equal(free_before, user_row(l, other), sizeof(free_before));
+    s->user_flags[uidx] &= (uint8_t)~SHARD_USER_BUSY;
+    uint64_t skipped = stats(t).skipped_busy;
+    run_epochs(t, &c, 2, 10000);
+    assert_int_equal(stats(t).skipped_busy, skipped);
+    assert_memory_not_equal(held, user_row(l, busy), sizeof(held));
+    train_destroy(t);
+    live_destroy(l);
+}
+
+/* An epoch spans many slices; meanwhile users' histories vanish (forgets)
+ * and slide (new ratings past the retention), and in the next epoch a
+ * partition goes away. Every visit of a rating no longer there is skipped:
+ * a forgotten user's row never moves again (their stale entries are still
+ * in the history's buffer), and ASan sees every read. */
+static void test_histories_change_during_an_epoch(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    live *l = open_live(fx->st, 40); /* users hold ~40: new ratings evict */
+    feed(l, 6000, 5, 0);
+    fake_clock c = {0.0, 1.0}; /* 2 reads per 2 ms slice: 512 visits a slice */
+    train *t = open_train(l, &c, 1.0, 1.0, -1.0);
+    c.now += 10.0;
+    assert_true(train_slice(t, 0) > 0);
+    train_stats st = stats(t);
+    assert_true(st.epoch_pos > 0 && st.epoch_pos < st.epoch_size / 2);
+    float gone_row[1 + K];
+    for (int64_t u = 1; u <= 10; u++)
+        forget_user(l, u, u);
+    memcpy(gone_row, user_row(l, 3), sizeof(gone_row));
+    feed_from(l, 11, 400, 6, 100000); /* slides the other users' histories */
+    uint64_t epochs = stats(t).epochs;
+    for (int i = 0; i < 1000 && stats(t).epochs == epochs; i++) {
+        c.now += 10.0;
+        assert_true(train_slice(t, 1) >= 0);
+    }
+    assert_int_equal(stats(t).epochs, epochs + 1);
+    assert_true(stats(t).skipped_gone > 0);
+    assert_memory_equal(gone_row, user_row(l, 3), sizeof(gone_row));
+    /* The next epoch plans what is there now: nothing is skipped, until a
+     * partition goes away in the middle of it. */
+    uint64_t gone = stats(t).skipped_gone;
+    run_epochs(t, &c, 1, 1000);
+    assert_int_equal(stats(t).skipped_gone, gone);
+    c.now += 10.0;
+    assert_true(train_slice(t, 0) > 0);
+    assert_int_equal(live_drop(l, 0, err, sizeof(err)), UL_OK);
+    run_epochs(t, &c, 1, 1000);
+    assert_true(stats(t).skipped_gone > gone);
+    train_destroy(t);
+    live_destroy(l);
+}
+
+static void test_epochs_lower_the_loss(void **state) {
+    fixture *fx = need_redis(state);
+    live *l = open_live(fx->st, 1000);
+    feed(l, 4000, 7, 0);
+    fake_clock c = {0.0, 1.0}; /* 512 visits a slice: at most one epoch ends in one */
+    train *t = open_train(l, &c, 1.0, 1.0, -1.0);
+    run_epochs(t, &c, 1, 10000);
+    double first = stats(t).last_rmse;
+    run_epochs(t, &c, 6, 10000);
+    assert_int_equal(stats(t).epochs, 7);
+    assert_true(first > 0);
+    assert_true(stats(t).last_rmse < 0.8 * first);
+    train_destroy(t);
+    live_destroy(l);
+}
+
+/* The per-row schedule's bookkeeping (live_sgd): a pass per epoch, and a
+ * new rating enters with 0 passes, keeping the row's rate the mean of its
+ * ratings' rates. */
+static void test_passes_and_rewarm(void **state) {
+    fixture *fx = need_redis(state);
+    live *l = open_live(fx->st, 1000);
+    feed(l, 3000, 8, 0);
+    int64_t u = 21;
+    shard *s = shard_of(l, u);
+    int32_t uidx = rowset_find(s->users, u);
+    assert_true(s->user_passes[uidx] == 0.0f); /* the stream enters ratings with 0 passes */
+    fake_clock c = {0.0, 1.0}; /* 512 visits a slice: at most one epoch ends in one */
+    train *t = open_train(l, &c, 1.0, 1.0, -1.0);
+    run_epochs(t, &c, 3, 10000);
+    assert_int_equal(stats(t).epochs, 3);
+    float n = (float)shard_hist(s, uidx)->n;
+    assert_true(fabsf(s->user_passes[uidx] - 3.0f) < 1e-3f);
+    assert_int_equal(live_apply_rating(l, s, u, 1, 4.0f, 50000), UL_OK);
+    float d = 0.79f, want = logf((n * powf(d, 3.0f) + 1.0f) / (n + 1.0f)) / logf(d);
+    assert_true(fabsf(s->user_passes[uidx] - want) < 1e-3f);
+    assert_true(want < 3.0f);
+    train_destroy(t);
+    live_destroy(l);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_perm_is_a_permutation),
+        cmocka_unit_test(test_budget_holds),
+        cmocka_unit_test(test_disabled_changes_nothing),
+        cmocka_unit_test(test_pause_and_resume),
+        cmocka_unit_test(test_busy_users_are_skipped),
+        cmocka_unit_test(test_histories_change_during_an_epoch),
+        cmocka_unit_test(test_epochs_lower_the_loss),
+        cmocka_unit_test(test_passes_and_rewarm),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# bench_train.sh [--data PATH] [--partitions N] [--seed S] [--after "10 30 60"]
+#                [--runs N] [--bin PATH] [-- worker options...]
+# Continuous training, end to end (broker, Redis and the worker share this
+# machine's cores):
+#   1. an 80/20 split of the data (seeded); `unlearnd train` on the 80% gives
+#      the offline reference (test RMSE, distinct items over 500 random users'
+#      top-10 lists: build/bench_topk);
+#   2. the 80% training ratings, shuffled (seeded), are produced once; then,
+#      per run, two workers build m1 from that topic, each with a fresh Redis
+#      and consumer group: training off, then training on. Ingest rate = the
+#      ratings / the time from the first partition assignment to the
+#      checkpoint showing every rating applied (state polled every 50 ms);
+#   3. the model is read back from Redis (`unlearnd state --export-model`)
+#      right after the stream and, for the training-on worker of the first
+#      run, again --after seconds later (default 10, 30 and 60 s after every
+#      rating was applied: the export and scoring take a moment, so each
+#      figure is printed with the seconds actually elapsed), each scored on
+#      the 20% test ratings (`unlearnd score`) and with bench_topk.
+# Options after `--` go to both workers (e.g. --training.share 0.1). Default
+# data: ML-1M from ../shared/data; else a synthetic 1,000,000-rating file.
+# Prints figures; asserts nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=build/unlearnd
+TOPK=build/bench_topk
+DATA=""
+PARTS=16
+SEED=42
+AFTER="10 30 60"
+RUNS=1
+WOPTS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --data) DATA="$2"; shift 2 ;;
+    --partitions) PARTS="$2"; shift 2 ;;
+    --seed) SEED="$2"; shift 2 ;;
+    --after) AFTER="$2"; shift 2 ;;
+    --runs) RUNS="$2"; shift 2 ;;
+    --bin) BIN="$2"; shift 2 ;;
+    --) shift; WOPTS=("$@"); break ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "bench_train: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ -x "$BIN" ] && [ -x "$TOPK" ] || scripts/build.sh release >/dev/null
+TMP="$(mktemp -d)"
+PIDS="" REDIS_PORTS=""
+cleanup() {
+  for pid in $PIDS; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  for port in $REDIS_PORTS; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+  [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
+}
+trap cleanup EXIT
+export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
+unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_SHARDS UNLEARND_REDIS_PASSWORD
+now_ms() { date +%s%3N; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+start_redis() { # prints the port
+  local port; port=$(free_port)
+  mkdir -p "$TMP/redis-$port"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$TMP/redis-$port" --save '' \
+    --appendonly no --daemonize yes --logfile "$TMP/redis-$port/log" >/dev/null
+  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  echo "$port"
+}
+
+if [ -z "$DATA" ]; then
+  DATA=../shared/data/ml-1m/ratings.csv
+  if [ ! -r "$DATA" ]; then
+    DATA="$TMP/synthetic.csv"
+    awk 'BEGIN { srand(7); print "user,item,rating";
+      for (u = 1; u <= 6000; u++) for (j = 0; j < 166; j++)
+        print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$DATA"
+  fi
+fi
+
+# 80/20 split (seeded awk), then the training ratings in a seeded random order
+# (the split of bench_scaleout.sh).
+awk -F'[,\t]|::' -v seed="$SEED" -v train="$TMP/train.body" -v test="$TMP/test.csv" '
+  BEGIN { srand(seed); print "user,item,rating" > test }
+  $1 !~ /^[0-9]+$/ { next }
+  { r = rand(); line = $1 "," $2 "," $3
+    if (r < 0.2) print line > test; else printf "%.9f,%s\n", rand(), line > train }' "$DATA"
+{ echo "user,item,rating"; sort -t, -k1,1 "$TMP/train.body" | cut -d, -f2-; } >"$TMP/train.csv"
+NTRAIN=$(($(wc -l <"$TMP/train.csv") - 1))
+NTEST=$(($(wc -l <"$TMP/test.csv") - 1))
+echo "data: $DATA: $NTRAIN training ratings (shuffled, seed $SEED), $NTEST test ratings;" \
+  "$PARTS partitions; $(nproc) cores shared by broker, Redis and the worker;" \
+  "worker options: ${WOPTS[*]:-(defaults)}"
+
+rmse_of() { sed 's/.*rmse=\([0-9.]*\).*/\1/'; }
+distinct_of() { sed 's/.*distinct=\([0-9]*\).*/\1/'; }
+# evaluate NAME MODEL: prints "rmse distinct"
+evaluate() {
+  local r d
+  r=$("$BIN" score --model "$2" --data "$TMP/test.csv" | rmse_of)
+  d=$("$TOPK" "$2" --users 500 --top 10 | distinct_of)
+  echo "$r $d"
+}
+
+"$BIN" train --data "$TMP/train.csv" --out "$TMP/offline.model" 2>/dev/null
+read -r R D < <(evaluate offline "$TMP/offline.model")
+echo "offline (unlearnd train, defaults): test RMSE $R, distinct items in 500 users' top-10: $D"
+
+"$BIN" broker --partitions "$PARTS" >/dev/null 2>"$TMP/broker.err" &
+PIDS="$PIDS $!"
+for _ in $(seq 100); do [ -s "$TMP/broker.addr" ] && break; sleep 0.1; done
+"$BIN" produce ratings --data "$TMP/train.csv" >"$TMP/produce.out" 2>&1
+grep -q "produced $NTRAIN ratings" "$TMP/produce.out" || { cat "$TMP/produce.out" >&2; exit 1; }
+
+applied() { "$BIN" state "${REDIS[@]}" 2>/dev/null | awk '/^total/ { split($2, a, "="); print a[2] }'; }
+export_eval() { # NAME: exports the model, prints "rmse distinct"
+  "$BIN" state "${REDIS[@]}" --export-model "$TMP/$1.model" >/dev/null
+  evaluate "$1" "$TMP/$1.model"
+}
+# run NAME ENABLED CONTINUE: one worker with a fresh Redis and group; sets RATE.
+run() {
+  local name="$1" enabled="$2" cont="$3" port pid ta tb
+  port=$(start_redis); REDIS_PORTS="$REDIS_PORTS $port"
+  REDIS=(--redis.host 127.0.0.1 --redis.port "$port")
+  "$BIN" worker "${REDIS[@]}" --kafka.group.id "g-$name" --checkpoint.interval.ms 200 \
+    --training.enabled "$enabled" "${WOPTS[@]}" >/dev/null 2>"$TMP/$name.err" &
+  pid=$!
+  PIDS="$PIDS $pid"
+  until grep -q 'assigned partition' "$TMP/$name.err" 2>/dev/null; do sleep 0.02; done
+  ta=$(now_ms)
+  while [ "$(applied)" != "$NTRAIN" ]; do
+    kill -0 "$pid" 2>/dev/null || { cat "$TMP/$name.err" >&2; exit 1; }
+    sleep 0.05
+  done
+  tb=$(now_ms)
+  RATE=$((NTRAIN * 1000 / (tb - ta)))
+  read -r R D < <(export_eval "$name-stream")
+  echo "$name: ingest $NTRAIN ratings in $((tb - ta)) ms = $RATE ratings/s;" \
+    "after the stream: test RMSE $R, distinct items $D"
+  if [ "$cont" = 1 ]; then
+    for s in $AFTER; do
+      local due=$((tb + s * 1000)) t
+      while [ "$(now_ms)" -lt "$due" ]; do sleep 0.1; done
+      t=$(now_ms)
+      read -r R D < <(export_eval "$name-$s")
+      echo "$name: +$(((t - tb) / 1000)).$((((t - tb) % 1000) / 100)) s of continued training:" \
+        "test RMSE $R, distinct items $D"
+    done
+    grep 'train: ' "$TMP/$name.err" | tail -2 | sed "s/^/$name: log: /"
+  fi
+  kill -TERM "$pid"; wait "$pid" || true
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+}
+
+for i in $(seq "$RUNS"); do
+  run "off-$i" 0 0; OFF=$RATE
+  run "on-$i" 1 "$([ "$i" = 1 ] && echo 1 || echo 0)"; ON=$RATE
+  awk -v on="$ON" -v off="$OFF" -v i="$i" 'BEGIN {
+    printf "run %d: ingest with training on / off = %d / %d = %.2f\n", i, on, off, on / off }'
+done

@@ -43,8 +43,11 @@ typedef struct bench_opts {
     int epochs, max_epochs;
     double min_improvement;
     uint64_t seed;
-    double late;   /* live: share of the training ratings that arrive after a first pause */
-    int no_rewarm; /* live: events do not re-warm their rows */
+    double late;       /* live: share of the training ratings that arrive after a first pause */
+    int no_rewarm;     /* live: events do not re-warm their rows */
+    double share;      /* live: training.share while the stream runs (0: no training then) */
+    double share_late; /* live: the same for the late ratings only */
+    double rate;       /* live: ratings/s of the stream (0: as fast as it applies) */
 } bench_opts;
 
 static double clip(double v, const dataset *ds) {
@@ -129,20 +132,38 @@ static double live_test_rmse(live *l, const dataset *ds, const ul_ratings *test)
     return sqrt(sse / (double)test->n);
 }
 
-/* Apply training ratings [from, to) as the stream would. */
-static int stream(live *l, const dataset *ds, const ul_ratings *tr, size_t from, size_t to,
-                  const ul_ratings *test) {
+/* Apply training ratings [from, to) as the stream would; with a share > 0
+ * the worker's loop is mimicked: train_slice() after every 1000 ratings
+ * (their events), which trains while its credit at that share allows. */
+static int stream(live *l, train *t, double share, double rate, const dataset *ds,
+                  const ul_ratings *tr, size_t from, size_t to, const ul_ratings *test) {
     double t0 = ul_clock_mono_s();
+    train_stats before;
+    train_get_stats(t, &before);
     for (size_t i = from; i < to; i++) {
+        if ((i - from) % 1000 == 999) {
+            /* the next block is due at t0 + i / rate: until then the loop waits for input */
+            while (rate > 0 && ul_clock_mono_s() < t0 + (double)(i - from) / rate)
+                if (share > 0 && train_slice(t, 0) < 0)
+                    return UL_ERR_NOMEM;
+            if (share > 0 && train_slice(t, 1000) < 0)
+                return UL_ERR_NOMEM;
+        }
         const ul_rating *x = &tr->v[i];
         int64_t u = ds->user_ids[x->user], it = ds->item_ids[x->item];
         shard *s = live_shard(l, rows_user_partition(u, PARTS));
         if (live_apply_rating(l, s, u, it, x->value, (int64_t)i) != UL_OK)
             return UL_ERR_NOMEM;
     }
+    train_stats after;
+    train_get_stats(t, &after);
     double t1 = ul_clock_mono_s();
-    printf("stream: ratings %zu..%zu applied in %.2f s (%.0f/s); test RMSE %.4f\n", from, to,
-           t1 - t0, (double)(to - from) / (t1 - t0), live_test_rmse(l, ds, test));
+    printf("stream: ratings %zu..%zu applied in %.2f s (%.0f/s), %llu training steps meanwhile "
+           "(%.2f per rating); test RMSE %.4f\n",
+           from, to, t1 - t0, (double)(to - from) / (t1 - t0),
+           (unsigned long long)(after.ratings - before.ratings),
+           (double)(after.ratings - before.ratings) / (double)(to - from),
+           live_test_rmse(l, ds, test));
     return UL_OK;
 }
 
@@ -217,14 +238,17 @@ static int bench_live(const bench_opts *o, const dataset *ds, ul_ratings *tr,
     size_t first = (size_t)((1.0 - o->late) * (double)tr->n);
     train_opts to;
     train_opts_init(&to);
-    to.share = to.idle_share = 1.0;
+    to.share = o->share > o->share_late ? o->share : o->share_late;
+    to.idle_share = 1.0;
     to.min_improvement = o->min_improvement;
     to.log_every_ms = 0;
     train *t = train_new(&to, l, NULL, NULL);
-    if (stream(l, ds, tr, 0, first, test) != UL_OK || train_until_paused(o, l, t, ds, test) != 0)
+    if (stream(l, t, o->share, o->rate, ds, tr, 0, first, test) != UL_OK ||
+        train_until_paused(o, l, t, ds, test) != 0)
         return 1;
-    if (first < tr->n && (stream(l, ds, tr, first, tr->n, test) != UL_OK ||
-                          train_until_paused(o, l, t, ds, test) != 0))
+    if (first < tr->n &&
+        (stream(l, t, o->share_late, o->rate, ds, tr, first, tr->n, test) != UL_OK ||
+         train_until_paused(o, l, t, ds, test) != 0))
         return 1;
     train_destroy(t);
     live_destroy(l);
@@ -234,7 +258,8 @@ static int bench_live(const bench_opts *o, const dataset *ds, ul_ratings *tr,
 }
 
 int main(int argc, char **argv) {
-    bench_opts o = {NULL, NULL, 0.1f, 0.79f, 0.045f, 0.0f, 15, 100, 0.001, 42, 0.0, 0};
+    bench_opts o = {NULL,  NULL, 0.1f, 0.79f, 0.045f, 0.0f, 15, 100,
+                    0.001, 42,   0.0,  0,     0.0,    0.0,  0.0};
     for (int a = 1; a < argc; a++) {
         const char *k = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
         if (strcmp(k, "--lr") == 0 && v)
@@ -255,6 +280,12 @@ int main(int argc, char **argv) {
             o.late = strtod(argv[++a], NULL);
         else if (strcmp(k, "--no-rewarm") == 0)
             o.no_rewarm = 1;
+        else if (strcmp(k, "--share") == 0 && v)
+            o.share = o.share_late = strtod(argv[++a], NULL);
+        else if (strcmp(k, "--rate") == 0 && v)
+            o.rate = strtod(argv[++a], NULL);
+        else if (strcmp(k, "--share-late") == 0 && v)
+            o.share_late = strtod(argv[++a], NULL);
         else if (strcmp(k, "--rewarm-passes") == 0)
             o.no_rewarm = -1;
         else if (strcmp(k, "--seed") == 0 && v)

@@ -143,6 +143,9 @@ static const opt_def options[] = {
     {"training.resume.fraction", OPT_DOUBLE, "0.01", 0, 1, NULL, F(training_resume_fraction),
      "paused training resumes when new ratings reach this fraction of the owned history (or "
      "on a forget)"},
+    {"training.steps.per.event", OPT_DOUBLE, "0.25", 0, 1000000, NULL, F(training_steps_per_event),
+     "while events flow, at most this many training steps per event that arrived (more fits a "
+     "young model to its first ratings); 0 = no limit but training.share"},
     {"training.learning.rate", OPT_DOUBLE, "0.1", 1e-9, 1, NULL, F(training_learning_rate),
      "training's per-row schedule: a row that had E passes over its ratings trains at this x "
      "training.learning.rate.decay^E (a new rating re-warms its rows)"},

@@ -89,6 +89,7 @@ typedef struct ul_config {
     double training_slice_ms;            /* training.slice.ms: longest slice */
     double training_min_improvement;     /* training.min.improvement: pause threshold */
     double training_resume_fraction;     /* training.resume.fraction: new ratings to resume */
+    double training_steps_per_event;     /* training.steps.per.event: cap while events flow */
     double training_learning_rate;       /* training.learning.rate: per-row schedule's start */
     double training_learning_rate_decay; /* training.learning.rate.decay: per pass */
     double training_learning_rate_min;   /* training.learning.rate.min: its floor */

@@ -52,6 +52,7 @@
 #define SHARE_WINDOW_MS 5000.0 /* the measured share is over this much wall time */
 #define GAUGES_EVERY_MS 250.0  /* gauges refreshed at most this often */
 #define CREDIT_SLICES 4        /* the credit is capped at this many slices */
+#define STEP_CREDIT_MAX 1e6    /* steps the events may bank ahead (steps_per_event) */
 #define LOOKAHEAD 16           /* visits planned this far ahead (two stages of it) */
 
 /* One user of the plan: ratings [end - n, end) of the epoch's index space. */
@@ -79,6 +80,7 @@ struct train {
     int32_t n_parts;
     /* budget */
     double credit, last_ms, last_event_ms;
+    double step_credit; /* steps allowed by the events that arrived (steps_per_event) */
     double win_start_ms, win_train_ms;
     /* the epoch in progress */
     int in_epoch;
@@ -110,6 +112,7 @@ void train_opts_init(train_opts *o) {
     o->slice_ms = 5.0;
     o->min_improvement = 0.001;
     o->resume_fraction = 0.01;
+    o->steps_per_event = 0.25;
     o->seed = 42;
     o->log_every_ms = 10000.0;
 }
@@ -182,6 +185,18 @@ static void accrue(train *t, double now) {
 /* Credit a whole slice needs: it accrues share * slice_ms while it runs. */
 static double slice_need(const train *t, double now) {
     return (1.0 - share_at(t, now)) * t->o.slice_ms;
+}
+
+/* Steps a slice may take: while events flow, what the arrived events
+ * allow (steps_per_event each); unlimited while idle or without a limit. */
+static double steps_allowed(const train *t, double now) {
+    return t->o.steps_per_event > 0 && !is_idle(t, now) ? t->step_credit : 1e300;
+}
+
+/* Time and steps for a whole slice (or at least a clock check's worth of
+ * steps) are there. */
+static int slice_ready(const train *t, double now) {
+    return credit_at(t, now) >= slice_need(t, now) && steps_allowed(t, now) >= STEPS_PER_CLOCK;
 }
 
 /* ---- what the owned partitions hold --------------------------------------- */
@@ -432,11 +447,12 @@ static void finish_epoch(train *t) {
         log_debug(t->log, "train",
                   "epoch %" PRIu64 ": %" PRIu64 " ratings, RMSE %.5f (previous %.5f)%s%s",
                   t->epoch_no, t->steps, rmse, t->prev_rmse, moved ? "; " : "", moved ? moved : "");
-    int flat =
-        rmse >= 0 && t->prev_rmse > 0 && t->prev_rmse - rmse < t->o.min_improvement * t->prev_rmse;
-    if (rmse >= 0)
-        t->prev_rmse = rmse;
-    if (flat && moved == NULL) {
+    int flat = moved == NULL && rmse >= 0 && t->prev_rmse > 0 &&
+               t->prev_rmse - rmse < t->o.min_improvement * t->prev_rmse;
+    /* An epoch during which the data moved is no baseline for the next one
+     * (its RMSE is over other ratings, at other rates). */
+    t->prev_rmse = moved == NULL ? rmse : -1.0;
+    if (flat) {
         char why[128];
         snprintf(why, sizeof(why), "epoch RMSE %.5f improved by less than %g of the previous", rmse,
                  t->o.min_improvement);
@@ -444,10 +460,11 @@ static void finish_epoch(train *t) {
     }
 }
 
-/* Train until `deadline`, the epoch's end when it pauses, or no data. */
-static long run(train *t, double deadline) {
+/* Train until `deadline` or `limit` steps, the epoch's end when it pauses,
+ * or no data. */
+static long run(train *t, double deadline, double limit) {
     long trained = 0;
-    for (;;) {
+    while ((double)trained < limit) {
         if (!t->in_epoch) {
             if (start_epoch(t) != UL_OK)
                 return -1;
@@ -456,7 +473,7 @@ static long run(train *t, double deadline) {
                 return trained;
             }
         }
-        for (int j = 0; j < STEPS_PER_CLOCK && t->pos < t->perm.n; j++) {
+        for (int j = 0; j < STEPS_PER_CLOCK && t->pos < t->perm.n && (double)trained < limit; j++) {
             int r = visit(t, t->pos++);
             if (r < 0)
                 return -1;
@@ -471,12 +488,17 @@ static long run(train *t, double deadline) {
         if (now_ms(t) >= deadline)
             return trained;
     }
+    return trained;
 }
 
 long train_slice(train *t, size_t events) {
     double now = now_ms(t);
-    if (events > 0)
+    if (events > 0) {
         t->last_event_ms = now;
+        t->step_credit += t->o.steps_per_event * (double)events;
+        if (t->step_credit > STEP_CREDIT_MAX)
+            t->step_credit = STEP_CREDIT_MAX;
+    }
     accrue(t, now);
     t->st.idle = is_idle(t, now);
     report(t, now);
@@ -488,14 +510,17 @@ long train_slice(train *t, size_t events) {
             return 0;
         resume_training(t, why);
     }
-    if (t->credit < slice_need(t, now))
+    if (!slice_ready(t, now))
         return 0;
-    long trained = run(t, now + t->o.slice_ms);
+    int flowing = !is_idle(t, now);
+    long trained = run(t, now + t->o.slice_ms, steps_allowed(t, now));
     double end = now_ms(t);
     accrue(t, end);
     t->credit -= end - now;
     t->win_train_ms += end - now;
     t->trained_ms += end - now;
+    if (trained > 0 && flowing && t->o.steps_per_event > 0)
+        t->step_credit -= (double)trained;
     if (trained > 0) {
         t->st.ratings += (uint64_t)trained;
         if (t->m)
@@ -507,14 +532,15 @@ long train_slice(train *t, size_t events) {
 int train_due(train *t) {
     if (!t->o.enabled || t->st.paused)
         return 0;
-    double now = now_ms(t);
-    return credit_at(t, now) >= slice_need(t, now);
+    return slice_ready(t, now_ms(t));
 }
 
 int train_wait_ms(train *t, int max_ms) {
     if (!t->o.enabled || t->st.paused)
         return max_ms;
     double now = now_ms(t), share = share_at(t, now);
+    if (steps_allowed(t, now) < STEPS_PER_CLOCK)
+        return max_ms; /* waits for events, which end the poll anyway */
     double missing = slice_need(t, now) - credit_at(t, now);
     if (missing <= 0)
         return 0;

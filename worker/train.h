@@ -5,7 +5,11 @@
  * time slices: the loop calls train_slice() every iteration, which trains
  * for at most training.slice.ms when the time budget allows:
  *
- *   training.share       of the loop's wall time while events flow
+ *   training.share       of the loop's wall time while events flow, and at
+ *                        most training.steps.per.event SGD steps per event
+ *                        that arrived (training a young model while its data
+ *                        pours in fits the early ratings: measured, see
+ *                        docs/training.md)
  *   training.idle.share  of it when no event arrived for TRAIN_IDLE_AFTER_MS
  *
  * An epoch visits every rating retained when it starts once, in an order
@@ -41,6 +45,7 @@ typedef struct train_opts {
     double slice_ms;        /* training.slice.ms: the longest slice */
     double min_improvement; /* training.min.improvement: relative, epoch over epoch */
     double resume_fraction; /* training.resume.fraction: of the owned history */
+    double steps_per_event; /* training.steps.per.event: cap while events flow; 0 = none */
     uint64_t seed;          /* the epochs' orders */
     double log_every_ms;    /* progress line while training; 0 = none */
     train_clock_fn clock;   /* NULL = the monotonic clock */

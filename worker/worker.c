@@ -802,6 +802,7 @@ static int open_train(worker *w, char *errstr, size_t errstr_size) {
     to.slice_ms = cfg->training_slice_ms;
     to.min_improvement = cfg->training_min_improvement;
     to.resume_fraction = cfg->training_resume_fraction;
+    to.steps_per_event = cfg->training_steps_per_event;
     w->train = train_new(&to, w->lv, w->metrics, w->log);
     if (w->train == NULL) {
         ul_set_err(errstr, errstr_size, "out of memory");

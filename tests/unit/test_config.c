@@ -492,6 +492,7 @@ static void test_training_options(void **state) {
     assert_true(cfg->training_slice_ms == 5.0);
     assert_true(cfg->training_min_improvement == 0.001);
     assert_true(cfg->training_resume_fraction == 0.01);
+    assert_true(cfg->training_steps_per_event == 0.25);
     assert_true(cfg->training_learning_rate == 0.1);
     assert_true(cfg->training_learning_rate_decay == 0.79);
     assert_true(cfg->training_learning_rate_min == 0.0);

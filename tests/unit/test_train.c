@@ -2,7 +2,8 @@
  * private redis-server, with a fake clock: the epoch order is a
  * permutation; the time budget holds (share of the wall time while events
  * flow and while idle, no slice longer than training.slice.ms, the poll
- * wait and the due flag agree with it); the off switch; training pauses
+ * wait and the due flag agree with it); at most steps_per_event steps per
+ * event while events flow; the off switch; training pauses
  * when an epoch stops improving and resumes on enough new ratings, on a
  * forget and on a partition change, not on too few ratings; users held by
  * an unlearning cycle are skipped; histories that shrink, slide or vanish
@@ -89,6 +90,7 @@ static train *open_train(live *l, fake_clock *c, double share, double idle_share
     o.idle_share = idle_share;
     o.slice_ms = 2.0;
     o.min_improvement = min_improvement;
+    o.steps_per_event = 0; /* the time budget alone (test_steps_per_event has the cap) */
     o.log_every_ms = 0;
     o.clock = fake_now;
     o.clock_opaque = c;
@@ -220,6 +222,39 @@ static void test_budget_holds(void **state) {
     assert_true(loop_share(none, &c, 300, 1.0, 1, 2.0) == 0.0);
     assert_int_equal(train_wait_ms(none, 50), 50);
     train_destroy(none);
+    train_destroy(t);
+    live_destroy(l);
+}
+
+/* While events flow, at most steps_per_event steps per event; idle, no cap. */
+static void test_steps_per_event(void **state) {
+    fixture *fx = need_redis(state);
+    live *l = open_live(fx->st, 1000);
+    feed(l, 20000, 9, 0);
+    fake_clock c = {0.0, 0.1};
+    train_opts o;
+    train_opts_init(&o);
+    o.share = o.idle_share = 1.0;
+    o.slice_ms = 2.0;
+    o.min_improvement = -1.0;
+    o.steps_per_event = 0.25;
+    o.log_every_ms = 0;
+    o.clock = fake_now;
+    o.clock_opaque = &c;
+    train *t = train_new(&o, l, NULL, NULL);
+    for (int i = 0; i < 1000; i++) {
+        c.now += 1.0;
+        assert_true(train_slice(t, 100) >= 0);
+    }
+    uint64_t flowing = stats(t).ratings;
+    assert_true(flowing <= 25000 && flowing >= 25000 - 256);
+    assert_int_equal(train_wait_ms(t, 50), 50); /* nothing to do until events arrive */
+    for (int i = 0; i < 1000; i++) {
+        c.now += 1.0;
+        assert_true(train_slice(t, 0) >= 0);
+    }
+    assert_true(stats(t).idle);
+    assert_true(stats(t).ratings > 2 * flowing);
     train_destroy(t);
     live_destroy(l);
 }
@@ -442,6 +477,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_perm_is_a_permutation),
         cmocka_unit_test(test_budget_holds),
+        cmocka_unit_test(test_steps_per_event),
         cmocka_unit_test(test_disabled_changes_nothing),
         cmocka_unit_test(test_pause_and_resume),
         cmocka_unit_test(test_busy_users_are_skipped),

@@ -215,6 +215,7 @@ static int bench_live(const bench_opts *o, const dataset *ds, ul_ratings *tr,
     store *st = store_connect(&so, err, sizeof(err));
     live_opts lo;
     live_opts_init(&lo);
+    lo.lr = 0.01f; /* the events' online step: the worker's model.learning.rate */
     lo.train_lr = o->lr;
     lo.train_lr_decay = o->decay;
     lo.train_lr_min = o->lr_min;

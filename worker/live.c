@@ -32,6 +32,7 @@ struct live {
     shard **shards;      /* per partition, NULL when not owned */
     rowset *eff;         /* effective item rows */
     rowset *item_passes; /* contract: replaced by state2. Item id -> passes (1 float) */
+    mf_params sched;     /* contract: replaced by state2. Training's per-row schedule */
 };
 
 void live_opts_init(live_opts *opts) {
@@ -40,8 +41,8 @@ void live_opts_init(live_opts *opts) {
     mf_params_init(&mp);
     opts->k = mp.k;
     opts->lr = mp.lr;
-    opts->train_lr = 0.1f; /* core's trainer schedule (perf13's mf_params_init) */
-    opts->train_lr_decay = 0.79f;
+    opts->train_lr = mp.lr; /* core's trainer schedule */
+    opts->train_lr_decay = mp.lr_decay;
     opts->train_lr_min = 0.0f;
     opts->rewarm = 1;
     opts->reg = mp.reg;
@@ -164,6 +165,11 @@ live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *err
     l->o = *opts;
     snprintf(l->method, sizeof(l->method), "%s", opts->method);
     l->o.method = l->method;
+    mf_params_init(&l->sched); /* core's trainer schedule, rates and reg from the options */
+    l->sched.lr = opts->train_lr;
+    l->sched.lr_decay = opts->train_lr_decay;
+    l->sched.reg = opts->reg;
+    l->sched.reg_bias = opts->reg_bias;
     l->st = st;
     l->n_parts = n_partitions;
     if (init_model(l, errstr, errstr_size) != UL_OK)
@@ -384,34 +390,6 @@ oom:
 
 /* contract: replaced by state2 (from here to live_apply_rating). */
 
-/* The training rate of a row that has had `passes` passes. */
-static float row_lr(const live *l, float passes) {
-    float lr = l->o.train_lr * powf(l->o.train_lr_decay, passes);
-    return lr > l->o.train_lr_min ? lr : l->o.train_lr_min;
-}
-
-/* One step at each row's own rate: the pair steps at the larger rate and
- * the other row's change is scaled down to its rate (each row's change is
- * linear in its rate, and both are computed from the old values). */
-static float step_two_rates(live *l, mf_model *m, float *urow, float *irow, float rating,
-                            float lr_u, float lr_i) {
-    int vdim = rows_vector_dim(l->k);
-    float lr = lr_u > lr_i ? lr_u : lr_i;
-    float *scaled = lr_u > lr_i ? irow : urow;
-    float scale = lr > 0.0f ? (lr_u > lr_i ? lr_i : lr_u) / lr : 0.0f;
-    float before[512]; /* the scaled row before the step; on the heap for a large k */
-    float *old = vdim <= 512 ? before : malloc((size_t)vdim * sizeof(float));
-    if (old == NULL)
-        return NAN;
-    memcpy(old, scaled, (size_t)vdim * sizeof(float));
-    float err = mf_sgd_step(m, 0, 0, rating, lr, l->o.reg, l->o.reg_bias);
-    for (int f = 0; f < vdim; f++)
-        scaled[f] = old[f] + scale * (scaled[f] - old[f]);
-    if (old != before)
-        free(old);
-    return err;
-}
-
 /* The shard whose delta takes an item change of class cls made in s. */
 static shard *delta_owner(live *l, shard *s, int64_t item, shard_class cls) {
     shard *home = l->shards[rows_item_partition(item, l->n_parts)];
@@ -453,9 +431,10 @@ float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shar
         rewarm(l, pu, nu + (float)(h->n < s->retention));
         rewarm(l, pv, ni + 1.0f);
     } else {
-        err = step_two_rates(l, &m, urow, irow, rating, row_lr(l, *pu), row_lr(l, *pv));
-        *pu += nu >= 1.0f ? 1.0f / nu : 1.0f;
-        *pv += ni >= 1.0f ? 1.0f / ni : 1.0f;
+        mf_row_state us = {*pu, nu}, is = {*pv, ni};
+        err = mf_sgd_step_rows(&m, 0, 0, rating, &l->sched, l->o.train_lr_min, &us, &is);
+        *pu = us.passes;
+        *pv = is.passes;
     }
     float *drow = rowset_row(ds->deltas, di);
     for (int f = 0; f < vdim; f++)

@@ -36,10 +36,10 @@ typedef struct live_opts {
     const char *method; /* unlearning method name (borrowed; unlearn_method_default()) */
     unlearn_params uparams;
     /* contract: replaced by state2. Training's per-row schedule (core's
-     * trainer schedule applied per row): a row that has had `passes` passes
-     * over its ratings trains at max(train_lr * train_lr_decay^passes,
-     * train_lr_min). `rewarm`: 1 (default) the rule of live_sgd; 0 none and
-     * 2 the mean of passes, for measurements (bench/bench_train.c). */
+     * mf_sgd_step_rows): a row that has had `passes` passes over its
+     * ratings trains at max(train_lr * train_lr_decay^passes, train_lr_min). `rewarm`: 1 (default)
+     * the rule of live_sgd; 0 none and 2 the mean of passes, for measurements
+     * (bench/bench_train.c). */
     float train_lr, train_lr_decay, train_lr_min;
     int rewarm;
 } live_opts;
@@ -88,8 +88,8 @@ int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float ratin
  * rating into its rows' schedule with 0 passes, keeping each row's training
  * rate the mean of its ratings' rates: decay^passes' = ((n-1) decay^passes
  * + 1) / n, n = the user's history length / the item's count with the new
- * rating. A training step runs each row at its own rate of the schedule
- * and adds 1/n to its passes (n without a new rating). The passes are in
+ * rating. A training step is mf_sgd_step_rows: each row at its own rate of
+ * the schedule, 1/n added to its passes (n without a new rating). The passes are in
  * memory only until state2 stores them with the rows: 0 after a load.
  * Creates the item's row if unseen. Does not change counts or histories
  * (live_apply_rating does). Returns the error before the step, or NAN when

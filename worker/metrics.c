@@ -302,7 +302,7 @@ static int ready_locked(metrics *m, char *why, size_t why_size) {
         missing = "not connected to Redis";
         detail = m->redis_why;
     } else if (waited > METRICS_REDIS_SLOW_S) {
-        snprintf(buf, sizeof(buf), "Redis has not answered a PING for %.1f s", waited);
+        snprintf(buf, sizeof(buf), "Redis has not answered a command for %.1f s", waited);
         missing = buf;
     } else if (m->assigned < 0) {
         missing = "no partition assignment yet (joining the group or rebalancing)";

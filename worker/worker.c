@@ -193,7 +193,11 @@ static void checkpoint_all(worker *w) {
             held++;
             continue;
         }
-        if (live_checkpoint(w->lv, s, err, sizeof(err)) != UL_OK) {
+        /* a checkpoint waiting on a frozen Redis is as unready as a PING */
+        metrics_redis_waiting(w->metrics, 1);
+        int rc = live_checkpoint(w->lv, s, err, sizeof(err));
+        metrics_redis_waiting(w->metrics, 0);
+        if (rc != UL_OK) {
             snprintf(what, sizeof(what), "checkpoint of partition %d failed", (int)p);
             redis_fault(w, what, err);
             return;
@@ -1030,6 +1034,10 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
         return UL_ERR_STATE;
     }
     return UL_OK;
+}
+
+metrics *worker_metrics(worker *w) {
+    return w->metrics;
 }
 
 void worker_destroy(worker *w) {

@@ -489,7 +489,7 @@ static void test_health(void **state) {
     assert_true(metrics_is_ready(m, NULL, 0));
     now = 66.5;
     assert_false(metrics_is_ready(m, why, sizeof(why)));
-    assert_string_equal(why, "Redis has not answered a PING for 1.5 s");
+    assert_string_equal(why, "Redis has not answered a command for 1.5 s");
     metrics_redis_waiting(m, 0);
     assert_true(metrics_is_ready(m, NULL, 0));
     /* Down with a reason, then back. */

@@ -51,6 +51,7 @@ static live *open_live(store *st, uint32_t retention) {
     live_opts o;
     live_opts_init(&o);
     o.k = K;
+    o.lr = 0.01f; /* events' online step: the worker's model.learning.rate */
     o.retention = retention;
     o.method = "foldin";
     live *l = live_new(&o, st, PARTS, err, sizeof(err));

@@ -101,9 +101,7 @@ state --redis.db 2 >"$TMP/state"
 [ "$(tot 2 applied)" = "$((N1 + N2))" ] || fail "applied $(tot 2 applied)"
 [ "$(tot 2 forgotten)" = "$K" ] || fail "forgotten $(tot 2 forgotten), want $K"
 [ "$(tot 2 forget_completed)" = 1 ] || fail "forget_completed $(tot 2 forget_completed)"
-awk '/^partition=/ { split($2, a, "="); split($9, o, "=");
-       if (a[2] != o[2]) { print "partition " $1 ": " a[2] " applied, offset " o[2]; bad = 1 } }
-     END { exit bad }' "$TMP/state" || fail "a partition applied a rating twice or lost one"
+applied_is_offset "$TMP/state" || fail "a partition applied a rating twice or lost one"
 rc=0
 stop_worker TERM || rc=$?
 [ "$rc" -eq 0 ] || fail "worker exit $rc after SIGTERM"

@@ -102,6 +102,15 @@ wait_for() {
 
 total_is() { [ "$(total "$1")" = "$2" ]; }
 
+# applied_is_offset FILE: in the `unlearnd state` output in FILE every
+# partition has applied exactly as many ratings as its stored offset (no
+# rating lost or applied twice); prints the partitions that have not.
+applied_is_offset() {
+  awk '/^partition=/ { split($2, a, "="); split($9, o, "=");
+         if (a[2] != o[2]) { print "partition " $1 ": " a[2] " applied, offset " o[2]; bad = 1 } }
+       END { exit bad }' "$1"
+}
+
 # check_user U: the scores of items 1..$NI for user U in the model rebuilt
 # from the factors topic (`recommend --from-topic`) equal the worker's in
 # Redis (`state`) within 1e-3, and both score all $NI (differences, if any,

@@ -19,6 +19,7 @@
 #include "live.h"
 #include "rng.h"
 #include "store.h"
+#include "forget_fixture.h"
 #include "store_fixture.h"
 #include "ul_err.h"
 
@@ -151,29 +152,6 @@ static void test_two_owners_keep_both_item_updates(void **state) {
     live_destroy(a);
     live_destroy(b);
     free(v);
-}
-
-static forget_req request(int64_t offset, int64_t user, const int64_t *items, uint32_t n,
-                          int64_t from, int64_t to) {
-    forget_req fr;
-    memset(&fr, 0, sizeof(fr));
-    fr.offset = offset;
-    fr.user = user;
-    char id[32];
-    snprintf(id, sizeof(id), "req-%lld", (long long)offset);
-    fr.request_id = strdup(id);
-    if (n > 0) {
-        fr.items = malloc(n * sizeof(int64_t));
-        memcpy(fr.items, items, n * sizeof(int64_t));
-        fr.n_items = n;
-    } else {
-        fr.has_window = 1;
-        fr.from = from;
-        fr.to = to;
-    }
-    fr.ratings_hwm = -1;
-    fr.unsaved = 1;
-    return fr;
 }
 
 static void test_forget_cycle(void **state) {

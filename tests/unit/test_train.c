@@ -24,6 +24,7 @@
 #include "live.h"
 #include "rows.h"
 #include "store.h"
+#include "forget_fixture.h"
 #include "store_fixture.h"
 #include "train.h"
 #include "ul_err.h"
@@ -286,27 +287,11 @@ static void test_disabled_changes_nothing(void **state) {
     live_destroy(l);
 }
 
-static forget_req window_request(int64_t offset, int64_t user, int64_t from, int64_t to) {
-    forget_req fr;
-    memset(&fr, 0, sizeof(fr));
-    fr.offset = offset;
-    fr.user = user;
-    char id[32];
-    snprintf(id, sizeof(id), "req-%lld", (long long)offset);
-    fr.request_id = strdup(id);
-    fr.has_window = 1;
-    fr.from = from;
-    fr.to = to;
-    fr.ratings_hwm = -1;
-    fr.unsaved = 1;
-    return fr;
-}
-
 /* Forget every rating of `user` through a real unlearning cycle. */
 static void forget_user(live *l, int64_t user, int64_t offset) {
     char err[UL_ERRSTR_SIZE];
     shard *s = shard_of(l, user);
-    forget_req fr = window_request(offset, user, 0, INT64_MAX);
+    forget_req fr = request(offset, user, NULL, 0, 0, INT64_MAX);
     assert_int_equal(shard_pending_add(s, &fr), 0);
     live_cycle out;
     assert_int_equal(live_forget_cycle(l, s, 10, 1, &out, err, sizeof(err)), UL_OK);

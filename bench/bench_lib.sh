@@ -1,6 +1,7 @@
 # bench_lib.sh: what the benchmark scripts share (sourced, not run): a free
-# loopback port, and a throwaway redis-server (no persistence) under $TMP
-# whose port it prints. The caller sets TMP and stops the servers.
+# loopback port, a throwaway redis-server (no persistence) under $TMP whose
+# port it prints, the default data and the seeded 80/20 split. The caller
+# sets TMP and stops the servers.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -11,4 +12,30 @@ start_redis() { # prints the port
     --appendonly no --daemonize yes --logfile "$TMP/redis-$port/log" >/dev/null
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
   echo "$port"
+}
+
+# default_data: keep $DATA if set; else ML-1M from ../shared/data; else a
+# synthetic 1,000,000-rating file in $TMP.
+default_data() {
+  [ -n "$DATA" ] && return 0
+  DATA=../shared/data/ml-1m/ratings.csv
+  [ -r "$DATA" ] && return 0
+  DATA="$TMP/synthetic.csv"
+  awk 'BEGIN { srand(7); print "user,item,rating";
+    for (u = 1; u <= 6000; u++) for (j = 0; j < 166; j++)
+      print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$DATA"
+}
+
+# split_data SEED: the 80/20 split of $DATA (seeded awk) into $TMP/test.csv
+# and $TMP/train.csv, the training ratings in a seeded random order; sets
+# NTRAIN and NTEST.
+split_data() {
+  awk -F'[,\t]|::' -v seed="$1" -v train="$TMP/train.body" -v test="$TMP/test.csv" '
+    BEGIN { srand(seed); print "user,item,rating" > test }
+    $1 !~ /^[0-9]+$/ { next }
+    { r = rand(); line = $1 "," $2 "," $3
+      if (r < 0.2) print line > test; else printf "%.9f,%s\n", rand(), line > train }' "$DATA"
+  { echo "user,item,rating"; sort -t, -k1,1 "$TMP/train.body" | cut -d, -f2-; } >"$TMP/train.csv"
+  NTRAIN=$(($(wc -l <"$TMP/train.csv") - 1))
+  NTEST=$(($(wc -l <"$TMP/test.csv") - 1))
 }

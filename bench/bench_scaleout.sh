@@ -50,25 +50,8 @@ unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_SHARDS UNLEARND_RED
 now_ms() { date +%s%3N; }
 source bench/bench_lib.sh
 
-if [ -z "$DATA" ]; then
-  DATA=../shared/data/ml-1m/ratings.csv
-  if [ ! -r "$DATA" ]; then
-    DATA="$TMP/synthetic.csv"
-    awk 'BEGIN { srand(7); print "user,item,rating";
-      for (u = 1; u <= 6000; u++) for (j = 0; j < 166; j++)
-        print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$DATA"
-  fi
-fi
-
-# 80/20 split (seeded awk), then the training ratings in a seeded random order.
-awk -F'[,\t]|::' -v seed="$SEED" -v train="$TMP/train.body" -v test="$TMP/test.csv" '
-  BEGIN { srand(seed); print "user,item,rating" > test }
-  $1 !~ /^[0-9]+$/ { next }
-  { r = rand(); line = $1 "," $2 "," $3
-    if (r < 0.2) print line > test; else printf "%.9f,%s\n", rand(), line > train }' "$DATA"
-{ echo "user,item,rating"; sort -t, -k1,1 "$TMP/train.body" | cut -d, -f2-; } >"$TMP/train.csv"
-NTRAIN=$(($(wc -l <"$TMP/train.csv") - 1))
-NTEST=$(($(wc -l <"$TMP/test.csv") - 1))
+default_data
+split_data "$SEED"
 echo "data: $DATA: $NTRAIN training ratings (shuffled, seed $SEED), $NTEST test ratings;" \
   "$PARTS partitions; $(nproc) cores shared by broker, Redis and workers"
 

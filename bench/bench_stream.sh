@@ -47,17 +47,10 @@ trap cleanup EXIT
 export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
 now_ms() { date +%s%3N; }
 
-if [ -z "$DATA" ]; then
-  DATA=../shared/data/ml-1m/ratings.csv
-  if [ ! -r "$DATA" ]; then
-    DATA="$TMP/synthetic.csv"
-    awk 'BEGIN { srand(7); print "user,item,rating";
-      for (u = 1; u <= 6000; u++) for (j = 0; j < 166; j++)
-        print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$DATA"
-  fi
-fi
+source bench/bench_lib.sh
+default_data
 
-REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP" --save '' --appendonly no \
   --daemonize yes --logfile "$TMP/redis.log" >/dev/null
 REDIS=(--redis.host 127.0.0.1 --redis.port "$REDIS_PORT")

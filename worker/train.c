@@ -119,14 +119,6 @@ void train_opts_init(train_opts *o) {
 
 /* ---- the permutation --------------------------------------------------- */
 
-static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 void train_perm_init(train_perm *p, uint64_t n, uint64_t seed) {
     int bits = 0;
     while (bits < 63 && (UINT64_C(1) << bits) < n)
@@ -134,14 +126,14 @@ void train_perm_init(train_perm *p, uint64_t n, uint64_t seed) {
     p->n = n;
     p->half_bits = bits < 2 ? 1 : (bits + 1) / 2;
     for (int r = 0; r < 4; r++)
-        p->keys[r] = mix64(rng_derive(seed, (uint64_t)r + 1));
+        p->keys[r] = rng_derive(seed, (uint64_t)r + 1);
 }
 
 static uint64_t feistel(const train_perm *p, uint64_t x) {
     uint64_t mask = (UINT64_C(1) << p->half_bits) - 1;
     uint64_t left = x >> p->half_bits, right = x & mask;
     for (int r = 0; r < 4; r++) {
-        uint64_t next = left ^ (mix64(right ^ p->keys[r]) & mask);
+        uint64_t next = left ^ (rng_derive(p->keys[r], right) & mask);
         left = right;
         right = next;
     }

@@ -225,7 +225,7 @@ static int bench_live(const bench_opts *o, const dataset *ds, ul_ratings *tr,
     lo.rating_max = ds->rating_max;
     live *l = st ? live_new(&lo, st, PARTS, err, sizeof(err)) : NULL;
     for (int32_t p = 0; l && p < PARTS; p++)
-        if (live_assign(l, p, err, sizeof(err)) == NULL) {
+        if (live_assign(l, p, NULL, err, sizeof(err)) == NULL) {
             live_destroy(l);
             l = NULL;
         }

@@ -112,10 +112,45 @@ typedef struct codec_receipt {
     int64_t completed_at; /* ms */
 } codec_receipt;
 
+/* One item's change in an ItemUpdates record (schemas/item_update.avsc).
+ * `dvector` holds `dim` factors (0: the row did not change); for encoding it
+ * is borrowed, decoded ones point into the record's `vectors`. */
+typedef struct codec_item_update {
+    int64_t id;
+    int32_t dcount;
+    double dsum;
+    float dbias;
+    const float *dvector;
+    int dim;
+} codec_item_update;
+
+#define CODEC_UPDATE_EVENT (-1)    /* source of best-effort deltas of online learning */
+#define CODEC_UPDATE_TRAINING (-2) /* source of best-effort deltas of background training */
+
+/* The record of topic.item_updates: the changes of several items of one
+ * home partition. Decoding fills `items` and `vectors` (owned; kept and
+ * reused by the next decode into the same struct: free with
+ * codec_item_updates_clear()). */
+typedef struct codec_item_updates {
+    int64_t instance;
+    int32_t source; /* CODEC_UPDATE_EVENT/TRAINING, or the sending ratings partition */
+    int64_t seq;    /* 0 best effort; else the source's exact-delivery sequence (> 0) */
+    int64_t nonce;  /* the state's nonce (ul:model) */
+    codec_item_update *items;
+    size_t n_items;
+    /* decoding only */
+    size_t cap_items;
+    float *vectors;
+    size_t cap_vectors;
+} codec_item_updates;
+
+void codec_item_updates_clear(codec_item_updates *u);
+
 /* Schema ids, validation limits and writer-schema sources (from config).
  * The strings are borrowed for the codec_new() call only. */
 typedef struct codec_opts {
     int32_t schema_id_rating, schema_id_forget, schema_id_factor, schema_id_receipt;
+    int32_t schema_id_item_update; /* the internal topic's records: only this id is read */
     float rating_min, rating_max;  /* accepted rating scale, inclusive */
     size_t max_forget_items;       /* longest item list accepted */
     const char *schema_writers;    /* "ID=PATH.avsc,..." writer schemas (schema.writers) */
@@ -126,8 +161,8 @@ typedef struct codec_opts {
     long registry_retry_ms;        /* a failed lookup is repeated no sooner; <= 0 = 5000 */
 } codec_opts;
 
-/* Defaults: ids 1..4 (rating, forget, factor, receipt), scale 1..5, 10000
- * items, no writer files, no registry. */
+/* Defaults: ids 1..4 (rating, forget, factor, receipt) and 6 (item update; 5 is key.schema.id's),
+ * scale 1..5, 10000 items, no writer files, no registry. */
 void codec_opts_init(codec_opts *opts);
 
 typedef struct codec codec;
@@ -169,6 +204,8 @@ int codec_encode_factor(const codec *c, const codec_factor *f, codec_buf *out, c
                         size_t errstr_size);
 int codec_encode_receipt(const codec *c, const codec_receipt *rc, codec_buf *out, char *errstr,
                          size_t errstr_size);
+int codec_encode_item_updates(const codec *c, const codec_item_updates *u, codec_buf *out,
+                              char *errstr, size_t errstr_size);
 
 /* Decoders: 0 or a codec_err with a message naming the problem ("rating NaN",
  * "item list has 20001 items, more than forget.max.items=10000"). Trailing
@@ -184,6 +221,11 @@ int codec_decode_factor(const codec *c, const void *buf, size_t len, codec_facto
                         size_t errstr_size);
 int codec_decode_receipt(const codec *c, const void *buf, size_t len, codec_receipt *rc,
                          char *errstr, size_t errstr_size);
+/* The internal record is only read in our own schema (its id configured as
+ * schema_id_item_update): any other id is unknown-schema. Allocates into u
+ * (reusing its arrays). */
+int codec_decode_item_updates(const codec *c, const void *buf, size_t len, codec_item_updates *u,
+                              char *errstr, size_t errstr_size);
 
 /* The Confluent schema id of a framed message, or -1 when the frame is too
  * short or the magic byte is wrong (to route a message by schema). */
@@ -227,7 +269,7 @@ int32_t codec_partition(const void *key, size_t len, int32_t partition_cnt);
 
 /* The embedded schema texts (schemas/NAME.avsc), for registering with a schema
  * registry or printing. Names: "rating", "forget_request", "factor",
- * "forget_receipt". NULL for an unknown name. */
+ * "forget_receipt", "item_update". NULL for an unknown name. */
 const char *codec_schema_text(const char *name);
 
 #endif

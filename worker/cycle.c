@@ -47,8 +47,11 @@ static int finish_cycle(const cycle_opts *o, shard *s, const live_cycle *c, int6
     log_cycle(o, c);
     if (o->exit_after_checkpoint)
         _exit(99); /* like a crash right after the checkpoint */
-    rc = publish_outbox_entry(o->pub, s->partition, &s->outbox[s->n_outbox - 1], errstr,
-                              errstr_size);
+    /* Not before a replica has the checkpoint (publish_outboxes sends it
+     * once one has). */
+    if (s->replicated)
+        rc = publish_outbox_entry(o->pub, s->partition, &s->outbox.v[s->outbox.n - 1], errstr,
+                                  errstr_size);
     metrics_add(o->metrics, METRICS_FORGET_COMPLETED, c->n_receipts);
     metrics_observe_cycle_seconds(o->metrics, (double)(ul_clock_mono_ms() - started_ms) / 1000.0);
     return rc;

@@ -40,21 +40,23 @@
 #define RETRY_FIRST_MS 500     /* a failed dead letter is produced again after this, */
 #define RETRY_MAX_MS 10000     /* doubling up to this */
 
-typedef enum out_topic { OUT_FACTORS = 0, OUT_RECEIPTS = 1 } out_topic;
+typedef enum out_topic { OUT_FACTORS = 0, OUT_RECEIPTS = 1, OUT_ITEM_UPDATES = 2 } out_topic;
 
 typedef struct kind_def {
     int has_id;
     out_topic topic;
     int marks;     /* the record is a row of the live model: mark it */
     rows_kind row; /* which kind of row, when `marks` */
+    int to_id;     /* produced to partition `id` (else partitioned by key) */
 } kind_def;
 
 static const kind_def kinds[PUBLISH_N_KINDS] = {
-    [PUBLISH_OLD_FACTOR] = {0, OUT_FACTORS, 0, ROWS_USER},
-    [PUBLISH_OLD_RECEIPT] = {0, OUT_RECEIPTS, 0, ROWS_USER},
-    [PUBLISH_USER_ROW] = {1, OUT_FACTORS, 1, ROWS_USER},
-    [PUBLISH_ITEM_ROW] = {1, OUT_FACTORS, 1, ROWS_ITEM},
-    [PUBLISH_RECEIPT] = {1, OUT_RECEIPTS, 0, ROWS_USER},
+    [PUBLISH_OLD_FACTOR] = {0, OUT_FACTORS, 0, ROWS_USER, 0},
+    [PUBLISH_OLD_RECEIPT] = {0, OUT_RECEIPTS, 0, ROWS_USER, 0},
+    [PUBLISH_USER_ROW] = {1, OUT_FACTORS, 1, ROWS_USER, 0},
+    [PUBLISH_ITEM_ROW] = {1, OUT_FACTORS, 1, ROWS_ITEM, 0},
+    [PUBLISH_RECEIPT] = {1, OUT_RECEIPTS, 0, ROWS_USER, 0},
+    [PUBLISH_ITEM_UPDATES] = {1, OUT_ITEM_UPDATES, 0, ROWS_ITEM, 1},
 };
 
 /* ---- the record format -------------------------------------------------- */
@@ -108,7 +110,13 @@ int publish_record_next(const unsigned char *entry, size_t len, size_t *pos, pub
 typedef enum msg_kind { MSG_ENTRY = 1, MSG_DEAD_LETTER = 2 } msg_kind;
 
 /* What the messages are, for the failure summaries. */
-typedef enum msg_what { WHAT_ROW = 0, WHAT_OUTBOX, WHAT_DEAD_LETTER, N_WHAT } msg_what;
+typedef enum msg_what {
+    WHAT_ROW = 0,
+    WHAT_OUTBOX,
+    WHAT_DEAD_LETTER,
+    WHAT_ITEM_UPDATES,
+    N_WHAT
+} msg_what;
 
 static const char *const what_names[N_WHAT] = {
     [WHAT_ROW] = "factor rows published periodically (every owned row is published again at the "
@@ -117,6 +125,8 @@ static const char *const what_names[N_WHAT] = {
                     "published again)",
     [WHAT_DEAD_LETTER] = "dead letters (produced again; their partitions are not checkpointed "
                          "past them meanwhile)",
+    [WHAT_ITEM_UPDATES] = "best-effort item updates (never sent again: training and later "
+                          "ratings carry the rows on)",
 };
 
 typedef struct failure_count {
@@ -130,8 +140,9 @@ typedef struct failure_count {
 typedef struct tracker {
     msg_kind kind; /* MSG_ENTRY */
     int32_t partition;
-    uint64_t version;
-    int remaining; /* messages without a delivery report (+1 while still producing) */
+    int delivery;     /* an exact-delivery entry (key = sequence), else a cycle's */
+    uint64_t version; /* the entry's key */
+    int remaining;    /* messages without a delivery report (+1 while still producing) */
     int failed;
     struct tracker *next;
 } tracker;
@@ -165,10 +176,18 @@ struct publisher {
     failure_count failures[MAX_FAILURE_KINDS];
     size_t n_failures;
     int64_t next_failure_log; /* monotonic ms */
+    int pushes;               /* the opaque of best-effort item updates (its address) */
 };
 
 static const char *topic_of(const publisher *p, publish_kind kind) {
-    return kinds[kind].topic == OUT_FACTORS ? p->cfg->topic_factors : p->cfg->topic_receipts;
+    switch (kinds[kind].topic) {
+    case OUT_FACTORS:
+        return p->cfg->topic_factors;
+    case OUT_RECEIPTS:
+        return p->cfg->topic_receipts;
+    default:
+        return p->cfg->topic_item_updates;
+    }
 }
 
 static void tracker_release(publisher *p, tracker *t) {
@@ -233,8 +252,15 @@ static void dead_letter_reported(publisher *p, dead_letter *d, rd_kafka_resp_err
 static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
     (void)rk;
     publisher *p = opaque;
-    const msg_kind *kind = rkm->_private == (void *)p ? NULL : rkm->_private;
     const char *topic = rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "?";
+    if (rkm->_private == (void *)&p->pushes) { /* best effort: counted, never re-sent */
+        p->inflight[WHAT_ITEM_UPDATES]--;
+        if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+            count_failure(p, WHAT_ITEM_UPDATES, p->cfg->topic_item_updates,
+                          rd_kafka_err2str(rkm->err));
+        return;
+    }
+    const msg_kind *kind = rkm->_private == (void *)p ? NULL : rkm->_private;
     if (kind && *kind == MSG_DEAD_LETTER) {
         p->inflight[WHAT_DEAD_LETTER]--;
         dead_letter_reported(p, rkm->_private, rkm->err);
@@ -278,6 +304,7 @@ publisher *publish_new(const ul_config *cfg, ul_log *lg, metrics *m, const codec
     kafka_topic_warm(p->producer, cfg->topic_factors);
     kafka_topic_warm(p->producer, cfg->topic_receipts);
     kafka_topic_warm(p->producer, cfg->topic_dead_letter);
+    kafka_topic_warm(p->producer, cfg->topic_item_updates);
     return p;
 }
 
@@ -377,8 +404,9 @@ int publish_outbox_add(publisher *p, shard *s, const live_cycle *c, char *errstr
     return UL_OK;
 }
 
-int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char *errstr,
-                         size_t errstr_size) {
+/* Produce every record of entry e (a delivery entry when `delivery`). */
+static int publish_entry(publisher *p, int32_t partition, int delivery, outbox_entry *e,
+                         char *errstr, size_t errstr_size) {
     char err[UL_ERRSTR_SIZE];
     tracker *t = calloc(1, sizeof(*t));
     if (t == NULL) {
@@ -387,6 +415,7 @@ int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char 
     }
     t->kind = MSG_ENTRY;
     t->partition = partition;
+    t->delivery = delivery;
     t->version = e->version;
     t->remaining = 1; /* held until every record is handed over */
     e->inflight = 1;
@@ -395,8 +424,9 @@ int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char 
     int more;
     while ((more = publish_record_next(e->blob, e->len, &pos, &r)) > 0) {
         t->remaining++;
-        if (kafka_produce(p->producer, topic_of(p, r.kind), RD_KAFKA_PARTITION_UA, r.key, r.key_len,
-                          r.value, r.value_len, t, PRODUCE_BLOCK_MS, err, sizeof(err)) != UL_OK) {
+        int32_t part = kinds[r.kind].to_id ? (int32_t)r.id : RD_KAFKA_PARTITION_UA;
+        if (kafka_produce(p->producer, topic_of(p, r.kind), part, r.key, r.key_len, r.value,
+                          r.value_len, t, PRODUCE_BLOCK_MS, err, sizeof(err)) != UL_OK) {
             count_failure(p, WHAT_OUTBOX, topic_of(p, r.kind), err);
             t->failed = 1;
             tracker_release(p, t);
@@ -406,11 +436,16 @@ int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char 
     }
     if (more < 0)
         log_error(p->log, "worker",
-                  "the outbox entry of partition %d version %" PRIu64
+                  "the outbox entry of partition %d %s %" PRIu64
                   " is malformed after byte %zu: the rest is not published",
-                  (int)partition, e->version, pos);
+                  (int)partition, delivery ? "delivery" : "version", e->version, pos);
     tracker_release(p, t);
     return UL_OK;
+}
+
+int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char *errstr,
+                         size_t errstr_size) {
+    return publish_entry(p, partition, 0, e, errstr, errstr_size);
 }
 
 /* Mark the rows an outbox entry carries (see publish_outboxes). */
@@ -425,20 +460,65 @@ static void mark_rows(publisher *p, const outbox_entry *e) {
 int publish_outboxes(publisher *p, char *errstr, size_t errstr_size) {
     for (int32_t part = 0; part < live_partitions(p->lv); part++) {
         shard *s = live_shard(p->lv, part);
-        for (size_t i = 0; s && i < s->n_outbox; i++) {
-            if (s->outbox[i].inflight)
+        for (size_t i = 0; s && s->replicated && i < s->outbox.n; i++) {
+            outbox_entry *e = &s->outbox.v[i];
+            if (e->inflight || e->unsaved)
                 continue;
             log_info(p->log, "worker",
                      "publishing the outbox of partition %d version %" PRIu64
-                     " again (left by a previous owner or a failed delivery)",
-                     (int)part, s->outbox[i].version);
-            int rc = publish_outbox_entry(p, part, &s->outbox[i], errstr, errstr_size);
+                     " (left by a previous owner, a failed delivery, or waiting for a replica)",
+                     (int)part, e->version);
+            int rc = publish_outbox_entry(p, part, e, errstr, errstr_size);
             if (rc != UL_OK)
                 return rc;
-            mark_rows(p, &s->outbox[i]);
+            mark_rows(p, e);
         }
     }
     return UL_OK;
+}
+
+int publish_delivery_record(void *codec_opaque, const codec_item_updates *u, int32_t home,
+                            ul_buf *entry, char *errstr, size_t errstr_size) {
+    codec_buf buf = {0};
+    char key[24];
+    int rc = codec_encode_item_updates(codec_opaque, u, &buf, errstr, errstr_size);
+    if (rc == CODEC_OK) {
+        int kl = snprintf(key, sizeof(key), "%d", (int)u->source);
+        publish_record r = {PUBLISH_ITEM_UPDATES, home, key, (size_t)kl, buf.data, buf.len};
+        publish_record_put(entry, &r);
+    }
+    codec_buf_free(&buf);
+    return rc == CODEC_OK ? UL_OK : UL_ERR_ARG;
+}
+
+int publish_deliveries(publisher *p, char *errstr, size_t errstr_size) {
+    for (int32_t part = 0; part < live_partitions(p->lv); part++) {
+        shard *s = live_shard(p->lv, part);
+        if (s == NULL || !s->replicated || s->deliveries.n == 0)
+            continue;
+        outbox_entry *e = &s->deliveries.v[0]; /* in sequence order: one at a time */
+        if (e->inflight || e->unsaved)
+            continue;
+        int rc = publish_entry(p, part, 1, e, errstr, errstr_size);
+        if (rc != UL_OK)
+            return rc;
+    }
+    return UL_OK;
+}
+
+void publish_item_updates(void *opaque, int32_t home, const codec_item_updates *u) {
+    publisher *p = opaque;
+    char err[UL_ERRSTR_SIZE];
+    if (codec_encode_item_updates(p->codec, u, &p->buf, err, sizeof(err)) != CODEC_OK) {
+        log_error(p->log, "worker", "item updates for partition %d not sent: %s", (int)home, err);
+        return;
+    }
+    if (kafka_produce(p->producer, p->cfg->topic_item_updates, home, NULL, 0, p->buf.data,
+                      p->buf.len, &p->pushes, PRODUCE_BLOCK_MS, err, sizeof(err)) != UL_OK) {
+        count_failure(p, WHAT_ITEM_UPDATES, p->cfg->topic_item_updates, err);
+        return;
+    }
+    p->inflight[WHAT_ITEM_UPDATES]++;
 }
 
 /* One periodically published row (live_row_fn): best effort, the publisher
@@ -461,13 +541,17 @@ static void publish_row(void *opaque, rows_kind kind, int64_t id, const float *r
 }
 
 void publish_changed(publisher *p) {
+    publish_changed_class(p, SHARD_EVENT);
+}
+
+void publish_changed_class(publisher *p, shard_class cls) {
     if (p->republish) {
         p->republish = 0;
         log_debug(p->log, "worker", "a factor row was not delivered: publishing every owned row");
         for (int32_t part = 0; part < live_partitions(p->lv); part++)
             live_mark_partition(p->lv, part);
     }
-    size_t n = live_publish_marked(p->lv, publish_row, p);
+    size_t n = live_publish_marked(p->lv, cls, publish_row, p);
     if (n > 0)
         log_debug(p->log, "worker", "published %zu changed factor rows to %s", n,
                   p->cfg->topic_factors);
@@ -593,15 +677,12 @@ int publish_poll(publisher *p, char *errstr, size_t errstr_size) {
         tracker *t = p->done;
         p->done = t->next;
         shard *s = live_shard(p->lv, t->partition);
-        for (size_t i = 0; s && i < s->n_outbox; i++) {
-            if (s->outbox[i].version != t->version)
-                continue;
-            if (t->failed)
-                s->outbox[i].inflight = 0;
-            else if (shard_outbox_remove(s, t->version) != 0)
-                rc = UL_ERR_NOMEM;
-            break;
-        }
+        outbox_list *l = s ? (t->delivery ? &s->deliveries : &s->outbox) : NULL;
+        outbox_entry *e = l ? outbox_list_find(l, t->version) : NULL;
+        if (e && t->failed)
+            e->inflight = 0;
+        else if (e && outbox_list_remove(l, t->version) != 0)
+            rc = UL_ERR_NOMEM;
         free(t);
     }
     if (rc != UL_OK)
@@ -616,11 +697,14 @@ int publish_flush(publisher *p, int timeout_ms) {
 }
 
 int publish_in_flight(const publisher *p, char *what, size_t size) {
-    int n = p->inflight[WHAT_ROW] + p->inflight[WHAT_OUTBOX] + p->inflight[WHAT_DEAD_LETTER];
+    int n = p->inflight[WHAT_ROW] + p->inflight[WHAT_OUTBOX] + p->inflight[WHAT_DEAD_LETTER] +
+            p->inflight[WHAT_ITEM_UPDATES];
     snprintf(what, size,
              "%d periodically published factor rows (published again by the partitions' next "
              "owners), %d records of unlearning cycles (they stay in their outbox entries in "
-             "Redis), %d dead letters (their partitions were not checkpointed past them)",
-             p->inflight[WHAT_ROW], p->inflight[WHAT_OUTBOX], p->inflight[WHAT_DEAD_LETTER]);
+             "Redis), %d dead letters (their partitions were not checkpointed past them), %d "
+             "best-effort item updates",
+             p->inflight[WHAT_ROW], p->inflight[WHAT_OUTBOX], p->inflight[WHAT_DEAD_LETTER],
+             p->inflight[WHAT_ITEM_UPDATES]);
     return n;
 }

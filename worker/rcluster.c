@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -76,6 +77,8 @@ typedef struct rc_node {
     int64_t failed_ms; /* when it last failed; 0 once it answered again */
     int seed;          /* from opts.seeds */
     int in_map;        /* primary or replica in the current map */
+    int replicas;      /* as a primary: replicas in the current map (WAIT after a txn) */
+    int replicas_new;  /* scratch while a map loads */
     unsigned mark;     /* scratch for a pipeline round */
 } rc_node;
 
@@ -85,6 +88,8 @@ struct rcluster {
     int timeout_ms, retry_ms, db;
     void (*log_fn)(void *, const char *);
     void *log_ctx;
+    void (*wait_fn)(void *, int);
+    void *wait_ctx;
     int cluster; /* 1: Redis Cluster, 0: one plain Redis */
     rc_node **nodes;
     int n_nodes, cap_nodes;
@@ -129,6 +134,8 @@ struct rcluster_txn {
     size_t gval_len;
     redisReply *exec;
     rc_node *where;
+    int wait_ms; /* > 0: WAIT for a replica after EXEC (rcluster_txn_wait) */
+    int acked;   /* replicas that acknowledged; -1: none asked */
 };
 
 /* Retry bookkeeping of one call. */
@@ -330,6 +337,22 @@ static int resp_arg(const char *cmd, size_t len, int idx, const char **arg, size
             return -1;
     }
     return -1;
+}
+
+/* The routing key of a formatted command: argv[1], except for the
+ * script and function calls (EVAL script numkeys key ..., FCALL name
+ * numkeys key ...), whose first key is argv[3]. -1 when there is none. */
+static int resp_key(const char *cmd, size_t len, const char **key, size_t *klen) {
+    static const char *const keyed3[] = {"EVAL",       "EVALSHA", "EVAL_RO",
+                                         "EVALSHA_RO", "FCALL",   "FCALL_RO"};
+    const char *a0;
+    size_t l0;
+    if (resp_arg(cmd, len, 0, &a0, &l0) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(keyed3) / sizeof(keyed3[0]); i++)
+        if (l0 == strlen(keyed3[i]) && strncasecmp(a0, keyed3[i], l0) == 0)
+            return resp_arg(cmd, len, 3, key, klen);
+    return resp_arg(cmd, len, 1, key, klen);
 }
 
 /* "HSET ul:{p1}:users" for messages: the command and its key, never values. */
@@ -730,7 +753,14 @@ static void iov_add(struct iovec *v, int *n, const void *p, size_t len) {
 /* Read one reply; NULL (and the connection closed, errstr filled) on failure. */
 static redisReply *node_read(rcluster *rc, rc_node *nd, char *errstr, size_t errstr_size) {
     redisReply *r = NULL;
-    if (redisGetReply(nd->c, (void **)&r) != REDIS_OK || r == NULL) {
+    if (redisReaderGetReply(nd->c->reader, (void **)&r) == REDIS_OK && r != NULL)
+        return r; /* already read with an earlier one: no wait */
+    if (rc->wait_fn)
+        rc->wait_fn(rc->wait_ctx, 1);
+    int got = redisGetReply(nd->c, (void **)&r);
+    if (rc->wait_fn)
+        rc->wait_fn(rc->wait_ctx, 0);
+    if (got != REDIS_OK || r == NULL) {
         char tmp[64];
         ul_set_err(errstr, errstr_size, "redis %s: %s", nd->addr,
                    ctx_err(rc, nd->c, tmp, sizeof(tmp)));
@@ -746,6 +776,8 @@ typedef struct map_ctx {
     rcluster *rc;
     rc_node **slots;
     int covered;
+    rc_node *primary;   /* of the range being walked */
+    int range_replicas; /* its replicas so far */
 } map_ctx;
 
 static int map_range(void *vctx, int start, int end, int replica, const char *host, int port,
@@ -756,8 +788,13 @@ static int map_range(void *vctx, int start, int end, int replica, const char *ho
     if (nd == NULL)
         return UL_ERR_NOMEM;
     nd->in_map = 1;
-    if (replica)
+    if (replica) {
+        if (ctx->primary && ++ctx->range_replicas > ctx->primary->replicas_new)
+            ctx->primary->replicas_new = ctx->range_replicas;
         return 0;
+    }
+    ctx->primary = nd;
+    ctx->range_replicas = 0;
     for (int s = start; s <= end; s++) {
         ctx->covered += ctx->slots[s] == NULL;
         ctx->slots[s] = nd;
@@ -809,9 +846,9 @@ static int map_load_from(rcluster *rc, rc_node *nd, int *standalone, char *errst
     if (rc_ != UL_OK)
         return rc_;
     for (int i = 0; i < rc->n_nodes; i++)
-        rc->nodes[i]->in_map = 0;
+        rc->nodes[i]->in_map = rc->nodes[i]->replicas_new = 0;
     memset(rc->scratch_slots, 0, RCLUSTER_SLOTS * sizeof(*rc->scratch_slots));
-    map_ctx ctx = {rc, rc->scratch_slots, 0};
+    map_ctx ctx = {rc, rc->scratch_slots, 0, NULL, 0};
     char perr[256];
     rc_ = rcluster_slots_parse(r, nd->host, map_range, &ctx, perr, sizeof(perr));
     freeReplyObject(r);
@@ -829,6 +866,8 @@ static int map_load_from(rcluster *rc, rc_node *nd, int *standalone, char *errst
         return rc_;
     }
     rc_ = map_install(rc, rc->scratch_slots);
+    for (int i = 0; rc_ == UL_OK && i < rc->n_nodes; i++)
+        rc->nodes[i]->replicas = rc->nodes[i]->replicas_new;
     if (rc_ == UL_OK && ctx.covered < RCLUSTER_SLOTS)
         rc_log(rc, "redis %s: %d of %d slots are not served by any node", nd->addr,
                RCLUSTER_SLOTS - ctx.covered, RCLUSTER_SLOTS);
@@ -915,6 +954,18 @@ static int use_standalone(rcluster *rc, rc_node *nd, char *errstr, size_t errstr
     for (int s = 0; s < RCLUSTER_SLOTS; s++)
         rc->scratch_slots[s] = nd;
     nd->in_map = 1;
+    /* Its replicas, for WAIT after a transaction: ROLE lists the connected
+     * ones (a server too old for ROLE, or refusing it, counts none). */
+    const char *argv[1] = {"ROLE"};
+    redisReply *r = NULL;
+    char msg[UL_ERRSTR_SIZE];
+    if (node_simple(rc, nd, "ROLE", &r, msg, sizeof(msg), 1, argv) == UL_OK) {
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
+            r->element[0]->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[0]->str, "master") == 0 && r->element[2]->type == REDIS_REPLY_ARRAY)
+            nd->replicas = (int)r->element[2]->elements;
+        freeReplyObject(r);
+    }
     return map_install(rc, rc->scratch_slots);
 }
 
@@ -964,6 +1015,8 @@ rcluster *rcluster_connect(const rcluster_opts *opts, char *errstr, size_t errst
     rc->db = opts->db;
     rc->log_fn = opts->log_fn;
     rc->log_ctx = opts->log_ctx;
+    rc->wait_fn = opts->wait_fn;
+    rc->wait_ctx = opts->wait_ctx;
     rc->cluster = rc->mode != RCLUSTER_STANDALONE;
     int n = each_seed(opts->seeds, add_seed, rc, msg, sizeof(msg));
     if (n < 0) {
@@ -1141,7 +1194,7 @@ const redisReply *rcluster_pipeline_reply(const rcluster_pipeline *p, size_t i) 
 static int pipe_add(rcluster_pipeline *p, size_t off) {
     const char *key;
     size_t klen;
-    if (resp_arg(p->buf.p + off, p->buf.len - off, 1, &key, &klen) != 0) {
+    if (resp_key(p->buf.p + off, p->buf.len - off, &key, &klen) != 0) {
         p->buf.len = off;
         return UL_ERR_ARG;
     }
@@ -1453,7 +1506,7 @@ static int txn_add(rcluster_txn *t, size_t off) {
     const char *key;
     size_t klen;
     int rc = UL_OK;
-    if (resp_arg(t->buf.p + off, t->buf.len - off, 1, &key, &klen) != 0 ||
+    if (resp_key(t->buf.p + off, t->buf.len - off, &key, &klen) != 0 ||
         rcluster_key_slot(key, klen) != t->slot)
         rc = UL_ERR_ARG; /* no key, or another slot: it would not be single-slot */
     if (rc == UL_OK && t->n == t->cap) {
@@ -1518,6 +1571,38 @@ const redisReply *rcluster_txn_reply(const rcluster_txn *t, size_t i) {
 
 const char *rcluster_txn_where(const rcluster_txn *t) {
     return t->where ? t->where->addr : "";
+}
+
+void rcluster_txn_wait(rcluster_txn *t, int timeout_ms) {
+    t->wait_ms = timeout_ms;
+}
+
+int rcluster_txn_acked(const rcluster_txn *t) {
+    return t->acked;
+}
+
+/* WAIT 1 <ms> on the connection that applied the transaction: its writes
+ * reached a replica, or not within the time (t->acked 0; a failure to ask
+ * closes the connection and counts 0 too: the caller treats both as "not
+ * replicated yet"). Nodes without replicas in the map are not asked. */
+static void txn_wait_replica(rcluster_txn *t) {
+    rcluster *rc = t->rc;
+    rc_node *nd = t->where;
+    t->acked = -1;
+    if (t->wait_ms <= 0 || nd == NULL || nd->replicas <= 0 || nd->c == NULL)
+        return;
+    char ms[16], msg[UL_ERRSTR_SIZE];
+    snprintf(ms, sizeof(ms), "%d", t->wait_ms);
+    const char *argv[3] = {"WAIT", "1", ms};
+    redisReply *r = NULL;
+    t->acked = 0;
+    if (node_simple(rc, nd, "WAIT", &r, msg, sizeof(msg), 3, argv) != UL_OK) {
+        rc_log(rc, "%s (the transaction was applied; replication not confirmed)", msg);
+        return;
+    }
+    if (r->type == REDIS_REPLY_INTEGER)
+        t->acked = (int)r->integer;
+    freeReplyObject(r);
 }
 
 /* What one attempt came to. */
@@ -1788,6 +1873,7 @@ int rcluster_txn_exec(rcluster_txn *t, char *errstr, size_t errstr_size) {
     if (t->exec)
         freeReplyObject(t->exec);
     t->exec = NULL;
+    t->acked = -1;
     retry rt;
     retry_init(rc, &rt);
     rc_node *ask = NULL;
@@ -1808,8 +1894,10 @@ int rcluster_txn_exec(rcluster_txn *t, char *errstr, size_t errstr_size) {
             t->where = tt.nd;
             step = txn_attempt(t, &tt);
         }
-        if (step == TXN_APPLIED)
+        if (step == TXN_APPLIED) {
+            txn_wait_replica(t);
             return UL_OK;
+        }
         if (step == TXN_FAIL) {
             ul_set_err(errstr, errstr_size, "%s", tt.msg);
             return tt.code;

@@ -9,7 +9,8 @@
  *
  * Every command is routed by its first argument (argv[1]): the key of every
  * command the store sends (HSET, HDEL, HGET, HMGET, HSCAN, HLEN, HSETNX,
- * DEL, SET, GET, ...). Keyless commands go through the whole-cluster
+ * DEL, SET, GET, ...); EVAL/EVALSHA/FCALL (and their _RO forms) by their
+ * first key (argv[3]). Keyless commands go through the whole-cluster
  * helpers (rcluster_ping_all, rcluster_scan).
  *
  * Return codes: UL_OK, UL_ERR_ARG (bad seed list, cross-slot transaction),
@@ -68,6 +69,12 @@ typedef struct rcluster_opts {
      * redirections, node failures, CLUSTERDOWN, map refreshes. Borrowed. */
     void (*log_fn)(void *log_ctx, const char *msg);
     void *log_ctx;
+    /* Called (when non-NULL) with 1 before the client blocks waiting for a
+     * node's reply (none already buffered) and with 0 once it came or the
+     * wait failed, so a caller can tell how long Redis has been silent (the
+     * worker's /readyz). On the caller's thread. Borrowed. */
+    void (*wait_fn)(void *wait_ctx, int waiting);
+    void *wait_ctx;
 } rcluster_opts;
 
 void rcluster_opts_init(rcluster_opts *opts);
@@ -171,6 +178,16 @@ int rcluster_txn_exec(rcluster_txn *t, char *errstr, size_t errstr_size);
 const redisReply *rcluster_txn_reply(const rcluster_txn *t, size_t i);
 /* "host:port" of the node of the last attempt ("" before exec). */
 const char *rcluster_txn_where(const rcluster_txn *t);
+/* After an applied EXEC, wait up to timeout_ms (0 = never: the default) for
+ * one replica to acknowledge the transaction's writes (WAIT 1 on the same
+ * connection), when the node has replicas: in the slot map (a cluster) or
+ * in ROLE at connect (a plain Redis). rcluster_txn_acked then says how many
+ * acknowledged: -1 when none was asked (no replicas), 0 when none did in
+ * time (or the WAIT failed). A caller that must not announce a write a
+ * failover could undo (a receipt) publishes only after acked != 0. Keep
+ * timeout_ms below the client's I/O timeout. */
+void rcluster_txn_wait(rcluster_txn *t, int timeout_ms);
+int rcluster_txn_acked(const rcluster_txn *t);
 /* Drop the commands, the guard and the replies; keeps the slot. */
 void rcluster_txn_reset(rcluster_txn *t);
 

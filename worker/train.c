@@ -299,7 +299,7 @@ static uint32_t slot_of(const train *t, uint64_t g) {
 static shard *slot_shard(const train *t, const plan_slot *sl) {
     shard *s = live_shard(t->lv, sl->part);
     if (s == NULL || s != t->plan_shard[sl->part] || sl->uidx >= rowset_size(s->users) ||
-        sl->uidx >= s->hists_cap)
+        sl->uidx >= s->users_cap)
         return NULL;
     return s;
 }

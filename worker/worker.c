@@ -68,7 +68,10 @@ typedef enum input_assign {
     INPUT_GROUP = 0,     /* subscribed in the consumer group; its partitions are what this
                           * worker owns (exactly one input) */
     INPUT_ALONGSIDE = 1, /* partition P assigned by the worker along with group partition P */
-    INPUT_N_ASSIGN = 2
+    INPUT_ALL = 2,       /* every partition, always (the item replica): its handler gets the
+                          * record whether or not the partition is owned, and the live keeps
+                          * the positions (item-updates) */
+    INPUT_N_ASSIGN = 3
 } input_assign;
 
 struct worker {
@@ -92,7 +95,10 @@ struct worker {
     int kafka_down;                /* the last Kafka check failed */
     int fatal;
     char fatal_msg[3 * UL_ERRSTR_SIZE];
-    http_server *http; /* NULL when metrics.port is 0 */
+    http_server *http;      /* NULL when metrics.port is 0 */
+    codec_item_updates upd; /* the item-updates record being applied (reused) */
+    int32_t flush_next;     /* the next partition due a row flush (round-robin) */
+    uint64_t upd_errors;    /* item-updates records that did not apply */
 };
 
 /* An input's handler: decode the record, check it, apply it to shard s (the
@@ -112,12 +118,16 @@ typedef struct input_topic {
 
 static int on_rating(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err, size_t size);
 static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err, size_t size);
+static int on_item_updates(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err,
+                           size_t size);
 
 /* The input topics, indexed like a shard's next offsets (shard.h). */
 static const input_topic inputs[SHARD_N_INPUTS] = {
     [SHARD_RATINGS] = {"topic.ratings", "ratings", "rating", INPUT_GROUP, 1, on_rating},
     [SHARD_FORGET] = {"topic.forget_requests", "forget", "forget_request", INPUT_ALONGSIDE, 1,
                       on_forget},
+    [SHARD_ITEM_UPDATES] = {"topic.item_updates", "item_updates", "item_update", INPUT_ALL, 0,
+                            on_item_updates},
 };
 
 static void set_fatal(worker *w, const char *msg) {
@@ -177,10 +187,14 @@ static void commit_for_lag(worker *w) {
     }
 }
 
-/* A partition with an unacknowledged dead letter is not checkpointed: its
- * offsets would move past a record that is neither applied nor durably
- * dead-lettered. It stays dirty and goes with a later pass; a crash
- * meanwhile replays the record. */
+static void reload_partition(worker *w, int32_t p, const char *why);
+
+/* Checkpoint every owned partition that changed. A partition with an
+ * unacknowledged dead letter is not checkpointed: its offsets would move past
+ * a record that is neither applied nor durably dead-lettered; it stays dirty
+ * and goes with a later pass (a crash meanwhile replays the record). A fence
+ * that moved is not fatal: the partition is reloaded (reload_partition); any
+ * other failure is (a restart resumes from the last checkpoint). */
 static void checkpoint_all(worker *w) {
     char err[UL_ERRSTR_SIZE], what[64];
     int held = 0;
@@ -193,10 +207,11 @@ static void checkpoint_all(worker *w) {
             held++;
             continue;
         }
-        /* a checkpoint waiting on a frozen Redis is as unready as a PING */
-        metrics_redis_waiting(w->metrics, 1);
         int rc = live_checkpoint(w->lv, s, err, sizeof(err));
-        metrics_redis_waiting(w->metrics, 0);
+        if (rc == STORE_ERR_FENCE) {
+            reload_partition(w, p, err);
+            continue;
+        }
         if (rc != UL_OK) {
             snprintf(what, sizeof(what), "checkpoint of partition %d failed", (int)p);
             redis_fault(w, what, err);
@@ -209,6 +224,8 @@ static void checkpoint_all(worker *w) {
     else if (!w->fatal)
         metrics_checkpoint_done(w->metrics); /* its age is the alert when dead letters hang */
     commit_for_lag(w);
+    if (!w->fatal && publish_deliveries(w->pub, err, sizeof(err)) != UL_OK)
+        set_fatal(w, err);
 }
 
 static void run_cycles(worker *w) {
@@ -228,6 +245,10 @@ static void run_cycles(worker *w) {
 
 /* PING every Redis shard, idle or not, so that /readyz and the exit follow
  * a Redis that died or froze within seconds (not at the next write). */
+static void store_waiting(void *opaque, int waiting) {
+    metrics_redis_waiting(opaque, waiting);
+}
+
 static void check_redis(worker *w) {
     char err[UL_ERRSTR_SIZE];
     metrics_redis_waiting(w->metrics, 1);
@@ -290,12 +311,18 @@ static int is_cooperative(rd_kafka_t *rk) {
  * The broker's low watermark is asked now (librdkafka's cache may not know
  * it yet): records deleted before the state applied them (retention, a
  * purge) are never skipped without a word, see on.truncated. Returns the
- * offset, or -1 when the worker must stop (set_fatal). */
+ * offset, or INPUT_START_FAILED when the worker must stop (set_fatal). Item-updates (every
+ * partition, for the replica) starts at its stored offset or the beginning:
+ * catch_up_updates checks what the topic still holds. */
+#define INPUT_START_FAILED INT64_MIN /* not an offset librdkafka knows */
+
 static int64_t input_start(worker *w, const shard *s, int i) {
     char what[UL_ERRSTR_SIZE + 256], msg[sizeof(what) + 256];
     const char *topic = w->topic[i];
     int32_t p = s->partition;
     int64_t off = s->meta.next_offset[i], lo = 0, hi = 0;
+    if (inputs[i].assign == INPUT_ALL)
+        return off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(w->consumer[inputs[i].assign], topic,
                                                              p, &lo, &hi, WATERMARK_WAIT_MS);
     if (e) {
@@ -304,7 +331,7 @@ static int64_t input_start(worker *w, const shard *s, int i) {
                  "before the state applied it): %s",
                  topic, (int)p, rd_kafka_err2str(e));
         set_fatal(w, msg);
-        return -1;
+        return INPUT_START_FAILED;
     }
     if (off < 0 && w->start_offset == RD_KAFKA_OFFSET_END)
         return hi; /* the user chose to skip what the topic holds */
@@ -332,34 +359,71 @@ static int64_t input_start(worker *w, const shard *s, int i) {
     if (w->fatal)
         log_error(w->log, "kafka", "%s", msg);
     set_fatal(w, msg);
-    return -1;
+    return INPUT_START_FAILED;
+}
+
+/* Partition p of the item replica's consumer goes back to `off` when the
+ * replica is past it (the durable side catches up: live_item_updates),
+ * by assigning it again at that offset. */
+static void catch_up_updates(worker *w, int32_t p, int64_t off) {
+    int64_t pos = live_updates_position(w->lv, p), lo = -1, hi = -1;
+    /* The topic must still hold what the home's statistics have not applied. */
+    if (rd_kafka_query_watermark_offsets(w->consumer[INPUT_ALL], w->topic[SHARD_ITEM_UPDATES], p,
+                                         &lo, &hi, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        lo > (off < 0 ? 0 : off))
+        log_warn(w->log, "kafka",
+                 "%s [%d] no longer holds offsets %" PRId64 "..%" PRId64
+                 " that partition %d's item statistics have not applied: exact deliveries among "
+                 "them are lost (raise the topic's retention above the longest outage)",
+                 w->topic[SHARD_ITEM_UPDATES], (int)p, off < 0 ? 0 : off, lo - 1, (int)p);
+    if (pos >= 0 && off >= 0 && off >= pos)
+        return; /* the replica is not ahead: nothing to catch up */
+    const char *topic = w->topic[SHARD_ITEM_UPDATES];
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, p);
+    rd_kafka_error_t *e = rd_kafka_incremental_unassign(w->consumer[INPUT_ALL], l);
+    if (e)
+        rd_kafka_error_destroy(e);
+    l->elems[0].offset = off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+    if ((e = rd_kafka_incremental_assign(w->consumer[INPUT_ALL], l)) != NULL) {
+        char msg[UL_ERRSTR_SIZE];
+        snprintf(msg, sizeof(msg), "cannot seek %s [%d] back to %" PRId64 ": %s", topic, (int)p,
+                 off, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        set_fatal(w, msg);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
 }
 
 /* Start every input of shard s: the group partition's offset into `tp`, the
- * others' into `alongside`. Returns -1 (nothing started) when the worker
- * must stop. */
+ * alongside ones' into `alongside`; item-updates catches up. Returns -1
+ * (nothing started) when the worker must stop. */
 static int start_inputs(worker *w, const shard *s, rd_kafka_topic_partition_t *tp,
                         rd_kafka_topic_partition_list_t *alongside) {
     char line[1024];
     size_t len = 0;
     int64_t start[SHARD_N_INPUTS];
     for (int i = 0; i < SHARD_N_INPUTS; i++)
-        if ((start[i] = input_start(w, s, i)) < 0)
+        if ((start[i] = input_start(w, s, i)) == INPUT_START_FAILED)
             return -1;
     for (int i = 0; i < SHARD_N_INPUTS; i++) {
+        int64_t off = s->meta.next_offset[i];
         w->lag_committed[s->partition][i] = s->durable_offset[i];
         if (inputs[i].assign == INPUT_GROUP)
             tp->offset = start[i];
-        else
+        else if (inputs[i].assign == INPUT_ALONGSIDE)
             rd_kafka_topic_partition_list_add(alongside, w->topic[i], s->partition)->offset =
                 start[i];
+        else
+            catch_up_updates(w, s->partition, off);
         int n = snprintf(line + len, sizeof(line) - len, "%s%s from offset %" PRId64, i ? ", " : "",
                          w->topic[i], start[i]);
         len += n > 0 && (size_t)n < sizeof(line) - len ? (size_t)n : 0;
     }
     log_info(w->log, "kafka",
-             "assigned partition %d: %s (%" PRIu64 " applied, %zu forget requests buffered)",
-             (int)s->partition, line, s->meta.applied, s->n_pending);
+             "assigned partition %d: %s (%" PRIu64 " applied, %zu forget requests buffered, "
+             "epoch %" PRIu64 ")",
+             (int)s->partition, line, s->meta.applied, s->n_pending, s->meta.epoch);
     return 0;
 }
 
@@ -371,7 +435,7 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
         metrics_heartbeat(w->metrics); /* loading a big shard takes a while */
-        shard *s = live_assign(w->lv, tp->partition, err, sizeof(err));
+        shard *s = live_assign(w->lv, tp->partition, NULL, err, sizeof(err));
         if (s == NULL) {
             char msg[UL_ERRSTR_SIZE + 64];
             snprintf(msg, sizeof(msg), "cannot load partition %d: %s", (int)tp->partition, err);
@@ -390,6 +454,7 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     else
         re = rd_kafka_assign(rk, parts);
     rd_kafka_error_t *fe = rd_kafka_incremental_assign(w->consumer[INPUT_ALONGSIDE], alongside);
+    rd_kafka_resume_partitions(rk, parts); /* one paused by reload_partition is ours again */
     if (e || re || fe) {
         snprintf(err, sizeof(err), "assign failed: %s",
                  e    ? rd_kafka_error_string(e)
@@ -437,6 +502,10 @@ static void give_up(worker *w, int32_t p, int lost) {
 }
 
 static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int lost) {
+    /* A worker stopping on a fault writes nothing more: its restart (or the
+     * next owner) resumes from the last checkpoint, and a dead Redis would
+     * only make each final checkpoint wait out redis.retry.ms. */
+    lost = lost || w->fatal;
     if (!lost) /* lost: another member may own them already, our rows may be stale */
         publish_changed(w->pub);
     rd_kafka_topic_partition_list_t *alongside =
@@ -462,6 +531,106 @@ static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
         rd_kafka_assign(rk, NULL);
     }
     report_assignment(w, !is_cooperative(rk)); /* eager: everything moves */
+}
+
+/* Move partition p of consumer rk to `off` (an assigned partition). */
+static void seek_input(worker *w, rd_kafka_t *rk, int i, int32_t p, int64_t off) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, w->topic[i], p)->offset = off;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, l, 5000);
+    if (e || l->elems[0].err) {
+        char msg[UL_ERRSTR_SIZE];
+        snprintf(msg, sizeof(msg), "cannot seek %s [%d] to %" PRId64 ": %s", w->topic[i], (int)p,
+                 off, e ? rd_kafka_error_string(e) : rd_kafka_err2str(l->elems[0].err));
+        set_fatal(w, msg);
+    }
+    if (e)
+        rd_kafka_error_destroy(e);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Stop consuming p's inputs here (its alongside ones are unassigned, the
+ * group one paused) until the group revokes or assigns it again. */
+static void stop_inputs(worker *w, int32_t p) {
+    for (int i = 0; i < SHARD_N_INPUTS; i++) {
+        if (inputs[i].assign == INPUT_ALL)
+            continue;
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, w->topic[i], p);
+        if (inputs[i].assign == INPUT_GROUP) {
+            rd_kafka_pause_partitions(w->consumer[INPUT_GROUP], l);
+        } else {
+            rd_kafka_error_t *e = rd_kafka_incremental_unassign(w->consumer[INPUT_ALONGSIDE], l);
+            if (e)
+                rd_kafka_error_destroy(e);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+}
+
+/* P's fence moved (`why` says how): nothing is written on top of it. Another
+ * worker took P: drop it, and stop consuming it until the group assigns it
+ * again. Redis lost what this worker wrote (a failover, a restore, a
+ * deleted key): drop P's in-memory state, reload it from Redis and replay
+ * its inputs from the offsets stored with it. Redis lost everything
+ * (ul:model gone or another nonce): nothing held in memory can be trusted,
+ * the item replica included: stop (a restart rebuilds from Kafka). */
+static void reload_partition(worker *w, int32_t p, const char *why) {
+    char err[UL_ERRSTR_SIZE], msg[UL_ERRSTR_SIZE];
+    uint64_t ours = live_shard(w->lv, p)->meta.epoch;
+    store_model m;
+    shard_meta meta;
+    int mfound = 0, found = 0;
+    log_warn(w->log, "redis", "%s", why);
+    int rc = store_model_get(w->st, &m, &mfound, err, sizeof(err));
+    if (rc == UL_OK && mfound && m.nonce == live_nonce(w->lv))
+        rc = store_meta_get(w->st, p, &meta, &found, err, sizeof(err));
+    live_drop(w->lv, p, NULL, 0);
+    if (rc != UL_OK) {
+        snprintf(msg, sizeof(msg), "partition %d: cannot read Redis after the fence moved: %.400s",
+                 (int)p, err);
+        set_fatal(w, msg);
+        return;
+    }
+    if (!mfound || m.nonce != live_nonce(w->lv)) {
+        snprintf(msg, sizeof(msg),
+                 "Redis lost the whole state (ul:model %s): stopping; a restart rebuilds it from "
+                 "the topics",
+                 mfound ? "holds another nonce" : "is gone");
+        set_fatal(w, msg);
+        return;
+    }
+    if (found && meta.epoch > ours) {
+        log_warn(w->log, "redis",
+                 "partition %d: taken by another worker (epoch %" PRIu64 ", ours %" PRIu64
+                 "): dropped without writing, not consumed here until the group assigns it again",
+                 (int)p, meta.epoch, ours);
+        stop_inputs(w, p);
+        report_assignment(w, 0);
+        return;
+    }
+    shard *s = live_assign(w->lv, p, NULL, err, sizeof(err));
+    if (s == NULL) {
+        snprintf(msg, sizeof(msg), "partition %d: reload failed: %.400s", (int)p, err);
+        set_fatal(w, msg);
+        return;
+    }
+    log_warn(w->log, "redis",
+             "partition %d: reloaded from Redis (%" PRIu64 " applied, epoch %" PRIu64
+             "); replaying %s from offset %" PRId64,
+             (int)p, s->meta.applied, s->meta.epoch, w->topic[SHARD_RATINGS],
+             s->meta.next_offset[SHARD_RATINGS] < 0 ? 0 : s->meta.next_offset[SHARD_RATINGS]);
+    for (int i = 0; i < SHARD_N_INPUTS; i++) {
+        if (inputs[i].assign == INPUT_ALL)
+            catch_up_updates(w, p, s->meta.next_offset[i]);
+        else {
+            int64_t start = input_start(w, s, i); /* lost records: on.truncated */
+            if (start == INPUT_START_FAILED)
+                return;
+            seek_input(w, w->consumer[inputs[i].assign], i, p, start);
+        }
+    }
+    live_mark_partition(w->lv, p);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -601,6 +770,21 @@ static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
     return CODEC_OK;
 }
 
+/* A record of item-updates partition h (any h: the replica takes all): the
+ * live applies it to the replica and, when h is owned, to h's durable
+ * state. One that does not decode or fit is skipped (its offset passed),
+ * logged, and dead-lettered by h's owner only. */
+static int on_item_updates(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err,
+                           size_t size) {
+    (void)s;
+    int rc = codec_decode_item_updates(w->codec, rkm->payload, rkm->len, &w->upd, err, size);
+    if (rc == CODEC_OK)
+        rc = live_item_updates(w->lv, rkm->partition, rkm->offset, &w->upd, err, size);
+    else
+        live_updates_skip(w->lv, rkm->partition, rkm->offset);
+    return rc;
+}
+
 static int input_of(const worker *w, const rd_kafka_message_t *rkm) {
     const char *topic = rd_kafka_topic_name(rkm->rkt);
     for (int i = 0; i < SHARD_N_INPUTS; i++)
@@ -609,11 +793,36 @@ static int input_of(const worker *w, const rd_kafka_message_t *rkm) {
     return -1;
 }
 
+/* An item-updates record: every partition's, owned or not. */
+static void dispatch_all(worker *w, int in, const rd_kafka_message_t *rkm) {
+    char err[UL_ERRSTR_SIZE];
+    shard *s = live_shard(w->lv, rkm->partition);
+    int rc = inputs[in].on_record(w, s, rkm, err, sizeof(err));
+    if (rc == UL_OK)
+        return;
+    if (rc == UL_ERR_NOMEM) {
+        set_fatal(w, err);
+        return;
+    }
+    if (w->upd_errors++ % 1000 == 0)
+        log_warn(w->log, "worker", "%s [%d] @%" PRId64 " skipped (%" PRIu64 " so far): %s",
+                 w->topic[in], (int)rkm->partition, rkm->offset, w->upd_errors, err);
+    if (s) {
+        publish_dead_letter(w->pub, rkm,
+                            rc == UL_ERR_RANGE ? "wrong-partition" : codec_err_name(rc), err);
+        s->meta.dead_letters++;
+    }
+}
+
 /* One record of an owned partition not applied yet: its handler, a dead
  * letter when it is invalid, then the next offset. */
 static void dispatch(worker *w, const rd_kafka_message_t *rkm) {
     char err[UL_ERRSTR_SIZE];
     int in = input_of(w, rkm);
+    if (in >= 0 && inputs[in].assign == INPUT_ALL) {
+        dispatch_all(w, in, rkm);
+        return;
+    }
     shard *s = in >= 0 ? live_shard(w->lv, rkm->partition) : NULL;
     if (s == NULL || rkm->offset < s->meta.next_offset[in])
         return; /* not ours any more, or already applied */
@@ -677,6 +886,7 @@ static codec *codec_from_config(const ul_config *cfg, int register_outputs, char
     o.schema_id_forget = (int32_t)cfg->schema_id_forget;
     o.schema_id_factor = (int32_t)cfg->schema_id_factor;
     o.schema_id_receipt = (int32_t)cfg->schema_id_receipt;
+    o.schema_id_item_update = (int32_t)cfg->schema_id_item_update;
     o.rating_min = (float)cfg->rating_min;
     o.rating_max = (float)cfg->rating_max;
     o.max_forget_items = (size_t)cfg->forget_max_items;
@@ -700,13 +910,21 @@ void worker_store_opts(const ul_config *cfg, store_opts *so) {
     store_opts_init(so);
     so->host = cfg->redis_host;
     so->port = (int)cfg->redis_port;
-    so->shards = cfg->redis_shards;
+    so->cluster = cfg->redis_cluster;
     so->user = cfg->redis_user;
     so->password = cfg->redis_password;
     so->db = (int)cfg->redis_db;
     so->timeout_ms = (int)cfg->redis_timeout_ms;
+    so->retry_ms = (int)cfg->redis_retry_ms;
+    so->wait_ms = (int)cfg->redis_wait_ms;
     for (int i = 0; i < SHARD_N_INPUTS; i++)
         so->inputs[i] = config_str(cfg, inputs[i].key);
+}
+
+/* The store's one line per event it rides out (redirection, failover). */
+static void store_log(void *ctx, const char *msg) {
+    worker *w = ctx;
+    log_warn(w->log, "redis", "%s", msg);
 }
 
 static int open_store(worker *w, char *errstr, size_t errstr_size) {
@@ -721,19 +939,26 @@ static int open_store(worker *w, char *errstr, size_t errstr_size) {
         so.port = redis_local_port(w->rl);
         so.password = redis_local_password(w->rl);
         so.user = NULL;
-        so.shards = NULL;
+        so.cluster = NULL;
         log_info(w->log, "redis",
                  "no redis.host configured: started a private redis-server on %s:%d (state is "
                  "lost when the worker exits)",
                  so.host, so.port);
     }
+    so.log_fn = store_log;
+    so.log_ctx = w;
+    so.wait_fn = store_waiting; /* /readyz: Redis silent for long, whatever the call */
+    so.wait_ctx = w->metrics;
     w->st = store_connect(&so, errstr, errstr_size);
     if (w->st == NULL)
         return UL_ERR_IO;
     metrics_set_redis_connected(w->metrics, 1);
-    for (int i = 0; i < store_shard_count(w->st); i++)
-        log_info(w->log, "redis", "connected to shard %d of %d: %s", i, store_shard_count(w->st),
-                 store_shard_where(w->st, i));
+    if (store_is_cluster(w->st))
+        for (int i = 0; i < store_primary_count(w->st); i++)
+            log_info(w->log, "redis", "connected to Redis Cluster primary %d of %d: %s", i + 1,
+                     store_primary_count(w->st), store_primary_where(w->st, i));
+    else
+        log_info(w->log, "redis", "connected to Redis %s", store_primary_where(w->st, 0));
     return UL_OK;
 }
 
@@ -747,18 +972,32 @@ static int open_consumers(worker *w, char *errstr, size_t errstr_size) {
     if ((w->consumer[INPUT_GROUP] =
              kafka_client_new(w->cfg, KAFKA_CONSUMER, &w->log, &g, errstr, errstr_size)) == NULL ||
         (w->consumer[INPUT_ALONGSIDE] =
+             kafka_client_new(w->cfg, KAFKA_ASSIGNED, &w->log, &h, errstr, errstr_size)) == NULL ||
+        (w->consumer[INPUT_ALL] =
              kafka_client_new(w->cfg, KAFKA_ASSIGNED, &w->log, &h, errstr, errstr_size)) == NULL)
         return UL_ERR_IO;
     int32_t n[SHARD_N_INPUTS];
     for (int i = 0; i < SHARD_N_INPUTS; i++) {
+        char why[UL_ERRSTR_SIZE];
+        int internal = inputs[i].assign == INPUT_ALL;
         if (kafka_topic_partition_count(w->consumer[INPUT_GROUP], w->topic[i], METADATA_WAIT_MS,
-                                        &n[i], errstr, errstr_size) != UL_OK)
+                                        &n[i], why, sizeof(why)) != UL_OK) {
+            ul_set_err(errstr, errstr_size, "%s%s", why,
+                       internal ? " (the internal topic the workers exchange item changes on: "
+                                  "create it with the ratings topic's partition count, see "
+                                  "docs/operations.md)"
+                                : "");
             return UL_ERR_IO;
+        }
         if (n[i] != n[0]) {
             ul_set_err(errstr, errstr_size,
-                       "%s has %d partitions but %s has %d: they must match so that a user's "
-                       "records of every input topic share a partition",
-                       w->topic[0], (int)n[0], w->topic[i], (int)n[i]);
+                       "%s has %d partitions but %s has %d: they must match so that %s (%s)",
+                       w->topic[0], (int)n[0], w->topic[i], (int)n[i],
+                       internal ? "partition P carries the changes of partition P's home items"
+                                : "a user's records of every input topic share a partition",
+                       internal ? "recreate it, or add partitions: kafka-topics.sh --alter "
+                                  "--partitions N (docs/operations.md)"
+                                : "repartition one of them");
             return UL_ERR_STATE;
         }
     }
@@ -787,12 +1026,35 @@ static int open_live(worker *w, char *errstr, size_t errstr_size) {
     lo.rating_min = (float)cfg->rating_min;
     lo.rating_max = (float)cfg->rating_max;
     lo.method = cfg->method;
+    lo.k_explicit = !config_is_default(cfg, "model.k");
+    lo.encode = publish_delivery_record;
+    lo.encode_opaque = w->codec;
     w->lv = live_new(&lo, w->st, w->n_parts, errstr, errstr_size);
     if (w->lv == NULL)
         return UL_ERR_STATE;
     if (live_k(w->lv) != (int)cfg->model_k)
-        log_info(w->log, "worker", "Redis holds a model with k=%d: using it (model.k=%ld ignored)",
-                 live_k(w->lv), cfg->model_k);
+        log_info(w->log, "worker", "Redis holds a model with k=%d: using it (model.k not set)",
+                 live_k(w->lv));
+    return UL_OK;
+}
+
+/* The item replica consumes every partition of item-updates, each from
+ * where the replica loaded from Redis is (rows_off; the beginning without). */
+static int assign_replica(worker *w, char *errstr, size_t errstr_size) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(w->n_parts);
+    for (int32_t p = 0; p < w->n_parts; p++) {
+        int64_t pos = live_updates_position(w->lv, p);
+        rd_kafka_topic_partition_list_add(l, w->topic[SHARD_ITEM_UPDATES], p)->offset =
+            pos >= 0 ? pos : RD_KAFKA_OFFSET_BEGINNING;
+    }
+    rd_kafka_error_t *e = rd_kafka_incremental_assign(w->consumer[INPUT_ALL], l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        ul_set_err(errstr, errstr_size, "cannot assign %s: %s", w->topic[SHARD_ITEM_UPDATES],
+                   rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return UL_ERR_IO;
+    }
     return UL_OK;
 }
 
@@ -917,7 +1179,8 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
                              .method = cfg->method,
                              .exit_after_checkpoint =
                                  fault && strcmp(fault, "exit-after-cycle-checkpoint") == 0};
-    if (subscribe(w, errstr, errstr_size) != UL_OK)
+    if (assign_replica(w, errstr, errstr_size) != UL_OK ||
+        subscribe(w, errstr, errstr_size) != UL_OK)
         goto fail;
     log_info(w->log, "worker",
              "consuming %s (%d partitions) in group %s; method %s, k=%d, cycle every %ld "
@@ -955,9 +1218,65 @@ static void settle_deliveries(worker *w) {
         set_fatal(w, err);
 }
 
+/* Send the item deltas of class cls accumulated since the last push. */
+static void push_items(worker *w, shard_class cls) {
+    size_t n = live_push(w->lv, cls, publish_item_updates, w->pub);
+    if (n > 0)
+        log_debug(w->log, "worker", "pushed %zu item changes (%s) to %s", n,
+                  cls == SHARD_TRAINING ? "training" : "events", w->topic[SHARD_ITEM_UPDATES]);
+}
+
+/* The next owned partition (round-robin) is due a row flush. */
+static void flush_next_partition(worker *w) {
+    for (int32_t i = 0; i < w->n_parts; i++) {
+        int32_t p = (w->flush_next + i) % w->n_parts;
+        if (live_shard(w->lv, p)) {
+            live_flush_due(w->lv, p);
+            w->flush_next = (p + 1) % w->n_parts;
+            return;
+        }
+    }
+}
+
+/* Row flushes are spread: with n partitions owned, one every interval / n. */
+static int64_t flush_step_ms(const worker *w) {
+    int owned = 0;
+    for (int32_t p = 0; p < w->n_parts; p++)
+        owned += live_shard(w->lv, p) != NULL;
+    long step = w->cfg->rows_flush_interval_ms / (owned > 0 ? owned : 1);
+    return step > 0 ? step : 1;
+}
+
+/* Deliver what the checkpoints left in the outboxes (one delivery entry in
+ * flight per partition: a few rounds), so a clean stop leaves none. */
+static void drain_outboxes(worker *w) {
+    char err[UL_ERRSTR_SIZE];
+    for (int round = 0; round < 16 && !w->fatal; round++) {
+        int left = 0;
+        for (int32_t p = 0; p < w->n_parts; p++) {
+            const shard *s = live_shard(w->lv, p);
+            left += s ? (int)s->deliveries.n : 0;
+        }
+        if (left == 0)
+            return;
+        if (publish_deliveries(w->pub, err, sizeof(err)) != UL_OK) {
+            set_fatal(w, err);
+            return;
+        }
+        if (publish_flush(w->pub, FLUSH_MS) > 0)
+            return;
+        settle_deliveries(w);
+    }
+}
+
 static void shutdown_worker(worker *w) {
     log_info(w->log, "worker", "stopping: final checkpoint, leaving the group");
-    publish_changed(w->pub);
+    push_items(w, SHARD_EVENT);
+    push_items(w, SHARD_TRAINING);
+    publish_changed_class(w->pub, SHARD_EVENT);
+    publish_changed_class(w->pub, SHARD_TRAINING);
+    for (int32_t p = 0; p < w->n_parts; p++)
+        live_flush_due(w->lv, p); /* a clean stop leaves every row in Redis */
     /* Deliver what is in flight first, so the final checkpoint can drop the
      * acknowledged outbox entries (no duplicates after a clean stop). */
     char what[512];
@@ -965,8 +1284,9 @@ static void shutdown_worker(worker *w) {
         log_warn(w->log, "kafka", "not delivered after %d s: %s", FLUSH_MS / 1000, what);
     settle_deliveries(w);
     checkpoint_all(w);
-    /* Leaves the group; the revoke callback checkpoints again (a no-op when
-     * nothing changed) and drops the shards. */
+    drain_outboxes(w);
+    /* Leaves the group; the revoke callback checkpoints again (dropping the
+     * acknowledged entries) and drops the shards. */
     for (int a = 0; a < INPUT_N_ASSIGN; a++)
         rd_kafka_consumer_close(w->consumer[a]);
     if (publish_flush(w->pub, FLUSH_MS) > 0 && publish_in_flight(w->pub, what, sizeof(what)) > 0)
@@ -974,45 +1294,54 @@ static void shutdown_worker(worker *w) {
     log_stats(w, 0, 0);
 }
 
-/* Re-read the item deltas of the partitions other workers own. */
-static void refresh_others(worker *w) {
-    char err[UL_ERRSTR_SIZE];
-    int owned = 0;
-    for (int32_t p = 0; p < w->n_parts; p++)
-        owned += live_shard(w->lv, p) != NULL;
-    if (owned < w->n_parts && live_refresh(w->lv, err, sizeof(err)) != UL_OK)
-        log_warn(w->log, "worker", "refreshing other partitions' item deltas: %s", err);
-}
-
 int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errstr_size) {
     const ul_config *cfg = w->cfg;
+    char err[UL_ERRSTR_SIZE];
     int64_t now = ul_clock_mono_ms();
     int64_t next_ckpt = now + cfg->checkpoint_interval_ms,
-            next_cycle = now + cfg->cycle_interval_ms;
-    int64_t next_refresh = now + cfg->refresh_interval_ms, next_stats = now + STATS_EVERY_MS;
-    int64_t next_publish = now + cfg->publish_interval_ms, next_check = now + CHECK_EVERY_MS;
+            next_cycle = now + cfg->cycle_interval_ms, next_stats = now + STATS_EVERY_MS;
+    int64_t next_publish = now + cfg->publish_interval_ms,
+            next_publish_train = now + cfg->publish_training_interval_ms;
+    int64_t next_push = now + cfg->items_push_interval_ms,
+            next_push_train = now + cfg->training_push_interval_ms;
+    int64_t next_flush = now + flush_step_ms(w), next_check = now + CHECK_EVERY_MS;
     uint64_t applied_at_stats = 0;
     while (!*stop && !w->fatal) {
         metrics_heartbeat(w->metrics);
         int events = poll_consumer(w, w->consumer[INPUT_GROUP], train_wait_ms(w->train, 50));
         events += poll_consumer(w, w->consumer[INPUT_ALONGSIDE], 0);
+        poll_consumer(w, w->consumer[INPUT_ALL], 0); /* item updates: not events of our own */
         settle_deliveries(w);
+        if (!w->fatal && publish_deliveries(w->pub, err, sizeof(err)) != UL_OK)
+            set_fatal(w, err);
         now = ul_clock_mono_ms();
         if (now >= next_cycle) {
             run_cycles(w);
             next_cycle = now + cfg->cycle_interval_ms;
         }
+        if (now >= next_push) {
+            push_items(w, SHARD_EVENT);
+            next_push = now + cfg->items_push_interval_ms;
+        }
+        if (now >= next_push_train) {
+            push_items(w, SHARD_TRAINING);
+            next_push_train = now + cfg->training_push_interval_ms;
+        }
         if (now >= next_publish) {
-            publish_changed(w->pub);
+            publish_changed_class(w->pub, SHARD_EVENT);
             next_publish = now + cfg->publish_interval_ms;
+        }
+        if (now >= next_publish_train) {
+            publish_changed_class(w->pub, SHARD_TRAINING);
+            next_publish_train = now + cfg->publish_training_interval_ms;
+        }
+        if (now >= next_flush) {
+            flush_next_partition(w);
+            next_flush = now + flush_step_ms(w);
         }
         if (now >= next_ckpt) {
             checkpoint_all(w);
             next_ckpt = now + cfg->checkpoint_interval_ms;
-        }
-        if (now >= next_refresh) {
-            refresh_others(w);
-            next_refresh = now + cfg->refresh_interval_ms;
         }
         if (now >= next_check) {
             check_connections(w);
@@ -1055,6 +1384,7 @@ void worker_destroy(worker *w) {
     store_destroy(w->st);
     redis_local_stop(w->rl);
     codec_destroy(w->codec);
+    codec_item_updates_clear(&w->upd);
     free(w->lag_committed);
     metrics_destroy(w->metrics);
     free(w);

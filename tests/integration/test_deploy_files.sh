@@ -57,13 +57,14 @@ redis_cmd = " ".join(str(x) for x in svc["redis"]["command"])
 check("--appendonly yes" in redis_cmd, "compose: redis without AOF")
 check("--requirepass" in redis_cmd, "compose: redis without a password")
 script = svc["topics"]["command"][0]
-for topic in ["ratings", "forget-requests", "factors", "forget-receipts", "dead-letter"]:
+for topic in ["ratings", "forget-requests", "factors", "forget-receipts", "dead-letter",
+              "item-updates"]:
     check(re.search(rf"create {re.escape(topic)} ", script), f"compose: topic {topic} not created")
 check(re.search(r"create factors [^\n]*cleanup\.policy=compact", script),
       "compose: factors is not compacted")
-parts = re.findall(r"create (ratings|forget-requests) --partitions (\S+)", script)
-check(len(parts) == 2 and parts[0][1] == parts[1][1],
-      "compose: ratings and forget-requests must have the same partition count")
+parts = re.findall(r"create (ratings|forget-requests|item-updates) --partitions (\S+)", script)
+check(len(parts) == 3 and len(set(p[1] for p in parts)) == 1,
+      "compose: ratings, forget-requests and item-updates must have the same partition count")
 worker = svc["worker"]
 check(worker["build"]["dockerfile"] == "deploy/Dockerfile", "compose: worker not built from deploy/Dockerfile")
 check(os.path.exists(os.path.join(deploy, "Dockerfile")), "deploy/Dockerfile missing")

@@ -42,7 +42,7 @@ static int setup(void **state) {
     broker_opts_init(&o);
     o.partitions = 3;
     broker_opts_from_config(&o, f->cfg);
-    assert_int_equal(o.n_topics, 5);
+    assert_int_equal(o.n_topics, 6);
     f->b = broker_start(&o, f->log, err, sizeof(err));
     if (f->b == NULL)
         fail_msg("broker_start: %s", err);

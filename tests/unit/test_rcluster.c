@@ -292,6 +292,15 @@ static int setup(void **state) {
         return -1;
     }
     snprintf(fx.seeds, sizeof(fx.seeds), "127.0.0.1:%d", redis_local_port(fx.rl));
+    /* The private server requires a random password; these tests set and
+     * clear requirepass themselves, so start from none. */
+    fx.raw = redisConnect("127.0.0.1", redis_local_port(fx.rl));
+    if (fx.raw == NULL || fx.raw->err)
+        return -1;
+    redisReply *r = redisCommand(fx.raw, "AUTH %s", redis_local_password(fx.rl));
+    freeReplyObject(r);
+    r = redisCommand(fx.raw, "CONFIG SET requirepass %s", "");
+    freeReplyObject(r);
     rcluster_opts o;
     rcluster_opts_init(&o);
     o.seeds = fx.seeds;
@@ -299,8 +308,7 @@ static int setup(void **state) {
         print_error("rcluster_connect: %s\n", err);
         return -1;
     }
-    fx.raw = redisConnect("127.0.0.1", redis_local_port(fx.rl));
-    return fx.raw && !fx.raw->err ? 0 : -1;
+    return 0;
 }
 
 static int teardown(void **state) {
@@ -544,6 +552,30 @@ static void test_scans(void **state) {
     assert_int_equal(st.moved + st.ask + st.hscan_restarts, 0);
 }
 
+/* EVAL and FCALL route by their first key (argv[3]), so a Lua script can be
+ * part of a partition's transaction; WAIT after EXEC asks no replica when
+ * the node has none. */
+static void test_eval_and_wait(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    static const char lua[] = "return redis.call('HSET', KEYS[1], 'f', ARGV[1])";
+    rcluster_txn *t = rcluster_txn_new(fx->rc, "ul:{p1}:meta", 12);
+    assert_int_equal(rcluster_txn_append(t, "EVAL %s 1 ul:{p1}:hist %s", lua, "v1"), UL_OK);
+    assert_int_equal(rcluster_txn_append(t, "EVAL %s 1 ul:{p2}:hist %s", lua, "v1"), UL_ERR_ARG);
+    assert_int_equal(rcluster_txn_append(t, "eval %s 1 ul:{p2}:hist %s", lua, "v1"), UL_ERR_ARG);
+    assert_int_equal(rcluster_txn_append(t, "EVAL %s 0", lua), UL_ERR_ARG); /* no key */
+    rcluster_txn_wait(t, 500);
+    assert_int_equal(rcluster_txn_exec(t, err, sizeof(err)), UL_OK);
+    assert_int_equal(rcluster_txn_acked(t), -1); /* a plain Redis without replicas */
+    assert_string_equal(raw_hget(fx, "ul:{p1}:hist", "f"), "v1");
+    rcluster_txn_destroy(t);
+    rcluster_pipeline *p = rcluster_pipeline_new(fx->rc);
+    assert_int_equal(rcluster_pipeline_append(p, "EVAL %s 1 ul:{p3}:hist %s", lua, "v3"), UL_OK);
+    assert_int_equal(rcluster_pipeline_exec(p, err, sizeof(err)), UL_OK);
+    assert_string_equal(raw_hget(fx, "ul:{p3}:hist", "f"), "v3");
+    rcluster_pipeline_destroy(p);
+}
+
 static void test_select_and_auth(void **state) {
     fixture *fx = need_redis(state);
     char err[UL_ERRSTR_SIZE];
@@ -603,6 +635,7 @@ static void test_server_gone(void **state) {
     rcluster_opts o;
     rcluster_opts_init(&o);
     o.seeds = seeds;
+    o.password = redis_local_password(rl);
     o.retry_ms = 300;
     rcluster *rc = rcluster_connect(&o, err, sizeof(err));
     assert_non_null(rc);
@@ -713,10 +746,10 @@ int main(void) {
         cmocka_unit_test(test_unknown_outcome),
     };
     const struct CMUnitTest plain[] = {
-        cmocka_unit_test(test_plain_connect), cmocka_unit_test(test_dead_seeds),
-        cmocka_unit_test(test_pipeline),      cmocka_unit_test(test_txn),
-        cmocka_unit_test(test_scans),         cmocka_unit_test(test_select_and_auth),
-        cmocka_unit_test(test_server_gone),
+        cmocka_unit_test(test_plain_connect),   cmocka_unit_test(test_dead_seeds),
+        cmocka_unit_test(test_pipeline),        cmocka_unit_test(test_txn),
+        cmocka_unit_test(test_scans),           cmocka_unit_test(test_eval_and_wait),
+        cmocka_unit_test(test_select_and_auth), cmocka_unit_test(test_server_gone),
     };
     int rc = cmocka_run_group_tests_name("rcluster_pure", pure, NULL, NULL);
     return rc | cmocka_run_group_tests_name("rcluster_plain", plain, setup, teardown);

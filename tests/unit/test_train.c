@@ -9,7 +9,8 @@
  * an unlearning cycle are skipped; histories that shrink, slide or vanish
  * while an epoch runs are never read out of bounds; epochs lower the
  * training loss; the per-row schedule's passes grow one per epoch and a new
- * rating re-warms them. */
+ * rating re-warms them; training's rows reach Redis at row flushes only,
+ * with their schedule's state, and never add a rating. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "live.h"
+#include "publish.h"
 #include "rows.h"
 #include "store.h"
 #include "forget_fixture.h"
@@ -47,7 +50,10 @@ static double fake_now(void *opaque) {
     return t;
 }
 
-static live *open_live(store *st, uint32_t retention) {
+/* A live owning every partition; with `cd` its checkpoints encode their
+ * exact item deliveries with it; read_only: a reader of the stored state
+ * (store_shard_read), for checking what checkpoints wrote. */
+static live *open_live_with(store *st, uint32_t retention, codec *cd, int read_only) {
     char err[UL_ERRSTR_SIZE];
     live_opts o;
     live_opts_init(&o);
@@ -55,13 +61,20 @@ static live *open_live(store *st, uint32_t retention) {
     o.lr = 0.01f; /* events' online step: the worker's model.learning.rate */
     o.retention = retention;
     o.method = "foldin";
+    o.encode = cd ? publish_delivery_record : NULL;
+    o.encode_opaque = cd;
+    o.read_only = read_only;
     live *l = live_new(&o, st, PARTS, err, sizeof(err));
     if (l == NULL)
         fail_msg("live_new: %s", err);
     for (int32_t p = 0; p < PARTS; p++)
-        if (live_assign(l, p, err, sizeof(err)) == NULL)
+        if (live_assign(l, p, NULL, err, sizeof(err)) == NULL)
             fail_msg("live_assign: %s", err);
     return l;
+}
+
+static live *open_live(store *st, uint32_t retention) {
+    return open_live_with(st, retention, NULL, 0);
 }
 
 static shard *shard_of(live *l, int64_t user) {
@@ -340,7 +353,7 @@ static void test_pause_and_resume(void **state) {
     assert_true(train_slice(t, 0) > 0);
     run_until_paused(t, &c);
     assert_true(stats(t).epochs > epochs);
-    assert_non_null(live_assign(l, 1, err, sizeof(err)));
+    assert_non_null(live_assign(l, 1, NULL, err, sizeof(err)));
     c.now += 10.0;
     assert_true(train_slice(t, 0) > 0);
     train_destroy(t);
@@ -418,6 +431,11 @@ static void test_histories_change_during_an_epoch(void **state) {
     live_destroy(l);
 }
 
+/* The schedule's passes of user row uidx (the row state of rows.h). */
+static float passes(shard *s, int32_t uidx) {
+    return rowset_row_const(s->users, uidx)[rows_state_index(K)];
+}
+
 static void test_epochs_lower_the_loss(void **state) {
     fixture *fx = need_redis(state);
     live *l = open_live(fx->st, 1000);
@@ -444,19 +462,86 @@ static void test_passes_and_rewarm(void **state) {
     int64_t u = 21;
     shard *s = shard_of(l, u);
     int32_t uidx = rowset_find(s->users, u);
-    assert_true(s->user_passes[uidx] == 0.0f); /* the stream enters ratings with 0 passes */
-    fake_clock c = {0.0, 1.0}; /* 512 visits a slice: at most one epoch ends in one */
+    assert_true(passes(s, uidx) == 0.0f); /* the stream enters ratings with 0 passes */
+    fake_clock c = {0.0, 1.0};            /* 512 visits a slice: at most one epoch ends in one */
     train *t = open_train(l, &c, 1.0, 1.0, -1.0);
     run_epochs(t, &c, 3, 10000);
     assert_int_equal(stats(t).epochs, 3);
     float n = (float)shard_hist(s, uidx)->n;
-    assert_true(fabsf(s->user_passes[uidx] - 3.0f) < 1e-3f);
+    assert_true(fabsf(passes(s, uidx) - 3.0f) < 1e-3f);
     assert_int_equal(live_apply_rating(l, s, u, 1, 4.0f, 50000), UL_OK);
     float d = 0.79f, want = logf((n * powf(d, 3.0f) + 1.0f) / (n + 1.0f)) / logf(d);
-    assert_true(fabsf(s->user_passes[uidx] - want) < 1e-3f);
+    assert_true(fabsf(passes(s, uidx) - want) < 1e-3f);
     assert_true(want < 3.0f);
     train_destroy(t);
     live_destroy(l);
+}
+
+static void checkpoint_all(live *l) {
+    char err[UL_ERRSTR_SIZE];
+    for (int32_t p = 0; p < PARTS; p++)
+        if (live_checkpoint(l, live_shard(l, p), err, sizeof(err)) != UL_OK)
+            fail_msg("checkpoint of %d: %s", (int)p, err);
+}
+
+/* What Redis holds for `user` (a reader's load): its row (rows_dim floats
+ * into row), its history length; the partitions' applied counts summed. */
+static void stored(store *st, int64_t user, float *row, uint32_t *hist_n, uint64_t *applied) {
+    live *r = open_live_with(st, 1000, NULL, 1);
+    shard *s = shard_of(r, user);
+    int32_t uidx = rowset_find(s->users, user);
+    assert_true(uidx >= 0);
+    memcpy(row, rowset_row_const(s->users, uidx), (size_t)rows_dim(ROWS_USER, K) * sizeof(float));
+    *hist_n = shard_hist(s, uidx)->n;
+    *applied = 0;
+    for (int32_t p = 0; p < PARTS; p++)
+        *applied += live_shard(r, p)->meta.applied;
+    live_destroy(r);
+}
+
+/* Training's changes reach Redis at row flushes only (user rows with their
+ * schedule's state), never as events: a checkpoint after training writes
+ * nothing, and after a row flush the applied counts and histories are still
+ * the events' (no rating carried twice). */
+static void test_rows_wait_for_a_flush(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    codec *cd = codec_new(NULL, err, sizeof(err));
+    assert_non_null(cd);
+    live *l = open_live_with(fx->st, 1000, cd, 0);
+    feed(l, 3000, 9, 0);
+    checkpoint_all(l);
+    int64_t u = 21;
+    size_t dim = (size_t)rows_dim(ROWS_USER, K);
+    float before[64], trained[64], got[64];
+    uint32_t n0, n1;
+    uint64_t a0, a1;
+    assert_true(dim <= 64);
+    stored(fx->st, u, before, &n0, &a0);
+    assert_int_equal(a0, 3000);
+    assert_memory_equal(before, user_row(l, u), dim * sizeof(float));
+    fake_clock c = {0.0, 1.0};
+    train *t = open_train(l, &c, 1.0, 1.0, -1.0);
+    run_epochs(t, &c, 3, 10000);
+    assert_int_equal(stats(t).epochs, 3);
+    memcpy(trained, user_row(l, u), dim * sizeof(float));
+    assert_true(memcmp(before, trained, dim * sizeof(float)) != 0);
+    for (int32_t p = 0; p < PARTS; p++)
+        assert_int_equal(shard_is_dirty(live_shard(l, p)), 0);
+    checkpoint_all(l);
+    stored(fx->st, u, got, &n1, &a1);
+    assert_memory_equal(before, got, dim * sizeof(float)); /* not at a checkpoint */
+    for (int32_t p = 0; p < PARTS; p++)
+        live_flush_due(l, p);
+    checkpoint_all(l);
+    stored(fx->st, u, got, &n1, &a1);
+    assert_memory_equal(trained, got, dim * sizeof(float)); /* at the row flush, passes too */
+    assert_true(fabsf(got[rows_state_index(K)] - 3.0f) < 1e-3f);
+    assert_int_equal(n1, n0);
+    assert_int_equal(a1, 3000);
+    train_destroy(t);
+    live_destroy(l);
+    codec_destroy(cd);
 }
 
 int main(void) {
@@ -470,6 +555,7 @@ int main(void) {
         cmocka_unit_test(test_histories_change_during_an_epoch),
         cmocka_unit_test(test_epochs_lower_the_loss),
         cmocka_unit_test(test_passes_and_rewarm),
+        cmocka_unit_test(test_rows_wait_for_a_flush),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

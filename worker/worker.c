@@ -501,13 +501,33 @@ static void give_up(worker *w, int32_t p, int lost) {
                  w->topic[group_input()], off, applied);
 }
 
+static void push_items(worker *w, shard_class cls) {
+    size_t n = live_push(w->lv, cls, publish_item_updates, w->pub);
+    if (n > 0)
+        log_debug(w->log, "worker", "pushed %zu item changes (%s) to %s", n,
+                  cls == SHARD_TRAINING ? "training" : "events", w->topic[SHARD_ITEM_UPDATES]);
+}
+
+/* Send every change not sent yet, without waiting for its interval: item
+ * deltas of both classes to item-updates, marked rows of both classes to
+ * the factors topic. Before a partition's final row flush (a revocation, a
+ * clean stop): the flush writes trained rows to Redis, and without this the
+ * topic would miss the rows trained since the last training publish when no
+ * one takes the partition over. */
+static void send_changes(worker *w) {
+    push_items(w, SHARD_EVENT);
+    push_items(w, SHARD_TRAINING);
+    publish_changed_class(w->pub, SHARD_EVENT);
+    publish_changed_class(w->pub, SHARD_TRAINING);
+}
+
 static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int lost) {
     /* A worker stopping on a fault writes nothing more: its restart (or the
      * next owner) resumes from the last checkpoint, and a dead Redis would
      * only make each final checkpoint wait out redis.retry.ms. */
     lost = lost || w->fatal;
     if (!lost) /* lost: another member may own them already, our rows may be stale */
-        publish_changed(w->pub);
+        send_changes(w);
     rd_kafka_topic_partition_list_t *alongside =
         rd_kafka_topic_partition_list_new(parts->cnt * SHARD_N_INPUTS);
     for (int i = 0; i < parts->cnt; i++) {
@@ -1219,13 +1239,6 @@ static void settle_deliveries(worker *w) {
 }
 
 /* Send the item deltas of class cls accumulated since the last push. */
-static void push_items(worker *w, shard_class cls) {
-    size_t n = live_push(w->lv, cls, publish_item_updates, w->pub);
-    if (n > 0)
-        log_debug(w->log, "worker", "pushed %zu item changes (%s) to %s", n,
-                  cls == SHARD_TRAINING ? "training" : "events", w->topic[SHARD_ITEM_UPDATES]);
-}
-
 /* The next owned partition (round-robin) is due a row flush. */
 static void flush_next_partition(worker *w) {
     for (int32_t i = 0; i < w->n_parts; i++) {
@@ -1271,10 +1284,7 @@ static void drain_outboxes(worker *w) {
 
 static void shutdown_worker(worker *w) {
     log_info(w->log, "worker", "stopping: final checkpoint, leaving the group");
-    push_items(w, SHARD_EVENT);
-    push_items(w, SHARD_TRAINING);
-    publish_changed_class(w->pub, SHARD_EVENT);
-    publish_changed_class(w->pub, SHARD_TRAINING);
+    send_changes(w);
     for (int32_t p = 0; p < w->n_parts; p++)
         live_flush_due(w->lv, p); /* a clean stop leaves every row in Redis */
     /* Deliver what is in flight first, so the final checkpoint can drop the

@@ -73,6 +73,7 @@ struct live {
     int64_t *seen_rows; /* [home * n_parts + source]: row corrections */
     codec_item_updates scratch; /* records being built */
     mf_params sched;            /* training's per-row schedule (rates and reg of the options) */
+    int32_t n_owned;            /* partitions owned (shards non-NULL) */
 };
 
 void live_opts_init(live_opts *opts) {
@@ -432,6 +433,7 @@ shard *live_assign(live *l, int32_t p, int *rc_out, char *errstr, size_t errstr_
         goto done;
     }
     l->shards[p] = s;
+    l->n_owned++;
     /* Every home row as the replica holds it goes out at the first flush:
      * Redis has them as of rows_off, the replica replayed what followed. */
     for (int32_t i = 0; i < rowset_size(l->items); i++) {
@@ -481,6 +483,7 @@ int live_drop(live *l, int32_t p, char *errstr, size_t errstr_size) {
     unapply_pending(l, s);
     shard_destroy(s);
     l->shards[p] = NULL;
+    l->n_owned--;
     return UL_OK;
 }
 
@@ -515,8 +518,18 @@ static void rewarm(const live *l, float *passes, float n) {
         *passes = logf(((n - 1.0f) * powf(d, *passes) + 1.0f) / n) / logf(d);
 }
 
+/* The item's rating count as this worker's schedule sees it: the share of
+ * its ratings in the owned partitions' histories (users are spread evenly
+ * over partitions), so that with several workers each replica's passes
+ * still grow by about one per epoch of every worker, not by its own share
+ * of one. */
+static float item_sched_n(const live *l, int64_t count) {
+    return (float)count * (float)l->n_owned / (float)l->n_parts;
+}
+
 /* The step itself on urow/irow (rows of rows.h: their row state is the
- * schedule's), nu/ni the rows' rating counts without the event's. */
+ * schedule's), nu/ni the rows' rating counts (ni: item_sched_n) without the
+ * event's. */
 static float sgd_rows(live *l, float *urow, float *irow, float nu, float ni, float rating,
                       shard_class cls, int user_grows) {
     mf_model m = rows_pair_model(urow, irow, l->k, l->mean, l->rmin, l->rmax);
@@ -553,8 +566,9 @@ float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shar
     if (old == NULL)
         return NAN;
     memcpy(old, irow, (size_t)vdim * sizeof(float));
-    float err = sgd_rows(l, rowset_row(s->users, uidx), irow, (float)h->n,
-                         (float)replica_stats(l, ei).count, rating, cls, h->n < s->retention);
+    float err =
+        sgd_rows(l, rowset_row(s->users, uidx), irow, (float)h->n,
+                 item_sched_n(l, replica_stats(l, ei).count), rating, cls, h->n < s->retention);
     for (int f = 0; f < vdim; f++) {
         acc[f] += irow[f] - old[f];
         own[f] += irow[f] - old[f];

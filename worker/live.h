@@ -114,7 +114,10 @@ int live_revoke(live *l, int32_t p, char *errstr, size_t errstr_size);
  * (live_opts.lr); it enters the rating into its rows' schedule with 0
  * passes, keeping each row's training rate the mean of its ratings' rates:
  * decay^passes' = ((n-1) decay^passes + 1) / n, n = the user's history
- * length / the item's count with the new rating. A training step is
+ * length / the item's count with the new rating (an item's count scaled by
+ * the share of partitions owned: with several workers each counts its share
+ * of the item's ratings, so its passes grow about one per epoch). A
+ * training step is
  * mf_sgd_step_rows: each row at its own rate of the schedule (the row state
  * of rows.h, stored with the row), 1/n added to its passes. Creates the
  * item's row if unseen. Does not change statistics or histories

@@ -544,6 +544,44 @@ static void test_rows_wait_for_a_flush(void **state) {
     codec_destroy(cd);
 }
 
+/* With half the partitions (another worker owns the rest and its ratings
+ * are in the item's live count), an item row's passes still grow by about
+ * one per epoch: the schedule counts the owned share of its ratings. */
+static void test_item_passes_with_half_the_partitions(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    live_opts o;
+    live_opts_init(&o);
+    o.k = K;
+    o.lr = 0.01f;
+    o.method = "foldin";
+    live *l = live_new(&o, fx->st, PARTS, err, sizeof(err));
+    assert_non_null(l);
+    shard *s = live_assign(l, 0, NULL, err, sizeof(err));
+    assert_non_null(s);
+    int64_t n_item1 = 0;
+    for (int rep = 0; rep < 4; rep++)
+        for (int64_t u = 1; u <= USERS; u++)
+            for (int64_t it = 1; it <= ITEMS; it++)
+                if (rows_user_partition(u, PARTS) == 0) {
+                    float r = (float)(1 + (u % 3 + it % 3) % 5);
+                    assert_int_equal(live_apply_rating(l, s, u, it, r, rep), UL_OK);
+                    n_item1 += it == 1;
+                }
+    assert_true(n_item1 > 0);
+    /* The other partition's ratings of item 1, as its exact delivery adds them. */
+    assert_int_equal(live_correct_item(l, s, 1, NULL, n_item1, 3.0 * (double)n_item1), UL_OK);
+    fake_clock c = {0.0, 1.0};
+    train *t = open_train(l, &c, 1.0, 1.0, -1.0);
+    run_epochs(t, &c, 3, 10000);
+    assert_int_equal(stats(t).epochs, 3);
+    float passes1 = live_item_row(l, 1)[rows_state_index(K)];
+    if (fabsf(passes1 - 3.0f) > 0.1f)
+        fail_msg("item 1: %g passes after 3 epochs", (double)passes1);
+    train_destroy(t);
+    live_destroy(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_perm_is_a_permutation),
@@ -556,6 +594,7 @@ int main(void) {
         cmocka_unit_test(test_epochs_lower_the_loss),
         cmocka_unit_test(test_passes_and_rewarm),
         cmocka_unit_test(test_rows_wait_for_a_flush),
+        cmocka_unit_test(test_item_passes_with_half_the_partitions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -84,6 +84,7 @@ struct worker {
     live *lv;
     publisher *pub;
     train *train;                         /* continuous training, called from the loop */
+    uint64_t pushed_epochs;               /* training epochs whose item changes went out */
     rd_kafka_t *consumer[INPUT_N_ASSIGN]; /* by input_assign */
     const char *topic[SHARD_N_INPUTS];    /* the input topics' names (borrowed from cfg) */
     int32_t n_parts;
@@ -506,6 +507,20 @@ static void push_items(worker *w, shard_class cls) {
     if (n > 0)
         log_debug(w->log, "worker", "pushed %zu item changes (%s) to %s", n,
                   cls == SHARD_TRAINING ? "training" : "events", w->topic[SHARD_ITEM_UPDATES]);
+}
+
+/* 1 once per completed training epoch: its item changes go out then too (not
+ * only every training.push.interval.ms), so that other workers' epochs see
+ * them before training far past them (a small catalogue runs many epochs
+ * per push interval, and two workers each moving an item on their own
+ * stale copy overshoot). */
+static int train_epoch_ended(worker *w) {
+    train_stats st;
+    train_get_stats(w->train, &st);
+    if (st.epochs == w->pushed_epochs)
+        return 0;
+    w->pushed_epochs = st.epochs;
+    return 1;
 }
 
 /* Send every change not sent yet, without waiting for its interval: item
@@ -1333,7 +1348,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
             push_items(w, SHARD_EVENT);
             next_push = now + cfg->items_push_interval_ms;
         }
-        if (now >= next_push_train) {
+        if (now >= next_push_train || train_epoch_ended(w)) {
             push_items(w, SHARD_TRAINING);
             next_push_train = now + cfg->training_push_interval_ms;
         }

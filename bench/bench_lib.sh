@@ -1,7 +1,25 @@
-# bench_lib.sh: what the benchmark scripts share (sourced, not run): a free
-# loopback port, a throwaway redis-server (no persistence) under $TMP whose
-# port it prints, the default data and the seeded 80/20 split. The caller
-# sets TMP and stops the servers.
+# bench_lib.sh: what the benchmark scripts share (sourced, not run): a
+# scratch directory with the cleanup of what a run started (bench_tmp), a
+# free loopback port, a throwaway redis-server (no persistence) under $TMP
+# whose port it prints, the default data and the seeded 80/20 split.
+# bench_tmp: a fresh $TMP for the run, the local broker's address file in it,
+# no Redis settings from the environment; at exit the processes in $PIDS are
+# killed, the redis-servers on $REDIS_PORTS stopped and $TMP removed (KEEP=1
+# keeps it).
+bench_tmp() {
+  TMP="$(mktemp -d)"
+  PIDS="" REDIS_PORTS=""
+  trap bench_cleanup EXIT
+  export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
+  unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_CLUSTER UNLEARND_REDIS_PASSWORD
+}
+bench_cleanup() {
+  for pid in $PIDS; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  for port in $REDIS_PORTS; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+  [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
+}
+now_ms() { date +%s%3N; }
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

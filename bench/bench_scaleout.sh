@@ -38,18 +38,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -x "$BIN" ] || scripts/build.sh release >/dev/null
-TMP="$(mktemp -d)"
-PIDS="" REDIS_PORTS=""
-cleanup() {
-  for pid in $PIDS; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  for port in $REDIS_PORTS; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
-  [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
-export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
-unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_CLUSTER UNLEARND_REDIS_PASSWORD
-now_ms() { date +%s%3N; }
 source bench/bench_lib.sh
+bench_tmp
 
 default_data
 split_data "$SEED"

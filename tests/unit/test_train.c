@@ -50,10 +50,11 @@ static double fake_now(void *opaque) {
     return t;
 }
 
-/* A live owning every partition; with `cd` its checkpoints encode their
- * exact item deliveries with it; read_only: a reader of the stored state
- * (store_shard_read), for checking what checkpoints wrote. */
-static live *open_live_with(store *st, uint32_t retention, codec *cd, int read_only) {
+/* A live owning partitions 0..owned-1; with `cd` its checkpoints encode
+ * their exact item deliveries with it; read_only: a reader of the stored
+ * state (store_shard_read), for checking what checkpoints wrote. */
+static live *open_live_with(store *st, uint32_t retention, codec *cd, int read_only,
+                            int32_t owned) {
     char err[UL_ERRSTR_SIZE];
     live_opts o;
     live_opts_init(&o);
@@ -67,14 +68,14 @@ static live *open_live_with(store *st, uint32_t retention, codec *cd, int read_o
     live *l = live_new(&o, st, PARTS, err, sizeof(err));
     if (l == NULL)
         fail_msg("live_new: %s", err);
-    for (int32_t p = 0; p < PARTS; p++)
+    for (int32_t p = 0; p < owned; p++)
         if (live_assign(l, p, NULL, err, sizeof(err)) == NULL)
             fail_msg("live_assign: %s", err);
     return l;
 }
 
 static live *open_live(store *st, uint32_t retention) {
-    return open_live_with(st, retention, NULL, 0);
+    return open_live_with(st, retention, NULL, 0, PARTS);
 }
 
 static shard *shard_of(live *l, int64_t user) {
@@ -487,7 +488,7 @@ static void checkpoint_all(live *l) {
 /* What Redis holds for `user` (a reader's load): its row (rows_dim floats
  * into row), its history length; the partitions' applied counts summed. */
 static void stored(store *st, int64_t user, float *row, uint32_t *hist_n, uint64_t *applied) {
-    live *r = open_live_with(st, 1000, NULL, 1);
+    live *r = open_live_with(st, 1000, NULL, 1, PARTS);
     shard *s = shard_of(r, user);
     int32_t uidx = rowset_find(s->users, user);
     assert_true(uidx >= 0);
@@ -508,7 +509,7 @@ static void test_rows_wait_for_a_flush(void **state) {
     char err[UL_ERRSTR_SIZE];
     codec *cd = codec_new(NULL, err, sizeof(err));
     assert_non_null(cd);
-    live *l = open_live_with(fx->st, 1000, cd, 0);
+    live *l = open_live_with(fx->st, 1000, cd, 0, PARTS);
     feed(l, 3000, 9, 0);
     checkpoint_all(l);
     int64_t u = 21;
@@ -549,16 +550,8 @@ static void test_rows_wait_for_a_flush(void **state) {
  * one per epoch: the schedule counts the owned share of its ratings. */
 static void test_item_passes_with_half_the_partitions(void **state) {
     fixture *fx = need_redis(state);
-    char err[UL_ERRSTR_SIZE];
-    live_opts o;
-    live_opts_init(&o);
-    o.k = K;
-    o.lr = 0.01f;
-    o.method = "foldin";
-    live *l = live_new(&o, fx->st, PARTS, err, sizeof(err));
-    assert_non_null(l);
-    shard *s = live_assign(l, 0, NULL, err, sizeof(err));
-    assert_non_null(s);
+    live *l = open_live_with(fx->st, 1000, NULL, 0, 1);
+    shard *s = live_shard(l, 0);
     int64_t n_item1 = 0;
     for (int rep = 0; rep < 4; rep++)
         for (int64_t u = 1; u <= USERS; u++)

@@ -1,7 +1,10 @@
-# bench_lib.sh: what the benchmark scripts share (sourced, not run): a
-# scratch directory with the cleanup of what a run started (bench_tmp), a
-# free loopback port, a throwaway redis-server (no persistence) under $TMP
-# whose port it prints, the default data and the seeded 80/20 split.
+# bench_lib.sh: what the benchmark scripts share (sourced from the
+# repository's root, not run): a scratch directory with the cleanup of what
+# a run started (bench_tmp), a free loopback port, a throwaway redis-server
+# (no persistence) under $TMP whose port it prints, the path of a data set
+# by name, the default data of the stream benchmarks and the seeded 80/20
+# split.
+
 # bench_tmp: a fresh $TMP for the run, the local broker's address file in it,
 # no Redis settings from the environment; at exit the processes in $PIDS are
 # killed, the redis-servers on $REDIS_PORTS stopped and $TMP removed (KEEP=1
@@ -20,10 +23,22 @@ bench_cleanup() {
 }
 now_ms() { date +%s%3N; }
 
+data_path() { # ml-100k | ml-1m | PATH: the ratings file ($UNLEARND_DATA_DIR or ../shared/data)
+  local dir="${UNLEARND_DATA_DIR:-../shared/data}"
+  case "$1" in
+    ml-100k) echo "$dir/ml-100k/u.data" ;;
+    ml-1m) echo "$dir/ml-1m/ratings.csv" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# free_port: a free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-start_redis() { # prints the port
+
+# start_redis: a redis-server on a free port under $TMP; prints the port.
+start_redis() {
   local port; port=$(free_port)
   mkdir -p "$TMP/redis-$port"
   redis-server --port "$port" --bind 127.0.0.1 --dir "$TMP/redis-$port" --save '' \
@@ -32,16 +47,18 @@ start_redis() { # prints the port
   echo "$port"
 }
 
-# default_data: keep $DATA if set; else ML-1M from ../shared/data; else a
-# synthetic 1,000,000-rating file in $TMP.
+# default_data DIR: the ratings file a benchmark runs on unless given one:
+# ML-1M from ../shared/data when present, else a synthetic file of 996,000
+# ratings (6000 users x 166, seed 7) written into DIR. Prints its path.
 default_data() {
-  [ -n "$DATA" ] && return 0
-  DATA=../shared/data/ml-1m/ratings.csv
-  [ -r "$DATA" ] && return 0
-  DATA="$TMP/synthetic.csv"
-  awk 'BEGIN { srand(7); print "user,item,rating";
-    for (u = 1; u <= 6000; u++) for (j = 0; j < 166; j++)
-      print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$DATA"
+  local data=../shared/data/ml-1m/ratings.csv
+  if [ ! -r "$data" ]; then
+    data="$1/synthetic.csv"
+    awk 'BEGIN { srand(7); print "user,item,rating";
+      for (u = 1; u <= 6000; u++) for (j = 0; j < 166; j++)
+        print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$data"
+  fi
+  echo "$data"
 }
 
 # split_data SEED: the 80/20 split of $DATA (seeded awk) into $TMP/test.csv

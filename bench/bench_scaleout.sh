@@ -19,6 +19,7 @@
 # file. Prints figures; asserts nothing about speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/bench_lib.sh
 BIN=build/unlearnd
 DATA=""
 PARTS=16
@@ -38,10 +39,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -x "$BIN" ] || scripts/build.sh release >/dev/null
-source bench/bench_lib.sh
 bench_tmp
 
-default_data
+[ -n "$DATA" ] || DATA=$(default_data "$TMP")
 split_data "$SEED"
 echo "data: $DATA: $NTRAIN training ratings (shuffled, seed $SEED), $NTEST test ratings;" \
   "$PARTS partitions; $(nproc) cores shared by broker, Redis and workers"

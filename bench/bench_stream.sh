@@ -15,6 +15,7 @@
 # 1,000,000-rating file. Prints figures; asserts nothing about speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/bench_lib.sh
 BIN=build/unlearnd
 DATA=""
 PARTS=16
@@ -47,8 +48,7 @@ trap cleanup EXIT
 export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
 now_ms() { date +%s%3N; }
 
-source bench/bench_lib.sh
-default_data
+[ -n "$DATA" ] || DATA=$(default_data "$TMP")
 
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP" --save '' --appendonly no \

@@ -57,7 +57,7 @@ done
 source bench/bench_lib.sh
 bench_tmp
 
-default_data
+[ -n "$DATA" ] || DATA=$(default_data "$TMP")
 split_data "$SEED"
 echo "data: $DATA: $NTRAIN training ratings (shuffled, seed $SEED), $NTEST test ratings;" \
   "$PARTS partitions; $(nproc) cores shared by broker, Redis and the worker;" \

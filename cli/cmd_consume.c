@@ -126,9 +126,10 @@ static void print_value(const ul_config *cfg, const codec *cd, const rd_kafka_me
         codec_receipt r;
         if ((rc = codec_decode_receipt(cd, rkm->payload, rkm->len, &r, err, sizeof(err))) == 0)
             printf("receipt %s user=%" PRId64 " forgotten=%" PRId32 " version=%" PRId64
-                   " received_at=%" PRId64 " completed_at=%" PRId64 "\n",
+                   " received_at=%" PRId64 " completed_at=%" PRId64 " requested=%" PRId32
+                   " not_found=%" PRId32 " beyond_retention=%" PRId32 "\n",
                    r.request_id, r.user_id, r.forgotten, r.model_version, r.received_at,
-                   r.completed_at);
+                   r.completed_at, r.requested, r.not_found, r.beyond_retention);
     } else {
         if (kafka_header_text(rkm, "error.code", h1, sizeof(h1)) != 0)
             snprintf(h1, sizeof(h1), "-");

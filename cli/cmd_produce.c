@@ -2,7 +2,11 @@
  * as a user backfilling from a data lake would: Avro records in Confluent
  * framing, keyed by the user id, partitioned like Java producers
  * (murmur2_random). Waits for every delivery report and says how many
- * failed; exits 1 when any did. */
+ * failed; exits 1 when any did. With --writer-schema FILE --writer-id N the
+ * records are written in another writer schema (a data lake's evolved
+ * version) instead of ours: our encoding is resolved into FILE's schema by
+ * Avro's rules (resolve.h, with our schema as the writer), so fields FILE
+ * adds take its defaults and fields it lacks are left out. */
 #include "cli.h"
 #include "cli_config.h"
 
@@ -13,9 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <avro.h>
+
 #include "codec.h"
 #include "dataset.h"
 #include "kafka.h"
+#include "resolve.h"
+#include "ul_buf.h"
 #include "ul_clock.h"
 #include "ul_err.h"
 #include "worker.h"
@@ -45,7 +53,8 @@ static void print_help(void) {
     printf(
         "Usage: unlearnd produce ratings --data PATH [--rate N] [--limit N] [options]\n"
         "       unlearnd produce forget --user ID (--items A,B,... | --from T --to T)\n"
-        "                               --reason R [--request-id ID] [options]\n\n"
+        "                               --reason R [--request-id ID] [options]\n"
+        "       unlearnd produce forget --batch FILE [options]\n\n"
         "Feeds the input topics like a producer backfilling from a data lake: Avro records\n"
         "in Confluent framing (schema ids from config), keyed by the user id as a decimal\n"
         "string (or Confluent-Avro-serialised with --key.format avro --key.schema.id ID),\n"
@@ -66,7 +75,19 @@ static void print_help(void) {
         "  --from T --to T    or every rating with from <= event_time <= to; T is ms since\n"
         "                     the epoch or YYYY-MM-DDTHH:MM:SS[Z] (UTC)\n"
         "  --reason R         MISTAKE, SOMEONE_ELSE, FAULTY_ACQUISITION, LOST_INTEREST, ERASURE\n"
-        "  --request-id ID    default: generated; printed on stdout either way\n\n"
+        "  --request-id ID    default: generated; printed on stdout either way\n"
+        "  --batch FILE       many requests at once, one per line of FILE (- = stdin), each\n"
+        "                     line holding the options above (e.g. --user 7 --items 1,2\n"
+        "                     --reason MISTAKE); # comments and blank lines skipped; every\n"
+        "                     line is checked before the first request is sent\n\n"
+        "Both (another writer schema, as an evolved producer of a data lake writes):\n"
+        "  --writer-schema FILE  write the records in this Avro schema (a Rating or a\n"
+        "                 ForgetRequest record) instead of ours: fields matched by name,\n"
+        "                 fields FILE adds written with their defaults (each needs one),\n"
+        "                 fields FILE lacks left out, our long/float promoted to FILE's\n"
+        "                 float/double (Avro's resolution rules, ours as the writer)\n"
+        "  --writer-id N  the schema id framed into every record with --writer-schema\n"
+        "                 (give the worker the same file: schema.writers=N=FILE)\n\n"
         "Kafka, topics, schema ids and the rating scale come from the configuration\n"
         "(--kafka.bootstrap.servers, --topic.ratings, --schema.id.rating, --rating.min, ...;\n"
         "listed below). Without kafka.bootstrap.servers the local broker's\n"
@@ -151,12 +172,127 @@ static int finish(const char *what, rd_kafka_t *rk, produce_ctx *ctx, size_t sen
     return cli_fail("produce", msg);
 }
 
+/* ---- --writer-schema FILE --writer-id N ----------------------------------- */
+
+typedef struct produce_writer {
+    const char *path; /* NULL: our own schema */
+    long id;          /* -1: not given */
+    resolve *res;     /* ours (as the writer) -> FILE's schema */
+    codec_buf body;
+} produce_writer;
+
+/* Consume --writer-schema / --writer-id at k (value v); 1 when it was one. */
+static int writer_arg(produce_writer *w, const char *k, const char *v, char *err, size_t size,
+                      int *bad) {
+    *bad = 0;
+    if (strcmp(k, "--writer-schema") == 0) {
+        w->path = v;
+        *bad = v == NULL;
+        if (*bad)
+            snprintf(err, size, "--writer-schema needs a file");
+        return 1;
+    }
+    if (strcmp(k, "--writer-id") != 0)
+        return 0;
+    *bad = cli_parse_long(k, v, 0, INT32_MAX, &w->id, err, size) != 0;
+    return 1;
+}
+
+static char *read_text(const char *path, char *err, size_t size) {
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        n < (1L << 20) && (text = malloc((size_t)n + 1)) != NULL &&
+        fread(text, 1, (size_t)n, f) == (size_t)n) {
+        text[n] = '\0';
+    } else {
+        free(text);
+        text = NULL;
+        snprintf(err, size, "--writer-schema %.200s: cannot read it%s", path,
+                 n >= (1L << 20) ? " (over 1 MiB)" : "");
+    }
+    if (f)
+        fclose(f);
+    return text;
+}
+
+/* Check the options and build the resolution of our schema `name` into the
+ * file's. UL_OK (also without --writer-schema) or UL_ERR_ARG with a message. */
+static int writer_open(produce_writer *w, const char *name, char *err, size_t size) {
+    if ((w->path == NULL) != (w->id < 0)) {
+        snprintf(err, size, "--writer-schema FILE and --writer-id N go together");
+        return UL_ERR_ARG;
+    }
+    if (w->path == NULL)
+        return UL_OK;
+    char why[256];
+    const char *ours = codec_schema_text(name);
+    char *text = read_text(w->path, err, size);
+    avro_schema_t mine = NULL, theirs = NULL;
+    int rc = UL_ERR_ARG;
+    if (text == NULL)
+        return UL_ERR_ARG;
+    if (avro_schema_from_json_length(text, strlen(text), &theirs) != 0)
+        snprintf(err, size, "--writer-schema %.200s: not an Avro schema: %.200s", w->path,
+                 avro_strerror());
+    else if (avro_schema_from_json_length(ours, strlen(ours), &mine) != 0)
+        snprintf(err, size, "our %s schema does not parse: %s", name, avro_strerror());
+    else if (!is_avro_record(theirs) ||
+             strcmp(avro_schema_name(theirs), avro_schema_name(mine)) != 0)
+        snprintf(err, size, "--writer-schema %.200s: not a %s record (it is %.100s)", w->path,
+                 avro_schema_name(mine),
+                 is_avro_record(theirs) ? avro_schema_name(theirs) : "not a record");
+    else if ((rc = resolve_new(mine, text, &w->res, why, sizeof(why))) != UL_OK)
+        snprintf(err, size, "--writer-schema %.150s: a %s cannot be written in it: %s", w->path,
+                 name, why);
+    if (theirs)
+        avro_schema_decref(theirs);
+    if (mine)
+        avro_schema_decref(mine);
+    free(text);
+    return rc == UL_OK ? UL_OK : UL_ERR_ARG;
+}
+
+/* Rewrite the framed record in buf (our schema) into the writer schema,
+ * framed with --writer-id. No-op without --writer-schema. */
+static int writer_apply(produce_writer *w, codec_buf *buf, char *err, size_t size) {
+    if (w->res == NULL)
+        return UL_OK;
+    if (resolve_transcode(w->res, buf->data + CODEC_HEADER_SIZE, buf->len - CODEC_HEADER_SIZE,
+                          &w->body, err, size) != UL_OK)
+        return UL_ERR_ARG;
+    size_t len = CODEC_HEADER_SIZE + w->body.len;
+    if (len > buf->cap) {
+        uint8_t *d = realloc(buf->data, len);
+        if (d == NULL) {
+            snprintf(err, size, "out of memory");
+            return UL_ERR_NOMEM;
+        }
+        buf->data = d;
+        buf->cap = len;
+    }
+    uint32_t id = (uint32_t)w->id;
+    uint8_t hdr[CODEC_HEADER_SIZE] = {0, (uint8_t)(id >> 24), (uint8_t)(id >> 16),
+                                      (uint8_t)(id >> 8), (uint8_t)id};
+    memcpy(buf->data, hdr, CODEC_HEADER_SIZE);
+    memcpy(buf->data + CODEC_HEADER_SIZE, w->body.data, w->body.len);
+    buf->len = len;
+    return UL_OK;
+}
+
+static void writer_close(produce_writer *w) {
+    resolve_destroy(w->res);
+    codec_buf_free(&w->body);
+}
+
 /* ---- produce ratings ------------------------------------------------------ */
 
 typedef struct ratings_args {
     const char *data;
     long rate;
     long limit;
+    produce_writer writer;
 } ratings_args;
 
 static int parse_ratings_args(cli_config *cc, ratings_args *a) {
@@ -164,10 +300,15 @@ static int parse_ratings_args(cli_config *cc, ratings_args *a) {
     a->data = NULL;
     a->rate = 0;
     a->limit = -1;
+    a->writer = (produce_writer){NULL, -1, NULL, {0}};
     for (int i = 1; i < cc->args.n_rest; i++) {
         const char *k = cc->args.rest[i];
         const char *v = i + 1 < cc->args.n_rest ? cc->args.rest[i + 1] : NULL;
-        if (strcmp(k, "--data") == 0 && v) {
+        int bad = 0;
+        if (writer_arg(&a->writer, k, v, err, sizeof(err), &bad)) {
+            if (bad)
+                return cli_usage_error("produce", err);
+        } else if (strcmp(k, "--data") == 0 && v) {
             a->data = v;
         } else if (strcmp(k, "--rate") == 0) {
             if (cli_parse_long(k, v, 0, 100000000, &a->rate, err, sizeof(err)))
@@ -197,7 +338,7 @@ static void pace(double t0, size_t sent, long rate) {
 }
 
 static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd, rd_kafka_t *rk,
-                        produce_ctx *ctx, const ratings_args *a, size_t *sent) {
+                        produce_ctx *ctx, ratings_args *a, size_t *sent) {
     char err[UL_ERRSTR_SIZE], key[CODEC_KEY_MAX];
     codec_buf buf = {0};
     size_t n = a->limit >= 0 && (size_t)a->limit < ds->n_ratings ? (size_t)a->limit : ds->n_ratings;
@@ -210,6 +351,7 @@ static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd
         int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
                                   ev.user_id, key, sizeof(key));
         if (codec_encode_rating(cd, &ev, &buf, err, sizeof(err)) != CODEC_OK ||
+            writer_apply(&a->writer, &buf, err, sizeof(err)) != UL_OK ||
             kafka_produce(rk, cc->cfg->topic_ratings, RD_KAFKA_PARTITION_UA, key, (size_t)klen,
                           buf.data, buf.len, NULL, -1, err, sizeof(err)) != UL_OK) {
             rc = cli_fail("produce", err);
@@ -265,6 +407,8 @@ static int produce_ratings(cli_config *cc) {
     lo.dups = DS_DUP_LAST;
     lo.range_hint = CLI_STREAM_SCALE_HINT;
     produce_ctx ctx = {cc->log, 0, 0, ""};
+    if (writer_open(&a.writer, "rating", err, sizeof(err)) != UL_OK)
+        return cli_usage_error("produce", err);
     codec *cd = worker_codec_new(cc->cfg, err, sizeof(err));
     dataset *ds = cd ? ds_load(a.data, &lo, err, sizeof(err)) : NULL;
     rd_kafka_t *rk =
@@ -291,6 +435,7 @@ done:
         rd_kafka_destroy(rk);
     ds_destroy(ds);
     codec_destroy(cd);
+    writer_close(&a.writer);
     return rc;
 }
 
@@ -364,9 +509,12 @@ static int parse_items(const char *s, codec_forget *fr, size_t max, char *err, s
     return 0;
 }
 
-static int forget_arg(cli_config *cc, const char *k, const char *v, codec_forget *fr, int *seen,
-                      char *err, size_t size) {
+static int forget_arg(cli_config *cc, const char *k, const char *v, codec_forget *fr,
+                      produce_writer *w, int *seen, char *err, size_t size) {
     long l;
+    int bad = 0;
+    if (writer_arg(w, k, v, err, size, &bad))
+        return bad ? -1 : 0;
     if (v == NULL) {
         snprintf(err, size, "produce forget: %s needs a value", k);
         return -1;
@@ -404,11 +552,13 @@ static int forget_arg(cli_config *cc, const char *k, const char *v, codec_forget
     return 0;
 }
 
-static int parse_forget_args(cli_config *cc, codec_forget *fr, char *err, size_t size) {
+/* One request's options (argv[0..argc), pairs "--key value") into fr. */
+static int parse_forget_args(cli_config *cc, char *const *argv, int argc, codec_forget *fr,
+                             produce_writer *w, char *err, size_t size) {
     int seen = 0;
-    for (int i = 1; i < cc->args.n_rest; i += 2) {
-        const char *v = i + 1 < cc->args.n_rest ? cc->args.rest[i + 1] : NULL;
-        if (forget_arg(cc, cc->args.rest[i], v, fr, &seen, err, size))
+    for (int i = 0; i < argc; i += 2) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (forget_arg(cc, argv[i], v, fr, w, &seen, err, size))
             return -1;
     }
     const char *missing =
@@ -429,46 +579,157 @@ static int parse_forget_args(cli_config *cc, codec_forget *fr, char *err, size_t
     return 0;
 }
 
+/* Encode one request and hand it to the producer. */
+static int send_forget(cli_config *cc, const codec *cd, rd_kafka_t *rk, const codec_forget *fr,
+                       produce_writer *w, codec_buf *buf, char *err, size_t size) {
+    char key[CODEC_KEY_MAX];
+    if (codec_encode_forget(cd, fr, buf, err, size) != CODEC_OK ||
+        writer_apply(w, buf, err, size) != UL_OK)
+        return -1;
+    int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
+                              fr->user_id, key, sizeof(key));
+    return kafka_produce(rk, cc->cfg->topic_forget, RD_KAFKA_PARTITION_UA, key, (size_t)klen,
+                         buf->data, buf->len, NULL, -1, err, size) == UL_OK
+               ? 0
+               : -1;
+}
+
+/* --batch FILE: one request per line, its options as on the command line
+ * (blank lines and lines starting with # skipped). Everything is parsed and
+ * encoded before the first record is sent, so a bad line sends nothing. */
+#define BATCH_MAX_TOKENS 16
+
+typedef struct forget_batch {
+    codec_forget *v;
+    size_t n, cap;
+    produce_writer w; /* --writer-schema: one for every request */
+} forget_batch;
+
+static void batch_free(forget_batch *b) {
+    for (size_t i = 0; i < b->n; i++)
+        codec_forget_clear(&b->v[i]);
+    free(b->v);
+}
+
+/* Parse one request's options and add it to b; `where` prefixes an error
+ * ("" on the command line). */
+static int batch_add(cli_config *cc, char *const *argv, int argc, forget_batch *b,
+                     const char *where, char *err, size_t size) {
+    char e[UL_ERRSTR_SIZE];
+    codec_forget *v = ul_grow(b->v, &b->cap, b->n + 1, sizeof(*v));
+    if (v == NULL) {
+        snprintf(err, size, "out of memory");
+        return -1;
+    }
+    b->v = v;
+    codec_forget *fr = &b->v[b->n++];
+    memset(fr, 0, sizeof(*fr));
+    if (parse_forget_args(cc, argv, argc, fr, &b->w, e, sizeof(e)) != 0) {
+        snprintf(err, size, "%s%s", where, e);
+        return -1;
+    }
+    if (b->n > 1 && strncmp(fr->request_id, "fr-", 3) == 0) /* generated: keep them distinct */
+        snprintf(fr->request_id + strlen(fr->request_id),
+                 sizeof(fr->request_id) - strlen(fr->request_id), "-%zu", b->n);
+    return 0;
+}
+
+static int batch_line(cli_config *cc, char *line, size_t lineno, forget_batch *b, char *err,
+                      size_t size) {
+    char *tok[BATCH_MAX_TOKENS], *save = NULL, where[64];
+    int n = 0;
+    for (char *t = strtok_r(line, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save)) {
+        if (n == BATCH_MAX_TOKENS) {
+            snprintf(err, size, "--batch line %zu: more than %d words", lineno, BATCH_MAX_TOKENS);
+            return -1;
+        }
+        tok[n++] = t;
+    }
+    if (n == 0 || tok[0][0] == '#')
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (strncmp(tok[i], "--writer-", 9) == 0) { /* would point into this line's buffer */
+            snprintf(err, size, "--batch line %zu: %s is not supported with --batch", lineno,
+                     tok[i]);
+            return -1;
+        }
+    snprintf(where, sizeof(where), "--batch line %zu: ", lineno);
+    return batch_add(cc, tok, n, b, where, err, size);
+}
+
+static int batch_load(cli_config *cc, const char *path, forget_batch *b, char *err, size_t size) {
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, size, "--batch %s: cannot open it", path);
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    int rc = 0;
+    while (rc == 0 && getline(&line, &cap, f) >= 0)
+        rc = batch_line(cc, line, ++lineno, b, err, size);
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    if (rc == 0 && b->n == 0) {
+        snprintf(err, size, "--batch %s: no requests in it", path);
+        rc = -1;
+    }
+    return rc;
+}
+
 static int produce_forget(cli_config *cc) {
-    char err[UL_ERRSTR_SIZE], key[CODEC_KEY_MAX];
-    codec_forget fr;
+    char err[UL_ERRSTR_SIZE];
+    forget_batch b = {.w = {NULL, -1, NULL, {0}}};
     codec_buf buf = {0};
-    memset(&fr, 0, sizeof(fr));
     produce_ctx ctx = {cc->log, 0, 0, ""};
     rd_kafka_t *rk = NULL;
     int rc = CLI_EXIT_OK;
+    char *const *argv = cc->args.rest + 1;
+    int argc = cc->args.n_rest - 1;
     codec *cd = worker_codec_new(cc->cfg, err, sizeof(err));
     if (cd == NULL) {
         rc = cli_fail("produce", err);
         goto done;
     }
-    if (parse_forget_args(cc, &fr, err, sizeof(err)) != 0 ||
-        codec_encode_forget(cd, &fr, &buf, err, sizeof(err)) != CODEC_OK) {
+    int parsed = argc == 2 && strcmp(argv[0], "--batch") == 0
+                     ? batch_load(cc, argv[1], &b, err, sizeof(err))
+                     : batch_add(cc, argv, argc, &b, "", err, sizeof(err));
+    if (parsed == 0 && writer_open(&b.w, "forget_request", err, sizeof(err)) != UL_OK)
+        parsed = -1;
+    for (size_t i = 0; parsed == 0 && i < b.n; i++)
+        if (codec_encode_forget(cd, &b.v[i], &buf, err, sizeof(err)) != CODEC_OK ||
+            writer_apply(&b.w, &buf, err, sizeof(err)) != UL_OK)
+            parsed = -1;
+    if (parsed != 0) {
         rc = cli_usage_error("produce", err);
         goto done;
     }
     rk = make_producer(cc->cfg, &ctx, cc->cfg->topic_forget, err, sizeof(err));
-    int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
-                              fr.user_id, key, sizeof(key));
-    if (rk == NULL ||
-        kafka_produce(rk, cc->cfg->topic_forget, RD_KAFKA_PARTITION_UA, key, (size_t)klen, buf.data,
-                      buf.len, NULL, -1, err, sizeof(err)) != UL_OK) {
+    for (size_t i = 0; rk && i < b.n; i++)
+        if (send_forget(cc, cd, rk, &b.v[i], &b.w, &buf, err, sizeof(err)) != 0) {
+            rc = cli_fail("produce", err);
+            goto done;
+        }
+    if (rk == NULL) {
         rc = cli_fail("produce", err);
         goto done;
     }
-    rc = finish("forget requests", rk, &ctx, 1);
-    if (rc == CLI_EXIT_OK) {
-        printf("%s\n", fr.request_id);
+    rc = finish("forget requests", rk, &ctx, b.n);
+    for (size_t i = 0; rc == CLI_EXIT_OK && i < b.n; i++) {
+        const codec_forget *fr = &b.v[i];
+        printf("%s\n", fr->request_id);
         log_info(cc->log, "produce", "forget request %s for user %" PRId64 " (%s, %s) sent to %s",
-                 fr.request_id, fr.user_id, codec_reason_name(fr.reason),
-                 fr.has_window ? "time window" : "item list", cc->cfg->topic_forget);
+                 fr->request_id, fr->user_id, codec_reason_name(fr->reason),
+                 fr->has_window ? "time window" : "item list", cc->cfg->topic_forget);
     }
 done:
     if (rk)
         rd_kafka_destroy(rk);
     codec_buf_free(&buf);
-    codec_forget_clear(&fr);
+    batch_free(&b);
     codec_destroy(cd);
+    writer_close(&b.w);
     return rc;
 }
 

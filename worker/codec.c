@@ -184,13 +184,12 @@ static const field_spec forget_fields[] = {{"request_id", AVRO_STRING},
 static const field_spec factor_fields[] = {
     {"model_version", AVRO_INT64}, {"kind", AVRO_ENUM},  {"id", AVRO_INT64},
     {"vector", AVRO_ARRAY},        {"bias", AVRO_FLOAT}, {NULL, AVRO_NULL}};
-static const field_spec receipt_fields[] = {{"request_id", AVRO_STRING},
-                                            {"user_id", AVRO_INT64},
-                                            {"forgotten", AVRO_INT32},
-                                            {"model_version", AVRO_INT64},
-                                            {"received_at", AVRO_INT64},
-                                            {"completed_at", AVRO_INT64},
-                                            {NULL, AVRO_NULL}};
+static const field_spec receipt_fields[] = {
+    {"request_id", AVRO_STRING},      {"user_id", AVRO_INT64},
+    {"forgotten", AVRO_INT32},        {"model_version", AVRO_INT64},
+    {"received_at", AVRO_INT64},      {"completed_at", AVRO_INT64},
+    {"requested", AVRO_INT32},        {"not_found", AVRO_INT32},
+    {"beyond_retention", AVRO_INT32}, {NULL, AVRO_NULL}};
 
 static const field_spec item_update_fields[] = {{"instance", AVRO_INT64}, {"source", AVRO_INT32},
                                                 {"seq", AVRO_INT64},      {"nonce", AVRO_INT64},
@@ -589,7 +588,8 @@ static int check_receipt(const codec_receipt *rc, char *errstr, size_t errstr_si
                                errstr, errstr_size);
     if (err)
         return err;
-    if (rc->user_id < 0 || rc->forgotten < 0 || rc->model_version < 0)
+    if (rc->user_id < 0 || rc->forgotten < 0 || rc->model_version < 0 || rc->requested < 0 ||
+        rc->not_found < 0 || rc->beyond_retention < 0)
         return invalid(errstr, errstr_size, "receipt %s: negative user_id, count or version",
                        rc->request_id);
     return CODEC_OK;
@@ -848,6 +848,9 @@ int codec_encode_receipt(const codec *c, const codec_receipt *rc, codec_buf *out
     w_long(&w, rc->model_version);
     w_long(&w, rc->received_at);
     w_long(&w, rc->completed_at);
+    w_long(&w, rc->requested);
+    w_long(&w, rc->not_found);
+    w_long(&w, rc->beyond_retention);
     return w_finish(&w, errstr, errstr_size);
 }
 
@@ -862,6 +865,11 @@ static int r_receipt_body(reader *rd, codec_receipt *rc, char *errstr, size_t er
     if (r_long(rd, &rc->user_id) || r_int(rd, &rc->forgotten) || r_long(rd, &rc->model_version) ||
         r_long(rd, &rc->received_at) || r_long(rd, &rc->completed_at))
         return avro_fail("receipt", "user_id..completed_at", errstr, errstr_size);
+    /* A record of the first version of the schema, under the same id, ends
+     * here: its later fields take their defaults (0). */
+    if (rd->p != rd->end && (r_int(rd, &rc->requested) || r_int(rd, &rc->not_found) ||
+                             r_int(rd, &rc->beyond_retention)))
+        return avro_fail("receipt", "requested..beyond_retention", errstr, errstr_size);
     err = r_done(rd, "receipt", errstr, errstr_size);
     return err ? err : check_receipt(rc, errstr, errstr_size);
 }

@@ -103,13 +103,19 @@ typedef struct codec_factor {
 
 void codec_factor_clear(codec_factor *f);
 
+/* A receipt (schemas/forget_receipt.avsc; the counts are defined in
+ * forget.h). Records of the first schema version, without the last three
+ * fields, decode with them 0. */
 typedef struct codec_receipt {
     char request_id[CODEC_REQUEST_ID_MAX + 1];
     int64_t user_id;
-    int32_t forgotten; /* ratings actually removed (0 when none were known) */
+    int32_t forgotten; /* remembered ratings removed */
     int64_t model_version;
-    int64_t received_at;  /* ms */
-    int64_t completed_at; /* ms */
+    int64_t received_at;      /* ms */
+    int64_t completed_at;     /* ms */
+    int32_t requested;        /* distinct items listed; 0 for a window */
+    int32_t not_found;        /* listed items never seen (or already forgotten) */
+    int32_t beyond_retention; /* at most this many are older than the retained history */
 } codec_receipt;
 
 /* One item's change in an ItemUpdates record (schemas/item_update.avsc).

@@ -122,7 +122,7 @@ static const opt_def options[] = {
     {"cycle.interval.ms", OPT_INT, "200", 1, 3600000, NULL, F(cycle_interval_ms),
      "how often buffered forget requests are applied"},
     {"cycle.max.batch", OPT_INT, "1000", 1, 1000000, NULL, F(cycle_max_batch),
-     "most forget requests applied in one cycle"},
+     "most forget requests applied in one cycle (all owned partitions together)"},
     {"on.truncated", OPT_ENUM, "refuse", 0, 0, "refuse|accept", F(on_truncated),
      "when an input partition lost records the state has not applied (retention, a purge): "
      "refuse = stop naming the lost range, accept = warn naming it and start at the oldest "
@@ -141,8 +141,9 @@ static const opt_def options[] = {
     {"publish.training.interval.ms", OPT_INT, "10000", 1, 3600000, NULL,
      F(publish_training_interval_ms),
      "how often rows changed only by background training are published to topic.factors"},
-    {"retention.per.user", OPT_INT, "1000", 1, 1000000, NULL, F(retention_per_user),
-     "recent ratings kept per user for forget requests"},
+    {"retention.per.user", OPT_INT, "5000", 1, 1000000, NULL, F(retention_per_user),
+     "recent ratings kept per user for forget requests (older ones can no longer be "
+     "forgotten; receipts count them as beyond_retention)"},
     {"model.k", OPT_INT, "64", 1, 1024, NULL, F(model_k), "latent dimension K of the live model"},
     {"model.learning.rate", OPT_DOUBLE, "0.01", 1e-9, 1, NULL, F(learning_rate),
      "SGD learning rate of online updates"},

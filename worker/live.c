@@ -30,9 +30,8 @@
  *   back through the topic yet (own_out), so that a restart that replays
  *   the topic from rows_off applies every change exactly once (a change
  *   never sent is lost with the process: best effort).
- * - An unlearning cycle works on a small sub-model holding only the
- *   requesting users and the items they remember, so its cost does not
- *   grow with the catalogue. */
+ * - Unlearning cycles are forget.c's (on a thread, on a snapshot): they
+ *   change items only through live_correct_item. */
 #include "live.h"
 
 #include <inttypes.h>
@@ -55,7 +54,6 @@ enum { ITEM_TRAIN_PUBLISH = 2 };
 
 struct live {
     live_opts o;
-    char method[32];
     store *st;
     int k;
     int row_dim;  /* rows_dim(ROWS_ITEM, k) */
@@ -90,11 +88,9 @@ void live_opts_init(live_opts *opts) {
     opts->reg_bias = mp.reg_bias;
     opts->init_std = mp.init_std;
     opts->seed = mp.seed;
-    opts->retention = 1000;
+    opts->retention = 5000; /* worker/config.c's retention.per.user */
     opts->rating_min = 1.0f;
     opts->rating_max = 5.0f;
-    opts->method = unlearn_method_default();
-    unlearn_params_init(&opts->uparams);
 }
 
 int live_k(const live *l) {
@@ -103,6 +99,11 @@ int live_k(const live *l) {
 
 float live_global_mean(const live *l) {
     return l->mean;
+}
+
+void live_rating_scale(const live *l, float *min, float *max) {
+    *min = l->rmin;
+    *max = l->rmax;
 }
 
 int32_t live_partitions(const live *l) {
@@ -336,7 +337,7 @@ static uint64_t random_instance(void) {
 
 live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *errstr,
                size_t errstr_size) {
-    if (n_partitions <= 0 || opts->k <= 0 || opts->method == NULL) {
+    if (n_partitions <= 0 || opts->k <= 0) {
         ul_set_err(errstr, errstr_size, "live: bad options (partitions %d, k %d)",
                    (int)n_partitions, opts->k);
         return NULL;
@@ -345,8 +346,6 @@ live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *err
     if (l == NULL)
         goto oom;
     l->o = *opts;
-    snprintf(l->method, sizeof(l->method), "%s", opts->method);
-    l->o.method = l->method;
     mf_params_init(&l->sched);
     l->sched.lr = opts->train_lr;
     l->sched.lr_decay = opts->train_lr_decay;
@@ -1090,317 +1089,4 @@ size_t live_marked(const live *l) {
     total += n;
     rowset_marked(l->items, ITEM_TRAIN_PUBLISH, &n);
     return total + n;
-}
-
-void live_cycle_free(live_cycle *c) {
-    if (c == NULL)
-        return;
-    free(c->receipts);
-    free(c->user_ids);
-    free(c->user_rows);
-    free(c->item_ids);
-    free(c->item_rows);
-    memset(c, 0, sizeof(*c));
-}
-
-/* ---- unlearning cycle --------------------------------------------------- */
-
-/* One user of the batch: its history and which entries are forgotten. */
-typedef struct batch_user {
-    int32_t uidx;
-    uint8_t *mask; /* per history entry: 1 = in F */
-    int32_t local; /* sub-model row, -1 when nothing is forgotten */
-} batch_user;
-
-typedef struct cycle_ctx {
-    batch_user *bu;
-    size_t n_bu;
-    size_t *eligible; /* indices into s->pending */
-    size_t n_eligible;
-    int32_t *forgotten; /* per eligible request */
-    rowset *items;      /* raw item id -> sub-model index (dim 1, unused row) */
-    ul_rating *F, *R;
-    size_t nF, nR;
-    mf_model *m;
-    int32_t *item_count;
-    float *item_mean; /* per sub-model item: its mean rating outside F */
-    unlearn_report rep;
-} cycle_ctx;
-
-static void cycle_ctx_free(cycle_ctx *c) {
-    for (size_t i = 0; i < c->n_bu; i++)
-        free(c->bu[i].mask);
-    free(c->bu);
-    free(c->eligible);
-    free(c->forgotten);
-    rowset_destroy(c->items);
-    free(c->F);
-    free(c->R);
-    mf_model_destroy(c->m);
-    free(c->item_count);
-    free(c->item_mean);
-    unlearn_report_free(&c->rep);
-}
-
-static int matches(const forget_req *fr, const hist_entry *e) {
-    if (fr->has_window)
-        return e->time >= fr->from && e->time <= fr->to;
-    for (uint32_t i = 0; i < fr->n_items; i++)
-        if (fr->items[i] == e->item)
-            return 1;
-    return 0;
-}
-
-static batch_user *batch_user_get(cycle_ctx *c, shard *s, int32_t uidx) {
-    for (size_t i = 0; i < c->n_bu; i++)
-        if (c->bu[i].uidx == uidx)
-            return &c->bu[i];
-    hist *h = shard_hist(s, uidx);
-    if (h == NULL)
-        return NULL;
-    batch_user *b = &c->bu[c->n_bu];
-    b->uidx = uidx;
-    b->local = -1;
-    b->mask = calloc(h->n ? h->n : 1, 1);
-    if (b->mask == NULL)
-        return NULL;
-    c->n_bu++;
-    return b;
-}
-
-/* Pick the eligible requests and mark the history entries they forget. */
-static int resolve(shard *s, size_t max_batch, cycle_ctx *c) {
-    c->eligible = malloc((s->n_pending ? s->n_pending : 1) * sizeof(*c->eligible));
-    c->forgotten = calloc(s->n_pending ? s->n_pending : 1, sizeof(*c->forgotten));
-    c->bu = calloc(s->n_pending ? s->n_pending : 1, sizeof(*c->bu));
-    if (c->eligible == NULL || c->forgotten == NULL || c->bu == NULL)
-        return UL_ERR_NOMEM;
-    int64_t applied_to = s->meta.next_offset[SHARD_RATINGS];
-    for (size_t i = 0; i < s->n_pending && c->n_eligible < max_batch; i++) {
-        const forget_req *fr = &s->pending[i];
-        if (fr->ratings_hwm >= 0 && applied_to < fr->ratings_hwm)
-            continue; /* ratings produced before it are not all applied yet */
-        size_t j = c->n_eligible++;
-        c->eligible[j] = i;
-        int32_t uidx = rowset_find(s->users, fr->user);
-        if (uidx < 0)
-            continue; /* a user never seen: 0 forgotten */
-        batch_user *b = batch_user_get(c, s, uidx);
-        if (b == NULL)
-            return UL_ERR_NOMEM;
-        const hist *h = shard_hist(s, uidx);
-        for (uint32_t e = 0; e < h->n; e++)
-            if (!b->mask[e] && matches(fr, &h->v[h->start + e])) {
-                b->mask[e] = 1;
-                c->forgotten[j]++;
-            }
-    }
-    return UL_OK;
-}
-
-/* Build the sub-model (forgetting users x the items they remember), F and
- * the retained ratings in its dense ids. */
-static int build_submodel(live *l, shard *s, cycle_ctx *c, char *errstr, size_t errstr_size) {
-    int k = l->k;
-    int32_t nu = 0;
-    size_t total = 0;
-    c->items = rowset_new(1);
-    if (c->items == NULL)
-        return UL_ERR_NOMEM;
-    for (size_t i = 0; i < c->n_bu; i++) {
-        batch_user *b = &c->bu[i];
-        const hist *h = shard_hist(s, b->uidx);
-        int any = 0;
-        for (uint32_t e = 0; e < h->n; e++)
-            any |= b->mask[e];
-        if (!any)
-            continue;
-        b->local = nu++;
-        total += h->n;
-        for (uint32_t e = 0; e < h->n; e++)
-            if (rowset_insert(c->items, h->v[h->start + e].item, NULL) < 0)
-                return UL_ERR_NOMEM;
-    }
-    int32_t ni = rowset_size(c->items);
-    c->F = malloc((total ? total : 1) * sizeof(*c->F));
-    c->R = malloc((total ? total : 1) * sizeof(*c->R));
-    c->item_count = malloc((size_t)(ni ? ni : 1) * sizeof(*c->item_count));
-    c->item_mean = malloc((size_t)(ni ? ni : 1) * sizeof(*c->item_mean));
-    double *f_sum = calloc((size_t)(ni ? ni : 1), sizeof(*f_sum));
-    int64_t *f_n = calloc((size_t)(ni ? ni : 1), sizeof(*f_n));
-    c->m = mf_model_new(nu, ni, k, errstr, errstr_size);
-    if (c->F == NULL || c->R == NULL || c->item_count == NULL || c->item_mean == NULL ||
-        f_sum == NULL || f_n == NULL || c->m == NULL) {
-        free(f_sum);
-        free(f_n);
-        return c->m == NULL ? UL_ERR_ARG : UL_ERR_NOMEM;
-    }
-    c->m->global_mean = l->mean;
-    c->m->rating_min = l->rmin;
-    c->m->rating_max = l->rmax;
-    for (size_t i = 0; i < c->n_bu; i++) {
-        batch_user *b = &c->bu[i];
-        if (b->local < 0)
-            continue;
-        rows_to_model(rowset_row_const(s->users, b->uidx), ROWS_USER, c->m, b->local);
-        const hist *h = shard_hist(s, b->uidx);
-        for (uint32_t e = 0; e < h->n; e++) {
-            const hist_entry *he = &h->v[h->start + e];
-            ul_rating r = {b->local, rowset_find(c->items, he->item), he->rating, he->time};
-            if (b->mask[e])
-                c->F[c->nF++] = r;
-            else
-                c->R[c->nR++] = r;
-        }
-    }
-    for (size_t i = 0; i < c->nF; i++) {
-        f_sum[c->F[i].item] += c->F[i].value;
-        f_n[c->F[i].item]++;
-    }
-    /* Counts and means from the statistics: the item's mean outside F is
-     * D_fl1's corrected value (as offline eval uses), mu without others. */
-    for (int32_t j = 0; j < ni; j++) {
-        int64_t item = rowset_key(c->items, j), cnt = 0;
-        double sum = 0.0;
-        rows_to_model(live_item_row(l, item), ROWS_ITEM, c->m, j);
-        live_item_stats(l, item, &cnt, &sum);
-        c->item_count[j] = cnt < 1 ? 1 : cnt > INT32_MAX ? INT32_MAX : (int32_t)cnt;
-        int64_t rest = cnt - f_n[j];
-        c->item_mean[j] = rest > 0 ? (float)((sum - f_sum[j]) / (double)rest) : l->mean;
-    }
-    free(f_sum);
-    free(f_n);
-    return UL_OK;
-}
-
-/* The batch user whose sub-model row is `local`. */
-static int32_t user_of_local(const cycle_ctx *c, int32_t local) {
-    for (size_t i = 0; i < c->n_bu; i++)
-        if (c->bu[i].local == local)
-            return c->bu[i].uidx;
-    return -1;
-}
-
-/* Make the sub-model's changed rows live and collect them for publishing. */
-static int write_back(live *l, shard *s, cycle_ctx *c, live_cycle *out) {
-    int k = l->k, vdim = rows_vector_dim(k);
-    size_t nu = c->rep.n_users, ni = c->rep.n_items, bytes = (size_t)vdim * sizeof(float);
-    out->user_ids = malloc((nu ? nu : 1) * sizeof(int64_t));
-    out->user_rows = malloc((nu ? nu : 1) * bytes);
-    out->item_ids = malloc((ni ? ni : 1) * sizeof(int64_t));
-    out->item_rows = malloc((ni ? ni : 1) * bytes);
-    float *fresh = malloc(bytes);
-    int rc = UL_ERR_NOMEM;
-    if (!out->user_ids || !out->user_rows || !out->item_ids || !out->item_rows || !fresh)
-        goto done;
-    for (size_t r = 0; r < nu; r++) {
-        int32_t uidx = user_of_local(c, c->rep.users[r]);
-        float *urow = rowset_row(s->users, uidx);
-        rows_from_model(urow, ROWS_USER, c->m, c->rep.users[r]);
-        shard_mark_user(s, uidx, SHARD_EVENT);
-        out->user_ids[out->n_users] = rowset_key(s->users, uidx);
-        memcpy(out->user_rows + out->n_users++ * (size_t)vdim, urow, bytes);
-    }
-    for (size_t r = 0; r < ni; r++) {
-        int32_t local = c->rep.items[r];
-        int64_t item = rowset_key(c->items, local);
-        const float *irow = live_item_row(l, item);
-        rows_from_model(fresh, ROWS_ITEM, c->m, local);
-        for (int f = 0; f < vdim; f++)
-            fresh[f] -= irow[f]; /* the delta: new - old */
-        if (live_correct_item(l, s, item, fresh, 0, 0.0) != UL_OK)
-            goto done;
-        out->item_ids[out->n_items] = item;
-        memcpy(out->item_rows + out->n_items++ * (size_t)vdim, live_item_row(l, item), bytes);
-    }
-    rc = UL_OK;
-done:
-    free(fresh);
-    return rc;
-}
-
-/* Drop F from the histories and from the item statistics. */
-static int drop_forgotten(live *l, shard *s, cycle_ctx *c) {
-    for (size_t i = 0; i < c->n_bu; i++) {
-        batch_user *b = &c->bu[i];
-        hist *h = shard_hist(s, b->uidx);
-        uint32_t w = 0;
-        int changed = 0;
-        for (uint32_t e = 0; e < h->n; e++) {
-            hist_entry he = h->v[h->start + e];
-            if (!b->mask[e]) {
-                h->v[h->start + w++] = he;
-                continue;
-            }
-            changed = 1;
-            if (live_correct_item(l, s, he.item, NULL, -1, -(double)he.rating) != UL_OK)
-                return UL_ERR_NOMEM;
-        }
-        h->n = w;
-        if (changed)
-            shard_hist_touch(s, b->uidx);
-    }
-    return UL_OK;
-}
-
-static int finish_requests(shard *s, cycle_ctx *c, int64_t now_ms, live_cycle *out) {
-    out->receipts = calloc(c->n_eligible ? c->n_eligible : 1, sizeof(*out->receipts));
-    if (out->receipts == NULL)
-        return UL_ERR_NOMEM;
-    for (size_t j = 0; j < c->n_eligible; j++) {
-        const forget_req *fr = &s->pending[c->eligible[j]];
-        codec_receipt *r = &out->receipts[out->n_receipts++];
-        snprintf(r->request_id, sizeof(r->request_id), "%s", fr->request_id);
-        r->user_id = fr->user;
-        r->forgotten = c->forgotten[j];
-        r->model_version = (int64_t)out->version;
-        r->received_at = fr->received_ms;
-        r->completed_at = now_ms;
-    }
-    for (size_t j = c->n_eligible; j-- > 0;)
-        if (shard_pending_remove(s, c->eligible[j]) != 0)
-            return UL_ERR_NOMEM;
-    s->meta.forget_completed += c->n_eligible;
-    return UL_OK;
-}
-
-int live_forget_cycle(live *l, shard *s, size_t max_batch, int64_t now_ms, live_cycle *out,
-                      char *errstr, size_t errstr_size) {
-    cycle_ctx c;
-    memset(&c, 0, sizeof(c));
-    memset(out, 0, sizeof(*out));
-    out->partition = s->partition;
-    int rc = resolve(s, max_batch ? max_batch : 1, &c);
-    if (rc == UL_OK && c.n_eligible == 0)
-        goto done;
-    size_t n_marked = 0;
-    for (size_t j = 0; j < c.n_eligible; j++)
-        n_marked += (size_t)c.forgotten[j];
-    if (rc == UL_OK && n_marked > 0)
-        rc = build_submodel(l, s, &c, errstr, errstr_size);
-    if (rc == UL_OK && c.nF > 0) {
-        unlearn_request req = {c.F, c.nF, c.R, c.nR, c.item_mean, c.item_count};
-        /* Everything up to here only read the live state: a failure leaves
-         * the requests buffered for the next cycle. */
-        rc = unlearn_apply(l->method, c.m, &req, &l->o.uparams, &c.rep, errstr, errstr_size);
-        if (rc == UL_OK)
-            rc = write_back(l, s, &c, out);
-        if (rc == UL_OK)
-            rc = drop_forgotten(l, s, &c);
-        out->unlearn_seconds = c.rep.seconds;
-    }
-    if (rc == UL_OK) {
-        out->n_forgotten = c.nF;
-        s->meta.forgotten += c.nF;
-        s->meta.version++;
-        out->version = s->meta.version;
-        rc = finish_requests(s, &c, now_ms, out);
-    }
-done:
-    if (rc == UL_ERR_NOMEM)
-        ul_set_err(errstr, errstr_size, "out of memory in the unlearning cycle");
-    if (rc != UL_OK)
-        live_cycle_free(out);
-    cycle_ctx_free(&c);
-    return rc;
 }

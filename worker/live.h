@@ -19,7 +19,9 @@
  * skips its own records (their `instance`).
  *
  * A `live` borrows a store; it owns the shards of the partitions assigned
- * to it. Single-threaded: the worker loop calls everything. */
+ * to it. Single-threaded: the worker loop calls everything (an unlearning
+ * cycle's thread works on a snapshot and never touches a live; forget.h
+ * computes the cycle, live_correct_item applies its item changes). */
 #ifndef UL_LIVE_H
 #define UL_LIVE_H
 
@@ -31,7 +33,6 @@
 #include "shard.h"
 #include "store.h"
 #include "ul_buf.h"
-#include "unlearn.h"
 
 /* Append the outbox record(s) carrying `u` (an exact delivery for home
  * partition `home`) to the outbox entry being built in `entry` (publish.c's
@@ -47,8 +48,6 @@ typedef struct live_opts {
     uint64_t seed;           /* initial rows are drawn from (seed, id) */
     uint32_t retention;      /* ratings kept per user */
     float rating_min, rating_max;
-    const char *method; /* unlearning method name (borrowed; unlearn_method_default()) */
-    unlearn_params uparams;
     /* Training's per-row schedule (core's mf_sgd_step_rows, the row state
      * of rows.h): a row that has had `passes` passes over its ratings trains
      * at max(train_lr * train_lr_decay^passes, train_lr_min). `rewarm`: 1
@@ -84,6 +83,8 @@ void live_destroy(live *l);
 
 int live_k(const live *l);
 float live_global_mean(const live *l);
+/* The rating scale of the stored model (ul:model). */
+void live_rating_scale(const live *l, float *min, float *max);
 int32_t live_partitions(const live *l);
 /* This process's random id (records it sent carry it), and the state's
  * nonce (ul:model). */
@@ -145,7 +146,8 @@ int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float ratin
 /* Buffer a decoded forget request of shard s for the next unlearning cycle
  * (its item list is moved out of `f`; the caller still clears f), with its
  * source offset, when it was received and the ratings partition's high
- * watermark then (see forget_req.ratings_hwm; -1 = no wait);
+ * watermark then (see forget_req.ratings_hwm; FORGET_HWM_UNKNOWN until the
+ * broker has been asked);
  * forget_received+1. The caller advances the offset. UL_ERR_NOMEM only (then
  * nothing is buffered). */
 int live_buffer_forget(live *l, shard *s, codec_forget *f, int64_t offset, int64_t received_ms,
@@ -224,39 +226,5 @@ void live_mark_row(live *l, rows_kind kind, int64_t id);
 size_t live_publish_marked(live *l, shard_class cls, live_row_fn fn, void *opaque);
 /* How many rows are marked now (both classes). */
 size_t live_marked(const live *l);
-
-/* What an unlearning cycle did, for publishing after its checkpoint. */
-typedef struct live_cycle {
-    int32_t partition;
-    uint64_t version;        /* the partition's model version after the cycle */
-    codec_receipt *receipts; /* one per request, model_version = version */
-    size_t n_receipts;
-    int64_t *user_ids; /* changed user rows: ids and bias + factors (rows_vector_dim) */
-    float *user_rows;
-    size_t n_users;
-    int64_t *item_ids; /* changed item rows: replica bias + factors (rows_vector_dim) */
-    float *item_rows;
-    size_t n_items;
-    size_t n_forgotten;
-    double unlearn_seconds;
-} live_cycle;
-
-void live_cycle_free(live_cycle *c);
-
-/* One unlearning cycle on shard s: take up to max_batch buffered requests
- * whose preceding ratings are applied (see forget_req.ratings_hwm), resolve
- * each against its user's history, run the method with F = the resolved
- * ratings and retain = the users' other remembered ratings (each item's
- * corrected value: its mean outside F, from the statistics), make the result
- * live (user rows directly, items through live_correct_item), delete F from
- * the histories, bump the version and counters, remove the requests from the
- * buffer. Does not checkpoint: the caller checkpoints, then publishes `out`.
- * Returns UL_OK with out->n_receipts = 0 when nothing was eligible. A failure
- * up to and including the method's (resolving, building the sub-model,
- * unlearn_apply) changes nothing: the requests stay buffered. An allocation
- * failure after the method ran returns UL_ERR_NOMEM with part of the result
- * already applied to the shard. */
-int live_forget_cycle(live *l, shard *s, size_t max_batch, int64_t now_ms, live_cycle *out,
-                      char *errstr, size_t errstr_size);
 
 #endif

@@ -46,6 +46,10 @@ static const counter_def counter_defs[METRICS_N_COUNTERS] = {
     [METRICS_CHECKPOINTS] = {NULL, "partition checkpoints"},
     [METRICS_DEAD_LETTERS] = {NULL, "records dead-lettered (exported by reason)"},
     [METRICS_ROWS_PUBLISHED] = {NULL, "factor rows published periodically"},
+    [METRICS_ERASURE_BEYOND_RETENTION] = {"erasure_beyond_retention_total",
+                                          "ERASURE forget requests that reached ratings older "
+                                          "than the retained history (the model may still "
+                                          "carry them)."},
     [METRICS_TRAINING_EPOCHS] = {"training_epochs_total",
                                  "Continuous-training epochs completed over the owned histories."},
     [METRICS_TRAINING_RATINGS] = {"training_ratings_total",

@@ -13,6 +13,8 @@
  *   dead_letter_total{topic,reason}       counter, topic = the source topic,
  *                                         reason = codec_err_name() or another
  *                                         short name
+ *   erasure_beyond_retention_total        counter, ERASURE requests whose receipt
+ *                                         has beyond_retention > 0 (cycle.c)
  *   checkpoints_total                     counter
  *   checkpoint_age_seconds                gauge, since the last checkpoint pass
  *                                         (since start before the first one)
@@ -59,11 +61,12 @@
  *                    owned (0 = idle member: still ready).
  *   main loop        metrics_heartbeat(m) once per iteration (each poll), and
  *                    before each long step (loading a shard on assignment,
- *                    each partition's unlearning cycle: cycle.c).
+ *                    starting an unlearning job: cycle.c).
  *   per rating       metrics_add(m, METRICS_RATINGS_APPLIED, 1).
  *   forget request   metrics_add(m, METRICS_FORGET_RECEIVED, 1) when stored
  *                    in the forget buffer; METRICS_FORGET_COMPLETED + n when
- *                    the receipts of a cycle have been produced (cycle.c).
+ *                    the receipts of a cycle's partition have been produced
+ *                    (cycle.c).
  *   dead letter      metrics_inc_dead_letter(m, source_topic, reason) per record
  *                    whose dead letter Kafka acknowledged (publish.c).
  *   checkpoints      METRICS_CHECKPOINTS + 1 per partition checkpoint (here
@@ -72,8 +75,10 @@
  *                    the alert).
  *   factor rows      METRICS_ROWS_PUBLISHED + 1 per periodic row (publish.c).
  *   unlearning cycle metrics_observe_cycle_seconds(m, seconds) per cycle that
- *                    completed requests (unlearning, checkpoint, publishing;
- *                    cycle.c).
+ *                    completed requests (from its snapshot to the publication
+ *                    of its last partition; cycle.c); an ERASURE receipt with
+ *                    beyond_retention > 0: METRICS_ERASURE_BEYOND_RETENTION + 1
+ *                    (cycle.c).
  *   training         METRICS_TRAINING_EPOCHS + 1 per epoch, METRICS_TRAINING_RATINGS
  *                    + n per slice; the METRICS_TRAINING_* gauges at most every
  *                    250 ms and at pauses (train.c).
@@ -101,18 +106,20 @@ void metrics_set_clock(metrics *m, metrics_clock_fn fn, void *opaque);
 
 /* ---- counters ---------------------------------------------------------- */
 /* The worker's counters, each counted once, here (this process since it
- * started; Redis holds the per-partition totals). The first four are
- * exported; the rest feed the worker's progress log line. */
+ * started; Redis holds the per-partition totals). Those with a name in
+ * metrics.c's table are exported; the rest feed the worker's progress log
+ * line. */
 typedef enum metrics_counter {
-    METRICS_RATINGS_APPLIED = 0, /* ratings_applied_total */
-    METRICS_FORGET_RECEIVED,     /* forget_requests_received_total */
-    METRICS_FORGET_COMPLETED,    /* forget_requests_completed_total */
-    METRICS_CHECKPOINT_PASSES,   /* checkpoints_total (metrics_checkpoint_done) */
-    METRICS_CHECKPOINTS,         /* partition checkpoints */
-    METRICS_DEAD_LETTERS,        /* all dead letters (metrics_inc_dead_letter) */
-    METRICS_ROWS_PUBLISHED,      /* factor rows published periodically */
-    METRICS_TRAINING_EPOCHS,     /* training_epochs_total */
-    METRICS_TRAINING_RATINGS,    /* training_ratings_total */
+    METRICS_RATINGS_APPLIED = 0,      /* ratings_applied_total */
+    METRICS_FORGET_RECEIVED,          /* forget_requests_received_total */
+    METRICS_FORGET_COMPLETED,         /* forget_requests_completed_total */
+    METRICS_CHECKPOINT_PASSES,        /* checkpoints_total (metrics_checkpoint_done) */
+    METRICS_CHECKPOINTS,              /* partition checkpoints */
+    METRICS_DEAD_LETTERS,             /* all dead letters (metrics_inc_dead_letter) */
+    METRICS_ROWS_PUBLISHED,           /* factor rows published periodically */
+    METRICS_ERASURE_BEYOND_RETENTION, /* erasure_beyond_retention_total */
+    METRICS_TRAINING_EPOCHS,          /* training_epochs_total */
+    METRICS_TRAINING_RATINGS,         /* training_ratings_total */
     METRICS_N_COUNTERS
 } metrics_counter;
 

@@ -373,7 +373,7 @@ static void put_rows(publisher *p, ul_buf *b, rows_kind kind, const int64_t *ids
     }
 }
 
-static void put_receipts(publisher *p, ul_buf *b, const live_cycle *c) {
+static void put_receipts(publisher *p, ul_buf *b, const forget_cycle *c) {
     char key[32], err[UL_ERRSTR_SIZE];
     for (size_t i = 0; i < c->n_receipts; i++) {
         const codec_receipt *rc = &c->receipts[i];
@@ -387,7 +387,7 @@ static void put_receipts(publisher *p, ul_buf *b, const live_cycle *c) {
     }
 }
 
-int publish_outbox_add(publisher *p, shard *s, const live_cycle *c, char *errstr,
+int publish_outbox_add(publisher *p, shard *s, const forget_cycle *c, char *errstr,
                        size_t errstr_size) {
     ul_buf b = {0};
     put_rows(p, &b, ROWS_USER, c->user_ids, c->user_rows, c->n_users, c->version);

@@ -45,6 +45,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "forget.h"
 #include "live.h"
 #include "log.h"
 #include "metrics.h"
@@ -97,7 +98,7 @@ void publish_destroy(publisher *p);
  * request) as shard s's outbox entry of c->version, unsaved: the caller
  * checkpoints it with the cycle's result, then calls publish_outbox_entry.
  * UL_ERR_NOMEM with errstr (nothing added). */
-int publish_outbox_add(publisher *p, shard *s, const live_cycle *c, char *errstr,
+int publish_outbox_add(publisher *p, shard *s, const forget_cycle *c, char *errstr,
                        size_t errstr_size);
 /* Produce every record of outbox entry e of `partition`; once Kafka
  * acknowledged all of them publish_poll drops the entry (the next checkpoint

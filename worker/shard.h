@@ -72,6 +72,8 @@ typedef struct shard_evict {
     uint8_t bloom[SHARD_EVICT_BLOOM];
 } shard_evict;
 
+#define FORGET_HWM_UNKNOWN (-1)
+
 /* A validated forget request waiting for the next unlearning cycle. */
 typedef struct forget_req {
     int64_t offset; /* its offset in the forget-requests partition (unique key) */
@@ -83,9 +85,12 @@ typedef struct forget_req {
     int64_t from, to;
     int32_t reason;
     int64_t received_ms;
-    /* The ratings partition's high watermark when the request arrived: it
-     * is resolved only once ratings up to there are applied, so ratings
-     * produced before it are not missed. -1 = no wait. */
+    /* The ratings partition's high watermark, asked from the broker after
+     * the request was consumed: it is resolved only once ratings up to there
+     * are applied, so every rating acknowledged before the request was
+     * produced is covered. FORGET_HWM_UNKNOWN (any negative value, also the
+     * -1 older versions stored when their cached watermark was unknown)
+     * until the broker answered: never eligible. */
     int64_t ratings_hwm;
     int unsaved; /* added since the last checkpoint */
 } forget_req;

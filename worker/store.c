@@ -1232,7 +1232,8 @@ static void outbox_field(cmdbuf *b, int delivery, uint64_t key) {
     cmdbuf_add(b, b->num[b->argc], (size_t)len);
 }
 
-static void send_outbox_changes(cmdbuf *b, const char *key, const shard *s) {
+/* HDEL the acknowledged entries and, with `added`, HSET the unsaved ones. */
+static void send_outbox_changes(cmdbuf *b, const char *key, const shard *s, int added) {
     for (int delivery = 0; delivery < 2; delivery++) {
         const outbox_list *l = delivery ? &s->deliveries : &s->outbox;
         for (size_t i = 0; i < l->n_removed; i++) {
@@ -1241,7 +1242,7 @@ static void send_outbox_changes(cmdbuf *b, const char *key, const shard *s) {
             cmdbuf_maybe_send(b);
         }
         cmdbuf_flush(b);
-        for (size_t i = 0; i < l->n; i++) {
+        for (size_t i = 0; added && i < l->n; i++) {
             if (!l->v[i].unsaved)
                 continue;
             cmdbuf_begin(b, "HSET", key);
@@ -1285,7 +1286,7 @@ static int build_checkpoint(store *st, cmdbuf *b, shard *s) {
     }
     if (rc == 0) {
         key_of(key, sizeof(key), p, "outbox");
-        send_outbox_changes(b, key, s);
+        send_outbox_changes(b, key, s, 1);
         shard_meta m = s->meta;
         m.ckpt++;
         key_of(key, sizeof(key), p, "meta");
@@ -1386,6 +1387,44 @@ int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size
     s->replicated = acked != 0;
     shard_clear_dirty(s);
     return UL_OK;
+}
+
+int store_outbox_drop(store *st, shard *s, char *errstr, size_t errstr_size) {
+    if (s->outbox.n_removed == 0 && s->deliveries.n_removed == 0)
+        return UL_OK;
+    char key[64], want[24];
+    key_of(key, sizeof(key), s->partition, "meta");
+    cmdbuf b;
+    if (cmdbuf_init(&b, 2 + PAIRS_PER_CMD) != 0 ||
+        (b.txn = rcluster_txn_new(st->rc, key, strlen(key))) == NULL) {
+        cmdbuf_free(&b);
+        return oom(errstr, errstr_size);
+    }
+    /* Guarded like a checkpoint: a worker that lost the partition deletes
+     * nothing (its fence check comes with the next checkpoint). */
+    snprintf(want, sizeof(want), "%" PRIu64, s->meta.ckpt);
+    int rc = rcluster_txn_guard(b.txn, key, "ckpt", want, strlen(want));
+    key_of(key, sizeof(key), s->partition, "outbox");
+    if (rc == UL_OK) {
+        send_outbox_changes(&b, key, s, 0);
+        rc = b.rc;
+    }
+    if (rc == UL_OK) {
+        rc = rcluster_txn_exec(b.txn, errstr, errstr_size);
+        if (rc == RCLUSTER_ERR_GUARD)
+            rc = fence_moved(st, s, errstr, errstr_size);
+        else if (rc == RCLUSTER_ERR_UNKNOWN)
+            rc = UL_ERR_IO; /* HDELs are idempotent: the next checkpoint repeats them */
+    } else {
+        ul_set_err(errstr, errstr_size, "out of memory deleting acknowledged outbox entries");
+    }
+    rcluster_txn_destroy(b.txn);
+    cmdbuf_free(&b);
+    if (rc == UL_OK) {
+        s->outbox.n_removed = 0;
+        s->deliveries.n_removed = 0;
+    }
+    return rc;
 }
 
 /* ---- reads for tools ---------------------------------------------------- */

@@ -168,6 +168,14 @@ int store_shard_read(store *st, shard *s, char *errstr, size_t errstr_size);
  * (RCLUSTER_ERR_EXEC: applied in part; UL_ERR_NOMEM) are fatal. */
 int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size);
 
+/* Delete the outbox entries Kafka acknowledged since the last checkpoint
+ * (s->outbox and s->deliveries removed keys) in a transaction of their own,
+ * guarded by the fence like a checkpoint, right away, so that a restart
+ * does not publish them again. On success they are forgotten; on failure
+ * they stay for the next checkpoint (STORE_ERR_FENCE: the fence moved, as
+ * for a checkpoint; UL_ERR_IO: Redis unavailable or the outcome unknown). */
+int store_outbox_drop(store *st, shard *s, char *errstr, size_t errstr_size);
+
 /* Read only the meta of a partition (for `unlearnd state`, the fence's
  * messages, the replica's rows_off). *found = 0 when the partition has no
  * meta yet (then *meta is the empty meta: counters 0, offsets -1). */

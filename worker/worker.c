@@ -25,6 +25,12 @@
  *   committed after checkpoints, for lag monitoring only.
  * - Everything runs on this thread: librdkafka calls the rebalance callback
  *   from inside rd_kafka_consumer_poll/close, so state never needs locks.
+ *   The one other thread is the unlearning cycle's (cycle.h), which works on
+ *   a snapshot and never touches the state.
+ * - A forget request's ratings watermark is asked from the broker after the
+ *   poll batch that brought it (once per partition per batch), never taken
+ *   from librdkafka's cache: a cached value can be stale or unknown, and a
+ *   request must cover every rating acknowledged before it was produced.
  * - A failed checkpoint, or a Redis that does not answer the PING of the
  *   loop's connection check (every few seconds, idle or not), is fatal: the
  *   process exits saying why, and a restart resumes from the last durable
@@ -52,15 +58,17 @@
 #include "ul_clock.h"
 #include "ul_err.h"
 
-#define POLL_BATCH 20000         /* messages handled between housekeeping checks */
-#define STATS_EVERY_MS 10000     /* progress log line */
-#define METADATA_WAIT_MS 15000   /* how long to wait for the topics to exist */
-#define FLUSH_MS 10000           /* producer flush at shutdown */
-#define WATERMARK_WAIT_MS 10000  /* asking a partition's offsets at assignment */
-#define CHECK_EVERY_MS 2000      /* Redis and Kafka are checked this often, idle or not */
-#define KAFKA_CHECK_WAIT_MS 2000 /* a metadata round trip slower than this: Kafka is down */
-#define DEAD_LETTER_WAIT_MS 500  /* a checkpoint or cycle pass waits this long for dead letters */
-#define REVOKE_WAIT_MS 5000      /* a revoked partition's dead letters are waited for this long */
+#define POLL_BATCH 20000          /* messages handled between housekeeping checks */
+#define STATS_EVERY_MS 10000      /* progress log line */
+#define METADATA_WAIT_MS 15000    /* how long to wait for the topics to exist */
+#define FLUSH_MS 10000            /* producer flush at shutdown */
+#define WATERMARK_WAIT_MS 10000   /* asking a partition's offsets at assignment */
+#define CHECK_EVERY_MS 2000       /* Redis and Kafka are checked this often, idle or not */
+#define KAFKA_CHECK_WAIT_MS 2000  /* a metadata round trip slower than this: Kafka is down */
+#define DEAD_LETTER_WAIT_MS 500   /* a checkpoint or cycle pass waits this long for dead letters */
+#define REVOKE_WAIT_MS 5000       /* a revoked partition's dead letters are waited for this long */
+#define WATERMARK_TIMEOUT_MS 2000 /* one broker query for the ratings partitions' ends */
+#define WATERMARK_RETRY_MS 500    /* after a failed one */
 
 /* How an input topic's partitions reach this worker; each mode has its
  * consumer. */
@@ -91,7 +99,9 @@ struct worker {
     int64_t start_offset;                     /* where a partition with no stored offset starts */
     codec_key_format key_format;              /* key.format */
     int64_t (*lag_committed)[SHARD_N_INPUTS]; /* per partition: offsets committed for lag */
-    cycle_opts cycles;
+    cycle *cycles;
+    uint8_t *hwm_wanted;           /* per partition: buffered requests wait for their watermark */
+    int64_t hwm_retry_ms;          /* after a failed watermark query, not before (monotonic) */
     rd_kafka_topic_t *check_topic; /* the group input's topic, for the Kafka check */
     int kafka_down;                /* the last Kafka check failed */
     int fatal;
@@ -190,6 +200,25 @@ static void commit_for_lag(worker *w) {
 
 static void reload_partition(worker *w, int32_t p, const char *why);
 
+/* A checkpoint of partition p failed with rc (err says how), periodic or a
+ * cycle's: a fence that moved is not fatal, the partition is reloaded
+ * (reload_partition); any other failure is (a restart resumes from the last
+ * checkpoint). */
+static void checkpoint_failed(worker *w, int32_t p, int rc, const char *err) {
+    char what[64];
+    if (rc == STORE_ERR_FENCE) {
+        reload_partition(w, p, err);
+        return;
+    }
+    snprintf(what, sizeof(what), "checkpoint of partition %d failed", (int)p);
+    redis_fault(w, what, err);
+}
+
+/* cycle_ckpt_fn: a cycle's checkpoint failed. */
+static void cycle_checkpoint_failed(void *opaque, int32_t p, int rc, const char *err) {
+    checkpoint_failed(opaque, p, rc, err);
+}
+
 /* Checkpoint every owned partition that changed. A partition with an
  * unacknowledged dead letter is not checkpointed: its offsets would move past
  * a record that is neither applied nor durably dead-lettered; it stays dirty
@@ -197,7 +226,7 @@ static void reload_partition(worker *w, int32_t p, const char *why);
  * that moved is not fatal: the partition is reloaded (reload_partition); any
  * other failure is (a restart resumes from the last checkpoint). */
 static void checkpoint_all(worker *w) {
-    char err[UL_ERRSTR_SIZE], what[64];
+    char err[UL_ERRSTR_SIZE];
     int held = 0;
     publish_settle_dead_letters(w->pub, -1, DEAD_LETTER_WAIT_MS);
     for (int32_t p = 0; p < w->n_parts && !w->fatal; p++) {
@@ -209,14 +238,9 @@ static void checkpoint_all(worker *w) {
             continue;
         }
         int rc = live_checkpoint(w->lv, s, err, sizeof(err));
-        if (rc == STORE_ERR_FENCE) {
-            reload_partition(w, p, err);
-            continue;
-        }
         if (rc != UL_OK) {
-            snprintf(what, sizeof(what), "checkpoint of partition %d failed", (int)p);
-            redis_fault(w, what, err);
-            return;
+            checkpoint_failed(w, p, rc, err);
+            continue; /* fatal: the loop condition stops */
         }
         metrics_add(w->metrics, METRICS_CHECKPOINTS, 1);
     }
@@ -229,17 +253,18 @@ static void checkpoint_all(worker *w) {
         set_fatal(w, err);
 }
 
-static void run_cycles(worker *w) {
+static void start_cycle(worker *w) {
     char err[UL_ERRSTR_SIZE];
-    /* A cycle checkpoints its partitions (cycle.c): not past a dead letter
-     * in flight either. */
-    if (publish_settle_dead_letters(w->pub, -1, DEAD_LETTER_WAIT_MS) > 0)
-        return;
-    if (publish_outboxes(w->pub, err, sizeof(err)) != UL_OK || /* left by a previous owner */
-        cycle_run_all(&w->cycles, err, sizeof(err)) != UL_OK)
+    if (cycle_start(w->cycles, err, sizeof(err)) != UL_OK)
         set_fatal(w, err);
-    else
-        commit_for_lag(w);
+}
+
+/* Every iteration: merge a computed cycle or finish some of its partitions
+ * (a partition with a dead letter in flight waits: cycle.c). */
+static void poll_cycle(worker *w) {
+    char err[UL_ERRSTR_SIZE];
+    if (cycle_poll(w->cycles, err, sizeof(err)) != UL_OK)
+        set_fatal(w, err);
 }
 
 /* ---- connection checks ------------------------------------------------- */
@@ -428,6 +453,13 @@ static int start_inputs(worker *w, const shard *s, rd_kafka_topic_partition_t *t
     return 0;
 }
 
+/* Buffered requests of s whose watermark is not known yet (loaded from
+ * Redis) get it asked after the next poll batch. */
+static void want_watermarks(worker *w, const shard *s) {
+    for (size_t q = 0; q < s->n_pending; q++)
+        w->hwm_wanted[s->partition] |= s->pending[q].ratings_hwm < 0;
+}
+
 /* Load the shards and set each partition's start offsets from Redis. */
 static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts) {
     char err[UL_ERRSTR_SIZE];
@@ -445,6 +477,7 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
             continue;
         }
         live_mark_partition(w->lv, tp->partition); /* a takeover republishes it in full */
+        want_watermarks(w, s);
         if (start_inputs(w, s, tp, alongside) != 0)
             tp->offset = RD_KAFKA_OFFSET_END; /* consume nothing; we are stopping */
     }
@@ -490,6 +523,8 @@ static void give_up(worker *w, int32_t p, int lost) {
                  "its final checkpoint; its next owner replays from the last one",
                  (int)p, dead);
     lost |= dead > 0;
+    cycle_give_up(w->cycles, p); /* its part of a cycle out is dropped, never waited for */
+    w->hwm_wanted[p] = 0;
     int rc = lost ? live_drop(w->lv, p, err, sizeof(err)) : live_revoke(w->lv, p, err, sizeof(err));
     if (lost)
         publish_drop_dead_letters(w->pub, p);
@@ -541,6 +576,10 @@ static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
      * next owner) resumes from the last checkpoint, and a dead Redis would
      * only make each final checkpoint wait out redis.retry.ms. */
     lost = lost || w->fatal;
+    /* Asked first: during rd_kafka_consumer_close, librdkafka 2.0.2 may stop
+     * answering rd_kafka_rebalance_protocol once the assignment is gone, and
+     * the call then waits forever (seen: a worker hung in its SIGTERM). */
+    int cooperative = is_cooperative(rk);
     if (!lost) /* lost: another member may own them already, our rows may be stale */
         send_changes(w);
     rd_kafka_topic_partition_list_t *alongside =
@@ -558,14 +597,14 @@ static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     if (fe)
         rd_kafka_error_destroy(fe);
     rd_kafka_topic_partition_list_destroy(alongside);
-    if (is_cooperative(rk)) {
+    if (cooperative) {
         rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
         if (e)
             rd_kafka_error_destroy(e);
     } else {
         rd_kafka_assign(rk, NULL);
     }
-    report_assignment(w, !is_cooperative(rk)); /* eager: everything moves */
+    report_assignment(w, !cooperative); /* eager: everything moves */
 }
 
 /* Move partition p of consumer rk to `off` (an assigned partition). */
@@ -620,6 +659,8 @@ static void reload_partition(worker *w, int32_t p, const char *why) {
     int rc = store_model_get(w->st, &m, &mfound, err, sizeof(err));
     if (rc == UL_OK && mfound && m.nonce == live_nonce(w->lv))
         rc = store_meta_get(w->st, p, &meta, &found, err, sizeof(err));
+    cycle_give_up(w->cycles, p); /* its part of a cycle out was computed on what is dropped */
+    w->hwm_wanted[p] = 0;
     live_drop(w->lv, p, NULL, 0);
     if (rc != UL_OK) {
         snprintf(msg, sizeof(msg), "partition %d: cannot read Redis after the fence moved: %.400s",
@@ -655,6 +696,7 @@ static void reload_partition(worker *w, int32_t p, const char *why) {
              "); replaying %s from offset %" PRId64,
              (int)p, s->meta.applied, s->meta.epoch, w->topic[SHARD_RATINGS],
              s->meta.next_offset[SHARD_RATINGS] < 0 ? 0 : s->meta.next_offset[SHARD_RATINGS]);
+    want_watermarks(w, s);
     for (int i = 0; i < SHARD_N_INPUTS; i++) {
         if (inputs[i].assign == INPUT_ALL)
             catch_up_updates(w, p, s->meta.next_offset[i]);
@@ -765,13 +807,53 @@ static int on_rating(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
     return CODEC_OK;
 }
 
-static int64_t ratings_high_watermark(worker *w, int32_t p) {
-    int64_t lo = -1, hi = -1;
-    rd_kafka_t *rk = w->consumer[inputs[SHARD_RATINGS].assign];
-    if (rd_kafka_get_watermark_offsets(rk, w->topic[SHARD_RATINGS], p, &lo, &hi) !=
-        RD_KAFKA_RESP_ERR_NO_ERROR)
-        return -1;
-    return hi;
+/* Ask the broker for the end of every ratings partition whose buffered
+ * requests wait for one, in one request (ListOffsets for the latest offset:
+ * the high watermark, or with read_committed the last stable offset, which
+ * is what this consumer can read), after the poll batch that brought them:
+ * every rating acknowledged before a request was produced is below the
+ * answer. A query that fails is retried after WATERMARK_RETRY_MS; until then
+ * the requests are not eligible. */
+static void resolve_watermarks(worker *w) {
+    int64_t now = ul_clock_mono_ms();
+    if (now < w->hwm_retry_ms)
+        return;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    for (int32_t p = 0; p < w->n_parts; p++) {
+        if (!w->hwm_wanted[p] || live_shard(w->lv, p) == NULL)
+            continue;
+        if (parts == NULL)
+            parts = rd_kafka_topic_partition_list_new(w->n_parts);
+        rd_kafka_topic_partition_list_add(parts, w->topic[SHARD_RATINGS], p)->offset =
+            RD_KAFKA_OFFSET_END; /* as a timestamp: "latest" */
+    }
+    if (parts == NULL)
+        return;
+    /* Asked through the group-less consumer: a broker answers a connection's
+     * requests in order, so behind the group consumer's long-polling fetch
+     * (fetch.wait.max.ms, 500 ms by default) the answer, and the loop, would
+     * wait that long on a quiet stream; this one's fetches wait 20 ms. */
+    rd_kafka_t *rk = w->consumer[INPUT_ALONGSIDE];
+    rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, parts, WATERMARK_TIMEOUT_MS);
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        shard *s = live_shard(w->lv, tp->partition);
+        rd_kafka_resp_err_t pe = e ? e : tp->err;
+        if (pe != RD_KAFKA_RESP_ERR_NO_ERROR || tp->offset < 0) {
+            log_warn(w->log, "kafka",
+                     "cannot ask the broker for the end of %s [%d] (%s): its forget requests "
+                     "wait; retrying in %d ms",
+                     w->topic[SHARD_RATINGS], (int)tp->partition,
+                     pe ? rd_kafka_err2str(pe) : "no offset", WATERMARK_RETRY_MS);
+            w->hwm_retry_ms = now + WATERMARK_RETRY_MS;
+            continue;
+        }
+        for (size_t q = 0; q < s->n_pending; q++)
+            if (s->pending[q].ratings_hwm < 0)
+                s->pending[q].ratings_hwm = tp->offset;
+        w->hwm_wanted[tp->partition] = 0;
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
 }
 
 static void log_buffered(worker *w, const forget_req *b, const rd_kafka_message_t *rkm) {
@@ -793,13 +875,14 @@ static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
         return rc; /* f holds nothing */
     rc = check_partition(w, rkm, f.user_id, err, size);
     if (rc == CODEC_OK && live_buffer_forget(w->lv, s, &f, rkm->offset, ul_clock_wall_ms(),
-                                             ratings_high_watermark(w, rkm->partition)) != UL_OK) {
+                                             FORGET_HWM_UNKNOWN) != UL_OK) {
         ul_set_err(err, size, "out of memory buffering a forget request");
         rc = UL_ERR_NOMEM;
     }
     codec_forget_clear(&f);
     if (rc != CODEC_OK)
         return rc;
+    w->hwm_wanted[rkm->partition] = 1; /* resolve_watermarks, after this poll batch */
     metrics_add(w->metrics, METRICS_FORGET_RECEIVED, 1);
     log_buffered(w, &s->pending[s->n_pending - 1], rkm);
     return CODEC_OK;
@@ -1060,7 +1143,6 @@ static int open_live(worker *w, char *errstr, size_t errstr_size) {
     lo.retention = (uint32_t)cfg->retention_per_user;
     lo.rating_min = (float)cfg->rating_min;
     lo.rating_max = (float)cfg->rating_max;
-    lo.method = cfg->method;
     lo.k_explicit = !config_is_default(cfg, "model.k");
     lo.encode = publish_delivery_record;
     lo.encode_opaque = w->codec;
@@ -1110,6 +1192,26 @@ static int open_train(worker *w, char *errstr, size_t errstr_size) {
         return UL_ERR_NOMEM;
     }
     return UL_OK;
+}
+
+static int open_cycles(worker *w, char *errstr, size_t errstr_size) {
+    const ul_config *cfg = w->cfg;
+    /* Fault injection for the integration tests only (not a config option). */
+    const char *fault = getenv("UNLEARND_FAULT");
+    cycle_opts co = {.lv = w->lv,
+                     .st = w->st,
+                     .pub = w->pub,
+                     .metrics = w->metrics,
+                     .log = w->log,
+                     .forget = {.max_batch = (size_t)cfg->cycle_max_batch, .method = cfg->method},
+                     .checkpoint_failed = cycle_checkpoint_failed,
+                     .opaque = w,
+                     .exit_after_checkpoint =
+                         fault && strcmp(fault, "exit-after-cycle-checkpoint") == 0,
+                     .exit_during_cycle = fault && strcmp(fault, "exit-during-cycle") == 0};
+    unlearn_params_init(&co.forget.uparams);
+    w->cycles = cycle_new(&co, errstr, errstr_size);
+    return w->cycles ? UL_OK : UL_ERR_NOMEM;
 }
 
 static int subscribe(worker *w, char *errstr, size_t errstr_size) {
@@ -1200,21 +1302,13 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
         (w->pub = publish_new(cfg, lg, w->metrics, w->codec, w->lv, errstr, errstr_size)) == NULL)
         goto fail;
     w->lag_committed = calloc((size_t)w->n_parts, sizeof(*w->lag_committed));
-    if (w->lag_committed == NULL) {
+    w->hwm_wanted = calloc((size_t)w->n_parts, 1);
+    if (w->lag_committed == NULL || w->hwm_wanted == NULL) {
         ul_set_err(errstr, errstr_size, "out of memory");
         goto fail;
     }
-    /* Fault injection for the integration tests only (not a config option). */
-    const char *fault = getenv("UNLEARND_FAULT");
-    w->cycles = (cycle_opts){.lv = w->lv,
-                             .pub = w->pub,
-                             .metrics = w->metrics,
-                             .log = lg,
-                             .max_batch = (size_t)cfg->cycle_max_batch,
-                             .method = cfg->method,
-                             .exit_after_checkpoint =
-                                 fault && strcmp(fault, "exit-after-cycle-checkpoint") == 0};
-    if (assign_replica(w, errstr, errstr_size) != UL_OK ||
+    if (open_cycles(w, errstr, errstr_size) != UL_OK ||
+        assign_replica(w, errstr, errstr_size) != UL_OK ||
         subscribe(w, errstr, errstr_size) != UL_OK)
         goto fail;
     log_info(w->log, "worker",
@@ -1249,7 +1343,7 @@ static void log_stats(worker *w, int64_t elapsed_ms, uint64_t applied_before) {
 
 static void settle_deliveries(worker *w) {
     char err[UL_ERRSTR_SIZE];
-    if (publish_poll(w->pub, err, sizeof(err)) != UL_OK)
+    if (cycle_settle(w->cycles, err, sizeof(err)) != UL_OK)
         set_fatal(w, err);
 }
 
@@ -1298,7 +1392,12 @@ static void drain_outboxes(worker *w) {
 }
 
 static void shutdown_worker(worker *w) {
+    char err[UL_ERRSTR_SIZE];
     log_info(w->log, "worker", "stopping: final checkpoint, leaving the group");
+    if (cycle_drain(w->cycles, err, sizeof(err)) != UL_OK) /* the cycle out, finished */
+        set_fatal(w, err);
+    if (w->fatal)
+        return;
     send_changes(w);
     for (int32_t p = 0; p < w->n_parts; p++)
         live_flush_due(w->lv, p); /* a clean stop leaves every row in Redis */
@@ -1336,12 +1435,14 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
         int events = poll_consumer(w, w->consumer[INPUT_GROUP], train_wait_ms(w->train, 50));
         events += poll_consumer(w, w->consumer[INPUT_ALONGSIDE], 0);
         poll_consumer(w, w->consumer[INPUT_ALL], 0); /* item updates: not events of our own */
+        resolve_watermarks(w);
         settle_deliveries(w);
         if (!w->fatal && publish_deliveries(w->pub, err, sizeof(err)) != UL_OK)
             set_fatal(w, err);
+        poll_cycle(w);
         now = ul_clock_mono_ms();
         if (now >= next_cycle) {
-            run_cycles(w);
+            start_cycle(w);
             next_cycle = now + cfg->cycle_interval_ms;
         }
         if (now >= next_push) {
@@ -1400,9 +1501,10 @@ void worker_destroy(worker *w) {
     http_server_stop(w->http); /* first: it reads w->metrics */
     if (w->check_topic)
         rd_kafka_topic_destroy(w->check_topic);
-    for (int a = 0; a < INPUT_N_ASSIGN; a++)
+    for (int a = 0; a < INPUT_N_ASSIGN; a++) /* may revoke: cycle_give_up */
         if (w->consumer[a])
             rd_kafka_destroy(w->consumer[a]);
+    cycle_destroy(w->cycles); /* before the live its job may point into */
     publish_destroy(w->pub);
     train_destroy(w->train);
     live_destroy(w->lv);
@@ -1411,6 +1513,7 @@ void worker_destroy(worker *w) {
     codec_destroy(w->codec);
     codec_item_updates_clear(&w->upd);
     free(w->lag_committed);
+    free(w->hwm_wanted);
     metrics_destroy(w->metrics);
     free(w);
 }

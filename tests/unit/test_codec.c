@@ -187,7 +187,7 @@ static void test_factor_and_receipt_round_trip(void **state) {
     v[3] = NAN;
     assert_int_equal(codec_encode_factor(c, &f, &b, err, sizeof(err)), CODEC_ERR_INVALID);
 
-    codec_receipt rc = {"", 5, 3, 10, 100, 200}, ro;
+    codec_receipt rc = {"", 5, 3, 10, 100, 200, 7, 1, 2}, ro;
     strcpy(rc.request_id, "req-1");
     assert_int_equal(codec_encode_receipt(c, &rc, &b, err, sizeof(err)), CODEC_OK);
     assert_int_equal(codec_decode_receipt(c, b.data, b.len, &ro, err, sizeof(err)), CODEC_OK);

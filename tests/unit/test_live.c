@@ -15,9 +15,9 @@
  *     deliveries its predecessor did not checkpoint, to the durable side
  *     only when the replica has them already;
  *   - the fence: a zombie's checkpoint is refused;
- *   - an unlearning cycle (items by list and by window, unknown users,
- *     waiting for preceding ratings) corrects item statistics and rows
- *     through exact deliveries;
+ *   - an unlearning cycle (forget.h; items by list and by window, unknown
+ *     users, waiting for preceding ratings) corrects item statistics and
+ *     rows through exact deliveries, and a restart sees the corrections;
  *   - publishing marks by class, items by their home's owner only;
  *   - settings that disagree with the stored model are refused naming both
  *     values; an older state format is refused. */
@@ -35,11 +35,12 @@
 #include <hiredis/hiredis.h>
 
 #include "codec.h"
+#include "forget.h"
+#include "forget_run.h"
 #include "live.h"
 #include "publish.h"
 #include "rng.h"
 #include "store.h"
-#include "forget_fixture.h"
 #include "store_fixture.h"
 #include "ul_err.h"
 
@@ -151,7 +152,6 @@ static live *open_live(store *st) {
     live_opts_init(&o);
     o.k = K;
     o.retention = 50;
-    o.method = "foldin";
     o.encode = publish_delivery_record;
     o.encode_opaque = the_bus.c;
     live *l = live_new(&o, st, PARTS, err, sizeof(err));
@@ -515,7 +515,6 @@ static void test_row_flush_exact(void **state) {
 
 static void test_forget_cycle(void **state) {
     fixture *fx = need_redis(state);
-    char err[UL_ERRSTR_SIZE];
     bus *b = bus_open();
     live *l = open_live(fx->st);
     shard *s = assign(l, 0);
@@ -547,10 +546,10 @@ static void test_forget_cycle(void **state) {
     float bias3 = live_item_row(l, 3)[ROWS_BIAS];
 
     int64_t items[] = {1, 2, 3};
-    forget_req a = request(0, 100, items, 3, 0, 0);
-    forget_req bq = request(1, 100, NULL, 0, 5004, 5005); /* items 4, 5 by time */
-    forget_req c = request(2, 777, items, 3, 0, 0);       /* never seen */
-    forget_req d = request(3, 100, items, 1, 0, 0);
+    forget_req a = forget_test_request(0, 100, items, 3, 0, 0);
+    forget_req bq = forget_test_request(1, 100, NULL, 0, 5004, 5005); /* items 4, 5 by time */
+    forget_req c = forget_test_request(2, 777, items, 3, 0, 0);       /* never seen */
+    forget_req d = forget_test_request(3, 100, items, 1, 0, 0);
     d.ratings_hwm = 1000000; /* waits for ratings not applied yet */
     assert_int_equal(shard_pending_add(s, &a), 0);
     assert_int_equal(shard_pending_add(s, &bq), 0);
@@ -559,19 +558,21 @@ static void test_forget_cycle(void **state) {
     s->meta.next_offset[SHARD_RATINGS] = 10;
     s->meta.forget_received = 4;
 
-    live_cycle out;
-    assert_int_equal(live_forget_cycle(l, s, 100, 12345, &out, err, sizeof(err)), UL_OK);
-    assert_int_equal(out.n_receipts, 3);
-    assert_string_equal(out.receipts[0].request_id, "req-0");
-    assert_int_equal(out.receipts[0].forgotten, 9);
-    assert_int_equal(out.receipts[1].forgotten, 6);
-    assert_int_equal(out.receipts[2].forgotten, 0);
-    assert_int_equal(out.receipts[2].user_id, 777);
-    assert_int_equal(out.receipts[0].completed_at, 12345);
-    assert_int_equal(out.n_forgotten, 15);
-    assert_int_equal(out.version, 1);
-    assert_int_equal(out.n_users, 1);
-    assert_int_equal(out.user_ids[0], 100);
+    size_t n;
+    forget_cycle *all = forget_test_run(l, "foldin", &n);
+    assert_int_equal(n, 1);
+    forget_cycle *out = &all[0];
+    assert_int_equal(out->n_receipts, 3);
+    assert_string_equal(out->receipts[0].request_id, "req-0");
+    assert_int_equal(out->receipts[0].forgotten, 9);
+    assert_int_equal(out->receipts[1].forgotten, 6);
+    assert_int_equal(out->receipts[2].forgotten, 0);
+    assert_int_equal(out->receipts[2].user_id, 777);
+    assert_int_equal(out->receipts[0].completed_at, 12345);
+    assert_int_equal(out->n_forgotten, 15);
+    assert_int_equal(out->version, 1);
+    assert_int_equal(out->n_users, 1);
+    assert_int_equal(out->user_ids[0], 100);
     assert_int_equal(s->n_pending, 1); /* d still waits */
     assert_int_equal(s->meta.forgotten, 15);
     assert_int_equal(s->meta.forget_completed, 3);
@@ -590,7 +591,7 @@ static void test_forget_cycle(void **state) {
      * item rows), in the replica now and at its home after the delivery. */
     assert_int_equal(count_of(l, 3), c3 - 3);
     assert_true(live_item_row(l, 3)[ROWS_BIAS] != bias3);
-    live_cycle_free(&out);
+    forget_test_free(all, n);
 
     /* The cycle's result survives a checkpoint and reload. */
     round_trip(b, l);
@@ -611,13 +612,13 @@ static void test_forget_cycle(void **state) {
     }
     /* Once the ratings catch up, d runs: its items are already forgotten. */
     s2->meta.next_offset[SHARD_RATINGS] = 1000000;
-    if (live_forget_cycle(l2, s2, 100, 1, &out, err, sizeof(err)) != UL_OK)
-        fail_msg("cycle: %s", err);
-    assert_int_equal(out.n_receipts, 1);
-    assert_int_equal(out.receipts[0].forgotten, 0);
-    live_cycle_free(&out);
-    assert_int_equal(live_forget_cycle(l2, s2, 100, 1, &out, err, sizeof(err)), UL_OK);
-    assert_int_equal(out.n_receipts, 0);
+    all = forget_test_run(l2, "foldin", &n);
+    assert_int_equal(n, 1);
+    out = &all[0];
+    assert_int_equal(out->n_receipts, 1);
+    assert_int_equal(out->receipts[0].forgotten, 0);
+    forget_test_free(all, n);
+    assert_null(forget_test_run(l2, "foldin", &n));
     live_destroy(l2);
     live_destroy(l);
     bus_close(b);

@@ -16,7 +16,7 @@
 
 #include "broker.h"
 #include "publish.h"
-#include "store_fixture.h"
+#include "pub_fixture.h"
 #include "ul_buf.h"
 #include "worker.h"
 
@@ -70,52 +70,9 @@ static void test_record_format(void **state) {
     ul_buf_free(&b);
 }
 
-/* The store fixture plus the local mock broker, for a publisher. */
-typedef struct pub_fixture {
-    fixture fx; /* first: need_redis() reads it through the state */
-    broker *b;
-    ul_config *cfg;
-    ul_log *log;
-    codec *codec;
-} pub_fixture;
-
-static int pub_setup(void **state) {
-    static pub_fixture pf;
-    void *fs = NULL;
-    if (setup(&fs) != 0) /* the store fixture's */
-        return -1;
-    pf = (pub_fixture){*(fixture *)fs, NULL, config_new(), log_new(stderr, LOG_LEVEL_WARN), NULL};
-    *state = &pf;
-    char err[UL_ERRSTR_SIZE];
-    broker_opts o;
-    broker_opts_init(&o);
-    broker_opts_from_config(&o, pf.cfg);
-    o.partitions = 2;
-    o.bootstrap_file = NULL;
-    pf.b = broker_start(&o, pf.log, err, sizeof(err));
-    int rc = pf.b ? config_set(pf.cfg, "kafka.bootstrap.servers", broker_bootstraps(pf.b), NULL,
-                               err, sizeof(err))
-                  : UL_ERR_IO;
-    if (rc == UL_OK && (pf.codec = worker_codec_new(pf.cfg, err, sizeof(err))) == NULL)
-        rc = UL_ERR_STATE;
-    if (rc != UL_OK)
-        print_error("setup: %s\n", err);
-    return rc == UL_OK ? 0 : -1;
-}
-
-static int pub_teardown(void **state) {
-    pub_fixture *pf = *state;
-    codec_destroy(pf->codec);
-    broker_stop(pf->b);
-    log_destroy(pf->log);
-    config_destroy(pf->cfg);
-    void *fs = &pf->fx;
-    return teardown(&fs);
-}
-
 /* A cycle of partition 0 by hand: user 7 and item 9 changed, one receipt. */
-static live_cycle make_cycle(float *user_row, float *item_row, codec_receipt *rc) {
-    live_cycle c;
+static forget_cycle make_cycle(float *user_row, float *item_row, codec_receipt *rc) {
+    forget_cycle c;
     static int64_t uid = 7, iid = 9;
     memset(&c, 0, sizeof(c));
     c.version = 3;
@@ -166,7 +123,7 @@ static void test_cycle_outbox(void **state) {
 
     float urow[1 + K] = {0.5f, 1, 2, 3, 4}, irow[1 + K] = {-0.25f, 4, 3, 2, 1};
     codec_receipt rc;
-    live_cycle c = make_cycle(urow, irow, &rc);
+    forget_cycle c = make_cycle(urow, irow, &rc);
     assert_int_equal(publish_outbox_add(p, s, &c, err, sizeof(err)), UL_OK);
     assert_int_equal(s->outbox.n, 1);
     const outbox_entry *e = &s->outbox.v[0];

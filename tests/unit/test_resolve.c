@@ -5,7 +5,8 @@
  * the same values as our own records, interleaved with them; incompatible
  * writer schemas are refused with the reason; bad bodies of a resolved
  * schema are Avro errors; defaults of every type are encoded as avro-c
- * encodes the same value. */
+ * encodes the same value; receipts of the first schema version decode with
+ * the new fields' defaults, and a first-version reader reads ours. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -524,6 +525,101 @@ static void test_defaults_of_every_type(void **state) {
     avro_schema_decref(rs);
 }
 
+/* ForgetReceipt as its first version had it (before requested, not_found
+ * and beyond_retention). */
+static const char receipt_v1[] =
+    "{\"type\":\"record\",\"name\":\"ForgetReceipt\",\"namespace\":\"io.unlearnd\",\"fields\":["
+    "{\"name\":\"request_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"long\"},"
+    "{\"name\":\"forgotten\",\"type\":\"int\"},{\"name\":\"model_version\",\"type\":\"long\"},"
+    "{\"name\":\"received_at\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},"
+    "{\"name\":\"completed_at\",\"type\":{\"type\":\"long\",\"logicalType\":"
+    "\"timestamp-millis\"}}]}";
+
+static void set_receipt_v1(producer *p) {
+    avro_value_t f = field(p, "request_id");
+    avro_value_set_string(&f, "old-1");
+    f = field(p, "user_id");
+    avro_value_set_long(&f, 42);
+    f = field(p, "forgotten");
+    avro_value_set_int(&f, 3);
+    f = field(p, "model_version");
+    avro_value_set_long(&f, 7);
+    f = field(p, "received_at");
+    avro_value_set_long(&f, 1000);
+    f = field(p, "completed_at");
+    avro_value_set_long(&f, 1200);
+}
+
+static void expect_receipt_v1(const codec *c, const uint8_t *buf, size_t len) {
+    codec_receipt r;
+    assert_int_equal(codec_decode_receipt(c, buf, len, &r, err, sizeof(err)), CODEC_OK);
+    assert_string_equal(r.request_id, "old-1");
+    assert_true(r.user_id == 42 && r.forgotten == 3 && r.model_version == 7 &&
+                r.received_at == 1000 && r.completed_at == 1200);
+    assert_true(r.requested == 0 && r.not_found == 0 && r.beyond_retention == 0); /* defaults */
+}
+
+/* The receipt schema gained three fields with defaults: our decoder reads
+ * records of the first version (under our id, as the topic holds them from
+ * before the change, and through the writer schema under another id), and
+ * a reader of the first version reads ours (Avro resolution, writer = ours). */
+static void test_receipt_versions(void **state) {
+    (void)state;
+    char writers[600];
+    snprintf(writers, sizeof(writers), "30=%s", tu_write_file("receipt_v1.avsc", receipt_v1));
+    codec *c = codec_with(writers);
+    uint8_t buf[256];
+    producer p;
+    producer_init(&p, receipt_v1, 4); /* our receipt id */
+    set_receipt_v1(&p);
+    expect_receipt_v1(c, buf, produce(&p, buf, sizeof(buf)));
+    p.id = 30;
+    expect_receipt_v1(c, buf, produce(&p, buf, sizeof(buf)));
+    producer_done(&p);
+
+    codec_receipt r = {"new-1", 5, 2, 9, 10, 20, 4, 1, 1};
+    codec_buf b = {0};
+    assert_int_equal(codec_encode_receipt(c, &r, &b, err, sizeof(err)), CODEC_OK);
+    avro_schema_t ours, old;
+    const char *text = codec_schema_text("forget_receipt");
+    assert_int_equal(avro_schema_from_json_length(text, strlen(text), &ours), 0);
+    assert_int_equal(avro_schema_from_json_length(receipt_v1, strlen(receipt_v1), &old), 0);
+    avro_value_iface_t *wclass = avro_generic_class_from_schema(ours);
+    avro_value_iface_t *rclass = avro_resolved_reader_new(ours, old);
+    assert_non_null(rclass);
+    avro_value_t wval, rval, f;
+    assert_int_equal(avro_generic_value_new(wclass, &wval), 0);
+    assert_int_equal(avro_resolved_reader_new_value(rclass, &rval), 0);
+    avro_resolved_reader_set_source(&rval, &wval);
+    avro_reader_t rd = avro_reader_memory((const char *)b.data + 5, (int64_t)b.len - 5);
+    assert_int_equal(avro_value_read(rd, &wval), 0);
+    size_t n_fields;
+    assert_int_equal(avro_value_get_size(&rval, &n_fields), 0);
+    assert_int_equal(n_fields, 6); /* what the old reader knows */
+    int32_t forgotten;
+    int64_t completed;
+    const char *id;
+    size_t id_len;
+    assert_int_equal(avro_value_get_by_name(&rval, "request_id", &f, NULL), 0);
+    assert_int_equal(avro_value_get_string(&f, &id, &id_len), 0);
+    assert_string_equal(id, "new-1");
+    assert_int_equal(avro_value_get_by_name(&rval, "forgotten", &f, NULL), 0);
+    assert_int_equal(avro_value_get_int(&f, &forgotten), 0);
+    assert_int_equal(forgotten, 2);
+    assert_int_equal(avro_value_get_by_name(&rval, "completed_at", &f, NULL), 0);
+    assert_int_equal(avro_value_get_long(&f, &completed), 0);
+    assert_int_equal(completed, 20);
+    avro_reader_free(rd);
+    avro_value_decref(&rval);
+    avro_value_decref(&wval);
+    avro_value_iface_decref(rclass);
+    avro_value_iface_decref(wclass);
+    avro_schema_decref(old);
+    avro_schema_decref(ours);
+    codec_buf_free(&b);
+    codec_destroy(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ratings_three_versions_interleaved),
@@ -534,6 +630,7 @@ int main(void) {
         cmocka_unit_test(test_writer_files_errors),
         cmocka_unit_test(test_threads_share_a_codec),
         cmocka_unit_test(test_defaults_of_every_type),
+        cmocka_unit_test(test_receipt_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

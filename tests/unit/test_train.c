@@ -6,7 +6,8 @@
  * event while events flow; the off switch; training pauses
  * when an epoch stops improving and resumes on enough new ratings, on a
  * forget and on a partition change, not on too few ratings; users held by
- * an unlearning cycle are skipped; histories that shrink, slide or vanish
+ * an unlearning cycle are skipped (also a real job out on its thread, whose
+ * merge then removes exactly the user's ratings); histories that shrink, slide or vanish
  * while an epoch runs are never read out of bounds; epochs lower the
  * training loss; the per-row schedule's passes grow one per epoch and a new
  * rating re-warms them; training's rows reach Redis at row flushes only,
@@ -23,11 +24,11 @@
 #include <string.h>
 
 #include "codec.h"
+#include "forget_run.h"
 #include "live.h"
 #include "publish.h"
 #include "rows.h"
 #include "store.h"
-#include "forget_fixture.h"
 #include "store_fixture.h"
 #include "train.h"
 #include "ul_err.h"
@@ -61,7 +62,6 @@ static live *open_live_with(store *st, uint32_t retention, codec *cd, int read_o
     o.k = K;
     o.lr = 0.01f; /* events' online step: the worker's model.learning.rate */
     o.retention = retention;
-    o.method = "foldin";
     o.encode = cd ? publish_delivery_record : NULL;
     o.encode_opaque = cd;
     o.read_only = read_only;
@@ -303,14 +303,16 @@ static void test_disabled_changes_nothing(void **state) {
 
 /* Forget every rating of `user` through a real unlearning cycle. */
 static void forget_user(live *l, int64_t user, int64_t offset) {
-    char err[UL_ERRSTR_SIZE];
     shard *s = shard_of(l, user);
-    forget_req fr = request(offset, user, NULL, 0, 0, INT64_MAX);
+    forget_req fr = forget_test_request(offset, user, NULL, 0, 0, INT64_MAX);
     assert_int_equal(shard_pending_add(s, &fr), 0);
-    live_cycle out;
-    assert_int_equal(live_forget_cycle(l, s, 10, 1, &out, err, sizeof(err)), UL_OK);
-    assert_true(out.n_forgotten > 0);
-    live_cycle_free(&out);
+    size_t n = 0, forgotten = 0;
+    forget_cycle *c = forget_test_run(l, "foldin", &n);
+    assert_non_null(c);
+    for (size_t i = 0; i < n; i++)
+        forgotten += c[i].n_forgotten;
+    assert_true(forgotten > 0);
+    forget_test_free(c, n);
 }
 
 static void test_pause_and_resume(void **state) {
@@ -385,6 +387,51 @@ static void test_busy_users_are_skipped(void **state) {
     run_epochs(t, &c, 2, 10000);
     assert_int_equal(stats(t).skipped_busy, skipped);
     assert_memory_not_equal(held, user_row(l, busy), sizeof(held));
+    train_destroy(t);
+    live_destroy(l);
+}
+
+/* An unlearning job out on its thread (forget.h: prepared, not merged yet)
+ * holds its users: epochs meanwhile skip them, and the merge then removes
+ * exactly the user's remembered ratings, with the counters exact. */
+static void test_training_while_a_cycle_is_out(void **state) {
+    fixture *fx = need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    live *l = open_live(fx->st, 1000);
+    feed(l, 3000, 5, 0);
+    int64_t u = 13;
+    shard *s = shard_of(l, u);
+    int32_t uidx = rowset_find(s->users, u);
+    uint32_t n = shard_hist(s, uidx)->n;
+    uint64_t forgotten_before = s->meta.forgotten;
+    assert_true(n > 0);
+    float before[1 + K];
+    memcpy(before, user_row(l, u), sizeof(before));
+    forget_req fr = forget_test_request(7, u, NULL, 0, 0, INT64_MAX);
+    assert_int_equal(shard_pending_add(s, &fr), 0);
+    forget_opts o = forget_test_opts("foldin");
+    forget_job *j = NULL;
+    assert_int_equal(forget_prepare(l, &o, 0, &j, err, sizeof(err)), UL_OK);
+    assert_non_null(j);
+    assert_true(s->user_flags[uidx] & SHARD_USER_BUSY);
+    fake_clock c = {0.0, 1.0};
+    train *t = open_train(l, &c, 1.0, 1.0, -1.0);
+    run_epochs(t, &c, 2, 10000);
+    assert_int_equal(stats(t).epochs, 2);
+    assert_true(stats(t).skipped_busy >= 2 * n);
+    assert_memory_equal(before, user_row(l, u), sizeof(before));
+    forget_compute(j);
+    forget_cycle *out = NULL;
+    size_t n_out = 0, forgotten = 0;
+    assert_int_equal(forget_merge(l, j, 12345, &out, &n_out, err, sizeof(err)), UL_OK);
+    forget_job_free(l, j);
+    for (size_t i = 0; i < n_out; i++)
+        forgotten += out[i].n_forgotten;
+    assert_int_equal(forgotten, n);
+    assert_int_equal(shard_hist(s, uidx)->n, 0);
+    assert_int_equal(s->meta.forgotten, forgotten_before + n);
+    assert_int_equal(s->user_flags[uidx] & SHARD_USER_BUSY, 0);
+    forget_test_free(out, n_out);
     train_destroy(t);
     live_destroy(l);
 }
@@ -583,6 +630,7 @@ int main(void) {
         cmocka_unit_test(test_disabled_changes_nothing),
         cmocka_unit_test(test_pause_and_resume),
         cmocka_unit_test(test_busy_users_are_skipped),
+        cmocka_unit_test(test_training_while_a_cycle_is_out),
         cmocka_unit_test(test_histories_change_during_an_epoch),
         cmocka_unit_test(test_epochs_lower_the_loss),
         cmocka_unit_test(test_passes_and_rewarm),

@@ -47,7 +47,7 @@ now_ms() { date +%s%3N; }
 
 [ -n "$DATA" ] || DATA=$(default_data "$TMP")
 
-REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP" --save '' --appendonly no \
   --daemonize yes --logfile "$TMP/redis.log" >/dev/null
 REDIS=(--redis.host 127.0.0.1 --redis.port "$REDIS_PORT")

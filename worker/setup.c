@@ -349,6 +349,29 @@ static int open_http(worker *w, char *errstr, size_t errstr_size) {
     return w->http ? UL_OK : UL_ERR_IO;
 }
 
+void worker_destroy(worker *w) {
+    if (w == NULL)
+        return;
+    http_server_stop(w->http); /* first: it reads w->metrics */
+    if (w->check_topic)
+        rd_kafka_topic_destroy(w->check_topic);
+    for (int a = 0; a < INPUT_N_ASSIGN; a++) /* may revoke: cycle_give_up */
+        if (w->consumer[a])
+            rd_kafka_destroy(w->consumer[a]);
+    cycle_destroy(w->cycles); /* before the live its job may point into */
+    publish_destroy(w->pub);
+    train_destroy(w->train);
+    live_destroy(w->lv);
+    store_destroy(w->st);
+    redis_local_stop(w->rl);
+    codec_destroy(w->codec);
+    codec_item_updates_clear(&w->upd);
+    free(w->lag_committed);
+    free(w->hwm_wanted);
+    metrics_destroy(w->metrics);
+    free(w);
+}
+
 worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr_size) {
     char names[1024];
     worker *w = calloc(1, sizeof(*w));
@@ -390,27 +413,4 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
 fail:
     worker_destroy(w);
     return NULL;
-}
-
-void worker_destroy(worker *w) {
-    if (w == NULL)
-        return;
-    http_server_stop(w->http); /* first: it reads w->metrics */
-    if (w->check_topic)
-        rd_kafka_topic_destroy(w->check_topic);
-    for (int a = 0; a < INPUT_N_ASSIGN; a++) /* may revoke: cycle_give_up */
-        if (w->consumer[a])
-            rd_kafka_destroy(w->consumer[a]);
-    cycle_destroy(w->cycles); /* before the live its job may point into */
-    publish_destroy(w->pub);
-    train_destroy(w->train);
-    live_destroy(w->lv);
-    store_destroy(w->st);
-    redis_local_stop(w->rl);
-    codec_destroy(w->codec);
-    codec_item_updates_clear(&w->upd);
-    free(w->lag_committed);
-    free(w->hwm_wanted);
-    metrics_destroy(w->metrics);
-    free(w);
 }

@@ -34,7 +34,8 @@
  *   training_ratings_total                counter, its SGD steps
  *   training_loss_rmse, training_share, training_paused   gauges (metrics_gauge)
  *
- * WHERE THE WORKER CALLS THESE (worker.c unless another file is named):
+ * WHERE THE WORKER CALLS THESE (worker.c; start-up is setup.c, the rebalance
+ * callback assign.c; unless another file is named):
  *   start-up         m = metrics_new(); http_server_start(m, ...) when
  *                    metrics.port > 0; then, on every consumer, a stats_cb
  *                    (kafka.h: kafka_report_stats; statistics.interval.ms
@@ -55,7 +56,7 @@
  *                    or RD_KAFKA_RESP_ERR__FATAL. (The statistics' brokers UP
  *                    are a gauge only: a frozen broker stays UP there until
  *                    socket.timeout.ms.)
- *   rebalance_cb     on an eager revoke: metrics_set_assigned_partitions(m, -1)
+ *   rebalance        on an eager revoke: metrics_set_assigned_partitions(m, -1)
  *                    (not ready while everything moves); after an assign or
  *                    a cooperative revoke: the number of partitions now
  *                    owned (0 = idle member: still ready).

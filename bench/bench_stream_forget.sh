@@ -57,7 +57,7 @@ while [ $# -gt 0 ]; do
     --seed) SEED="$2"; shift 2 ;;
     --bin) BIN="$2"; shift 2 ;;
     --) shift; WORKER_OPTS=("$@"); break ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "bench_stream_forget: unknown option $1" >&2; exit 2 ;;
   esac
 done

@@ -57,31 +57,18 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$BIN" ] || scripts/build.sh release >/dev/null
 command -v redis-server >/dev/null || { echo "bench_forget_stall: needs redis-server" >&2; exit 2; }
-TMP="$(mktemp -d)"
+stack_workdir
 BURST_AFTER=3
 WORKER_OPTS=()
-cleanup() {
-  stack_stop
-  [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
-
 [ -n "$DATA" ] || DATA=$(default_data "$TMP")
 
 # The files of the protocol: all.csv (prefill), retain.csv (prefill without
 # F), background.csv, forget.batch (one request per line), F.csv.
-python3 - "$DATA" "$TMP" "$BACKGROUND" <<'EOF'
+ratings_csv "$DATA" >"$TMP/ratings.csv"
+python3 - "$TMP/ratings.csv" "$TMP" "$BACKGROUND" <<'EOF'
 import sys
 data, tmp, nbg = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rows = []
-with open(data) as f:
-    first = f.readline()
-    sep = "::" if "::" in first else ("\t" if "\t" in first else ",")
-    lines = ([] if first.strip().lower().startswith("user") else [first]) + f.readlines()
-    for line in lines:
-        p = line.strip().split(sep)
-        if len(p) >= 3:
-            rows.append((int(p[0]), int(p[1]), p[2]))
+rows = [(int(u), int(i), r) for u, i, r in (l.split(",") for l in open(data).read().split())]
 users = sorted({u for u, _, _ in rows}, key=lambda u: ((u * 2654435761) % 2**32, u))
 chosen = set(users[: round(len(users) / 10)])
 seen, F = {}, set()

@@ -20,12 +20,25 @@ default_data() {
   echo "$data"
 }
 
+# ratings_csv DATA: the ratings of DATA (u.data, ratings.dat or CSV with a
+# header) as user,item,rating lines without a header, in file order.
+ratings_csv() {
+  awk -F'[,\t]|::' '$1 ~ /^[0-9]+$/ { print $1 "," $2 "," $3 }' "$1"
+}
+
 # ---- One worker on a fresh stack (bench_forget_stall.sh, bench_stream_forget.sh)
-# The caller sets BIN (the unlearnd binary), TMP (the work directory), PARTS
-# (the ratings topic's partitions), RATE (background ratings/s), NBG (the
-# background's ratings), BURST_AFTER (seconds of background before the forget
-# burst) and WORKER_OPTS (an array of extra worker options, may be empty), and
-# calls stack_stop from its EXIT trap. Files are named after the run (NAME).
+# The caller calls stack_workdir first (TMP, the work directory) and sets BIN
+# (the unlearnd binary), PARTS (the ratings topic's partitions), RATE
+# (background ratings/s), NBG (the background's ratings), BURST_AFTER
+# (seconds of background before the forget burst) and WORKER_OPTS (an array
+# of extra worker options, may be empty). Files are named after the run (NAME).
+
+# stack_workdir: TMP, a fresh work directory; on exit, stack_stop and then
+# the directory is removed (KEEP=1 keeps it and says where).
+stack_workdir() {
+  TMP="$(mktemp -d)"
+  trap 'stack_stop; [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"' EXIT
+}
 
 # stack_start NAME: a fresh redis-server and broker; sets REDIS (the worker's
 # redis options), REDIS_PORT, BROKER_PID and the broker's address file.

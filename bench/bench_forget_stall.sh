@@ -27,6 +27,10 @@
 # everything (the forgotten model), of M1 (the same stream without the
 # burst) and of a stream retrain (the prefill without F, then the same
 # background); each from a fresh broker and Redis (--no-retrain skips both).
+# Item rows reach Redis at row flushes (state format 2, docs/store.md): the
+# models after the stream are exported once the worker stopped cleanly
+# (SIGTERM flushes every row), the one before the burst after the worker
+# idled one rows.flush.interval.ms (10 s) past the prefill.
 # The worker runs with kafka.fetch.wait.max.ms=10: the local broker answers
 # an empty fetch only when that wait expires (docs/broker.md), which at the
 # default 500 ms alone stalls ingestion for ~500 ms twice a second.
@@ -51,7 +55,7 @@ while [ $# -gt 0 ]; do
     --background) BACKGROUND="$2"; shift 2 ;;
     --no-retrain) RETRAIN=0; shift ;;
     --bin) BIN="$2"; shift 2 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "bench_forget_stall: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -59,6 +63,7 @@ done
 command -v redis-server >/dev/null || { echo "bench_forget_stall: needs redis-server" >&2; exit 2; }
 stack_workdir
 BURST_AFTER=3
+BEFORE_WAIT=11 # every partition's row flush: Redis holds the replica's item rows
 WORKER_OPTS=()
 [ -n "$DATA" ] || DATA=$(default_data "$TMP")
 
@@ -102,15 +107,15 @@ NBG=$(( $(wc -l <"$TMP/background.csv") - 1 ))
 echo "data: $DATA; $PARTS partitions, method $METHOD, background $NBG ratings at $RATE/s," \
   "$NREQ forget requests in one burst, $(nproc) cores"
 stream_run forget "$TMP/all.csv" "$TMP/background.csv" "$METHOD" "$TMP/forget.batch"
-"$BIN" state "${REDIS[@]}" --export-model "$TMP/forgotten.ulmf" >/dev/null
 FIG=$(burst_figures forget "$NREQ")
+stack_export_stopped "$TMP/forgotten.ulmf"
 stack_stop
 if [ "$RETRAIN" = 1 ]; then
   stream_run m1 "$TMP/all.csv" "$TMP/background.csv" "$METHOD"
-  "$BIN" state "${REDIS[@]}" --export-model "$TMP/m1.ulmf" >/dev/null
+  stack_export_stopped "$TMP/m1.ulmf"
   stack_stop
   stream_run retrain "$TMP/retain.csv" "$TMP/background.csv" "$METHOD"
-  "$BIN" state "${REDIS[@]}" --export-model "$TMP/retrain.ulmf" >/dev/null
+  stack_export_stopped "$TMP/retrain.ulmf"
   stack_stop
 fi
 

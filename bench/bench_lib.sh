@@ -1,9 +1,22 @@
-# bench_lib.sh: what the stream benchmarks share (sourced by bench_stream.sh,
-# bench_scaleout.sh and bench_forget_stall.sh, from the repository's root).
+# bench_lib.sh: what the benchmark scripts share (sourced from the
+# repository's root, not run): a free loopback port, a throwaway
+# redis-server (no persistence) under $TMP whose port it prints (the caller
+# sets TMP and stops the servers), and the default data of the stream
+# benchmarks.
 
 # free_port: a free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_redis: a redis-server on a free port under $TMP; prints the port.
+start_redis() {
+  local port; port=$(free_port)
+  mkdir -p "$TMP/redis-$port"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$TMP/redis-$port" --save '' \
+    --appendonly no --daemonize yes --logfile "$TMP/redis-$port/log" >/dev/null
+  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  echo "$port"
 }
 
 # default_data DIR: the ratings file a benchmark runs on unless given one:
@@ -30,8 +43,10 @@ ratings_csv() {
 # The caller calls stack_workdir first (TMP, the work directory) and sets BIN
 # (the unlearnd binary), PARTS (the ratings topic's partitions), RATE
 # (background ratings/s), NBG (the background's ratings), BURST_AFTER
-# (seconds of background before the forget burst) and WORKER_OPTS (an array
-# of extra worker options, may be empty). Files are named after the run (NAME).
+# (seconds of background before the forget burst), BEFORE_WAIT (empty, or
+# seconds to wait before exporting the model before the burst) and
+# WORKER_OPTS (an array of extra worker options, may be empty). Files are
+# named after the run (NAME).
 
 # stack_workdir: TMP, a fresh work directory; on exit, stack_stop and then
 # the directory is removed (KEEP=1 keeps it and says where).
@@ -43,10 +58,7 @@ stack_workdir() {
 # stack_start NAME: a fresh redis-server and broker; sets REDIS (the worker's
 # redis options), REDIS_PORT, BROKER_PID and the broker's address file.
 stack_start() {
-  REDIS_PORT=$(free_port)
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP" --save '' --appendonly no \
-    --daemonize yes --logfile "$TMP/redis-$1.log" >/dev/null
-  for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  REDIS_PORT=$(start_redis)
   REDIS=(--redis.host 127.0.0.1 --redis.port "$REDIS_PORT")
   export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker-$1.addr"
   "$BIN" broker --partitions "$PARTS" >/dev/null 2>"$TMP/broker-$1.err" &
@@ -104,9 +116,10 @@ PY
 # applies them; then BACKGROUND arrives at RATE/s and, with BURST (a
 # `produce forget --batch` file), BURST_AFTER s into it the burst is produced
 # by one process while /metrics is sampled into $TMP/samples-NAME until 1.2 s
-# after the last receipt ($TMP/t_burst-NAME: the burst's monotonic ms; the
-# model before it in $TMP/before-NAME.ulmf). Returns with everything applied
-# and the worker running (stack_stop ends it).
+# after the last receipt ($TMP/t_burst-NAME: the burst's monotonic ms; with
+# BEFORE_WAIT, the model before it in $TMP/before-NAME.ulmf, exported that
+# many seconds after the prefill). Returns with everything applied and the
+# worker running (stack_stop ends it).
 stream_run() {
   local name="$1" prefill="$2" background="$3" method="$4" burst="${5:-}" mport n nreq=0
   stack_start "$name"
@@ -122,7 +135,10 @@ stream_run() {
   done
   if [ -n "$burst" ]; then
     nreq=$(grep -c -- '--user' "$burst")
-    "$BIN" state "${REDIS[@]}" --export-model "$TMP/before-$name.ulmf" >/dev/null
+    if [ -n "${BEFORE_WAIT:-}" ]; then
+      sleep "$BEFORE_WAIT"
+      "$BIN" state "${REDIS[@]}" --export-model "$TMP/before-$name.ulmf" >/dev/null
+    fi
     stack_sample "$mport" "$TMP/samples-$name" &
     SAMPLER_PID=$!
   fi
@@ -141,6 +157,14 @@ stream_run() {
   fi
   wait "$BG_PID"; BG_PID=""
   until [ "$(stack_applied)" = "$((n + NBG))" ]; do sleep 0.1; done
+}
+
+# stack_export_stopped FILE: stop the worker cleanly (its final checkpoints
+# flush every row: item rows reach Redis only at row flushes, state format 2,
+# docs/store.md), then export the model from Redis into FILE.
+stack_export_stopped() {
+  kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
+  "$BIN" state "${REDIS[@]}" --export-model "$1" >/dev/null
 }
 
 # burst_figures NAME NREQ: after a stream_run with a burst (worker still

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# bench_scaleout.sh [--data PATH] [--partitions N] [--seed S] [--refresh-ms MS]
+# bench_scaleout.sh [--data PATH] [--partitions N] [--seed S] [--push-ms MS]
 #                   [--skip-rebalance] [--bin PATH]
 # Scale-out figures on this machine (broker, Redis and workers share the cores):
 #   1. convergence: an 80/20 split of the data (seeded); the 80% training
 #      ratings, shuffled (seeded), are produced once; one worker builds m1 from
 #      them (one Redis), then two workers in one group build it again from the
-#      same topic (a fresh group, two Redis shards). Each model is read back from
+#      same topic (a fresh group, one Redis; they exchange item changes
+#      through item-updates every --push-ms, default 200). Each model is read back from
 #      Redis (`unlearnd state --export-model`) and scored on the 20% test ratings
 #      (`unlearnd score`): test RMSE of both and the gap;
 #   2. ratings/s for 1 and 2 workers: from the first partition assignment to
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --partitions) PARTS="$2"; shift 2 ;;
     --seed) SEED="$2"; shift 2 ;;
     --skip-rebalance) REBALANCE=0; shift ;;
-    --refresh-ms) WOPTS+=(--refresh.interval.ms "$2"); shift 2 ;;
+    --push-ms) WOPTS+=(--items.push.interval.ms "$2"); shift 2 ;;
     --bin) BIN="$2"; shift 2 ;;
     -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "bench_scaleout: unknown option $1" >&2; exit 2 ;;
@@ -47,16 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
-unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_SHARDS UNLEARND_REDIS_PASSWORD
+unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_CLUSTER UNLEARND_REDIS_PASSWORD
 now_ms() { date +%s%3N; }
-start_redis() { # prints the port
-  local port; port=$(free_port)
-  mkdir -p "$TMP/redis-$port"
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$TMP/redis-$port" --save '' \
-    --appendonly no --daemonize yes --logfile "$TMP/redis-$port/log" >/dev/null
-  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-  echo "$port"
-}
 
 [ -n "$DATA" ] || DATA=$(default_data "$TMP")
 
@@ -146,8 +139,8 @@ build one g-one 1
 P0=$(start_redis); REDIS_PORTS="$REDIS_PORTS $P0"
 REDIS=(--redis.host 127.0.0.1 --redis.port "$P0")
 build again g-again 1
-P2=$(start_redis); P3=$(start_redis); REDIS_PORTS="$REDIS_PORTS $P2 $P3"
-REDIS=(--redis.shards "127.0.0.1:$P2,127.0.0.1:$P3")
+P2=$(start_redis); REDIS_PORTS="$REDIS_PORTS $P2"
+REDIS=(--redis.host 127.0.0.1 --redis.port "$P2")
 build two g-two 2
 awk -v a="$RMSE_one" -v c="$RMSE_again" -v b="$RMSE_two" 'BEGIN { d = b - a; e = c - a
   printf "convergence: test RMSE 1 worker %.4f (again: %.4f, %+.4f), 2 workers %.4f: gap %+.4f (|gap| %s 0.01)\n",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench_stream_forget.sh [--data PATH] [--seconds T] [--methods M,M] [--partitions N]
-#                        [--rate R] [--background N] [--seed S] [--bin PATH]
+#                        [--rate R] [--background N] [--seed S] [--flush-ms MS]
+#                        [--bin PATH]
 #                        [-- WORKER OPTIONS]
 # Stream forgetting measured against a stream retrain: the paper's protocol
 # (docs/eval.md) inside the stream worker. About 7 minutes on ML-1M with the
@@ -24,7 +25,11 @@
 # Each model is exported (unlearnd state --export-model) when everything is
 # applied and every receipt is out ("after the receipts"), and again after T
 # more seconds of the worker running idle (continued training, when the
-# worker has it). The table, per model and moment: test RMSE (all, and the
+# worker has it). Item rows reach Redis only at row flushes (state format 2,
+# docs/store.md), so every worker runs with rows.flush.interval.ms = MS
+# (default 2000: each partition's rows every 2 s) and the first export waits
+# MS + 500 ms (one round of flushes and a checkpoint); the second stops the
+# worker first (its final checkpoints flush every row). The table, per model and moment: test RMSE (all, and the
 # affected users' test ratings), forget gap to R at the same moment (mean
 # |pred - pred_R| over F, `unlearnd score --reference`) and its share of
 # M1's, mean prediction on F, top-10 exposure of F's items (`unlearnd score
@@ -45,6 +50,7 @@ PARTS=16
 RATE=40000
 BACKGROUND=200000
 SEED=42
+FLUSH_MS=2000
 WORKER_OPTS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -55,9 +61,10 @@ while [ $# -gt 0 ]; do
     --rate) RATE="$2"; shift 2 ;;
     --background) BACKGROUND="$2"; shift 2 ;;
     --seed) SEED="$2"; shift 2 ;;
+    --flush-ms) FLUSH_MS="$2"; shift 2 ;;
     --bin) BIN="$2"; shift 2 ;;
     --) shift; WORKER_OPTS=("$@"); break ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "bench_stream_forget: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -72,6 +79,8 @@ TRAINING=absent
 for w in "${WORKER_OPTS[@]}"; do [ "$w" = "--training.enabled" ] && TRAINING="as given"; done
 stack_workdir
 BURST_AFTER=1
+BEFORE_WAIT=""
+WORKER_OPTS=(--rows.flush.interval.ms "$FLUSH_MS" "${WORKER_OPTS[@]}")
 [ -n "$DATA" ] || DATA=$(default_data "$TMP")
 
 # The protocol's files: all.csv (the prefill, F as 5s), retain.csv (without
@@ -145,10 +154,11 @@ run() {
   local name="$1" t0
   t0=$(date +%s)
   stream_run "$@"
+  sleep "$(awk -v ms="$FLUSH_MS" 'BEGIN { print ms / 1000 + 0.5 }')"
   "$BIN" state "${REDIS[@]}" --export-model "$TMP/$name-0.ulmf" >/dev/null
   [ -n "${5:-}" ] && burst_figures "$name" "$NREQ" >"$TMP/burst-$name.fig"
   sleep "$SECONDS_T"
-  "$BIN" state "${REDIS[@]}" --export-model "$TMP/$name-T.ulmf" >/dev/null
+  stack_export_stopped "$TMP/$name-T.ulmf"
   stack_stop
   echo "  $name: $(($(date +%s) - t0)) s" >&2
 }

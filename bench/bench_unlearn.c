@@ -64,6 +64,7 @@ static int set_knob(unlearn_params *p, const char *kv) {
         return 0;                                                                                  \
     }
     KNOB_I(rescue_epochs)
+    KNOB_I(rescue_retain)
     KNOB_F(rescue_lr)
     KNOB_F(rescue_reg)
     KNOB_I(cff_steps)
@@ -75,6 +76,9 @@ static int set_knob(unlearn_params *p, const char *kv) {
     KNOB_F(cff_anchor)
     KNOB_I(cff_anchor_pairs)
     KNOB_I(cff_fuse_items)
+    KNOB_I(cff_item_step)
+    KNOB_I(cff_base_m2)
+    KNOB_I(cff_item_users)
     KNOB_F(cff_forget_weight)
     KNOB_F(cff_reg)
     KNOB_F(cff_reg_bias)
@@ -260,6 +264,37 @@ static double frob(const float *a, const float *b, size_t n) {
 
 static const mf_model *g_m1; /* the run's m1, for the distance columns */
 
+/* F-weighted mean item bias, and F-weighted mean of each item's mean score
+ * over the unaffected users (eval's item_bias_forget, item_score_forget). */
+static void item_pull(const mf_model *m, const protocol *pr, double *bias, double *score) {
+    size_t k = (size_t)m->k, n = 0;
+    uint8_t *aff = calloc((size_t)m->n_users, 1);
+    double *pm = calloc(k, sizeof(double)), bu = 0;
+    for (size_t j = 0; j < pr->n_forget; j++)
+        aff[pr->forget[j].user] = 1;
+    for (int32_t u = 0; u < m->n_users; u++) {
+        if (aff[u])
+            continue;
+        n++;
+        bu += m->user_bias[u];
+        for (size_t d = 0; d < k; d++)
+            pm[d] += m->P[(size_t)u * k + d];
+    }
+    *bias = *score = 0;
+    for (size_t j = 0; j < pr->n_forget; j++) {
+        int32_t i = pr->forget[j].item;
+        double s = m->global_mean + bu / (double)n + m->item_bias[i];
+        for (size_t d = 0; d < k; d++)
+            s += pm[d] / (double)n * m->Q[(size_t)i * k + d];
+        *bias += m->item_bias[i];
+        *score += s;
+    }
+    *bias /= (double)pr->n_forget;
+    *score /= (double)pr->n_forget;
+    free(aff);
+    free(pm);
+}
+
 /* One line of `key value` pairs per model, so scripts can pick columns by
  * name (bench/ablation.sh). */
 static void print_row(const char *name, const mf_model *m, const mf_model *ref, const protocol *pr,
@@ -273,8 +308,11 @@ static void print_row(const char *name, const mf_model *m, const mf_model *ref, 
     else
         printf("-");
     printf("  wall_s %.3f  pct_of_retrain %6.2f", secs, 100 * secs / retrain_secs);
-    printf("  dP %.2f  dQ %.2f\n", frob(m->P, g_m1->P, (size_t)m->n_users * k),
-           frob(m->Q, g_m1->Q, (size_t)m->n_items * k));
+    double ib, is;
+    item_pull(m, pr, &ib, &is);
+    printf("  dP %.2f  dQ %.2f  item_bias %.4f  item_score %.4f\n",
+           frob(m->P, g_m1->P, (size_t)m->n_users * k), frob(m->Q, g_m1->Q, (size_t)m->n_items * k),
+           ib, is);
 }
 
 static int run(const bench_opts *o, const char *label, const ul_rating *r, size_t n, int32_t nu,

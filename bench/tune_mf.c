@@ -3,14 +3,20 @@
  * For each dataset: a seeded 80/20 train/test split (the protocol's), then
  * validation splits carved from the TRAINING part only (N folds, each a
  * seeded 80% fit / 20% validation split of it). Every combination of the
- * grid is trained on each `fit` and scored on its `validation`, averaged over
- * the folds; the test part is never looked at while choosing. The combination with the lowest mean
- * validation RMSE over the datasets is printed last. With --test, the library defaults are then
- * trained on the full training part and scored once on the test part (the
- * figure the targets are about); --test-only skips the search.
+ * grid is trained on each `fit` and scored on its `validation` after every
+ * epoch (one training gives the whole curve, so the epoch counts of the grid
+ * cost one run of the largest), averaged over the folds; the test part is
+ * never looked at while choosing. The choice: the fewest epochs whose mean
+ * validation RMSE over the datasets is within --tolerance of the best mean
+ * anywhere in the grid (quality first, then speed; ties within 0.0001 at
+ * that epoch count go to the smaller learning rate), printed last. With
+ * --test, the library defaults are then trained on the full training part
+ * and scored once on the test part (the figure the targets are about);
+ * --test-only skips the search.
  *
  *   build/tune_mf [--data FILE]... [--set NAME=V1,V2,...]... [--folds N (3)]
- *                 [--test | --test-only] [--split-seed S (42)] [--threads N]
+ *                 [--tolerance X (0.0005)] [--test | --test-only]
+ *                 [--split-seed S (42)] [--threads N]
  *
  * NAME is one of k, epochs, lr, lr_decay, reg, reg_bias, init_std; a name not
  * set keeps its default (mf_params_init). Without --set the grid is the one
@@ -29,9 +35,12 @@
 
 #define MAX_DATA 8
 #define MAX_VALUES 16
-#define N_KNOBS 7
 #define MAX_FOLDS 8
+#define MAX_EPOCHS 400
 #define VAL_SEED 7 /* fit/validation inside train: VAL_SEED + fold */
+#define TIE 0.0001 /* mean validation RMSEs this close are a tie */
+
+enum { KNOB_K, KNOB_EPOCHS, KNOB_LR, KNOB_LR_DECAY, KNOB_REG, KNOB_REG_BIAS, KNOB_INIT, N_KNOBS };
 
 static const char *knob_names[N_KNOBS] = {"k",   "epochs",   "lr",      "lr_decay",
                                           "reg", "reg_bias", "init_std"};
@@ -48,24 +57,29 @@ typedef struct data {
     ul_ratings fit[MAX_FOLDS], val[MAX_FOLDS];
 } data;
 
+typedef struct choice {
+    mf_params p;
+    double mean;
+} choice;
+
 static void set_knob(mf_params *p, int knob, double v) {
     switch (knob) {
-    case 0:
+    case KNOB_K:
         p->k = (int)v;
         break;
-    case 1:
+    case KNOB_EPOCHS:
         p->epochs = (int)v;
         break;
-    case 2:
+    case KNOB_LR:
         p->lr = (float)v;
         break;
-    case 3:
+    case KNOB_LR_DECAY:
         p->lr_decay = (float)v;
         break;
-    case 4:
+    case KNOB_REG:
         p->reg = (float)v;
         break;
-    case 5:
+    case KNOB_REG_BIAS:
         p->reg_bias = (float)v;
         break;
     default:
@@ -92,9 +106,11 @@ static int parse_set(grid *g, const char *arg) {
     for (const char *s = eq + 1; *s != '\0';) {
         char *end;
         double v = strtod(s, &end);
-        if (end == s || (*end != ',' && *end != '\0') || g->n[knob] == MAX_VALUES) {
-            fprintf(stderr, "tune_mf: --set %s: bad value list (at most %d numbers)\n", arg,
-                    MAX_VALUES);
+        if (end == s || (*end != ',' && *end != '\0') || g->n[knob] == MAX_VALUES ||
+            (knob == KNOB_EPOCHS && (v < 1 || v > MAX_EPOCHS))) {
+            fprintf(stderr,
+                    "tune_mf: --set %s: bad value list (at most %d numbers; epochs 1..%d)\n", arg,
+                    MAX_VALUES, MAX_EPOCHS);
             return -1;
         }
         g->v[knob][g->n[knob]++] = v;
@@ -105,8 +121,9 @@ static int parse_set(grid *g, const char *arg) {
 
 /* The grid recorded in docs/mf.md. */
 static void default_grid(grid *g) {
-    static const char *sets[] = {"epochs=40,80",        "lr=0.01,0.02",       "lr_decay=0.95,0.98",
-                                 "reg=0.04,0.05,0.065", "reg_bias=0.02,0.05", "init_std=0.003,0.1"};
+    static const char *sets[] = {"epochs=10,12,15,18,20,25,30,40", "lr=0.04,0.06,0.08,0.1,0.12",
+                                 "lr_decay=0.76,0.79,0.82,0.85,0.88,0.92", "reg=0.04,0.045,0.05",
+                                 "init_std=0.003"};
     for (size_t x = 0; x < sizeof(sets) / sizeof(sets[0]); x++)
         parse_set(g, sets[x]);
 }
@@ -137,19 +154,33 @@ static void free_data(data *d) {
     ds_destroy(d->ds);
 }
 
-/* Train on `on`, return the RMSE on `score` (NAN on failure). */
-static double trial(const data *d, const ul_ratings *on, const ul_ratings *score,
-                    const mf_params *p) {
+typedef struct curve {
+    const ul_ratings *score;
+    double rmse[MAX_EPOCHS + 1]; /* rmse[e]: after epoch e */
+} curve;
+
+static int on_epoch(void *ctx, int epoch, int epochs, double train_rmse, const mf_model *m) {
+    (void)epochs;
+    (void)train_rmse;
+    curve *c = ctx;
+    c->rmse[epoch] = mf_rmse(m, c->score->v, c->score->n);
+    return 0;
+}
+
+/* Train on `on` for p->epochs, filling c->rmse[1..epochs] on c->score.
+ * Returns -1 on failure (NAN in the curve). */
+static int trial(const data *d, const ul_ratings *on, const mf_params *p, curve *c) {
     char err[UL_ERRSTR_SIZE];
-    mf_model *m = mf_train(on->v, on->n, d->ds->n_users, d->ds->n_items, d->ds->rating_min,
-                           d->ds->rating_max, p, NULL, NULL, err, sizeof(err));
+    for (int e = 0; e <= MAX_EPOCHS; e++)
+        c->rmse[e] = NAN;
+    mf_model *m = mf_train_watch(on->v, on->n, d->ds->n_users, d->ds->n_items, d->ds->rating_min,
+                                 d->ds->rating_max, p, on_epoch, c, err, sizeof(err));
     if (m == NULL) {
         fprintf(stderr, "tune_mf: %s: %s\n", d->path, err);
-        return NAN;
+        return -1;
     }
-    double rmse = mf_rmse(m, score->v, score->n);
     mf_model_destroy(m);
-    return rmse;
+    return 0;
 }
 
 static void print_params(const mf_params *p) {
@@ -158,48 +189,110 @@ static void print_params(const mf_params *p) {
            (double)p->init_std);
 }
 
-/* Walk every combination (odometer over the knobs that have values). */
-static void search(const grid *g, data *ds, int nd, int folds, int threads) {
+/* One combination of the non-epoch knobs: train every fold of every
+ * dataset once for the largest epoch count, print a line per epoch count,
+ * and keep the best mean and the choice (see the top comment). */
+static void evaluate(const grid *g, const mf_params *base, data *ds, int nd, int folds,
+                     double tolerance, choice *best, choice *chosen, int *n_seen, choice *seen) {
+    static double val[MAX_DATA][MAX_EPOCHS + 1];
+    mf_params p = *base;
+    p.epochs = 0;
+    for (int x = 0; x < g->n[KNOB_EPOCHS]; x++)
+        if ((int)g->v[KNOB_EPOCHS][x] > p.epochs)
+            p.epochs = (int)g->v[KNOB_EPOCHS][x];
+    for (int d = 0; d < nd; d++) {
+        for (int e = 0; e <= p.epochs; e++)
+            val[d][e] = 0.0;
+        for (int f = 0; f < folds; f++) {
+            static curve c;
+            c.score = &ds[d].val[f];
+            trial(&ds[d], &ds[d].fit[f], &p, &c);
+            for (int e = 1; e <= p.epochs; e++)
+                val[d][e] += c.rmse[e] / folds;
+        }
+    }
+    for (int x = 0; x < g->n[KNOB_EPOCHS]; x++) {
+        int e = (int)g->v[KNOB_EPOCHS][x];
+        double sum = 0.0;
+        mf_params q = p;
+        q.epochs = e;
+        print_params(&q);
+        for (int d = 0; d < nd; d++) {
+            printf("  val[%s]=%.5f", ds[d].ds->name, val[d][e]);
+            sum += val[d][e];
+        }
+        printf("  mean=%.5f\n", sum / nd);
+        seen[*n_seen] = (choice){q, sum / nd};
+        *n_seen += 1;
+        if (sum / nd < best->mean)
+            *best = seen[*n_seen - 1];
+    }
+    fflush(stdout);
+    *chosen = *best;
+    for (int s = 0; s < *n_seen; s++) {
+        const choice *c = &seen[s];
+        if (c->mean <= best->mean + tolerance &&
+            (c->p.epochs < chosen->p.epochs ||
+             (c->p.epochs == chosen->p.epochs && c->mean < chosen->mean)))
+            *chosen = *c;
+    }
+    /* Near-ties at that epoch count go to the smaller learning rate, the
+     * safer one on other data. */
+    const choice fewest = *chosen;
+    for (int s = 0; s < *n_seen; s++) {
+        const choice *c = &seen[s];
+        if (c->p.epochs == fewest.p.epochs && c->mean <= fewest.mean + TIE &&
+            (c->p.lr < chosen->p.lr || (c->p.lr == chosen->p.lr && c->mean < chosen->mean)))
+            *chosen = *c;
+    }
+}
+
+/* Walk every combination of the knobs other than epochs (an odometer). */
+static void search(const grid *g, data *ds, int nd, int folds, int threads, double tolerance) {
     int idx[N_KNOBS] = {0};
-    mf_params best;
-    double best_mean = INFINITY;
-    mf_params_init(&best);
+    size_t combos = (size_t)(g->n[KNOB_EPOCHS] ? g->n[KNOB_EPOCHS] : 1);
+    for (int x = 0; x < N_KNOBS; x++)
+        if (x != KNOB_EPOCHS && g->n[x] > 0)
+            combos *= (size_t)g->n[x];
+    choice *seen = malloc(combos * sizeof(*seen));
+    choice best = {.mean = INFINITY}, chosen = best;
+    int n_seen = 0;
+    grid g1 = *g;
+    if (seen == NULL) {
+        fprintf(stderr, "tune_mf: out of memory for %zu grid points\n", combos);
+        return;
+    }
+    if (g1.n[KNOB_EPOCHS] == 0) { /* the default epoch count only */
+        mf_params def;
+        mf_params_init(&def);
+        g1.v[KNOB_EPOCHS][0] = def.epochs;
+        g1.n[KNOB_EPOCHS] = 1;
+    }
     for (;;) {
         mf_params p;
         mf_params_init(&p);
         p.threads = threads;
         for (int x = 0; x < N_KNOBS; x++)
-            if (g->n[x] > 0)
-                set_knob(&p, x, g->v[x][idx[x]]);
-        double sum = 0;
-        print_params(&p);
-        for (int d = 0; d < nd; d++) {
-            double v = 0;
-            for (int f = 0; f < folds; f++)
-                v += trial(&ds[d], &ds[d].fit[f], &ds[d].val[f], &p) / folds;
-            printf("  val[%s]=%.4f", ds[d].ds->name, v);
-            sum += v;
-        }
-        printf("  mean=%.4f\n", sum / nd);
-        fflush(stdout);
-        if (sum / nd < best_mean) {
-            best_mean = sum / nd;
-            best = p;
-        }
+            if (x != KNOB_EPOCHS && g1.n[x] > 0)
+                set_knob(&p, x, g1.v[x][idx[x]]);
+        evaluate(&g1, &p, ds, nd, folds, tolerance, &best, &chosen, &n_seen, seen);
         int x = 0;
         for (; x < N_KNOBS; x++) {
-            if (g->n[x] == 0)
+            if (x == KNOB_EPOCHS || g1.n[x] == 0)
                 continue;
-            if (++idx[x] < g->n[x])
+            if (++idx[x] < g1.n[x])
                 break;
             idx[x] = 0;
         }
         if (x == N_KNOBS)
             break;
     }
-    printf("best mean validation RMSE %.4f: ", best_mean);
-    print_params(&best);
+    printf("best mean validation RMSE %.5f: ", best.mean);
+    print_params(&best.p);
+    printf("\nchosen (fewest epochs within %g of the best): mean %.5f: ", tolerance, chosen.mean);
+    print_params(&chosen.p);
     printf("\n");
+    free(seen);
 }
 
 static void test_defaults(data *ds, int nd, int threads) {
@@ -209,9 +302,19 @@ static void test_defaults(data *ds, int nd, int threads) {
     printf("defaults: ");
     print_params(&p);
     printf("\n");
-    for (int d = 0; d < nd; d++)
+    for (int d = 0; d < nd; d++) {
+        static curve c;
+        c.score = &ds[d].test;
+        trial(&ds[d], &ds[d].train, &p, &c);
         printf("  %s: train on the 80%% split, test RMSE %.4f (%zu test ratings)\n", ds[d].ds->name,
-               trial(&ds[d], &ds[d].train, &ds[d].test, &p), ds[d].test.n);
+               c.rmse[p.epochs], ds[d].test.n);
+    }
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: tune_mf [--data FILE]... [--set NAME=V1,V2,...]... [--folds N] "
+                    "[--tolerance X] [--test | --test-only] [--split-seed S] [--threads N]\n");
+    return 2;
 }
 
 int main(int argc, char **argv) {
@@ -220,6 +323,7 @@ int main(int argc, char **argv) {
     const char *paths[MAX_DATA];
     int np = 0, nd = 0, with_test = 0, custom = 0, search_only = 1;
     long threads = 0, folds = 3;
+    double tolerance = 0.0005;
     uint64_t split_seed = 42;
     memset(ds, 0, sizeof(ds));
     for (int a = 1; a < argc; a++) {
@@ -236,6 +340,8 @@ int main(int argc, char **argv) {
             search_only = 0;
         } else if (strcmp(argv[a], "--split-seed") == 0 && a + 1 < argc) {
             split_seed = strtoull(argv[++a], NULL, 10);
+        } else if (strcmp(argv[a], "--tolerance") == 0 && a + 1 < argc) {
+            tolerance = strtod(argv[++a], NULL);
         } else if (strcmp(argv[a], "--folds") == 0 && a + 1 < argc) {
             folds = strtol(argv[++a], NULL, 10);
             if (folds < 1 || folds > MAX_FOLDS) {
@@ -245,9 +351,7 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[a], "--threads") == 0 && a + 1 < argc) {
             threads = strtol(argv[++a], NULL, 10);
         } else {
-            fprintf(stderr, "usage: tune_mf [--data FILE]... [--set NAME=V1,V2,...]... [--folds N] "
-                            "[--test | --test-only] [--split-seed S] [--threads N]\n");
-            return 2;
+            return usage();
         }
     }
     static char def[2][1024];
@@ -283,7 +387,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (search_only)
-        search(&g, ds, nd, (int)folds, (int)threads);
+        search(&g, ds, nd, (int)folds, (int)threads, tolerance);
     if (with_test)
         test_defaults(ds, nd, (int)threads);
     for (int d = 0; d < nd; d++)

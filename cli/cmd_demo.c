@@ -572,12 +572,13 @@ static int snapshot_all(demo *d, int after, char *err, size_t size) {
     lo.k = m.k;
     lo.rating_min = m.rating_min;
     lo.rating_max = m.rating_max;
+    lo.read_only = 1;
     live *l = live_new(&lo, st, demo_stack_partitions(d->stack), err, size);
     if (l == NULL)
         return UL_ERR_STATE;
     for (int i = 0; i < d->n_users && rc == UL_OK; i++) {
         demo_user *u = &d->users[i];
-        shard *s = live_assign(l, rows_user_partition(u->user, m.partitions), err, size);
+        shard *s = live_assign(l, rows_user_partition(u->user, m.partitions), NULL, err, size);
         if (s == NULL)
             rc = UL_ERR_STATE;
         else
@@ -739,6 +740,12 @@ static int verify_topic(demo *d, char *err, size_t size) {
         topic_model_info info;
         mf_model *m =
             topic_model_load(d->cfg, NULL, d->cfg->topic_factors, 10000, &info, terr, sizeof(terr));
+        /* Redis gets item rows at row flushes: compare with its state now. */
+        int src = snapshot_all(d, 1, err, size);
+        if (src != UL_OK) {
+            mf_model_destroy(m);
+            return src;
+        }
         if (m != NULL) {
             double diff = topic_diff(d, m);
             snprintf(terr, sizeof(terr), "%d of %d users, %d of %d items, max score difference %g",
@@ -1034,9 +1041,13 @@ static void demo_cleanup(demo *d) {
  * demo polls every 10 ms unless told otherwise. */
 static int local_fetch_wait(ul_config *cfg) {
     char v[32], err[UL_ERRSTR_SIZE];
-    if (config_value(cfg, "kafka.fetch.wait.max.ms", 1, v, sizeof(v)) == UL_OK)
-        return CLI_EXIT_OK;
-    if (config_set(cfg, "kafka.fetch.wait.max.ms", "10", "demo", err, sizeof(err)) != UL_OK)
+    if (config_value(cfg, "kafka.fetch.wait.max.ms", 1, v, sizeof(v)) != UL_OK &&
+        config_set(cfg, "kafka.fetch.wait.max.ms", "10", "demo", err, sizeof(err)) != UL_OK)
+        return cli_fail(CMD, err);
+    /* The snapshots read item rows from Redis, which gets them at row
+     * flushes: flush often so they are current. */
+    if (config_is_default(cfg, "rows.flush.interval.ms") &&
+        config_set(cfg, "rows.flush.interval.ms", "500", "demo", err, sizeof(err)) != UL_OK)
         return cli_fail(CMD, err);
     return CLI_EXIT_OK;
 }

@@ -66,6 +66,14 @@ static const opt_doc opt_docs[] = {
      "lowest rating of the scale (the stream's rating.min; default: the lowest in the file)"},
     {"--rating-max", "X",
      "highest rating of the scale (the stream's rating.max; default: the highest in the file)"},
+    {"--sequential", "N",
+     "also run every unlearning method (foldin, cff, ...) over F split into N batches applied one "
+     "after another, and report the model after all N (rows 'seq:METHOD') with its per-batch "
+     "trace (JSON); default 0 = off"},
+    {"--sequential-by", "WHAT",
+     "how F is split: ratings (F's entries in random order, a user's ratings may span batches) or "
+     "users (each user's forgotten ratings in one batch; N at most the affected users); default "
+     "ratings"},
     {"--json", NULL, "one JSON object per line per (users, forget, method, seed) on stdout"},
     {"--help", NULL, "this help"},
 };
@@ -120,8 +128,13 @@ static void print_help(void) {
         print_wrapped(*m, eval_method_doc(*m));
     printf("\nMetrics (per method): test RMSE (all, affected users, other users); forget gap =\n"
            "mean |prediction - retrain's| over F; mean prediction over F; top-10 exposure =\n"
-           "share of F's pairs whose item is in its user's top-10; wall seconds. Each cell also\n"
-           "prints the noise floor: the forget gap between retrain and retrain2.\n\n"
+           "share of F's pairs whose item is in its user's top-10; MIA AUC = membership-\n"
+           "inference AUC of F's pairs against the affected users' test pairs (attack score:\n"
+           "the raw prediction; 'ref': minus retrain2's), Retrain's is the reference; b_i on F\n"
+           "= F-weighted mean item bias; item F = F-weighted mean of each item's mean score\n"
+           "over the unaffected users; wall seconds. Each cell also prints the noise floor: the "
+           "forget\n"
+           "gap between retrain and retrain2.\n\n"
            "Exit status: 0 success, 1 data or runtime error, 2 bad option.\n");
 }
 
@@ -235,6 +248,16 @@ static int parse_one(eval_cli *a, const char *name, const char *v, char *errstr,
         if (cli_parse_long(name, v, 0, 1024, &l, errstr, errstr_size) != 0)
             return -1;
         a->opts.mf.threads = (int)l;
+    } else if (strcmp(name, "--sequential") == 0) {
+        if (cli_parse_long(name, v, 0, SEQ_MAX_BATCHES, &l, errstr, errstr_size) != 0)
+            return -1;
+        a->opts.sequential = (int)l;
+    } else if (strcmp(name, "--sequential-by") == 0) {
+        if (strcmp(v, "ratings") != 0 && strcmp(v, "users") != 0) {
+            snprintf(errstr, errstr_size, "--sequential-by: '%s' is not one of ratings, users", v);
+            return -1;
+        }
+        a->opts.sequential_by = strcmp(v, "users") == 0 ? SEQ_BY_USERS : SEQ_BY_RATINGS;
     } else if (strcmp(name, "--dups") == 0) {
         if (strcmp(v, "error") != 0 && strcmp(v, "last") != 0) {
             snprintf(errstr, errstr_size, "--dups: '%s' is not one of error, last", v);
@@ -250,8 +273,9 @@ static int parse_one(eval_cli *a, const char *name, const char *v, char *errstr,
 }
 
 static const char *const valued_opts[] = {
-    "--data",  "--users",  "--forget",  "--methods", "--k",          "--epochs",     "--seed",
-    "--seeds", "--shards", "--threads", "--dups",    "--rating-min", "--rating-max", NULL};
+    "--data",       "--users",      "--forget",        "--methods", "--k",    "--epochs",
+    "--seed",       "--seeds",      "--shards",        "--threads", "--dups", "--rating-min",
+    "--rating-max", "--sequential", "--sequential-by", NULL};
 
 /* Returns 0, 1 for --help, -1 on a usage error. */
 static int parse_args(eval_cli *a, int argc, char **argv, char *errstr, size_t errstr_size) {
@@ -333,40 +357,60 @@ static void print_cell_table(const eval_cell *c, int top_k) {
            c->n_retain, c->n_train, c->n_test);
     char top[16];
     snprintf(top, sizeof(top), "top-%d exp", top_k);
-    printf("%-12s %8s %9s %9s %10s %9s %10s %8s %9s\n", "method", "RMSE", "affected", "others",
-           "forget gap", "pred on F", top, "seconds", "unlearn s");
+    printf("%-14s %7s %8s %7s %10s %9s %10s %7s %7s %8s %8s %8s %9s\n", "method", "RMSE",
+           "affected", "others", "forget gap", "pred on F", top, "MIA AUC", "MIA ref", "b_i on F",
+           "item F", "seconds", "unlearn s");
+    int sequential = 0;
     for (size_t j = 0; j < c->n_results; j++) {
         const eval_result *r = &c->results[j];
-        char f[9][24];
-        fmt_num(f[0], 24, r->rmse_test, "%.4f");
-        fmt_num(f[1], 24, r->rmse_affected, "%.4f");
-        fmt_num(f[2], 24, r->rmse_unaffected, "%.4f");
-        fmt_num(f[3], 24, r->forget_gap, "%.4f");
-        fmt_num(f[4], 24, r->mean_pred_forget, "%.3f");
-        fmt_num(f[5], 24, r->topk_exposure, "%.3f");
-        fmt_num(f[6], 24, r->seconds, "%.2f");
-        fmt_num(f[7], 24, r->unlearn_seconds, "%.3f");
-        printf("%-12s %8s %9s %9s %10s %9s %10s %8s %9s", r->method, f[0], f[1], f[2], f[3], f[4],
-               f[5], f[6], f[7]);
+        const struct {
+            double v;
+            const char *fmt;
+        } col[12] = {{r->rmse_test, "%.4f"},        {r->rmse_affected, "%.4f"},
+                     {r->rmse_unaffected, "%.4f"},  {r->forget_gap, "%.4f"},
+                     {r->mean_pred_forget, "%.3f"}, {r->topk_exposure, "%.3f"},
+                     {r->mia_auc, "%.4f"},          {r->mia_auc_ref, "%.4f"},
+                     {r->item_bias_forget, "%.4f"}, {r->item_score_forget, "%.4f"},
+                     {r->seconds, "%.2f"},          {r->unlearn_seconds, "%.3f"}};
+        char f[12][24], name[EVAL_METHOD_NAME_MAX + 8];
+        snprintf(name, sizeof(name), "%s%s", r->sequential ? "seq:" : "", r->method);
+        sequential = r->sequential ? r->sequential : sequential;
+        for (int q = 0; q < 12; q++)
+            fmt_num(f[q], 24, col[q].v, col[q].fmt);
+        printf("%-14s %7s %8s %7s %10s %9s %10s %7s %7s %8s %8s %8s %9s", name, f[0], f[1], f[2],
+               f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]);
         if (r->shards_touched > 0)
             printf("  (%d of %d shards retrained)", r->shards_touched, r->n_models);
         printf("\n");
     }
     printf("noise floor of the forget gap (retrain vs retrain with seed+%d): %.4f\n",
            EVAL_NOISE_SEED_OFFSET, c->noise_floor);
+    printf("membership audit: %zu members (F) against %zu non-members (the affected users' test "
+           "pairs)\n",
+           c->n_forget, c->n_nonmember);
+    if (sequential > 0)
+        printf("seq:METHOD = METHOD applied to F in %d batches one after another (unlearn s: "
+               "their sum)\n",
+               sequential);
     fflush(stdout);
 }
 
 static int print_cell_json(const eval_cell *c) {
-    char line[2048];
     for (size_t j = 0; j < c->n_results; j++) {
-        if (eval_result_json(c, &c->results[j], line, sizeof(line)) < 0)
+        size_t size = eval_result_json_size(&c->results[j]);
+        char *line = malloc(size);
+        if (line == NULL || eval_result_json(c, &c->results[j], line, size) < 0) {
+            free(line);
             return -1;
+        }
         printf("%s\n", line);
+        free(line);
     }
     fflush(stdout);
     return 0;
 }
+
+#define SUMMARY_COLS 6 /* RMSE, affected, forget gap, exposure, MIA AUC, seconds */
 
 /* Mean and sample std of one metric over the seeds of pair `p`, method `m`
  * (NaN values are skipped), formatted as "mean +- std". */
@@ -376,7 +420,8 @@ static void summary_col(const eval_cell *cells, size_t n_seeds, size_t p, size_t
     size_t n = 0;
     for (size_t k = 0; k < n_seeds; k++) {
         const eval_result *r = &cells[p * n_seeds + k].results[m];
-        double v[5] = {r->rmse_test, r->rmse_affected, r->forget_gap, r->topk_exposure, r->seconds};
+        double v[SUMMARY_COLS] = {r->rmse_test,     r->rmse_affected, r->forget_gap,
+                                  r->topk_exposure, r->mia_auc,       r->seconds};
         if (isnan(v[metric]))
             continue;
         s += v[metric];
@@ -389,7 +434,7 @@ static void summary_col(const eval_cell *cells, size_t n_seeds, size_t p, size_t
     }
     double mean = s / (double)n, var = ss / (double)n - mean * mean;
     double sd = n > 1 && var > 0 ? sqrt(var * (double)n / (double)(n - 1)) : 0;
-    snprintf(out, size, metric == 4 ? "%.2f +- %.2f" : "%.4f +- %.4f", mean, sd);
+    snprintf(out, size, metric == SUMMARY_COLS - 1 ? "%.2f +- %.2f" : "%.4f +- %.4f", mean, sd);
 }
 
 /* Mean +- std over seeds of each (users, forget, method): cells[] holds the
@@ -398,16 +443,18 @@ static void print_summary(const eval_cell *cells, size_t n_seeds, size_t n_pairs
     char top[24];
     snprintf(top, sizeof(top), "top-%d exposure", top_k);
     printf("\nmean +- std over %zu seeds\n", n_seeds);
-    printf("%-7s %-7s %-12s %17s %17s %17s %17s %13s\n", "users%", "forget%", "method", "RMSE",
-           "RMSE affected", "forget gap", top, "seconds");
+    printf("%-7s %-7s %-14s %17s %17s %17s %17s %17s %13s\n", "users%", "forget%", "method", "RMSE",
+           "RMSE affected", "forget gap", top, "MIA AUC", "seconds");
     for (size_t p = 0; p < n_pairs; p++) {
         const eval_cell *c0 = &cells[p * n_seeds];
         for (size_t m = 0; m < c0->n_results; m++) {
-            char col[5][40];
-            for (int q = 0; q < 5; q++)
+            char col[SUMMARY_COLS][40], name[EVAL_METHOD_NAME_MAX + 8];
+            for (int q = 0; q < SUMMARY_COLS; q++)
                 summary_col(cells, n_seeds, p, m, q, col[q], sizeof(col[q]));
-            printf("%-7g %-7g %-12s %17s %17s %17s %17s %13s\n", c0->users_pct, c0->forget_pct,
-                   c0->results[m].method, col[0], col[1], col[2], col[3], col[4]);
+            snprintf(name, sizeof(name), "%s%s", c0->results[m].sequential ? "seq:" : "",
+                     c0->results[m].method);
+            printf("%-7g %-7g %-14s %17s %17s %17s %17s %17s %13s\n", c0->users_pct, c0->forget_pct,
+                   name, col[0], col[1], col[2], col[3], col[4], col[5]);
         }
         double nf = 0;
         for (size_t k = 0; k < n_seeds; k++)
@@ -475,7 +522,7 @@ static int run_grid(const eval_cli *a, const dataset *ds, eval_cell *cells, char
                                  st.cell + 1, st.n_cells, o.users_pct, o.forget_pct, o.seed);
                 if (a->json ? print_cell_json(&cells[st.cell]) != 0
                             : (print_cell_table(&cells[st.cell], o.top_k), 0)) {
-                    ul_set_err(errstr, errstr_size, "a JSON line did not fit its buffer");
+                    ul_set_err(errstr, errstr_size, "out of memory formatting a JSON line");
                     rc = UL_ERR_STATE;
                 }
             }

@@ -1,8 +1,8 @@
 /* cmd_import.c: `unlearnd import`, load a model trained offline (`unlearnd
- * train`) into Redis as the live model m1: each user row into the shard of
- * the partition its key maps to (murmur2, as the producers partition), item
- * rows into the shared base rows (rows.h's layout), and the model-wide
- * facts into ul:model.
+ * train`) into Redis as the live model m1: each user row into the partition
+ * its key maps to (murmur2, as the producers partition), each item row and
+ * its statistics (counted from --data) into its home partition (rows.h's
+ * layout and placement), and the model-wide facts into ul:model.
  * So a platform with years of history starts from its model instead of
  * replaying everything. The rating scale is the model's (from its file, set
  * by `unlearnd train`); it goes into ul:model, and --data must be on it. */
@@ -38,16 +38,18 @@ static void import_help(void) {
     printf("Usage: unlearnd import --model MODEL [--partitions N] [--data PATH] [--replace]\n"
            "                       [--config FILE] [--redis.host H --redis.port N ...]\n\n"
            "Load a model written by 'unlearnd train' into Redis as the worker's live model:\n"
-           "user rows go to the shard of the partition their user key maps to (murmur2, as\n"
-           "Java producers and 'unlearnd produce' partition), item rows become the shared\n"
-           "base rows. Start the worker afterwards; with kafka.auto.offset.reset=latest it\n"
-           "starts at the end of the topics instead of replaying them.\n\n"
+           "user rows go to the partition their user key maps to (murmur2, as Java\n"
+           "producers and 'unlearnd produce' partition), item I's row and statistics to its\n"
+           "home partition I mod N. Start the worker afterwards; with\n"
+           "kafka.auto.offset.reset=latest it starts at the end of the topics instead of\n"
+           "replaying them.\n\n"
            "Options:\n"
            "  --model MODEL     model file from 'unlearnd train' (required)\n"
            "  --partitions N    partition count of the ratings topic (default: asked from\n"
            "                    Kafka, kafka.bootstrap.servers or the local broker's file)\n"
-           "  --data PATH       the ratings the model was trained on: counts ratings per item,\n"
-           "                    which fold-in uses to weigh item updates (default: counts 0)\n"
+           "  --data PATH       the ratings the model was trained on: each item's count and\n"
+           "                    rating sum (fold-in weighs item updates by the count;\n"
+           "                    unlearning corrects toward the item mean; default: 0/0)\n"
            "  --replace         delete any existing worker state (all ul:* keys) first;\n"
            "                    without it, a Redis that already holds a model is refused\n"
            "  --config FILE     worker config file; redis.* and topic.* options apply\n"
@@ -116,11 +118,12 @@ static int kafka_partitions(const ul_config *cfg, long *n, char *err, size_t siz
     return rc;
 }
 
-/* Per-item rating counts from the training data, in the model's item order. */
-static float *item_counts(const mf_model *m, const char *path, char *err, size_t size) {
-    float *counts = calloc((size_t)m->n_items, sizeof(float));
-    if (counts == NULL || path == NULL)
-        return counts;
+/* Per-item rating counts and sums from the training data, in the model's
+ * item order. */
+static rows_stats *item_stats(const mf_model *m, const char *path, char *err, size_t size) {
+    rows_stats *stats = calloc((size_t)m->n_items + 1, sizeof(*stats));
+    if (stats == NULL || path == NULL)
+        return stats;
     char hint[128];
     ds_load_opts lo;
     ds_load_opts_init(&lo);
@@ -132,67 +135,87 @@ static float *item_counts(const mf_model *m, const char *path, char *err, size_t
     lo.range_hint = hint;
     dataset *ds = ds_load(path, &lo, err, size);
     if (ds == NULL) {
-        free(counts);
+        free(stats);
         return NULL;
     }
     for (size_t r = 0; r < ds->n_ratings; r++) {
         int64_t raw = ds->item_ids[ds->ratings[r].item];
         for (int32_t i = 0; i < m->n_items; i++) /* small catalogues: linear is fine */
             if ((m->item_ids ? m->item_ids[i] : i) == raw) {
-                counts[i] += 1.0f;
+                stats[i].count++;
+                stats[i].sum += ds->ratings[r].value;
                 break;
             }
     }
     ds_destroy(ds);
-    return counts;
+    return stats;
 }
 
-static int write_model(store *st, const mf_model *m, int32_t parts, const float *counts, char *err,
-                       size_t size) {
+/* The rows of `kind` placed in partition p (users by key, items by home)
+ * into ids/rows (and their statistics into st_rows for items); returns n. */
+static size_t rows_of(const mf_model *m, rows_kind kind, int32_t parts, int32_t p,
+                      const rows_stats *stats, int64_t *ids, float *rows, rows_stats *st_rows) {
+    int dim = rows_dim(kind, m->k);
+    int32_t count = kind == ROWS_ITEM ? m->n_items : m->n_users;
+    const int64_t *raw_ids = kind == ROWS_ITEM ? m->item_ids : m->user_ids;
+    size_t n = 0;
+    for (int32_t i = 0; i < count; i++) {
+        int64_t raw = raw_ids ? raw_ids[i] : i;
+        int32_t at =
+            kind == ROWS_ITEM ? rows_item_partition(raw, parts) : rows_user_partition(raw, parts);
+        if (at != p)
+            continue;
+        memset(rows + n * (size_t)dim, 0, (size_t)dim * sizeof(float)); /* row state 0 */
+        rows_from_model(rows + n * (size_t)dim, kind, m, i);
+        if (kind == ROWS_ITEM)
+            st_rows[n] = stats[i];
+        ids[n++] = raw;
+    }
+    return n;
+}
+
+static int write_model(store *st, const mf_model *m, int32_t parts, const rows_stats *stats,
+                       char *err, size_t size) {
     int k = m->k, rc, udim = rows_dim(ROWS_USER, k), idim = rows_dim(ROWS_ITEM, k);
-    store_model sm = {k, m->global_mean, m->rating_min, m->rating_max, parts};
+    store_model sm = {k, m->global_mean, m->rating_min, m->rating_max, parts, STORE_FORMAT, 0};
     if ((rc = store_model_put(st, &sm, 0, err, size)) != UL_OK)
         return rc;
-    size_t most = (size_t)(m->n_items > m->n_users ? m->n_items : m->n_users);
+    size_t most = (size_t)(m->n_items > m->n_users ? m->n_items : m->n_users) + 1;
     int64_t *ids = malloc(most * sizeof(int64_t));
-    float *rows = malloc(most * (size_t)(udim > idim ? udim : idim) * sizeof(float));
-    if (ids == NULL || rows == NULL) {
+    float *rows = calloc(most * (size_t)(udim > idim ? udim : idim), sizeof(float));
+    rows_stats *st_rows = malloc(most * sizeof(*st_rows));
+    if (ids == NULL || rows == NULL || st_rows == NULL) {
         free(ids);
         free(rows);
+        free(st_rows);
         ul_set_err(err, size, "out of memory");
         return UL_ERR_NOMEM;
     }
-    for (int32_t i = 0; i < m->n_items; i++) {
-        float *row = rows + (size_t)i * (size_t)idim;
-        ids[i] = m->item_ids ? m->item_ids[i] : i;
-        rows_from_model(row, ROWS_ITEM, m, i);
-        row[rows_count_index(k)] = counts[i];
-    }
-    rc = store_items_put(st, ids, rows, (size_t)m->n_items, idim, err, size);
     for (int32_t p = 0; p < parts && rc == UL_OK; p++) {
-        size_t n = 0;
-        for (int32_t u = 0; u < m->n_users; u++) {
-            int64_t raw = m->user_ids ? m->user_ids[u] : u;
-            if (rows_user_partition(raw, parts) != p)
-                continue;
-            rows_from_model(rows + n * (size_t)udim, ROWS_USER, m, u);
-            ids[n++] = raw;
-        }
+        size_t n = rows_of(m, ROWS_ITEM, parts, p, stats, ids, rows, st_rows);
+        rc = store_home_put(st, p, ids, rows, st_rows, n, idim, err, size);
+    }
+    for (int32_t p = 0; p < parts && rc == UL_OK; p++) {
+        size_t n = rows_of(m, ROWS_USER, parts, p, stats, ids, rows, st_rows);
         rc = store_users_put(st, p, ids, rows, n, udim, err, size);
     }
     free(ids);
     free(rows);
+    free(st_rows);
     return rc;
 }
 
 static int import_run(const ul_config *cfg, import_opts *o) {
     char err[UL_ERRSTR_SIZE];
+    if (worker_key_format(cfg) != CODEC_KEY_STRING)
+        return cli_usage_error(CMD, "key.format=avro: import places users by the partition of "
+                                    "their string key; with Avro keys it cannot yet");
     if (o->partitions == 0 && kafka_partitions(cfg, &o->partitions, err, sizeof(err)) != UL_OK)
         return cli_fail(CMD, err);
     mf_model *m = mf_load(o->model, err, sizeof(err));
     if (m == NULL)
         return cli_fail(CMD, err);
-    float *counts = item_counts(m, o->data, err, sizeof(err));
+    rows_stats *counts = item_stats(m, o->data, err, sizeof(err));
     store_opts so;
     worker_store_opts(cfg, &so);
     store *st = counts ? store_connect(&so, err, sizeof(err)) : NULL;
@@ -210,10 +233,11 @@ static int import_run(const ul_config *cfg, import_opts *o) {
     if (rc == UL_OK)
         rc = write_model(st, m, (int32_t)o->partitions, counts, err, sizeof(err));
     if (rc == UL_OK)
-        printf("imported %d users and %d items (k=%d, mean %.4f, scale %g..%g) into %s:%ld over "
+        printf("imported %d users and %d items (k=%d, mean %.4f, scale %g..%g) into %s%s over "
                "%ld partitions\n",
                (int)m->n_users, (int)m->n_items, m->k, (double)m->global_mean,
-               (double)m->rating_min, (double)m->rating_max, cfg->redis_host, cfg->redis_port,
+               (double)m->rating_min, (double)m->rating_max,
+               store_is_cluster(st) ? "the Redis Cluster of " : "", store_primary_where(st, 0),
                o->partitions);
     if (rc == UL_OK &&
         ((float)cfg->rating_min != m->rating_min || (float)cfg->rating_max != m->rating_max))

@@ -50,7 +50,8 @@ static void print_help(void) {
         "       unlearnd produce forget --batch FILE [options]\n\n"
         "Feeds the input topics like a producer backfilling from a data lake: Avro records\n"
         "in Confluent framing (schema ids from config), keyed by the user id as a decimal\n"
-        "string, partitioned with murmur2 like Java's default partitioner. Waits for every\n"
+        "string (or Confluent-Avro-serialised with --key.format avro --key.schema.id ID),\n"
+        "partitioned with murmur2 like Java's default partitioner. Waits for every\n"
         "delivery and exits 1 if any failed.\n\n"
         "produce ratings:\n"
         "  --data PATH    ratings file: u.data, ratings.dat or CSV with a header\n"
@@ -203,7 +204,7 @@ static void pace(double t0, size_t sent, long rate) {
 
 static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd, rd_kafka_t *rk,
                         produce_ctx *ctx, const ratings_args *a, size_t *sent) {
-    char err[UL_ERRSTR_SIZE], key[24];
+    char err[UL_ERRSTR_SIZE], key[CODEC_KEY_MAX];
     codec_buf buf = {0};
     size_t n = a->limit >= 0 && (size_t)a->limit < ds->n_ratings ? (size_t)a->limit : ds->n_ratings;
     double t0 = ul_clock_mono_s(), last = t0;
@@ -212,7 +213,8 @@ static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd
         const ul_rating *r = &ds->ratings[i];
         codec_rating ev = {ds->user_ids[r->user], ds->item_ids[r->item], r->value,
                            ds->has_time ? r->time * 1000 : r->time};
-        int klen = codec_key_user(ev.user_id, key, sizeof(key));
+        int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
+                                  ev.user_id, key, sizeof(key));
         if (codec_encode_rating(cd, &ev, &buf, err, sizeof(err)) != CODEC_OK ||
             kafka_produce(rk, cc->cfg->topic_ratings, RD_KAFKA_PARTITION_UA, key, (size_t)klen,
                           buf.data, buf.len, NULL, -1, err, sizeof(err)) != UL_OK) {
@@ -438,10 +440,11 @@ static int parse_forget_args(cli_config *cc, char *const *argv, int argc, codec_
 /* Encode one request and hand it to the producer. */
 static int send_forget(cli_config *cc, const codec *cd, rd_kafka_t *rk, const codec_forget *fr,
                        codec_buf *buf, char *err, size_t size) {
-    char key[24];
+    char key[CODEC_KEY_MAX];
     if (codec_encode_forget(cd, fr, buf, err, size) != CODEC_OK)
         return -1;
-    int klen = codec_key_user(fr->user_id, key, sizeof(key));
+    int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
+                              fr->user_id, key, sizeof(key));
     return kafka_produce(rk, cc->cfg->topic_forget, RD_KAFKA_PARTITION_UA, key, (size_t)klen,
                          buf->data, buf->len, NULL, -1, err, size) == UL_OK
                ? 0

@@ -28,57 +28,67 @@ typedef struct state_opts {
     int64_t items[MAX_ITEMS];
     int n_items;
     int history;
-    const char *export_path; /* --export-model */
+    const char *export_path;       /* --export-model */
+    int64_t stat_items[MAX_ITEMS]; /* --item-stats */
+    int n_stat_items;
 } state_opts;
 
 static void state_help(void) {
     printf("Usage: unlearnd state [--partition P] [--user ID [--items A,B,...] [--history]]\n"
-           "                      [--export-model PATH]\n"
+           "                      [--item-stats A,B,...] [--export-model PATH]\n"
            "                      [--config FILE] [--redis.host H --redis.port N ...]\n\n"
            "Print the stream worker's state from Redis (read-only).\n\n"
            "Without --user, one line per partition (all, or only --partition P):\n"
            "  partition=P applied=N forgotten=N version=N forget_received=N\n"
            "  forget_completed=N pending=N dead_letters=N offset.ratings=N offset.forget=N\n"
+           "  offset.item_updates=N epoch=N\n"
            "followed by a 'total' line summing them. Offsets are -1 before the first\n"
            "checkpoint.\n\n"
            "With --user ID: the user's partition, bias, number of remembered ratings and,\n"
            "for each item of --items, the predicted score (unclipped) as\n"
            "  item=I score=S rated=0|1\n"
            "With --history, the remembered ratings as 'hist item=I rating=R time=T'.\n\n"
-           "With --export-model PATH: write the live model m1 as every worker sees it\n"
-           "(user rows of all partitions; item rows = base + every partition's delta) to\n"
-           "a model file that 'unlearnd score' and 'unlearnd recommend' read. Run it when\n"
-           "the workers are idle or stopped: it reads the last checkpoints.\n\n"
+           "With --item-stats A,B,...: each item's home partition, its exact statistics\n"
+           "(the ratings behind it and their sum, as of the home's last checkpoint) and\n"
+           "its stored row's bias (as of the home's last row flush) as\n"
+           "  item=I home=P count=N sum=S bias=B (bias=none before the first flush)\n\n"
+           "With --export-model PATH: write the live model m1 as stored (user rows of all\n"
+           "partitions; item rows from their home partitions) to a model file that\n"
+           "'unlearnd score' and 'unlearnd recommend' read. Run it when the workers are\n"
+           "stopped (or idle for rows.flush.interval.ms): item rows are written at row\n"
+           "flushes, user rows at checkpoints.\n\n"
            "Options:\n"
            "  --partition P    only this partition (default: all)\n"
            "  --user ID        one user (raw id)\n"
            "  --items A,B,...  items to score for --user (up to %d)\n"
            "  --history        print the user's remembered ratings\n"
+           "  --item-stats A,B,...  items' statistics and stored bias (up to %d)\n"
            "  --export-model PATH  write the whole live model to a model file\n"
            "  --config FILE    worker config file; redis.* and topic.* options apply\n"
            "  --help           show this help\n\n"
            "Exit status: 0 success, 1 Redis unreachable or no state yet, 2 bad usage.\n",
-           MAX_ITEMS);
+           MAX_ITEMS, MAX_ITEMS);
 }
 
-static int parse_items(const char *s, state_opts *o, char *err, size_t size) {
+static int parse_items(const char *name, const char *s, int64_t *items, int *n, char *err,
+                       size_t size) {
     char *copy = strdup(s), *save = NULL;
     if (copy == NULL)
         return -1;
-    o->n_items = 0;
+    *n = 0;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         uint64_t v;
-        if (o->n_items == MAX_ITEMS || cli_parse_u64("--items", t, &v, err, size) != 0) {
-            if (o->n_items == MAX_ITEMS)
-                ul_set_err(err, size, "--items: more than %d items", MAX_ITEMS);
+        if (*n == MAX_ITEMS || cli_parse_u64(name, t, &v, err, size) != 0) {
+            if (*n == MAX_ITEMS)
+                ul_set_err(err, size, "%s: more than %d items", name, MAX_ITEMS);
             free(copy);
             return -1;
         }
-        o->items[o->n_items++] = (int64_t)v;
+        items[(*n)++] = (int64_t)v;
     }
     free(copy);
-    if (o->n_items == 0) {
-        ul_set_err(err, size, "--items: empty list");
+    if (*n == 0) {
+        ul_set_err(err, size, "%s: empty list", name);
         return -1;
     }
     return 0;
@@ -93,7 +103,8 @@ static int state_parse(int n, char **rest, state_opts *o, char *err, size_t size
             continue;
         }
         if (strcmp(name, "--partition") != 0 && strcmp(name, "--user") != 0 &&
-            strcmp(name, "--items") != 0 && strcmp(name, "--export-model") != 0) {
+            strcmp(name, "--items") != 0 && strcmp(name, "--export-model") != 0 &&
+            strcmp(name, "--item-stats") != 0) {
             ul_set_err(err, size, "unknown option '%s'", name);
             return -1;
         }
@@ -113,9 +124,16 @@ static int state_parse(int n, char **rest, state_opts *o, char *err, size_t size
                 return -1;
             o->user = (int64_t)u;
             o->have_user = 1;
-        } else if (parse_items(val, o, err, size) != 0) {
+        } else if (strcmp(name, "--item-stats") == 0) {
+            if (parse_items(name, val, o->stat_items, &o->n_stat_items, err, size) != 0)
+                return -1;
+        } else if (parse_items(name, val, o->items, &o->n_items, err, size) != 0) {
             return -1;
         }
+    }
+    if (o->n_stat_items > 0 && (o->have_user || o->export_path)) {
+        ul_set_err(err, size, "--item-stats goes alone (no --user or --export-model)");
+        return -1;
     }
     if (o->export_path && (o->have_user || o->partition >= 0)) {
         ul_set_err(err, size, "--export-model exports every partition: no --user or --partition");
@@ -126,6 +144,32 @@ static int state_parse(int n, char **rest, state_opts *o, char *err, size_t size
         return -1;
     }
     return 0;
+}
+
+static int print_item_stats(store *st, const store_model *m, const state_opts *o) {
+    char err[UL_ERRSTR_SIZE];
+    int dim = rows_dim(ROWS_ITEM, m->k);
+    float *row = malloc((size_t)dim * sizeof(float));
+    if (row == NULL)
+        return cli_fail(CMD, "out of memory");
+    for (int i = 0; i < o->n_stat_items; i++) {
+        int64_t item = o->stat_items[i];
+        int32_t home = rows_item_partition(item, m->partitions);
+        int found = 0;
+        rows_stats sv;
+        if (store_item_get(st, home, item, row, dim, &found, &sv, err, sizeof(err)) != UL_OK) {
+            free(row);
+            return cli_fail(CMD, err);
+        }
+        printf("item=%" PRId64 " home=%d count=%" PRId64 " sum=%.17g", item, (int)home, sv.count,
+               sv.sum);
+        if (found)
+            printf(" bias=%.6f\n", (double)row[ROWS_BIAS]);
+        else
+            printf(" bias=none\n");
+    }
+    free(row);
+    return CLI_EXIT_OK;
 }
 
 static int print_partitions(store *st, const store_model *m, const state_opts *o) {
@@ -149,7 +193,7 @@ static int print_partitions(store *st, const store_model *m, const state_opts *o
                meta.forget_completed, pending, meta.dead_letters);
         for (int i = 0; i < SHARD_N_INPUTS; i++)
             printf(" offset.%s=%" PRId64, worker_input_label(i), meta.next_offset[i]);
-        printf("\n");
+        printf(" epoch=%" PRIu64 "\n", meta.epoch);
         t.applied += meta.applied;
         t.forgotten += meta.forgotten;
         t.forget_received += meta.forget_received;
@@ -166,12 +210,12 @@ static int print_partitions(store *st, const store_model *m, const state_opts *o
     return CLI_EXIT_OK;
 }
 
-/* Copy every partition's user rows and the effective item rows (base + all
- * deltas, as any worker computes them) into an mf_model. */
+/* Copy every partition's user rows and every item row (from its home
+ * partition) into an mf_model. */
 static mf_model *collect_model(live *l, const store_model *m, char *err, size_t size) {
     int32_t n_users = 0;
     for (int32_t p = 0; p < m->partitions; p++) {
-        shard *s = live_assign(l, p, err, size);
+        shard *s = live_assign(l, p, NULL, err, size);
         if (s == NULL)
             return NULL;
         n_users += rowset_size(s->users);
@@ -221,6 +265,7 @@ static int export_model(store *st, const store_model *m, const state_opts *o) {
     lo.k = m->k;
     lo.rating_min = m->rating_min;
     lo.rating_max = m->rating_max;
+    lo.read_only = 1;
     live *l = live_new(&lo, st, m->partitions, err, sizeof(err));
     mf_model *mf = l ? collect_model(l, m, err, sizeof(err)) : NULL;
     int rc = mf ? mf_save(mf, o->export_path, err, sizeof(err)) : UL_ERR_IO;
@@ -233,16 +278,17 @@ static int export_model(store *st, const store_model *m, const state_opts *o) {
     return rc == UL_OK ? CLI_EXIT_OK : cli_fail(CMD, err);
 }
 
-static int print_user(store *st, const store_model *m, const state_opts *o) {
+static int print_user(const ul_config *cfg, store *st, const store_model *m, const state_opts *o) {
     char err[UL_ERRSTR_SIZE];
     live_opts lo;
     live_opts_init(&lo);
     lo.k = m->k;
     lo.rating_min = m->rating_min;
     lo.rating_max = m->rating_max;
-    int32_t p = rows_user_partition(o->user, m->partitions);
+    lo.read_only = 1;
+    int32_t p = worker_user_partition(cfg, o->user, m->partitions); /* as key.format keys it */
     live *l = live_new(&lo, st, m->partitions, err, sizeof(err));
-    shard *s = l ? live_assign(l, p, err, sizeof(err)) : NULL;
+    shard *s = l ? live_assign(l, p, NULL, err, sizeof(err)) : NULL;
     if (s == NULL) {
         live_destroy(l);
         return cli_fail(CMD, err);
@@ -309,8 +355,10 @@ int cmd_state(int argc, char **argv) {
     }
     if (o.export_path)
         rc = export_model(st, &m, &o);
+    else if (o.n_stat_items > 0)
+        rc = print_item_stats(st, &m, &o);
     else
-        rc = o.have_user ? print_user(st, &m, &o) : print_partitions(st, &m, &o);
+        rc = o.have_user ? print_user(cc.cfg, st, &m, &o) : print_partitions(st, &m, &o);
 done:
     store_destroy(st);
     cli_config_free(&cc);

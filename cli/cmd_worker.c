@@ -38,7 +38,7 @@ static void worker_help(void) {
 }
 
 int cmd_worker(int argc, char **argv) {
-    char err[UL_ERRSTR_SIZE];
+    char err[3 * UL_ERRSTR_SIZE]; /* a fatal message names topics and ranges */
     cli_config cc;
     worker *w = NULL;
     int rc = cli_config_load(CMD, argc, argv, &cc);

@@ -1,5 +1,6 @@
-/* ds_index.h: a raw id -> dense index hash (open addressing, linear
- * probing) used by the dataset loader and for raw-id lookups afterwards.
+/* ds_index.h: a raw id -> dense index map (a direct array for small ids,
+ * a hash for the rest) used by the dataset loader and for raw-id lookups
+ * afterwards.
  * Keys are any int64 except INT64_MIN (the empty-slot marker); values are
  * the dense indices 0, 1, 2, ... handed out in first-seen order. */
 #ifndef UL_DS_INDEX_H

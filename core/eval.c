@@ -9,7 +9,10 @@
  * are averaged (or, with `route`, one model answers per user). A new method
  * is one builder and one table row; the metrics are shared. Every metric is
  * computed right after its model is built, so at most the cached models
- * and one method's models are alive at a time. */
+ * and one method's models are alive at a time. Retrain2 is built right after
+ * Retrain: it is the noise floor and the membership audit's reference model.
+ * With opts.sequential, each core/unlearn.h method is also run over F in
+ * batches (core/sequential.c) and measured after every batch. */
 #include "eval.h"
 
 #include <math.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mia.h"
 #include "protocol.h"
 #include "rng.h"
 #include "sisa.h"
@@ -46,15 +50,19 @@ typedef struct eval_ctx {
     int aborted;
     ul_ratings train, test, faulty;
     proto_forget fs;
-    ul_ratings forget;    /* F with the faulty values (as M1 learned them) */
-    ul_ratings retain;    /* the affected users' remaining ratings */
-    ul_ratings without_f; /* the training set without F, in training order */
-    float *item_mean;     /* per item, over the training ratings outside F */
-    int32_t *item_count;  /* per item, ratings in M1's training set (F included) */
-    float *ref_pred;      /* retrain's clipped prediction on each entry of F */
-    mf_model *orig, *m1, *retrain;
+    ul_ratings forget;            /* F with the faulty values (as M1 learned them) */
+    ul_ratings retain;            /* the affected users' remaining ratings */
+    ul_ratings without_f;         /* the training set without F, in training order */
+    float *item_mean;             /* per item, over the training ratings outside F */
+    int32_t *item_count;          /* per item, ratings in M1's training set (F included) */
+    float *ref_pred;              /* retrain's clipped prediction on each entry of F */
+    ul_ratings nonmember;         /* the affected users' test ratings: the audit's non-members */
+    float *ref_raw_f, *ref_raw_n; /* retrain2's raw predictions on F and on the non-members */
+    float *score_f, *score_n;     /* scratch: one model's attack scores */
+    int32_t *user_f, *user_n;     /* the user of each member / non-member: the attack's groups */
+    mf_model *orig, *m1, *retrain, *retrain2;
     int orig_cached; /* orig belongs to the eval_cache */
-    double orig_seconds, m1_seconds, retrain_seconds;
+    double orig_seconds, m1_seconds, retrain_seconds, retrain2_seconds;
     sisa *sisa;
     /* progress accounting, in units of one training on the whole train set */
     double units_done, units_total, unit_weight;
@@ -259,6 +267,14 @@ static int get_retrain(eval_ctx *c, char *errstr, size_t errstr_size) {
     return c->retrain ? UL_OK : fail_model(c, errstr, errstr_size);
 }
 
+static int get_retrain2(eval_ctx *c, char *errstr, size_t errstr_size) {
+    if (c->retrain2 == NULL)
+        c->retrain2 =
+            train_mf(c, c->without_f.v, c->without_f.n, c->o->seed + EVAL_NOISE_SEED_OFFSET,
+                     "retrain2", &c->retrain2_seconds, errstr, errstr_size);
+    return c->retrain2 ? UL_OK : fail_model(c, errstr, errstr_size);
+}
+
 static int get_sisa(eval_ctx *c, char *errstr, size_t errstr_size) {
     if (c->sisa != NULL)
         return UL_OK;
@@ -311,8 +327,18 @@ static int prepare(eval_ctx *c, eval_cell *cell, char *errstr, size_t errstr_siz
         return rc;
     c->item_mean = malloc(sizeof(float) * (size_t)d->n_items);
     c->item_count = calloc((size_t)d->n_items, sizeof(int32_t));
-    c->ref_pred = malloc(sizeof(float) * (c->forget.n ? c->forget.n : 1));
+    size_t nf = c->forget.n ? c->forget.n : 1, nt = c->test.n ? c->test.n : 1;
+    c->ref_pred = malloc(sizeof(float) * nf);
+    c->ref_raw_f = malloc(sizeof(float) * nf);
+    c->score_f = malloc(sizeof(float) * nf);
+    c->nonmember.v = malloc(sizeof(ul_rating) * nt);
+    c->ref_raw_n = malloc(sizeof(float) * nt);
+    c->score_n = malloc(sizeof(float) * nt);
+    c->user_f = malloc(sizeof(int32_t) * nf);
+    c->user_n = malloc(sizeof(int32_t) * nt);
     if (c->item_mean == NULL || c->item_count == NULL || c->ref_pred == NULL ||
+        c->ref_raw_f == NULL || c->score_f == NULL || c->nonmember.v == NULL ||
+        c->ref_raw_n == NULL || c->score_n == NULL || c->user_f == NULL || c->user_n == NULL ||
         build_without_f(c) != UL_OK) {
         ul_set_err(errstr, errstr_size, "out of memory preparing the cell");
         return UL_ERR_NOMEM;
@@ -330,8 +356,15 @@ static int prepare(eval_ctx *c, eval_cell *cell, char *errstr, size_t errstr_siz
     cell->n_users_affected = c->fs.n_users;
     for (size_t j = 0; j < c->test.n; j++) {
         int32_t u = c->test.v[j].user;
-        cell->n_test_affected += u >= 0 && u < d->n_users && c->fs.affected[u];
+        if (u >= 0 && u < d->n_users && c->fs.affected[u]) {
+            c->user_n[c->nonmember.n] = u;
+            c->nonmember.v[c->nonmember.n++] = c->test.v[j];
+        }
     }
+    for (size_t j = 0; j < c->forget.n; j++)
+        c->user_f[j] = c->forget.v[j].user;
+    cell->n_test_affected = c->nonmember.n;
+    cell->n_nonmember = c->nonmember.n;
     return UL_OK;
 }
 
@@ -346,10 +379,18 @@ static void ctx_free(eval_ctx *c) {
     free(c->item_mean);
     free(c->item_count);
     free(c->ref_pred);
+    ul_ratings_free(&c->nonmember);
+    free(c->ref_raw_f);
+    free(c->ref_raw_n);
+    free(c->score_f);
+    free(c->score_n);
+    free(c->user_f);
+    free(c->user_n);
     if (!c->orig_cached)
         mf_model_destroy(c->orig);
     mf_model_destroy(c->m1);
     mf_model_destroy(c->retrain);
+    mf_model_destroy(c->retrain2);
     sisa_destroy(c->sisa);
 }
 
@@ -378,13 +419,20 @@ static void ens_release(eval_ensemble *e) {
     memset(e, 0, sizeof(*e));
 }
 
-static float ens_predict(const eval_ensemble *e, int32_t user, int32_t item) {
+typedef float (*predict_fn)(const mf_model *m, int32_t user, int32_t item);
+
+/* The routed model's prediction, or the mean of the models'. */
+static float ens_mean(const eval_ensemble *e, predict_fn predict, int32_t user, int32_t item) {
     if (e->route != NULL)
-        return mf_predict(e->models[e->route[user]], user, item);
+        return predict(e->models[e->route[user]], user, item);
     double sum = 0;
     for (int j = 0; j < e->n; j++)
-        sum += mf_predict(e->models[j], user, item);
+        sum += predict(e->models[j], user, item);
     return (float)(sum / e->n);
+}
+
+static float ens_predict(const eval_ensemble *e, int32_t user, int32_t item) {
+    return ens_mean(e, mf_predict, user, item);
 }
 
 /* ---- the methods ------------------------------------------------------- */
@@ -419,13 +467,11 @@ static int build_retrain(eval_ctx *c, const char *name, eval_ensemble *e, char *
 
 static int build_retrain2(eval_ctx *c, const char *name, eval_ensemble *e, char *errstr,
                           size_t errstr_size) {
-    double seconds = 0;
-    mf_model *m = train_mf(c, c->without_f.v, c->without_f.n, c->o->seed + EVAL_NOISE_SEED_OFFSET,
-                           name, &seconds, errstr, errstr_size);
-    if (m == NULL)
-        return fail_model(c, errstr, errstr_size);
-    ens_own(e, m, 0, seconds);
-    return UL_OK;
+    (void)name;
+    int rc = get_retrain2(c, errstr, errstr_size);
+    if (rc == UL_OK)
+        ens_borrow(e, c->retrain2, 0, c->retrain2_seconds);
+    return rc;
 }
 
 static void ens_sisa(eval_ctx *c, eval_ensemble *e) {
@@ -456,26 +502,41 @@ static int build_sisa_owner(eval_ctx *c, const char *name, eval_ensemble *e, cha
     return rc;
 }
 
+/* The knobs every unlearning run of the cell uses. */
+static void cell_unlearn_params(const eval_ctx *c, unlearn_params *up) {
+    if (c->o->unlearn != NULL)
+        *up = *c->o->unlearn;
+    else
+        unlearn_params_init(up);
+    up->seed = c->o->seed;
+    up->threads = c->o->mf.threads;
+}
+
+/* A copy of M1 for `name` to change. */
+static mf_model *clone_m1(eval_ctx *c, const char *name, int *rc, char *errstr,
+                          size_t errstr_size) {
+    *rc = get_m1(c, errstr, errstr_size);
+    if (*rc != UL_OK)
+        return NULL;
+    mf_model *m = mf_model_clone(c->m1);
+    if (m == NULL) {
+        ul_set_err(errstr, errstr_size, "out of memory copying M1 for %s", name);
+        *rc = UL_ERR_NOMEM;
+    }
+    return m;
+}
+
 /* Every method of core/unlearn.h (cff, foldin, ...): M1 cloned, then
  * unlearn_apply() with F, the affected users' remaining ratings, the item
  * means outside F (O2's corrected values) and the item counts. */
 static int build_unlearned(eval_ctx *c, const char *name, eval_ensemble *e, char *errstr,
                            size_t errstr_size) {
-    int rc = get_m1(c, errstr, errstr_size);
-    if (rc != UL_OK)
+    int rc;
+    mf_model *m = clone_m1(c, name, &rc, errstr, errstr_size);
+    if (m == NULL)
         return rc;
-    mf_model *m = mf_model_clone(c->m1);
-    if (m == NULL) {
-        ul_set_err(errstr, errstr_size, "out of memory copying M1 for %s", name);
-        return UL_ERR_NOMEM;
-    }
     unlearn_params up;
-    if (c->o->unlearn != NULL)
-        up = *c->o->unlearn;
-    else
-        unlearn_params_init(&up);
-    up.seed = c->o->seed;
-    up.threads = c->o->mf.threads;
+    cell_unlearn_params(c, &up);
     unlearn_request req = {c->forget.v, c->forget.n,  c->retain.v,
                            c->retain.n, c->item_mean, c->item_count};
     stage_begin(c, name, "unlearning", 0.2);
@@ -584,6 +645,92 @@ static void forget_metrics(const eval_ctx *c, const eval_ensemble *e, eval_resul
     double n = (double)c->forget.n;
     r->forget_gap = c->forget.n ? gap / n : NAN;
     r->mean_pred_forget = c->forget.n ? sum / n : NAN;
+}
+
+/* The raw (unclipped) score of the ensemble, as exposure ranks by: the
+ * attacker's view of a pair. */
+static float ens_raw(const eval_ensemble *e, int32_t user, int32_t item) {
+    return ens_mean(e, mf_predict_raw, user, item);
+}
+
+static double ens_item_bias(const eval_ensemble *e, int32_t user, int32_t item) {
+    if (e->route != NULL)
+        return e->models[e->route[user]]->item_bias[item];
+    double sum = 0;
+    for (int j = 0; j < e->n; j++)
+        sum += e->models[j]->item_bias[item];
+    return sum / e->n;
+}
+
+/* The F-weighted mean over F's items of each item's mean raw score over the
+ * unaffected users, mu + mean(b_u) + b_i + mean(p_u).q_i: what F left in
+ * the items for the users who asked for nothing, free of the bias gauge
+ * (b_i + c, b_u - c predict the same). */
+static double model_item_score(const eval_ctx *c, const mf_model *m, double *pmean) {
+    size_t k = (size_t)m->k, n = 0;
+    double bu = 0;
+    memset(pmean, 0, k * sizeof(double));
+    for (int32_t u = 0; u < m->n_users; u++) {
+        if (c->fs.affected[u])
+            continue;
+        n++;
+        bu += m->user_bias[u];
+        for (size_t d = 0; d < k; d++)
+            pmean[d] += m->P[(size_t)u * k + d];
+    }
+    if (n == 0)
+        return NAN;
+    for (size_t d = 0; d < k; d++)
+        pmean[d] /= (double)n;
+    double base = m->global_mean + bu / (double)n, sum = 0;
+    for (size_t j = 0; j < c->forget.n; j++) {
+        int32_t i = c->forget.v[j].item;
+        double s = base + m->item_bias[i];
+        for (size_t d = 0; d < k; d++)
+            s += pmean[d] * m->Q[(size_t)i * k + d];
+        sum += s;
+    }
+    return c->forget.n ? sum / (double)c->forget.n : NAN;
+}
+
+static int item_score(const eval_ctx *c, const eval_ensemble *e, double *out) {
+    double *pmean = malloc(sizeof(double) * (size_t)e->models[0]->k), sum = 0;
+    if (pmean == NULL)
+        return UL_ERR_NOMEM;
+    for (int j = 0; j < e->n; j++) /* routed or averaged: every shard serves its users */
+        sum += model_item_score(c, e->models[j], pmean);
+    free(pmean);
+    *out = sum / e->n;
+    return UL_OK;
+}
+
+/* The membership-inference audit (docs/eval.md): members are F's pairs,
+ * non-members the affected users' test pairs, compared within each user
+ * (one threshold per user); the loss-threshold attack scores a pair by the
+ * raw prediction, the calibrated one by that minus retrain2's. Also the
+ * F-weighted mean item bias. */
+static int audit_metrics(const eval_ctx *c, const eval_ensemble *e, eval_result *r) {
+    double bias = 0;
+    for (size_t j = 0; j < c->forget.n; j++) {
+        const ul_rating *f = &c->forget.v[j];
+        c->score_f[j] = ens_raw(e, f->user, f->item);
+        bias += ens_item_bias(e, f->user, f->item);
+    }
+    for (size_t j = 0; j < c->nonmember.n; j++)
+        c->score_n[j] = ens_raw(e, c->nonmember.v[j].user, c->nonmember.v[j].item);
+    r->item_bias_forget = c->forget.n ? bias / (double)c->forget.n : NAN;
+    int rc = item_score(c, e, &r->item_score_forget);
+    if (rc == UL_OK)
+        rc = mia_auc(c->score_f, c->user_f, c->forget.n, c->score_n, c->user_n, c->nonmember.n,
+                     &r->mia_auc);
+    for (size_t j = 0; j < c->forget.n; j++)
+        c->score_f[j] -= c->ref_raw_f[j];
+    for (size_t j = 0; j < c->nonmember.n; j++)
+        c->score_n[j] -= c->ref_raw_n[j];
+    if (rc == UL_OK)
+        rc = mia_auc(c->score_f, c->user_f, c->forget.n, c->score_n, c->user_n, c->nonmember.n,
+                     &r->mia_auc_ref);
+    return rc;
 }
 
 /* Per affected user (index a into fs.users), a CSR list of items. */
@@ -767,6 +914,16 @@ static int latent_distances(eval_ctx *c, const eval_ensemble *e, eval_result *r,
     return UL_OK;
 }
 
+/* The message for a failed audit: a non-finite score means the model did. */
+static int audit_failed(int rc, const char *name, char *errstr, size_t errstr_size) {
+    if (rc == UL_ERR_ARG)
+        ul_set_err(errstr, errstr_size, "%s: the model predicts non-finite scores (it diverged)",
+                   name);
+    else if (rc != UL_OK)
+        ul_set_err(errstr, errstr_size, "out of memory in the membership audit");
+    return rc;
+}
+
 static int measure(eval_ctx *c, const char *name, const eval_ensemble *e, eval_result *r,
                    char *errstr, size_t errstr_size) {
     stage_begin(c, name, "scoring", 0);
@@ -782,7 +939,80 @@ static int measure(eval_ctx *c, const char *name, const eval_ensemble *e, eval_r
         ul_set_err(errstr, errstr_size, "out of memory scoring the affected users");
         return UL_ERR_NOMEM;
     }
-    return latent_distances(c, e, r, errstr, errstr_size);
+    int rc = audit_failed(audit_metrics(c, e, r), name, errstr, errstr_size);
+    return rc == UL_OK ? latent_distances(c, e, r, errstr, errstr_size) : rc;
+}
+
+/* ---- sequential unlearning -------------------------------------------- */
+
+typedef struct seq_run {
+    eval_ctx *c;
+    const char *name;
+    eval_seq_point *trace;
+    int failed; /* a batch's audit failed: its code */
+} seq_run;
+
+static int on_seq_batch(void *ctx, int batch, int batches, const mf_model *m) {
+    seq_run *sr = ctx;
+    eval_ensemble e;
+    eval_result r;
+    memset(&e, 0, sizeof(e));
+    ens_borrow(&e, m, 0, 0);
+    rmse_split(sr->c, &e, &r);
+    forget_metrics(sr->c, &e, &r);
+    int rc = audit_metrics(sr->c, &e, &r);
+    if (rc != UL_OK) {
+        sr->failed = rc;
+        return 1;
+    }
+    sr->trace[batch] = (eval_seq_point){r.rmse_test, r.forget_gap, r.mia_auc, r.item_bias_forget,
+                                        r.item_score_forget};
+    return report(sr->c, batch + 1, batches);
+}
+
+/* `name` (a core/unlearn.h method) over F in opts.sequential batches, one
+ * after another from M1; the final model measured like any other, with the
+ * per-batch trace. */
+static int run_sequential(eval_ctx *c, const char *name, eval_result *r, char *errstr,
+                          size_t errstr_size) {
+    int rc, n = c->o->sequential;
+    seq_run sr = {c, name, calloc((size_t)n, sizeof(eval_seq_point)), 0};
+    mf_model *m = clone_m1(c, name, &rc, errstr, errstr_size);
+    if (m == NULL || sr.trace == NULL) {
+        mf_model_destroy(m);
+        free(sr.trace);
+        if (m == NULL)
+            return rc;
+        ul_set_err(errstr, errstr_size, "out of memory for the sequential trace");
+        return UL_ERR_NOMEM;
+    }
+    unlearn_params up;
+    cell_unlearn_params(c, &up);
+    seq_opts so = {n, c->o->sequential_by, rng_derive(c->o->seed, 4)};
+    double seconds = 0;
+    stage_begin(c, name, "sequential unlearning", 0.2 + 0.01 * n);
+    rc = seq_unlearn(name, m, c->faulty.v, c->faulty.n, c->d->n_items, &c->fs, &so, &up,
+                     on_seq_batch, &sr, &seconds, errstr, errstr_size);
+    stage_end(c);
+    if (sr.failed) {
+        rc = audit_failed(sr.failed, name, errstr, errstr_size);
+    } else if (rc == UL_ERR_ABORTED) {
+        rc = fail_model(c, errstr, errstr_size);
+    }
+    eval_ensemble e;
+    memset(&e, 0, sizeof(e));
+    ens_own(&e, m, c->m1_seconds, seconds);
+    if (rc == UL_OK)
+        rc = measure(c, name, &e, r, errstr, errstr_size);
+    ens_release(&e);
+    if (rc != UL_OK) {
+        free(sr.trace);
+        return rc;
+    }
+    r->sequential = n;
+    r->trace = sr.trace;
+    r->n_trace = (size_t)n;
+    return UL_OK;
 }
 
 /* ---- a cell ------------------------------------------------------------ */
@@ -805,6 +1035,12 @@ static int check_opts(const eval_data *d, const eval_opts *o, const char *const 
         ul_set_err(errstr, errstr_size, "no method to evaluate");
         return UL_ERR_ARG;
     }
+    if (o->sequential < 0 || o->sequential > SEQ_MAX_BATCHES ||
+        (o->sequential_by != SEQ_BY_RATINGS && o->sequential_by != SEQ_BY_USERS)) {
+        ul_set_err(errstr, errstr_size, "sequential batches must be in 0..%d (by ratings or users)",
+                   SEQ_MAX_BATCHES);
+        return UL_ERR_ARG;
+    }
     for (size_t j = 0; j < n_names; j++) {
         if (find_method(names[j]) == NULL) {
             ul_set_err(errstr, errstr_size, "unknown method '%s'", names[j]);
@@ -817,7 +1053,7 @@ static int check_opts(const eval_data *d, const eval_opts *o, const char *const 
 /* Work units of the cell: orig, M1, Retrain and retrain2 (always built:
  * the distances, the reference, the noise floor) plus each other listed
  * method's own cost, SISA counted once. */
-static double plan_units(const char *const *names, size_t n_names) {
+static double plan_units(const char *const *names, size_t n_names, int sequential) {
     double units = 4;
     int sisa_counted = 0;
     for (size_t j = 0; j < n_names; j++) {
@@ -829,18 +1065,41 @@ static double plan_units(const char *const *names, size_t n_names) {
             continue;
         sisa_counted |= is_sisa;
         units += m->units;
+        if (sequential > 0 && m->build == build_unlearned)
+            units += 0.2 + 0.01 * sequential;
     }
     return units;
 }
 
-static int run_methods(eval_ctx *c, const char *const *names, size_t n_names, eval_cell *cell,
-                       char *errstr, size_t errstr_size) {
+/* Retrain (the gap's reference) and retrain2 (its noise floor, the audit's
+ * reference model) first, with their predictions on F and the
+ * non-members. */
+static int build_references(eval_ctx *c, eval_cell *cell, char *errstr, size_t errstr_size) {
     int rc = get_retrain(c, errstr, errstr_size);
+    if (rc == UL_OK)
+        rc = get_retrain2(c, errstr, errstr_size);
     if (rc != UL_OK)
         return rc;
-    for (size_t j = 0; j < c->forget.n; j++)
-        c->ref_pred[j] = mf_predict(c->retrain, c->forget.v[j].user, c->forget.v[j].item);
-    int noise_listed = 0;
+    for (size_t j = 0; j < c->forget.n; j++) {
+        const ul_rating *f = &c->forget.v[j];
+        c->ref_pred[j] = mf_predict(c->retrain, f->user, f->item);
+        c->ref_raw_f[j] = mf_predict_raw(c->retrain2, f->user, f->item);
+    }
+    for (size_t j = 0; j < c->nonmember.n; j++)
+        c->ref_raw_n[j] =
+            mf_predict_raw(c->retrain2, c->nonmember.v[j].user, c->nonmember.v[j].item);
+    eval_ensemble e;
+    eval_result r;
+    memset(&e, 0, sizeof(e));
+    ens_borrow(&e, c->retrain2, 0, 0);
+    forget_metrics(c, &e, &r);
+    cell->noise_floor = r.forget_gap;
+    return UL_OK;
+}
+
+static int run_methods(eval_ctx *c, const char *const *names, size_t n_names, eval_cell *cell,
+                       char *errstr, size_t errstr_size) {
+    int rc = build_references(c, cell, errstr, errstr_size);
     for (size_t j = 0; j < n_names && rc == UL_OK; j++) {
         const eval_method *m = find_method(names[j]);
         eval_ensemble e;
@@ -849,25 +1108,16 @@ static int run_methods(eval_ctx *c, const char *const *names, size_t n_names, ev
         if (rc == UL_OK)
             rc = measure(c, names[j], &e, &cell->results[cell->n_results], errstr, errstr_size);
         ens_release(&e);
-        if (rc == UL_OK && m->build == build_retrain2) {
-            cell->noise_floor = cell->results[cell->n_results].forget_gap;
-            noise_listed = 1;
-        }
         if (rc == UL_OK)
             cell->n_results++;
     }
-    if (rc != UL_OK || noise_listed)
-        return rc;
-    /* The noise floor is always measured, even when retrain2 is not listed. */
-    eval_ensemble e;
-    eval_result r;
-    memset(&e, 0, sizeof(e));
-    rc = build_retrain2(c, "retrain2", &e, errstr, errstr_size);
-    if (rc == UL_OK) {
-        forget_metrics(c, &e, &r);
-        cell->noise_floor = r.forget_gap;
+    for (size_t j = 0; j < n_names && rc == UL_OK && c->o->sequential > 0; j++) {
+        if (find_method(names[j])->build != build_unlearned)
+            continue;
+        rc = run_sequential(c, names[j], &cell->results[cell->n_results], errstr, errstr_size);
+        if (rc == UL_OK)
+            cell->n_results++;
     }
-    ens_release(&e);
     return rc;
 }
 
@@ -883,7 +1133,7 @@ int eval_run_cell(const eval_data *data, const eval_opts *opts, const char *cons
     int rc = check_opts(data, opts, names, n_names, errstr, errstr_size);
     if (rc != UL_OK)
         return rc;
-    cell->results = calloc(n_names, sizeof(eval_result));
+    cell->results = calloc(2 * n_names, sizeof(eval_result)); /* one-shot, then sequential */
     if (cell->results == NULL) {
         ul_set_err(errstr, errstr_size, "out of memory");
         return UL_ERR_NOMEM;
@@ -894,7 +1144,7 @@ int eval_run_cell(const eval_data *data, const eval_opts *opts, const char *cons
     c.o = opts;
     c.progress = progress;
     c.progress_ctx = progress_ctx;
-    c.units_total = plan_units(names, n_names);
+    c.units_total = plan_units(names, n_names, opts->sequential);
     rc = prepare(&c, cell, errstr, errstr_size);
     if (rc == UL_OK)
         rc = run_methods(&c, names, n_names, cell, errstr, errstr_size);
@@ -909,6 +1159,8 @@ int eval_run_cell(const eval_data *data, const eval_opts *opts, const char *cons
 void eval_cell_free(eval_cell *cell) {
     if (cell == NULL)
         return;
+    for (size_t j = 0; cell->results != NULL && j < cell->n_results; j++)
+        free(cell->results[j].trace);
     free(cell->results);
     cell->results = NULL;
     cell->n_results = 0;
@@ -925,6 +1177,8 @@ void eval_opts_init(eval_opts *opts) {
     opts->top_k = 10;
     opts->unlearn = NULL;
     opts->cache = NULL;
+    opts->sequential = 0;
+    opts->sequential_by = SEQ_BY_RATINGS;
 }
 
 /* ---- JSON -------------------------------------------------------------- */
@@ -970,6 +1224,20 @@ static void jb_num(jbuf *b, const char *key, double v, int last) {
         jb_printf(b, "\"%s\":null%s", key, last ? "" : ",");
 }
 
+/* "key":[v0,v1,...] over the trace's field at `offset`. */
+static void jb_trace(jbuf *b, const char *key, const eval_result *r, size_t offset, int last) {
+    jb_printf(b, "\"%s\":[", key);
+    for (size_t j = 0; j < r->n_trace; j++) {
+        double v;
+        memcpy(&v, (const char *)&r->trace[j] + offset, sizeof(v));
+        if (isfinite(v))
+            jb_printf(b, "%s%.6g", j ? "," : "", v);
+        else
+            jb_printf(b, "%snull", j ? "," : "");
+    }
+    jb_printf(b, "]%s", last ? "" : ",");
+}
+
 int eval_result_json(const eval_cell *cell, const eval_result *r, char *buf, size_t size) {
     jbuf b = {buf, size, 0, 0};
     jb_printf(&b, "{");
@@ -977,6 +1245,7 @@ int eval_result_json(const eval_cell *cell, const eval_result *r, char *buf, siz
     jb_num(&b, "users_pct", cell->users_pct, 0);
     jb_num(&b, "forget_pct", cell->forget_pct, 0);
     jb_string(&b, "method", r->method);
+    jb_printf(&b, "\"sequential\":%d,", r->sequential);
     jb_printf(&b, "\"seed\":%llu,", (unsigned long long)cell->seed);
     jb_num(&b, "rmse_test", r->rmse_test, 0);
     jb_num(&b, "rmse_affected", r->rmse_affected, 0);
@@ -984,12 +1253,27 @@ int eval_result_json(const eval_cell *cell, const eval_result *r, char *buf, siz
     jb_num(&b, "forget_gap", r->forget_gap, 0);
     jb_num(&b, "mean_pred_forget", r->mean_pred_forget, 0);
     jb_num(&b, "topk_exposure", r->topk_exposure, 0);
+    jb_num(&b, "mia_auc", r->mia_auc, 0);
+    jb_num(&b, "mia_auc_ref", r->mia_auc_ref, 0);
+    jb_num(&b, "item_bias_forget", r->item_bias_forget, 0);
+    jb_num(&b, "item_score_forget", r->item_score_forget, 0);
     jb_num(&b, "seconds", r->seconds, 0);
     jb_num(&b, "unlearn_seconds", r->unlearn_seconds, 0);
     jb_num(&b, "l1_P", r->l1_P, 0);
     jb_num(&b, "l2_P", r->l2_P, 0);
     jb_num(&b, "l1_Q", r->l1_Q, 0);
-    jb_num(&b, "l2_Q", r->l2_Q, 1);
+    jb_num(&b, "l2_Q", r->l2_Q, r->n_trace == 0);
+    if (r->n_trace > 0) {
+        jb_trace(&b, "trace_rmse", r, offsetof(eval_seq_point, rmse_test), 0);
+        jb_trace(&b, "trace_gap", r, offsetof(eval_seq_point, forget_gap), 0);
+        jb_trace(&b, "trace_mia", r, offsetof(eval_seq_point, mia_auc), 0);
+        jb_trace(&b, "trace_item_bias", r, offsetof(eval_seq_point, item_bias_forget), 0);
+        jb_trace(&b, "trace_item_score", r, offsetof(eval_seq_point, item_score_forget), 1);
+    }
     jb_printf(&b, "}");
     return b.overflow ? -1 : (int)b.len;
+}
+
+size_t eval_result_json_size(const eval_result *r) {
+    return 2048 + 5 * 16 * r->n_trace; /* %.6g with sign and exponent fits 15 */
 }

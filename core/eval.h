@@ -19,6 +19,7 @@
 
 #include "dataset.h"
 #include "mf.h"
+#include "sequential.h"
 #include "unlearn.h"
 
 #define EVAL_METHOD_NAME_MAX 24
@@ -58,6 +59,12 @@ typedef struct eval_opts {
     /* Shared across cells, or NULL; borrowed for the call. With a cache,
      * orig's seconds are those of the training that filled it. */
     eval_cache *cache;
+    /* Sequential unlearning (core/sequential.h): with sequential = N > 0,
+     * every listed core/unlearn.h method also runs over F split into N
+     * batches (split by sequential_by, seeded from `seed`), and adds one
+     * more result (sequential = N) after the one-shot results. 0: off. */
+    int sequential;
+    seq_split sequential_by;
 } eval_opts;
 
 void eval_opts_init(eval_opts *opts);
@@ -72,6 +79,15 @@ typedef struct eval_progress {
 
 /* Non-zero return aborts the cell with UL_ERR_ABORTED. */
 typedef int (*eval_progress_fn)(void *ctx, const eval_progress *p);
+
+/* The model after one batch of a sequential run. */
+typedef struct eval_seq_point {
+    double rmse_test;         /* all test ratings */
+    double forget_gap;        /* over all of F, against the one-shot Retrain */
+    double mia_auc;           /* the membership-inference AUC on F (see below) */
+    double item_bias_forget;  /* F-weighted mean item bias */
+    double item_score_forget; /* F-weighted mean of the items' mean score, unaffected users */
+} eval_seq_point;
 
 typedef struct eval_result {
     char method[EVAL_METHOD_NAME_MAX];
@@ -88,6 +104,26 @@ typedef struct eval_result {
     double l1_P, l2_P;       /* ||P_m1 - P||_F, ||P_orig - P||_F; NaN for ensembles */
     double l1_Q, l2_Q;       /* same for Q */
     int shards_touched;      /* sisa: shards retrained by unlearning; 0 otherwise */
+    /* Membership inference (docs/eval.md): AUC of an attack telling F's
+     * pairs (members, claimed value: the scale maximum) from the affected
+     * users' test pairs (never trained on); 0.5 = no trace. mia_auc scores a
+     * pair by the model's raw prediction (a loss-threshold attack);
+     * mia_auc_ref by that minus a reference model's (retrain2: trained
+     * without any candidate), a difficulty-calibrated attack. */
+    double mia_auc, mia_auc_ref;
+    double item_bias_forget; /* mean over (u, i) in F of b_i (F-weighted mean item bias) */
+    /* mean over (u, i) in F of item i's mean raw score over the unaffected
+     * users (mu + mean b_u + b_i + mean p_u . q_i): F's pull left in the
+     * items for everyone else, comparable across models whatever their mu
+     * (biases are only defined up to b_i + c, b_u - c). NaN when every user
+     * is affected. */
+    double item_score_forget;
+    /* 0: one-shot. N: this method applied over F in N sequential batches;
+     * trace[b] is the model after batch b (n_trace = N entries, owned by
+     * the cell). */
+    int sequential;
+    eval_seq_point *trace;
+    size_t n_trace;
 } eval_result;
 
 typedef struct eval_cell {
@@ -100,7 +136,10 @@ typedef struct eval_cell {
     size_t n_users_affected; /* users picked by O1 */
     size_t n_test_affected;  /* test ratings of affected users */
     double noise_floor;      /* forget gap between retrain and retrain2 */
-    eval_result *results;    /* one per requested method, in request order */
+    size_t n_nonmember;      /* the membership audit's non-members: affected users' test pairs */
+    /* One per requested method, in request order, then (with
+     * opts.sequential) one per requested core/unlearn.h method. */
+    eval_result *results;
     size_t n_results;
 } eval_cell;
 
@@ -122,10 +161,14 @@ const char *const *eval_default_methods(void);
 const char *eval_method_doc(const char *name);
 
 /* One result as a single-line JSON object (no newline) with the keys
- * dataset, users_pct, forget_pct, method, seed, rmse_test, rmse_affected,
- * rmse_unaffected, forget_gap, mean_pred_forget, topk_exposure, seconds,
- * unlearn_seconds, l1_P, l2_P, l1_Q, l2_Q (NaN written as null). Returns the
- * length, or -1 when `size` is too small. */
+ * dataset, users_pct, forget_pct, method, sequential, seed, rmse_test,
+ * rmse_affected, rmse_unaffected, forget_gap, mean_pred_forget,
+ * topk_exposure, mia_auc, mia_auc_ref, item_bias_forget, item_score_forget,
+ * seconds, unlearn_seconds, l1_P, l2_P, l1_Q, l2_Q (NaN written as null); a
+ * sequential result adds trace_rmse, trace_gap, trace_mia, trace_item_bias
+ * and trace_item_score, arrays of its N batches. Returns the length, or -1 when
+ * `size` is too small (eval_result_json_size() is always enough). */
 int eval_result_json(const eval_cell *cell, const eval_result *r, char *buf, size_t size);
+size_t eval_result_json_size(const eval_result *r);
 
 #endif

@@ -22,7 +22,13 @@
  * damped by adding foldin_item_prior ratings to n'_i: items with few ratings left would otherwise
  * jump far on an approximate Hessian (measured: without it the item rows move 1.3-2.6x further from
  * m1 than Retrain's do, at no gain in RMSE). Needs req->item_count (n_i); with NULL or foldin_items
- * = 0, item rows stay as in m1.
+ * = 0, item rows stay as in m1. Where the shared Hessian is wrong the step
+ * is not anchored alone: an item whose remaining ratings are all known (the
+ * affected users') is solved exactly on them, and one whose known raters
+ * carry a real share of its curvature gets their exact curvature added
+ * (Woodbury). Both are rare in one request and change no reported digit
+ * offline; in a stream of requests (sequential unlearning) the same rare
+ * items are stepped again and again, and without them their rows diverged.
  * - Sweeps: users, then items; a second sweep re-solves users against the
  *   updated items and redoes the item step (always anchored at m1).
  * - Solves: the per-user (K+1) systems are accumulated and factorised by
@@ -54,9 +60,11 @@ void spotrs_(const char *uplo, const int *n, const int *nrhs, const float *a, co
 #define FOLDIN_SAMPLE_USERS 4096
 #define FOLDIN_MAX_THREADS 16
 #define FOLDIN_SHRINK 32.0f
+#define FOLDIN_KNOWN_MAX 64     /* known raters added exactly to an item's Hessian, at most */
+#define FOLDIN_KNOWN_SHARE 0.1f /* ... when they carry this share of its curvature trace */
 
 typedef struct foldin {
-    mf_model *m;
+    const mf_model *m;
     const unlearn_request *req;
     const unlearn_params *params;
     const unlearn_rows *rows;
@@ -289,13 +297,103 @@ static void item_gradient(foldin *f, size_t c, float *g) {
     g[k] -= nf * f->params->foldin_reg_bias * bi0;
 }
 
-/* One Newton step per item of F from m1's row, z = z0 - H^-1 g, with the
- * shared Hessian H = n'_i (S + L). */
+/* The known raters of item c (the affected users' remaining ratings on
+ * it, with their new rows): their count, and the trace of the curvature
+ * they give, sum (|p'|^2 + 1). */
+static size_t known_raters(const foldin *f, size_t c, double *trace) {
+    size_t r = 0;
+    *trace = 0;
+    for (size_t j = f->ri.start[c]; j < f->ri.start[c + 1]; j++) {
+        ptrdiff_t a = f->r_user_pos[f->ri.idx[j]];
+        if (a < 0)
+            continue;
+        const float *p1 = f->P1 + (size_t)a * (size_t)f->k;
+        *trace += (double)cblas_sdot(f->k, p1, 1, p1, 1) + 1.0;
+        r++;
+    }
+    return r;
+}
+
+/* v = (h A)^-1 g on entry (A = S + L, factored in f->A); on return H^-1 g
+ * for H = h A + U U', U the known raters' new rows [p'; 1] (r of them):
+ * their exact curvature on top of the average one, by Woodbury,
+ * H^-1 g = v - W (I + U' W)^-1 U' v with W = (h A)^-1 U. W is k1 x r and
+ * M r x r scratch. */
+static int add_known_curvature(const foldin *f, size_t c, size_t r, float h, float *v, float *W,
+                               float *M) {
+    int k = f->k, k1 = f->k1, nr = (int)r, info = 0;
+    size_t w = 0;
+    for (size_t j = f->ri.start[c]; j < f->ri.start[c + 1]; j++) {
+        ptrdiff_t a = f->r_user_pos[f->ri.idx[j]];
+        if (a < 0)
+            continue;
+        memcpy(W + w * (size_t)k1, f->P1 + (size_t)a * (size_t)k, (size_t)k * sizeof(float));
+        W[w * (size_t)k1 + (size_t)k] = 1.0f;
+        w++;
+    }
+    float *U = W + r * (size_t)k1; /* a copy of U before W is solved in place */
+    memcpy(U, W, r * (size_t)k1 * sizeof(float));
+    spotrs_("L", &k1, &nr, f->A, &k1, W, &k1, &info);
+    if (info != 0)
+        return UL_ERR_STATE;
+    cblas_sscal(k1 * nr, 1.0f / h, W, 1);
+    float *t = M + r * r;
+    for (size_t x = 0; x < r; x++) {
+        for (size_t y = 0; y < r; y++)
+            M[x * r + y] = cblas_sdot(k1, U + x * (size_t)k1, 1, W + y * (size_t)k1, 1) +
+                           (x == y ? 1.0f : 0.0f);
+        t[x] = cblas_sdot(k1, U + x * (size_t)k1, 1, v, 1);
+    }
+    if (chol_solve(nr, M, t) != 0)
+        return UL_ERR_STATE;
+    cblas_sgemv(CblasColMajor, CblasNoTrans, k1, nr, -1.0f, W, k1, t, 1, 1.0f, v, 1);
+    return UL_OK;
+}
+
+/* Item c when every rating it has left is a known rater's (r = n'_i):
+ * the exact ridge solve on them, min sum (r - mu - b_u' - x'.z)^2 +
+ * n'_i z'Lz. The anchored step would assume the item stationary, which a
+ * stream of requests moving its only raters makes false; the exact solve
+ * needs no such assumption. A is k1 x (k1 + 1) scratch; into z. */
+static int solve_known_item(const foldin *f, size_t c, size_t r, float *A, float *x, float *z) {
+    const mf_model *m = f->m;
+    int k = f->k, k1 = f->k1;
+    float *rhs = A + (size_t)k1 * (size_t)k1;
+    memset(A, 0, (size_t)(k1 + 1) * (size_t)k1 * sizeof(float));
+    for (size_t j = f->ri.start[c]; j < f->ri.start[c + 1]; j++) {
+        size_t ri = f->ri.idx[j];
+        ptrdiff_t a = f->r_user_pos[ri];
+        if (a < 0)
+            continue;
+        memcpy(x, f->P1 + (size_t)a * (size_t)k, (size_t)k * sizeof(float));
+        x[k] = 1.0f;
+        gram_add(k1, A, rhs, x, f->req->retain[ri].value - m->global_mean - f->bu1[a]);
+    }
+    for (int d = 0; d < k; d++)
+        A[(size_t)d * (size_t)k1 + (size_t)d] += f->params->foldin_reg * (float)r;
+    A[(size_t)k * (size_t)k1 + (size_t)k] += f->params->foldin_reg_bias * (float)r + 1e-6f;
+    if (chol_solve(k1, A, rhs) != 0)
+        return UL_ERR_STATE;
+    memcpy(z, rhs, (size_t)k1 * sizeof(float));
+    return UL_OK;
+}
+
+/* One Newton step per item from m1's row, z = z0 - H^-1 g, with the shared
+ * Hessian H = h (S + L), h = n'_i + prior. Where the item's known raters
+ * carry a real share of its curvature (few ratings left, or raters with
+ * rows far above the average user's), their exact curvature is added
+ * (add_known_curvature): the average moment alone then under-estimates H
+ * along their rows many times over, and the step overshoots (in a stream
+ * of requests, where the same item is stepped again and again, it
+ * diverged). Popular items are left to the shared Hessian. */
 static int update_items(foldin *f) {
     const mf_model *m = f->m;
     int k = f->k, k1 = f->k1;
     size_t ni = f->rows->n_items;
     item_hessian(f);
+    double tr_s = 0;
+    for (int d = 0; d < k1; d++)
+        tr_s += f->A[(size_t)d * (size_t)k1 + (size_t)d];
     int info = 0;
     spotrf_("L", &k1, f->A, &k1, &info);
     if (info != 0)
@@ -307,12 +405,16 @@ static int update_items(foldin *f) {
     spotrs_("L", &k1, &nrhs, f->A, &k1, G, &k1, &info);
     if (info != 0)
         return UL_ERR_STATE;
-    for (size_t c = 0; c < ni; c++) {
+    float *W = malloc((2 * FOLDIN_KNOWN_MAX * (size_t)k1) * sizeof(float));
+    float *M = malloc((FOLDIN_KNOWN_MAX + 1) * FOLDIN_KNOWN_MAX * sizeof(float));
+    float *S = malloc(((size_t)k1 + 2) * (size_t)k1 * sizeof(float)); /* solve_known_item */
+    int rc = W && M && S ? UL_OK : UL_ERR_NOMEM;
+    for (size_t c = 0; c < ni && rc == UL_OK; c++) {
         int32_t item = f->rows->items[c];
         int64_t n_all = f->req->item_count[item];
         int64_t n_left = n_all - (int64_t)(f->fi.start[c + 1] - f->fi.start[c]);
         float *q1 = f->Q1 + c * (size_t)k;
-        const float *step = G + c * (size_t)k1;
+        float *step = G + c * (size_t)k1;
         if (n_left <= 0) {
             memset(q1, 0, (size_t)k * sizeof(*q1)); /* no rating left: the ridge solution */
             f->bi1[c] = 0;
@@ -320,11 +422,26 @@ static int update_items(foldin *f) {
         }
         const float *q0 = m->Q + (size_t)item * (size_t)k;
         float h = (float)n_left + f->params->foldin_item_prior;
+        cblas_sscal(k1, 1.0f / h, step, 1);
+        double known;
+        size_t r = known_raters(f, c, &known);
+        if (r >= (size_t)n_left) { /* every rating left is known: solve it */
+            float *z = S + (size_t)(k1 + 1) * (size_t)k1;
+            rc = solve_known_item(f, c, r, S, M, z);
+            memcpy(q1, z, (size_t)k * sizeof(float));
+            f->bi1[c] = z[k];
+            continue;
+        }
+        if (r > 0 && r <= FOLDIN_KNOWN_MAX && known > FOLDIN_KNOWN_SHARE * h * tr_s)
+            rc = add_known_curvature(f, c, r, h, step, W, M);
         for (int d = 0; d < k; d++)
-            q1[d] = q0[d] - step[d] / h;
-        f->bi1[c] = m->item_bias[item] - step[k] / h;
+            q1[d] = q0[d] - step[d];
+        f->bi1[c] = m->item_bias[item] - step[k];
     }
-    return UL_OK;
+    free(W);
+    free(M);
+    free(S);
+    return rc;
 }
 
 static void foldin_free(foldin *f) {
@@ -388,8 +505,7 @@ static int foldin_setup(foldin *f) {
     return UL_OK;
 }
 
-static void foldin_commit(foldin *f, int items) {
-    mf_model *m = f->m;
+static void foldin_commit(const foldin *f, mf_model *m, int items) {
     size_t k = (size_t)f->k;
     for (size_t a = 0; a < f->rows->n_users; a++) {
         int32_t u = f->rows->users[a];
@@ -401,6 +517,28 @@ static void foldin_commit(foldin *f, int items) {
         memcpy(m->Q + (size_t)i * k, f->Q1 + c * k, k * sizeof(float));
         m->item_bias[i] = f->bi1[c];
     }
+}
+
+int foldin_item_step(const mf_model *m, const unlearn_request *req, const unlearn_params *params,
+                     const unlearn_rows *rows, const float *P1, const float *bu1, float *Q1,
+                     float *bi1) {
+    foldin f = {.m = m, .req = req, .params = params, .rows = rows, .k = m->k, .k1 = m->k + 1};
+    size_t k = (size_t)m->k;
+    int rc = req->item_count == NULL ? UL_ERR_ARG : foldin_setup(&f);
+    if (rc == UL_OK && P1 == NULL) {
+        rc = solve_users(&f);
+    } else if (rc == UL_OK) {
+        memcpy(f.P1, P1, rows->n_users * k * sizeof(float));
+        memcpy(f.bu1, bu1, rows->n_users * sizeof(float));
+    }
+    if (rc == UL_OK)
+        rc = update_items(&f);
+    if (rc == UL_OK) {
+        memcpy(Q1, f.Q1, rows->n_items * k * sizeof(float));
+        memcpy(bi1, f.bi1, rows->n_items * sizeof(float));
+    }
+    foldin_free(&f);
+    return rc;
 }
 
 int foldin_apply(mf_model *m, const unlearn_request *req, const unlearn_params *params,
@@ -428,7 +566,7 @@ int foldin_apply(mf_model *m, const unlearn_request *req, const unlearn_params *
             goto done;
         }
     }
-    foldin_commit(&f, items);
+    foldin_commit(&f, m, items);
     *users_changed = 1;
     *items_changed = items;
 done:

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "mf_kernel.h"
+#include "mf_par.h"
 #include "ul_err.h"
 
 void mf_params_init(mf_params *params) {
@@ -19,10 +20,10 @@ void mf_params_init(mf_params *params) {
     /* Chosen by bench/tune_mf on validation splits carved from the training
      * parts of ML-100K and ML-1M (lowest mean validation RMSE); see docs/mf.md. */
     params->k = 64;
-    params->epochs = 80;
-    params->lr = 0.01f;
-    params->lr_decay = 0.98f;
-    params->reg = 0.05f;
+    params->epochs = 15;
+    params->lr = 0.1f;
+    params->lr_decay = 0.79f;
+    params->reg = 0.045f;
     params->reg_bias = 0.05f;
     params->init_std = 0.003f;
     params->seed = 42;
@@ -63,6 +64,18 @@ int mf_params_check(const mf_params *params, char *errstr, size_t errstr_size) {
     if (!isfinite(params->lr_decay) || params->lr_decay <= 0.0f || params->lr_decay > 1.0f) {
         ul_set_err(errstr, errstr_size, "MF lr_decay=%g must be in (0, 1]",
                    (double)params->lr_decay);
+        return UL_ERR_ARG;
+    }
+    if (params->kernel < MF_KERNEL_AUTO || params->kernel >= MF_KERNEL_COUNT) {
+        ul_set_err(errstr, errstr_size, "MF kernel=%d is not a kernel variant",
+                   (int)params->kernel);
+        return UL_ERR_ARG;
+    }
+    if (!mf_kernel_available(params->kernel)) {
+        ul_set_err(errstr, errstr_size,
+                   "MF kernel '%s' does not run on this CPU (use 'auto', or 'base' which runs "
+                   "everywhere)",
+                   mf_kernel_name(params->kernel));
         return UL_ERR_ARG;
     }
     if (params->threads < 0 || params->threads > 1024) {
@@ -185,8 +198,9 @@ float mf_predict_raw(const mf_model *m, int32_t user, int32_t item) {
     if (has_user && has_item) {
         const float *p = m->P + (size_t)user * (size_t)m->k;
         const float *q = m->Q + (size_t)item * (size_t)m->k;
-        /* A constant k lets the kernel unroll; same arithmetic, same bits. */
-        r += m->k == 64 ? mf_kernel_dot(p, q, 64) : mf_kernel_dot(p, q, m->k);
+        /* The baseline kernel's dot on every CPU: a model predicts the same
+         * whatever the machine. */
+        r += mf_dot_base(p, q, m->k);
     }
     return r;
 }
@@ -209,21 +223,92 @@ float mf_sgd_step(mf_model *m, int32_t user, int32_t item, float value, float lr
         return value - mf_predict_raw(m, user, item);
     float *p = m->P + (size_t)user * (size_t)m->k;
     float *q = m->Q + (size_t)item * (size_t)m->k;
-    if (m->k == 64)
-        return mf_kernel_step(p, q, &m->user_bias[user], &m->item_bias[item], 64, m->global_mean,
-                              value, lr, reg, reg_bias);
-    return mf_kernel_step(p, q, &m->user_bias[user], &m->item_bias[item], m->k, m->global_mean,
-                          value, lr, reg, reg_bias);
+    return mf_kernel_get(MF_KERNEL_AUTO)
+        ->sgd_step(p, q, &m->user_bias[user], &m->item_bias[item], m->k, m->global_mean, value, lr,
+                   lr, reg, reg_bias);
+}
+
+float mf_row_lr(const mf_params *params, const mf_row_state *st, float lr_min) {
+    float lr = (float)(params->lr * pow(params->lr_decay, st->passes));
+    return lr > lr_min ? lr : lr_min;
+}
+
+float mf_sgd_step_rows(mf_model *m, int32_t user, int32_t item, float value,
+                       const mf_params *params, float lr_min, mf_row_state *user_state,
+                       mf_row_state *item_state) {
+    if (user < 0 || user >= m->n_users || item < 0 || item >= m->n_items)
+        return value - mf_predict_raw(m, user, item);
+    float *p = m->P + (size_t)user * (size_t)m->k;
+    float *q = m->Q + (size_t)item * (size_t)m->k;
+    float err =
+        mf_kernel_get(MF_KERNEL_AUTO)
+            ->sgd_step(p, q, &m->user_bias[user], &m->item_bias[item], m->k, m->global_mean, value,
+                       mf_row_lr(params, user_state, lr_min), mf_row_lr(params, item_state, lr_min),
+                       params->reg, params->reg_bias);
+    user_state->passes += user_state->n >= 1.0f ? 1.0f / user_state->n : 1.0f;
+    item_state->passes += item_state->n >= 1.0f ? 1.0f / item_state->n : 1.0f;
+    return err;
+}
+
+/* mf_rmse works in fixed chunks, summed in chunk order: the result does
+ * not depend on how many threads ran them. */
+#define RMSE_CHUNK 65536
+
+typedef struct rmse_job {
+    const mf_model *m;
+    const ul_rating *ratings;
+    size_t n;
+    double *sse; /* one per chunk */
+} rmse_job;
+
+/* Ratings ahead whose rows mf_rmse prefetches: a large model's rows come
+ * from memory, one miss per rating otherwise. */
+#define RMSE_PREFETCH 8
+
+static void prefetch_row(const float *row, int k) {
+    for (int l = 0; l < k; l += 32) /* a line in 128 bytes (see mf_kernel_impl.h) */
+        __builtin_prefetch(row + l);
+}
+
+static void prefetch_rows(const mf_model *m, const ul_rating *r) {
+    if (r->user >= 0 && r->user < m->n_users)
+        prefetch_row(m->P + (size_t)r->user * (size_t)m->k, m->k);
+    if (r->item >= 0 && r->item < m->n_items)
+        prefetch_row(m->Q + (size_t)r->item * (size_t)m->k, m->k);
+}
+
+static double rmse_chunk_sse(const rmse_job *job, size_t c) {
+    size_t lo = c * RMSE_CHUNK, hi = lo + RMSE_CHUNK < job->n ? lo + RMSE_CHUNK : job->n;
+    double sse = 0.0;
+    for (size_t i = lo; i < hi; i++) {
+        if (i + RMSE_PREFETCH < hi)
+            prefetch_rows(job->m, &job->ratings[i + RMSE_PREFETCH]);
+        const ul_rating *r = &job->ratings[i];
+        double e = (double)r->value - (double)mf_predict(job->m, r->user, r->item);
+        sse += e * e;
+    }
+    return sse;
+}
+
+static void rmse_task(void *ctx, size_t c) {
+    rmse_job *job = ctx;
+    job->sse[c] = rmse_chunk_sse(job, c);
 }
 
 double mf_rmse(const mf_model *m, const ul_rating *ratings, size_t n) {
     if (n == 0)
         return 0.0;
+    size_t chunks = (n + RMSE_CHUNK - 1) / RMSE_CHUNK;
+    rmse_job job = {m, ratings, n, chunks > 1 ? malloc(chunks * sizeof(double)) : NULL};
     double sse = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double e =
-            (double)ratings[i].value - (double)mf_predict(m, ratings[i].user, ratings[i].item);
-        sse += e * e;
+    if (job.sse != NULL) {
+        mf_par_run(chunks, 0, rmse_task, &job);
+        for (size_t c = 0; c < chunks; c++)
+            sse += job.sse[c];
+        free(job.sse);
+    } else { /* one chunk, or no memory for the slots: same sums, in turn */
+        for (size_t c = 0; c < chunks; c++)
+            sse += rmse_chunk_sse(&job, c);
     }
     return sqrt(sse / (double)n);
 }

@@ -29,6 +29,24 @@ typedef struct mf_model {
     int64_t *item_ids;            /* dense -> raw id, n_items; may be NULL */
 } mf_model;
 
+/* The SGD kernel variants, by instruction set (see docs/mf.md). AUTO picks
+ * the fastest this CPU runs; the variants round differently (the AVX ones
+ * fuse multiply-adds), so a model is bit-identical only for one variant. */
+typedef enum mf_kernel_id {
+    MF_KERNEL_AUTO = 0,
+    MF_KERNEL_BASE,   /* portable C; SSE2 on x86-64, runs everywhere */
+    MF_KERNEL_AVX2,   /* AVX2 + FMA */
+    MF_KERNEL_AVX512, /* AVX-512F + FMA */
+    MF_KERNEL_COUNT
+} mf_kernel_id;
+
+/* "auto", "base", "avx2", "avx512". */
+const char *mf_kernel_name(mf_kernel_id id);
+/* Name -> id; UL_OK, or UL_ERR_ARG for an unknown name. */
+int mf_kernel_parse(const char *name, mf_kernel_id *id);
+/* 1 when this build and this CPU run the variant (AUTO: always). */
+int mf_kernel_available(mf_kernel_id id);
+
 typedef struct mf_params {
     int k;          /* latent dimension, default 64 */
     int epochs;     /* SGD passes over the data */
@@ -40,6 +58,7 @@ typedef struct mf_params {
     int threads; /* worker threads for training; 0 = number of cores */
     /* Learning-rate schedule: epoch e (0-based) uses lr * lr_decay^e. */
     float lr_decay;
+    mf_kernel_id kernel; /* default MF_KERNEL_AUTO */
 } mf_params;
 
 /* Defaults (tuned on a validation split carved from the training data; see
@@ -72,6 +91,18 @@ mf_model *mf_train(const ul_rating *ratings, size_t n, int32_t n_users, int32_t 
                    float rating_min, float rating_max, const mf_params *params,
                    mf_progress_fn progress, void *progress_ctx, char *errstr, size_t errstr_size);
 
+/* Like mf_progress_fn, with the model as it stands after that epoch, for
+ * learning curves. `m` is borrowed for the call only: read it, do not keep
+ * or change it. */
+typedef int (*mf_watch_fn)(void *ctx, int epoch, int epochs, double train_rmse, const mf_model *m);
+
+/* mf_train, calling `watch` (which may be NULL) after each epoch with the
+ * model. Gathering the model costs a copy of its rows per epoch, nothing
+ * when watch is NULL; the result is the same as mf_train's. */
+mf_model *mf_train_watch(const ul_rating *ratings, size_t n, int32_t n_users, int32_t n_items,
+                         float rating_min, float rating_max, const mf_params *params,
+                         mf_watch_fn watch, void *watch_ctx, char *errstr, size_t errstr_size);
+
 /* Predictions: raw (unclipped) and clipped to the model's scale. A user or
  * item outside the model (e.g. unseen) contributes no bias and no factor:
  * the prediction falls back to mu + b_i, mu + b_u or mu. */
@@ -84,7 +115,32 @@ float mf_predict(const mf_model *m, int32_t user, int32_t item);
 float mf_sgd_step(mf_model *m, int32_t user, int32_t item, float value, float lr, float reg,
                   float reg_bias);
 
-/* Root mean squared error of clipped predictions over n ratings (0 if n=0). */
+/* The online learner's state of one row (a user's or an item's), kept by
+ * the caller beside the row: 8 bytes. The trainer's schedule (epoch e runs
+ * at lr * lr_decay^e) is applied per row, counting each row's own passes
+ * over its ratings: a new row learns at lr, a row trained for E epochs at
+ * lr * lr_decay^E, as in the trainer's last epoch. See docs/mf.md. */
+typedef struct mf_row_state {
+    float passes; /* passes over the row's ratings so far: 0 for a new row,
+                   * params->epochs for a row of a model from mf_train */
+    float n;      /* ratings the row has; the caller keeps it up to date */
+} mf_row_state;
+
+/* The learning rate of a row in state `st`: lr * lr_decay^passes, but not
+ * below lr_min (0: no floor). */
+float mf_row_lr(const mf_params *params, const mf_row_state *st, float lr_min);
+
+/* One online SGD step on (user, item, value) at each row's own rate
+ * (mf_row_lr), with params' reg and reg_bias; each row's passes then grow
+ * by 1/n (1 when n < 1). Returns the error before the step. A user or item
+ * outside the model changes nothing, states included. */
+float mf_sgd_step_rows(mf_model *m, int32_t user, int32_t item, float value,
+                       const mf_params *params, float lr_min, mf_row_state *user_state,
+                       mf_row_state *item_state);
+
+/* Root mean squared error of clipped predictions over n ratings (0 if
+ * n=0), on all cores in fixed chunks: the same result whatever their
+ * number. */
 double mf_rmse(const mf_model *m, const ul_rating *ratings, size_t n);
 
 /* Scores of every item for each of n_users users (sgemm): out is

@@ -1,6 +1,7 @@
 /* rescue.h: the rescue model m2 of the paper: a small MF over the users and
  * items of the forget set only, trained on D_fl1 (F with every rating
- * replaced by its item's corrected value). */
+ * replaced by its item's corrected value) and, with rescue_retain (the
+ * "cff" default), on the affected users' remaining ratings too. */
 #ifndef UL_RESCUE_H
 #define UL_RESCUE_H
 

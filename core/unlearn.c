@@ -24,9 +24,9 @@
 #define METHOD_DEFAULT 2
 #define UNLEARN_METHODS(X)                                                                         \
     X("cff", cff_apply, METHOD_STREAM | METHOD_DEFAULT,                                            \
-      "rescue model m2 + CFF network fusing the affected users' rows (residual, bias "             \
-      "included), trained to forget F and keep their other ratings, ridge-bounded "                \
-      "(docs/unlearning.md)")                                                                      \
+      "rescue model m2 + CFF network fusing the affected users' rows (residual on m2, bias "       \
+      "included), trained to forget F and keep their other ratings, ridge-bounded; then "          \
+      "fold-in's Newton step on F's items (docs/unlearning.md)")                                   \
     X("cff-paper", cff_paper_apply, 0,                                                             \
       "the paper's Algorithm 1 taken literally: unit-norm fused rows of every user and item "      \
       "of F, trained on D_fl1 only")                                                               \
@@ -108,6 +108,9 @@ void unlearn_params_init(unlearn_params *params) {
     params->cff_anchor_pairs = 8;
     params->cff_reg = 0.05f;
     params->cff_reg_bias = 0.01f;
+    params->cff_item_step = 1;
+    params->cff_base_m2 = 1;
+    params->rescue_retain = 1;
     params->foldin_sweeps = 1;
     params->foldin_reg = 0.15f;
     params->foldin_reg_bias = 0.01f;
@@ -223,6 +226,14 @@ static int check_params(const unlearn_params *p, char *errstr, size_t errstr_siz
         bad = "foldin_reg must be in (0,1e6) and foldin_reg_bias in [0,1e6)";
     else if (p->cff_fuse_items != 0 && p->cff_fuse_items != 1)
         bad = "cff_fuse_items must be 0 or 1";
+    else if (p->cff_item_step != 0 && p->cff_item_step != 1)
+        bad = "cff_item_step must be 0 or 1";
+    else if (p->rescue_retain != 0 && p->rescue_retain != 1)
+        bad = "rescue_retain must be 0 or 1";
+    else if (p->cff_base_m2 != 0 && p->cff_base_m2 != 1)
+        bad = "cff_base_m2 must be 0 or 1";
+    else if (p->cff_item_users != 0 && p->cff_item_users != 1)
+        bad = "cff_item_users must be 0 or 1";
     else if (!(p->foldin_item_prior >= 0 && p->foldin_item_prior < 1e9f))
         bad = "foldin_item_prior must be in [0,1e9)";
     else if (p->foldin_items != 0 && p->foldin_items != 1)

@@ -33,11 +33,12 @@ typedef struct unlearn_params {
     int threads; /* 0 = number of cores */
     /* Method-specific knobs are added here by the methods, each with a
      * default set in unlearn_params_init(). */
-    int rescue_epochs;       /* m2 training epochs */
-    int cff_steps;           /* CFF optimisation steps */
-    float cff_lr;            /* Adam learning rate */
-    int foldin_sweeps;       /* user then item ridge sweeps */
-    float foldin_reg;        /* ridge regularisation (per rating, like the SGD's reg) */
+    int rescue_epochs; /* m2 training epochs */
+    int rescue_retain; /* "cff": 1 also trains m2's users on their remaining ratings, items fixed */
+    int cff_steps;     /* CFF optimisation steps */
+    float cff_lr;      /* Adam learning rate */
+    int foldin_sweeps; /* user then item ridge sweeps */
+    float foldin_reg;  /* ridge regularisation (per rating, like the SGD's reg) */
     float foldin_reg_bias;   /* ridge regularisation of the biases (per rating) */
     int foldin_items;        /* 1: Newton update of the items in F; 0: items fixed */
     float foldin_item_prior; /* ratings added to n'_i in the item Hessian (damping) */
@@ -53,6 +54,9 @@ typedef struct unlearn_params {
     int cff_fuse_items;      /* "cff": 1 also fuses the items of F (users only by default) */
     float cff_reg;           /* "cff": ridge on a fused row's factors, per unit of pair weight */
     float cff_reg_bias;      /* "cff": the same on its bias */
+    int cff_item_step;       /* "cff": 1 steps the items of F as fold-in does, after the users */
+    int cff_base_m2;         /* "cff": 1 makes m2's row the residual's base (0: m1's) */
+    int cff_item_users; /* "cff": the item step's users: 0 the fused rows, 1 fold-in's re-solve */
 } unlearn_params;
 
 void unlearn_params_init(unlearn_params *params);

@@ -54,6 +54,18 @@ int cff_paper_apply(mf_model *m, const unlearn_request *req, const unlearn_param
                     const unlearn_rows *rows, int *users_changed, int *items_changed, char *errstr,
                     size_t errstr_size);
 
+/* Fold-in's item step on its own (foldin.c), for methods that update the
+ * users their own way: given the new rows of the affected users (P1:
+ * rows->n_users x k, bu1; both NULL: fold-in's own ridge re-solve of them),
+ * one m1-anchored Newton step per item of F (params' foldin_reg,
+ * foldin_reg_bias, foldin_item_prior) into Q1 (rows->n_items x k) and
+ * bi1. `m` is m1, unchanged. Needs
+ * req->item_count (UL_ERR_ARG without). UL_OK, UL_ERR_NOMEM or
+ * UL_ERR_STATE (a non-finite model). */
+int foldin_item_step(const mf_model *m, const unlearn_request *req, const unlearn_params *params,
+                     const unlearn_rows *rows, const float *P1, const float *bu1, float *Q1,
+                     float *bi1);
+
 /* Group `n` ratings by their user (by_item = 0) or item (1) over the
  * affected rows; ratings whose row is not affected are skipped. */
 int unlearn_groups_build(const ul_rating *r, size_t n, int by_item, const unlearn_rows *rows,

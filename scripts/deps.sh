@@ -16,6 +16,7 @@ PACKAGES=(
   clang-format                           # format check in the test command
   python3-yaml                           # tests/integration/test_deploy_files.sh parses deploy/
   curl                                   # tests/integration/test_worker_metrics.sh reads /metrics
+  kcat                                   # tests: a foreign producer/consumer (headers, raw records)
 )
 
 missing=()

@@ -1,6 +1,7 @@
 /* codec.c: Confluent-framed Avro records of our topics (see codec.h).
  *
- * DESIGN: the Avro binary encoding of our four flat records is written and
+ * DESIGN: the Avro binary encoding of our records (four flat ones and the
+ * internal ItemUpdates, an array of records) is written and
  * read by hand (zigzag varints, little-endian floats, length-prefixed
  * strings, blocked arrays, union and enum indices). avro-c's generic value
  * API costs several allocations and virtual calls per record; the hand path
@@ -145,6 +146,7 @@ void codec_opts_init(codec_opts *opts) {
     opts->schema_id_forget = 2;
     opts->schema_id_factor = 3;
     opts->schema_id_receipt = 4;
+    opts->schema_id_item_update = 6;
     opts->rating_min = 1.0f;
     opts->rating_max = 5.0f;
     opts->max_forget_items = 10000;
@@ -189,25 +191,23 @@ static const field_spec receipt_fields[] = {
     {"requested", AVRO_INT32},        {"not_found", AVRO_INT32},
     {"beyond_retention", AVRO_INT32}, {NULL, AVRO_NULL}};
 
-static int check_schema(const char *name, const field_spec *spec, char *errstr,
-                        size_t errstr_size) {
-    const char *text = codec_schema_text(name);
-    avro_schema_t schema = NULL;
-    int rc = UL_ERR_CORRUPT;
-    if (text == NULL) {
-        ul_set_err(errstr, errstr_size, "schema %s.avsc is not embedded in this build", name);
-        return rc;
-    }
-    if (avro_schema_from_json_length(text, strlen(text), &schema) != 0) {
-        ul_set_err(errstr, errstr_size, "schema %s.avsc does not parse: %s", name, avro_strerror());
-        return rc;
-    }
+static const field_spec item_update_fields[] = {{"instance", AVRO_INT64}, {"source", AVRO_INT32},
+                                                {"seq", AVRO_INT64},      {"nonce", AVRO_INT64},
+                                                {"items", AVRO_ARRAY},    {NULL, AVRO_NULL}};
+static const field_spec item_update_item_fields[] = {
+    {"id", AVRO_INT64},    {"dcount", AVRO_INT32},  {"dsum", AVRO_DOUBLE},
+    {"dbias", AVRO_FLOAT}, {"dvector", AVRO_ARRAY}, {NULL, AVRO_NULL}};
+
+/* The fields of record `schema`, in order, against spec; `nested` (may be
+ * NULL) is the spec of the records an array field of `schema` holds. */
+static int check_record(const char *name, avro_schema_t schema, const field_spec *spec,
+                        const field_spec *nested, char *errstr, size_t errstr_size) {
     size_t n = 0;
     while (spec[n].name)
         n++;
     if (!is_avro_record(schema) || avro_schema_record_size(schema) != n) {
         ul_set_err(errstr, errstr_size, "schema %s.avsc: expected a record of %zu fields", name, n);
-        goto done;
+        return UL_ERR_CORRUPT;
     }
     for (size_t i = 0; i < n; i++) {
         avro_schema_t field = avro_schema_record_field_get_by_index(schema, (int)i);
@@ -217,13 +217,36 @@ static int check_schema(const char *name, const field_spec *spec, char *errstr,
             ul_set_err(errstr, errstr_size,
                        "schema %s.avsc: field %zu is not '%s' of the type codec.c writes", name, i,
                        spec[i].name);
-            goto done;
+            return UL_ERR_CORRUPT;
         }
+        if (nested && spec[i].type == AVRO_ARRAY &&
+            check_record(name, avro_schema_array_items(field), nested, NULL, errstr, errstr_size) !=
+                UL_OK)
+            return UL_ERR_CORRUPT;
     }
-    rc = UL_OK;
-done:
+    return UL_OK;
+}
+
+static int check_schema2(const char *name, const field_spec *spec, const field_spec *nested,
+                         char *errstr, size_t errstr_size) {
+    const char *text = codec_schema_text(name);
+    avro_schema_t schema = NULL;
+    if (text == NULL) {
+        ul_set_err(errstr, errstr_size, "schema %s.avsc is not embedded in this build", name);
+        return UL_ERR_CORRUPT;
+    }
+    if (avro_schema_from_json_length(text, strlen(text), &schema) != 0) {
+        ul_set_err(errstr, errstr_size, "schema %s.avsc does not parse: %s", name, avro_strerror());
+        return UL_ERR_CORRUPT;
+    }
+    int rc = check_record(name, schema, spec, nested, errstr, errstr_size);
     avro_schema_decref(schema);
     return rc;
+}
+
+static int check_schema(const char *name, const field_spec *spec, char *errstr,
+                        size_t errstr_size) {
+    return check_schema2(name, spec, NULL, errstr, errstr_size);
 }
 
 static registry_opts registry_opts_of(const codec_opts *o) {
@@ -275,7 +298,9 @@ codec *codec_new(const codec_opts *opts, char *errstr, size_t errstr_size) {
     if (check_schema("rating", rating_fields, errstr, errstr_size) ||
         check_schema("forget_request", forget_fields, errstr, errstr_size) ||
         check_schema("factor", factor_fields, errstr, errstr_size) ||
-        check_schema("forget_receipt", receipt_fields, errstr, errstr_size))
+        check_schema("forget_receipt", receipt_fields, errstr, errstr_size) ||
+        check_schema2("item_update", item_update_fields, item_update_item_fields, errstr,
+                      errstr_size))
         return NULL;
     codec *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -861,6 +886,174 @@ int codec_decode_receipt(const codec *c, const void *buf, size_t len, codec_rece
     return err;
 }
 
+/* ---- ItemUpdates (internal) ------------------------------------------- */
+
+void codec_item_updates_clear(codec_item_updates *u) {
+    if (u == NULL)
+        return;
+    free(u->items);
+    free(u->vectors);
+    memset(u, 0, sizeof(*u));
+}
+
+static int check_item_updates(const codec_item_updates *u, char *errstr, size_t errstr_size) {
+    if (u->source < CODEC_UPDATE_TRAINING)
+        return invalid(errstr, errstr_size, "item updates: source %d", (int)u->source);
+    if ((u->source >= 0) != (u->seq > 0) || u->seq < 0)
+        return invalid(errstr, errstr_size, "item updates: seq %" PRId64 " with source %d", u->seq,
+                       (int)u->source);
+    for (size_t i = 0; i < u->n_items; i++) {
+        const codec_item_update *it = &u->items[i];
+        if (it->id < 0 || it->dim < 0 || it->dim > CODEC_MAX_DIM || !isfinite(it->dsum) ||
+            !isfinite(it->dbias))
+            return invalid(errstr, errstr_size,
+                           "item updates: item %zu (id %" PRId64 ") is invalid", i, it->id);
+        for (int f = 0; f < it->dim; f++)
+            if (!isfinite(it->dvector[f]))
+                return invalid(errstr, errstr_size,
+                               "item updates: item %" PRId64 " has a non-finite factor", it->id);
+    }
+    return CODEC_OK;
+}
+
+int codec_encode_item_updates(const codec *c, const codec_item_updates *u, codec_buf *out,
+                              char *errstr, size_t errstr_size) {
+    int rc = check_item_updates(u, errstr, errstr_size);
+    if (rc)
+        return rc;
+    writer w = {out, 0};
+    w_header(&w, c->opts.schema_id_item_update);
+    w_long(&w, u->instance);
+    w_long(&w, u->source);
+    w_long(&w, u->seq);
+    w_long(&w, u->nonce);
+    if (u->n_items > 0)
+        w_long(&w, (int64_t)u->n_items);
+    for (size_t i = 0; i < u->n_items; i++) {
+        const codec_item_update *it = &u->items[i];
+        w_long(&w, it->id);
+        w_long(&w, it->dcount);
+        w_double(&w, it->dsum);
+        w_float(&w, it->dbias);
+        if (it->dim > 0)
+            w_long(&w, it->dim);
+        for (int f = 0; f < it->dim; f++)
+            w_float(&w, it->dvector[f]);
+        w_long(&w, 0);
+    }
+    w_long(&w, 0);
+    return w_finish(&w, errstr, errstr_size);
+}
+
+static int r_double(reader *r, double *d) {
+    if (r->end - r->p < 8)
+        return -1;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u |= (uint64_t)r->p[i] << (8 * i);
+    memcpy(d, &u, 8);
+    r->p += 8;
+    return 0;
+}
+
+static int upd_oom(char *errstr, size_t errstr_size) {
+    ul_set_err(errstr, errstr_size, "out of memory decoding item updates");
+    return CODEC_ERR_NOMEM;
+}
+
+/* One ItemUpdate: its factors go to u->vectors[*nv..]; offsets, not
+ * pointers, until every item is read (the array may move). */
+static int r_item_update(reader *rd, codec_item_updates *u, codec_item_update *it, size_t *nv,
+                         char *errstr, size_t errstr_size) {
+    const char *what = "item updates";
+    int64_t count;
+    if (r_long(rd, &it->id) || r_int(rd, &it->dcount) || r_double(rd, &it->dsum) ||
+        r_float(rd, &it->dbias))
+        return avro_fail(what, "items", errstr, errstr_size);
+    it->dim = 0;
+    it->dvector = (const float *)(uintptr_t)*nv; /* fixed up by the caller */
+    for (;;) {
+        if (r_block(rd, &count))
+            return avro_fail(what, "dvector", errstr, errstr_size);
+        if (count == 0)
+            return CODEC_OK;
+        if (count > (rd->end - rd->p) / 4 || it->dim + count > CODEC_MAX_DIM)
+            return avro_fail(what, "dvector", errstr, errstr_size);
+        size_t need = *nv + (size_t)count;
+        if (need > u->cap_vectors) {
+            size_t cap = u->cap_vectors ? u->cap_vectors : 256;
+            while (cap < need)
+                cap *= 2;
+            float *v = realloc(u->vectors, cap * sizeof(float));
+            if (v == NULL)
+                return upd_oom(errstr, errstr_size);
+            u->vectors = v;
+            u->cap_vectors = cap;
+        }
+        for (int64_t i = 0; i < count; i++)
+            r_float(rd, &u->vectors[(*nv)++]);
+        it->dim += (int)count;
+    }
+}
+
+static int r_item_updates_body(reader *rd, codec_item_updates *u, char *errstr,
+                               size_t errstr_size) {
+    const char *what = "item updates";
+    if (r_long(rd, &u->instance) || r_int(rd, &u->source) || r_long(rd, &u->seq) ||
+        r_long(rd, &u->nonce))
+        return avro_fail(what, "instance..nonce", errstr, errstr_size);
+    size_t nv = 0;
+    int64_t count;
+    u->n_items = 0;
+    for (;;) {
+        if (r_block(rd, &count))
+            return avro_fail(what, "items", errstr, errstr_size);
+        if (count == 0)
+            break;
+        if (count > (rd->end - rd->p) / 14) /* an item takes at least 14 bytes */
+            return avro_fail(what, "items", errstr, errstr_size);
+        if (u->n_items + (size_t)count > u->cap_items) {
+            size_t cap = u->cap_items ? u->cap_items : 64;
+            while (cap < u->n_items + (size_t)count)
+                cap *= 2;
+            codec_item_update *v = realloc(u->items, cap * sizeof(*v));
+            if (v == NULL)
+                return upd_oom(errstr, errstr_size);
+            u->items = v;
+            u->cap_items = cap;
+        }
+        for (int64_t i = 0; i < count; i++) {
+            int rc = r_item_update(rd, u, &u->items[u->n_items++], &nv, errstr, errstr_size);
+            if (rc)
+                return rc;
+        }
+    }
+    for (size_t i = 0; i < u->n_items; i++) /* offsets into pointers */
+        u->items[i].dvector = u->vectors + (uintptr_t)u->items[i].dvector;
+    int rc = r_done(rd, what, errstr, errstr_size);
+    return rc ? rc : check_item_updates(u, errstr, errstr_size);
+}
+
+int codec_decode_item_updates(const codec *c, const void *buf, size_t len, codec_item_updates *u,
+                              char *errstr, size_t errstr_size) {
+    uint32_t id;
+    int rc = r_frame(buf, len, &id, "item updates", errstr, errstr_size);
+    if (rc)
+        return rc;
+    if (id != (uint32_t)c->opts.schema_id_item_update) {
+        ul_set_err(errstr, errstr_size,
+                   "item updates: schema id %" PRIu32 " is not the configured %" PRId32
+                   " (an internal topic: written by workers of the same configuration only)",
+                   id, c->opts.schema_id_item_update);
+        return CODEC_ERR_UNKNOWN_SCHEMA;
+    }
+    reader rd = {(const uint8_t *)buf + CODEC_HEADER_SIZE, (const uint8_t *)buf + len};
+    rc = r_item_updates_body(&rd, u, errstr, errstr_size);
+    if (rc)
+        u->n_items = 0;
+    return rc;
+}
+
 /* ---- Keys and partitioning --------------------------------------------- */
 
 int codec_key_user(int64_t user_id, char *buf, size_t size) {
@@ -885,6 +1078,43 @@ int codec_parse_user_key(const void *key, size_t len, int64_t *user_id) {
     }
     *user_id = v;
     return UL_OK;
+}
+
+int codec_user_key(codec_key_format fmt, int32_t schema_id, int64_t user, void *buf, size_t size) {
+    if (fmt == CODEC_KEY_STRING)
+        return codec_key_user(user, buf, size);
+    uint8_t *p = buf;
+    if (size < 5 + 10)
+        return -1;
+    uint32_t id = (uint32_t)schema_id;
+    p[0] = 0;
+    p[1] = (uint8_t)(id >> 24);
+    p[2] = (uint8_t)(id >> 16);
+    p[3] = (uint8_t)(id >> 8);
+    p[4] = (uint8_t)id;
+    return (int)(5 + avro_put_long(p + 5, user));
+}
+
+int codec_user_key_parse(codec_key_format fmt, const void *key, size_t len, int64_t *user) {
+    if (fmt == CODEC_KEY_STRING)
+        return codec_parse_user_key(key, len, user);
+    const uint8_t *k = key;
+    if (key == NULL || len < 6 || k[0] != 0)
+        return UL_ERR_PARSE;
+    int64_t v;
+    reader r = {k + 5, k + len};
+    if (r_long(&r, &v) == 0 && r.p == r.end) /* a long: the varint is the whole body */
+        return v >= 0 ? (*user = v, UL_OK) : UL_ERR_PARSE;
+    r = (reader){k + 5, k + len};
+    if (r_long(&r, &v) == 0 && v > 0 && v == r.end - r.p) /* a string of the rest's length */
+        return codec_parse_user_key(r.p, (size_t)v, user);
+    return UL_ERR_PARSE;
+}
+
+int32_t codec_user_partition(codec_key_format fmt, int32_t schema_id, int64_t user, int32_t n) {
+    uint8_t key[CODEC_KEY_MAX];
+    int len = codec_user_key(fmt, schema_id, user, key, sizeof(key));
+    return len < 0 ? -1 : codec_partition(key, (size_t)len, n);
 }
 
 /* Java's org.apache.kafka.common.utils.Utils.murmur2 (seed 0x9747b28c). */

@@ -118,10 +118,45 @@ typedef struct codec_receipt {
     int32_t beyond_retention; /* at most this many are older than the retained history */
 } codec_receipt;
 
+/* One item's change in an ItemUpdates record (schemas/item_update.avsc).
+ * `dvector` holds `dim` factors (0: the row did not change); for encoding it
+ * is borrowed, decoded ones point into the record's `vectors`. */
+typedef struct codec_item_update {
+    int64_t id;
+    int32_t dcount;
+    double dsum;
+    float dbias;
+    const float *dvector;
+    int dim;
+} codec_item_update;
+
+#define CODEC_UPDATE_EVENT (-1)    /* source of best-effort deltas of online learning */
+#define CODEC_UPDATE_TRAINING (-2) /* source of best-effort deltas of background training */
+
+/* The record of topic.item_updates: the changes of several items of one
+ * home partition. Decoding fills `items` and `vectors` (owned; kept and
+ * reused by the next decode into the same struct: free with
+ * codec_item_updates_clear()). */
+typedef struct codec_item_updates {
+    int64_t instance;
+    int32_t source; /* CODEC_UPDATE_EVENT/TRAINING, or the sending ratings partition */
+    int64_t seq;    /* 0 best effort; else the source's exact-delivery sequence (> 0) */
+    int64_t nonce;  /* the state's nonce (ul:model) */
+    codec_item_update *items;
+    size_t n_items;
+    /* decoding only */
+    size_t cap_items;
+    float *vectors;
+    size_t cap_vectors;
+} codec_item_updates;
+
+void codec_item_updates_clear(codec_item_updates *u);
+
 /* Schema ids, validation limits and writer-schema sources (from config).
  * The strings are borrowed for the codec_new() call only. */
 typedef struct codec_opts {
     int32_t schema_id_rating, schema_id_forget, schema_id_factor, schema_id_receipt;
+    int32_t schema_id_item_update; /* the internal topic's records: only this id is read */
     float rating_min, rating_max;  /* accepted rating scale, inclusive */
     size_t max_forget_items;       /* longest item list accepted */
     const char *schema_writers;    /* "ID=PATH.avsc,..." writer schemas (schema.writers) */
@@ -132,8 +167,8 @@ typedef struct codec_opts {
     long registry_retry_ms;        /* a failed lookup is repeated no sooner; <= 0 = 5000 */
 } codec_opts;
 
-/* Defaults: ids 1..4 (rating, forget, factor, receipt), scale 1..5, 10000
- * items, no writer files, no registry. */
+/* Defaults: ids 1..4 (rating, forget, factor, receipt) and 6 (item update; 5 is key.schema.id's),
+ * scale 1..5, 10000 items, no writer files, no registry. */
 void codec_opts_init(codec_opts *opts);
 
 typedef struct codec codec;
@@ -175,6 +210,8 @@ int codec_encode_factor(const codec *c, const codec_factor *f, codec_buf *out, c
                         size_t errstr_size);
 int codec_encode_receipt(const codec *c, const codec_receipt *rc, codec_buf *out, char *errstr,
                          size_t errstr_size);
+int codec_encode_item_updates(const codec *c, const codec_item_updates *u, codec_buf *out,
+                              char *errstr, size_t errstr_size);
 
 /* Decoders: 0 or a codec_err with a message naming the problem ("rating NaN",
  * "item list has 20001 items, more than forget.max.items=10000"). Trailing
@@ -190,6 +227,11 @@ int codec_decode_factor(const codec *c, const void *buf, size_t len, codec_facto
                         size_t errstr_size);
 int codec_decode_receipt(const codec *c, const void *buf, size_t len, codec_receipt *rc,
                          char *errstr, size_t errstr_size);
+/* The internal record is only read in our own schema (its id configured as
+ * schema_id_item_update): any other id is unknown-schema. Allocates into u
+ * (reusing its arrays). */
+int codec_decode_item_updates(const codec *c, const void *buf, size_t len, codec_item_updates *u,
+                              char *errstr, size_t errstr_size);
 
 /* The Confluent schema id of a framed message, or -1 when the frame is too
  * short or the magic byte is wrong (to route a message by schema). */
@@ -204,6 +246,27 @@ int codec_key_factor(codec_kind kind, int64_t id, char *buf, size_t size);
  * non-negative decimal. */
 int codec_parse_user_key(const void *key, size_t len, int64_t *user_id);
 
+/* User keys in either format the worker accepts (key.format):
+ *   CODEC_KEY_STRING  the user id as a decimal string ("42");
+ *   CODEC_KEY_AVRO    Confluent-Avro-serialised, as KafkaAvroSerializer
+ *                     writes a key: magic 0, the key schema's id (4 bytes,
+ *                     big-endian), then the Avro body of a `long` (zigzag
+ *                     varint) or of a `string` holding the decimal id.
+ * A Java producer's default partitioner hashes the key bytes as they are,
+ * so a user's partition depends on the format (and, for Avro, on the key
+ * schema's id): codec_user_partition gives it. */
+typedef enum codec_key_format { CODEC_KEY_STRING = 0, CODEC_KEY_AVRO = 1 } codec_key_format;
+#define CODEC_KEY_MAX 32 /* bytes of the longest user key either format writes */
+
+/* Write user's key (Avro: as a long with `schema_id`) into buf; returns its
+ * length, or -1 when buf is too small. */
+int codec_user_key(codec_key_format fmt, int32_t schema_id, int64_t user, void *buf, size_t size);
+/* The user id of a key; UL_ERR_PARSE when it is not a key of that format
+ * (Avro: bad frame, or neither a whole long nor a string of digits). */
+int codec_user_key_parse(codec_key_format fmt, const void *key, size_t len, int64_t *user);
+/* The partition a Java producer (murmur2) sends user's key to; -1 when n <= 0. */
+int32_t codec_user_partition(codec_key_format fmt, int32_t schema_id, int64_t user, int32_t n);
+
 /* Java's Utils.murmur2 over the key bytes, and the partition Java's default
  * partitioner (and librdkafka's murmur2/murmur2_random) gives it:
  * (murmur2(key) & 0x7fffffff) % partition_cnt. */
@@ -212,7 +275,7 @@ int32_t codec_partition(const void *key, size_t len, int32_t partition_cnt);
 
 /* The embedded schema texts (schemas/NAME.avsc), for registering with a schema
  * registry or printing. Names: "rating", "forget_request", "factor",
- * "forget_receipt". NULL for an unknown name. */
+ * "forget_receipt", "item_update". NULL for an unknown name. */
 const char *codec_schema_text(const char *name);
 
 #endif

@@ -18,8 +18,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "rcluster.h"
 #include "redact.h"
-#include "store.h"
 #include "ul_err.h"
 #include "unlearn.h"
 
@@ -62,6 +62,9 @@ static const opt_def options[] = {
      "output: one receipt per applied forget request"},
     {"topic.dead_letter", OPT_TOPIC, "dead-letter", 0, 0, NULL, F(topic_dead_letter),
      "output: undecodable or invalid input with the reason in headers"},
+    {"topic.item_updates", OPT_TOPIC, "item-updates", 0, 0, NULL, F(topic_item_updates),
+     "internal: item changes between workers, partition P = P's home items; needs the ratings "
+     "topic's partition count"},
     {"schema.id.rating", OPT_INT, "1", 0, I32MAX, NULL, F(schema_id_rating),
      "Confluent schema id of rating records"},
     {"schema.id.forget_request", OPT_INT, "2", 0, I32MAX, NULL, F(schema_id_forget),
@@ -70,6 +73,15 @@ static const opt_def options[] = {
      "Confluent schema id of factor rows"},
     {"schema.id.forget_receipt", OPT_INT, "4", 0, I32MAX, NULL, F(schema_id_receipt),
      "Confluent schema id of forget receipts"},
+    {"key.format", OPT_ENUM, "string", 0, 0, "string|avro", F(key_format),
+     "keys of ratings and forget requests: string = the user id in decimal; avro = "
+     "Confluent-Avro-serialised (a long or a string), the partition checked as a Java producer "
+     "hashes those bytes"},
+    {"key.schema.id", OPT_INT, "5", 0, I32MAX, NULL, F(key_schema_id),
+     "with key.format=avro: the Confluent schema id of keys that produce, state and import "
+     "write or hash (the worker reads any id)"},
+    {"schema.id.item_update", OPT_INT, "6", 0, I32MAX, NULL, F(schema_id_item_update),
+     "schema id of the internal item-updates records (every worker the same)"},
     {"schema.writers", OPT_STR, "", 0, 0, NULL, F(schema_writers),
      "other writer schemas by id, ID=PATH.avsc,...: records with those ids are read into ours "
      "by Avro's resolution rules"},
@@ -88,16 +100,22 @@ static const opt_def options[] = {
     {"redis.host", OPT_STR, "", 0, 0, NULL, F(redis_host),
      "Redis host; empty = start a local redis-server on a free port (random password)"},
     {"redis.port", OPT_INT, "6379", 1, 65535, NULL, F(redis_port), "Redis port"},
-    {"redis.shards", OPT_STR, "", 0, 0, NULL, F(redis_shards),
-     "Redis shards host:port,host:port,...; partition P on shard P mod n, item I on I mod n; "
-     "replaces redis.host/port; empty = one shard (redis.host)"},
+    {"redis.cluster", OPT_STR, "", 0, 0, NULL, F(redis_cluster),
+     "Redis Cluster seed nodes host:port,host:port,...; replaces redis.host/port; empty = one "
+     "plain Redis (redis.host)"},
     {"redis.user", OPT_STR, "", 0, 0, NULL, F(redis_user),
      "Redis ACL user for AUTH user password (Redis 6+); empty = the default user"},
     {"redis.password", OPT_STR, "", 0, 0, NULL, F(redis_password),
-     "Redis AUTH password, used on every shard; empty = none"},
+     "Redis AUTH password, used on every node; empty = none"},
     {"redis.db", OPT_INT, "0", 0, 1000000, NULL, F(redis_db), "Redis database number"},
     {"redis.timeout.ms", OPT_INT, "2000", 1, 600000, NULL, F(redis_timeout_ms),
      "Redis connect and command timeout"},
+    {"redis.retry.ms", OPT_INT, "10000", 0, 3600000, NULL, F(redis_retry_ms),
+     "how long one Redis call rides out a failover, a node down or redirections before it "
+     "fails"},
+    {"redis.wait.ms", OPT_INT, "1000", 0, 600000, NULL, F(redis_wait_ms),
+     "after a checkpoint, wait this long for a replica to have it before publishing what it "
+     "made (when the node has replicas); 0 = do not wait"},
     {"redis.server.path", OPT_STR, "redis-server", 0, 0, NULL, F(redis_server_path),
      "redis-server binary used for the local Redis"},
     {"method", OPT_METHOD, NULL, 0, 0, NULL, F(method), "unlearning method"},
@@ -105,12 +123,24 @@ static const opt_def options[] = {
      "how often buffered forget requests are applied"},
     {"cycle.max.batch", OPT_INT, "1000", 1, 1000000, NULL, F(cycle_max_batch),
      "most forget requests applied in one cycle (all owned partitions together)"},
+    {"on.truncated", OPT_ENUM, "refuse", 0, 0, "refuse|accept", F(on_truncated),
+     "when an input partition lost records the state has not applied (retention, a purge): "
+     "refuse = stop naming the lost range, accept = warn naming it and start at the oldest "
+     "record left"},
     {"checkpoint.interval.ms", OPT_INT, "1000", 1, 3600000, NULL, F(checkpoint_interval_ms),
      "how often partition state and offsets are written to Redis"},
-    {"refresh.interval.ms", OPT_INT, "200", 10, 3600000, NULL, F(refresh_interval_ms),
-     "how often the item deltas of partitions owned by other workers are re-read"},
+    {"rows.flush.interval.ms", OPT_INT, "10000", 1, 3600000, NULL, F(rows_flush_interval_ms),
+     "how often each owned partition writes its training-changed user rows and changed home "
+     "item rows (round-robin over the partitions)"},
+    {"items.push.interval.ms", OPT_INT, "200", 1, 3600000, NULL, F(items_push_interval_ms),
+     "how often item changes made by events are sent to the other workers (topic.item_updates)"},
+    {"training.push.interval.ms", OPT_INT, "2000", 1, 3600000, NULL, F(training_push_interval_ms),
+     "how often item changes made by background training are sent to the other workers"},
     {"publish.interval.ms", OPT_INT, "2000", 1, 3600000, NULL, F(publish_interval_ms),
-     "how often rows changed by ratings are published to topic.factors (each row once)"},
+     "how often rows changed by events are published to topic.factors (each row once)"},
+    {"publish.training.interval.ms", OPT_INT, "10000", 1, 3600000, NULL,
+     F(publish_training_interval_ms),
+     "how often rows changed only by background training are published to topic.factors"},
     {"retention.per.user", OPT_INT, "5000", 1, 1000000, NULL, F(retention_per_user),
      "recent ratings kept per user for forget requests (older ones can no longer be "
      "forgotten; receipts count them as beyond_retention)"},
@@ -250,7 +280,7 @@ int config_key_is_secret(const char *key) {
 }
 
 int config_has_redis(const ul_config *cfg) {
-    return (cfg->redis_host && *cfg->redis_host) || (cfg->redis_shards && *cfg->redis_shards);
+    return (cfg->redis_host && *cfg->redis_host) || (cfg->redis_cluster && *cfg->redis_cluster);
 }
 
 /* UNLEARND_ + upper(key) with '.' and '-' as '_'. */
@@ -786,7 +816,7 @@ static int check_no_credentials(const ul_config *cfg, char *errstr, size_t errst
         {"kafka.bootstrap.servers", "kafka.sasl.username and kafka.sasl.password"},
         {"kafka.metadata.broker.list", "kafka.sasl.username and kafka.sasl.password"},
         {"redis.host", "redis.user and redis.password"},
-        {"redis.shards", "redis.user and redis.password"},
+        {"redis.cluster", "redis.user and redis.password"},
     };
     for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
         const char *key = endpoints[i].key;
@@ -816,8 +846,15 @@ int config_validate(ul_config *cfg, int need_kafka, char *errstr, size_t errstr_
     }
     if (check_no_credentials(cfg, errstr, errstr_size) != UL_OK)
         return UL_ERR_ARG;
-    if (store_shards_check(cfg->redis_shards, NULL, errstr, errstr_size) != UL_OK)
+    if (*cfg->redis_cluster &&
+        rcluster_seeds_check(cfg->redis_cluster, NULL, errstr, errstr_size) != UL_OK)
         return UL_ERR_ARG;
+    if (*cfg->redis_cluster && cfg->redis_db > 0) {
+        ul_set_err(errstr, errstr_size,
+                   "redis.db is %ld but a Redis Cluster has only database 0 (redis.cluster)",
+                   cfg->redis_db);
+        return UL_ERR_ARG;
+    }
     if (*cfg->redis_user && !*cfg->redis_password) {
         ul_set_err(errstr, errstr_size, "redis.user is set but redis.password is empty");
         return UL_ERR_ARG;
@@ -894,6 +931,14 @@ static void shown_value(const char *key, const char *value, int reveal, char *bu
         snprintf(buf, size, "%s", REDACT_MASK);
     else
         redact_text(value, NULL, 0, buf, size);
+}
+
+int config_is_default(const ul_config *cfg, const char *key) {
+    const opt_def *o = find_option(key);
+    if (o == NULL)
+        return 0;
+    const char *org = cfg->origins[o - options];
+    return org == NULL || strcmp(org, "default") == 0;
 }
 
 const char *config_str(const ul_config *cfg, const char *key) {

@@ -37,18 +37,22 @@ typedef struct config_kv config_kv; /* a kafka.* pass-through entry, opaque */
 
 typedef struct ul_config {
     /* Kafka */
-    char *kafka_bootstrap;   /* kafka.bootstrap.servers; "" until resolved */
-    char *kafka_group_id;    /* kafka.group.id */
-    char *bootstrap_file;    /* broker.bootstrap.file: the local broker's address file */
-    char *topic_ratings;     /* topic.ratings */
-    char *topic_forget;      /* topic.forget_requests */
-    char *topic_factors;     /* topic.factors */
-    char *topic_receipts;    /* topic.forget_receipts */
-    char *topic_dead_letter; /* topic.dead_letter */
-    long schema_id_rating;   /* schema.id.rating: Confluent schema ids */
-    long schema_id_forget;   /* schema.id.forget_request */
-    long schema_id_factor;   /* schema.id.factor */
-    long schema_id_receipt;  /* schema.id.forget_receipt */
+    char *kafka_bootstrap;      /* kafka.bootstrap.servers; "" until resolved */
+    char *kafka_group_id;       /* kafka.group.id */
+    char *bootstrap_file;       /* broker.bootstrap.file: the local broker's address file */
+    char *topic_ratings;        /* topic.ratings */
+    char *topic_forget;         /* topic.forget_requests */
+    char *topic_factors;        /* topic.factors */
+    char *topic_receipts;       /* topic.forget_receipts */
+    char *topic_dead_letter;    /* topic.dead_letter */
+    char *topic_item_updates;   /* topic.item_updates (internal) */
+    long schema_id_rating;      /* schema.id.rating: Confluent schema ids */
+    long schema_id_forget;      /* schema.id.forget_request */
+    long schema_id_factor;      /* schema.id.factor */
+    long schema_id_receipt;     /* schema.id.forget_receipt */
+    long schema_id_item_update; /* schema.id.item_update */
+    char *key_format;           /* key.format: string|avro (user keys of the inputs) */
+    long key_schema_id;         /* key.schema.id: Avro keys' schema id (key.format=avro) */
     /* Writer schemas (worker/schema_cache.h) */
     char *schema_writers;            /* schema.writers: ID=PATH.avsc,... */
     char *schema_registry_url;       /* schema.registry.url; "" = no registry */
@@ -59,26 +63,32 @@ typedef struct ul_config {
     /* Redis (the store) */
     char *redis_host;        /* redis.host; "" = start a local redis-server */
     long redis_port;         /* redis.port */
-    char *redis_shards;      /* redis.shards: host:port,...; "" = one shard (redis.host) */
+    char *redis_cluster;     /* redis.cluster: seed nodes host:port,...; "" = redis.host */
     char *redis_user;        /* redis.user: ACL user; "" = default user */
     char *redis_password;    /* redis.password; "" = none (secret) */
     long redis_db;           /* redis.db */
     long redis_timeout_ms;   /* redis.timeout.ms */
+    long redis_retry_ms;     /* redis.retry.ms */
+    long redis_wait_ms;      /* redis.wait.ms */
     char *redis_server_path; /* redis.server.path: binary for the local server */
     /* Unlearning and the live model */
-    char *method;                /* method: one of core's stream methods (unlearn.h) */
-    long cycle_interval_ms;      /* cycle.interval.ms */
-    long publish_interval_ms;    /* publish.interval.ms */
-    long cycle_max_batch;        /* cycle.max.batch: forget requests per cycle */
-    long checkpoint_interval_ms; /* checkpoint.interval.ms */
-    long refresh_interval_ms;    /* refresh.interval.ms: re-read other partitions' deltas */
-    long retention_per_user;     /* retention.per.user: recent ratings kept per user */
-    long model_k;                /* model.k */
-    double learning_rate;        /* model.learning.rate */
-    double reg;                  /* model.reg */
-    double rating_min;           /* rating.min */
-    double rating_max;           /* rating.max */
-    long forget_max_items;       /* forget.max.items */
+    char *method;                      /* method: one of core's stream methods (unlearn.h) */
+    long cycle_interval_ms;            /* cycle.interval.ms */
+    long publish_interval_ms;          /* publish.interval.ms */
+    long cycle_max_batch;              /* cycle.max.batch: forget requests per cycle */
+    long checkpoint_interval_ms;       /* checkpoint.interval.ms */
+    char *on_truncated;                /* on.truncated: refuse|accept (input records lost) */
+    long rows_flush_interval_ms;       /* rows.flush.interval.ms */
+    long items_push_interval_ms;       /* items.push.interval.ms */
+    long training_push_interval_ms;    /* training.push.interval.ms */
+    long publish_training_interval_ms; /* publish.training.interval.ms */
+    long retention_per_user;           /* retention.per.user: recent ratings kept per user */
+    long model_k;                      /* model.k */
+    double learning_rate;              /* model.learning.rate */
+    double reg;                        /* model.reg */
+    double rating_min;                 /* rating.min */
+    double rating_max;                 /* rating.max */
+    long forget_max_items;             /* forget.max.items */
     /* Logging */
     char *log_level; /* log.level: error|warn|info|debug */
     /* Metrics and health (worker/http.h) */
@@ -139,7 +149,7 @@ int config_load(ul_config *cfg, int argc, char **argv, char *const *envp, config
 
 /* Cross-field checks (rating.min < rating.max, method known, log level
  * known, no credentials inside kafka.bootstrap.servers, redis.host or
- * redis.shards, all kafka.* accepted together by librdkafka) and resolution of
+ * redis.cluster, all kafka.* accepted together by librdkafka) and resolution of
  * kafka.bootstrap.servers: when empty, the first line of
  * broker.bootstrap.file is used; when that file is missing too, the error
  * says to start `unlearnd broker` or set kafka.bootstrap.servers. With
@@ -184,7 +194,11 @@ int config_key_is_secret(const char *key);
  * covered. Returns 0 or UL_ERR_NOMEM. */
 int config_log_secrets(const ul_config *cfg, ul_log *lg);
 
-/* 1 when a Redis is configured (redis.host or redis.shards). */
+/* 1 when `key` still has its default value (no file, environment or flag
+ * set it). */
+int config_is_default(const ul_config *cfg, const char *key);
+
+/* 1 when a Redis is configured (redis.host or redis.cluster). */
 int config_has_redis(const ul_config *cfg);
 
 /* The options table as help text: one entry per option with its type, range,

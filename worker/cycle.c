@@ -258,14 +258,18 @@ static void log_receipts(const cycle *c, const forget_cycle *cy) {
 static int finish_one(cycle *c, forget_cycle *cy, char *errstr, size_t errstr_size) {
     char err[UL_ERRSTR_SIZE];
     shard *s = live_shard(c->o.lv, cy->partition);
-    outbox_entry *e = NULL;
-    for (size_t i = 0; s && i < s->n_outbox; i++)
-        if (s->outbox[i].version == cy->version)
-            e = &s->outbox[i];
+    outbox_entry *e = s ? outbox_list_find(&s->outbox, cy->version) : NULL;
     if (e == NULL) /* given up since (cycle_give_up clears it; defensive) */
         return UL_OK;
     int rc = live_checkpoint(c->o.lv, s, err, sizeof(err));
     if (rc != UL_OK) {
+        /* The worker's handling, as for its periodic checkpoints: a fence
+         * that moved reloads the partition (its requests run again from
+         * what Redis holds), anything else stops the worker. */
+        if (c->o.checkpoint_failed)
+            c->o.checkpoint_failed(c->o.opaque, cy->partition, rc, err);
+        if (rc == STORE_ERR_FENCE)
+            return UL_OK;
         ul_set_err(errstr, errstr_size, "checkpoint of partition %d failed: %s", (int)cy->partition,
                    err);
         return rc;
@@ -273,10 +277,12 @@ static int finish_one(cycle *c, forget_cycle *cy, char *errstr, size_t errstr_si
     metrics_add(c->o.metrics, METRICS_CHECKPOINTS, 1);
     log_receipts(c, cy);
     if (c->o.exit_after_checkpoint)
-        _exit(99);                           /* like a crash right after the checkpoint */
-    for (size_t i = 0; i < s->n_outbox; i++) /* the checkpoint did not move the entries */
-        if (s->outbox[i].version == cy->version && !s->outbox[i].inflight)
-            rc = publish_outbox_entry(c->o.pub, s->partition, &s->outbox[i], errstr, errstr_size);
+        _exit(99); /* like a crash right after the checkpoint */
+    /* The checkpoint did not move the entries; not published before a
+     * replica has the checkpoint (publish_outboxes sends it once one has). */
+    e = outbox_list_find(&s->outbox, cy->version);
+    if (e != NULL && !e->inflight && s->replicated)
+        rc = publish_outbox_entry(c->o.pub, s->partition, e, errstr, errstr_size);
     metrics_add(c->o.metrics, METRICS_FORGET_COMPLETED, cy->n_receipts);
     return rc;
 }
@@ -287,7 +293,12 @@ int cycle_poll(cycle *c, char *errstr, size_t errstr_size) {
     int rc = UL_OK;
     int64_t t0 = ul_clock_mono_ms();
     while (rc == UL_OK && c->next < c->n_todo && ul_clock_mono_ms() - t0 < FINISH_BUDGET_MS) {
-        forget_cycle *cy = &c->todo[c->next++];
+        forget_cycle *cy = &c->todo[c->next];
+        /* Its checkpoint would move the offsets past a record that is
+         * neither applied nor durably dead-lettered: wait for the letter. */
+        if (cy->partition >= 0 && publish_dead_letters_pending(c->o.pub, cy->partition) > 0)
+            break;
+        c->next++;
         rc = cy->partition >= 0 ? finish_one(c, cy, errstr, errstr_size) : UL_OK;
         if (c->next == c->n_todo) { /* the whole cycle: from its start to its last publication */
             metrics_observe_cycle_seconds(c->o.metrics,
@@ -299,6 +310,8 @@ int cycle_poll(cycle *c, char *errstr, size_t errstr_size) {
 }
 
 void cycle_give_up(cycle *c, int32_t p) {
+    if (c == NULL)
+        return;
     if (c->job != NULL)
         forget_drop_partition(c->job, p);
     for (size_t i = c->next; i < c->n_todo; i++)
@@ -322,7 +335,7 @@ int cycle_settle(cycle *c, char *errstr, size_t errstr_size) {
     int rc = publish_poll(c->o.pub, errstr, errstr_size);
     for (int32_t p = 0; rc == UL_OK && p < live_partitions(c->o.lv); p++) {
         shard *s = live_shard(c->o.lv, p);
-        if (s != NULL && s->n_outbox_removed > 0 &&
+        if (s != NULL && (s->outbox.n_removed > 0 || s->deliveries.n_removed > 0) &&
             store_outbox_drop(c->o.st, s, err, sizeof(err)) != UL_OK)
             log_warn(c->o.log, "redis",
                      "acknowledged outbox entries of partition %d not deleted yet (the next "

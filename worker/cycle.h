@@ -25,6 +25,11 @@
 #include "publish.h"
 #include "store.h"
 
+/* A cycle's checkpoint of partition p failed with rc (err says how): the
+ * worker's handling, the same as for its periodic checkpoints (a fence that
+ * moved: p is reloaded; anything else: the worker stops). */
+typedef void (*cycle_ckpt_fn)(void *opaque, int32_t p, int rc, const char *err);
+
 /* What the cycles run with; every pointer is borrowed for the cycle's life. */
 typedef struct cycle_opts {
     live *lv;
@@ -32,7 +37,9 @@ typedef struct cycle_opts {
     publisher *pub;
     metrics *metrics;
     ul_log *log;
-    forget_opts forget; /* batch, method and its knobs (threads: 1) */
+    forget_opts forget;              /* batch, method and its knobs (threads: 1) */
+    cycle_ckpt_fn checkpoint_failed; /* NULL: only the returned error */
+    void *opaque;                    /* checkpoint_failed's */
     /* test hooks (UNLEARND_FAULT, not options): _exit(99) between a
      * checkpoint and its publication; _exit(98) on the cycle thread right
      * after computing a job (a crash while a cycle is out) */
@@ -53,13 +60,17 @@ void cycle_destroy(cycle *c);
  * previous owner or a failed delivery. UL_ERR_* with errstr when the worker
  * must stop. */
 int cycle_start(cycle *c, char *errstr, size_t errstr_size);
-/* Merge a computed job, or finish the next merged partitions. UL_ERR_* with
- * errstr when the worker must stop (a failed checkpoint, out of memory). */
+/* Merge a computed job, or finish the next merged partitions (one with a
+ * dead letter in flight waits for it, as periodic checkpoints do). A
+ * checkpoint that fails goes to o.checkpoint_failed; UL_ERR_* with errstr
+ * when the worker must stop (a checkpoint failure other than a moved fence,
+ * out of memory). */
 int cycle_poll(cycle *c, char *errstr, size_t errstr_size);
 /* Partition p is being revoked or lost: its part of the job out is dropped
  * and its merged result is not finished here (a revoke's final checkpoint
  * keeps the outbox entry for the next owner; a loss drops it, and the next
- * owner runs the requests again). Never waits for the thread. */
+ * owner runs the requests again). Never waits for the thread. NULL is a
+ * no-op. */
 void cycle_give_up(cycle *c, int32_t p);
 /* Wait for the job out (if any), merge it and finish every partition (at
  * shutdown). UL_ERR_* with errstr like cycle_poll. */

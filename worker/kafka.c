@@ -176,7 +176,7 @@ rd_kafka_t *kafka_client_new(const ul_config *cfg, kafka_role role, ul_log **log
 
 void kafka_report_error(ul_log *lg, metrics *m, int err, const char *reason) {
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__FATAL)
-        metrics_set_kafka_connected(m, 0);
+        metrics_set_kafka_down(m, 0, rd_kafka_err2str((rd_kafka_resp_err_t)err));
     log_error(lg, "kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
@@ -184,8 +184,6 @@ void kafka_report_stats(ul_log *lg, metrics *m, const char *json, size_t json_le
     char err[UL_ERRSTR_SIZE];
     if (metrics_update_kafka_stats(m, json, json_len, err, sizeof(err)) != UL_OK)
         log_warn(lg, "kafka", "%s", err);
-    else
-        metrics_set_kafka_connected(m, metrics_kafka_brokers_up(m) > 0);
 }
 
 int kafka_topic_partition_count(rd_kafka_t *rk, const char *topic, int wait_ms, int32_t *n,
@@ -250,24 +248,81 @@ int kafka_produce(rd_kafka_t *rk, const char *topic, int32_t partition, const vo
     }
 }
 
+void kafka_dead_letter_of(const rd_kafka_message_t *rkm, const char *error_code,
+                          const char *error_message, kafka_dead_letter *dl) {
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(rkm, &tstype);
+    *dl = (kafka_dead_letter){.source_topic = rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "",
+                              .partition = rkm->partition,
+                              .offset = rkm->offset,
+                              .timestamp = tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts,
+                              .key = rkm->key,
+                              .key_len = rkm->key_len,
+                              .value = rkm->payload,
+                              .value_len = rkm->len,
+                              .value_size = rkm->len,
+                              .error_code = error_code ? error_code : "",
+                              .error_message = error_message ? error_message : ""};
+    if (rd_kafka_message_headers(rkm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        dl->headers = hdrs;
+}
+
+/* The headers of dl: the source record's, then ours. Owned by the caller. */
+static rd_kafka_headers_t *dead_letter_headers(const kafka_dead_letter *dl) {
+    char partition[16], offset[32], size[32];
+    rd_kafka_headers_t *h = dl->headers ? rd_kafka_headers_copy(dl->headers)
+                                        : rd_kafka_headers_new(KAFKA_DEAD_LETTER_HEADERS);
+    snprintf(partition, sizeof(partition), "%" PRId32, dl->partition);
+    snprintf(offset, sizeof(offset), "%" PRId64, dl->offset);
+    rd_kafka_header_add(h, "source.topic", -1, dl->source_topic, -1);
+    rd_kafka_header_add(h, "source.partition", -1, partition, -1);
+    rd_kafka_header_add(h, "source.offset", -1, offset, -1);
+    rd_kafka_header_add(h, "error.code", -1, dl->error_code, -1);
+    rd_kafka_header_add(h, "error.message", -1, dl->error_message, -1);
+    if (dl->value_len < dl->value_size) {
+        snprintf(size, sizeof(size), "%zu", dl->value_size);
+        rd_kafka_header_add(h, "value.truncated", -1, "true", -1);
+        rd_kafka_header_add(h, "source.value.size", -1, size, -1);
+    }
+    return h;
+}
+
+size_t kafka_dead_letter_fit(rd_kafka_t *rk, const kafka_dead_letter *dl) {
+    char buf[32];
+    size_t n = sizeof(buf), used = dl->key_len + KAFKA_DEAD_LETTER_OVERHEAD;
+    long max = 1000000; /* librdkafka's default message.max.bytes */
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "message.max.bytes", buf, &n) == RD_KAFKA_CONF_OK)
+        max = atol(buf);
+    rd_kafka_headers_t *h = dead_letter_headers(dl);
+    const char *name;
+    const void *val;
+    size_t len;
+    for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &len) == 0; i++)
+        used += strlen(name) + len + 8;
+    rd_kafka_headers_destroy(h);
+    used += 64; /* the two truncation headers, when they are added */
+    if ((size_t)max <= used)
+        return 0;
+    return dl->value_size < (size_t)max - used ? dl->value_size : (size_t)max - used;
+}
+
 int kafka_produce_dead_letter(rd_kafka_t *rk, const char *dead_letter_topic,
-                              const rd_kafka_message_t *rkm, const char *error_code,
-                              const char *error_message, char *errstr, size_t errstr_size) {
-    char partition[16], offset[32];
-    const char *src = rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "";
-    snprintf(partition, sizeof(partition), "%" PRId32, rkm->partition);
-    snprintf(offset, sizeof(offset), "%" PRId64, rkm->offset);
+                              const kafka_dead_letter *dl, void *msg_opaque,
+                              rd_kafka_resp_err_t *code, char *errstr, size_t errstr_size) {
+    rd_kafka_headers_t *h = dead_letter_headers(dl);
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(dead_letter_topic), RD_KAFKA_V_KEY(rkm->key, rkm->key_len),
-        RD_KAFKA_V_VALUE(rkm->payload, rkm->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADER("source.topic", src, -1),
-        RD_KAFKA_V_HEADER("source.partition", partition, -1),
-        RD_KAFKA_V_HEADER("source.offset", offset, -1),
-        RD_KAFKA_V_HEADER("error.code", error_code ? error_code : "", -1),
-        RD_KAFKA_V_HEADER("error.message", error_message ? error_message : "", -1), RD_KAFKA_V_END);
+        rk, RD_KAFKA_V_TOPIC(dead_letter_topic), RD_KAFKA_V_KEY((void *)dl->key, dl->key_len),
+        RD_KAFKA_V_VALUE((void *)dl->value, dl->value_len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_TIMESTAMP(dl->timestamp > 0 ? dl->timestamp : 0), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+    if (code)
+        *code = err;
     if (err) {
-        ul_set_err(errstr, errstr_size, "dead-letter %s [%" PRId32 "] @%" PRId64 ": %s", src,
-                   rkm->partition, rkm->offset, rd_kafka_err2str(err));
+        rd_kafka_headers_destroy(h); /* taken by librdkafka only on success */
+        ul_set_err(errstr, errstr_size, "dead-letter %s [%" PRId32 "] @%" PRId64 ": %s",
+                   dl->source_topic, dl->partition, dl->offset, rd_kafka_err2str(err));
         return UL_ERR_IO;
     }
     return UL_OK;

@@ -4,10 +4,14 @@
  * client reports (errors, statistics), a produce call that waits out a full
  * queue, topic metadata, and the dead-letter record format.
  *
- * Dead-letter records carry the original key and value bytes unchanged and
- * these headers (values are text):
+ * Dead-letter records carry the original key, value bytes, timestamp and
+ * headers, and these five headers added after the original ones (values
+ * are text):
  *   source.topic, source.partition, source.offset, error.code (codec_err_name
- *   or another short name), error.message (the decoder's sentence). */
+ *   or another short name), error.message (the decoder's sentence).
+ * A value that would not fit the producer's message.max.bytes is cut to a
+ * prefix that does, and two more headers say so: value.truncated ("true")
+ * and source.value.size (the original size in bytes). */
 #ifndef UL_KAFKA_H
 #define UL_KAFKA_H
 
@@ -72,8 +76,8 @@ rd_kafka_t *kafka_client_new(const ul_config *cfg, kafka_role role, ul_log **log
 
 /* What a worker client's error and statistics callbacks do: log the error,
  * and mark Kafka disconnected in `m` when all brokers are down or the error
- * is fatal; feed the statistics to `m` (lag, brokers up) and mark Kafka
- * connected while a broker is UP. */
+ * is fatal (the worker's periodic metadata check marks it connected again);
+ * feed the statistics to `m` (lag, brokers up). */
 void kafka_report_error(ul_log *lg, metrics *m, int err, const char *reason);
 void kafka_report_stats(ul_log *lg, metrics *m, const char *json, size_t json_len);
 
@@ -94,11 +98,37 @@ int kafka_produce(rd_kafka_t *rk, const char *topic, int32_t partition, const vo
                   size_t key_len, const void *value, size_t value_len, void *msg_opaque,
                   int block_ms, char *errstr, size_t errstr_size);
 
-/* Send a consumed message to the dead-letter topic with the headers above.
- * Returns 0 or UL_ERR_IO. */
+/* A dead letter: the consumed record it stands for, and why. */
+typedef struct kafka_dead_letter {
+    const char *source_topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp;                 /* the record's, ms since the epoch; -1 = none */
+    const rd_kafka_headers_t *headers; /* the record's own; NULL = none */
+    const void *key;
+    size_t key_len;
+    const void *value; /* the bytes sent: the value, or a prefix of it */
+    size_t value_len;
+    size_t value_size; /* the original value's size (> value_len: truncated) */
+    const char *error_code, *error_message;
+} kafka_dead_letter;
+
+#define KAFKA_DEAD_LETTER_HEADERS 7     /* ours, at most */
+#define KAFKA_DEAD_LETTER_OVERHEAD 1024 /* record and batch framing, with margin */
+
+/* The dead letter of consumed message rkm (pointers borrowed from it), the
+ * whole value kept. */
+void kafka_dead_letter_of(const rd_kafka_message_t *rkm, const char *error_code,
+                          const char *error_message, kafka_dead_letter *dl);
+/* How many bytes of dl's value fit in rk's message.max.bytes with its key
+ * and headers (dl->value_size when all of it does). */
+size_t kafka_dead_letter_fit(rd_kafka_t *rk, const kafka_dead_letter *dl);
+/* Produce dl (copied) to the dead-letter topic with the headers above;
+ * msg_opaque goes to the delivery report. Returns 0, or UL_ERR_IO with
+ * librdkafka's reason (and its code in *code, when code is not NULL). */
 int kafka_produce_dead_letter(rd_kafka_t *rk, const char *dead_letter_topic,
-                              const rd_kafka_message_t *rkm, const char *error_code,
-                              const char *error_message, char *errstr, size_t errstr_size);
+                              const kafka_dead_letter *dl, void *msg_opaque,
+                              rd_kafka_resp_err_t *code, char *errstr, size_t errstr_size);
 
 /* Offsets of every partition of `topic`: the sum over partitions of the low
  * and high watermarks, and the partition count. A low watermark above 0

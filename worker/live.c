@@ -1,33 +1,75 @@
 /* live.c: the worker's view of m1 (see live.h).
  *
- * DESIGN: the effective item table `eff` is a cache: it is rebuilt from the
- * base rows and every partition's deltas whenever the set of owned
- * partitions changes or foreign deltas are refreshed, and updated in place
- * by each SGD step (the same change also goes into the owning partition's
- * delta). Unlearning cycles are forget.c's: they change items only through
- * live_correct_item. */
+ * DESIGN
+ * - The replica `items` holds every item's row followed by its live
+ *   statistics (rows_stats, memcpy'd: ITEM_DIM floats a row). For the items
+ *   of owned home partitions the replica row *is* the durable row: the
+ *   shard marks which of them changed (SHARD_HOME_*) and its checkpoint
+ *   writes them from here. Live statistics are separate from the home's
+ *   durable ones (shard->home): they also hold this process's changes that
+ *   are not delivered yet.
+ * - An exact change is applied locally when the event happens (replica
+ *   stats and rows) and queued in the event's shard (shard_pend); the
+ *   checkpoint turns the queue into sequenced records in the outbox. A
+ *   shard dropped without checkpointing takes its queue back out of the
+ *   replica, since the next owner replays those events.
+ * - Deduplication: seen[h * N + q] is the last sequence from source q
+ *   whose statistics the replica applied for home h, seen_rows[] the last
+ *   whose row corrections it applied (at start: h's stored `seen`, which
+ *   is as of h's last checkpoint, and its `r<q>` fields, as of h's last row
+ *   flush); the home's durable side uses its shard's own `seen`.
+ * - Positions: upd_pos[h] is the next item-updates offset of partition h
+ *   the replica needs (at start the lower of rows_off and h's stored
+ *   offset); best-effort records below rows_from[h] (rows_off) are in the
+ *   stored rows already. A shard's next_offset[SHARD_ITEM_UPDATES] is the
+ *   next one its durable side needs. At assignment the worker seeks
+ *   partition h back to the shard's offset when it is lower: records below
+ *   upd_pos are then applied to the durable side only (catch-up).
+ * - Item rows in Redis are written at row flushes only, as of rows_off:
+ *   the replica row minus this process's own changes that have not come
+ *   back through the topic yet (own_out), so that a restart that replays
+ *   the topic from rows_off applies every change exactly once (a change
+ *   never sent is lost with the process: best effort).
+ * - Unlearning cycles are forget.c's (on a thread, on a snapshot): they
+ *   change items only through live_correct_item. */
 #include "live.h"
 
+#include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "mf.h"
 #include "rows.h"
 #include "ul_buf.h"
+#include "ul_clock.h"
 #include "ul_err.h"
+
+#define STATS_FLOATS ((int)(sizeof(rows_stats) / sizeof(float)))
+/* Mark set of the replica for training-changed rows to publish (ROWSET_PUBLISH
+ * holds the event-changed ones). */
+enum { ITEM_TRAIN_PUBLISH = 2 };
 
 struct live {
     live_opts o;
     store *st;
     int k;
+    int row_dim;  /* rows_dim(ROWS_ITEM, k) */
+    int item_dim; /* row_dim + STATS_FLOATS: a replica row */
     float mean, rmin, rmax;
     int32_t n_parts;
-    rowset *base;     /* ul:items: item rows */
-    rowset **foreign; /* per partition, deltas of partitions not owned; NULL when owned */
-    shard **shards;   /* per partition, NULL when not owned */
-    rowset *eff;      /* effective item rows */
-    rowset *owned;    /* contract stub: per item (count, sum) of the owned remembered ratings */
+    uint64_t nonce, instance;
+    shard **shards;     /* per partition, NULL when not owned */
+    rowset *items;      /* the replica: row, then live statistics */
+    rowset *acc[2];     /* best-effort deltas not yet pushed, per class (rows_vector_dim) */
+    rowset *own_out;    /* this process's row changes not yet back from the topic */
+    int64_t *upd_pos;   /* per home partition: next item-updates offset (-1: from the start) */
+    int64_t *rows_from; /* per home partition: stored rows include the records below */
+    int64_t *seen;      /* [home * n_parts + source]: statistics */
+    int64_t *seen_rows; /* [home * n_parts + source]: row corrections */
+    codec_item_updates scratch; /* records being built */
 };
 
 void live_opts_init(live_opts *opts) {
@@ -62,67 +104,141 @@ int32_t live_partitions(const live *l) {
     return l->n_parts;
 }
 
-/* The effective row of `item`, created (initial row, count 0) when absent. */
-static int32_t eff_item(live *l, int64_t item) {
+uint64_t live_instance(const live *l) {
+    return l->instance;
+}
+
+uint64_t live_nonce(const live *l) {
+    return l->nonce;
+}
+
+/* ---- the replica -------------------------------------------------------- */
+
+/* The replica index of `item`, created (initial row, statistics 0) when
+ * absent; -1 when out of memory. */
+static int32_t replica_item(live *l, int64_t item) {
     int created = 0;
-    int32_t idx = rowset_insert(l->eff, item, &created);
-    if (idx >= 0 && created) {
-        float *row = rowset_row(l->eff, idx);
-        rows_init(row, ROWS_ITEM, l->k, l->o.seed, l->o.init_std, item);
-    }
+    int32_t idx = rowset_insert(l->items, item, &created);
+    if (idx >= 0 && created)
+        rows_init(rowset_row(l->items, idx), ROWS_ITEM, l->k, l->o.seed, l->o.init_std, item);
     return idx;
 }
 
-static void add_rows(float *dst, const float *src, int dim) {
-    for (int f = 0; f < dim; f++)
-        dst[f] += src[f];
+static rows_stats replica_stats(const live *l, int32_t ei) {
+    rows_stats st;
+    memcpy(&st, rowset_row_const(l->items, ei) + l->row_dim, sizeof(st));
+    return st;
 }
 
-/* Rebuilding keeps the publish marks: the rows still have to go out. */
-static int rebuild_eff(live *l) {
-    int dim = rows_dim(ROWS_ITEM, l->k);
-    size_t n_pub = 0;
-    const int32_t *pub = rowset_to_publish(l->eff, &n_pub);
-    int64_t *keep = malloc((n_pub ? n_pub : 1) * sizeof(*keep));
-    if (keep == NULL)
+static void replica_stats_add(live *l, int32_t ei, int64_t dcount, double dsum) {
+    rows_stats st = replica_stats(l, ei);
+    st.count += dcount;
+    st.sum += dsum;
+    memcpy(rowset_row(l->items, ei) + l->row_dim, &st, sizeof(st));
+}
+
+static int32_t home_of(const live *l, int64_t item) {
+    return rows_item_partition(item, l->n_parts);
+}
+
+/* Replica row ei (of `item`) changed: publish it (class cls) and, when its
+ * home is owned here, flush it at the home's next row flush. */
+static void item_changed(live *l, int32_t ei, int64_t item, shard_class cls) {
+    rowset_mark(l->items, cls == SHARD_TRAINING ? ITEM_TRAIN_PUBLISH : ROWSET_PUBLISH, ei);
+    shard *h = l->shards[home_of(l, item)];
+    if (h) {
+        int32_t hi = shard_home_item(h, item);
+        if (hi >= 0)
+            rowset_mark(h->home, SHARD_HOME_FLUSH, hi);
+    }
+}
+
+static void add_vec(float *dst, const float *src, int n, float sign) {
+    for (int f = 0; f < n; f++)
+        dst[f] += sign * src[f];
+}
+
+/* This process changed item's row by sign * delta: until the change comes
+ * back through the topic, a row flush leaves it out. UL_ERR_NOMEM only. */
+static int own_change(live *l, int64_t item, const float *delta, float sign) {
+    int32_t i = rowset_insert(l->own_out, item, NULL);
+    if (i < 0)
         return UL_ERR_NOMEM;
-    for (size_t i = 0; i < n_pub; i++)
-        keep[i] = rowset_key(l->eff, pub[i]);
-    int rc = UL_ERR_NOMEM;
-    rowset_clear(l->eff);
-    for (int32_t i = 0; i < rowset_size(l->base); i++) {
-        int32_t e = rowset_insert(l->eff, rowset_key(l->base, i), NULL);
-        if (e < 0)
-            goto done;
-        memcpy(rowset_row(l->eff, e), rowset_row_const(l->base, i), (size_t)dim * sizeof(float));
+    add_vec(rowset_row(l->own_out, i), delta, rows_vector_dim(l->k), sign);
+    return UL_OK;
+}
+
+void live_item_stats(const live *l, int64_t item, int64_t *count, double *sum) {
+    int32_t ei = rowset_find(l->items, item);
+    rows_stats st = {0, 0.0};
+    if (ei >= 0)
+        st = replica_stats(l, ei);
+    *count = st.count;
+    *sum = st.sum;
+}
+
+const rowset *live_items(const live *l) {
+    return l->items;
+}
+
+const float *live_item_row(const live *l, int64_t item) {
+    int32_t ei = rowset_find(l->items, item);
+    return ei < 0 ? NULL : rowset_row_const(l->items, ei);
+}
+
+/* ---- the model and the start-up load ----------------------------------- */
+
+static int model_mismatch(live *l, const store_model *m, char *errstr, size_t errstr_size) {
+    if (m->format != STORE_FORMAT) {
+        ul_set_err(errstr, errstr_size,
+                   "Redis holds worker state of format %d (per-partition item deltas); this "
+                   "version reads format %d only: replay the topics into an empty Redis, or "
+                   "'unlearnd import --replace' a model",
+                   m->format, STORE_FORMAT);
+        return UL_ERR_STATE;
     }
-    for (int32_t p = 0; p < l->n_parts; p++) {
-        rowset *d = l->shards[p] ? l->shards[p]->deltas : l->foreign[p];
-        for (int32_t i = 0; d && i < rowset_size(d); i++) {
-            int32_t e = eff_item(l, rowset_key(d, i));
-            if (e < 0)
-                goto done;
-            add_rows(rowset_row(l->eff, e), rowset_row_const(d, i), dim);
-        }
+    if (m->partitions > 0 && m->partitions != l->n_parts) {
+        ul_set_err(errstr, errstr_size,
+                   "Redis holds state for %d partitions but the ratings topic has %d: the "
+                   "partition of a user would change (use a fresh Redis, or the same partition "
+                   "count)",
+                   (int)m->partitions, (int)l->n_parts);
+        return UL_ERR_STATE;
     }
-    for (size_t i = 0; i < n_pub; i++) {
-        int32_t e = eff_item(l, keep[i]);
-        if (e < 0)
-            goto done;
-        rowset_mark_publish(l->eff, e);
+    if (m->rating_min != l->o.rating_min || m->rating_max != l->o.rating_max) {
+        ul_set_err(errstr, errstr_size,
+                   "Redis holds a model on the rating scale %g..%g but rating.min/rating.max "
+                   "are %g..%g: start with --rating.min %g --rating.max %g, or use a fresh Redis",
+                   (double)m->rating_min, (double)m->rating_max, (double)l->o.rating_min,
+                   (double)l->o.rating_max, (double)m->rating_min, (double)m->rating_max);
+        return UL_ERR_STATE;
     }
-    rc = UL_OK;
-done:
-    free(keep);
-    return rc;
+    if (l->o.k_explicit && m->k != l->o.k) {
+        ul_set_err(errstr, errstr_size,
+                   "Redis holds a model with k=%d but model.k is %d: start with --model.k %d "
+                   "(or without model.k), or use a fresh Redis",
+                   m->k, l->o.k, m->k);
+        return UL_ERR_STATE;
+    }
+    return UL_OK;
 }
 
 static int init_model(live *l, char *errstr, size_t errstr_size) {
-    store_model want = {l->o.k, 0.5f * (l->o.rating_min + l->o.rating_max), l->o.rating_min,
-                        l->o.rating_max, l->n_parts};
+    store_model want = {l->o.k,
+                        0.5f * (l->o.rating_min + l->o.rating_max),
+                        l->o.rating_min,
+                        l->o.rating_max,
+                        l->n_parts,
+                        STORE_FORMAT,
+                        0};
     store_model m;
     int found = 0;
-    int rc = store_model_put(l->st, &want, 1, errstr, errstr_size);
+    /* Look before writing: HSETNX would add format=2 to an older state. */
+    int rc = store_model_get(l->st, &m, &found, errstr, errstr_size);
+    if (rc == UL_OK && found && (rc = model_mismatch(l, &m, errstr, errstr_size)) != UL_OK)
+        return rc;
+    if (rc == UL_OK)
+        rc = store_model_put(l->st, &want, 1, errstr, errstr_size);
     if (rc == UL_OK)
         rc = store_model_get(l->st, &m, &found, errstr, errstr_size);
     if (rc != UL_OK)
@@ -131,19 +247,86 @@ static int init_model(live *l, char *errstr, size_t errstr_size) {
         ul_set_err(errstr, errstr_size, "ul:model vanished while starting");
         return UL_ERR_STATE;
     }
-    if (m.partitions > 0 && m.partitions != l->n_parts) {
-        ul_set_err(errstr, errstr_size,
-                   "Redis holds state for %d partitions but the ratings topic has %d: the "
-                   "partition of a user would change (use a fresh Redis, or the same partition "
-                   "count)",
-                   (int)m.partitions, (int)l->n_parts);
-        return UL_ERR_STATE;
-    }
+    if ((rc = model_mismatch(l, &m, errstr, errstr_size)) != UL_OK)
+        return rc;
     l->k = m.k;
     l->mean = m.global_mean;
     l->rmin = m.rating_min;
     l->rmax = m.rating_max;
+    l->nonce = m.nonce;
     return UL_OK;
+}
+
+typedef struct load_ctx {
+    live *l;
+    int32_t p;
+} load_ctx;
+
+static int load_row(void *vctx, int64_t id, const float *row, int dim, char *errstr,
+                    size_t errstr_size) {
+    load_ctx *c = vctx;
+    int32_t ei = rowset_insert(c->l->items, id, NULL);
+    if (ei < 0) {
+        ul_set_err(errstr, errstr_size, "out of memory loading the item replica");
+        return UL_ERR_NOMEM;
+    }
+    memcpy(rowset_row(c->l->items, ei), row, (size_t)dim * sizeof(float));
+    return UL_OK;
+}
+
+static int load_stats(void *vctx, int64_t id, const rows_stats *sv, char *errstr,
+                      size_t errstr_size) {
+    load_ctx *c = vctx;
+    int32_t ei = replica_item(c->l, id); /* statistics without a row: an item never flushed */
+    if (ei < 0) {
+        ul_set_err(errstr, errstr_size, "out of memory loading the item replica");
+        return UL_ERR_NOMEM;
+    }
+    memcpy(rowset_row(c->l->items, ei) + c->l->row_dim, sv, sizeof(*sv));
+    return UL_OK;
+}
+
+static int load_seen(void *vctx, int32_t q, int rows, int64_t seq, char *errstr,
+                     size_t errstr_size) {
+    load_ctx *c = vctx;
+    if (q >= c->l->n_parts) {
+        ul_set_err(errstr, errstr_size,
+                   "ul:{p%d}:seen names source partition %d, but there are %d partitions",
+                   (int)c->p, (int)q, (int)c->l->n_parts);
+        return UL_ERR_CORRUPT;
+    }
+    (rows ? c->l->seen_rows : c->l->seen)[(size_t)c->p * (size_t)c->l->n_parts + (size_t)q] = seq;
+    return UL_OK;
+}
+
+/* Every partition's home items, statistics, seen and rows_off. */
+static int load_replica(live *l, char *errstr, size_t errstr_size) {
+    for (int32_t p = 0; p < l->n_parts; p++) {
+        shard_meta meta;
+        int found = 0;
+        load_ctx c = {l, p};
+        int rc = store_meta_get(l->st, p, &meta, &found, errstr, errstr_size);
+        if (rc == UL_OK)
+            rc = store_home_load(l->st, p, l->row_dim, load_row, load_stats, load_seen, &c, errstr,
+                                 errstr_size);
+        if (rc != UL_OK)
+            return rc;
+        /* From the lower of the two positions: the statistics (as of the
+         * checkpoint's offset) and the rows (as of rows_off) both catch up. */
+        int64_t stats_off = meta.next_offset[SHARD_ITEM_UPDATES];
+        l->rows_from[p] = meta.rows_off;
+        l->upd_pos[p] = meta.rows_off < 0 || stats_off < 0 ? -1
+                        : stats_off < meta.rows_off        ? stats_off
+                                                           : meta.rows_off;
+    }
+    return UL_OK;
+}
+
+static uint64_t random_instance(void) {
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+        v = (uint64_t)ul_clock_wall_ms() ^ ((uint64_t)ul_clock_mono_ms() << 20);
+    return v & 0x7fffffffffffffffULL; /* an Avro long */
 }
 
 live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *errstr,
@@ -159,27 +342,28 @@ live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *err
     l->o = *opts;
     l->st = st;
     l->n_parts = n_partitions;
+    l->instance = random_instance();
     if (init_model(l, errstr, errstr_size) != UL_OK)
         goto fail;
-    l->foreign = calloc((size_t)n_partitions, sizeof(*l->foreign));
-    l->shards = calloc((size_t)n_partitions, sizeof(*l->shards));
-    l->base = rowset_new(rows_dim(ROWS_ITEM, l->k));
-    l->eff = rowset_new(rows_dim(ROWS_ITEM, l->k));
-    l->owned = rowset_new(2);
-    if (l->foreign == NULL || l->shards == NULL || l->base == NULL || l->eff == NULL ||
-        l->owned == NULL)
+    l->row_dim = rows_dim(ROWS_ITEM, l->k);
+    l->item_dim = l->row_dim + STATS_FLOATS;
+    size_t n = (size_t)n_partitions;
+    l->shards = calloc(n, sizeof(*l->shards));
+    l->upd_pos = malloc(n * sizeof(*l->upd_pos));
+    l->rows_from = malloc(n * sizeof(*l->rows_from));
+    l->seen = malloc(n * n * sizeof(*l->seen));
+    l->seen_rows = malloc(n * n * sizeof(*l->seen_rows));
+    l->items = rowset_new(l->item_dim);
+    l->acc[SHARD_EVENT] = rowset_new(rows_vector_dim(l->k));
+    l->acc[SHARD_TRAINING] = rowset_new(rows_vector_dim(l->k));
+    l->own_out = rowset_new(rows_vector_dim(l->k));
+    if (!l->shards || !l->upd_pos || !l->rows_from || !l->seen || !l->seen_rows || !l->items ||
+        !l->acc[0] || !l->acc[1] || !l->own_out)
         goto oom;
-    if (store_items_load(st, l->base, errstr, errstr_size) != UL_OK)
+    for (size_t i = 0; i < n * n; i++)
+        l->seen[i] = l->seen_rows[i] = -1;
+    if (load_replica(l, errstr, errstr_size) != UL_OK)
         goto fail;
-    for (int32_t p = 0; p < n_partitions; p++) {
-        l->foreign[p] = rowset_new(rows_dim(ROWS_ITEM, l->k));
-        if (l->foreign[p] == NULL)
-            goto oom;
-        if (store_deltas_load(st, p, l->foreign[p], errstr, errstr_size) != UL_OK)
-            goto fail;
-    }
-    if (rebuild_eff(l) != UL_OK)
-        goto oom;
     return l;
 oom:
     ul_set_err(errstr, errstr_size, "out of memory loading the live model");
@@ -191,172 +375,176 @@ fail:
 void live_destroy(live *l) {
     if (l == NULL)
         return;
-    for (int32_t p = 0; p < l->n_parts; p++) {
-        if (l->foreign)
-            rowset_destroy(l->foreign[p]);
-        if (l->shards)
-            shard_destroy(l->shards[p]);
-    }
-    free(l->foreign);
+    for (int32_t p = 0; l->shards && p < l->n_parts; p++)
+        shard_destroy(l->shards[p]);
     free(l->shards);
-    rowset_destroy(l->base);
-    rowset_destroy(l->eff);
-    rowset_destroy(l->owned);
+    free(l->upd_pos);
+    free(l->rows_from);
+    free(l->seen);
+    free(l->seen_rows);
+    rowset_destroy(l->items);
+    rowset_destroy(l->acc[0]);
+    rowset_destroy(l->acc[1]);
+    rowset_destroy(l->own_out);
+    free(l->scratch.items);
     free(l);
 }
 
-/* ---- contract: replaced by state2 -----------------------------------------
- * Item statistics on today's design: the ratings count is the effective
- * row's (every partition's ratings); the rating sum is not stored, so it is
- * estimated as count x the mean of the ratings of the item remembered in the
- * owned partitions' histories (`owned`, kept in step with the histories:
- * exact for one worker whose retention holds every rating). state2 replaces
- * this block with exact, persisted per-item statistics. */
-
-static int owned_add(live *l, int64_t item, double dcount, double dsum) {
-    int32_t j = rowset_insert(l->owned, item, NULL);
-    if (j < 0)
-        return UL_ERR_NOMEM;
-    float *st = rowset_row(l->owned, j);
-    st[0] += (float)dcount;
-    st[1] += (float)dsum;
-    return UL_OK;
-}
-
-/* Add (sign 1) or remove (-1) every remembered rating of shard s. */
-static int owned_add_shard(live *l, shard *s, int sign) {
-    for (int32_t u = 0; u < rowset_size(s->users) && u < s->hists_cap; u++) {
-        const hist *h = &s->hists[u];
-        for (uint32_t e = 0; e < h->n; e++) {
-            const hist_entry *he = &h->v[h->start + e];
-            if (owned_add(l, he->item, sign, sign * (double)he->rating) != UL_OK)
-                return UL_ERR_NOMEM;
-        }
-    }
-    return UL_OK;
-}
-
-void live_item_stats(const live *l, int64_t item, int64_t *count, double *sum) {
-    const float *row = live_item_row(l, item);
-    *count = 0;
-    *sum = 0.0;
-    float c = row ? row[rows_count_index(l->k)] : 0.0f;
-    if (c < 0.5f)
-        return;
-    *count = (int64_t)(c + 0.5f);
-    int32_t j = rowset_find(l->owned, item);
-    const float *st = j >= 0 ? rowset_row_const(l->owned, j) : NULL;
-    double mean = st && st[0] >= 0.5f ? (double)st[1] / st[0] : l->mean + row[ROWS_BIAS];
-    *sum = mean * (double)*count;
-}
-
-int live_correct_item(live *l, shard *s, int64_t item, const float *delta, int64_t dcount,
-                      double dsum) {
-    int32_t ei = eff_item(l, item);
-    int32_t di = rowset_insert(s->deltas, item, NULL);
-    if (ei < 0 || di < 0)
-        return UL_ERR_NOMEM;
-    float *irow = rowset_row(l->eff, ei), *drow = rowset_row(s->deltas, di);
-    int vdim = rows_vector_dim(l->k), count = rows_count_index(l->k);
-    for (int f = 0; delta && f < vdim; f++) {
-        irow[f] += delta[f];
-        drow[f] += delta[f];
-    }
-    irow[count] += (float)dcount;
-    drow[count] += (float)dcount;
-    rowset_mark_dirty(s->deltas, di);
-    rowset_mark_publish(l->eff, ei);
-    return owned_add(l, item, (double)dcount, dsum);
-}
-
-/* ---- partitions ---------------------------------------------------------- */
+/* ---- ownership ---------------------------------------------------------- */
 
 shard *live_shard(live *l, int32_t p) {
     return p >= 0 && p < l->n_parts ? l->shards[p] : NULL;
 }
 
-shard *live_assign(live *l, int32_t p, char *errstr, size_t errstr_size) {
+shard *live_assign(live *l, int32_t p, int *rc_out, char *errstr, size_t errstr_size) {
+    int rc = UL_ERR_ARG;
+    shard *s = NULL;
     if (p < 0 || p >= l->n_parts) {
         ul_set_err(errstr, errstr_size, "partition %d outside 0..%d", (int)p, (int)l->n_parts - 1);
-        return NULL;
+        goto done;
     }
-    if (l->shards[p])
-        return l->shards[p];
-    shard *s = shard_new(p, l->k, l->o.seed, l->o.init_std, l->o.retention);
-    if (s == NULL) {
+    if (l->shards[p]) {
+        rc = UL_OK;
+        s = l->shards[p];
+        goto done;
+    }
+    rc = UL_ERR_NOMEM;
+    if ((s = shard_new(p, l->k, l->o.seed, l->o.init_std, l->o.retention)) == NULL) {
         ul_set_err(errstr, errstr_size, "out of memory");
-        return NULL;
+        goto done;
     }
-    if (store_shard_load(l->st, s, errstr, errstr_size) != UL_OK) {
+    rc = l->o.read_only ? store_shard_read(l->st, s, errstr, errstr_size)
+                        : store_shard_load(l->st, s, errstr, errstr_size);
+    if (rc != UL_OK) {
         shard_destroy(s);
-        return NULL;
-    }
-    if (shard_fit_users(s) != 0 || owned_add_shard(l, s, 1) != UL_OK) { /* contract stub */
-        shard_destroy(s);
-        ul_set_err(errstr, errstr_size, "out of memory");
-        return NULL;
+        s = NULL;
+        goto done;
     }
     l->shards[p] = s;
-    rowset_destroy(l->foreign[p]);
-    l->foreign[p] = NULL;
-    if (rebuild_eff(l) != UL_OK) {
-        ul_set_err(errstr, errstr_size, "out of memory");
-        return NULL;
+    /* Every home row as the replica holds it goes out at the first flush:
+     * Redis has them as of rows_off, the replica replayed what followed. */
+    for (int32_t i = 0; i < rowset_size(l->items); i++) {
+        int64_t item = rowset_key(l->items, i);
+        int32_t hi = home_of(l, item) == p ? shard_home_item(s, item) : 0;
+        if (hi < 0) {
+            ul_set_err(errstr, errstr_size, "out of memory");
+            live_drop(l, p, NULL, 0);
+            rc = UL_ERR_NOMEM;
+            s = NULL;
+            goto done;
+        }
+        if (home_of(l, item) == p)
+            rowset_mark(s->home, SHARD_HOME_FLUSH, hi);
     }
+done:
+    if (rc_out)
+        *rc_out = rc;
     return s;
+}
+
+/* Take s's undelivered exact changes back out of the replica. */
+static void unapply_pending(live *l, shard *s) {
+    int vdim = rows_vector_dim(l->k);
+    for (int32_t i = 0; i < rowset_size(s->pend_stats); i++) {
+        int32_t ei = rowset_find(l->items, rowset_key(s->pend_stats, i));
+        rows_stats d;
+        memcpy(&d, rowset_row_const(s->pend_stats, i), sizeof(d));
+        if (ei >= 0)
+            replica_stats_add(l, ei, -d.count, -d.sum);
+    }
+    for (int32_t i = 0; i < rowset_size(s->pend_rows); i++) {
+        int64_t item = rowset_key(s->pend_rows, i);
+        int32_t ei = rowset_find(l->items, item);
+        if (ei >= 0)
+            add_vec(rowset_row(l->items, ei), rowset_row_const(s->pend_rows, i), vdim, -1.0f);
+        own_change(l, item, rowset_row_const(s->pend_rows, i), -1.0f); /* never sent */
+    }
+}
+
+int live_drop(live *l, int32_t p, char *errstr, size_t errstr_size) {
+    (void)errstr;
+    (void)errstr_size;
+    shard *s = live_shard(l, p);
+    if (s == NULL)
+        return UL_OK;
+    unapply_pending(l, s);
+    shard_destroy(s);
+    l->shards[p] = NULL;
+    return UL_OK;
 }
 
 int live_revoke(live *l, int32_t p, char *errstr, size_t errstr_size) {
     shard *s = live_shard(l, p);
     if (s == NULL)
         return UL_OK;
+    s->flush_rows = 1;
     int rc = live_checkpoint(l, s, errstr, errstr_size);
-    int dim = rows_dim(ROWS_ITEM, l->k);
-    rowset *copy = rowset_new(dim);
-    for (int32_t i = 0; copy && i < rowset_size(s->deltas); i++) {
-        int32_t j = rowset_insert(copy, rowset_key(s->deltas, i), NULL);
-        if (j < 0) {
-            rowset_destroy(copy);
-            copy = NULL;
-            break;
-        }
-        memcpy(rowset_row(copy, j), rowset_row_const(s->deltas, i), (size_t)dim * sizeof(float));
-    }
-    if (owned_add_shard(l, s, -1) != UL_OK && rc == UL_OK) { /* contract stub */
-        ul_set_err(errstr, errstr_size, "out of memory");
-        rc = UL_ERR_NOMEM;
-    }
-    shard_destroy(s);
-    l->shards[p] = NULL;
-    if (copy == NULL) { /* keep the table consistent: an empty copy, refreshed later */
-        copy = rowset_new(dim);
-        if (copy == NULL && rc == UL_OK) {
-            ul_set_err(errstr, errstr_size, "out of memory");
-            rc = UL_ERR_NOMEM;
-        }
-    }
-    l->foreign[p] = copy;
+    live_drop(l, p, NULL, 0);
     return rc;
 }
 
-int live_drop(live *l, int32_t p, char *errstr, size_t errstr_size) {
+void live_flush_due(live *l, int32_t p) {
     shard *s = live_shard(l, p);
-    if (s == NULL)
-        return UL_OK;
-    int rc = owned_add_shard(l, s, -1); /* contract stub */
-    shard_destroy(s);
-    l->shards[p] = NULL;
-    l->foreign[p] = rowset_new(rows_dim(ROWS_ITEM, l->k));
-    if (rc != UL_OK || l->foreign[p] == NULL) {
-        ul_set_err(errstr, errstr_size, "out of memory");
+    if (s)
+        s->flush_rows = 1;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shard_class cls) {
+    int vdim = rows_vector_dim(l->k);
+    int32_t ai = rowset_insert(l->acc[cls], item, NULL);
+    int32_t oi = rowset_insert(l->own_out, item, NULL);
+    int32_t ei = replica_item(l, item); /* after: an insertion may move rows */
+    if (ai < 0 || oi < 0 || ei < 0)
+        return NAN;
+    float *irow = rowset_row(l->items, ei), *acc = rowset_row(l->acc[cls], ai);
+    float *own = rowset_row(l->own_out, oi);
+    float before[512]; /* the item's vector before the step; on the heap for a large k */
+    float *old = vdim <= 512 ? before : malloc((size_t)vdim * sizeof(float));
+    if (old == NULL)
+        return NAN;
+    memcpy(old, irow, (size_t)vdim * sizeof(float));
+    mf_model m = rows_pair_model(rowset_row(s->users, uidx), irow, l->k, l->mean, l->rmin, l->rmax);
+    float err = mf_sgd_step(&m, 0, 0, rating, l->o.lr, l->o.reg, l->o.reg_bias);
+    for (int f = 0; f < vdim; f++) {
+        acc[f] += irow[f] - old[f];
+        own[f] += irow[f] - old[f];
+    }
+    if (old != before)
+        free(old);
+    shard_mark_user(s, uidx, cls);
+    item_changed(l, ei, item, cls);
+    return err;
+}
+
+int live_correct_item(live *l, shard *s, int64_t item, const float *delta, int64_t dcount,
+                      double dsum) {
+    int32_t ei = replica_item(l, item);
+    if (ei < 0 || (delta && own_change(l, item, delta, 0.0f) != UL_OK) ||
+        shard_pend(s, item, dcount, dsum, delta) != 0)
         return UL_ERR_NOMEM;
+    replica_stats_add(l, ei, dcount, dsum);
+    if (delta) {
+        own_change(l, item, delta, 1.0f); /* its row exists: cannot fail */
+        add_vec(rowset_row(l->items, ei), delta, rows_vector_dim(l->k), 1.0f);
+        item_changed(l, ei, item, SHARD_EVENT);
     }
-    rc = store_deltas_load(l->st, p, l->foreign[p], errstr, errstr_size);
-    if (rc == UL_OK && rebuild_eff(l) != UL_OK) {
-        ul_set_err(errstr, errstr_size, "out of memory");
-        rc = UL_ERR_NOMEM;
-    }
-    return rc;
+    return UL_OK;
+}
+
+int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float rating,
+                      int64_t time_ms) {
+    int32_t ui = shard_user(s, user);
+    if (ui < 0 || isnan(live_sgd(l, s, ui, item, rating, SHARD_EVENT)))
+        return UL_ERR_NOMEM;
+    if (live_correct_item(l, s, item, NULL, 1, (double)rating) != UL_OK)
+        return UL_ERR_NOMEM;
+    hist_entry e = {item, time_ms, rating};
+    if (shard_hist_append(s, ui, &e) != 0)
+        return UL_ERR_NOMEM;
+    s->meta.applied++;
+    return UL_OK;
 }
 
 int live_buffer_forget(live *l, shard *s, codec_forget *f, int64_t offset, int64_t received_ms,
@@ -388,181 +576,373 @@ int live_buffer_forget(live *l, shard *s, codec_forget *f, int64_t offset, int64
     return UL_OK;
 }
 
-int live_checkpoint(live *l, shard *s, char *errstr, size_t errstr_size) {
-    return store_shard_checkpoint(l->st, s, errstr, errstr_size);
-}
+/* ---- records of item updates (built for pushes and deliveries) --------- */
 
-/* Ids of the rows of `fresh` that are new or differ from `old`, and whose
- * home partition is owned here, appended to *ids (grown). */
-static int changed_owned(const live *l, const rowset *old, const rowset *fresh, int64_t **ids,
-                         size_t *n, size_t *cap) {
-    size_t bytes = (size_t)rows_dim(ROWS_ITEM, l->k) * sizeof(float);
-    for (int32_t i = 0; i < rowset_size(fresh); i++) {
-        int64_t key = rowset_key(fresh, i);
-        if (l->shards[rows_item_partition(key, l->n_parts)] == NULL)
-            continue;
-        int32_t j = old ? rowset_find(old, key) : -1;
-        if (j >= 0 && memcmp(rowset_row_const(old, j), rowset_row_const(fresh, i), bytes) == 0)
-            continue;
-        int64_t *v = ul_grow(*ids, cap, *n + 1, sizeof(*v));
+static codec_item_update *scratch_items(live *l, size_t n) {
+    if (n > l->scratch.cap_items) {
+        codec_item_update *v = realloc(l->scratch.items, n * sizeof(*v));
         if (v == NULL)
-            return UL_ERR_NOMEM;
-        *ids = v;
-        (*ids)[(*n)++] = key;
+            return NULL;
+        l->scratch.items = v;
+        l->scratch.cap_items = n;
     }
+    return l->scratch.items;
+}
+
+/* The item ids of `rs` grouped by home partition: order[] holds indices of
+ * rs sorted by home, start[h]..start[h+1] those of home h. Owned arrays. */
+static int group_by_home(const live *l, const rowset *a, const rowset *b, int64_t **ids_out,
+                         size_t **start_out, size_t *n_out) {
+    size_t na = (size_t)rowset_size(a), nb = b ? (size_t)rowset_size(b) : 0, n = 0;
+    size_t np = (size_t)l->n_parts;
+    int64_t *ids = malloc((na + nb + 1) * sizeof(*ids)),
+            *tmp = malloc((na + nb + 1) * sizeof(*tmp));
+    size_t *start = calloc(np + 1, sizeof(*start));
+    if (ids == NULL || tmp == NULL || start == NULL) {
+        free(ids), free(tmp), free(start);
+        return UL_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < na; i++)
+        tmp[n++] = rowset_key(a, (int32_t)i);
+    for (size_t i = 0; i < nb; i++) /* b's items not in a */
+        if (rowset_find(a, rowset_key(b, (int32_t)i)) < 0)
+            tmp[n++] = rowset_key(b, (int32_t)i);
+    for (size_t i = 0; i < n; i++)
+        start[(size_t)home_of(l, tmp[i]) + 1]++;
+    for (size_t h = 0; h < np; h++)
+        start[h + 1] += start[h];
+    size_t *fill = calloc(np, sizeof(*fill));
+    if (fill == NULL) {
+        free(ids), free(tmp), free(start);
+        return UL_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t h = (size_t)home_of(l, tmp[i]);
+        ids[start[h] + fill[h]++] = tmp[i];
+    }
+    free(fill);
+    free(tmp);
+    *ids_out = ids;
+    *start_out = start;
+    *n_out = n;
     return UL_OK;
 }
 
-/* Items another worker changed are marked for publishing by the owner of
- * their home partition (rows_item_partition), whose effective row then includes
- * every worker's checkpointed deltas: the latest published row of an item
- * converges even when several workers rate it (docs/stream.md). */
-int live_refresh(live *l, char *errstr, size_t errstr_size) {
+/* Fill `it` from a delta vector (bias + factors; NULL: none). */
+static void update_of(codec_item_update *it, int64_t id, int64_t dcount, double dsum,
+                      const float *vec, int k) {
+    it->id = id;
+    it->dcount = (int32_t)dcount;
+    it->dsum = dsum;
+    it->dbias = vec ? vec[ROWS_BIAS] : 0.0f;
+    it->dvector = vec ? vec + ROWS_FACTORS : NULL;
+    it->dim = vec ? k : 0;
+}
+
+size_t live_push(live *l, shard_class cls, live_push_fn fn, void *opaque) {
+    rowset *acc = l->acc[cls];
     int64_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    for (int32_t p = 0; p < l->n_parts; p++) {
-        if (l->shards[p])
-            continue;
-        rowset *fresh = rowset_new(rows_dim(ROWS_ITEM, l->k));
-        if (fresh == NULL)
-            goto oom;
-        int rc = store_deltas_load(l->st, p, fresh, errstr, errstr_size);
-        if (rc == UL_OK && changed_owned(l, l->foreign[p], fresh, &ids, &n, &cap) != UL_OK) {
-            rowset_destroy(fresh);
-            goto oom;
-        }
-        if (rc != UL_OK) {
-            rowset_destroy(fresh);
-            free(ids);
-            return rc;
-        }
-        rowset_destroy(l->foreign[p]);
-        l->foreign[p] = fresh;
+    size_t *start = NULL, n = 0;
+    if (rowset_size(acc) == 0 || group_by_home(l, acc, NULL, &ids, &start, &n) != UL_OK ||
+        scratch_items(l, LIVE_PUSH_ITEMS) == NULL) {
+        free(ids), free(start);
+        return 0; /* out of memory: kept for the next push */
     }
-    if (rebuild_eff(l) != UL_OK)
-        goto oom;
-    for (size_t i = 0; i < n; i++)
-        live_mark_row(l, ROWS_ITEM, ids[i]);
+    codec_item_updates *u = &l->scratch;
+    u->instance = (int64_t)l->instance;
+    u->source = cls == SHARD_TRAINING ? CODEC_UPDATE_TRAINING : CODEC_UPDATE_EVENT;
+    u->seq = 0;
+    u->nonce = (int64_t)l->nonce;
+    for (int32_t h = 0; h < l->n_parts; h++) {
+        for (size_t i = start[h]; i < start[h + 1]; i += LIVE_PUSH_ITEMS) {
+            size_t end = i + LIVE_PUSH_ITEMS < start[h + 1] ? i + LIVE_PUSH_ITEMS : start[h + 1];
+            u->n_items = 0;
+            for (size_t j = i; j < end; j++)
+                update_of(&u->items[u->n_items++], ids[j], 0, 0.0,
+                          rowset_row_const(acc, rowset_find(acc, ids[j])), l->k);
+            fn(opaque, h, u);
+        }
+    }
+    u->n_items = 0;
     free(ids);
-    return UL_OK;
-oom:
-    free(ids);
-    ul_set_err(errstr, errstr_size, "out of memory refreshing item deltas");
-    return UL_ERR_NOMEM;
+    free(start);
+    rowset_clear(acc);
+    return n;
 }
 
-int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float rating,
-                      int64_t time_ms) {
-    int k = l->k;
-    int32_t ui = shard_user(s, user);
-    int32_t ei = eff_item(l, item);
-    int32_t di = rowset_insert(s->deltas, item, NULL);
-    if (ui < 0 || ei < 0 || di < 0)
+/* s's queued exact deltas as one delivery entry of its outbox. */
+static int make_delivery(live *l, shard *s, char *errstr, size_t errstr_size) {
+    int64_t *ids = NULL;
+    size_t *start = NULL, n = 0;
+    if (l->o.encode == NULL) {
+        ul_set_err(errstr, errstr_size, "partition %d has item deliveries but no encoder",
+                   (int)s->partition);
+        return UL_ERR_STATE;
+    }
+    if (group_by_home(l, s->pend_stats, s->pend_rows, &ids, &start, &n) != UL_OK ||
+        scratch_items(l, LIVE_PUSH_ITEMS) == NULL) {
+        free(ids), free(start);
+        ul_set_err(errstr, errstr_size, "out of memory building item deliveries");
         return UL_ERR_NOMEM;
-    float *irow = rowset_row(l->eff, ei);
-    int vdim = rows_vector_dim(k), count = rows_count_index(k);
-    float before[512]; /* the item's vector before the step; on the heap for a large k */
-    float *old = vdim <= 512 ? before : malloc((size_t)vdim * sizeof(float));
-    if (old == NULL)
-        return UL_ERR_NOMEM;
-    memcpy(old, irow, (size_t)vdim * sizeof(float));
-    mf_model m = rows_pair_model(rowset_row(s->users, ui), irow, k, l->mean, l->rmin, l->rmax);
-    mf_sgd_step(&m, 0, 0, rating, l->o.lr, l->o.reg, l->o.reg_bias);
-    float *drow = rowset_row(s->deltas, di);
-    for (int f = 0; f < vdim; f++)
-        drow[f] += irow[f] - old[f];
-    drow[count] += 1.0f;
-    irow[count] += 1.0f;
-    if (old != before)
-        free(old);
-    shard_mark_user(s, ui, SHARD_EVENT);
-    rowset_mark_dirty(s->deltas, di);
-    rowset_mark_publish(l->eff, ei);
-    hist_entry e = {item, time_ms, rating};
-    const hist *h = shard_hist(s, ui);
-    if (h == NULL)
-        return UL_ERR_NOMEM;
-    if (h->n == s->retention) { /* the oldest entry leaves the history (contract stub) */
-        const hist_entry *old_e = &h->v[h->start];
-        if (owned_add(l, old_e->item, -1.0, -(double)old_e->rating) != UL_OK)
+    }
+    codec_item_updates *u = &l->scratch;
+    *u = (codec_item_updates){.instance = (int64_t)l->instance,
+                              .source = s->partition,
+                              .seq = (int64_t)s->meta.out_seq,
+                              .nonce = (int64_t)l->nonce,
+                              .items = u->items,
+                              .cap_items = u->cap_items};
+    ul_buf entry = {0};
+    int rc = UL_OK;
+    for (int32_t h = 0; h < l->n_parts && rc == UL_OK; h++) {
+        for (size_t i = start[h]; i < start[h + 1] && rc == UL_OK; i += LIVE_PUSH_ITEMS) {
+            size_t end = i + LIVE_PUSH_ITEMS < start[h + 1] ? i + LIVE_PUSH_ITEMS : start[h + 1];
+            u->n_items = 0;
+            for (size_t j = i; j < end; j++) {
+                int32_t si = rowset_find(s->pend_stats, ids[j]),
+                        ri = rowset_find(s->pend_rows, ids[j]);
+                rows_stats d = {0, 0.0};
+                if (si >= 0)
+                    memcpy(&d, rowset_row_const(s->pend_stats, si), sizeof(d));
+                update_of(&u->items[u->n_items++], ids[j], d.count, d.sum,
+                          ri >= 0 ? rowset_row_const(s->pend_rows, ri) : NULL, l->k);
+            }
+            rc = l->o.encode(l->o.encode_opaque, u, h, &entry, errstr, errstr_size);
+        }
+    }
+    u->n_items = 0;
+    free(ids);
+    free(start);
+    size_t len = 0;
+    unsigned char *blob = rc == UL_OK && !entry.oom ? ul_buf_take(&entry, &len) : NULL;
+    if (rc == UL_OK &&
+        (blob == NULL || outbox_list_add(&s->deliveries, s->meta.out_seq, blob, len) != 0)) {
+        free(blob);
+        blob = NULL;
+        ul_set_err(errstr, errstr_size, "out of memory building item deliveries");
+        rc = UL_ERR_NOMEM;
+    }
+    ul_buf_free(&entry);
+    if (rc != UL_OK)
+        return rc;
+    s->meta.out_seq++; /* the queue is cleared once the checkpoint holds the entry */
+    return UL_OK;
+}
+
+/* A checkpoint that failed takes its delivery entry back (the queue still
+ * holds the deltas: the next checkpoint makes it again). */
+static void undo_delivery(shard *s) {
+    outbox_list *d = &s->deliveries;
+    if (d->n == 0 || !d->v[d->n - 1].unsaved || d->v[d->n - 1].version + 1 != s->meta.out_seq)
+        return;
+    free(d->v[--d->n].blob);
+    s->meta.out_seq--;
+}
+
+/* The rows a row flush of s writes: P's changed home rows as of rows_off,
+ * i.e. without this process's changes still on their way (own_out). */
+static rowset *flush_rows(live *l, shard *s) {
+    size_t n;
+    const int32_t *idx = rowset_marked(s->home, SHARD_HOME_FLUSH, &n);
+    rowset *out = rowset_new(l->row_dim);
+    for (size_t i = 0; out && i < n; i++) {
+        int64_t item = rowset_key(s->home, idx[i]);
+        int32_t ei = rowset_find(l->items, item), r = rowset_insert(out, item, NULL);
+        if (r < 0) {
+            rowset_destroy(out);
+            return NULL;
+        }
+        if (ei >= 0)
+            memcpy(rowset_row(out, r), rowset_row_const(l->items, ei),
+                   (size_t)l->row_dim * sizeof(float));
+        int32_t oi = rowset_find(l->own_out, item);
+        if (oi >= 0)
+            add_vec(rowset_row(out, r), rowset_row_const(l->own_out, oi), rows_vector_dim(l->k),
+                    -1.0f);
+    }
+    return out;
+}
+
+int live_checkpoint(live *l, shard *s, char *errstr, size_t errstr_size) {
+    if (l->o.read_only) {
+        ul_set_err(errstr, errstr_size, "a read-only live does not checkpoint");
+        return UL_ERR_STATE;
+    }
+    int rc = shard_has_pending(s) ? make_delivery(l, s, errstr, errstr_size) : UL_OK;
+    rowset *rows = NULL;
+    int32_t p = s->partition;
+    if (rc == UL_OK && s->flush_rows) {
+        int64_t off = l->upd_pos[p] > l->rows_from[p] ? l->upd_pos[p] : l->rows_from[p];
+        if ((rows = flush_rows(l, s)) == NULL ||
+            shard_rows_seen_set(s, l->seen_rows + (size_t)p * (size_t)l->n_parts, l->n_parts) !=
+                0) {
+            ul_set_err(errstr, errstr_size, "out of memory building a row flush");
+            rc = UL_ERR_NOMEM;
+        }
+        s->meta.rows_off = off;
+        s->items = rows;
+    }
+    if (rc == UL_OK)
+        rc = store_shard_checkpoint(l->st, s, errstr, errstr_size);
+    s->items = NULL;
+    rowset_destroy(rows);
+    if (rc == UL_OK) {
+        shard_pend_clear(s);
+        if (s->meta.rows_off >= 0)
+            l->rows_from[p] = s->meta.rows_off;
+    } else {
+        undo_delivery(s);
+    }
+    return rc;
+}
+
+/* ---- item-updates ------------------------------------------------------- */
+
+int64_t live_updates_position(const live *l, int32_t p) {
+    return p >= 0 && p < l->n_parts ? l->upd_pos[p] : -1;
+}
+
+void live_updates_skip(live *l, int32_t home, int64_t offset) {
+    if (home < 0 || home >= l->n_parts)
+        return;
+    if (l->upd_pos[home] < 0 || offset >= l->upd_pos[home])
+        l->upd_pos[home] = offset + 1;
+    shard *s = l->shards[home];
+    if (s && offset >= s->meta.next_offset[SHARD_ITEM_UPDATES])
+        s->meta.next_offset[SHARD_ITEM_UPDATES] = offset + 1;
+}
+
+/* Every item of u belongs to `home`, its factors have our k, its source is
+ * a partition we know: else nothing of it is applied. */
+static int check_updates(const live *l, int32_t home, const codec_item_updates *u, char *errstr,
+                         size_t errstr_size) {
+    if (u->source >= l->n_parts) {
+        ul_set_err(errstr, errstr_size,
+                   "item updates from source partition %d, but there are %d partitions",
+                   (int)u->source, (int)l->n_parts);
+        return UL_ERR_RANGE;
+    }
+    for (size_t i = 0; i < u->n_items; i++) {
+        const codec_item_update *it = &u->items[i];
+        if (home_of(l, it->id) != home || (it->dim != 0 && it->dim != l->k)) {
+            ul_set_err(errstr, errstr_size,
+                       "item update of item %" PRId64 " (%d factors) in partition %d: its home "
+                       "is %d and k is %d",
+                       it->id, it->dim, (int)home, (int)home_of(l, it->id), l->k);
+            return UL_ERR_RANGE;
+        }
+    }
+    return UL_OK;
+}
+
+/* The delta of one update as a bias + factors vector into v. */
+static const float *update_vec(const live *l, const codec_item_update *it, float *v) {
+    if (it->dim == 0)
+        return NULL;
+    v[ROWS_BIAS] = it->dbias;
+    memcpy(v + ROWS_FACTORS, it->dvector, (size_t)l->k * sizeof(float));
+    return v;
+}
+
+/* u's row changes into the replica (from another process), or, for this
+ * process's own record, out of own_out (they are back: the stored value of
+ * those rows moves, their replica value not). `stats`: apply the
+ * statistics too. */
+static int apply_replica(live *l, const codec_item_updates *u, int rows, int stats, int own,
+                         float *v) {
+    shard_class cls = u->source == CODEC_UPDATE_TRAINING ? SHARD_TRAINING : SHARD_EVENT;
+    for (size_t i = 0; i < u->n_items; i++) {
+        const codec_item_update *it = &u->items[i];
+        const float *d = rows ? update_vec(l, it, v) : NULL;
+        if (own) {
+            int32_t oi = d ? rowset_find(l->own_out, it->id) : -1;
+            if (oi >= 0) {
+                add_vec(rowset_row(l->own_out, oi), d, rows_vector_dim(l->k), -1.0f);
+                shard *h = l->shards[home_of(l, it->id)];
+                int32_t hi = h ? shard_home_item(h, it->id) : -1;
+                if (hi >= 0)
+                    rowset_mark(h->home, SHARD_HOME_FLUSH, hi);
+            }
+            continue;
+        }
+        int32_t ei = replica_item(l, it->id);
+        if (ei < 0)
             return UL_ERR_NOMEM;
+        if (stats)
+            replica_stats_add(l, ei, it->dcount, it->dsum);
+        if (d) {
+            add_vec(rowset_row(l->items, ei), d, rows_vector_dim(l->k), 1.0f);
+            item_changed(l, ei, it->id, cls);
+        }
     }
-    if (shard_hist_append(s, ui, &e) != 0 || owned_add(l, item, 1.0, rating) != UL_OK)
-        return UL_ERR_NOMEM;
-    s->meta.applied++;
     return UL_OK;
 }
 
-const rowset *live_items(const live *l) {
-    return l->eff;
-}
-
-/* ---- publishing --------------------------------------------------------- */
-
-void live_mark_partition(live *l, int32_t p) {
-    shard *s = live_shard(l, p);
-    if (s == NULL)
-        return;
-    for (int32_t i = 0; i < rowset_size(s->users); i++)
-        rowset_mark_publish(s->users, i);
-    for (int32_t i = 0; i < rowset_size(l->eff); i++)
-        if (rows_item_partition(rowset_key(l->eff, i), l->n_parts) == p)
-            rowset_mark_publish(l->eff, i);
-}
-
-void live_mark_row(live *l, rows_kind kind, int64_t id) {
-    if (kind == ROWS_ITEM) {
-        int32_t e = rowset_find(l->eff, id);
-        if (e >= 0)
-            rowset_mark_publish(l->eff, e);
-        return;
-    }
-    for (int32_t p = 0; p < l->n_parts; p++) {
-        shard *s = l->shards[p];
-        int32_t u = s ? rowset_find(s->users, id) : -1;
-        if (u >= 0)
-            rowset_mark_publish(s->users, u);
-    }
-}
-
-size_t live_publish_marked(live *l, live_row_fn fn, void *opaque) {
-    size_t n_total = 0, n;
-    uint64_t top = 0;
-    for (int32_t p = 0; p < l->n_parts; p++) {
-        shard *s = l->shards[p];
-        if (s == NULL)
-            continue;
-        if (s->meta.version > top)
-            top = s->meta.version;
-        const int32_t *idx = rowset_to_publish(s->users, &n);
-        for (size_t i = 0; i < n; i++)
-            fn(opaque, ROWS_USER, rowset_key(s->users, idx[i]), rowset_row_const(s->users, idx[i]),
-               s->meta.version);
-        n_total += n;
-        rowset_clear_publish(s->users);
-    }
-    const int32_t *idx = rowset_to_publish(l->eff, &n);
-    for (size_t i = 0; i < n; i++)
-        fn(opaque, ROWS_ITEM, rowset_key(l->eff, idx[i]), rowset_row_const(l->eff, idx[i]), top);
-    rowset_clear_publish(l->eff);
-    return n_total + n;
-}
-
-size_t live_marked(const live *l) {
-    size_t total = 0, n;
-    for (int32_t p = 0; p < l->n_parts; p++)
-        if (l->shards[p]) {
-            rowset_to_publish(l->shards[p]->users, &n);
-            total += n;
+/* An exact delivery into home shard s's durable statistics. */
+static int apply_durable(live *l, shard *s, const codec_item_updates *u) {
+    if (shard_seen_set(s, u->source, u->seq) != 0)
+        return UL_ERR_NOMEM;
+    for (size_t i = 0; i < u->n_items; i++) {
+        const codec_item_update *it = &u->items[i];
+        int32_t hi = shard_home_item(s, it->id);
+        if (hi < 0)
+            return UL_ERR_NOMEM;
+        shard_home_add(s, hi, it->dcount, it->dsum);
+        if (it->dim > 0) { /* the home owner republishes a corrected row */
+            int32_t ei = rowset_find(l->items, it->id);
+            if (ei >= 0)
+                rowset_mark_publish(l->items, ei);
         }
-    rowset_to_publish(l->eff, &n);
-    return total + n;
+    }
+    return UL_OK;
 }
 
-const float *live_item_row(const live *l, int64_t item) {
-    int32_t ei = rowset_find(l->eff, item);
-    return ei < 0 ? NULL : rowset_row_const(l->eff, ei);
+int live_item_updates(live *l, int32_t home, int64_t offset, const codec_item_updates *u,
+                      char *errstr, size_t errstr_size) {
+    if (home < 0 || home >= l->n_parts) {
+        ul_set_err(errstr, errstr_size, "item updates of partition %d: there are %d", (int)home,
+                   (int)l->n_parts);
+        return UL_ERR_RANGE;
+    }
+    shard *s = l->shards[home];
+    int replica = l->upd_pos[home] < 0 || offset >= l->upd_pos[home];
+    int durable = s && offset >= s->meta.next_offset[SHARD_ITEM_UPDATES];
+    if (replica)
+        l->upd_pos[home] = offset + 1;
+    if (durable)
+        s->meta.next_offset[SHARD_ITEM_UPDATES] = offset + 1;
+    if ((!replica && !durable) || (uint64_t)u->nonce != l->nonce)
+        return UL_OK; /* seen already, or a record of an earlier state */
+    int rc = check_updates(l, home, u, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    float v[1 + 1024 + 1];
+    if (l->k > 1024) {
+        ul_set_err(errstr, errstr_size, "k=%d is above 1024", l->k);
+        return UL_ERR_RANGE;
+    }
+    int own = (uint64_t)u->instance == l->instance;
+    if (replica && u->source >= 0) {
+        size_t at = (size_t)home * (size_t)l->n_parts + (size_t)u->source;
+        int stats = u->seq > l->seen[at], rows = u->seq > l->seen_rows[at];
+        if (stats)
+            l->seen[at] = u->seq;
+        if (rows)
+            l->seen_rows[at] = u->seq;
+        if ((stats || rows) && (rc = apply_replica(l, u, rows, stats, own, v)) != UL_OK)
+            return rc;
+    } else if (replica && (l->rows_from[home] < 0 || offset >= l->rows_from[home])) {
+        if ((rc = apply_replica(l, u, 1, 0, own, v)) != UL_OK)
+            return rc;
+    }
+    if (durable && u->source >= 0 && u->seq > shard_seen(s, u->source))
+        rc = apply_durable(l, s, u);
+    if (rc == UL_ERR_NOMEM)
+        ul_set_err(errstr, errstr_size, "out of memory applying item updates");
+    return rc;
 }
+
+/* ---- predictions -------------------------------------------------------- */
 
 float live_predict(const live *l, const shard *s, int64_t user, int64_t item, int *found) {
     int32_t ui = s ? rowset_find(s->users, user) : -1;
@@ -575,4 +955,77 @@ float live_predict(const live *l, const shard *s, int64_t user, int64_t item, in
     for (int f = 0; f < l->k; f++)
         dot += urow[ROWS_FACTORS + f] * irow[ROWS_FACTORS + f];
     return l->mean + urow[ROWS_BIAS] + irow[ROWS_BIAS] + dot;
+}
+
+/* ---- publishing --------------------------------------------------------- */
+
+void live_mark_partition(live *l, int32_t p) {
+    shard *s = live_shard(l, p);
+    if (s == NULL)
+        return;
+    for (int32_t i = 0; i < rowset_size(s->users); i++)
+        rowset_mark(s->users, SHARD_USER_PUBLISH, i);
+    for (int32_t i = 0; i < rowset_size(l->items); i++)
+        if (home_of(l, rowset_key(l->items, i)) == p)
+            rowset_mark_publish(l->items, i);
+}
+
+void live_mark_row(live *l, rows_kind kind, int64_t id) {
+    if (kind == ROWS_ITEM) {
+        int32_t e = rowset_find(l->items, id);
+        if (e >= 0)
+            rowset_mark_publish(l->items, e);
+        return;
+    }
+    for (int32_t p = 0; p < l->n_parts; p++) {
+        shard *s = l->shards[p];
+        int32_t u = s ? rowset_find(s->users, id) : -1;
+        if (u >= 0)
+            rowset_mark(s->users, SHARD_USER_PUBLISH, u);
+    }
+}
+
+size_t live_publish_marked(live *l, shard_class cls, live_row_fn fn, void *opaque) {
+    int uset = cls == SHARD_TRAINING ? SHARD_USER_TRAIN_PUBLISH : SHARD_USER_PUBLISH;
+    int iset = cls == SHARD_TRAINING ? ITEM_TRAIN_PUBLISH : ROWSET_PUBLISH;
+    size_t n_total = 0, n;
+    uint64_t top = 0;
+    for (int32_t p = 0; p < l->n_parts; p++) {
+        shard *s = l->shards[p];
+        if (s == NULL)
+            continue;
+        if (s->meta.version > top)
+            top = s->meta.version;
+        const int32_t *idx = rowset_marked(s->users, uset, &n);
+        for (size_t i = 0; i < n; i++)
+            fn(opaque, ROWS_USER, rowset_key(s->users, idx[i]), rowset_row_const(s->users, idx[i]),
+               s->meta.version);
+        n_total += n;
+        rowset_clear_marks(s->users, uset);
+    }
+    const int32_t *idx = rowset_marked(l->items, iset, &n);
+    for (size_t i = 0; i < n; i++) {
+        int64_t item = rowset_key(l->items, idx[i]);
+        if (l->shards[home_of(l, item)] == NULL)
+            continue; /* published by its home's owner */
+        fn(opaque, ROWS_ITEM, item, rowset_row_const(l->items, idx[i]), top);
+        n_total++;
+    }
+    rowset_clear_marks(l->items, iset);
+    return n_total;
+}
+
+size_t live_marked(const live *l) {
+    size_t total = 0, n;
+    for (int32_t p = 0; p < l->n_parts; p++)
+        if (l->shards[p]) {
+            rowset_marked(l->shards[p]->users, SHARD_USER_PUBLISH, &n);
+            total += n;
+            rowset_marked(l->shards[p]->users, SHARD_USER_TRAIN_PUBLISH, &n);
+            total += n;
+        }
+    rowset_marked(l->items, ROWSET_PUBLISH, &n);
+    total += n;
+    rowset_marked(l->items, ITEM_TRAIN_PUBLISH, &n);
+    return total + n;
 }

@@ -87,7 +87,9 @@ struct metrics {
     double heartbeat_at;
     double checkpoint_at; /* last checkpoint pass, or creation */
     int kafka_connected, redis_connected;
-    int assigned; /* -1 = unknown */
+    char kafka_why[160], redis_why[160]; /* why not connected ("" = not said) */
+    double redis_wait_at;                /* a Redis check in progress since then; 0 = none */
+    int assigned;                        /* -1 = unknown */
 };
 
 static double clock_monotonic(void *opaque) {
@@ -205,15 +207,35 @@ void metrics_heartbeat(metrics *m) {
     pthread_mutex_unlock(&m->lock);
 }
 
+/* Caller holds the lock. */
+static void set_link(int *flag, char *why, size_t why_size, int connected, const char *reason) {
+    *flag = connected != 0;
+    snprintf(why, why_size, "%s", connected || reason == NULL ? "" : reason);
+}
+
 void metrics_set_kafka_connected(metrics *m, int connected) {
-    pthread_mutex_lock(&m->lock);
-    m->kafka_connected = connected != 0;
-    pthread_mutex_unlock(&m->lock);
+    metrics_set_kafka_down(m, connected, NULL);
 }
 
 void metrics_set_redis_connected(metrics *m, int connected) {
+    metrics_set_redis_down(m, connected, NULL);
+}
+
+void metrics_set_kafka_down(metrics *m, int connected, const char *why) {
     pthread_mutex_lock(&m->lock);
-    m->redis_connected = connected != 0;
+    set_link(&m->kafka_connected, m->kafka_why, sizeof(m->kafka_why), connected, why);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_set_redis_down(metrics *m, int connected, const char *why) {
+    pthread_mutex_lock(&m->lock);
+    set_link(&m->redis_connected, m->redis_why, sizeof(m->redis_why), connected, why);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_redis_waiting(metrics *m, int waiting) {
+    pthread_mutex_lock(&m->lock);
+    m->redis_wait_at = waiting ? now_locked(m) : 0;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -232,15 +254,23 @@ int metrics_is_live(metrics *m, double max_age_s) {
 
 /* Caller holds the lock. */
 static int ready_locked(metrics *m, char *why, size_t why_size) {
-    const char *missing = NULL;
-    if (!m->kafka_connected)
+    char buf[64];
+    const char *missing = NULL, *detail = "";
+    double waited = m->redis_wait_at > 0 ? now_locked(m) - m->redis_wait_at : 0;
+    if (!m->kafka_connected) {
         missing = "not connected to Kafka";
-    else if (!m->redis_connected)
+        detail = m->kafka_why;
+    } else if (!m->redis_connected) {
         missing = "not connected to Redis";
-    else if (m->assigned < 0)
+        detail = m->redis_why;
+    } else if (waited > METRICS_REDIS_SLOW_S) {
+        snprintf(buf, sizeof(buf), "Redis has not answered a PING for %.1f s", waited);
+        missing = buf;
+    } else if (m->assigned < 0) {
         missing = "no partition assignment yet (joining the group or rebalancing)";
+    }
     if (why && why_size)
-        snprintf(why, why_size, "%s", missing ? missing : "ready");
+        snprintf(why, why_size, "%s%s%s", missing ? missing : "ready", *detail ? ": " : "", detail);
     return missing == NULL;
 }
 
@@ -725,6 +755,35 @@ static void render_histogram(metrics *m, FILE *f) {
             (unsigned long long)m->cycle_count);
 }
 
+/* Caller holds the lock. The lag of each topic, summed over the partitions
+ * this worker holds (a topic with lag 0 is still listed). */
+static void render_topic_lag(metrics *m, FILE *f) {
+    char label[600];
+    const char *topics[METRICS_MAX_TOPICS];
+    long long sums[METRICS_MAX_TOPICS];
+    size_t n = 0;
+    for (size_t c = 0; c < m->n_clients; c++)
+        for (size_t i = 0; i < m->clients[c].n_lags; i++) {
+            const metrics_lag *e = &m->clients[c].lags[i];
+            size_t t = 0;
+            while (t < n && strcmp(topics[t], e->topic) != 0)
+                t++;
+            if (t == n && n == METRICS_MAX_TOPICS)
+                continue;
+            if (t == n) {
+                topics[n] = e->topic;
+                sums[n++] = 0;
+            }
+            sums[t] += e->lag;
+        }
+    header(f, "topic_lag_messages", "gauge",
+           "Messages behind the end of each input topic, over the partitions this worker holds "
+           "(librdkafka statistics).");
+    for (size_t t = 0; t < n; t++)
+        fprintf(f, "unlearnd_topic_lag_messages{topic=\"%s\"} %lld\n",
+                metrics_escape_label(topics[t], label, sizeof(label)), sums[t]);
+}
+
 /* Caller holds the lock. */
 static void render_lag(metrics *m, FILE *f, double now) {
     char label[600];
@@ -746,6 +805,7 @@ static void render_lag(metrics *m, FILE *f, double now) {
         age = now - cs->at > age ? now - cs->at : age;
         up = cs->brokers_up > up ? cs->brokers_up : up;
     }
+    render_topic_lag(m, f);
     gauge(f, "worker_consumer_lag_messages",
           "Sum of consumer lag over the partitions this worker holds.", (double)total);
     gauge(f, "kafka_stats_age_seconds",

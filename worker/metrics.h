@@ -20,6 +20,9 @@
  *                                         (since start before the first one)
  *   unlearning_cycle_seconds              histogram (Prometheus default buckets)
  *   consumer_lag_messages{topic,partition} gauge, from librdkafka statistics
+ *   topic_lag_messages{topic}             gauge, per input topic, sum over this
+ *                                         worker's partitions (at most
+ *                                         METRICS_MAX_TOPICS topics)
  *   worker_consumer_lag_messages          gauge, sum over this worker's partitions
  *   kafka_stats_age_seconds               gauge, age of the oldest client's last
  *                                         statistics (-1 before any)
@@ -36,14 +39,19 @@
  *                    calls metrics_update_kafka_stats(m, json, len)
  *                    (each client's statistics are kept apart by their
  *                    "name", so two consumers do not overwrite each other).
- *   Redis connected  metrics_set_redis_connected(m, 1); 0 when a Redis call
- *                    fails with a connection error, 1 again after reconnect.
+ *   Redis connected  metrics_set_redis_connected(m, 1) at start; every
+ *                    few seconds (idle or not) the loop PINGs the store
+ *                    between metrics_redis_waiting(m, 1) and (m, 0); a failed
+ *                    PING is metrics_set_redis_down(m, 0, reason) (and the
+ *                    worker exits: docs/operations.md, "Redis faults").
  *   Kafka            metrics_set_kafka_connected(m, 1) once the brokers
- *                    answered the topic metadata; after each statistics
- *                    update, 1 while metrics_kafka_brokers_up(m) > 0; 0 from
- *                    every client's error_cb (kafka_report_error) on
- *                    RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN or
- *                    RD_KAFKA_RESP_ERR__FATAL.
+ *                    answered the topic metadata; then every few seconds a
+ *                    metadata round trip of the loop sets it 1, or 0 with the
+ *                    reason; 0 also from every client's error_cb
+ *                    (kafka_report_error) on RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+ *                    or RD_KAFKA_RESP_ERR__FATAL. (The statistics' brokers UP
+ *                    are a gauge only: a frozen broker stays UP there until
+ *                    socket.timeout.ms.)
  *   rebalance_cb     on an eager revoke: metrics_set_assigned_partitions(m, -1)
  *                    (not ready while everything moves); after an assign or
  *                    a cooperative revoke: the number of partitions now
@@ -57,7 +65,7 @@
  *                    the receipts of a cycle's partition have been produced
  *                    (cycle.c).
  *   dead letter      metrics_inc_dead_letter(m, source_topic, reason) per record
- *                    sent there (publish.c).
+ *                    whose dead letter Kafka acknowledged (publish.c).
  *   checkpoints      METRICS_CHECKPOINTS + 1 per partition checkpoint (here
  *                    and cycle.c); metrics_checkpoint_done(m) after each
  *                    successful pass (also when nothing was dirty: the age is
@@ -155,6 +163,7 @@ int metrics_update_kafka_stats(metrics *m, const char *json, size_t len, char *e
                                size_t errstr_size);
 
 #define METRICS_MAX_CLIENTS 8
+#define METRICS_MAX_TOPICS 16
 
 /* The most brokers any client saw UP in its last statistics; -1 before any
  * statistics arrived. */
@@ -165,15 +174,24 @@ int metrics_kafka_brokers_up(metrics *m);
 void metrics_heartbeat(metrics *m);
 void metrics_set_kafka_connected(metrics *m, int connected);
 void metrics_set_redis_connected(metrics *m, int connected);
+/* The same with the reason /readyz gives while not connected (copied,
+ * truncated; NULL = none). */
+void metrics_set_kafka_down(metrics *m, int connected, const char *why);
+void metrics_set_redis_down(metrics *m, int connected, const char *why);
+/* A check of Redis starts (1) or ends (0): while one has waited more than
+ * METRICS_REDIS_SLOW_S the worker is not ready (a frozen Redis blocks the
+ * check up to redis.timeout.ms before it fails). */
+void metrics_redis_waiting(metrics *m, int waiting);
+#define METRICS_REDIS_SLOW_S 1.0
 /* Partitions owned after the last assignment; -1 = none known (starting,
  * or a rebalance in progress). */
 void metrics_set_assigned_partitions(metrics *m, int n);
 
 /* 1 when the last heartbeat is at most `max_age_s` old. */
 int metrics_is_live(metrics *m, double max_age_s);
-/* 1 when connected to Kafka and Redis and an assignment (possibly empty)
- * is known. Otherwise 0 and a sentence naming what is missing in `why`
- * (may be NULL). */
+/* 1 when connected to Kafka and Redis, no Redis check has waited too long,
+ * and an assignment (possibly empty) is known. Otherwise 0 and a sentence
+ * naming what is missing (and why, when known) in `why` (may be NULL). */
 int metrics_is_ready(metrics *m, char *why, size_t why_size);
 
 /* ---- rendering ---------------------------------------------------------- */

@@ -11,19 +11,21 @@
 #endif
 
 int rows_dim(rows_kind kind, int k) {
-    return kind == ROWS_ITEM ? 2 + k : 1 + k;
+    (void)kind; /* both kinds: bias, factors, row state */
+    return 1 + k + ROWS_STATE_FLOATS;
 }
 
 int rows_vector_dim(int k) {
     return 1 + k;
 }
 
-int rows_count_index(int k) {
+int rows_state_index(int k) {
     return 1 + k;
 }
 
 int rows_k(rows_kind kind, int dim) {
-    return kind == ROWS_ITEM ? dim - 2 : dim - 1;
+    (void)kind;
+    return dim - 1 - ROWS_STATE_FLOATS;
 }
 
 void rows_init(float *row, rows_kind kind, int k, uint64_t seed, float init_std, int64_t id) {
@@ -32,8 +34,8 @@ void rows_init(float *row, rows_kind kind, int k, uint64_t seed, float init_std,
     row[ROWS_BIAS] = 0.0f;
     for (int f = 0; f < k; f++)
         row[ROWS_FACTORS + f] = (float)(rng_normal(&r) * init_std);
-    if (kind == ROWS_ITEM)
-        row[rows_count_index(k)] = 0.0f;
+    for (int i = 0; i < ROWS_STATE_FLOATS; i++)
+        row[rows_state_index(k) + i] = 0.0f;
 }
 
 size_t rows_value_size(int dim) {
@@ -49,6 +51,19 @@ int rows_from_value(float *row, int dim, const void *val, size_t len) {
     if (len != rows_value_size(dim))
         return -1;
     memcpy(row, val, len);
+    return 0;
+}
+
+void rows_stats_value(const rows_stats *st, unsigned char *out) {
+    memcpy(out, &st->count, 8);
+    memcpy(out + 8, &st->sum, 8);
+}
+
+int rows_stats_from_value(rows_stats *st, const void *val, size_t len) {
+    if (len != ROWS_STATS_BYTES)
+        return -1;
+    memcpy(&st->count, val, 8);
+    memcpy(&st->sum, (const unsigned char *)val + 8, 8);
     return 0;
 }
 

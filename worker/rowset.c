@@ -1,9 +1,9 @@
 /* rowset.c: open-addressing hash (linear probing, power-of-two capacity,
  * load <= 1/2) from raw id to dense index, over a slab of rows. Keys and
  * rows live in parallel arrays indexed by the dense index; the hash holds
- * index+1 (0 = empty slot). Marks are a byte per row (bit 0: dirty for
- * the checkpoint, bit 1: to publish) plus one list per kind, so marking is
- * O(1) and a checkpoint or a publish visits only the changed rows. */
+ * index+1 (0 = empty slot). Marks are a byte per row (bit s: in set s) plus
+ * one list per set, so marking is O(1) and a checkpoint or a publish visits
+ * only the changed rows. */
 #include "rowset.h"
 
 #include <stdlib.h>
@@ -11,19 +11,15 @@
 
 struct rowset {
     int dim;
-    int32_t n, cap;      /* rows used / allocated */
-    int32_t *slots;      /* hash: index+1, 0 = empty */
-    uint32_t n_slots;    /* power of two */
-    int64_t *keys;       /* cap */
-    float *rows;         /* cap * dim */
-    uint8_t *dirty;      /* cap: MARK_DIRTY | MARK_PUBLISH */
-    int32_t *dirty_list; /* cap */
-    size_t n_dirty;
-    int32_t *pub_list; /* cap */
-    size_t n_pub;
+    int32_t n, cap;                  /* rows used / allocated */
+    int32_t *slots;                  /* hash: index+1, 0 = empty */
+    uint32_t n_slots;                /* power of two */
+    int64_t *keys;                   /* cap */
+    float *rows;                     /* cap * dim */
+    uint8_t *marks;                  /* cap: bit s = in set s */
+    int32_t *list[ROWSET_MARK_SETS]; /* cap each: the set's rows in marking order */
+    size_t n_list[ROWSET_MARK_SETS];
 };
-
-enum { MARK_DIRTY = 1, MARK_PUBLISH = 2 };
 
 static uint32_t hash_key(int64_t key) {
     uint64_t z = (uint64_t)key * 0x9e3779b97f4a7c15ULL;
@@ -53,9 +49,9 @@ void rowset_destroy(rowset *rs) {
     free(rs->slots);
     free(rs->keys);
     free(rs->rows);
-    free(rs->dirty);
-    free(rs->dirty_list);
-    free(rs->pub_list);
+    free(rs->marks);
+    for (int m = 0; m < ROWSET_MARK_SETS; m++)
+        free(rs->list[m]);
     free(rs);
 }
 
@@ -109,18 +105,16 @@ static int grow_rows(rowset *rs) {
     if (rows == NULL)
         return -1;
     rs->rows = rows;
-    uint8_t *dirty = realloc(rs->dirty, (size_t)cap);
-    if (dirty == NULL)
+    uint8_t *marks = realloc(rs->marks, (size_t)cap);
+    if (marks == NULL)
         return -1;
-    rs->dirty = dirty;
-    int32_t *list = realloc(rs->dirty_list, (size_t)cap * sizeof(*list));
-    if (list == NULL)
-        return -1;
-    rs->dirty_list = list;
-    list = realloc(rs->pub_list, (size_t)cap * sizeof(*list));
-    if (list == NULL)
-        return -1;
-    rs->pub_list = list;
+    rs->marks = marks;
+    for (int m = 0; m < ROWSET_MARK_SETS; m++) {
+        int32_t *list = realloc(rs->list[m], (size_t)cap * sizeof(*list));
+        if (list == NULL)
+            return -1;
+        rs->list[m] = list;
+    }
     rs->cap = cap;
     return 0;
 }
@@ -138,7 +132,7 @@ int32_t rowset_insert(rowset *rs, int64_t key, int *created) {
     idx = rs->n++;
     rs->keys[idx] = key;
     memset(rs->rows + (size_t)idx * (size_t)rs->dim, 0, (size_t)rs->dim * sizeof(float));
-    rs->dirty[idx] = 0;
+    rs->marks[idx] = 0;
     place(rs->slots, rs->n_slots, key, idx);
     if (created)
         *created = 1;
@@ -157,45 +151,57 @@ const float *rowset_row_const(const rowset *rs, int32_t idx) {
     return rs->rows + (size_t)idx * (size_t)rs->dim;
 }
 
-void rowset_mark_dirty(rowset *rs, int32_t idx) {
-    if (rs->dirty[idx] & MARK_DIRTY)
+void rowset_mark(rowset *rs, int set, int32_t idx) {
+    uint8_t bit = (uint8_t)(1u << set);
+    if (rs->marks[idx] & bit)
         return;
-    rs->dirty[idx] |= MARK_DIRTY;
-    rs->dirty_list[rs->n_dirty++] = idx;
+    rs->marks[idx] |= bit;
+    rs->list[set][rs->n_list[set]++] = idx;
+}
+
+int rowset_is_marked(const rowset *rs, int set, int32_t idx) {
+    return (rs->marks[idx] >> set) & 1;
+}
+
+const int32_t *rowset_marked(const rowset *rs, int set, size_t *n) {
+    *n = rs->n_list[set];
+    return rs->list[set];
+}
+
+void rowset_clear_marks(rowset *rs, int set) {
+    uint8_t keep = (uint8_t) ~(1u << set);
+    for (size_t i = 0; i < rs->n_list[set]; i++)
+        rs->marks[rs->list[set][i]] &= keep;
+    rs->n_list[set] = 0;
+}
+
+void rowset_mark_dirty(rowset *rs, int32_t idx) {
+    rowset_mark(rs, ROWSET_DIRTY, idx);
 }
 
 const int32_t *rowset_dirty(const rowset *rs, size_t *n) {
-    *n = rs->n_dirty;
-    return rs->dirty_list;
+    return rowset_marked(rs, ROWSET_DIRTY, n);
 }
 
 void rowset_clear_dirty(rowset *rs) {
-    for (size_t i = 0; i < rs->n_dirty; i++)
-        rs->dirty[rs->dirty_list[i]] &= (uint8_t)~MARK_DIRTY;
-    rs->n_dirty = 0;
+    rowset_clear_marks(rs, ROWSET_DIRTY);
 }
 
 void rowset_mark_publish(rowset *rs, int32_t idx) {
-    if (rs->dirty[idx] & MARK_PUBLISH)
-        return;
-    rs->dirty[idx] |= MARK_PUBLISH;
-    rs->pub_list[rs->n_pub++] = idx;
+    rowset_mark(rs, ROWSET_PUBLISH, idx);
 }
 
 const int32_t *rowset_to_publish(const rowset *rs, size_t *n) {
-    *n = rs->n_pub;
-    return rs->pub_list;
+    return rowset_marked(rs, ROWSET_PUBLISH, n);
 }
 
 void rowset_clear_publish(rowset *rs) {
-    for (size_t i = 0; i < rs->n_pub; i++)
-        rs->dirty[rs->pub_list[i]] &= (uint8_t)~MARK_PUBLISH;
-    rs->n_pub = 0;
+    rowset_clear_marks(rs, ROWSET_PUBLISH);
 }
 
 void rowset_clear(rowset *rs) {
     memset(rs->slots, 0, rs->n_slots * sizeof(*rs->slots));
     rs->n = 0;
-    rs->n_dirty = 0;
-    rs->n_pub = 0;
+    for (int m = 0; m < ROWSET_MARK_SETS; m++)
+        rs->n_list[m] = 0;
 }

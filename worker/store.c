@@ -1,13 +1,25 @@
-/* store.c: Redis I/O for the worker's state (layout in store.h and
- * docs/store.md).
+/* store.c: Redis I/O for the worker's state, format 2 (layout in store.h
+ * and docs/store.md), through rcluster (a plain Redis is a cluster of one
+ * node serving every slot).
  *
- * DESIGN: reads use HSCAN (COUNT 1000) so a large partition never blocks
- * Redis for long; writes are pipelined (redisAppendCommandArgv, then one
- * reply per command) and a checkpoint wraps all of a partition's writes in
- * MULTI/EXEC. hiredis copies each command into its output buffer when it is
- * appended, so the argument buffers below are reused between commands.
- * Model rows are encoded by rows.h; the other binary values (histories,
- * forget requests) assume a little-endian host (checked at compile time). */
+ * DESIGN
+ * - Reads use HSCAN (COUNT 1000, rcluster_hscan: restarted when a key moves
+ *   between nodes) so a large partition never blocks Redis for long; bulk
+ *   writes are rcluster pipelines of HSETs of 512 pairs.
+ * - A checkpoint is one transaction on the slot of {p<P>}, guarded by the
+ *   fence: WATCH ul:{pP}:meta and EXEC only while `ckpt` holds the value
+ *   this worker last wrote. Taking a partition (store_shard_load) bumps
+ *   `epoch` and `ckpt` in one guarded transaction, so a previous owner's
+ *   next checkpoint finds ckpt moved and writes nothing; a Redis that lost
+ *   data (FLUSHALL, an old snapshot, a failover that lost acknowledged
+ *   checkpoints) holds an older or no ckpt and is noticed the same way. The
+ *   guard is one field; the epoch names the writer in messages.
+ * - Histories are appended, not rewritten: a Lua script inside the MULTI
+ *   appends each user's new entries and trims the value to the retention.
+ *   Short stored histories (below STORE_HIST_REWRITE_BELOW) and histories
+ *   changed otherwise (a forget) are written whole.
+ * - Model rows and statistics are encoded by rows.h; the other binary
+ *   values assume a little-endian host (checked at compile time). */
 #include "store.h"
 
 #include <errno.h>
@@ -16,209 +28,60 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
+#include <sys/random.h>
 
 #include <hiredis/hiredis.h>
 
+#include "rcluster.h"
 #include "rows.h"
 #include "ul_buf.h"
 #include "ul_clock.h"
 #include "ul_err.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "store.c writes little-endian binary rows; port the encoders for this host"
+#error "store.c writes little-endian binary values; port the encoders for this host"
 #endif
 
-#define PAIRS_PER_CMD 512 /* field/value pairs per HSET / fields per HDEL */
-#define SCAN_COUNT "1000"
+#define PAIRS_PER_CMD 512 /* field/value pairs per HSET / fields per HDEL / users per EVAL */
+#define CLAIM_TRIES 8     /* concurrent claims of one partition: retried this often */
 
-/* One Redis endpoint (a shard). */
-typedef struct node {
-    redisContext *c;
-    char where[300]; /* "redis host:port", for messages */
-} node;
+/* Appends each user's entries and trims the value to the retention (the
+ * last ARGV[1] bytes): KEYS[1] = the history hash, then user, bytes pairs. */
+const char store_hist_append_lua[] = "local cap = tonumber(ARGV[1])\n"
+                                     "for i = 2, #ARGV, 2 do\n"
+                                     "  local v = redis.call('HGET', KEYS[1], ARGV[i])\n"
+                                     "  if v then v = v .. ARGV[i + 1] else v = ARGV[i + 1] end\n"
+                                     "  if #v > cap then v = string.sub(v, #v - cap + 1) end\n"
+                                     "  redis.call('HSET', KEYS[1], ARGV[i], v)\n"
+                                     "end\n"
+                                     "return 0\n";
 
 struct store {
-    node *nodes; /* nodes[0] also holds ul:model */
-    int n_nodes;
+    rcluster *rc;
     char *inputs[SHARD_N_INPUTS]; /* input topic names of the off:<name> fields; NULL: not stored */
+    int wait_ms;
+    char where[320]; /* "redis host:port" / "redis cluster (seeds ...)", for messages */
 };
-
-/* The stable mappings (docs/store.md "Shards"): partition P lives on shard
- * P mod n, item row I on shard I mod n, ul:model on shard 0. Changing the
- * shard list therefore moves keys; it needs a fresh state (import --replace
- * or a replay). */
-static int mod_n(int64_t v, int n) {
-    return (int)(((v % n) + n) % n);
-}
-
-static node *part_node(store *st, int32_t partition) {
-    return &st->nodes[mod_n(partition, st->n_nodes)];
-}
-
-static node *model_node(store *st) {
-    return &st->nodes[0];
-}
 
 void store_opts_init(store_opts *opts) {
     memset(opts, 0, sizeof(*opts));
     opts->host = "127.0.0.1";
     opts->port = 6379;
     opts->timeout_ms = 5000;
+    opts->retry_ms = 10000;
+    opts->wait_ms = 1000;
 }
 
-/* Turn a hiredis failure or an error reply into errstr; returns UL_ERR_IO. */
-static int fail_reply(node *st, redisReply *r, const char *what, char *errstr, size_t errstr_size) {
-    if (r == NULL)
-        ul_set_err(errstr, errstr_size, "%s: %s: %s", st->where, what,
-                   st->c->errstr[0] ? st->c->errstr : "connection lost");
-    else if (r->type == REDIS_REPLY_ERROR)
-        ul_set_err(errstr, errstr_size, "%s: %s: %s", st->where, what, r->str);
-    else
-        ul_set_err(errstr, errstr_size, "%s: %s: unexpected reply type %d", st->where, what,
-                   r->type);
-    if (r)
-        freeReplyObject(r);
-    return UL_ERR_IO;
+static void key_of(char *buf, size_t size, int32_t partition, const char *suffix) {
+    snprintf(buf, size, "ul:{p%" PRId32 "}:%s", partition, suffix);
 }
 
-/* Parse "host:port" (surrounding blanks ignored; "[v6addr]:port" allowed)
- * into host/port. */
-static int parse_endpoint(const char *s, size_t len, char *host, size_t host_size, int *port) {
-    while (len > 0 && (*s == ' ' || *s == '\t'))
-        s++, len--;
-    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-        len--;
-    size_t colon = len;
-    while (colon > 0 && s[colon - 1] != ':')
-        colon--;
-    if (colon < 2 || colon == len || len - colon > 5)
-        return -1;
-    size_t hlen = colon - 1;
-    const char *h = s;
-    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']')
-        h++, hlen -= 2;
-    if (hlen == 0 || hlen >= host_size)
-        return -1;
-    long v = 0;
-    for (size_t i = colon; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1 || v > 65535)
-        return -1;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    *port = (int)v;
-    return 0;
+static int oom(char *errstr, size_t errstr_size) {
+    ul_set_err(errstr, errstr_size, "out of memory");
+    return UL_ERR_NOMEM;
 }
 
-/* Calls fn for each endpoint of a comma-separated list; -1 with errstr on a
- * malformed one. Returns the number of endpoints. */
-typedef int (*endpoint_fn)(void *ctx, const char *host, int port, char *errstr, size_t errstr_size);
-
-static int each_endpoint(const char *list, endpoint_fn fn, void *ctx, char *errstr,
-                         size_t errstr_size) {
-    int n = 0;
-    const char *p = list;
-    for (;;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        char host[256];
-        int port = 0;
-        if (parse_endpoint(p, len, host, sizeof(host), &port) != 0) {
-            ul_set_err(errstr, errstr_size,
-                       "redis.shards: '%.*s' is not host:port (expected host:port,host:port,...)",
-                       (int)len, p);
-            return -1;
-        }
-        if (n >= STORE_MAX_SHARDS) {
-            ul_set_err(errstr, errstr_size, "redis.shards: more than %d endpoints",
-                       STORE_MAX_SHARDS);
-            return -1;
-        }
-        if (fn && fn(ctx, host, port, errstr, errstr_size) != 0)
-            return -1;
-        n++;
-        if (end == NULL)
-            return n;
-        p = end + 1;
-    }
-}
-
-int store_shards_check(const char *list, int *n, char *errstr, size_t errstr_size) {
-    int count = list && *list ? each_endpoint(list, NULL, NULL, errstr, errstr_size) : 1;
-    if (count < 0)
-        return UL_ERR_ARG;
-    if (n)
-        *n = count;
-    return UL_OK;
-}
-
-/* AUTH [user] password. A server without any password answers "called
- * without any password configured"; that one is accepted when no user is
- * named, so shards can be moved to requirepass one at a time. */
-static int node_auth(node *nd, const store_opts *opts, char *errstr, size_t errstr_size) {
-    redisReply *r;
-    int has_user = opts->user && *opts->user;
-    if (has_user)
-        r = redisCommand(nd->c, "AUTH %s %s", opts->user, opts->password);
-    else
-        r = redisCommand(nd->c, "AUTH %s", opts->password);
-    if (r && r->type == REDIS_REPLY_ERROR && !has_user &&
-        strstr(r->str, "without any password configured")) {
-        freeReplyObject(r);
-        return UL_OK;
-    }
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        /* Never echo the password: the reply text only. */
-        fail_reply(nd, r,
-                   has_user ? "AUTH (redis.user, redis.password) failed"
-                            : "AUTH (redis.password) failed",
-                   errstr, errstr_size);
-        return UL_ERR_IO;
-    }
-    freeReplyObject(r);
-    return UL_OK;
-}
-
-typedef struct connect_ctx {
-    store *st;
-    const store_opts *opts;
-} connect_ctx;
-
-static int node_connect(void *vctx, const char *host, int port, char *errstr, size_t errstr_size) {
-    connect_ctx *ctx = vctx;
-    const store_opts *opts = ctx->opts;
-    node *nd = &ctx->st->nodes[ctx->st->n_nodes++];
-    snprintf(nd->where, sizeof(nd->where), "redis %s:%d", host, port);
-    struct timeval tv = {opts->timeout_ms / 1000, (opts->timeout_ms % 1000) * 1000};
-    nd->c = redisConnectWithTimeout(host, port, tv);
-    if (nd->c == NULL) {
-        ul_set_err(errstr, errstr_size, "%s: out of memory", nd->where);
-        return -1;
-    }
-    if (nd->c->err) {
-        ul_set_err(errstr, errstr_size, "cannot connect to %s: %s", nd->where, nd->c->errstr);
-        return -1;
-    }
-    if (redisSetTimeout(nd->c, tv) != REDIS_OK) {
-        ul_set_err(errstr, errstr_size, "%s: cannot set the I/O timeout", nd->where);
-        return -1;
-    }
-    if (opts->password && *opts->password && node_auth(nd, opts, errstr, errstr_size) != UL_OK)
-        return -1;
-    if (opts->db > 0) {
-        redisReply *r = redisCommand(nd->c, "SELECT %d", opts->db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fail_reply(nd, r, "SELECT", errstr, errstr_size);
-            return -1;
-        }
-        freeReplyObject(r);
-    }
-    return 0;
-}
+/* ---- connect ------------------------------------------------------------ */
 
 store *store_connect(const store_opts *opts, char *errstr, size_t errstr_size) {
     store_opts def;
@@ -226,68 +89,68 @@ store *store_connect(const store_opts *opts, char *errstr, size_t errstr_size) {
         store_opts_init(&def);
         opts = &def;
     }
-    int n = 1;
-    if (store_shards_check(opts->shards, &n, errstr, errstr_size) != UL_OK)
-        return NULL;
     store *st = calloc(1, sizeof(*st));
-    if (st == NULL || (st->nodes = calloc((size_t)n, sizeof(*st->nodes))) == NULL) {
-        free(st);
-        ul_set_err(errstr, errstr_size, "out of memory");
+    if (st == NULL) {
+        oom(errstr, errstr_size);
         return NULL;
     }
     for (int t = 0; t < SHARD_N_INPUTS; t++)
         if (opts->inputs[t] && (st->inputs[t] = strdup(opts->inputs[t])) == NULL) {
-            ul_set_err(errstr, errstr_size, "out of memory");
-            goto fail;
+            oom(errstr, errstr_size);
+            store_destroy(st);
+            return NULL;
         }
-    connect_ctx ctx = {st, opts};
-    if (opts->shards && *opts->shards) {
-        if (each_endpoint(opts->shards, node_connect, &ctx, errstr, errstr_size) < 0)
-            goto fail;
-    } else {
-        const char *host = opts->host && *opts->host ? opts->host : "127.0.0.1";
-        if (node_connect(&ctx, host, opts->port, errstr, errstr_size) != 0)
-            goto fail;
+    char seeds[300];
+    int cluster = opts->cluster && *opts->cluster;
+    if (!cluster)
+        snprintf(seeds, sizeof(seeds), "%s:%d", opts->host ? opts->host : "127.0.0.1", opts->port);
+    rcluster_opts ro;
+    rcluster_opts_init(&ro);
+    ro.seeds = cluster ? opts->cluster : seeds;
+    ro.mode = cluster ? RCLUSTER_CLUSTER : RCLUSTER_AUTO;
+    ro.timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 5000;
+    ro.retry_ms = opts->retry_ms > 0 ? opts->retry_ms : 10000;
+    ro.user = opts->user;
+    ro.password = opts->password;
+    ro.db = opts->db;
+    ro.log_fn = opts->log_fn;
+    ro.log_ctx = opts->log_ctx;
+    ro.wait_fn = opts->wait_fn;
+    ro.wait_ctx = opts->wait_ctx;
+    /* WAIT must return before the socket's own timeout fires. */
+    st->wait_ms = opts->wait_ms < ro.timeout_ms / 2 ? opts->wait_ms : ro.timeout_ms / 2;
+    if ((st->rc = rcluster_connect(&ro, errstr, errstr_size)) == NULL) {
+        store_destroy(st);
+        return NULL;
     }
+    snprintf(st->where, sizeof(st->where), "redis %s%s",
+             rcluster_is_cluster(st->rc) ? "cluster " : "", ro.seeds);
     return st;
-fail:
-    store_destroy(st);
-    return NULL;
 }
 
 void store_destroy(store *st) {
     if (st == NULL)
         return;
-    for (int i = 0; i < st->n_nodes; i++)
-        if (st->nodes[i].c)
-            redisFree(st->nodes[i].c);
-    free(st->nodes);
+    rcluster_destroy(st->rc);
     for (int t = 0; t < SHARD_N_INPUTS; t++)
         free(st->inputs[t]);
     free(st);
 }
 
-int store_shard_count(const store *st) {
-    return st->n_nodes;
+int store_is_cluster(const store *st) {
+    return rcluster_is_cluster(st->rc);
 }
 
-int store_shard_of(const store *st, int32_t partition) {
-    return mod_n(partition, st->n_nodes);
+int store_primary_count(const store *st) {
+    return rcluster_primary_count(st->rc);
 }
 
-const char *store_shard_where(const store *st, int idx) {
-    return idx >= 0 && idx < st->n_nodes ? st->nodes[idx].where + 6 : "";
+const char *store_primary_where(const store *st, int i) {
+    return rcluster_primary_where(st->rc, i);
 }
 
 int store_ping(store *st, char *errstr, size_t errstr_size) {
-    for (int i = 0; i < st->n_nodes; i++) {
-        node *nd = &st->nodes[i];
-        redisReply *r = redisCommand(nd->c, "PING");
-        if (r == NULL || r->type != REDIS_REPLY_STATUS)
-            return fail_reply(nd, r, "PING", errstr, errstr_size);
-        freeReplyObject(r);
-    }
-    return UL_OK;
+    return rcluster_ping_all(st->rc, errstr, errstr_size);
 }
 
 /* ---- parsing helpers ---------------------------------------------------- */
@@ -308,8 +171,15 @@ static int parse_i64(const char *s, size_t len, int64_t *out) {
 }
 
 static int parse_u64(const char *s, size_t len, uint64_t *out) {
-    int64_t v;
-    if (parse_i64(s, len, &v) != 0 || v < 0)
+    char buf[32];
+    if (len == 0 || len >= sizeof(buf) || s[0] == '-')
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (*end != '\0' || errno == ERANGE)
         return -1;
     *out = (uint64_t)v;
     return 0;
@@ -329,170 +199,30 @@ static int parse_float(const char *s, size_t len, float *out) {
     return 0;
 }
 
-/* ---- HSCAN -------------------------------------------------------------- */
-
-typedef int (*pair_fn)(void *ctx, const char *field, size_t flen, const char *val, size_t vlen,
-                       char *errstr, size_t errstr_size);
-
-static int hscan_all(node *st, const char *key, pair_fn fn, void *ctx, char *errstr,
-                     size_t errstr_size) {
-    char cursor[32] = "0";
-    do {
-        redisReply *r = redisCommand(st->c, "HSCAN %s %s COUNT " SCAN_COUNT, key, cursor);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY)
-            return fail_reply(st, r, key, errstr, errstr_size);
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        redisReply *kv = r->element[1];
-        for (size_t i = 0; i + 1 < kv->elements; i += 2) {
-            redisReply *f = kv->element[i], *v = kv->element[i + 1];
-            int rc = fn(ctx, f->str, f->len, v->str, v->len, errstr, errstr_size);
-            if (rc != UL_OK) {
-                freeReplyObject(r);
-                return rc;
-            }
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    return UL_OK;
+static int reply_str(const redisReply *r) {
+    return r && r->type == REDIS_REPLY_STRING;
 }
 
-typedef struct row_ctx {
-    rowset *into;
-    rows_kind kind;
-    const char *key;
-} row_ctx;
-
-static int load_row(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
-                    char *errstr, size_t errstr_size) {
-    row_ctx *ctx = vctx;
-    int dim = rowset_dim(ctx->into);
-    int64_t id;
-    if (parse_i64(field, flen, &id) != 0) {
-        ul_set_err(errstr, errstr_size, "%s: field '%.*s' is not an id", ctx->key, (int)flen,
-                   field);
-        return UL_ERR_CORRUPT;
-    }
-    if (vlen != rows_value_size(dim)) {
-        ul_set_err(errstr, errstr_size, "%s: row %" PRId64 " has %zu bytes, expected %zu (k=%d)",
-                   ctx->key, id, vlen, rows_value_size(dim), rows_k(ctx->kind, dim));
-        return UL_ERR_CORRUPT;
-    }
-    int32_t idx = rowset_insert(ctx->into, id, NULL);
-    if (idx < 0) {
-        ul_set_err(errstr, errstr_size, "out of memory loading %s", ctx->key);
-        return UL_ERR_NOMEM;
-    }
-    rows_from_value(rowset_row(ctx->into, idx), dim, val, vlen);
-    return UL_OK;
-}
-
-static void key_of(char *buf, size_t size, int32_t partition, const char *suffix) {
-    snprintf(buf, size, "ul:{p%" PRId32 "}:%s", partition, suffix);
-}
-
-int store_items_load(store *st, rowset *into, char *errstr, size_t errstr_size) {
-    row_ctx ctx = {into, ROWS_ITEM, "ul:items"};
-    for (int i = 0; i < st->n_nodes; i++) {
-        int rc = hscan_all(&st->nodes[i], "ul:items", load_row, &ctx, errstr, errstr_size);
-        if (rc != UL_OK)
-            return rc;
-    }
-    return UL_OK;
-}
-
-int store_deltas_load(store *st, int32_t partition, rowset *into, char *errstr,
-                      size_t errstr_size) {
-    node *nd = part_node(st, partition);
-    char key[64];
-    key_of(key, sizeof(key), partition, "idelta");
-    row_ctx ctx = {into, ROWS_ITEM, key};
-    return hscan_all(nd, key, load_row, &ctx, errstr, errstr_size);
-}
-
-/* ---- model -------------------------------------------------------------- */
-
-int store_model_get(store *st, store_model *m, int *found, char *errstr, size_t errstr_size) {
-    node *nd = model_node(st);
-    redisReply *r = redisCommand(nd->c, "HMGET ul:model k mean min max partitions");
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 5)
-        return fail_reply(nd, r, "HMGET ul:model", errstr, errstr_size);
-    *found = 0;
-    if (r->element[0]->type == REDIS_REPLY_NIL) {
-        freeReplyObject(r);
-        return UL_OK;
-    }
-    store_model v = {0};
-    int64_t k = 0, parts = 0;
-    int bad = r->element[0]->type != REDIS_REPLY_STRING ||
-              parse_i64(r->element[0]->str, r->element[0]->len, &k) != 0 || k <= 0 || k > 4096;
-    for (int i = 1; i <= 3 && !bad; i++) {
-        float *dst = i == 1 ? &v.global_mean : i == 2 ? &v.rating_min : &v.rating_max;
-        bad = r->element[i]->type != REDIS_REPLY_STRING ||
-              parse_float(r->element[i]->str, r->element[i]->len, dst) != 0;
-    }
-    if (!bad && r->element[4]->type == REDIS_REPLY_STRING)
-        bad = parse_i64(r->element[4]->str, r->element[4]->len, &parts) != 0 || parts < 0;
-    freeReplyObject(r);
-    if (bad) {
-        ul_set_err(errstr, errstr_size, "%s: ul:model is malformed (expected k, mean, min, max)",
-                   nd->where);
-        return UL_ERR_CORRUPT;
-    }
-    v.k = (int)k;
-    v.partitions = (int32_t)parts;
-    *m = v;
-    *found = 1;
-    return UL_OK;
-}
-
-int store_model_put(store *st, const store_model *m, int only_if_absent, char *errstr,
-                    size_t errstr_size) {
-    node *nd = model_node(st);
-    char vals[5][48];
-    const char *names[5] = {"k", "mean", "min", "max", "partitions"};
-    snprintf(vals[0], sizeof(vals[0]), "%d", m->k);
-    snprintf(vals[1], sizeof(vals[1]), "%.9g", (double)m->global_mean);
-    snprintf(vals[2], sizeof(vals[2]), "%.9g", (double)m->rating_min);
-    snprintf(vals[3], sizeof(vals[3]), "%.9g", (double)m->rating_max);
-    snprintf(vals[4], sizeof(vals[4]), "%" PRId32, m->partitions);
-    int n = m->partitions > 0 ? 5 : 4;
-    for (int i = 0; i < n; i++) {
-        const char *cmd = only_if_absent ? "HSETNX" : "HSET";
-        redisAppendCommand(nd->c, "%s ul:model %s %s", cmd, names[i], vals[i]);
-    }
-    int rc = UL_OK;
-    for (int i = 0; i < n; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(nd->c, (void **)&r) != REDIS_OK || r == NULL ||
-            r->type != REDIS_REPLY_INTEGER) {
-            rc = fail_reply(nd, r, "HSET ul:model", errstr, errstr_size);
-            r = NULL;
-            if (nd->c->err)
-                return rc;
-        }
-        if (r)
-            freeReplyObject(r);
-    }
-    return rc;
-}
-
-/* ---- pipelined batch writes --------------------------------------------- */
+/* ---- commands: argv with scratch for decimals, into a txn or pipeline --- */
 
 /* A command under construction: argv with owned scratch storage for the
- * decimal fields (values point into caller memory). */
+ * decimal fields (values point into caller memory). Appending copies the
+ * command (rcluster formats it), so the buffers are reused. */
 typedef struct cmdbuf {
     const char **argv;
     size_t *argvlen;
     char (*num)[24];
     int argc, cap;
+    rcluster_txn *txn; /* the target: a transaction, or */
+    rcluster_pipeline *pipe;
+    int rc; /* the first append failure */
 } cmdbuf;
 
 static int cmdbuf_init(cmdbuf *b, int cap) {
+    memset(b, 0, sizeof(*b));
     b->argv = calloc((size_t)cap, sizeof(*b->argv));
     b->argvlen = calloc((size_t)cap, sizeof(*b->argvlen));
     b->num = calloc((size_t)cap, sizeof(*b->num));
-    b->argc = 0;
     b->cap = cap;
     return b->argv && b->argvlen && b->num ? 0 : -1;
 }
@@ -522,87 +252,126 @@ static void cmdbuf_add_u64(cmdbuf *b, uint64_t v) {
     cmdbuf_add(b, b->num[b->argc], (size_t)len);
 }
 
-/* Append the command and reset; returns the number of commands appended. */
-static int cmdbuf_send(node *st, cmdbuf *b) {
-    int rc = redisAppendCommandArgv(st->c, b->argc, b->argv, b->argvlen) == REDIS_OK ? 1 : -1;
+/* Hand the command to its target and reset. */
+static void cmdbuf_send(cmdbuf *b) {
+    int rc = b->txn ? rcluster_txn_append_argv(b->txn, b->argc, b->argv, b->argvlen)
+                    : rcluster_pipeline_append_argv(b->pipe, b->argc, b->argv, b->argvlen);
+    if (rc != UL_OK && b->rc == UL_OK)
+        b->rc = rc;
     b->argc = 0;
-    return rc;
 }
 
-/* Read `n` replies; the first error is reported. */
-static int read_replies(node *st, int n, const char *what, char *errstr, size_t errstr_size) {
-    int rc = UL_OK;
-    for (int i = 0; i < n; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(st->c, (void **)&r) != REDIS_OK)
-            return fail_reply(st, NULL, what, errstr, errstr_size);
-        if (r->type == REDIS_REPLY_ERROR && rc == UL_OK) {
-            rc = fail_reply(st, r, what, errstr, errstr_size);
-            continue;
-        }
-        freeReplyObject(r);
-    }
-    return rc;
+/* Start `cmd key` when nothing is pending. */
+static void cmdbuf_begin(cmdbuf *b, const char *cmd, const char *key) {
+    if (b->argc > 0)
+        return;
+    cmdbuf_add_str(b, cmd);
+    cmdbuf_add_str(b, key);
 }
 
-static int put_rows(node *st, const char *key, const int64_t *ids, const float *rows, size_t n,
-                    int dim, char *errstr, size_t errstr_size) {
-    cmdbuf b;
-    int sent = 0;
-    if (cmdbuf_init(&b, 2 + 2 * PAIRS_PER_CMD) != 0) {
-        cmdbuf_free(&b);
-        ul_set_err(errstr, errstr_size, "out of memory");
-        return UL_ERR_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (b.argc == 0) {
-            cmdbuf_add_str(&b, "HSET");
-            cmdbuf_add_str(&b, key);
-        }
-        size_t len;
-        const void *val = rows_value(rows + i * (size_t)dim, dim, &len);
-        cmdbuf_add_i64(&b, ids[i]);
-        cmdbuf_add(&b, val, len);
-        if (b.argc == b.cap || i + 1 == n)
-            sent += cmdbuf_send(st, &b);
-    }
-    cmdbuf_free(&b);
-    return read_replies(st, sent, key, errstr, errstr_size);
+/* Send when full (another pair would not fit). */
+static void cmdbuf_maybe_send(cmdbuf *b) {
+    if (b->argc + 2 > b->cap)
+        cmdbuf_send(b);
 }
 
-int store_items_put(store *st, const int64_t *ids, const float *rows, size_t n, int dim,
-                    char *errstr, size_t errstr_size) {
-    if (st->n_nodes == 1)
-        return put_rows(&st->nodes[0], "ul:items", ids, rows, n, dim, errstr, errstr_size);
-    /* Item I goes to shard I mod n: gather each shard's rows, then write. */
-    int64_t *sids = malloc((n ? n : 1) * sizeof(*sids));
-    float *srows = malloc((n ? n : 1) * (size_t)dim * sizeof(*srows));
-    int rc = sids && srows ? UL_OK : UL_ERR_NOMEM;
+static void cmdbuf_flush(cmdbuf *b) {
+    if (b->argc > 0)
+        cmdbuf_send(b);
+}
+
+/* ---- HSCAN -------------------------------------------------------------- */
+
+static int hscan(store *st, const char *key, rcluster_field_fn fn, rcluster_restart_fn restart,
+                 void *ctx, char *errstr, size_t errstr_size) {
+    return rcluster_hscan(st->rc, key, fn, restart, ctx, errstr, errstr_size);
+}
+
+/* ---- model -------------------------------------------------------------- */
+
+static const char *const model_fields[] = {"k",          "mean",   "min",  "max",
+                                           "partitions", "format", "nonce"};
+#define N_MODEL_FIELDS 7
+
+int store_model_get(store *st, store_model *m, int *found, char *errstr, size_t errstr_size) {
+    redisReply *r = NULL;
+    int rc = rcluster_command(st->rc, &r, errstr, errstr_size,
+                              "HMGET ul:model k mean min max partitions format nonce");
     if (rc != UL_OK)
-        ul_set_err(errstr, errstr_size, "out of memory");
-    for (int sh = 0; sh < st->n_nodes && rc == UL_OK; sh++) {
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (mod_n(ids[i], st->n_nodes) != sh)
-                continue;
-            sids[m] = ids[i];
-            memcpy(srows + m * (size_t)dim, rows + i * (size_t)dim, (size_t)dim * sizeof(float));
-            m++;
-        }
-        if (m > 0)
-            rc = put_rows(&st->nodes[sh], "ul:items", sids, srows, m, dim, errstr, errstr_size);
+        return rc;
+    *found = 0;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != N_MODEL_FIELDS) {
+        freeReplyObject(r);
+        ul_set_err(errstr, errstr_size, "%s: HMGET ul:model: unexpected reply", st->where);
+        return UL_ERR_CORRUPT;
     }
-    free(sids);
-    free(srows);
-    return rc;
+    if (!reply_str(r->element[0])) {
+        freeReplyObject(r);
+        return UL_OK;
+    }
+    store_model v = {0};
+    int64_t k = 0, parts = 0, format = 1;
+    redisReply **e = r->element;
+    int bad = parse_i64(e[0]->str, e[0]->len, &k) != 0 || k <= 0 || k > 4096;
+    for (int i = 1; i <= 3 && !bad; i++) {
+        float *dst = i == 1 ? &v.global_mean : i == 2 ? &v.rating_min : &v.rating_max;
+        bad = !reply_str(e[i]) || parse_float(e[i]->str, e[i]->len, dst) != 0;
+    }
+    if (!bad && reply_str(e[4]))
+        bad = parse_i64(e[4]->str, e[4]->len, &parts) != 0 || parts < 0;
+    if (!bad && reply_str(e[5]))
+        bad = parse_i64(e[5]->str, e[5]->len, &format) != 0 || format < 1;
+    if (!bad && reply_str(e[6]))
+        bad = parse_u64(e[6]->str, e[6]->len, &v.nonce) != 0;
+    freeReplyObject(r);
+    if (bad) {
+        ul_set_err(errstr, errstr_size,
+                   "%s: ul:model is malformed (expected k, mean, min, max, partitions, format)",
+                   st->where);
+        return UL_ERR_CORRUPT;
+    }
+    v.k = (int)k;
+    v.partitions = (int32_t)parts;
+    v.format = (int)format;
+    *m = v;
+    *found = 1;
+    return UL_OK;
 }
 
-int store_users_put(store *st, int32_t partition, const int64_t *ids, const float *rows, size_t n,
-                    int dim, char *errstr, size_t errstr_size) {
-    node *nd = part_node(st, partition);
-    char key[64];
-    key_of(key, sizeof(key), partition, "users");
-    return put_rows(nd, key, ids, rows, n, dim, errstr, errstr_size);
+static uint64_t random_nonce(void) {
+    uint64_t v = 0;
+    while (v == 0)
+        if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+            v = (uint64_t)ul_clock_wall_ms() * 0x9e3779b97f4a7c15ULL;
+    return v;
+}
+
+int store_model_put(store *st, const store_model *m, int only_if_absent, char *errstr,
+                    size_t errstr_size) {
+    char vals[N_MODEL_FIELDS][48];
+    snprintf(vals[0], sizeof(vals[0]), "%d", m->k);
+    snprintf(vals[1], sizeof(vals[1]), "%.9g", (double)m->global_mean);
+    snprintf(vals[2], sizeof(vals[2]), "%.9g", (double)m->rating_min);
+    snprintf(vals[3], sizeof(vals[3]), "%.9g", (double)m->rating_max);
+    snprintf(vals[4], sizeof(vals[4]), "%" PRId32, m->partitions);
+    snprintf(vals[5], sizeof(vals[5]), "%d", STORE_FORMAT);
+    snprintf(vals[6], sizeof(vals[6]), "%" PRIu64, m->nonce ? m->nonce : random_nonce());
+    rcluster_pipeline *p = rcluster_pipeline_new(st->rc);
+    if (p == NULL)
+        return oom(errstr, errstr_size);
+    int rc = UL_OK;
+    for (int i = 0; i < N_MODEL_FIELDS && rc == UL_OK; i++) {
+        if (i == 4 && m->partitions <= 0)
+            continue;
+        rc = rcluster_pipeline_append(p, "%s ul:model %s %s", only_if_absent ? "HSETNX" : "HSET",
+                                      model_fields[i], vals[i]);
+    }
+    if (rc == UL_OK)
+        rc = rcluster_pipeline_exec(p, errstr, errstr_size);
+    else
+        oom(errstr, errstr_size);
+    rcluster_pipeline_destroy(p);
+    return rc;
 }
 
 /* ---- encodings ---------------------------------------------------------- */
@@ -680,15 +449,34 @@ int store_decode_forget(const unsigned char *buf, size_t len, forget_req *fr) {
     return UL_OK;
 }
 
+void store_encode_evict(const shard_evict *e, unsigned char *out) {
+    memcpy(out, &e->count, 4);
+    memcpy(out + 4, &e->tmin, 8);
+    memcpy(out + 12, &e->tmax, 8);
+    memcpy(out + 20, e->bloom, SHARD_EVICT_BLOOM);
+}
+
+int store_decode_evict(const unsigned char *buf, size_t len, shard_evict *e) {
+    if (len != STORE_EVICT_BYTES)
+        return UL_ERR_CORRUPT;
+    memset(e, 0, sizeof(*e));
+    memcpy(&e->count, buf, 4);
+    memcpy(&e->tmin, buf + 4, 8);
+    memcpy(&e->tmax, buf + 12, 8);
+    memcpy(e->bloom, buf + 20, SHARD_EVICT_BLOOM);
+    return UL_OK;
+}
+
 /* History value: n entries of (item i64, time i64, rating f32), oldest first. */
 #define HIST_ENTRY_BYTES 20
 
-static void encode_hist(const hist *h, unsigned char *out) {
-    for (uint32_t i = 0; i < h->n; i++) {
+static void encode_hist_range(const hist *h, uint32_t from, unsigned char *out) {
+    for (uint32_t i = from; i < h->n; i++) {
         const hist_entry *e = &h->v[h->start + i];
-        memcpy(out + i * HIST_ENTRY_BYTES, &e->item, 8);
-        memcpy(out + i * HIST_ENTRY_BYTES + 8, &e->time, 8);
-        memcpy(out + i * HIST_ENTRY_BYTES + 16, &e->rating, 4);
+        unsigned char *o = out + (size_t)(i - from) * HIST_ENTRY_BYTES;
+        memcpy(o, &e->item, 8);
+        memcpy(o + 8, &e->time, 8);
+        memcpy(o + 16, &e->rating, 4);
     }
 }
 
@@ -701,80 +489,7 @@ static hist_entry decode_hist_entry(const char *val, size_t i) {
     return e;
 }
 
-/* ---- shard load --------------------------------------------------------- */
-
-typedef struct shard_ctx {
-    shard *s;
-    const char *key;
-} shard_ctx;
-
-static int load_hist(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
-                     char *errstr, size_t errstr_size) {
-    shard_ctx *ctx = vctx;
-    int64_t user;
-    if (parse_i64(field, flen, &user) != 0 || vlen % HIST_ENTRY_BYTES != 0) {
-        ul_set_err(errstr, errstr_size, "%s: malformed history '%.*s'", ctx->key, (int)flen, field);
-        return UL_ERR_CORRUPT;
-    }
-    int32_t uidx = shard_user(ctx->s, user);
-    if (uidx < 0)
-        goto oom;
-    for (size_t i = 0; i < vlen / HIST_ENTRY_BYTES; i++) {
-        hist_entry e = decode_hist_entry(val, i);
-        if (shard_hist_append(ctx->s, uidx, &e) != 0)
-            goto oom;
-    }
-    return UL_OK;
-oom:
-    ul_set_err(errstr, errstr_size, "out of memory loading %s", ctx->key);
-    return UL_ERR_NOMEM;
-}
-
-static int load_forget(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
-                       char *errstr, size_t errstr_size) {
-    shard_ctx *ctx = vctx;
-    forget_req fr;
-    int rc = store_decode_forget((const unsigned char *)val, vlen, &fr);
-    if (rc != UL_OK) {
-        ul_set_err(errstr, errstr_size, "%s: malformed forget request '%.*s'", ctx->key, (int)flen,
-                   field);
-        return rc;
-    }
-    if (shard_pending_add(ctx->s, &fr) != 0) {
-        forget_req_free(&fr);
-        ul_set_err(errstr, errstr_size, "out of memory loading %s", ctx->key);
-        return UL_ERR_NOMEM;
-    }
-    return UL_OK;
-}
-
-static int load_outbox(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
-                       char *errstr, size_t errstr_size) {
-    shard_ctx *ctx = vctx;
-    int64_t version;
-    if (parse_i64(field, flen, &version) != 0 || version < 0) {
-        ul_set_err(errstr, errstr_size, "%s: malformed field '%.*s'", ctx->key, (int)flen, field);
-        return UL_ERR_CORRUPT;
-    }
-    unsigned char *blob = malloc(vlen ? vlen : 1);
-    if (blob == NULL || shard_outbox_add(ctx->s, (uint64_t)version, blob, vlen) != 0) {
-        free(blob);
-        ul_set_err(errstr, errstr_size, "out of memory loading %s", ctx->key);
-        return UL_ERR_NOMEM;
-    }
-    memcpy(blob, val, vlen);
-    return UL_OK;
-}
-
-static int cmp_outbox(const void *a, const void *b) {
-    const outbox_entry *x = a, *y = b;
-    return (x->version > y->version) - (x->version < y->version);
-}
-
-static int cmp_pending(const void *a, const void *b) {
-    const forget_req *x = a, *y = b;
-    return (x->offset > y->offset) - (x->offset < y->offset);
-}
+/* ---- meta --------------------------------------------------------------- */
 
 /* The fields of ul:{p<P>}:meta after the offsets (off:<input topic>), in
  * the order they are written: the one list store_meta_get and send_meta
@@ -793,6 +508,10 @@ static const meta_field meta_fields[] = {
     {"forget_completed", offsetof(shard_meta, forget_completed), 0},
     {"dead_letters", offsetof(shard_meta, dead_letters), 0},
     {"checkpoint_ms", offsetof(shard_meta, checkpoint_ms), 1},
+    {"rows_off", offsetof(shard_meta, rows_off), 1},
+    {"epoch", offsetof(shard_meta, epoch), 0},
+    {"ckpt", offsetof(shard_meta, ckpt), 0},
+    {"out_seq", offsetof(shard_meta, out_seq), 0},
 };
 #define N_META_FIELDS (sizeof(meta_fields) / sizeof(meta_fields[0]))
 
@@ -809,16 +528,22 @@ static int parse_meta_field(const meta_field *f, const redisReply *e, shard_meta
     return f->is_signed ? parse_i64(e->str, e->len, dst) : parse_u64(e->str, e->len, dst);
 }
 
+static void meta_empty(shard_meta *m) {
+    memset(m, 0, sizeof(*m));
+    for (int t = 0; t < SHARD_N_INPUTS; t++)
+        m->next_offset[t] = -1;
+    m->rows_off = -1;
+    m->out_seq = 1;
+}
+
 int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, char *errstr,
                    size_t errstr_size) {
-    node *nd = part_node(st, partition);
     char key[64], off[SHARD_N_INPUTS][300];
     int input[SHARD_N_INPUTS], n_off = 0;
     cmdbuf b;
     if (cmdbuf_init(&b, 2 + SHARD_N_INPUTS + (int)N_META_FIELDS) != 0) {
         cmdbuf_free(&b);
-        ul_set_err(errstr, errstr_size, "out of memory");
-        return UL_ERR_NOMEM;
+        return oom(errstr, errstr_size);
     }
     key_of(key, sizeof(key), partition, "meta");
     cmdbuf_add_str(&b, "HMGET");
@@ -830,15 +555,19 @@ int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, c
         }
     for (size_t i = 0; i < N_META_FIELDS; i++)
         cmdbuf_add_str(&b, meta_fields[i].name);
-    redisReply *r = redisCommandArgv(nd->c, b.argc, b.argv, b.argvlen);
+    redisReply *r = NULL;
+    int rc = rcluster_command_argv(st->rc, b.argc, b.argv, b.argvlen, &r, errstr, errstr_size);
     size_t n_fields = (size_t)b.argc - 2;
     cmdbuf_free(&b);
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != n_fields)
-        return fail_reply(nd, r, key, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n_fields) {
+        freeReplyObject(r);
+        ul_set_err(errstr, errstr_size, "%s: HMGET %s: unexpected reply", st->where, key);
+        return UL_ERR_CORRUPT;
+    }
     shard_meta m;
-    memset(&m, 0, sizeof(m));
-    for (int t = 0; t < SHARD_N_INPUTS; t++)
-        m.next_offset[t] = -1;
+    meta_empty(&m);
     int any = 0, bad = 0;
     for (size_t i = 0; i < n_fields; i++) {
         redisReply *e = r->element[i];
@@ -852,7 +581,7 @@ int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, c
     }
     freeReplyObject(r);
     if (bad) {
-        ul_set_err(errstr, errstr_size, "%s: %s has a malformed field", nd->where, key);
+        ul_set_err(errstr, errstr_size, "%s: %s has a malformed field", st->where, key);
         return UL_ERR_CORRUPT;
     }
     *found = any;
@@ -860,153 +589,8 @@ int store_meta_get(store *st, int32_t partition, shard_meta *meta, int *found, c
     return UL_OK;
 }
 
-int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size) {
-    node *nd = part_node(st, s->partition);
-    char key[64];
-    int found = 0;
-    int rc = store_meta_get(st, s->partition, &s->meta, &found, errstr, errstr_size);
-    if (rc != UL_OK)
-        return rc;
-    key_of(key, sizeof(key), s->partition, "users");
-    row_ctx rctx = {s->users, ROWS_USER, key};
-    if ((rc = hscan_all(nd, key, load_row, &rctx, errstr, errstr_size)) != UL_OK)
-        return rc;
-    key_of(key, sizeof(key), s->partition, "idelta");
-    rctx.into = s->deltas;
-    rctx.kind = ROWS_ITEM;
-    if ((rc = hscan_all(nd, key, load_row, &rctx, errstr, errstr_size)) != UL_OK)
-        return rc;
-    key_of(key, sizeof(key), s->partition, "hist");
-    shard_ctx sctx = {s, key};
-    if ((rc = hscan_all(nd, key, load_hist, &sctx, errstr, errstr_size)) != UL_OK)
-        return rc;
-    key_of(key, sizeof(key), s->partition, "forget");
-    if ((rc = hscan_all(nd, key, load_forget, &sctx, errstr, errstr_size)) != UL_OK)
-        return rc;
-    if (s->n_pending > 1)
-        qsort(s->pending, s->n_pending, sizeof(*s->pending), cmp_pending);
-    key_of(key, sizeof(key), s->partition, "outbox");
-    if ((rc = hscan_all(nd, key, load_outbox, &sctx, errstr, errstr_size)) != UL_OK)
-        return rc;
-    if (s->n_outbox > 1)
-        qsort(s->outbox, s->n_outbox, sizeof(*s->outbox), cmp_outbox);
-    shard_clear_dirty(s);
-    return UL_OK;
-}
-
-/* ---- checkpoint --------------------------------------------------------- */
-
-static int send_dirty_rows(node *st, cmdbuf *b, const char *key, rowset *rs) {
-    size_t n;
-    const int32_t *dirty = rowset_dirty(rs, &n);
-    int sent = 0, dim = rowset_dim(rs);
-    for (size_t i = 0; i < n; i++) {
-        if (b->argc == 0) {
-            cmdbuf_add_str(b, "HSET");
-            cmdbuf_add_str(b, key);
-        }
-        size_t len;
-        const void *val = rows_value(rowset_row_const(rs, dirty[i]), dim, &len);
-        cmdbuf_add_i64(b, rowset_key(rs, dirty[i]));
-        cmdbuf_add(b, val, len);
-        if (b->argc >= b->cap - 1 || i + 1 == n)
-            sent += cmdbuf_send(st, b);
-    }
-    return sent;
-}
-
-/* Histories: non-empty ones are HSET, emptied ones HDEL. All packed values
- * go into one scratch buffer sized up front, so the argv entries pointing
- * into it stay valid until each command is appended. The caller frees
- * *scratch after the appends. */
-static int send_dirty_hists(node *st, cmdbuf *b, const char *key, shard *s, int *sent,
-                            unsigned char **scratch) {
-    size_t total = 0, used = 0;
-    for (size_t i = 0; i < s->n_hist_dirty; i++)
-        total += (size_t)s->hists[s->hist_dirty_list[i]].n * HIST_ENTRY_BYTES;
-    *scratch = malloc(total ? total : 1);
-    if (*scratch == NULL)
-        return -1;
-    for (int pass = 0; pass < 2; pass++) { /* 0: HSET non-empty, 1: HDEL empty */
-        for (size_t i = 0; i < s->n_hist_dirty; i++) {
-            int32_t uidx = s->hist_dirty_list[i];
-            const hist *h = &s->hists[uidx];
-            if ((pass == 0) != (h->n > 0))
-                continue;
-            if (b->argc == 0) {
-                cmdbuf_add_str(b, pass == 0 ? "HSET" : "HDEL");
-                cmdbuf_add_str(b, key);
-            }
-            cmdbuf_add_i64(b, rowset_key(s->users, uidx));
-            if (pass == 0) {
-                size_t len = (size_t)h->n * HIST_ENTRY_BYTES;
-                encode_hist(h, *scratch + used);
-                cmdbuf_add(b, *scratch + used, len);
-                used += len;
-            }
-            if (b->argc >= b->cap - 1)
-                *sent += cmdbuf_send(st, b);
-        }
-        if (b->argc > 0)
-            *sent += cmdbuf_send(st, b);
-    }
-    return 0;
-}
-
-static int send_forget_changes(node *st, cmdbuf *b, const char *key, shard *s, int *sent) {
-    for (size_t i = 0; i < s->n_removed; i++) {
-        if (b->argc == 0) {
-            cmdbuf_add_str(b, "HDEL");
-            cmdbuf_add_str(b, key);
-        }
-        cmdbuf_add_i64(b, s->removed[i]);
-        if (b->argc >= b->cap - 1 || i + 1 == s->n_removed)
-            *sent += cmdbuf_send(st, b);
-    }
-    for (size_t i = 0; i < s->n_pending; i++) {
-        forget_req *fr = &s->pending[i];
-        if (!fr->unsaved)
-            continue;
-        unsigned char *buf = NULL;
-        size_t len = 0;
-        if (store_encode_forget(fr, &buf, &len) != UL_OK)
-            return -1;
-        cmdbuf_add_str(b, "HSET");
-        cmdbuf_add_str(b, key);
-        cmdbuf_add_i64(b, fr->offset);
-        cmdbuf_add(b, buf, len);
-        *sent += cmdbuf_send(st, b);
-        free(buf);
-    }
-    return 0;
-}
-
-/* HDEL the acknowledged entries and, with `added`, HSET the unsaved ones. */
-static void send_outbox_changes(node *st, cmdbuf *b, const char *key, shard *s, int *sent,
-                                int added) {
-    for (size_t i = 0; i < s->n_outbox_removed; i++) {
-        if (b->argc == 0) {
-            cmdbuf_add_str(b, "HDEL");
-            cmdbuf_add_str(b, key);
-        }
-        cmdbuf_add_u64(b, s->outbox_removed[i]);
-        if (b->argc >= b->cap - 1 || i + 1 == s->n_outbox_removed)
-            *sent += cmdbuf_send(st, b);
-    }
-    for (size_t i = 0; added && i < s->n_outbox; i++) {
-        if (!s->outbox[i].unsaved)
-            continue;
-        cmdbuf_add_str(b, "HSET");
-        cmdbuf_add_str(b, key);
-        cmdbuf_add_u64(b, s->outbox[i].version);
-        cmdbuf_add(b, s->outbox[i].blob, s->outbox[i].len);
-        *sent += cmdbuf_send(st, b);
-    }
-}
-
-static int send_meta(node *nd, const store *st, cmdbuf *b, const char *key, const shard *s) {
+static void send_meta(const store *st, cmdbuf *b, const char *key, const shard_meta *m) {
     char off[SHARD_N_INPUTS][300];
-    const shard_meta *m = &s->meta;
     cmdbuf_add_str(b, "HSET");
     cmdbuf_add_str(b, key);
     for (int t = 0; t < SHARD_N_INPUTS; t++) {
@@ -1017,86 +601,829 @@ static int send_meta(node *nd, const store *st, cmdbuf *b, const char *key, cons
     }
     for (size_t i = 0; i < N_META_FIELDS; i++) {
         const void *v = (const char *)m + meta_fields[i].offset;
+        if (meta_fields[i].offset == offsetof(shard_meta, rows_off) && m->rows_off < 0)
+            continue;
         cmdbuf_add_str(b, meta_fields[i].name);
         if (meta_fields[i].is_signed)
             cmdbuf_add_i64(b, *(const int64_t *)v);
         else
             cmdbuf_add_u64(b, *(const uint64_t *)v);
     }
-    return cmdbuf_send(nd, b);
+    cmdbuf_send(b);
 }
 
-int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size) {
-    node *nd = part_node(st, s->partition);
+/* ---- the replica's load ------------------------------------------------- */
+
+typedef struct home_ctx {
+    const char *key;
+    int dim;
+    store_row_fn row_fn;
+    store_stats_fn stats_fn;
+    store_seen_fn seen_fn;
+    void *ctx;
+    float *row; /* scratch of dim floats */
+} home_ctx;
+
+static int bad_field(const char *key, const char *field, size_t flen, char *errstr,
+                     size_t errstr_size) {
+    ul_set_err(errstr, errstr_size, "%s: field '%.*s' is not an id", key,
+               (int)(flen > 40 ? 40 : flen), field);
+    return UL_ERR_CORRUPT;
+}
+
+static int load_home_row(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                         char *errstr, size_t errstr_size) {
+    home_ctx *c = vctx;
+    int64_t id;
+    if (parse_i64(field, flen, &id) != 0 || id < 0)
+        return bad_field(c->key, field, flen, errstr, errstr_size);
+    if (rows_from_value(c->row, c->dim, val, vlen) != 0) {
+        ul_set_err(errstr, errstr_size, "%s: row %" PRId64 " has %zu bytes, expected %zu (k=%d)",
+                   c->key, id, vlen, rows_value_size(c->dim), rows_k(ROWS_ITEM, c->dim));
+        return UL_ERR_CORRUPT;
+    }
+    return c->row_fn(c->ctx, id, c->row, c->dim, errstr, errstr_size);
+}
+
+static int load_home_stats(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                           char *errstr, size_t errstr_size) {
+    home_ctx *c = vctx;
+    int64_t id;
+    rows_stats sv;
+    if (parse_i64(field, flen, &id) != 0 || id < 0)
+        return bad_field(c->key, field, flen, errstr, errstr_size);
+    if (rows_stats_from_value(&sv, val, vlen) != 0) {
+        ul_set_err(errstr, errstr_size, "%s: statistics of item %" PRId64 " have %zu bytes, not %d",
+                   c->key, id, vlen, ROWS_STATS_BYTES);
+        return UL_ERR_CORRUPT;
+    }
+    return c->stats_fn(c->ctx, id, &sv, errstr, errstr_size);
+}
+
+static int load_seen(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                     char *errstr, size_t errstr_size) {
+    home_ctx *c = vctx;
+    int64_t q, seq;
+    int rows = flen > 0 && field[0] == 'r';
+    if (parse_i64(field + rows, flen - (size_t)rows, &q) != 0 || q < 0 || q > INT32_MAX ||
+        parse_i64(val, vlen, &seq))
+        return bad_field(c->key, field, flen, errstr, errstr_size);
+    return c->seen_fn(c->ctx, (int32_t)q, rows, seq, errstr, errstr_size);
+}
+
+int store_home_load(store *st, int32_t partition, int dim, store_row_fn row_fn,
+                    store_stats_fn stats_fn, store_seen_fn seen_fn, void *ctx, char *errstr,
+                    size_t errstr_size) {
     char key[64];
-    cmdbuf b;
-    int sent = 0, rc = UL_OK;
-    if (cmdbuf_init(&b, 2 + 2 * PAIRS_PER_CMD) != 0) {
-        cmdbuf_free(&b);
-        ul_set_err(errstr, errstr_size, "out of memory");
-        return UL_ERR_NOMEM;
+    home_ctx c = {key, dim, row_fn, stats_fn, seen_fn, ctx, malloc((size_t)dim * sizeof(float))};
+    if (c.row == NULL)
+        return oom(errstr, errstr_size);
+    int rc = UL_OK;
+    if (row_fn) {
+        key_of(key, sizeof(key), partition, "items");
+        rc = hscan(st, key, load_home_row, NULL, &c, errstr, errstr_size);
     }
-    s->meta.checkpoint_ms = ul_clock_wall_ms();
-    redisAppendCommand(nd->c, "MULTI");
-    key_of(key, sizeof(key), s->partition, "users");
-    sent += send_dirty_rows(nd, &b, key, s->users);
-    key_of(key, sizeof(key), s->partition, "idelta");
-    sent += send_dirty_rows(nd, &b, key, s->deltas);
-    key_of(key, sizeof(key), s->partition, "hist");
-    unsigned char *scratch = NULL;
-    int oom = send_dirty_hists(nd, &b, key, s, &sent, &scratch);
-    free(scratch);
-    key_of(key, sizeof(key), s->partition, "forget");
-    oom |= send_forget_changes(nd, &b, key, s, &sent);
-    key_of(key, sizeof(key), s->partition, "outbox");
-    send_outbox_changes(nd, &b, key, s, &sent, 1);
-    key_of(key, sizeof(key), s->partition, "meta");
-    sent += send_meta(nd, st, &b, key, s);
-    cmdbuf_free(&b);
-    /* On a local failure, DISCARD instead of EXEC: nothing is applied. */
-    redisAppendCommand(nd->c, oom ? "DISCARD" : "EXEC");
-    rc = read_replies(nd, 1 + sent, "checkpoint", errstr, errstr_size);
-    redisReply *r = NULL;
-    if (redisGetReply(nd->c, (void **)&r) != REDIS_OK)
-        return fail_reply(nd, NULL, "checkpoint EXEC", errstr, errstr_size);
-    if (oom) {
-        freeReplyObject(r);
-        ul_set_err(errstr, errstr_size, "out of memory building the checkpoint of partition %d",
-                   (int)s->partition);
-        return UL_ERR_NOMEM;
+    if (rc == UL_OK && stats_fn) {
+        key_of(key, sizeof(key), partition, "istats");
+        rc = hscan(st, key, load_home_stats, NULL, &c, errstr, errstr_size);
     }
-    if (r->type != REDIS_REPLY_ARRAY) /* EXECABORT: nothing applied */
-        return fail_reply(nd, r, "checkpoint EXEC", errstr, errstr_size);
-    for (size_t i = 0; i < r->elements && rc == UL_OK; i++)
-        if (r->element[i]->type == REDIS_REPLY_ERROR) {
-            ul_set_err(errstr, errstr_size, "%s: checkpoint of partition %d: %s", nd->where,
-                       (int)s->partition, r->element[i]->str);
-            rc = UL_ERR_IO;
-        }
-    freeReplyObject(r);
-    if (rc == UL_OK)
-        shard_clear_dirty(s);
+    if (rc == UL_OK && seen_fn) {
+        key_of(key, sizeof(key), partition, "seen");
+        rc = hscan(st, key, load_seen, NULL, &c, errstr, errstr_size);
+    }
+    free(c.row);
     return rc;
 }
 
-int store_outbox_drop(store *st, shard *s, char *errstr, size_t errstr_size) {
-    if (s->n_outbox_removed == 0)
-        return UL_OK;
-    node *nd = part_node(st, s->partition);
-    char key[64];
-    cmdbuf b;
-    int sent = 0;
-    if (cmdbuf_init(&b, 2 + PAIRS_PER_CMD) != 0) {
-        cmdbuf_free(&b);
-        ul_set_err(errstr, errstr_size, "out of memory");
-        return UL_ERR_NOMEM;
+/* ---- bulk writes -------------------------------------------------------- */
+
+/* HSETs of `n` (id, value) pairs into a pipeline; value(i, &len) gives the
+ * bytes of pair i (borrowed until the next call). */
+typedef const void *(*value_fn)(void *ctx, size_t i, size_t *len);
+
+static void put_pairs(cmdbuf *b, const char *key, const int64_t *ids, size_t n, value_fn value,
+                      void *ctx) {
+    for (size_t i = 0; i < n; i++) {
+        cmdbuf_begin(b, "HSET", key);
+        size_t len;
+        const void *v = value(ctx, i, &len);
+        cmdbuf_add_i64(b, ids[i]);
+        cmdbuf_add(b, v, len);
+        cmdbuf_maybe_send(b);
     }
-    key_of(key, sizeof(key), s->partition, "outbox");
-    send_outbox_changes(nd, &b, key, s, &sent, 0);
-    cmdbuf_free(&b);
-    int rc = read_replies(nd, sent, "deleting acknowledged outbox entries", errstr, errstr_size);
+    cmdbuf_flush(b);
+}
+
+typedef struct rows_src {
+    const float *rows;
+    const rows_stats *stats;
+    int dim;
+    unsigned char *scratch; /* ROWS_STATS_BYTES per pair: argv points into it */
+} rows_src;
+
+static const void *row_value(void *vctx, size_t i, size_t *len) {
+    rows_src *s = vctx;
+    return rows_value(s->rows + i * (size_t)s->dim, s->dim, len);
+}
+
+static const void *stats_value(void *vctx, size_t i, size_t *len) {
+    rows_src *s = vctx;
+    rows_stats zero = {0, 0.0};
+    unsigned char *v = s->scratch + i * ROWS_STATS_BYTES;
+    rows_stats_value(s->stats ? &s->stats[i] : &zero, v);
+    *len = ROWS_STATS_BYTES;
+    return v;
+}
+
+/* Run the pairs of up to two keys as one pipeline. */
+static int put_bulk(store *st, const char *key1, const char *key2, const int64_t *ids, size_t n,
+                    rows_src *src, char *errstr, size_t errstr_size) {
+    cmdbuf b;
+    int rc = cmdbuf_init(&b, 2 + 2 * PAIRS_PER_CMD) == 0 ? UL_OK : UL_ERR_NOMEM;
+    if (rc == UL_OK && (b.pipe = rcluster_pipeline_new(st->rc)) == NULL)
+        rc = UL_ERR_NOMEM;
+    if (rc == UL_OK) {
+        put_pairs(&b, key1, ids, n, row_value, src);
+        if (key2)
+            put_pairs(&b, key2, ids, n, stats_value, src);
+        rc = b.rc;
+    }
     if (rc == UL_OK)
-        s->n_outbox_removed = 0;
+        rc = rcluster_pipeline_exec(b.pipe, errstr, errstr_size);
+    else
+        oom(errstr, errstr_size);
+    rcluster_pipeline_destroy(b.pipe);
+    cmdbuf_free(&b);
+    return rc;
+}
+
+int store_users_put(store *st, int32_t partition, const int64_t *ids, const float *rows, size_t n,
+                    int dim, char *errstr, size_t errstr_size) {
+    char key[64];
+    key_of(key, sizeof(key), partition, "users");
+    rows_src src = {rows, NULL, dim, NULL};
+    return put_bulk(st, key, NULL, ids, n, &src, errstr, errstr_size);
+}
+
+int store_home_put(store *st, int32_t partition, const int64_t *ids, const float *rows,
+                   const rows_stats *stats, size_t n, int dim, char *errstr, size_t errstr_size) {
+    char ikey[64], skey[64];
+    key_of(ikey, sizeof(ikey), partition, "items");
+    key_of(skey, sizeof(skey), partition, "istats");
+    rows_src src = {rows, stats, dim, malloc(n * ROWS_STATS_BYTES + 1)};
+    int rc = src.scratch ? put_bulk(st, ikey, skey, ids, n, &src, errstr, errstr_size)
+                         : oom(errstr, errstr_size);
+    free(src.scratch);
+    return rc;
+}
+
+/* ---- shard load --------------------------------------------------------- */
+
+typedef struct shard_ctx {
+    shard *s;
+    const char *key;
+} shard_ctx;
+
+static int load_oom(const shard_ctx *c, char *errstr, size_t errstr_size) {
+    ul_set_err(errstr, errstr_size, "out of memory loading %s", c->key);
+    return UL_ERR_NOMEM;
+}
+
+static int load_user(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                     char *errstr, size_t errstr_size) {
+    shard_ctx *c = vctx;
+    int dim = rowset_dim(c->s->users);
+    int64_t id;
+    if (parse_i64(field, flen, &id) != 0 || id < 0)
+        return bad_field(c->key, field, flen, errstr, errstr_size);
+    if (vlen != rows_value_size(dim)) {
+        ul_set_err(errstr, errstr_size, "%s: row %" PRId64 " has %zu bytes, expected %zu (k=%d)",
+                   c->key, id, vlen, rows_value_size(dim), rows_k(ROWS_USER, dim));
+        return UL_ERR_CORRUPT;
+    }
+    int32_t idx = shard_user(c->s, id);
+    if (idx < 0)
+        return load_oom(c, errstr, errstr_size);
+    rows_from_value(rowset_row(c->s->users, idx), dim, val, vlen);
+    return UL_OK;
+}
+
+static int load_hist(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                     char *errstr, size_t errstr_size) {
+    shard_ctx *c = vctx;
+    int64_t user;
+    if (parse_i64(field, flen, &user) != 0 || vlen % HIST_ENTRY_BYTES != 0) {
+        ul_set_err(errstr, errstr_size, "%s: malformed history '%.*s'", c->key, (int)flen, field);
+        return UL_ERR_CORRUPT;
+    }
+    int32_t uidx = shard_user(c->s, user);
+    if (uidx < 0)
+        return load_oom(c, errstr, errstr_size);
+    for (size_t i = 0; i < vlen / HIST_ENTRY_BYTES; i++) {
+        hist_entry e = decode_hist_entry(val, i);
+        if (shard_hist_append(c->s, uidx, &e) != 0)
+            return load_oom(c, errstr, errstr_size);
+    }
+    return UL_OK;
+}
+
+/* The history hash moved between nodes mid-scan: start the histories over. */
+static int restart_hists(void *vctx, char *errstr, size_t errstr_size) {
+    (void)errstr;
+    (void)errstr_size;
+    shard_ctx *c = vctx;
+    for (int32_t u = 0; u < c->s->users_cap; u++)
+        c->s->hists[u].start = c->s->hists[u].n = 0;
+    return UL_OK;
+}
+
+static int load_evict(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                      char *errstr, size_t errstr_size) {
+    shard_ctx *c = vctx;
+    int64_t user;
+    shard_evict e;
+    if (parse_i64(field, flen, &user) != 0 ||
+        store_decode_evict((const unsigned char *)val, vlen, &e) != UL_OK) {
+        ul_set_err(errstr, errstr_size, "%s: malformed eviction summary '%.*s'", c->key, (int)flen,
+                   field);
+        return UL_ERR_CORRUPT;
+    }
+    return shard_evict_put(c->s, user, &e) == 0 ? UL_OK : load_oom(c, errstr, errstr_size);
+}
+
+static int load_forget(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                       char *errstr, size_t errstr_size) {
+    shard_ctx *c = vctx;
+    forget_req fr;
+    int rc = store_decode_forget((const unsigned char *)val, vlen, &fr);
+    if (rc != UL_OK) {
+        ul_set_err(errstr, errstr_size, "%s: malformed forget request '%.*s'", c->key, (int)flen,
+                   field);
+        return rc;
+    }
+    if (shard_pending_add(c->s, &fr) != 0) {
+        forget_req_free(&fr);
+        return load_oom(c, errstr, errstr_size);
+    }
+    return UL_OK;
+}
+
+static int restart_forget(void *vctx, char *errstr, size_t errstr_size) {
+    (void)errstr;
+    (void)errstr_size;
+    shard *s = ((shard_ctx *)vctx)->s;
+    for (size_t i = 0; i < s->n_pending; i++)
+        forget_req_free(&s->pending[i]);
+    s->n_pending = 0;
+    return UL_OK;
+}
+
+/* Outbox fields: "<version>" (a cycle) or "d<seq>" (deliveries). */
+static int load_outbox(void *vctx, const char *field, size_t flen, const char *val, size_t vlen,
+                       char *errstr, size_t errstr_size) {
+    shard_ctx *c = vctx;
+    int delivery = flen > 0 && field[0] == 'd';
+    uint64_t key;
+    if (parse_u64(field + delivery, flen - (size_t)delivery, &key) != 0) {
+        ul_set_err(errstr, errstr_size, "%s: malformed field '%.*s'", c->key, (int)flen, field);
+        return UL_ERR_CORRUPT;
+    }
+    unsigned char *blob = malloc(vlen ? vlen : 1);
+    outbox_list *l = delivery ? &c->s->deliveries : &c->s->outbox;
+    if (blob == NULL || outbox_list_add(l, key, blob, vlen) != 0) {
+        free(blob);
+        return load_oom(c, errstr, errstr_size);
+    }
+    memcpy(blob, val, vlen);
+    return UL_OK;
+}
+
+static void outbox_list_drop(outbox_list *l) {
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].blob);
+    l->n = 0;
+}
+
+static int restart_outbox(void *vctx, char *errstr, size_t errstr_size) {
+    (void)errstr;
+    (void)errstr_size;
+    shard *s = ((shard_ctx *)vctx)->s;
+    outbox_list_drop(&s->outbox);
+    outbox_list_drop(&s->deliveries);
+    return UL_OK;
+}
+
+static int load_istat(void *vctx, int64_t id, const rows_stats *sv, char *errstr,
+                      size_t errstr_size) {
+    shard_ctx *c = vctx;
+    int32_t hi = shard_home_item(c->s, id);
+    if (hi < 0)
+        return load_oom(c, errstr, errstr_size);
+    rows_stats cur = shard_home_stats(c->s, hi);
+    shard_home_add(c->s, hi, sv->count - cur.count, sv->sum - cur.sum);
+    return UL_OK;
+}
+
+static int load_seen_into(void *vctx, int32_t q, int rows, int64_t seq, char *errstr,
+                          size_t errstr_size) {
+    shard_ctx *c = vctx;
+    if (rows) /* the live keeps those (its replica's) */
+        return UL_OK;
+    return shard_seen_set(c->s, q, seq) == 0 ? UL_OK : load_oom(c, errstr, errstr_size);
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    const outbox_entry *x = a, *y = b;
+    return (x->version > y->version) - (x->version < y->version);
+}
+
+static int cmp_pending(const void *a, const void *b) {
+    const forget_req *x = a, *y = b;
+    return (x->offset > y->offset) - (x->offset < y->offset);
+}
+
+/* The fence's current values (0 when absent); *found = 0 without a meta. */
+static int fence_get(store *st, int32_t p, uint64_t *epoch, uint64_t *ckpt, int *found,
+                     char *errstr, size_t errstr_size) {
+    char key[64];
+    key_of(key, sizeof(key), p, "meta");
+    redisReply *r = NULL;
+    int rc = rcluster_command(st->rc, &r, errstr, errstr_size, "HMGET %s epoch ckpt", key);
+    if (rc != UL_OK)
+        return rc;
+    *epoch = *ckpt = 0;
+    *found = 0;
+    int bad = r->type != REDIS_REPLY_ARRAY || r->elements != 2;
+    if (!bad && reply_str(r->element[0]))
+        bad = parse_u64(r->element[0]->str, r->element[0]->len, epoch) != 0;
+    if (!bad && reply_str(r->element[1])) {
+        bad = parse_u64(r->element[1]->str, r->element[1]->len, ckpt) != 0;
+        *found = 1;
+    }
+    freeReplyObject(r);
+    if (bad) {
+        ul_set_err(errstr, errstr_size, "%s: %s: malformed epoch or ckpt", st->where, key);
+        return UL_ERR_CORRUPT;
+    }
+    return UL_OK;
+}
+
+/* Take P: epoch + 1 and ckpt + 1 in one transaction guarded by the ckpt just
+ * read (retried when another worker claims at the same moment). */
+static int claim(store *st, shard *s, char *errstr, size_t errstr_size) {
+    char key[64], want[24];
+    key_of(key, sizeof(key), s->partition, "meta");
+    for (int attempt = 0; attempt < CLAIM_TRIES; attempt++) {
+        uint64_t epoch, ckpt;
+        int found;
+        int rc = fence_get(st, s->partition, &epoch, &ckpt, &found, errstr, errstr_size);
+        if (rc != UL_OK)
+            return rc;
+        rcluster_txn *t = rcluster_txn_new(st->rc, key, strlen(key));
+        if (t == NULL)
+            return oom(errstr, errstr_size);
+        snprintf(want, sizeof(want), "%" PRIu64, ckpt);
+        rc = rcluster_txn_guard(t, key, "ckpt", found ? want : NULL, strlen(want));
+        if (rc == UL_OK)
+            rc = rcluster_txn_append(t, "HSET %s epoch %" PRIu64 " ckpt %" PRIu64, key, epoch + 1,
+                                     ckpt + 1);
+        if (rc == UL_OK)
+            rc = rcluster_txn_exec(t, errstr, errstr_size);
+        rcluster_txn_destroy(t);
+        if (rc == UL_OK) {
+            s->meta.epoch = epoch + 1;
+            s->meta.ckpt = ckpt + 1;
+            return UL_OK;
+        }
+        if (rc != RCLUSTER_ERR_GUARD)
+            return rc;
+    }
+    ul_set_err(errstr, errstr_size,
+               "partition %d: another worker kept taking it while this one tried %d times",
+               (int)s->partition, CLAIM_TRIES);
+    return STORE_ERR_FENCE;
+}
+
+static int shard_load(store *st, shard *s, int take, char *errstr, size_t errstr_size) {
+    char key[64];
+    int found = 0;
+    int rc = take ? claim(st, s, errstr, errstr_size) : UL_OK;
+    uint64_t epoch = s->meta.epoch, ckpt = s->meta.ckpt;
+    if (rc == UL_OK)
+        rc = store_meta_get(st, s->partition, &s->meta, &found, errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    if (take && (s->meta.epoch != epoch || s->meta.ckpt != ckpt)) {
+        ul_set_err(errstr, errstr_size,
+                   "partition %d: taken by another worker while loading (epoch %" PRIu64
+                   ", expected %" PRIu64 ")",
+                   (int)s->partition, s->meta.epoch, epoch);
+        return STORE_ERR_FENCE;
+    }
+    shard_ctx c = {s, key};
+    static const struct {
+        const char *suffix;
+        rcluster_field_fn fn;
+        rcluster_restart_fn restart;
+    } parts[] = {
+        {"users", load_user, NULL},
+        {"hist", load_hist, restart_hists},
+        {"evict", load_evict, NULL},
+        {"forget", load_forget, restart_forget},
+        {"outbox", load_outbox, restart_outbox},
+    };
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]) && rc == UL_OK; i++) {
+        key_of(key, sizeof(key), s->partition, parts[i].suffix);
+        rc = hscan(st, key, parts[i].fn, parts[i].restart, &c, errstr, errstr_size);
+    }
+    if (rc == UL_OK) {
+        key_of(key, sizeof(key), s->partition, "istats");
+        rc = store_home_load(st, s->partition, 1, NULL, load_istat, load_seen_into, &c, errstr,
+                             errstr_size);
+    }
+    if (rc != UL_OK)
+        return rc;
+    if (s->n_pending > 1)
+        qsort(s->pending, s->n_pending, sizeof(*s->pending), cmp_pending);
+    if (s->outbox.n > 1)
+        qsort(s->outbox.v, s->outbox.n, sizeof(*s->outbox.v), cmp_entry);
+    if (s->deliveries.n > 1)
+        qsort(s->deliveries.v, s->deliveries.n, sizeof(*s->deliveries.v), cmp_entry);
+    shard_clear_dirty(s);
+    return UL_OK;
+}
+
+int store_shard_load(store *st, shard *s, char *errstr, size_t errstr_size) {
+    return shard_load(st, s, 1, errstr, errstr_size);
+}
+
+int store_shard_read(store *st, shard *s, char *errstr, size_t errstr_size) {
+    return shard_load(st, s, 0, errstr, errstr_size);
+}
+
+/* ---- checkpoint --------------------------------------------------------- */
+
+/* Rows of `rs` in mark set `set` (and set2 >= 0) as HSETs of their first
+ * `dim` floats, from `rows` looked up by key (NULL: rs's own rows). */
+static void send_rows(cmdbuf *b, const char *key, const rowset *rs, int set, int set2,
+                      const rowset *rows, int dim) {
+    for (int pass = 0; pass < 2; pass++) {
+        int which = pass == 0 ? set : set2;
+        if (which < 0)
+            continue;
+        size_t n;
+        const int32_t *idx = rowset_marked(rs, which, &n);
+        for (size_t i = 0; i < n; i++) {
+            if (pass == 1 && set >= 0 && rowset_is_marked(rs, set, idx[i]))
+                continue; /* sent in the first pass */
+            int64_t id = rowset_key(rs, idx[i]);
+            int32_t r = rows ? rowset_find(rows, id) : idx[i];
+            if (r < 0)
+                continue;
+            size_t len;
+            const void *val = rows_value(rowset_row_const(rows ? rows : rs, r), dim, &len);
+            cmdbuf_begin(b, "HSET", key);
+            cmdbuf_add_i64(b, id);
+            cmdbuf_add(b, val, len);
+            cmdbuf_maybe_send(b);
+        }
+    }
+    cmdbuf_flush(b);
+}
+
+/* How a dirty history is written. */
+typedef enum hist_op { HIST_OP_DEL, HIST_OP_SET, HIST_OP_APPEND } hist_op;
+
+static hist_op hist_op_of(const shard *s, int32_t uidx) {
+    const hist *h = &s->hists[uidx];
+    uint32_t added = s->hist_added[uidx];
+    if (h->n == 0)
+        return HIST_OP_DEL;
+    if ((s->hist_dirty[uidx] & SHARD_HIST_REWRITE) || added >= h->n ||
+        h->n - added < STORE_HIST_REWRITE_BELOW)
+        return HIST_OP_SET;
+    return HIST_OP_APPEND;
+}
+
+/* Histories: whole values (HSET), appends (EVAL), emptied ones (HDEL). All
+ * packed values go into one scratch buffer sized up front, so the argv
+ * entries pointing into it stay valid until each command is appended. */
+static int send_hists(cmdbuf *b, const char *key, const shard *s, unsigned char **scratch) {
+    size_t total = 0, used = 0;
+    for (size_t i = 0; i < s->n_hist_dirty; i++)
+        total += (size_t)s->hists[s->hist_dirty_list[i]].n * HIST_ENTRY_BYTES;
+    *scratch = malloc(total ? total : 1);
+    if (*scratch == NULL)
+        return -1;
+    char cap[24];
+    snprintf(cap, sizeof(cap), "%" PRIu64, (uint64_t)s->retention * HIST_ENTRY_BYTES);
+    static const hist_op order[] = {HIST_OP_SET, HIST_OP_APPEND, HIST_OP_DEL};
+    for (size_t o = 0; o < 3; o++) {
+        for (size_t i = 0; i < s->n_hist_dirty; i++) {
+            int32_t uidx = s->hist_dirty_list[i];
+            const hist *h = &s->hists[uidx];
+            if (hist_op_of(s, uidx) != order[o])
+                continue;
+            if (b->argc == 0) {
+                if (order[o] == HIST_OP_APPEND) {
+                    cmdbuf_add_str(b, "EVAL");
+                    cmdbuf_add_str(b, store_hist_append_lua);
+                    cmdbuf_add_str(b, "1");
+                    cmdbuf_add_str(b, key);
+                    cmdbuf_add_str(b, cap);
+                } else {
+                    cmdbuf_begin(b, order[o] == HIST_OP_DEL ? "HDEL" : "HSET", key);
+                }
+            }
+            cmdbuf_add_i64(b, rowset_key(s->users, uidx));
+            if (order[o] != HIST_OP_DEL) {
+                uint32_t from = order[o] == HIST_OP_APPEND ? h->n - s->hist_added[uidx] : 0;
+                size_t len = (size_t)(h->n - from) * HIST_ENTRY_BYTES;
+                encode_hist_range(h, from, *scratch + used);
+                cmdbuf_add(b, *scratch + used, len);
+                used += len;
+            }
+            cmdbuf_maybe_send(b);
+        }
+        cmdbuf_flush(b);
+    }
+    return 0;
+}
+
+static void send_evicts(cmdbuf *b, const char *key, const shard *s, unsigned char *scratch) {
+    size_t n;
+    const int32_t *idx = rowset_marked(s->evicts, ROWSET_DIRTY, &n);
+    for (size_t i = 0; i < n; i++) {
+        const shard_evict *e =
+            (const shard_evict *)(const void *)rowset_row_const(s->evicts, idx[i]);
+        store_encode_evict(e, scratch + i * STORE_EVICT_BYTES);
+        cmdbuf_begin(b, "HSET", key);
+        cmdbuf_add_i64(b, rowset_key(s->evicts, idx[i]));
+        cmdbuf_add(b, scratch + i * STORE_EVICT_BYTES, STORE_EVICT_BYTES);
+        cmdbuf_maybe_send(b);
+    }
+    cmdbuf_flush(b);
+}
+
+static void send_stats(cmdbuf *b, const char *key, const shard *s, unsigned char *scratch) {
+    size_t n;
+    const int32_t *idx = rowset_marked(s->home, SHARD_HOME_STATS, &n);
+    for (size_t i = 0; i < n; i++) {
+        rows_stats sv = shard_home_stats(s, idx[i]);
+        rows_stats_value(&sv, scratch + i * ROWS_STATS_BYTES);
+        cmdbuf_begin(b, "HSET", key);
+        cmdbuf_add_i64(b, rowset_key(s->home, idx[i]));
+        cmdbuf_add(b, scratch + i * ROWS_STATS_BYTES, ROWS_STATS_BYTES);
+        cmdbuf_maybe_send(b);
+    }
+    cmdbuf_flush(b);
+}
+
+/* seen: "<Q>" the home's durable statistics' last delivery from Q; at a
+ * row flush also "r<Q>", the last the flushed rows include. */
+static void send_seen(cmdbuf *b, const char *key, const shard *s) {
+    for (int32_t q = 0; q < s->n_seen; q++) {
+        if (!s->seen_dirty[q])
+            continue;
+        cmdbuf_begin(b, "HSET", key);
+        cmdbuf_add_i64(b, q);
+        cmdbuf_add_i64(b, s->seen[q]);
+        cmdbuf_maybe_send(b);
+    }
+    for (int32_t q = 0; s->flush_rows && q < s->n_rows_seen; q++) {
+        if (s->rows_seen[q] < 0)
+            continue;
+        cmdbuf_begin(b, "HSET", key);
+        int len = snprintf(b->num[b->argc], sizeof(b->num[0]), "r%d", (int)q);
+        cmdbuf_add(b, b->num[b->argc], (size_t)len);
+        cmdbuf_add_i64(b, s->rows_seen[q]);
+        cmdbuf_maybe_send(b);
+    }
+    cmdbuf_flush(b);
+}
+
+static int send_forget_changes(cmdbuf *b, const char *key, const shard *s) {
+    for (size_t i = 0; i < s->n_removed; i++) {
+        cmdbuf_begin(b, "HDEL", key);
+        cmdbuf_add_i64(b, s->removed[i]);
+        cmdbuf_maybe_send(b);
+    }
+    cmdbuf_flush(b);
+    for (size_t i = 0; i < s->n_pending; i++) {
+        const forget_req *fr = &s->pending[i];
+        if (!fr->unsaved)
+            continue;
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        if (store_encode_forget(fr, &buf, &len) != UL_OK)
+            return -1;
+        cmdbuf_begin(b, "HSET", key);
+        cmdbuf_add_i64(b, fr->offset);
+        cmdbuf_add(b, buf, len);
+        cmdbuf_send(b);
+        free(buf);
+    }
+    return 0;
+}
+
+/* Outbox field of an entry: "<version>" or "d<seq>". */
+static void outbox_field(cmdbuf *b, int delivery, uint64_t key) {
+    int len = snprintf(b->num[b->argc], sizeof(b->num[0]), "%s%" PRIu64, delivery ? "d" : "", key);
+    cmdbuf_add(b, b->num[b->argc], (size_t)len);
+}
+
+/* HDEL the acknowledged entries and, with `added`, HSET the unsaved ones. */
+static void send_outbox_changes(cmdbuf *b, const char *key, const shard *s, int added) {
+    for (int delivery = 0; delivery < 2; delivery++) {
+        const outbox_list *l = delivery ? &s->deliveries : &s->outbox;
+        for (size_t i = 0; i < l->n_removed; i++) {
+            cmdbuf_begin(b, "HDEL", key);
+            outbox_field(b, delivery, l->removed[i]);
+            cmdbuf_maybe_send(b);
+        }
+        cmdbuf_flush(b);
+        for (size_t i = 0; added && i < l->n; i++) {
+            if (!l->v[i].unsaved)
+                continue;
+            cmdbuf_begin(b, "HSET", key);
+            outbox_field(b, delivery, l->v[i].version);
+            cmdbuf_add(b, l->v[i].blob, l->v[i].len);
+            cmdbuf_send(b);
+        }
+    }
+}
+
+/* Every write of the checkpoint into b's transaction. -1 when out of memory. */
+static int build_checkpoint(store *st, cmdbuf *b, shard *s) {
+    char key[64];
+    int32_t p = s->partition;
+    size_t ne, nh;
+    rowset_marked(s->evicts, ROWSET_DIRTY, &ne);
+    rowset_marked(s->home, SHARD_HOME_STATS, &nh);
+    unsigned char *evs = malloc(ne * STORE_EVICT_BYTES + 1),
+                  *sts = malloc(nh * ROWS_STATS_BYTES + 1);
+    unsigned char *hs = NULL;
+    int rc = evs && sts ? 0 : -1;
+    if (rc == 0) {
+        key_of(key, sizeof(key), p, "users");
+        send_rows(b, key, s->users, SHARD_USER_DIRTY, s->flush_rows ? SHARD_USER_TRAIN_DIRTY : -1,
+                  NULL, rowset_dim(s->users));
+        key_of(key, sizeof(key), p, "hist");
+        rc = send_hists(b, key, s, &hs);
+    }
+    if (rc == 0) {
+        key_of(key, sizeof(key), p, "evict");
+        send_evicts(b, key, s, evs);
+        key_of(key, sizeof(key), p, "istats");
+        send_stats(b, key, s, sts);
+        key_of(key, sizeof(key), p, "items");
+        if (s->items && s->flush_rows)
+            send_rows(b, key, s->home, SHARD_HOME_FLUSH, -1, s->items, rows_dim(ROWS_ITEM, s->k));
+        key_of(key, sizeof(key), p, "seen");
+        send_seen(b, key, s);
+        key_of(key, sizeof(key), p, "forget");
+        rc = send_forget_changes(b, key, s);
+    }
+    if (rc == 0) {
+        key_of(key, sizeof(key), p, "outbox");
+        send_outbox_changes(b, key, s, 1);
+        shard_meta m = s->meta;
+        m.ckpt++;
+        key_of(key, sizeof(key), p, "meta");
+        send_meta(st, b, key, &m);
+    }
+    /* The argv of the appended commands was copied: the buffers can go. */
+    free(evs);
+    free(sts);
+    free(hs);
+    return rc == 0 && b->rc == UL_OK ? 0 : -1;
+}
+
+/* The fence moved: say how (the values found against ours). */
+static int fence_moved(store *st, const shard *s, char *errstr, size_t errstr_size) {
+    uint64_t epoch = 0, ckpt = 0;
+    int found = 0;
+    char err[UL_ERRSTR_SIZE];
+    if (fence_get(st, s->partition, &epoch, &ckpt, &found, err, sizeof(err)) != UL_OK)
+        ul_set_err(errstr, errstr_size,
+                   "partition %d: the fence moved (this worker holds epoch %" PRIu64
+                   " ckpt %" PRIu64 "; reading Redis's values failed: %s)",
+                   (int)s->partition, s->meta.epoch, s->meta.ckpt, err);
+    else if (!found)
+        ul_set_err(errstr, errstr_size,
+                   "partition %d: Redis lost its state (no epoch or ckpt any more; this worker "
+                   "holds epoch %" PRIu64 " ckpt %" PRIu64 ")",
+                   (int)s->partition, s->meta.epoch, s->meta.ckpt);
+    else
+        ul_set_err(errstr, errstr_size,
+                   "partition %d: the fence moved: Redis holds epoch %" PRIu64 " ckpt %" PRIu64
+                   ", this worker holds epoch %" PRIu64 " ckpt %" PRIu64 " (%s)",
+                   (int)s->partition, epoch, ckpt, s->meta.epoch, s->meta.ckpt,
+                   epoch > s->meta.epoch ? "another worker took the partition"
+                   : ckpt < s->meta.ckpt ? "Redis lost checkpoints"
+                                         : "someone else wrote it");
+    return STORE_ERR_FENCE;
+}
+
+/* EXEC's outcome is unknown: ckpt tells (ours + 1: applied; ours: not). */
+static int resolve_unknown(store *st, shard *s, char *errstr, size_t errstr_size) {
+    uint64_t epoch, ckpt;
+    int found;
+    char err[UL_ERRSTR_SIZE];
+    if (fence_get(st, s->partition, &epoch, &ckpt, &found, err, sizeof(err)) != UL_OK) {
+        ul_set_err(errstr, errstr_size,
+                   "checkpoint of partition %d: outcome unknown and Redis unreachable (%s); the "
+                   "next checkpoint's fence decides",
+                   (int)s->partition, err);
+        return UL_ERR_IO;
+    }
+    if (found && epoch == s->meta.epoch && ckpt == s->meta.ckpt + 1)
+        return UL_OK;
+    if (found && epoch == s->meta.epoch && ckpt == s->meta.ckpt) {
+        char why[UL_ERRSTR_SIZE];
+        snprintf(why, sizeof(why), "%s", errstr ? errstr : "");
+        ul_set_err(errstr, errstr_size, "checkpoint of partition %d: not applied (%s)",
+                   (int)s->partition, why);
+        return UL_ERR_IO;
+    }
+    return fence_moved(st, s, errstr, errstr_size);
+}
+
+int store_shard_checkpoint(store *st, shard *s, char *errstr, size_t errstr_size) {
+    char key[64], want[24];
+    key_of(key, sizeof(key), s->partition, "meta");
+    cmdbuf b;
+    if (cmdbuf_init(&b, 5 + 2 * PAIRS_PER_CMD) != 0 ||
+        (b.txn = rcluster_txn_new(st->rc, key, strlen(key))) == NULL) {
+        cmdbuf_free(&b);
+        return oom(errstr, errstr_size);
+    }
+    int64_t was = s->meta.checkpoint_ms;
+    s->meta.checkpoint_ms = ul_clock_wall_ms();
+    snprintf(want, sizeof(want), "%" PRIu64, s->meta.ckpt);
+    int rc = rcluster_txn_guard(b.txn, key, "ckpt", want, strlen(want));
+    if (rc == UL_OK && build_checkpoint(st, &b, s) != 0)
+        rc = b.rc == UL_ERR_ARG ? UL_ERR_ARG : UL_ERR_NOMEM;
+    if (rc == UL_OK) {
+        rcluster_txn_wait(b.txn, st->wait_ms);
+        rc = rcluster_txn_exec(b.txn, errstr, errstr_size);
+        if (rc == RCLUSTER_ERR_GUARD)
+            rc = fence_moved(st, s, errstr, errstr_size);
+        else if (rc == RCLUSTER_ERR_UNKNOWN)
+            rc = resolve_unknown(st, s, errstr, errstr_size);
+    } else {
+        ul_set_err(errstr, errstr_size, "%s building the checkpoint of partition %d",
+                   rc == UL_ERR_ARG ? "a command outside the partition's slot" : "out of memory",
+                   (int)s->partition);
+    }
+    int acked = rc == UL_OK ? rcluster_txn_acked(b.txn) : -1;
+    rcluster_txn_destroy(b.txn);
+    cmdbuf_free(&b);
+    if (rc != UL_OK) {
+        s->meta.checkpoint_ms = was;
+        return rc;
+    }
+    s->meta.ckpt++;
+    s->replicated = acked != 0;
+    shard_clear_dirty(s);
+    return UL_OK;
+}
+
+int store_outbox_drop(store *st, shard *s, char *errstr, size_t errstr_size) {
+    if (s->outbox.n_removed == 0 && s->deliveries.n_removed == 0)
+        return UL_OK;
+    char key[64], want[24];
+    key_of(key, sizeof(key), s->partition, "meta");
+    cmdbuf b;
+    if (cmdbuf_init(&b, 2 + PAIRS_PER_CMD) != 0 ||
+        (b.txn = rcluster_txn_new(st->rc, key, strlen(key))) == NULL) {
+        cmdbuf_free(&b);
+        return oom(errstr, errstr_size);
+    }
+    /* Guarded like a checkpoint: a worker that lost the partition deletes
+     * nothing (its fence check comes with the next checkpoint). */
+    snprintf(want, sizeof(want), "%" PRIu64, s->meta.ckpt);
+    int rc = rcluster_txn_guard(b.txn, key, "ckpt", want, strlen(want));
+    key_of(key, sizeof(key), s->partition, "outbox");
+    if (rc == UL_OK) {
+        send_outbox_changes(&b, key, s, 0);
+        rc = b.rc;
+    }
+    if (rc == UL_OK) {
+        rc = rcluster_txn_exec(b.txn, errstr, errstr_size);
+        if (rc == RCLUSTER_ERR_GUARD)
+            rc = fence_moved(st, s, errstr, errstr_size);
+        else if (rc == RCLUSTER_ERR_UNKNOWN)
+            rc = UL_ERR_IO; /* HDELs are idempotent: the next checkpoint repeats them */
+    } else {
+        ul_set_err(errstr, errstr_size, "out of memory deleting acknowledged outbox entries");
+    }
+    rcluster_txn_destroy(b.txn);
+    cmdbuf_free(&b);
+    if (rc == UL_OK) {
+        s->outbox.n_removed = 0;
+        s->deliveries.n_removed = 0;
+    }
     return rc;
 }
 
@@ -1104,16 +1431,16 @@ int store_outbox_drop(store *st, shard *s, char *errstr, size_t errstr_size) {
 
 int store_user_get(store *st, int32_t partition, int64_t user, float *row, int dim, hist *h,
                    int *found, char *errstr, size_t errstr_size) {
-    node *nd = part_node(st, partition);
     char ukey[64], hkey[64];
     key_of(ukey, sizeof(ukey), partition, "users");
     key_of(hkey, sizeof(hkey), partition, "hist");
     memset(h, 0, sizeof(*h));
     *found = 0;
-    redisReply *r = redisCommand(nd->c, "HGET %s %" PRId64, ukey, user);
-    if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
-        return fail_reply(nd, r, ukey, errstr, errstr_size);
-    if (r->type == REDIS_REPLY_NIL) {
+    redisReply *r = NULL;
+    int rc = rcluster_command(st->rc, &r, errstr, errstr_size, "HGET %s %" PRId64, ukey, user);
+    if (rc != UL_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_STRING) {
         freeReplyObject(r);
         return UL_OK;
     }
@@ -1124,16 +1451,15 @@ int store_user_get(store *st, int32_t partition, int64_t user, float *row, int d
                    user);
         return UL_ERR_CORRUPT;
     }
-    r = redisCommand(nd->c, "HGET %s %" PRId64, hkey, user);
-    if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
-        return fail_reply(nd, r, hkey, errstr, errstr_size);
+    rc = rcluster_command(st->rc, &r, errstr, errstr_size, "HGET %s %" PRId64, hkey, user);
+    if (rc != UL_OK)
+        return rc;
     if (r->type == REDIS_REPLY_STRING && r->len > 0) {
         h->n = h->cap = (uint32_t)(r->len / HIST_ENTRY_BYTES);
         h->v = malloc((size_t)h->n * sizeof(*h->v));
         if (h->v == NULL) {
             freeReplyObject(r);
-            ul_set_err(errstr, errstr_size, "out of memory");
-            return UL_ERR_NOMEM;
+            return oom(errstr, errstr_size);
         }
         for (uint32_t i = 0; i < h->n; i++)
             h->v[i] = decode_hist_entry(r->str, i);
@@ -1143,45 +1469,47 @@ int store_user_get(store *st, int32_t partition, int64_t user, float *row, int d
     return UL_OK;
 }
 
+int store_item_get(store *st, int32_t home, int64_t item, float *row, int dim, int *row_found,
+                   rows_stats *stats, char *errstr, size_t errstr_size) {
+    char ikey[64], skey[64];
+    key_of(ikey, sizeof(ikey), home, "items");
+    key_of(skey, sizeof(skey), home, "istats");
+    *row_found = 0;
+    *stats = (rows_stats){0, 0.0};
+    redisReply *r = NULL;
+    int rc = rcluster_command(st->rc, &r, errstr, errstr_size, "HGET %s %" PRId64, ikey, item);
+    if (rc != UL_OK)
+        return rc;
+    int bad = r->type == REDIS_REPLY_STRING && rows_from_value(row, dim, r->str, r->len) != 0;
+    *row_found = r->type == REDIS_REPLY_STRING && !bad;
+    freeReplyObject(r);
+    if (!bad && (rc = rcluster_command(st->rc, &r, errstr, errstr_size, "HGET %s %" PRId64, skey,
+                                       item)) != UL_OK)
+        return rc;
+    if (!bad) {
+        bad = r->type == REDIS_REPLY_STRING && rows_stats_from_value(stats, r->str, r->len) != 0;
+        freeReplyObject(r);
+    }
+    if (bad) {
+        ul_set_err(errstr, errstr_size, "%s/%s: item %" PRId64 " has a value of the wrong size",
+                   ikey, skey, item);
+        return UL_ERR_CORRUPT;
+    }
+    return UL_OK;
+}
+
 int store_pending_count(store *st, int32_t partition, size_t *n, char *errstr, size_t errstr_size) {
-    node *nd = part_node(st, partition);
     char key[64];
     key_of(key, sizeof(key), partition, "forget");
-    redisReply *r = redisCommand(nd->c, "HLEN %s", key);
-    if (r == NULL || r->type != REDIS_REPLY_INTEGER)
-        return fail_reply(nd, r, key, errstr, errstr_size);
-    *n = (size_t)r->integer;
+    redisReply *r = NULL;
+    int rc = rcluster_command(st->rc, &r, errstr, errstr_size, "HLEN %s", key);
+    if (rc != UL_OK)
+        return rc;
+    *n = r->type == REDIS_REPLY_INTEGER ? (size_t)r->integer : 0;
     freeReplyObject(r);
     return UL_OK;
 }
 
-static int node_clear_all(node *st, char *errstr, size_t errstr_size) {
-    char cursor[32] = "0";
-    do {
-        redisReply *r = redisCommand(st->c, "SCAN %s MATCH ul:* COUNT 1000", cursor);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
-            return fail_reply(st, r, "SCAN", errstr, errstr_size);
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        redisReply *keys = r->element[1];
-        for (size_t i = 0; i < keys->elements; i++) {
-            redisReply *d =
-                redisCommand(st->c, "DEL %b", keys->element[i]->str, (size_t)keys->element[i]->len);
-            if (d == NULL || d->type != REDIS_REPLY_INTEGER) {
-                freeReplyObject(r);
-                return fail_reply(st, d, "DEL", errstr, errstr_size);
-            }
-            freeReplyObject(d);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    return UL_OK;
-}
-
 int store_clear_all(store *st, char *errstr, size_t errstr_size) {
-    for (int i = 0; i < st->n_nodes; i++) {
-        int rc = node_clear_all(&st->nodes[i], errstr, errstr_size);
-        if (rc != UL_OK)
-            return rc;
-    }
-    return UL_OK;
+    return rcluster_del_matching(st->rc, "ul:*", NULL, errstr, errstr_size);
 }

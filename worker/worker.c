@@ -18,8 +18,11 @@
  *   round-robin, cooperative-sticky).
  * - Offsets come from Redis, never from Kafka commits: on assignment each
  *   partition starts at the offsets stored with its state (or the beginning
- *   when it has none). Durable offsets of the inputs that ask for it are
- *   also committed after checkpoints, for lag monitoring only.
+ *   when it has none). When the broker no longer holds the records from
+ *   there (its low watermark, asked at assignment, is above), on.truncated
+ *   decides: stop naming the lost range, or warn and start at the oldest
+ *   record left. Durable offsets of the inputs that ask for it are also
+ *   committed after checkpoints, for lag monitoring only.
  * - Everything runs on this thread: librdkafka calls the rebalance callback
  *   from inside rd_kafka_consumer_poll/close, so state never needs locks.
  *   The one other thread is the unlearning cycle's (cycle.h), which works on
@@ -28,8 +31,11 @@
  *   poll batch that brought it (once per partition per batch), never taken
  *   from librdkafka's cache: a cached value can be stale or unknown, and a
  *   request must cover every rating acknowledged before it was produced.
- * - A failed checkpoint is fatal (the process exits and a restart resumes
- *   from the last durable state). */
+ * - A failed checkpoint, or a Redis that does not answer the PING of the
+ *   loop's connection check (every few seconds, idle or not), is fatal: the
+ *   process exits saying why, and a restart resumes from the last durable
+ *   state (crash-only Redis faults, docs/operations.md). Kafka outages are
+ *   waited out (librdkafka reconnects); /readyz follows both. */
 #include "worker.h"
 
 #include <inttypes.h>
@@ -55,6 +61,11 @@
 #define STATS_EVERY_MS 10000      /* progress log line */
 #define METADATA_WAIT_MS 15000    /* how long to wait for the topics to exist */
 #define FLUSH_MS 10000            /* producer flush at shutdown */
+#define WATERMARK_WAIT_MS 10000   /* asking a partition's offsets at assignment */
+#define CHECK_EVERY_MS 2000       /* Redis and Kafka are checked this often, idle or not */
+#define KAFKA_CHECK_WAIT_MS 2000  /* a metadata round trip slower than this: Kafka is down */
+#define DEAD_LETTER_WAIT_MS 500   /* a checkpoint or cycle pass waits this long for dead letters */
+#define REVOKE_WAIT_MS 5000       /* a revoked partition's dead letters are waited for this long */
 #define WATERMARK_TIMEOUT_MS 2000 /* one broker query for the ratings partitions' ends */
 #define WATERMARK_RETRY_MS 500    /* after a failed one */
 
@@ -64,7 +75,10 @@ typedef enum input_assign {
     INPUT_GROUP = 0,     /* subscribed in the consumer group; its partitions are what this
                           * worker owns (exactly one input) */
     INPUT_ALONGSIDE = 1, /* partition P assigned by the worker along with group partition P */
-    INPUT_N_ASSIGN = 2
+    INPUT_ALL = 2,       /* every partition, always (the item replica): its handler gets the
+                          * record whether or not the partition is owned, and the live keeps
+                          * the positions (item-updates) */
+    INPUT_N_ASSIGN = 3
 } input_assign;
 
 struct worker {
@@ -80,19 +94,25 @@ struct worker {
     const char *topic[SHARD_N_INPUTS];    /* the input topics' names (borrowed from cfg) */
     int32_t n_parts;
     int64_t start_offset;                     /* where a partition with no stored offset starts */
+    codec_key_format key_format;              /* key.format */
     int64_t (*lag_committed)[SHARD_N_INPUTS]; /* per partition: offsets committed for lag */
     cycle *cycles;
-    uint8_t *hwm_wanted;  /* per partition: buffered requests wait for their watermark */
-    int64_t hwm_retry_ms; /* after a failed watermark query, not before (monotonic) */
+    uint8_t *hwm_wanted;           /* per partition: buffered requests wait for their watermark */
+    int64_t hwm_retry_ms;          /* after a failed watermark query, not before (monotonic) */
+    rd_kafka_topic_t *check_topic; /* the group input's topic, for the Kafka check */
+    int kafka_down;                /* the last Kafka check failed */
     int fatal;
-    char fatal_msg[UL_ERRSTR_SIZE + 128];
-    http_server *http; /* NULL when metrics.port is 0 */
+    char fatal_msg[3 * UL_ERRSTR_SIZE];
+    http_server *http;      /* NULL when metrics.port is 0 */
+    codec_item_updates upd; /* the item-updates record being applied (reused) */
+    int32_t flush_next;     /* the next partition due a row flush (round-robin) */
+    uint64_t upd_errors;    /* item-updates records that did not apply */
 };
 
 /* An input's handler: decode the record, check it, apply it to shard s (the
  * partition's; the caller advances the offset). Returns CODEC_OK; a
- * codec_err or UL_ERR_RANGE with a message dead-letters the record;
- * UL_ERR_NOMEM is fatal. */
+ * codec_err, UL_ERR_RANGE or UL_ERR_PARSE with a message dead-letters the
+ * record (reject_reason); UL_ERR_NOMEM is fatal. */
 typedef int (*input_fn)(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err, size_t size);
 
 typedef struct input_topic {
@@ -106,12 +126,16 @@ typedef struct input_topic {
 
 static int on_rating(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err, size_t size);
 static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err, size_t size);
+static int on_item_updates(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err,
+                           size_t size);
 
 /* The input topics, indexed like a shard's next offsets (shard.h). */
 static const input_topic inputs[SHARD_N_INPUTS] = {
     [SHARD_RATINGS] = {"topic.ratings", "ratings", "rating", INPUT_GROUP, 1, on_rating},
-    [SHARD_FORGET] = {"topic.forget_requests", "forget", "forget_request", INPUT_ALONGSIDE, 0,
+    [SHARD_FORGET] = {"topic.forget_requests", "forget", "forget_request", INPUT_ALONGSIDE, 1,
                       on_forget},
+    [SHARD_ITEM_UPDATES] = {"topic.item_updates", "item_updates", "item_update", INPUT_ALL, 0,
+                            on_item_updates},
 };
 
 static void set_fatal(worker *w, const char *msg) {
@@ -120,6 +144,20 @@ static void set_fatal(worker *w, const char *msg) {
     w->fatal = 1;
     snprintf(w->fatal_msg, sizeof(w->fatal_msg), "%s", msg);
     log_error(w->log, "worker", "%s", msg);
+}
+
+/* Redis faults are crash-only (docs/operations.md, "Redis faults"): the
+ * process exits and its restart reloads every partition from what Redis
+ * really holds, which is exact. (The store does not reconnect, and a
+ * checkpoint whose reply was lost may or may not have been applied.) */
+static void redis_fault(worker *w, const char *what, const char *err) {
+    char msg[2 * UL_ERRSTR_SIZE];
+    metrics_set_redis_down(w->metrics, 0, err);
+    snprintf(msg, sizeof(msg),
+             "%s: %s. Exiting: a Redis fault stops the worker, and its restart resumes every "
+             "partition from its last checkpoint (docs/operations.md, \"Redis faults\")",
+             what, err);
+    set_fatal(w, msg);
 }
 
 /* The input every partition's ownership follows. */
@@ -133,44 +171,83 @@ static int group_input(void) {
 /* ---- checkpoints -------------------------------------------------------- */
 
 /* Commit the durable offsets that moved since the last commit (async;
- * failures only affect lag reports). */
+ * failures only affect lag reports). Every input's go through the group
+ * consumer: a group member may commit any partition's offset for the group,
+ * while the alongside consumer, which is no member, would be refused by a
+ * real Kafka once the group has members (UNKNOWN_MEMBER_ID). */
 static void commit_for_lag(worker *w) {
-    rd_kafka_topic_partition_list_t *l[INPUT_N_ASSIGN] = {NULL, NULL};
+    rd_kafka_topic_partition_list_t *l = NULL;
     for (int32_t p = 0; p < w->n_parts; p++) {
         const shard *s = live_shard(w->lv, p);
         for (int i = 0; s && i < SHARD_N_INPUTS; i++) {
             int64_t off = s->durable_offset[i];
             if (!inputs[i].lag_commit || off < 0 || off == w->lag_committed[p][i])
                 continue;
-            input_assign a = inputs[i].assign;
-            if (l[a] == NULL)
-                l[a] = rd_kafka_topic_partition_list_new(w->n_parts);
-            rd_kafka_topic_partition_list_add(l[a], w->topic[i], p)->offset = off;
+            if (l == NULL)
+                l = rd_kafka_topic_partition_list_new(w->n_parts * SHARD_N_INPUTS);
+            rd_kafka_topic_partition_list_add(l, w->topic[i], p)->offset = off;
             w->lag_committed[p][i] = off;
         }
     }
-    for (int a = 0; a < INPUT_N_ASSIGN; a++)
-        if (l[a]) {
-            rd_kafka_commit(w->consumer[a], l[a], 1);
-            rd_kafka_topic_partition_list_destroy(l[a]);
-        }
+    if (l) {
+        rd_kafka_commit(w->consumer[INPUT_GROUP], l, 1);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
 }
 
+static void reload_partition(worker *w, int32_t p, const char *why);
+
+/* A checkpoint of partition p failed with rc (err says how), periodic or a
+ * cycle's: a fence that moved is not fatal, the partition is reloaded
+ * (reload_partition); any other failure is (a restart resumes from the last
+ * checkpoint). */
+static void checkpoint_failed(worker *w, int32_t p, int rc, const char *err) {
+    char what[64];
+    if (rc == STORE_ERR_FENCE) {
+        reload_partition(w, p, err);
+        return;
+    }
+    snprintf(what, sizeof(what), "checkpoint of partition %d failed", (int)p);
+    redis_fault(w, what, err);
+}
+
+/* cycle_ckpt_fn: a cycle's checkpoint failed. */
+static void cycle_checkpoint_failed(void *opaque, int32_t p, int rc, const char *err) {
+    checkpoint_failed(opaque, p, rc, err);
+}
+
+/* Checkpoint every owned partition that changed. A partition with an
+ * unacknowledged dead letter is not checkpointed: its offsets would move past
+ * a record that is neither applied nor durably dead-lettered; it stays dirty
+ * and goes with a later pass (a crash meanwhile replays the record). A fence
+ * that moved is not fatal: the partition is reloaded (reload_partition); any
+ * other failure is (a restart resumes from the last checkpoint). */
 static void checkpoint_all(worker *w) {
-    char err[UL_ERRSTR_SIZE], msg[UL_ERRSTR_SIZE + 64];
+    char err[UL_ERRSTR_SIZE];
+    int held = 0;
+    publish_settle_dead_letters(w->pub, -1, DEAD_LETTER_WAIT_MS);
     for (int32_t p = 0; p < w->n_parts && !w->fatal; p++) {
         shard *s = live_shard(w->lv, p);
         if (s == NULL || !shard_is_dirty(s))
             continue;
-        if (live_checkpoint(w->lv, s, err, sizeof(err)) != UL_OK) {
-            snprintf(msg, sizeof(msg), "checkpoint of partition %d failed: %s", (int)p, err);
-            set_fatal(w, msg);
-            return;
+        if (publish_dead_letters_pending(w->pub, p) > 0) {
+            held++;
+            continue;
+        }
+        int rc = live_checkpoint(w->lv, s, err, sizeof(err));
+        if (rc != UL_OK) {
+            checkpoint_failed(w, p, rc, err);
+            continue; /* fatal: the loop condition stops */
         }
         metrics_add(w->metrics, METRICS_CHECKPOINTS, 1);
     }
-    metrics_checkpoint_done(w->metrics);
+    if (held)
+        log_debug(w->log, "worker", "%d partitions not checkpointed: dead letters in flight", held);
+    else if (!w->fatal)
+        metrics_checkpoint_done(w->metrics); /* its age is the alert when dead letters hang */
     commit_for_lag(w);
+    if (!w->fatal && publish_deliveries(w->pub, err, sizeof(err)) != UL_OK)
+        set_fatal(w, err);
 }
 
 static void start_cycle(worker *w) {
@@ -179,11 +256,62 @@ static void start_cycle(worker *w) {
         set_fatal(w, err);
 }
 
-/* Every iteration: merge a computed cycle or finish one of its partitions. */
+/* Every iteration: merge a computed cycle or finish some of its partitions
+ * (a partition with a dead letter in flight waits: cycle.c). */
 static void poll_cycle(worker *w) {
     char err[UL_ERRSTR_SIZE];
     if (cycle_poll(w->cycles, err, sizeof(err)) != UL_OK)
         set_fatal(w, err);
+}
+
+/* ---- connection checks ------------------------------------------------- */
+
+/* PING every Redis shard, idle or not, so that /readyz and the exit follow
+ * a Redis that died or froze within seconds (not at the next write). */
+static void store_waiting(void *opaque, int waiting) {
+    metrics_redis_waiting(opaque, waiting);
+}
+
+static void check_redis(worker *w) {
+    char err[UL_ERRSTR_SIZE];
+    metrics_redis_waiting(w->metrics, 1);
+    int rc = store_ping(w->st, err, sizeof(err));
+    metrics_redis_waiting(w->metrics, 0);
+    if (rc == UL_OK)
+        metrics_set_redis_connected(w->metrics, 1);
+    else
+        redis_fault(w, "Redis stopped answering", err);
+}
+
+/* A metadata round trip to the brokers: Kafka is ready when it answers in
+ * time (librdkafka reconnects by itself; the worker only waits meanwhile). */
+static void check_kafka(worker *w) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e =
+        rd_kafka_metadata(w->consumer[INPUT_GROUP], 0, w->check_topic, &md, KAFKA_CHECK_WAIT_MS);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (w->kafka_down)
+            log_info(w->log, "kafka", "the brokers answer again: ready");
+        w->kafka_down = 0;
+        metrics_set_kafka_connected(w->metrics, 1);
+        return;
+    }
+    if (!w->kafka_down)
+        log_warn(w->log, "kafka",
+                 "the brokers did not answer a metadata request within %d ms (%s): not ready; "
+                 "waiting for them (nothing is lost meanwhile)",
+                 KAFKA_CHECK_WAIT_MS, rd_kafka_err2str(e));
+    w->kafka_down = 1;
+    metrics_set_kafka_down(w->metrics, 0, rd_kafka_err2str(e));
+}
+
+static void check_connections(worker *w) {
+    check_redis(w);
+    metrics_heartbeat(w->metrics);
+    if (!w->fatal)
+        check_kafka(w);
 }
 
 /* ---- rebalancing -------------------------------------------------------- */
@@ -201,26 +329,132 @@ static int is_cooperative(rd_kafka_t *rk) {
     return proto && strcmp(proto, "COOPERATIVE") == 0;
 }
 
+/* Where input i of shard s starts: its stored next offset, or for an empty
+ * state the beginning (or the end, with kafka.auto.offset.reset=latest).
+ * The broker's low watermark is asked now (librdkafka's cache may not know
+ * it yet): records deleted before the state applied them (retention, a
+ * purge) are never skipped without a word, see on.truncated. Returns the
+ * offset, or INPUT_START_FAILED when the worker must stop (set_fatal). Item-updates (every
+ * partition, for the replica) starts at its stored offset or the beginning:
+ * catch_up_updates checks what the topic still holds. */
+#define INPUT_START_FAILED INT64_MIN /* not an offset librdkafka knows */
+
+static int64_t input_start(worker *w, const shard *s, int i) {
+    char what[UL_ERRSTR_SIZE + 256], msg[sizeof(what) + 256];
+    const char *topic = w->topic[i];
+    int32_t p = s->partition;
+    int64_t off = s->meta.next_offset[i], lo = 0, hi = 0;
+    if (inputs[i].assign == INPUT_ALL)
+        return off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(w->consumer[inputs[i].assign], topic,
+                                                             p, &lo, &hi, WATERMARK_WAIT_MS);
+    if (e) {
+        snprintf(msg, sizeof(msg),
+                 "cannot read the offsets of %s [%d] (needed to check that no record was lost "
+                 "before the state applied it): %s",
+                 topic, (int)p, rd_kafka_err2str(e));
+        set_fatal(w, msg);
+        return INPUT_START_FAILED;
+    }
+    if (off < 0 && w->start_offset == RD_KAFKA_OFFSET_END)
+        return hi; /* the user chose to skip what the topic holds */
+    int64_t want = off < 0 ? 0 : off;
+    if (want >= lo)
+        return want;
+    snprintf(what, sizeof(what),
+             "%s [%d]: records %" PRId64 "..%" PRId64 " (%" PRId64
+             ") were deleted from the topic before this partition's state applied them (%s%" PRId64
+             "; the oldest record left is at offset %" PRId64 ")",
+             topic, (int)p, want, lo - 1, lo - want,
+             off < 0 ? "its state in Redis is empty, offset " : "its state resumes at offset ",
+             want, lo);
+    if (strcmp(w->cfg->on_truncated, "accept") == 0) {
+        log_warn(w->log, "kafka",
+                 "%s; continuing without them from offset %" PRId64 " (on.truncated=accept)", what,
+                 lo);
+        return lo;
+    }
+    snprintf(msg, sizeof(msg),
+             "%s. Refusing to build a model without them (on.truncated=refuse): restore the state "
+             "(a Redis backup, or `unlearnd import`), or set on.truncated=accept to continue from "
+             "offset %" PRId64,
+             what, lo);
+    if (w->fatal)
+        log_error(w->log, "kafka", "%s", msg);
+    set_fatal(w, msg);
+    return INPUT_START_FAILED;
+}
+
+/* Partition p of the item replica's consumer goes back to `off` when the
+ * replica is past it (the durable side catches up: live_item_updates),
+ * by assigning it again at that offset. */
+static void catch_up_updates(worker *w, int32_t p, int64_t off) {
+    int64_t pos = live_updates_position(w->lv, p), lo = -1, hi = -1;
+    /* The topic must still hold what the home's statistics have not applied. */
+    if (rd_kafka_query_watermark_offsets(w->consumer[INPUT_ALL], w->topic[SHARD_ITEM_UPDATES], p,
+                                         &lo, &hi, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        lo > (off < 0 ? 0 : off))
+        log_warn(w->log, "kafka",
+                 "%s [%d] no longer holds offsets %" PRId64 "..%" PRId64
+                 " that partition %d's item statistics have not applied: exact deliveries among "
+                 "them are lost (raise the topic's retention above the longest outage)",
+                 w->topic[SHARD_ITEM_UPDATES], (int)p, off < 0 ? 0 : off, lo - 1, (int)p);
+    if (pos >= 0 && off >= 0 && off >= pos)
+        return; /* the replica is not ahead: nothing to catch up */
+    const char *topic = w->topic[SHARD_ITEM_UPDATES];
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, p);
+    rd_kafka_error_t *e = rd_kafka_incremental_unassign(w->consumer[INPUT_ALL], l);
+    if (e)
+        rd_kafka_error_destroy(e);
+    l->elems[0].offset = off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+    if ((e = rd_kafka_incremental_assign(w->consumer[INPUT_ALL], l)) != NULL) {
+        char msg[UL_ERRSTR_SIZE];
+        snprintf(msg, sizeof(msg), "cannot seek %s [%d] back to %" PRId64 ": %s", topic, (int)p,
+                 off, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        set_fatal(w, msg);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* Start every input of shard s: the group partition's offset into `tp`, the
- * others' into `alongside`. */
-static void start_inputs(worker *w, const shard *s, rd_kafka_topic_partition_t *tp,
-                         rd_kafka_topic_partition_list_t *alongside) {
+ * alongside ones' into `alongside`; item-updates catches up. Returns -1
+ * (nothing started) when the worker must stop. */
+static int start_inputs(worker *w, const shard *s, rd_kafka_topic_partition_t *tp,
+                        rd_kafka_topic_partition_list_t *alongside) {
     char line[1024];
     size_t len = 0;
+    int64_t start[SHARD_N_INPUTS];
+    for (int i = 0; i < SHARD_N_INPUTS; i++)
+        if ((start[i] = input_start(w, s, i)) == INPUT_START_FAILED)
+            return -1;
     for (int i = 0; i < SHARD_N_INPUTS; i++) {
-        int64_t off = s->meta.next_offset[i], start = off >= 0 ? off : w->start_offset;
+        int64_t off = s->meta.next_offset[i];
         w->lag_committed[s->partition][i] = s->durable_offset[i];
         if (inputs[i].assign == INPUT_GROUP)
-            tp->offset = start;
+            tp->offset = start[i];
+        else if (inputs[i].assign == INPUT_ALONGSIDE)
+            rd_kafka_topic_partition_list_add(alongside, w->topic[i], s->partition)->offset =
+                start[i];
         else
-            rd_kafka_topic_partition_list_add(alongside, w->topic[i], s->partition)->offset = start;
+            catch_up_updates(w, s->partition, off);
         int n = snprintf(line + len, sizeof(line) - len, "%s%s from offset %" PRId64, i ? ", " : "",
-                         w->topic[i], off < 0 ? 0 : off);
+                         w->topic[i], start[i]);
         len += n > 0 && (size_t)n < sizeof(line) - len ? (size_t)n : 0;
     }
     log_info(w->log, "kafka",
-             "assigned partition %d: %s (%" PRIu64 " applied, %zu forget requests buffered)",
-             (int)s->partition, line, s->meta.applied, s->n_pending);
+             "assigned partition %d: %s (%" PRIu64 " applied, %zu forget requests buffered, "
+             "epoch %" PRIu64 ")",
+             (int)s->partition, line, s->meta.applied, s->n_pending, s->meta.epoch);
+    return 0;
+}
+
+/* Buffered requests of s whose watermark is not known yet (loaded from
+ * Redis) get it asked after the next poll batch. */
+static void want_watermarks(worker *w, const shard *s) {
+    for (size_t q = 0; q < s->n_pending; q++)
+        w->hwm_wanted[s->partition] |= s->pending[q].ratings_hwm < 0;
 }
 
 /* Load the shards and set each partition's start offsets from Redis. */
@@ -231,7 +465,7 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
         metrics_heartbeat(w->metrics); /* loading a big shard takes a while */
-        shard *s = live_assign(w->lv, tp->partition, err, sizeof(err));
+        shard *s = live_assign(w->lv, tp->partition, NULL, err, sizeof(err));
         if (s == NULL) {
             char msg[UL_ERRSTR_SIZE + 64];
             snprintf(msg, sizeof(msg), "cannot load partition %d: %s", (int)tp->partition, err);
@@ -240,9 +474,9 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
             continue;
         }
         live_mark_partition(w->lv, tp->partition); /* a takeover republishes it in full */
-        for (size_t q = 0; q < s->n_pending; q++)
-            w->hwm_wanted[tp->partition] |= s->pending[q].ratings_hwm < 0;
-        start_inputs(w, s, tp, alongside);
+        want_watermarks(w, s);
+        if (start_inputs(w, s, tp, alongside) != 0)
+            tp->offset = RD_KAFKA_OFFSET_END; /* consume nothing; we are stopping */
     }
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -251,6 +485,7 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     else
         re = rd_kafka_assign(rk, parts);
     rd_kafka_error_t *fe = rd_kafka_incremental_assign(w->consumer[INPUT_ALONGSIDE], alongside);
+    rd_kafka_resume_partitions(rk, parts); /* one paused by reload_partition is ours again */
     if (e || re || fe) {
         snprintf(err, sizeof(err), "assign failed: %s",
                  e    ? rd_kafka_error_string(e)
@@ -273,14 +508,23 @@ static void give_up(worker *w, int32_t p, int lost) {
     const shard *s = live_shard(w->lv, p);
     uint64_t applied = s->meta.applied;
     int64_t off = s->meta.next_offset[group_input()];
+    size_t dead = lost ? 0 : publish_settle_dead_letters(w->pub, p, REVOKE_WAIT_MS);
     if (lost)
         log_warn(w->log, "kafka",
                  "partition %d lost; its changes since the last checkpoint will be "
                  "replayed by its next owner",
                  (int)p);
+    else if (dead > 0)
+        log_warn(w->log, "kafka",
+                 "partition %d revoked with %zu dead letters not acknowledged: given up without "
+                 "its final checkpoint; its next owner replays from the last one",
+                 (int)p, dead);
+    lost |= dead > 0;
     cycle_give_up(w->cycles, p); /* its part of a cycle out is dropped, never waited for */
     w->hwm_wanted[p] = 0;
     int rc = lost ? live_drop(w->lv, p, err, sizeof(err)) : live_revoke(w->lv, p, err, sizeof(err));
+    if (lost)
+        publish_drop_dead_letters(w->pub, p);
     if (rc != UL_OK)
         log_error(w->log, "kafka", "partition %d revoked without its final checkpoint: %s", (int)p,
                   err);
@@ -291,6 +535,10 @@ static void give_up(worker *w, int32_t p, int lost) {
 }
 
 static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int lost) {
+    /* A worker stopping on a fault writes nothing more: its restart (or the
+     * next owner) resumes from the last checkpoint, and a dead Redis would
+     * only make each final checkpoint wait out redis.retry.ms. */
+    lost = lost || w->fatal;
     /* Asked first: during rd_kafka_consumer_close, librdkafka 2.0.2 may stop
      * answering rd_kafka_rebalance_protocol once the assignment is gone, and
      * the call then waits forever (seen: a worker hung in its SIGTERM). */
@@ -320,6 +568,109 @@ static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
         rd_kafka_assign(rk, NULL);
     }
     report_assignment(w, !cooperative); /* eager: everything moves */
+}
+
+/* Move partition p of consumer rk to `off` (an assigned partition). */
+static void seek_input(worker *w, rd_kafka_t *rk, int i, int32_t p, int64_t off) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, w->topic[i], p)->offset = off;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, l, 5000);
+    if (e || l->elems[0].err) {
+        char msg[UL_ERRSTR_SIZE];
+        snprintf(msg, sizeof(msg), "cannot seek %s [%d] to %" PRId64 ": %s", w->topic[i], (int)p,
+                 off, e ? rd_kafka_error_string(e) : rd_kafka_err2str(l->elems[0].err));
+        set_fatal(w, msg);
+    }
+    if (e)
+        rd_kafka_error_destroy(e);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Stop consuming p's inputs here (its alongside ones are unassigned, the
+ * group one paused) until the group revokes or assigns it again. */
+static void stop_inputs(worker *w, int32_t p) {
+    for (int i = 0; i < SHARD_N_INPUTS; i++) {
+        if (inputs[i].assign == INPUT_ALL)
+            continue;
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, w->topic[i], p);
+        if (inputs[i].assign == INPUT_GROUP) {
+            rd_kafka_pause_partitions(w->consumer[INPUT_GROUP], l);
+        } else {
+            rd_kafka_error_t *e = rd_kafka_incremental_unassign(w->consumer[INPUT_ALONGSIDE], l);
+            if (e)
+                rd_kafka_error_destroy(e);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+}
+
+/* P's fence moved (`why` says how): nothing is written on top of it. Another
+ * worker took P: drop it, and stop consuming it until the group assigns it
+ * again. Redis lost what this worker wrote (a failover, a restore, a
+ * deleted key): drop P's in-memory state, reload it from Redis and replay
+ * its inputs from the offsets stored with it. Redis lost everything
+ * (ul:model gone or another nonce): nothing held in memory can be trusted,
+ * the item replica included: stop (a restart rebuilds from Kafka). */
+static void reload_partition(worker *w, int32_t p, const char *why) {
+    char err[UL_ERRSTR_SIZE], msg[UL_ERRSTR_SIZE];
+    uint64_t ours = live_shard(w->lv, p)->meta.epoch;
+    store_model m;
+    shard_meta meta;
+    int mfound = 0, found = 0;
+    log_warn(w->log, "redis", "%s", why);
+    int rc = store_model_get(w->st, &m, &mfound, err, sizeof(err));
+    if (rc == UL_OK && mfound && m.nonce == live_nonce(w->lv))
+        rc = store_meta_get(w->st, p, &meta, &found, err, sizeof(err));
+    cycle_give_up(w->cycles, p); /* its part of a cycle out was computed on what is dropped */
+    w->hwm_wanted[p] = 0;
+    live_drop(w->lv, p, NULL, 0);
+    if (rc != UL_OK) {
+        snprintf(msg, sizeof(msg), "partition %d: cannot read Redis after the fence moved: %.400s",
+                 (int)p, err);
+        set_fatal(w, msg);
+        return;
+    }
+    if (!mfound || m.nonce != live_nonce(w->lv)) {
+        snprintf(msg, sizeof(msg),
+                 "Redis lost the whole state (ul:model %s): stopping; a restart rebuilds it from "
+                 "the topics",
+                 mfound ? "holds another nonce" : "is gone");
+        set_fatal(w, msg);
+        return;
+    }
+    if (found && meta.epoch > ours) {
+        log_warn(w->log, "redis",
+                 "partition %d: taken by another worker (epoch %" PRIu64 ", ours %" PRIu64
+                 "): dropped without writing, not consumed here until the group assigns it again",
+                 (int)p, meta.epoch, ours);
+        stop_inputs(w, p);
+        report_assignment(w, 0);
+        return;
+    }
+    shard *s = live_assign(w->lv, p, NULL, err, sizeof(err));
+    if (s == NULL) {
+        snprintf(msg, sizeof(msg), "partition %d: reload failed: %.400s", (int)p, err);
+        set_fatal(w, msg);
+        return;
+    }
+    log_warn(w->log, "redis",
+             "partition %d: reloaded from Redis (%" PRIu64 " applied, epoch %" PRIu64
+             "); replaying %s from offset %" PRId64,
+             (int)p, s->meta.applied, s->meta.epoch, w->topic[SHARD_RATINGS],
+             s->meta.next_offset[SHARD_RATINGS] < 0 ? 0 : s->meta.next_offset[SHARD_RATINGS]);
+    want_watermarks(w, s);
+    for (int i = 0; i < SHARD_N_INPUTS; i++) {
+        if (inputs[i].assign == INPUT_ALL)
+            catch_up_updates(w, p, s->meta.next_offset[i]);
+        else {
+            int64_t start = input_start(w, s, i); /* lost records: on.truncated */
+            if (start == INPUT_START_FAILED)
+                return;
+            seek_input(w, w->consumer[inputs[i].assign], i, p, start);
+        }
+    }
+    live_mark_partition(w->lv, p);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -367,23 +718,48 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 /* ---- decode and dispatch ------------------------------------------------ */
 
 /* A user's events must arrive in the partition of their user: otherwise the
- * user's rows would be split over two shards. */
-static int check_partition(worker *w, int32_t partition, int64_t user, char *err, size_t size) {
+ * user's rows would be split over two shards. With string keys that is
+ * murmur2 of the decimal id (rows_user_partition); with Confluent-Avro keys
+ * (key.format=avro) the key must name the record's user, and the partition
+ * is murmur2 of the key bytes as they came, as a Java producer with
+ * KafkaAvroSerializer keys sends them. Returns UL_ERR_RANGE (wrong
+ * partition) or UL_ERR_PARSE (a key that is not the user's) with err. */
+static int check_partition(worker *w, const rd_kafka_message_t *rkm, int64_t user, char *err,
+                           size_t size) {
+    int64_t keyed = -1;
     int32_t want = rows_user_partition(user, w->n_parts);
-    if (want == partition)
+    if (w->key_format == CODEC_KEY_AVRO) {
+        if (codec_user_key_parse(CODEC_KEY_AVRO, rkm->key, rkm->key_len, &keyed) != UL_OK ||
+            keyed != user) {
+            ul_set_err(err, size,
+                       "the key (%zu bytes) is not user %" PRId64 " as a Confluent-Avro long or "
+                       "string (key.format=avro)",
+                       rkm->key_len, user);
+            return UL_ERR_PARSE;
+        }
+        want = codec_partition(rkm->key, rkm->key_len, w->n_parts);
+    }
+    if (want == rkm->partition)
         return UL_OK;
     ul_set_err(err, size,
                "user %" PRId64 " belongs to partition %d but arrived in %d (the producer must "
-               "key by user id and partition with murmur2)",
-               user, (int)want, (int)partition);
+               "key by user id and partition with murmur2; key.format=%s)",
+               user, (int)want, (int)rkm->partition, w->cfg->key_format);
     return UL_ERR_RANGE;
+}
+
+/* The dead-letter reason of a handler's error. */
+static const char *reject_reason(int rc) {
+    return rc == UL_ERR_RANGE   ? "wrong-partition"
+           : rc == UL_ERR_PARSE ? "bad-key"
+                                : codec_err_name(rc);
 }
 
 static int on_rating(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err, size_t size) {
     codec_rating r;
     int rc = codec_decode_rating(w->codec, rkm->payload, rkm->len, &r, err, size);
     if (rc == CODEC_OK)
-        rc = check_partition(w, rkm->partition, r.user_id, err, size);
+        rc = check_partition(w, rkm, r.user_id, err, size);
     if (rc != CODEC_OK)
         return rc;
     if (live_apply_rating(w->lv, s, r.user_id, r.item_id, r.rating, r.event_time) != UL_OK) {
@@ -460,7 +836,7 @@ static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
     int rc = codec_decode_forget(w->codec, rkm->payload, rkm->len, &f, err, size);
     if (rc != CODEC_OK)
         return rc; /* f holds nothing */
-    rc = check_partition(w, rkm->partition, f.user_id, err, size);
+    rc = check_partition(w, rkm, f.user_id, err, size);
     if (rc == CODEC_OK && live_buffer_forget(w->lv, s, &f, rkm->offset, ul_clock_wall_ms(),
                                              FORGET_HWM_UNKNOWN) != UL_OK) {
         ul_set_err(err, size, "out of memory buffering a forget request");
@@ -475,6 +851,21 @@ static int on_forget(worker *w, shard *s, const rd_kafka_message_t *rkm, char *e
     return CODEC_OK;
 }
 
+/* A record of item-updates partition h (any h: the replica takes all): the
+ * live applies it to the replica and, when h is owned, to h's durable
+ * state. One that does not decode or fit is skipped (its offset passed),
+ * logged, and dead-lettered by h's owner only. */
+static int on_item_updates(worker *w, shard *s, const rd_kafka_message_t *rkm, char *err,
+                           size_t size) {
+    (void)s;
+    int rc = codec_decode_item_updates(w->codec, rkm->payload, rkm->len, &w->upd, err, size);
+    if (rc == CODEC_OK)
+        rc = live_item_updates(w->lv, rkm->partition, rkm->offset, &w->upd, err, size);
+    else
+        live_updates_skip(w->lv, rkm->partition, rkm->offset);
+    return rc;
+}
+
 static int input_of(const worker *w, const rd_kafka_message_t *rkm) {
     const char *topic = rd_kafka_topic_name(rkm->rkt);
     for (int i = 0; i < SHARD_N_INPUTS; i++)
@@ -483,11 +874,36 @@ static int input_of(const worker *w, const rd_kafka_message_t *rkm) {
     return -1;
 }
 
+/* An item-updates record: every partition's, owned or not. */
+static void dispatch_all(worker *w, int in, const rd_kafka_message_t *rkm) {
+    char err[UL_ERRSTR_SIZE];
+    shard *s = live_shard(w->lv, rkm->partition);
+    int rc = inputs[in].on_record(w, s, rkm, err, sizeof(err));
+    if (rc == UL_OK)
+        return;
+    if (rc == UL_ERR_NOMEM) {
+        set_fatal(w, err);
+        return;
+    }
+    if (w->upd_errors++ % 1000 == 0)
+        log_warn(w->log, "worker", "%s [%d] @%" PRId64 " skipped (%" PRIu64 " so far): %s",
+                 w->topic[in], (int)rkm->partition, rkm->offset, w->upd_errors, err);
+    if (s) {
+        publish_dead_letter(w->pub, rkm,
+                            rc == UL_ERR_RANGE ? "wrong-partition" : codec_err_name(rc), err);
+        s->meta.dead_letters++;
+    }
+}
+
 /* One record of an owned partition not applied yet: its handler, a dead
  * letter when it is invalid, then the next offset. */
 static void dispatch(worker *w, const rd_kafka_message_t *rkm) {
     char err[UL_ERRSTR_SIZE];
     int in = input_of(w, rkm);
+    if (in >= 0 && inputs[in].assign == INPUT_ALL) {
+        dispatch_all(w, in, rkm);
+        return;
+    }
     shard *s = in >= 0 ? live_shard(w->lv, rkm->partition) : NULL;
     if (s == NULL || rkm->offset < s->meta.next_offset[in])
         return; /* not ours any more, or already applied */
@@ -497,8 +913,10 @@ static void dispatch(worker *w, const rd_kafka_message_t *rkm) {
         return;
     }
     if (rc != CODEC_OK) {
-        publish_dead_letter(w->pub, rkm,
-                            rc == UL_ERR_RANGE ? "wrong-partition" : codec_err_name(rc), err);
+        if (publish_dead_letter(w->pub, rkm, reject_reason(rc), err) != UL_OK) {
+            set_fatal(w, "out of memory keeping a dead letter");
+            return;
+        }
         s->meta.dead_letters++;
     }
     s->meta.next_offset[in] = rkm->offset + 1;
@@ -523,6 +941,15 @@ static int poll_consumer(worker *w, rd_kafka_t *rk, int timeout_ms) {
 
 /* ---- setup -------------------------------------------------------------- */
 
+codec_key_format worker_key_format(const ul_config *cfg) {
+    return cfg->key_format && strcmp(cfg->key_format, "avro") == 0 ? CODEC_KEY_AVRO
+                                                                   : CODEC_KEY_STRING;
+}
+
+int32_t worker_user_partition(const ul_config *cfg, int64_t user, int32_t n) {
+    return codec_user_partition(worker_key_format(cfg), (int32_t)cfg->key_schema_id, user, n);
+}
+
 const char *worker_input_label(int input) {
     return input >= 0 && input < SHARD_N_INPUTS ? inputs[input].label : NULL;
 }
@@ -538,6 +965,7 @@ static codec *codec_from_config(const ul_config *cfg, int register_outputs, char
     o.schema_id_forget = (int32_t)cfg->schema_id_forget;
     o.schema_id_factor = (int32_t)cfg->schema_id_factor;
     o.schema_id_receipt = (int32_t)cfg->schema_id_receipt;
+    o.schema_id_item_update = (int32_t)cfg->schema_id_item_update;
     o.rating_min = (float)cfg->rating_min;
     o.rating_max = (float)cfg->rating_max;
     o.max_forget_items = (size_t)cfg->forget_max_items;
@@ -561,13 +989,21 @@ void worker_store_opts(const ul_config *cfg, store_opts *so) {
     store_opts_init(so);
     so->host = cfg->redis_host;
     so->port = (int)cfg->redis_port;
-    so->shards = cfg->redis_shards;
+    so->cluster = cfg->redis_cluster;
     so->user = cfg->redis_user;
     so->password = cfg->redis_password;
     so->db = (int)cfg->redis_db;
     so->timeout_ms = (int)cfg->redis_timeout_ms;
+    so->retry_ms = (int)cfg->redis_retry_ms;
+    so->wait_ms = (int)cfg->redis_wait_ms;
     for (int i = 0; i < SHARD_N_INPUTS; i++)
         so->inputs[i] = config_str(cfg, inputs[i].key);
+}
+
+/* The store's one line per event it rides out (redirection, failover). */
+static void store_log(void *ctx, const char *msg) {
+    worker *w = ctx;
+    log_warn(w->log, "redis", "%s", msg);
 }
 
 static int open_store(worker *w, char *errstr, size_t errstr_size) {
@@ -582,19 +1018,26 @@ static int open_store(worker *w, char *errstr, size_t errstr_size) {
         so.port = redis_local_port(w->rl);
         so.password = redis_local_password(w->rl);
         so.user = NULL;
-        so.shards = NULL;
+        so.cluster = NULL;
         log_info(w->log, "redis",
                  "no redis.host configured: started a private redis-server on %s:%d (state is "
                  "lost when the worker exits)",
                  so.host, so.port);
     }
+    so.log_fn = store_log;
+    so.log_ctx = w;
+    so.wait_fn = store_waiting; /* /readyz: Redis silent for long, whatever the call */
+    so.wait_ctx = w->metrics;
     w->st = store_connect(&so, errstr, errstr_size);
     if (w->st == NULL)
         return UL_ERR_IO;
     metrics_set_redis_connected(w->metrics, 1);
-    for (int i = 0; i < store_shard_count(w->st); i++)
-        log_info(w->log, "redis", "connected to shard %d of %d: %s", i, store_shard_count(w->st),
-                 store_shard_where(w->st, i));
+    if (store_is_cluster(w->st))
+        for (int i = 0; i < store_primary_count(w->st); i++)
+            log_info(w->log, "redis", "connected to Redis Cluster primary %d of %d: %s", i + 1,
+                     store_primary_count(w->st), store_primary_where(w->st, i));
+    else
+        log_info(w->log, "redis", "connected to Redis %s", store_primary_where(w->st, 0));
     return UL_OK;
 }
 
@@ -608,23 +1051,43 @@ static int open_consumers(worker *w, char *errstr, size_t errstr_size) {
     if ((w->consumer[INPUT_GROUP] =
              kafka_client_new(w->cfg, KAFKA_CONSUMER, &w->log, &g, errstr, errstr_size)) == NULL ||
         (w->consumer[INPUT_ALONGSIDE] =
+             kafka_client_new(w->cfg, KAFKA_ASSIGNED, &w->log, &h, errstr, errstr_size)) == NULL ||
+        (w->consumer[INPUT_ALL] =
              kafka_client_new(w->cfg, KAFKA_ASSIGNED, &w->log, &h, errstr, errstr_size)) == NULL)
         return UL_ERR_IO;
     int32_t n[SHARD_N_INPUTS];
     for (int i = 0; i < SHARD_N_INPUTS; i++) {
+        char why[UL_ERRSTR_SIZE];
+        int internal = inputs[i].assign == INPUT_ALL;
         if (kafka_topic_partition_count(w->consumer[INPUT_GROUP], w->topic[i], METADATA_WAIT_MS,
-                                        &n[i], errstr, errstr_size) != UL_OK)
+                                        &n[i], why, sizeof(why)) != UL_OK) {
+            ul_set_err(errstr, errstr_size, "%s%s", why,
+                       internal ? " (the internal topic the workers exchange item changes on: "
+                                  "create it with the ratings topic's partition count, see "
+                                  "docs/operations.md)"
+                                : "");
             return UL_ERR_IO;
+        }
         if (n[i] != n[0]) {
             ul_set_err(errstr, errstr_size,
-                       "%s has %d partitions but %s has %d: they must match so that a user's "
-                       "records of every input topic share a partition",
-                       w->topic[0], (int)n[0], w->topic[i], (int)n[i]);
+                       "%s has %d partitions but %s has %d: they must match so that %s (%s)",
+                       w->topic[0], (int)n[0], w->topic[i], (int)n[i],
+                       internal ? "partition P carries the changes of partition P's home items"
+                                : "a user's records of every input topic share a partition",
+                       internal ? "recreate it, or add partitions: kafka-topics.sh --alter "
+                                  "--partitions N (docs/operations.md)"
+                                : "repartition one of them");
             return UL_ERR_STATE;
         }
     }
     metrics_set_kafka_connected(w->metrics, 1); /* the brokers answered metadata requests */
     w->n_parts = n[0];
+    w->check_topic = rd_kafka_topic_new(w->consumer[INPUT_GROUP], w->topic[group_input()], NULL);
+    if (w->check_topic == NULL) {
+        ul_set_err(errstr, errstr_size, "%s: %s", w->topic[group_input()],
+                   rd_kafka_err2str(rd_kafka_last_error()));
+        return UL_ERR_IO;
+    }
     return UL_OK;
 }
 
@@ -638,12 +1101,35 @@ static int open_live(worker *w, char *errstr, size_t errstr_size) {
     lo.retention = (uint32_t)cfg->retention_per_user;
     lo.rating_min = (float)cfg->rating_min;
     lo.rating_max = (float)cfg->rating_max;
+    lo.k_explicit = !config_is_default(cfg, "model.k");
+    lo.encode = publish_delivery_record;
+    lo.encode_opaque = w->codec;
     w->lv = live_new(&lo, w->st, w->n_parts, errstr, errstr_size);
     if (w->lv == NULL)
         return UL_ERR_STATE;
     if (live_k(w->lv) != (int)cfg->model_k)
-        log_info(w->log, "worker", "Redis holds a model with k=%d: using it (model.k=%ld ignored)",
-                 live_k(w->lv), cfg->model_k);
+        log_info(w->log, "worker", "Redis holds a model with k=%d: using it (model.k not set)",
+                 live_k(w->lv));
+    return UL_OK;
+}
+
+/* The item replica consumes every partition of item-updates, each from
+ * where the replica loaded from Redis is (rows_off; the beginning without). */
+static int assign_replica(worker *w, char *errstr, size_t errstr_size) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(w->n_parts);
+    for (int32_t p = 0; p < w->n_parts; p++) {
+        int64_t pos = live_updates_position(w->lv, p);
+        rd_kafka_topic_partition_list_add(l, w->topic[SHARD_ITEM_UPDATES], p)->offset =
+            pos >= 0 ? pos : RD_KAFKA_OFFSET_BEGINNING;
+    }
+    rd_kafka_error_t *e = rd_kafka_incremental_assign(w->consumer[INPUT_ALL], l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        ul_set_err(errstr, errstr_size, "cannot assign %s: %s", w->topic[SHARD_ITEM_UPDATES],
+                   rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return UL_ERR_IO;
+    }
     return UL_OK;
 }
 
@@ -657,6 +1143,8 @@ static int open_cycles(worker *w, char *errstr, size_t errstr_size) {
                      .metrics = w->metrics,
                      .log = w->log,
                      .forget = {.max_batch = (size_t)cfg->cycle_max_batch, .method = cfg->method},
+                     .checkpoint_failed = cycle_checkpoint_failed,
+                     .opaque = w,
                      .exit_after_checkpoint =
                          fault && strcmp(fault, "exit-after-cycle-checkpoint") == 0,
                      .exit_during_cycle = fault && strcmp(fault, "exit-during-cycle") == 0};
@@ -743,6 +1231,7 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
     w->log = lg;
     w->cfg = cfg;
     w->start_offset = start_offset(cfg);
+    w->key_format = worker_key_format(cfg);
     if (open_inputs(w, errstr, errstr_size) != UL_OK ||
         open_http(w, errstr, errstr_size) != UL_OK ||
         (w->codec = codec_from_config(cfg, 1, errstr, errstr_size)) == NULL ||
@@ -757,7 +1246,9 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
         ul_set_err(errstr, errstr_size, "out of memory");
         goto fail;
     }
-    if (open_cycles(w, errstr, errstr_size) != UL_OK || subscribe(w, errstr, errstr_size) != UL_OK)
+    if (open_cycles(w, errstr, errstr_size) != UL_OK ||
+        assign_replica(w, errstr, errstr_size) != UL_OK ||
+        subscribe(w, errstr, errstr_size) != UL_OK)
         goto fail;
     log_info(w->log, "worker",
              "consuming %s (%d partitions) in group %s; method %s, k=%d, cycle every %ld "
@@ -793,71 +1284,141 @@ static void settle_deliveries(worker *w) {
         set_fatal(w, err);
 }
 
-static void shutdown_worker(worker *w) {
-    char err[UL_ERRSTR_SIZE];
-    log_info(w->log, "worker", "stopping: final checkpoint, leaving the group");
-    if (cycle_drain(w->cycles, err, sizeof(err)) != UL_OK) { /* the cycle out, finished */
-        set_fatal(w, err);
-        return;
-    }
-    publish_changed(w->pub);
-    /* Deliver what is in flight first, so the final checkpoint can drop the
-     * acknowledged outbox entries (no duplicates after a clean stop). */
-    int left = publish_flush(w->pub, FLUSH_MS);
-    if (left > 0)
-        log_warn(w->log, "kafka", "%d messages still in flight; they stay in the outbox", left);
-    settle_deliveries(w);
-    checkpoint_all(w);
-    /* Leaves the group; the revoke callback checkpoints again (a no-op when
-     * nothing changed) and drops the shards. */
-    for (int a = 0; a < INPUT_N_ASSIGN; a++)
-        rd_kafka_consumer_close(w->consumer[a]);
-    if ((left = publish_flush(w->pub, FLUSH_MS)) > 0)
-        log_error(w->log, "kafka", "%d messages not delivered at shutdown", left);
-    log_stats(w, 0, 0);
+/* Send the item deltas of class cls accumulated since the last push. */
+static void push_items(worker *w, shard_class cls) {
+    size_t n = live_push(w->lv, cls, publish_item_updates, w->pub);
+    if (n > 0)
+        log_debug(w->log, "worker", "pushed %zu item changes (%s) to %s", n,
+                  cls == SHARD_TRAINING ? "training" : "events", w->topic[SHARD_ITEM_UPDATES]);
 }
 
-/* Re-read the item deltas of the partitions other workers own. */
-static void refresh_others(worker *w) {
-    char err[UL_ERRSTR_SIZE];
+/* The next owned partition (round-robin) is due a row flush. */
+static void flush_next_partition(worker *w) {
+    for (int32_t i = 0; i < w->n_parts; i++) {
+        int32_t p = (w->flush_next + i) % w->n_parts;
+        if (live_shard(w->lv, p)) {
+            live_flush_due(w->lv, p);
+            w->flush_next = (p + 1) % w->n_parts;
+            return;
+        }
+    }
+}
+
+/* Row flushes are spread: with n partitions owned, one every interval / n. */
+static int64_t flush_step_ms(const worker *w) {
     int owned = 0;
     for (int32_t p = 0; p < w->n_parts; p++)
         owned += live_shard(w->lv, p) != NULL;
-    if (owned < w->n_parts && live_refresh(w->lv, err, sizeof(err)) != UL_OK)
-        log_warn(w->log, "worker", "refreshing other partitions' item deltas: %s", err);
+    long step = w->cfg->rows_flush_interval_ms / (owned > 0 ? owned : 1);
+    return step > 0 ? step : 1;
+}
+
+/* Deliver what the checkpoints left in the outboxes (one delivery entry in
+ * flight per partition: a few rounds), so a clean stop leaves none. */
+static void drain_outboxes(worker *w) {
+    char err[UL_ERRSTR_SIZE];
+    for (int round = 0; round < 16 && !w->fatal; round++) {
+        int left = 0;
+        for (int32_t p = 0; p < w->n_parts; p++) {
+            const shard *s = live_shard(w->lv, p);
+            left += s ? (int)s->deliveries.n : 0;
+        }
+        if (left == 0)
+            return;
+        if (publish_deliveries(w->pub, err, sizeof(err)) != UL_OK) {
+            set_fatal(w, err);
+            return;
+        }
+        if (publish_flush(w->pub, FLUSH_MS) > 0)
+            return;
+        settle_deliveries(w);
+    }
+}
+
+static void shutdown_worker(worker *w) {
+    char err[UL_ERRSTR_SIZE];
+    log_info(w->log, "worker", "stopping: final checkpoint, leaving the group");
+    if (cycle_drain(w->cycles, err, sizeof(err)) != UL_OK) /* the cycle out, finished */
+        set_fatal(w, err);
+    if (w->fatal)
+        return;
+    push_items(w, SHARD_EVENT);
+    push_items(w, SHARD_TRAINING);
+    publish_changed_class(w->pub, SHARD_EVENT);
+    publish_changed_class(w->pub, SHARD_TRAINING);
+    for (int32_t p = 0; p < w->n_parts; p++)
+        live_flush_due(w->lv, p); /* a clean stop leaves every row in Redis */
+    /* Deliver what is in flight first, so the final checkpoint can drop the
+     * acknowledged outbox entries (no duplicates after a clean stop). */
+    char what[512];
+    if (publish_flush(w->pub, FLUSH_MS) > 0 && publish_in_flight(w->pub, what, sizeof(what)) > 0)
+        log_warn(w->log, "kafka", "not delivered after %d s: %s", FLUSH_MS / 1000, what);
+    settle_deliveries(w);
+    checkpoint_all(w);
+    drain_outboxes(w);
+    /* Leaves the group; the revoke callback checkpoints again (dropping the
+     * acknowledged entries) and drops the shards. */
+    for (int a = 0; a < INPUT_N_ASSIGN; a++)
+        rd_kafka_consumer_close(w->consumer[a]);
+    if (publish_flush(w->pub, FLUSH_MS) > 0 && publish_in_flight(w->pub, what, sizeof(what)) > 0)
+        log_error(w->log, "kafka", "not delivered at shutdown: %s", what);
+    log_stats(w, 0, 0);
 }
 
 int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errstr_size) {
     const ul_config *cfg = w->cfg;
+    char err[UL_ERRSTR_SIZE];
     int64_t now = ul_clock_mono_ms();
     int64_t next_ckpt = now + cfg->checkpoint_interval_ms,
-            next_cycle = now + cfg->cycle_interval_ms;
-    int64_t next_refresh = now + cfg->refresh_interval_ms, next_stats = now + STATS_EVERY_MS;
-    int64_t next_publish = now + cfg->publish_interval_ms;
+            next_cycle = now + cfg->cycle_interval_ms, next_stats = now + STATS_EVERY_MS;
+    int64_t next_publish = now + cfg->publish_interval_ms,
+            next_publish_train = now + cfg->publish_training_interval_ms;
+    int64_t next_push = now + cfg->items_push_interval_ms,
+            next_push_train = now + cfg->training_push_interval_ms;
+    int64_t next_flush = now + flush_step_ms(w), next_check = now + CHECK_EVERY_MS;
     uint64_t applied_at_stats = 0;
     while (!*stop && !w->fatal) {
         metrics_heartbeat(w->metrics);
         poll_consumer(w, w->consumer[INPUT_GROUP], 50);
         poll_consumer(w, w->consumer[INPUT_ALONGSIDE], 0);
+        poll_consumer(w, w->consumer[INPUT_ALL], 0);
         resolve_watermarks(w);
         settle_deliveries(w);
+        if (!w->fatal && publish_deliveries(w->pub, err, sizeof(err)) != UL_OK)
+            set_fatal(w, err);
         poll_cycle(w);
         now = ul_clock_mono_ms();
         if (now >= next_cycle) {
             start_cycle(w);
             next_cycle = now + cfg->cycle_interval_ms;
         }
+        if (now >= next_push) {
+            push_items(w, SHARD_EVENT);
+            next_push = now + cfg->items_push_interval_ms;
+        }
+        if (now >= next_push_train) {
+            push_items(w, SHARD_TRAINING);
+            next_push_train = now + cfg->training_push_interval_ms;
+        }
         if (now >= next_publish) {
-            publish_changed(w->pub);
+            publish_changed_class(w->pub, SHARD_EVENT);
             next_publish = now + cfg->publish_interval_ms;
+        }
+        if (now >= next_publish_train) {
+            publish_changed_class(w->pub, SHARD_TRAINING);
+            next_publish_train = now + cfg->publish_training_interval_ms;
+        }
+        if (now >= next_flush) {
+            flush_next_partition(w);
+            next_flush = now + flush_step_ms(w);
         }
         if (now >= next_ckpt) {
             checkpoint_all(w);
             next_ckpt = now + cfg->checkpoint_interval_ms;
         }
-        if (now >= next_refresh) {
-            refresh_others(w);
-            next_refresh = now + cfg->refresh_interval_ms;
+        if (now >= next_check) {
+            check_connections(w);
+            next_check = ul_clock_mono_ms() + CHECK_EVERY_MS;
         }
         if (now >= next_stats) {
             log_stats(w, now - (next_stats - STATS_EVERY_MS), applied_at_stats);
@@ -879,15 +1440,18 @@ void worker_destroy(worker *w) {
     if (w == NULL)
         return;
     http_server_stop(w->http); /* first: it reads w->metrics */
-    cycle_destroy(w->cycles);  /* before the live its job may point into */
-    for (int a = 0; a < INPUT_N_ASSIGN; a++)
+    if (w->check_topic)
+        rd_kafka_topic_destroy(w->check_topic);
+    for (int a = 0; a < INPUT_N_ASSIGN; a++) /* may revoke: cycle_give_up */
         if (w->consumer[a])
             rd_kafka_destroy(w->consumer[a]);
+    cycle_destroy(w->cycles); /* before the live its job may point into */
     publish_destroy(w->pub);
     live_destroy(w->lv);
     store_destroy(w->st);
     redis_local_stop(w->rl);
     codec_destroy(w->codec);
+    codec_item_updates_clear(&w->upd);
     free(w->lag_committed);
     free(w->hwm_wanted);
     metrics_destroy(w->metrics);

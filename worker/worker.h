@@ -28,6 +28,13 @@ codec *worker_codec_new(const ul_config *cfg, char *errstr, size_t errstr_size);
  * from cfg. */
 void worker_store_opts(const ul_config *cfg, store_opts *so);
 
+/* The input keys' format a configuration names (key.format), and the
+ * partition of `user` among n as a Java producer keys and sends it in that
+ * format (with key.schema.id for Avro keys): where a tool finds a user's
+ * state. */
+codec_key_format worker_key_format(const ul_config *cfg);
+int32_t worker_user_partition(const ul_config *cfg, int64_t user, int32_t n);
+
 /* The short name of input topic `input` (a shard.h SHARD_* index:
  * "ratings", "forget"), as `unlearnd state` prints its offset; NULL past the
  * last. */

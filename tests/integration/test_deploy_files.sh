@@ -57,13 +57,14 @@ redis_cmd = " ".join(str(x) for x in svc["redis"]["command"])
 check("--appendonly yes" in redis_cmd, "compose: redis without AOF")
 check("--requirepass" in redis_cmd, "compose: redis without a password")
 script = svc["topics"]["command"][0]
-for topic in ["ratings", "forget-requests", "factors", "forget-receipts", "dead-letter"]:
+for topic in ["ratings", "forget-requests", "factors", "forget-receipts", "dead-letter",
+              "item-updates"]:
     check(re.search(rf"create {re.escape(topic)} ", script), f"compose: topic {topic} not created")
 check(re.search(r"create factors [^\n]*cleanup\.policy=compact", script),
       "compose: factors is not compacted")
-parts = re.findall(r"create (ratings|forget-requests) --partitions (\S+)", script)
-check(len(parts) == 2 and parts[0][1] == parts[1][1],
-      "compose: ratings and forget-requests must have the same partition count")
+parts = re.findall(r"create (ratings|forget-requests|item-updates) --partitions (\S+)", script)
+check(len(parts) == 3 and len(set(p[1] for p in parts)) == 1,
+      "compose: ratings, forget-requests and item-updates must have the same partition count")
 worker = svc["worker"]
 check(worker["build"]["dockerfile"] == "deploy/Dockerfile", "compose: worker not built from deploy/Dockerfile")
 check(os.path.exists(os.path.join(deploy, "Dockerfile")), "deploy/Dockerfile missing")
@@ -140,11 +141,16 @@ check("redis.password" not in conf, "a password in the ConfigMap")
 so = k8s["ScaledObject"]
 check(so["spec"]["scaleTargetRef"]["kind"] == "StatefulSet" and
       so["spec"]["scaleTargetRef"]["name"] == sts["metadata"]["name"], "KEDA scales something else")
-trig = so["spec"]["triggers"][0]
-check(trig["type"] == "kafka", "KEDA trigger is not kafka")
-check(trig["metadata"]["consumerGroup"] == conf["kafka.group.id"], "KEDA group != kafka.group.id")
-check(trig["metadata"]["topic"] == conf["topic.ratings"], "KEDA topic != topic.ratings")
-check(trig["metadata"]["bootstrapServers"] == conf["kafka.bootstrap.servers"], "KEDA brokers differ")
+# One kafka trigger per input topic (the worker commits both for lag tools).
+trigs = so["spec"]["triggers"]
+check(sorted(t["metadata"].get("topic", "") for t in trigs) ==
+      sorted([conf["topic.ratings"], conf["topic.forget_requests"]]),
+      "KEDA triggers do not cover exactly topic.ratings and topic.forget_requests")
+for trig in trigs:
+    check(trig["type"] == "kafka", "KEDA trigger is not kafka")
+    check(trig["metadata"]["consumerGroup"] == conf["kafka.group.id"], "KEDA group != kafka.group.id")
+    check(trig["metadata"]["bootstrapServers"] == conf["kafka.bootstrap.servers"], "KEDA brokers differ")
+    check(int(trig["metadata"]["lagThreshold"]) > 0, "KEDA lagThreshold not positive")
 check(so["spec"]["minReplicaCount"] >= 1, "KEDA may scale to zero (forget requests unserved)")
 check(so["spec"]["maxReplicaCount"] >= so["spec"]["minReplicaCount"], "KEDA max < min")
 

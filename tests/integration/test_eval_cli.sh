@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_eval_cli.sh: `unlearnd eval` end to end on a small synthetic CSV this
 # script writes: --json prints only JSON lines with exactly the documented
-# keys, one per (users, forget, method, seed); the table mode works; bad
+# keys, one per (users, forget, method, seed); --sequential adds one line per
+# unlearning method with its per-batch trace; the table mode works; bad
 # options exit 2 and a missing file exits 1, each with a message.
 set -euo pipefail
 bin="$1"
@@ -26,17 +27,33 @@ fast=(--k 8 --epochs 4 --threads 1)
   { cat "$tmp/err.txt" >&2; fail "eval --json exited non-zero"; }
 lines=$(wc -l <"$tmp/out.json")
 [ "$lines" -eq 16 ] || fail "expected 16 JSON lines (2 users x 1 forget x 4 methods x 2 seeds), got $lines"
-keys='dataset,users_pct,forget_pct,method,seed,rmse_test,rmse_affected,rmse_unaffected,forget_gap,mean_pred_forget,topk_exposure,seconds,unlearn_seconds,l1_P,l2_P,l1_Q,l2_Q'
+keys='dataset,users_pct,forget_pct,method,sequential,seed,rmse_test,rmse_affected,rmse_unaffected,forget_gap,mean_pred_forget,topk_exposure,mia_auc,mia_auc_ref,item_bias_forget,item_score_forget,seconds,unlearn_seconds,l1_P,l2_P,l1_Q,l2_Q'
 while IFS= read -r line; do
   case "$line" in '{'*'}') ;; *) fail "not a JSON object line: $line" ;; esac
   got=$(printf '%s\n' "$line" | grep -o '"[A-Za-z0-9_]*":' | tr -d '":' | paste -sd, -)
   [ "$got" = "$keys" ] || fail "keys '$got' differ from '$keys'"
   printf '%s\n' "$line" | grep -Eq '"rmse_test":[0-9.e+-]+,' || fail "rmse_test is not a number: $line"
 done <"$tmp/out.json"
-grep -q '"method":"retrain","seed":43,.*"forget_gap":0,' "$tmp/out.json" ||
+grep -q '"method":"retrain","sequential":0,"seed":43,.*"forget_gap":0,' "$tmp/out.json" ||
   fail "retrain's forget gap should be 0 for seed 43"
 [ "$(grep -c '"users_pct":20,' "$tmp/out.json")" -eq 8 ] || fail "users_pct 20 rows missing"
 grep -q 'data: ' "$tmp/err.txt" || fail "stderr does not say which data is used"
+grep -q '"method":"retrain","sequential":0,.*"mia_auc":0\.[0-9]*,' "$tmp/out.json" ||
+  fail "retrain's MIA AUC is not a number in [0, 1)"
+
+# --sequential 3: one more line per unlearning method, with 3-point traces.
+"$bin" eval --data "$tmp/r.csv" "${fast[@]}" --users 20 --methods faulty,retrain,foldin \
+  --sequential 3 --json >"$tmp/seq.json" 2>/dev/null || fail "eval --sequential exited non-zero"
+[ "$(wc -l <"$tmp/seq.json")" -eq 4 ] || fail "--sequential 3: expected 4 JSON lines"
+seq_line=$(grep '"sequential":3,' "$tmp/seq.json") || fail "no sequential line"
+case "$seq_line" in *'"method":"foldin"'*) ;; *) fail "the sequential line is not foldin's" ;; esac
+printf '%s\n' "$seq_line" | grep -Eq '"trace_gap":\[[^],]+,[^],]+,[^],]+\]' ||
+  fail "trace_gap does not hold 3 batches: $seq_line"
+"$bin" eval --data "$tmp/r.csv" "${fast[@]}" --users 20 --methods retrain,foldin \
+  --sequential 2 --sequential-by users >"$tmp/seq.txt" 2>/dev/null ||
+  fail "eval --sequential-by users (table) exited non-zero"
+grep -q '^seq:foldin ' "$tmp/seq.txt" || fail "no seq:foldin row in the table"
+grep -q 'MIA AUC' "$tmp/seq.txt" || fail "no MIA AUC column in the table"
 
 # Table mode: a readable table with the noise floor, and a summary over seeds.
 "$bin" eval --data "$tmp/r.csv" "${fast[@]}" --seeds 2 >"$tmp/table.txt" 2>/dev/null ||
@@ -48,7 +65,8 @@ grep -q 'mean +- std over 2 seeds' "$tmp/table.txt" || fail "no summary over see
 
 # --help: stdout, exit 0, names every option.
 "$bin" eval --help >"$tmp/help.txt" || fail "--help exit status"
-for o in --data --users --forget --methods --k --epochs --seed --seeds --shards --json --dups; do
+for o in --data --users --forget --methods --k --epochs --seed --seeds --shards --json --dups \
+  --sequential --sequential-by; do
   grep -q -- "$o" "$tmp/help.txt" || fail "--help does not document $o"
 done
 
@@ -76,8 +94,20 @@ expect_usage --shards --shards 0
 expect_usage --shards --shards 65
 expect_usage --dups --dups first
 expect_usage --seed --seed -1
+expect_usage --sequential --sequential -1
+expect_usage --sequential --sequential many
+expect_usage --sequential-by --sequential-by time
 expect_usage "unknown option" --bogus
 expect_usage "needs a value" --users
+
+# More batches than F holds: a runtime error that says what N must fit.
+set +e
+"$bin" eval --data "$tmp/r.csv" "${fast[@]}" --methods foldin --sequential 90000 \
+  >/dev/null 2>"$tmp/seqbig.err"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "--sequential 90000 -> exit $rc, expected 1"
+grep -q 'batches do not fit' "$tmp/seqbig.err" || fail "unclear: $(cat "$tmp/seqbig.err")"
 
 # A missing data file is a runtime error: exit 1, the path in the message.
 set +e

@@ -90,11 +90,8 @@ for u in $(seq 11 30); do
 done
 UNLEARND_FAULT=exit-during-cycle start_worker hook --retention.per.user 5 --kafka.group.id hook
 "$BIN" produce forget --batch "$TMP/kill.batch" >/dev/null 2>&1 || fail "produce kill requests"
-for _ in $(seq 300); do kill -0 "$WORKER_PID" 2>/dev/null || break; sleep 0.1; done
-rc=0
-wait "$WORKER_PID" || rc=$?
-WORKER_PID=""
-[ "$rc" -eq 98 ] || fail "fault hook: worker exit $rc, want 98"
+wait_exit 30 "the requests for the fault hook"
+[ "$EXIT_RC" -eq 98 ] || fail "fault hook: worker exit $EXIT_RC, want 98"
 [ "$(total forget_completed)" = 6 ] || fail "a cycle out was made durable before its merge"
 start_worker after-hook --retention.per.user 5 --kafka.group.id after-hook
 wait_for 60 "the requests after the crash" total_is forget_completed 26

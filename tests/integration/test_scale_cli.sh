@@ -77,11 +77,15 @@ echo "1,101,0.5,1" >>"$dir/low_first.csv"
 expect 1 "low_first.csv:2: rating 0.5 outside 1..5 (--rating.min/--rating.max" \
   "$bin" produce ratings --data "$dir/low_first.csv" --kafka.bootstrap.servers 127.0.0.1:1
 
+# The help goes to a file first: `grep -q` closing the pipe early would kill
+# the writer with SIGPIPE, which pipefail reports as a failure.
 for cmd in train score eval; do
-  "$bin" "$cmd" --help | grep -q -- "--rating-min" || fail "$cmd --help lacks --rating-min"
-  "$bin" "$cmd" --help | grep -q -- "--rating-max" || fail "$cmd --help lacks --rating-max"
+  "$bin" "$cmd" --help >"$dir/help"
+  grep -q -- "--rating-min" "$dir/help" || fail "$cmd --help lacks --rating-min"
+  grep -q -- "--rating-max" "$dir/help" || fail "$cmd --help lacks --rating-max"
 done
 for cmd in recommend import; do
-  "$bin" "$cmd" --help | grep -q -- "--rating-min/--rating-max" || fail "$cmd --help lacks the scale"
+  "$bin" "$cmd" --help >"$dir/help"
+  grep -q -- "--rating-min/--rating-max" "$dir/help" || fail "$cmd --help lacks the scale"
 done
 echo "ok: half stars detected (0.5..5), score RMSE $rmse (mean $mean_rmse), orig RMSE $r1 vs rescaled $r2"

@@ -80,6 +80,6 @@ printf 'garbage' >"$dir/bad.bin"
 expect 1 "bad.bin" "$bin" score --model "$dir/bad.bin" --data "$dir/test.csv"
 printf 'user,item,rating\n1,2,9\n' >"$dir/bad.csv"
 expect 1 "bad.csv:2" "$bin" score --model "$dir/m.bin" --data "$dir/bad.csv"
-"$bin" score --help | grep -q "Usage: unlearnd score" || fail "--help"
+grep -q "Usage: unlearnd score" <<<"$("$bin" score --help)" || fail "--help"
 echo "ok: score RMSE $rmse (mean predictor $mean_rmse), cold ids counted, gap to a weak model" \
   "$(field gap "$dir/weak"), top-5 exposure liked $liked / disliked $disliked, bad input refused"

@@ -17,8 +17,8 @@ awk 'BEGIN {
   }
 }' >"$dir/ratings.csv"
 
-"$bin" train --help | grep -q -- "--dups" || fail "train --help lacks --dups"
-"$bin" recommend --help | grep -q -- "--top" || fail "recommend --help lacks --top"
+grep -q -- "--dups" <<<"$("$bin" train --help)" || fail "train --help lacks --dups"
+grep -q -- "--top" <<<"$("$bin" recommend --help)" || fail "recommend --help lacks --top"
 
 "$bin" train --data "$dir/ratings.csv" --out "$dir/m.ulmf" --k 8 --epochs 30 --lr 0.05 \
   --seed 3 --threads 2 2>"$dir/train.err" || fail "train failed: $(cat "$dir/train.err")"

@@ -47,6 +47,20 @@ awk -v a="$age" 'BEGIN { exit !(a >= 0 && a < 5) }' || fail "checkpoint age $age
 "$BIN" produce forget --user 7 --items 1,2,3 --reason MISTAKE --request-id m-1 >/dev/null 2>&1 ||
   fail "produce forget"
 wait_for 60 "forget request completed" metric_is unlearnd_forget_requests_completed_total 1
+wait_for 30 "ratings lag 0 per topic" metric_is 'unlearnd_topic_lag_messages{topic="ratings"}' 0
+# forget-requests offsets are committed to the group for lag tools (KEDA,
+# kafka-consumer-groups): a simple consumer starting at the group's stored
+# offsets finds nothing left to read (issue 11.3).
+if command -v kcat >/dev/null; then
+  forget_committed() {
+    [ -z "$(kcat -C -b "$(cat "$TMP/broker.addr")" -t forget-requests -o stored -X group.id=unlearnd \
+      -X auto.offset.reset=earliest -e -q -f '%p@%o ' 2>/dev/null)" ]
+  }
+  wait_for 30 "forget-requests offsets committed for the group" forget_committed
+  echo "ok: forget-requests offsets committed for the group"
+else
+  echo "note: kcat missing, committed forget-requests offsets not checked"
+fi
 metric_is unlearnd_forget_requests_received_total 1 || fail "forget received counter"
 metric_is unlearnd_unlearning_cycle_seconds_count 1 || fail "cycle histogram count"
 metric_is 'unlearnd_unlearning_cycle_seconds_bucket{le="+Inf"}' 1 || fail "cycle +Inf bucket"

@@ -1,7 +1,8 @@
 # worker_lib.sh: shared setup for the stream worker's integration tests
 # (sourced, not a test itself). Starts `unlearnd broker` and a throwaway
 # redis-server on a free port, each in $TMP, and stops everything on exit.
-# Provides: start_worker, stop_worker, state, wait_for, fail.
+# Provides: start_worker, stop_worker, wait_exit, state, total, total_is,
+# stats_match, wait_for, fail.
 set -euo pipefail
 BIN="$1"
 command -v redis-server >/dev/null || { echo "SKIP: redis-server not installed"; exit 77; }
@@ -50,13 +51,15 @@ for _ in $(seq 100); do [ -s "$TMP/broker.addr" ] && break; sleep 0.1; done
 [ -s "$TMP/broker.addr" ] || fail "broker wrote no address"
 
 # start_worker NAME [options]: run the worker in the background, logs in
-# $TMP/NAME.err; short cycles so tests do not wait, and a short session
-# timeout so a killed member's partitions are reassigned within seconds.
+# $TMP/NAME.err; short cycles and row flushes so tests do not wait, and a
+# short session timeout so a killed member's partitions are reassigned
+# within seconds.
 start_worker() {
   local name="$1"; shift
   "$BIN" worker "${REDIS[@]}" --method foldin --cycle.interval.ms 100 \
     --kafka.session.timeout.ms 6000 --kafka.heartbeat.interval.ms 500 \
-    --checkpoint.interval.ms 200 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    --checkpoint.interval.ms 200 --rows.flush.interval.ms 1000 "$@" \
+    >"$TMP/$name.out" 2>"$TMP/$name.err" &
   WORKER_PID=$!
 }
 
@@ -70,6 +73,16 @@ stop_worker() {
   wait "$WORKER_PID" || rc=$?
   WORKER_PID=""
   return "$rc"
+}
+
+# wait_exit SECONDS WHAT: wait for the worker to exit by itself; its exit
+# code goes to EXIT_RC (fails when it still runs after SECONDS).
+wait_exit() {
+  EXIT_RC=0
+  for _ in $(seq $(($1 * 10))); do kill -0 "$WORKER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$WORKER_PID" 2>/dev/null && fail "worker still running $1 s after $2"
+  wait "$WORKER_PID" || EXIT_RC=$?
+  WORKER_PID=""
 }
 
 state() { "$BIN" state "${REDIS[@]}" "$@"; }
@@ -91,6 +104,31 @@ wait_for() {
 }
 
 total_is() { [ "$(total "$1")" = "$2" ]; }
+
+# stats_match CSV ITEMS COPIES [USER ITEMS]: every item of ITEMS (a,b,...)
+# has, at its home partition, COPIES times the count and rating sum the
+# CSV (user,item,rating with a header) gives it, minus user USER's ratings
+# of ITEMS once (a forget request); differences in $TMP/stats.diff.
+stats_match() {
+  state --item-stats "$2" >"$TMP/stats" 2>&1 || { cp "$TMP/stats" "$TMP/stats.diff"; return 1; }
+  awk -F, -v c="$3" -v fu="${4:-}" -v fi="${5:-}" '
+    BEGIN { n = split(fi, f, ","); for (i = 1; i <= n; i++) gone[f[i]] = 1 }
+    NR == FNR { if (FNR > 1) { cnt[$2] += c; sum[$2] += c * $3
+                 if ($1 == fu && ($2 in gone)) { cnt[$2]--; sum[$2] -= $3 } } next }
+    { split($0, kv, " "); split(kv[1], a, "="); split(kv[3], b, "="); split(kv[4], s, "=")
+      if (b[2] != cnt[a[2]] + 0 || s[2] != sum[a[2]] + 0) {
+        if (bad++ < 5) print "item " a[2] ": " b[2] "/" s[2] " stored, " cnt[a[2]] + 0 "/" sum[a[2]] + 0 " in the data" } }
+    END { exit bad > 0 }' "$1" "$TMP/stats" >"$TMP/stats.diff"
+}
+# wait_stats SECONDS STATS_MATCH_ARGS...: until stats_match holds; the
+# differences in the failure.
+wait_stats() {
+  local deadline=$((SECONDS + $1)); shift
+  until stats_match "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "item statistics: $(cat "$TMP/stats.diff")"
+    sleep 0.3
+  done
+}
 
 # check_user U: the scores of items 1..$NI for user U in the model rebuilt
 # from the factors topic (`recommend --from-topic`) equal the worker's in

@@ -19,6 +19,7 @@
 #include "rng.h"
 #include "ul_err.h"
 #include "unlearn.h"
+#include "rescue.h"
 #include "unlearn_scenario.h"
 
 /* L = sum_r sum_j w_rj y_rj^2 / 2 + v_rj y_rj: dL/dy = w y + v. */
@@ -158,16 +159,50 @@ static void run_method(const char *method, double max_gap_share) {
     scenario sc = {0};
     scenario_make(&sc);
     unlearn_report rep;
-    mf_model *mf = scenario_unlearn(&sc, method, &rep);
+    mf_model *mf = scenario_unlearn(&sc, method, NULL, &rep);
     double g1 = gap(sc.m1, &sc), gf = gap(mf, &sc);
     assert_true(g1 > 0.3); /* the faulty model is measurably wrong on F */
     assert_true(gf < max_gap_share * g1);
     assert_true(rep.n_users == 30);
+    assert_true(rep.n_items > 0);
     if (strcmp(method, "cff") == 0) {
         assert_true(objective(mf, &sc) < 0.8 * objective(sc.m1, &sc));
-        assert_int_equal(rep.n_items, 0); /* users only by default */
-    } else {
-        assert_true(rep.n_items > 0);
+        /* The item step takes F's pull out of F's items: their F-weighted
+         * mean bias comes back towards Retrain's. Without it (cff_item_step
+         * = 0) cff changes no item row and forgets less. */
+        double b1 = scenario_item_bias(&sc, sc.m1), bf = scenario_item_bias(&sc, mf);
+        double br = scenario_item_bias(&sc, sc.retrain);
+        assert_true(b1 > br && bf < b1 - 0.3 * (b1 - br));
+        /* With cff_item_users = 1 the step is fold-in's against fold-in's
+         * re-solved users: F's item rows are fold-in's exactly; with the
+         * default (the fused rows) they differ. */
+        unlearn_params ui;
+        unlearn_params_init(&ui);
+        ui.cff_item_users = 1;
+        unlearn_report repf, repu;
+        mf_model *fo = scenario_unlearn(&sc, "foldin", NULL, &repf);
+        mf_model *mu = scenario_unlearn(&sc, method, &ui, &repu);
+        assert_true(memcmp(mf->item_bias, fo->item_bias, 200 * sizeof(float)) != 0);
+        assert_int_equal(repf.n_items, rep.n_items);
+        for (size_t c = 0; c < rep.n_items; c++) {
+            int32_t i = rep.items[c];
+            assert_memory_equal(mu->Q + (size_t)i * 16, fo->Q + (size_t)i * 16, 16 * sizeof(float));
+            assert_memory_equal(&mu->item_bias[i], &fo->item_bias[i], sizeof(float));
+        }
+        unlearn_report_free(&repf);
+        unlearn_report_free(&repu);
+        mf_model_destroy(fo);
+        mf_model_destroy(mu);
+        unlearn_params up;
+        unlearn_params_init(&up);
+        up.cff_item_step = 0;
+        unlearn_report rep0;
+        mf_model *m0 = scenario_unlearn(&sc, method, &up, &rep0);
+        assert_int_equal(rep0.n_items, 0);
+        assert_float_equal(scenario_item_bias(&sc, m0), b1, 0);
+        assert_true(gap(m0, &sc) > gf);
+        unlearn_report_free(&rep0);
+        mf_model_destroy(m0);
     }
     /* Rows outside the report are untouched. */
     scenario_assert_others_kept(&sc, mf);
@@ -231,10 +266,13 @@ static void stream_case_make(stream_case *sc, int k) {
         if (x->user == 0 && n0++ < 10)
             x->value = 5.0f;
     }
+    /* The worker's online rate (model.learning.rate, default 0.01), not the
+     * offline trainer's first-epoch rate mp.lr. */
+    const float online_lr = 0.01f;
     for (int pass = 0; pass < 3; pass++)
         for (size_t j = 0; j < ds->n_ratings; j++)
-            mf_sgd_step(m1, ds->ratings[j].user, ds->ratings[j].item, ds->ratings[j].value, mp.lr,
-                        mp.reg, mp.reg_bias);
+            mf_sgd_step(m1, ds->ratings[j].user, ds->ratings[j].item, ds->ratings[j].value,
+                        online_lr, mp.reg, mp.reg_bias);
     sc->R = malloc(n0 * sizeof(ul_rating));
     sc->nR = 0;
     for (int i = 0; i < 120; i++)
@@ -327,6 +365,86 @@ static void test_cff_stream_single_user(void **state) {
     free(sc.item_count);
 }
 
+/* The rescue model and the residual's base: m2 learns D_fl1 and the
+ * affected users' remaining ratings with F's item rows held at m1's
+ * (rescue_retain), and with no training step the fused rows are m2's rows
+ * (cff_base_m2) or m1's (base m1: the untrained network is the identity). */
+static void test_rescue_and_base(void **state) {
+    (void)state;
+    scenario sc = {0};
+    scenario_make(&sc);
+    unlearn_params up;
+    unlearn_params_init(&up);
+    up.cff_steps = 0;
+    up.cff_item_step = 0;
+    unlearn_report rep;
+    mf_model *mf = scenario_unlearn(&sc, "cff", &up, &rep);
+    unlearn_rows rows = {rep.users, rep.n_users, NULL, 0, NULL, NULL};
+    /* F's items, positions as unlearn.c builds them */
+    int32_t items[200];
+    rows.user_pos = malloc(300 * sizeof(int32_t));
+    rows.item_pos = malloc(200 * sizeof(int32_t));
+    uint8_t in_f[200] = {0};
+    for (size_t j = 0; j < sc.n_forget; j++)
+        in_f[sc.forget[j].item] = 1;
+    for (int i = 0; i < 200; i++) {
+        rows.item_pos[i] = in_f[i] ? (int32_t)rows.n_items : -1;
+        if (in_f[i])
+            items[rows.n_items++] = i;
+    }
+    rows.items = items;
+    for (int u = 0; u < 300; u++)
+        rows.user_pos[u] = -1;
+    for (size_t a = 0; a < rep.n_users; a++)
+        rows.user_pos[rep.users[a]] = (int32_t)a;
+    unlearn_request req = {sc.forget,   sc.n_forget,  sc.retain,
+                           sc.n_retain, sc.item_mean, sc.item_count};
+    rescue_model m2, m2f;
+    char err[UL_ERRSTR_SIZE];
+    up.seed = 1;
+    assert_int_equal(rescue_train(sc.m1, &req, &rows, &up, &m2, err, sizeof(err)), UL_OK);
+    int k = sc.m1->k;
+    for (size_t c = 0; c < rows.n_items; c++) /* items held at m1's */
+        assert_memory_equal(m2.Q + c * (size_t)k, sc.m1->Q + (size_t)items[c] * (size_t)k,
+                            (size_t)k * sizeof(float));
+    for (size_t a = 0; a < rep.n_users; a++) { /* base m2, no step: the rows are m2's */
+        assert_memory_equal(mf->P + (size_t)rep.users[a] * (size_t)k, m2.P + a * (size_t)k,
+                            (size_t)k * sizeof(float));
+        assert_float_equal(mf->user_bias[rep.users[a]], m2.user_bias[a], 0);
+    }
+    up.rescue_retain = 0; /* the paper's m2: D_fl1 only, items move */
+    assert_int_equal(rescue_train(sc.m1, &req, &rows, &up, &m2f, err, sizeof(err)), UL_OK);
+    double e_with = 0, e_without = 0;
+    for (size_t j = 0; j < sc.n_retain; j++) {
+        const ul_rating *r = &sc.retain[j];
+        size_t a = (size_t)rows.user_pos[r->user];
+        double p1 = sc.m1->global_mean + sc.m1->item_bias[r->item] + m2.user_bias[a];
+        double p0 = sc.m1->global_mean + sc.m1->item_bias[r->item] + m2f.user_bias[a];
+        for (int t = 0; t < k; t++) {
+            p1 += m2.P[a * (size_t)k + t] * sc.m1->Q[(size_t)r->item * (size_t)k + t];
+            p0 += m2f.P[a * (size_t)k + t] * sc.m1->Q[(size_t)r->item * (size_t)k + t];
+        }
+        e_with += (p1 - r->value) * (p1 - r->value);
+        e_without += (p0 - r->value) * (p0 - r->value);
+    }
+    assert_true(e_with < e_without); /* m2 with R fits R better */
+    up.rescue_retain = 1;
+    up.cff_base_m2 = 0; /* base m1, no step: cff is the identity */
+    unlearn_report rep1;
+    mf_model *id = scenario_unlearn(&sc, "cff", &up, &rep1);
+    assert_memory_equal(id->P, sc.m1->P, (size_t)300 * (size_t)k * sizeof(float));
+    assert_memory_equal(id->user_bias, sc.m1->user_bias, 300 * sizeof(float));
+    rescue_free(&m2);
+    rescue_free(&m2f);
+    free(rows.user_pos);
+    free(rows.item_pos);
+    unlearn_report_free(&rep);
+    unlearn_report_free(&rep1);
+    mf_model_destroy(mf);
+    mf_model_destroy(id);
+    scenario_free(&sc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient_normalise),
@@ -336,6 +454,7 @@ int main(void) {
         cmocka_unit_test(test_cff_shrinks_forget_gap),
         cmocka_unit_test(test_cff_paper_shrinks_forget_gap),
         cmocka_unit_test(test_cff_stream_single_user),
+        cmocka_unit_test(test_rescue_and_base),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* test_codec.c: Confluent-framed Avro records: round trips, the wire bytes,
- * agreement with avro-c in both directions, every rejected input with its
+ * agreement with avro-c in both directions (the internal ItemUpdates record
+ * with its nested array of records too), every rejected input with its
  * code, keys and Java-compatible murmur2 partitioning. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -307,6 +308,171 @@ static void test_we_read_what_avro_c_writes(void **state) {
     codec_destroy(c);
 }
 
+/* ---- ItemUpdates (internal) --------------------------------------------- */
+
+static codec_item_updates sample_updates(codec_item_update *it, float *v) {
+    for (int f = 0; f < 3; f++)
+        v[f] = 0.5f * (float)f - 0.25f;
+    it[0] = (codec_item_update){41, -2, -7.5, 0.125f, v, 3};
+    it[1] = (codec_item_update){1LL << 40, 1, 4.0, 0.0f, NULL, 0};
+    codec_item_updates u = {.instance = 1234567890123LL,
+                            .source = 3,
+                            .seq = 99,
+                            .nonce = 424242,
+                            .items = it,
+                            .n_items = 2};
+    return u;
+}
+
+static void test_item_updates_round_trip(void **state) {
+    (void)state;
+    codec *c = make();
+    codec_buf b = {0};
+    codec_item_update it[2];
+    float v[3];
+    codec_item_updates u = sample_updates(it, v), back;
+    memset(&back, 0, sizeof(back));
+    assert_int_equal(codec_encode_item_updates(c, &u, &b, err, sizeof(err)), CODEC_OK);
+    assert_int_equal(b.data[4], 6);     /* schema.id.item_update */
+    for (int rep = 0; rep < 2; rep++) { /* the second decode reuses the arrays */
+        assert_int_equal(codec_decode_item_updates(c, b.data, b.len, &back, err, sizeof(err)),
+                         CODEC_OK);
+        assert_true(back.instance == u.instance && back.source == 3 && back.seq == 99 &&
+                    back.nonce == 424242);
+        assert_int_equal(back.n_items, 2);
+        assert_true(back.items[0].id == 41 && back.items[0].dcount == -2 &&
+                    back.items[0].dsum == -7.5 && back.items[0].dbias == 0.125f);
+        assert_int_equal(back.items[0].dim, 3);
+        assert_memory_equal(back.items[0].dvector, v, sizeof(v));
+        assert_true(back.items[1].id == (1LL << 40) && back.items[1].dim == 0);
+    }
+    /* Best effort: source -1 or -2 with seq 0; an empty record. */
+    u.source = CODEC_UPDATE_TRAINING;
+    u.seq = 0;
+    u.n_items = 0;
+    assert_int_equal(codec_encode_item_updates(c, &u, &b, err, sizeof(err)), CODEC_OK);
+    assert_int_equal(codec_decode_item_updates(c, b.data, b.len, &back, err, sizeof(err)),
+                     CODEC_OK);
+    assert_int_equal(back.n_items, 0);
+    assert_int_equal(back.source, CODEC_UPDATE_TRAINING);
+    /* Invalid: an exact source without a sequence, a best-effort one with
+     * one, a source below -2, a negative id, a non-finite factor. */
+    u = sample_updates(it, v);
+    u.seq = 0;
+    assert_int_equal(codec_encode_item_updates(c, &u, &b, err, sizeof(err)), CODEC_ERR_INVALID);
+    u.seq = 5;
+    u.source = CODEC_UPDATE_EVENT;
+    assert_int_equal(codec_encode_item_updates(c, &u, &b, err, sizeof(err)), CODEC_ERR_INVALID);
+    u.source = -3;
+    u.seq = 0;
+    assert_int_equal(codec_encode_item_updates(c, &u, &b, err, sizeof(err)), CODEC_ERR_INVALID);
+    u = sample_updates(it, v);
+    it[1].id = -1;
+    assert_int_equal(codec_encode_item_updates(c, &u, &b, err, sizeof(err)), CODEC_ERR_INVALID);
+    it[1].id = 5;
+    v[1] = NAN;
+    assert_int_equal(codec_encode_item_updates(c, &u, &b, err, sizeof(err)), CODEC_ERR_INVALID);
+    v[1] = 1.0f;
+    /* Every truncation is an Avro error; another schema id is unknown. */
+    assert_int_equal(codec_encode_item_updates(c, &u, &b, err, sizeof(err)), CODEC_OK);
+    for (size_t cut = 5; cut < b.len; cut++)
+        assert_int_equal(codec_decode_item_updates(c, b.data, cut, &back, err, sizeof(err)),
+                         CODEC_ERR_AVRO);
+    b.data[4] = 1;
+    assert_int_equal(codec_decode_item_updates(c, b.data, b.len, &back, err, sizeof(err)),
+                     CODEC_ERR_UNKNOWN_SCHEMA);
+    assert_non_null(strstr(err, "internal topic"));
+    codec_item_updates_clear(&back);
+    codec_buf_free(&b);
+    codec_destroy(c);
+}
+
+/* avro-c reads our ItemUpdates (the nested records and arrays), and we read
+ * avro-c's. */
+static void test_item_updates_avro_c(void **state) {
+    (void)state;
+    codec *c = make();
+    codec_buf b = {0};
+    codec_item_update it[2];
+    float v[3];
+    codec_item_updates u = sample_updates(it, v), back;
+    memset(&back, 0, sizeof(back));
+    assert_int_equal(codec_encode_item_updates(c, &u, &b, err, sizeof(err)), CODEC_OK);
+    avro_schema_t schema;
+    avro_value_iface_t *iface = iface_for("item_update", &schema);
+    avro_value_t val, field, elem, sub, f;
+    assert_int_equal(avro_generic_value_new(iface, &val), 0);
+    avro_reader_t rd = avro_reader_memory((const char *)b.data + 5, (int64_t)b.len - 5);
+    assert_int_equal(avro_value_read(rd, &val), 0);
+    int64_t l;
+    int32_t i32;
+    double d;
+    float fl;
+    size_t size;
+    assert_int_equal(avro_value_get_by_name(&val, "instance", &field, NULL), 0);
+    assert_int_equal(avro_value_get_long(&field, &l), 0);
+    assert_true(l == u.instance);
+    assert_int_equal(avro_value_get_by_name(&val, "source", &field, NULL), 0);
+    assert_int_equal(avro_value_get_int(&field, &i32), 0);
+    assert_int_equal(i32, 3);
+    assert_int_equal(avro_value_get_by_name(&val, "items", &field, NULL), 0);
+    assert_int_equal(avro_value_get_size(&field, &size), 0);
+    assert_int_equal(size, 2);
+    assert_int_equal(avro_value_get_by_index(&field, 0, &elem, NULL), 0);
+    assert_int_equal(avro_value_get_by_name(&elem, "dsum", &sub, NULL), 0);
+    assert_int_equal(avro_value_get_double(&sub, &d), 0);
+    assert_true(d == -7.5);
+    assert_int_equal(avro_value_get_by_name(&elem, "dvector", &sub, NULL), 0);
+    assert_int_equal(avro_value_get_size(&sub, &size), 0);
+    assert_int_equal(size, 3);
+    assert_int_equal(avro_value_get_by_index(&sub, 2, &f, NULL), 0);
+    assert_int_equal(avro_value_get_float(&f, &fl), 0);
+    assert_true(fl == v[2]);
+    avro_reader_free(rd);
+    /* Now avro-c writes one: source 0, seq 7, one item with 2 factors. */
+    avro_value_reset(&val);
+    avro_value_get_by_name(&val, "instance", &field, NULL);
+    avro_value_set_long(&field, 77);
+    avro_value_get_by_name(&val, "source", &field, NULL);
+    avro_value_set_int(&field, 0);
+    avro_value_get_by_name(&val, "seq", &field, NULL);
+    avro_value_set_long(&field, 7);
+    avro_value_get_by_name(&val, "nonce", &field, NULL);
+    avro_value_set_long(&field, 9);
+    avro_value_get_by_name(&val, "items", &field, NULL);
+    avro_value_append(&field, &elem, NULL);
+    avro_value_get_by_name(&elem, "id", &sub, NULL);
+    avro_value_set_long(&sub, 12);
+    avro_value_get_by_name(&elem, "dcount", &sub, NULL);
+    avro_value_set_int(&sub, 1);
+    avro_value_get_by_name(&elem, "dsum", &sub, NULL);
+    avro_value_set_double(&sub, 4.5);
+    avro_value_get_by_name(&elem, "dbias", &sub, NULL);
+    avro_value_set_float(&sub, -1.0f);
+    avro_value_get_by_name(&elem, "dvector", &sub, NULL);
+    avro_value_append(&sub, &f, NULL);
+    avro_value_set_float(&f, 0.5f);
+    avro_value_append(&sub, &f, NULL);
+    avro_value_set_float(&f, 0.75f);
+    char buf[256] = {0, 0, 0, 0, 6};
+    avro_writer_t w = avro_writer_memory(buf + 5, sizeof(buf) - 5);
+    assert_int_equal(avro_value_write(w, &val), 0);
+    size_t len = 5 + (size_t)avro_writer_tell(w);
+    assert_int_equal(codec_decode_item_updates(c, buf, len, &back, err, sizeof(err)), CODEC_OK);
+    assert_true(back.instance == 77 && back.source == 0 && back.seq == 7 && back.nonce == 9);
+    assert_int_equal(back.n_items, 1);
+    assert_true(back.items[0].id == 12 && back.items[0].dcount == 1 && back.items[0].dsum == 4.5 &&
+                back.items[0].dbias == -1.0f && back.items[0].dim == 2 &&
+                back.items[0].dvector[1] == 0.75f);
+    codec_item_updates_clear(&back);
+    avro_writer_free(w);
+    avro_value_decref(&val);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(schema);
+    codec_buf_free(&b);
+    codec_destroy(c);
+}
+
 /* ---- bad input ---------------------------------------------------------- */
 
 static void test_frame_errors(void **state) {
@@ -506,10 +672,57 @@ static void test_murmur2_java_compatible(void **state) {
     assert_int_equal(codec_partition("1", 1, 0), -1);
 }
 
+/* Confluent-Avro user keys (key.format=avro, issue 11.5): the bytes
+ * KafkaAvroSerializer writes for a long key, read back as a long or as a
+ * string of digits; the partition is murmur2 of those bytes. */
+static void test_avro_user_keys(void **state) {
+    (void)state;
+    unsigned char k[CODEC_KEY_MAX];
+    int64_t u = -1;
+    int n = codec_user_key(CODEC_KEY_AVRO, 7, 42, k, sizeof(k));
+    const unsigned char want[] = {0, 0, 0, 0, 7, 0x54}; /* zigzag(42) = 84 */
+    assert_int_equal(n, sizeof(want));
+    assert_memory_equal(k, want, sizeof(want));
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, k, (size_t)n, &u), UL_OK);
+    assert_int_equal(u, 42);
+    assert_int_equal(codec_user_key(CODEC_KEY_AVRO, 7, 42, k, 8), -1); /* too small */
+    const unsigned char str[] = {0, 0, 0, 1, 2, 0x06, '1', '2', '3'};  /* Avro string "123" */
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, str, sizeof(str), &u), UL_OK);
+    assert_int_equal(u, 123);
+    const unsigned char big[] = {0, 0, 0, 0, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f}; /* 2^31-1 */
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, big, sizeof(big), &u), UL_OK);
+    assert_int_equal(u, 2147483647);
+    const unsigned char bad_magic[] = {1, 0, 0, 0, 7, 0x54};
+    const unsigned char trailing[] = {0, 0, 0, 0, 7, 0x54, 0x00};
+    const unsigned char negative[] = {0, 0, 0, 0, 7, 0x01};          /* -1 */
+    const unsigned char letters[] = {0, 0, 0, 0, 7, 0x04, '4', 'x'}; /* "4x" */
+    const unsigned char empty[] = {0, 0, 0, 0, 7};
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, bad_magic, 6, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, trailing, 7, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, negative, 6, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, letters, 8, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, empty, 5, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_AVRO, "42", 2, &u), UL_ERR_PARSE);
+    assert_int_equal(codec_user_key_parse(CODEC_KEY_STRING, "42", 2, &u), UL_OK);
+    assert_int_equal(u, 42);
+    /* Partitions: string keys as before (user 21 in partition 0 of 4), Avro
+     * keys by their own bytes, schema id included. */
+    assert_int_equal(codec_user_partition(CODEC_KEY_STRING, 7, 21, 4), 0);
+    int differ = 0;
+    for (int64_t user = 0; user < 200; user++) {
+        n = codec_user_key(CODEC_KEY_AVRO, 7, user, k, sizeof(k));
+        assert_int_equal(codec_user_partition(CODEC_KEY_AVRO, 7, user, 16),
+                         codec_partition(k, (size_t)n, 16));
+        differ += codec_user_partition(CODEC_KEY_AVRO, 7, user, 16) !=
+                  codec_user_partition(CODEC_KEY_STRING, 7, user, 16);
+    }
+    assert_true(differ > 150); /* the two formats place users independently */
+}
+
 static void test_schemas_embedded(void **state) {
     (void)state;
-    const char *names[] = {"rating", "forget_request", "factor", "forget_receipt"};
-    for (int i = 0; i < 4; i++) {
+    const char *names[] = {"rating", "forget_request", "factor", "forget_receipt", "item_update"};
+    for (int i = 0; i < 5; i++) {
         const char *t = codec_schema_text(names[i]);
         assert_non_null(t);
         assert_non_null(strstr(t, "io.unlearnd"));
@@ -530,12 +743,15 @@ int main(void) {
         cmocka_unit_test(test_factor_and_receipt_round_trip),
         cmocka_unit_test(test_avro_c_reads_what_we_write),
         cmocka_unit_test(test_we_read_what_avro_c_writes),
+        cmocka_unit_test(test_item_updates_round_trip),
+        cmocka_unit_test(test_item_updates_avro_c),
         cmocka_unit_test(test_frame_errors),
         cmocka_unit_test(test_avro_errors),
         cmocka_unit_test(test_rating_validation),
         cmocka_unit_test(test_forget_validation),
         cmocka_unit_test(test_reasons_and_keys),
         cmocka_unit_test(test_murmur2_java_compatible),
+        cmocka_unit_test(test_avro_user_keys),
         cmocka_unit_test(test_schemas_embedded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -63,9 +63,10 @@ static void test_method_from_core_and_text_by_key(void **state) {
     assert_null(config_str(cfg, "model.k")); /* numeric */
     assert_null(config_str(cfg, "no.such.key"));
     const char *topics[8];
-    assert_int_equal(config_topics(cfg, topics, 8), 5); /* every topic option, in order */
+    assert_int_equal(config_topics(cfg, topics, 8), 6); /* every topic option, in order */
     assert_string_equal(topics[0], "r2");
     assert_string_equal(topics[4], "dead-letter");
+    assert_string_equal(topics[5], "item-updates");
     assert_int_equal(config_topics(cfg, topics, 2), 2);
     config_destroy(cfg);
 }
@@ -352,11 +353,17 @@ static void test_secrets_masked_everywhere(void **state) {
     expect_err(config_validate(cfg, 1, err, sizeof(err)), "redis.host holds");
     assert_null(strstr(err, "RDSECRET"));
     assert_int_equal(config_set(cfg, "redis.host", "db", NULL, err, sizeof(err)), UL_OK);
-    assert_int_equal(config_set(cfg, "redis.shards", "a:1,u:SHSECRET@b:2", NULL, err, sizeof(err)),
+    assert_int_equal(config_set(cfg, "redis.cluster", "a:1,u:SHSECRET@b:2", NULL, err, sizeof(err)),
                      UL_OK);
-    expect_err(config_validate(cfg, 1, err, sizeof(err)), "redis.shards holds");
+    expect_err(config_validate(cfg, 1, err, sizeof(err)), "redis.cluster holds");
     assert_null(strstr(err, "SHSECRET"));
-    assert_int_equal(config_set(cfg, "redis.shards", "", NULL, err, sizeof(err)), UL_OK);
+    assert_int_equal(config_set(cfg, "redis.cluster", "a:1,nope", NULL, err, sizeof(err)), UL_OK);
+    expect_err(config_validate(cfg, 1, err, sizeof(err)), "'nope' is not host:port");
+    assert_int_equal(config_set(cfg, "redis.cluster", "a:1,b:2", NULL, err, sizeof(err)), UL_OK);
+    assert_int_equal(config_set(cfg, "redis.db", "3", NULL, err, sizeof(err)), UL_OK);
+    expect_err(config_validate(cfg, 1, err, sizeof(err)), "has only database 0");
+    assert_int_equal(config_set(cfg, "redis.db", "0", NULL, err, sizeof(err)), UL_OK);
+    assert_int_equal(config_set(cfg, "redis.cluster", "", NULL, err, sizeof(err)), UL_OK);
     assert_int_equal(
         config_set(cfg, "kafka.metadata.broker.list", "u:MBSECRET@h:1", NULL, err, sizeof(err)),
         UL_OK);

@@ -5,7 +5,7 @@
  * published); once Kafka acknowledged it, cycle_settle deletes it from Redis
  * at once (not at the next checkpoint); a partition given up while its job
  * is out keeps its request for the next owner; cycle_drain finishes the job
- * out. */
+ * out; a checkpoint whose fence moved goes to the worker's handler. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,12 +23,29 @@
 
 #define K 4
 
+/* What the checkpoint_failed callback saw. */
+typedef struct ckpt_fail {
+    int calls;
+    int32_t p;
+    int rc;
+} ckpt_fail;
+
+static void on_ckpt_fail(void *opaque, int32_t p, int rc, const char *err) {
+    ckpt_fail *f = opaque;
+    (void)err;
+    f->calls++;
+    f->p = p;
+    f->rc = rc;
+}
+
 typedef struct rig {
     live *lv;
     shard *s[2];
     metrics *m;
     publisher *pub;
     cycle *c;
+    ckpt_fail failed;
+    uint64_t applied0; /* partition 0's applied count when the cycle started */
 } rig;
 
 static int64_t user_in(int32_t p, int64_t from) {
@@ -60,10 +77,13 @@ static void rig_up(pub_fixture *pf, rig *r) {
     live_opts lo;
     live_opts_init(&lo);
     lo.k = K;
+    lo.encode = publish_delivery_record; /* the checkpoints' item deliveries */
+    lo.encode_opaque = pf->codec;
+    memset(&r->failed, 0, sizeof(r->failed));
     r->lv = live_new(&lo, pf->fx.st, 2, err, sizeof(err));
     assert_non_null(r->lv);
     for (int p = 0; p < 2; p++) {
-        r->s[p] = live_assign(r->lv, p, err, sizeof(err));
+        r->s[p] = live_assign(r->lv, p, NULL, err, sizeof(err));
         assert_non_null(r->s[p]);
     }
     for (int64_t u = 1; u <= 30; u++)
@@ -83,10 +103,23 @@ static void rig_up(pub_fixture *pf, rig *r) {
                      .pub = r->pub,
                      .metrics = r->m,
                      .log = pf->log,
-                     .forget = {.max_batch = 100, .method = "foldin"}};
+                     .forget = {.max_batch = 100, .method = "foldin"},
+                     .checkpoint_failed = on_ckpt_fail,
+                     .opaque = &r->failed};
     unlearn_params_init(&co.forget.uparams);
     r->c = cycle_new(&co, err, sizeof(err));
     assert_non_null(r->c);
+}
+
+/* rig_up on the test's fixture, then the first cycle started. */
+static pub_fixture *rig_start(void **state, rig *r) {
+    pub_fixture *pf = *state;
+    need_redis(state);
+    char err[UL_ERRSTR_SIZE];
+    rig_up(pf, r);
+    r->applied0 = r->s[0]->meta.applied;
+    assert_int_equal(cycle_start(r->c, err, sizeof(err)), UL_OK);
+    return pf;
 }
 
 static void rig_down(rig *r) {
@@ -102,9 +135,17 @@ static shard *stored(pub_fixture *pf, int32_t p) {
     char err[UL_ERRSTR_SIZE];
     shard *s = shard_new(p, K, 1, 0.1f, 50);
     assert_non_null(s);
-    if (store_shard_load(pf->fx.st, s, err, sizeof(err)) != UL_OK)
+    if (store_shard_read(pf->fx.st, s, err, sizeof(err)) != UL_OK)
         fail_msg("load: %s", err);
     return s;
+}
+
+/* Partition p in Redis holds `pending` requests and completed `completed`. */
+static void expect_stored(pub_fixture *pf, int32_t p, size_t pending, uint64_t completed) {
+    shard *s = stored(pf, p);
+    assert_int_equal(s->n_pending, pending);
+    assert_int_equal(s->meta.forget_completed, completed);
+    shard_destroy(s);
 }
 
 static void nap(void) {
@@ -118,8 +159,8 @@ static void poll_until(rig *r, int32_t p, uint64_t want) {
     char err[UL_ERRSTR_SIZE];
     for (int i = 0; i < 5000; i++) {
         assert_int_equal(cycle_poll(r->c, err, sizeof(err)), UL_OK);
-        if (r->s[p] != NULL && r->s[p]->meta.forget_completed >= want && r->s[p]->n_outbox > 0 &&
-            r->s[p]->outbox[0].inflight)
+        if (r->s[p] != NULL && r->s[p]->meta.forget_completed >= want && r->s[p]->outbox.n > 0 &&
+            r->s[p]->outbox.v[0].inflight)
             return;
         assert_int_equal(live_apply_rating(r->lv, r->s[0], user_in(0, 1), 20, 4.0f, 99), UL_OK);
         nap();
@@ -128,29 +169,25 @@ static void poll_until(rig *r, int32_t p, uint64_t want) {
 }
 
 static void test_cycle_publishes_then_deletes(void **state) {
-    pub_fixture *pf = *state;
-    need_redis(state);
     char err[UL_ERRSTR_SIZE];
     rig r;
-    rig_up(pf, &r);
-    uint64_t applied = r.s[0]->meta.applied;
-    assert_int_equal(cycle_start(r.c, err, sizeof(err)), UL_OK);
+    pub_fixture *pf = rig_start(state, &r);
     poll_until(&r, 0, 1);
     poll_until(&r, 1, 1);
-    assert_true(r.s[0]->meta.applied > applied); /* ratings went on meanwhile */
+    assert_true(r.s[0]->meta.applied > r.applied0); /* ratings went on meanwhile */
     for (int p = 0; p < 2; p++) { /* checkpointed with its outbox entry before publishing */
         shard *s = stored(pf, p);
         assert_int_equal(s->meta.forget_completed, 1);
         assert_int_equal(s->n_pending, 0);
-        assert_int_equal(s->n_outbox, 1);
+        assert_int_equal(s->outbox.n, 1);
         shard_destroy(s);
     }
     assert_int_equal(publish_flush(r.pub, 10000), 0);
     assert_int_equal(cycle_settle(r.c, err, sizeof(err)), UL_OK);
     for (int p = 0; p < 2; p++) { /* deleted now, not at the next checkpoint */
-        assert_int_equal(r.s[p]->n_outbox, 0);
+        assert_int_equal(r.s[p]->outbox.n, 0);
         shard *s = stored(pf, p);
-        assert_int_equal(s->n_outbox, 0);
+        assert_int_equal(s->outbox.n, 0);
         shard_destroy(s);
     }
     assert_int_equal(metrics_count(r.m, METRICS_FORGET_COMPLETED), 2);
@@ -158,23 +195,16 @@ static void test_cycle_publishes_then_deletes(void **state) {
 }
 
 static void test_partition_given_up_while_out(void **state) {
-    pub_fixture *pf = *state;
-    need_redis(state);
     char err[UL_ERRSTR_SIZE];
     rig r;
-    rig_up(pf, &r);
-    assert_int_equal(cycle_start(r.c, err, sizeof(err)), UL_OK);
+    pub_fixture *pf = rig_start(state, &r);
     cycle_give_up(r.c, 1); /* a rebalance while the thread computes */
     assert_int_equal(live_revoke(r.lv, 1, err, sizeof(err)), UL_OK);
     r.s[1] = NULL;
     poll_until(&r, 0, 1);
-    shard *s = stored(pf, 1); /* the next owner finds the request */
-    assert_int_equal(s->n_pending, 1);
-    assert_int_equal(s->meta.version, 0);
-    assert_int_equal(s->meta.forget_completed, 0);
-    shard_destroy(s);
+    expect_stored(pf, 1, 1, 0); /* the next owner finds the request */
     /* Taken back: the request runs in the next cycle. */
-    r.s[1] = live_assign(r.lv, 1, err, sizeof(err));
+    r.s[1] = live_assign(r.lv, 1, NULL, err, sizeof(err));
     assert_non_null(r.s[1]);
     assert_int_equal(r.s[1]->n_pending, 1);
     r.s[1]->pending[0].ratings_hwm = 0;
@@ -185,10 +215,33 @@ static void test_partition_given_up_while_out(void **state) {
     rig_down(&r);
 }
 
+/* Another worker takes partition 0 while its job is out: its checkpoint
+ * finds the fence moved, which goes to checkpoint_failed (the worker
+ * reloads the partition) instead of stopping the cycles; partition 1 is
+ * finished as usual and partition 0's request stays in Redis. */
+static void test_fence_moved_while_out(void **state) {
+    char err[UL_ERRSTR_SIZE];
+    rig r;
+    pub_fixture *pf = rig_start(state, &r);
+    shard *zombie = shard_new(0, K, 1, 0.1f, 50);
+    assert_non_null(zombie);
+    assert_int_equal(store_shard_load(pf->fx.st, zombie, err, sizeof(err)), UL_OK); /* takes it */
+    shard_destroy(zombie);
+    if (cycle_drain(r.c, err, sizeof(err)) != UL_OK)
+        fail_msg("drain: %s", err);
+    assert_int_equal(r.failed.calls, 1);
+    assert_int_equal(r.failed.p, 0);
+    assert_int_equal(r.failed.rc, STORE_ERR_FENCE);
+    expect_stored(pf, 0, 1, 0);
+    expect_stored(pf, 1, 0, 1);
+    rig_down(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cycle_publishes_then_deletes),
         cmocka_unit_test(test_partition_given_up_while_out),
+        cmocka_unit_test(test_fence_moved_while_out),
     };
     return cmocka_run_group_tests_name("cycle", tests, pub_setup, pub_teardown);
 }

@@ -1,8 +1,10 @@
 /* test_eval.c: one evaluation cell on a small synthetic set: the reference
  * and the metrics behave as defined (retrain's forget gap is 0, M1 predicts
  * higher on F than retrain, exposure is a share, SISA retrains only touched
- * shards), results are reproducible, the JSON line has exactly the
- * documented keys, and bad requests are refused. */
+ * shards, the membership audit tells M1's F from unseen pairs and not
+ * Retrain's), results are reproducible, the JSON line has exactly the
+ * documented keys, sequential unlearning adds a row with its trace, and bad
+ * requests are refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,6 +120,26 @@ static void test_metrics(void **state) {
     assert_float_equal(orig->l1_P, m1->l2_P, 1e-9);
     assert_true(re->l1_P > 0 && re->l2_P > 0);
     assert_true(isnan(orig->unlearn_seconds) && isnan(m1->unlearn_seconds));
+    /* The membership audit: M1 learned F's 5s, so its scores tell F from
+     * the affected users' unseen test pairs (this small k = 8 model barely
+     * memorises single pairs: the calibrated attack is what separates them);
+     * Retrain never saw either set (0.5 up to sampling noise, about 0.03 on
+     * these 30 users); retrain2 is the calibrated attack's own
+     * reference, so every calibrated score is 0: exactly 0.5. */
+    assert_int_equal(c.n_nonmember, c.n_test_affected);
+
+    assert_true(m1->mia_auc > re->mia_auc);
+    assert_true(m1->mia_auc_ref > re->mia_auc_ref + 0.05);
+    assert_true(fabs(re->mia_auc - 0.5) < 0.08 && fabs(re->mia_auc_ref - 0.5) < 0.08);
+    assert_float_equal(re2->mia_auc_ref, 0.5, 0);
+    for (size_t j = 0; j < c.n_results; j++) {
+        assert_true(c.results[j].mia_auc >= 0 && c.results[j].mia_auc <= 1);
+        assert_true(isfinite(c.results[j].item_bias_forget));
+        assert_int_equal(c.results[j].sequential, 0);
+    }
+    /* F's 5s pulled F's items up in M1, for everyone. */
+    assert_true(m1->item_bias_forget > re->item_bias_forget);
+    assert_true(m1->item_score_forget > re->item_score_forget);
     eval_cell_free(&c);
 }
 
@@ -145,12 +167,15 @@ static void test_reproducible(void **state) {
         assert_float_equal(a.results[j].rmse_test, b.results[j].rmse_test, 0);
         assert_float_equal(a.results[j].forget_gap, b.results[j].forget_gap, 0);
         assert_float_equal(a.results[j].topk_exposure, b.results[j].topk_exposure, 0);
+        assert_float_equal(a.results[j].mia_auc, b.results[j].mia_auc, 0);
+        assert_float_equal(a.results[j].mia_auc_ref, b.results[j].mia_auc_ref, 0);
     }
     eval_cell_free(&a);
     eval_cell_free(&b);
 }
 
-/* The keys of a flat JSON object, in order, comma-joined into out. */
+/* The keys of a flat JSON object (values: strings, numbers, null or flat
+ * arrays), in order, comma-joined into out. */
 static void json_keys(const char *s, char *out, size_t size) {
     out[0] = '\0';
     assert_true(*s == '{');
@@ -168,6 +193,10 @@ static void json_keys(const char *s, char *out, size_t size) {
             s = strchr(s + 1, '"');
             assert_non_null(s);
             s++;
+        } else if (*s == '[') { /* a flat array of numbers */
+            s = strchr(s, ']');
+            assert_non_null(s);
+            s++;
         } else {
             while (*s && *s != ',' && *s != '}')
                 s++;
@@ -177,6 +206,11 @@ static void json_keys(const char *s, char *out, size_t size) {
     }
     assert_true(*s == '}' && s[1] == '\0');
 }
+
+#define ONE_SHOT_KEYS                                                                              \
+    "dataset,users_pct,forget_pct,method,sequential,seed,rmse_test,rmse_affected,"                 \
+    "rmse_unaffected,forget_gap,mean_pred_forget,topk_exposure,mia_auc,mia_auc_ref,"               \
+    "item_bias_forget,item_score_forget,seconds,unlearn_seconds,l1_P,l2_P,l1_Q,l2_Q"
 
 static void test_json_line(void **state) {
     (void)state;
@@ -189,9 +223,7 @@ static void test_json_line(void **state) {
         assert_true(n > 0 && (size_t)n == strlen(line));
         assert_null(strchr(line, '\n'));
         json_keys(line, keys, sizeof(keys));
-        assert_string_equal(keys, "dataset,users_pct,forget_pct,method,seed,rmse_test,"
-                                  "rmse_affected,rmse_unaffected,forget_gap,mean_pred_forget,"
-                                  "topk_exposure,seconds,unlearn_seconds,l1_P,l2_P,l1_Q,l2_Q");
+        assert_string_equal(keys, ONE_SHOT_KEYS);
         assert_non_null(strstr(line, "\"dataset\":\"synthetic\""));
         assert_non_null(strstr(line, "\"seed\":7,"));
     }
@@ -366,6 +398,75 @@ static void test_unlearn_method_plugs_in(void **state) {
     eval_cell_free(&c);
 }
 
+/* --sequential: one more row per unlearning method. One batch is the
+ * one-shot model (identical metrics); with three, the trace has three
+ * points, the last one the final model's, and the JSON line carries it. */
+static void test_sequential_rows(void **state) {
+    (void)state;
+    eval_opts o = small_opts();
+    eval_data d = data_of();
+    const char *const m[] = {"faulty", "retrain", "foldin", "cff"};
+    eval_cell c;
+    char err[256] = "";
+    o.sequential = 1;
+    if (eval_run_cell(&d, &o, m, 4, NULL, NULL, &c, err, sizeof(err)) != UL_OK)
+        fail_msg("eval_run_cell: %s", err);
+    assert_int_equal(c.n_results, 6); /* 4 one-shot + seq:foldin, seq:cff */
+    for (int k = 0; k < 2; k++) {
+        const eval_result *one = &c.results[2 + k], *seq = &c.results[4 + k];
+        assert_string_equal(seq->method, one->method);
+        assert_int_equal(seq->sequential, 1);
+        assert_float_equal(seq->rmse_test, one->rmse_test, 0);
+        assert_float_equal(seq->forget_gap, one->forget_gap, 0);
+        assert_float_equal(seq->mia_auc, one->mia_auc, 0);
+        assert_float_equal(seq->l1_P, one->l1_P, 0);
+    }
+    eval_cell_free(&c);
+
+    o.sequential = 3;
+    if (eval_run_cell(&d, &o, m, 4, NULL, NULL, &c, err, sizeof(err)) != UL_OK)
+        fail_msg("eval_run_cell: %s", err);
+    assert_int_equal(c.n_results, 6);
+    const eval_result *m1 = &c.results[0];
+    for (int k = 4; k < 6; k++) {
+        const eval_result *seq = &c.results[k];
+        assert_int_equal(seq->sequential, 3);
+        assert_int_equal(seq->n_trace, 3);
+        const eval_seq_point *last = &seq->trace[2];
+        assert_float_equal(last->rmse_test, seq->rmse_test, 0);
+        assert_float_equal(last->forget_gap, seq->forget_gap, 0);
+        assert_float_equal(last->mia_auc, seq->mia_auc, 0);
+        assert_float_equal(last->item_bias_forget, seq->item_bias_forget, 0);
+        assert_float_equal(last->item_score_forget, seq->item_score_forget, 0);
+        /* Each batch removes more of F's pull. */
+        assert_true(seq->trace[0].forget_gap < m1->forget_gap);
+        assert_true(seq->forget_gap < seq->trace[0].forget_gap);
+        size_t size = eval_result_json_size(seq);
+        char *line = malloc(size), keys[2048];
+        assert_true(eval_result_json(&c, seq, line, size) > 0);
+        json_keys(line, keys, sizeof(keys));
+        assert_string_equal(keys, ONE_SHOT_KEYS
+                            ",trace_rmse,trace_gap,trace_mia,trace_item_bias,trace_item_score");
+        assert_non_null(strstr(line, "\"sequential\":3,"));
+        const char *tr = strstr(line, "\"trace_gap\":[");
+        assert_non_null(tr);
+        int commas = 0;
+        for (const char *q = tr; *q != ']'; q++)
+            commas += *q == ',';
+        assert_int_equal(commas, 2);
+        free(line);
+    }
+    eval_cell_free(&c);
+    /* More batches than F's entries is refused. */
+    o.sequential = 100000;
+    assert_int_equal(eval_run_cell(&d, &o, m, 4, NULL, NULL, &c, err, sizeof(err)), UL_ERR_ARG);
+    assert_non_null(strstr(err, "batches"));
+    eval_cell_free(&c);
+    o.sequential = -1;
+    assert_int_equal(eval_run_cell(&d, &o, m, 4, NULL, NULL, &c, err, sizeof(err)), UL_ERR_ARG);
+    eval_cell_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics),
@@ -377,6 +478,7 @@ int main(void) {
         cmocka_unit_test(test_exposure_with_few_candidates),
         cmocka_unit_test(test_cache_shares_orig),
         cmocka_unit_test(test_unlearn_method_plugs_in),
+        cmocka_unit_test(test_sequential_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,6 +1,7 @@
 /* test_foldin.c: the fold-in method: the user step is the exact ridge
- * solution on the user's remaining ratings, and on a planted model the item
- * step removes the forgotten ratings' pull. */
+ * solution on the user's remaining ratings, on a planted model the item
+ * step removes the forgotten ratings' pull, and the item step on its own
+ * (foldin_item_step, which cff uses) is the same computation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include "testutil.h"
 #include "ul_err.h"
 #include "unlearn.h"
+#include "unlearn_method.h"
 #include "unlearn_scenario.h"
 
 /* P, Q ~ N(0, 0.5), item biases ~ N(0, 0.3), user biases 0. */
@@ -156,6 +158,54 @@ static void test_single_user_submodel(void **state) {
     mf_model_destroy(m);
 }
 
+/* An item whose every remaining rating is an affected user's (known) is
+ * solved exactly on them, with the users' new rows: the ridge solution of
+ * its remaining ratings, no stationarity of m1 assumed. */
+static void test_fully_known_item_is_solved(void **state) {
+    (void)state;
+    const int k = 6, k1 = 7;
+    mf_model *m = model_new(3, 10, k, 21);
+    /* Item 0: user 2 forgets a 5; users 0 and 1 (who forget item 9) keep
+     * ratings 4 and 2. Each user keeps ratings of items 1..8 too. */
+    ul_rating forget[3] = {{2, 0, 5, 0}, {0, 9, 5, 0}, {1, 9, 5, 0}}, retain[32];
+    size_t nr = 0;
+    retain[nr++] = (ul_rating){0, 0, 4, 0};
+    retain[nr++] = (ul_rating){1, 0, 2, 0};
+    for (int32_t u = 0; u < 3; u++)
+        for (int i = 1; i < 9; i++)
+            retain[nr++] = (ul_rating){u, i, (float)(1 + (u + i) % 5), 0};
+    int32_t count[10];
+    for (int i = 0; i < 10; i++)
+        count[i] = i == 0 ? 3 : 50;
+    unlearn_request req = {forget, 3, retain, nr, NULL, count};
+    unlearn_params p;
+    unlearn_params_init(&p);
+    assert_int_equal(unlearn_apply("foldin", m, &req, &p, NULL, NULL, 0), UL_OK);
+    /* The expected row from the users' new rows, in double. */
+    double A[7 * 7] = {0}, b[7] = {0};
+    for (int j = 0; j < 2; j++) {
+        int32_t u = retain[j].user;
+        double x[7];
+        for (int d = 0; d < k; d++)
+            x[d] = m->P[u * k + d];
+        x[k] = 1;
+        double y = retain[j].value - m->global_mean - m->user_bias[u];
+        for (int r = 0; r < k1; r++) {
+            for (int c = 0; c < k1; c++)
+                A[r * k1 + c] += x[r] * x[c];
+            b[r] += y * x[r];
+        }
+    }
+    for (int d = 0; d < k; d++)
+        A[d * k1 + d] += 2 * p.foldin_reg;
+    A[k * k1 + k] += 2 * p.foldin_reg_bias;
+    solve_dense(k1, A, b);
+    for (int d = 0; d < k; d++)
+        assert_float_equal(m->Q[d], b[d], 1e-4);
+    assert_float_equal(m->item_bias[0], b[k], 1e-4);
+    mf_model_destroy(m);
+}
+
 /* The user solves run on threads; the result must not depend on how many. */
 static void test_threads_do_not_change_result(void **state) {
     (void)state;
@@ -195,7 +245,7 @@ static void test_planted_moves_toward_retrain(void **state) {
     scenario sc = {0};
     scenario_make(&sc);
     unlearn_report rep;
-    mf_model *mf = scenario_unlearn(&sc, "foldin", &rep);
+    mf_model *mf = scenario_unlearn(&sc, "foldin", NULL, &rep);
     double g1 = gap(sc.m1, &sc), gf = gap(mf, &sc);
     assert_true(g1 > 0.3);
     assert_true(gf < 0.35 * g1);
@@ -205,6 +255,48 @@ static void test_planted_moves_toward_retrain(void **state) {
     /* The remaining ratings are fitted at least as well as Retrain fits them. */
     assert_true(mf_rmse(mf, sc.retain, sc.n_retain) <
                 mf_rmse(sc.retrain, sc.retain, sc.n_retain) + 0.05);
+    /* F's items lose part of the pull F's 5s gave their biases. */
+    double b1 = scenario_item_bias(&sc, sc.m1), bf = scenario_item_bias(&sc, mf);
+    assert_true(bf < b1 - 0.3 * (b1 - scenario_item_bias(&sc, sc.retrain)));
+
+    /* foldin_item_step, given fold-in's own new user rows, writes exactly
+     * fold-in's item rows (one sweep). */
+    unlearn_rows rows = {rep.users, rep.n_users, rep.items, rep.n_items, NULL, NULL};
+    rows.user_pos = malloc(300 * sizeof(int32_t));
+    rows.item_pos = malloc(200 * sizeof(int32_t));
+    for (int j = 0; j < 300; j++)
+        rows.user_pos[j] = -1;
+    for (int j = 0; j < 200; j++)
+        rows.item_pos[j] = -1;
+    for (size_t a = 0; a < rep.n_users; a++)
+        rows.user_pos[rep.users[a]] = (int32_t)a;
+    for (size_t c = 0; c < rep.n_items; c++)
+        rows.item_pos[rep.items[c]] = (int32_t)c;
+    int k = mf->k;
+    float *P1 = malloc(rep.n_users * (size_t)k * sizeof(float)), *bu1 = malloc(rep.n_users * 4);
+    float *Q1 = malloc(rep.n_items * (size_t)k * sizeof(float)), *bi1 = malloc(rep.n_items * 4);
+    for (size_t a = 0; a < rep.n_users; a++) {
+        memcpy(P1 + a * (size_t)k, mf->P + (size_t)rep.users[a] * (size_t)k, (size_t)k * 4);
+        bu1[a] = mf->user_bias[rep.users[a]];
+    }
+    unlearn_request req = {sc.forget,   sc.n_forget,  sc.retain,
+                           sc.n_retain, sc.item_mean, sc.item_count};
+    unlearn_params up;
+    unlearn_params_init(&up);
+    assert_int_equal(foldin_item_step(sc.m1, &req, &up, &rows, P1, bu1, Q1, bi1), UL_OK);
+    for (size_t c = 0; c < rep.n_items; c++) {
+        assert_memory_equal(Q1 + c * (size_t)k, mf->Q + (size_t)rep.items[c] * (size_t)k,
+                            (size_t)k * 4);
+        assert_memory_equal(&bi1[c], &mf->item_bias[rep.items[c]], 4);
+    }
+    req.item_count = NULL; /* n_i unknown: refused */
+    assert_int_equal(foldin_item_step(sc.m1, &req, &up, &rows, P1, bu1, Q1, bi1), UL_ERR_ARG);
+    free(P1);
+    free(bu1);
+    free(Q1);
+    free(bi1);
+    free(rows.user_pos);
+    free(rows.item_pos);
     unlearn_report_free(&rep);
     mf_model_destroy(mf);
     scenario_free(&sc);
@@ -217,6 +309,7 @@ int main(void) {
         cmocka_unit_test(test_item_step_removes_pull),
         cmocka_unit_test(test_threads_do_not_change_result),
         cmocka_unit_test(test_single_user_submodel),
+        cmocka_unit_test(test_fully_known_item_is_solved),
         cmocka_unit_test(test_planted_moves_toward_retrain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

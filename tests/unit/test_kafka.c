@@ -42,7 +42,7 @@ static int setup(void **state) {
     broker_opts_init(&o);
     o.partitions = 3;
     broker_opts_from_config(&o, f->cfg);
-    assert_int_equal(o.n_topics, 5);
+    assert_int_equal(o.n_topics, 6);
     f->b = broker_start(&o, f->log, err, sizeof(err));
     if (f->b == NULL)
         fail_msg("broker_start: %s", err);
@@ -171,6 +171,26 @@ static void test_role_scoped_properties(void **state) {
     assert_null(strstr(f->logbuf + before, "CONFWARN"));
 }
 
+/* Header `name` of rkm is `want`. */
+static void expect_header(const rd_kafka_message_t *rkm, const char *name, const char *want) {
+    char h[128];
+    assert_int_equal(kafka_header_text(rkm, name, h, sizeof(h)), 0);
+    assert_string_equal(h, want);
+}
+
+/* The next message of at least min_len bytes c receives (10 s at most). */
+static rd_kafka_message_t *poll_one(rd_kafka_t *c, size_t min_len) {
+    for (int i = 0; i < 100; i++) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c, 100);
+        if (rkm && rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR && rkm->len >= min_len)
+            return rkm;
+        if (rkm)
+            rd_kafka_message_destroy(rkm);
+    }
+    fail_msg("no message of %zu bytes or more arrived", min_len);
+    return NULL;
+}
+
 /* Consume one message from `topic` partition 0..2 starting at the beginning. */
 static rd_kafka_message_t *consume_one(rd_kafka_t *c, const char *topic) {
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(3);
@@ -178,15 +198,7 @@ static rd_kafka_message_t *consume_one(rd_kafka_t *c, const char *topic) {
         rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     assert_int_equal(rd_kafka_assign(c, parts), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_topic_partition_list_destroy(parts);
-    for (int i = 0; i < 100; i++) {
-        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c, 100);
-        if (rkm && rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-            return rkm;
-        if (rkm)
-            rd_kafka_message_destroy(rkm);
-    }
-    fail_msg("nothing arrived on %s", topic);
-    return NULL;
+    return poll_one(c, 0);
 }
 
 static void test_produce_and_dead_letter(void **state) {
@@ -196,15 +208,26 @@ static void test_produce_and_dead_letter(void **state) {
     assert_non_null(p);
     assert_non_null(c);
     const char junk[] = {0x07, 0x00, 0x01};
-    assert_int_equal(kafka_produce(p, "ratings", RD_KAFKA_PARTITION_UA, "21", 2, junk, sizeof(junk),
-                                   NULL, 1000, err, sizeof(err)),
-                     UL_OK);
+    /* The input has a header of its own and a timestamp: both must survive
+     * into the dead letter (issue 11.4). */
+    rd_kafka_headers_t *hin = rd_kafka_headers_new(1);
+    rd_kafka_header_add(hin, "trace-id", -1, "abc-123", -1);
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("ratings"), RD_KAFKA_V_KEY("21", 2),
+                                       RD_KAFKA_V_VALUE((void *)junk, sizeof(junk)),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_TIMESTAMP(1700000000123LL),
+                                       RD_KAFKA_V_HEADERS(hin), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_message_t *in = consume_one(c, "ratings");
     assert_int_equal(in->partition, 0); /* Java's murmur2 partition of "21" among 3 */
-    assert_int_equal(kafka_produce_dead_letter(p, "dead-letter", in, "bad-magic",
-                                               "rating: magic byte is 7", err, sizeof(err)),
+    kafka_dead_letter d;
+    kafka_dead_letter_of(in, "bad-magic", "rating: magic byte is 7", &d);
+    assert_int_equal(kafka_dead_letter_fit(p, &d), sizeof(junk)); /* small: kept whole */
+    rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR__FAIL;
+    assert_int_equal(kafka_produce_dead_letter(p, "dead-letter", &d, NULL, &code, err, sizeof(err)),
                      UL_OK);
+    assert_int_equal(code, RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_message_destroy(in);
     rd_kafka_message_t *dl = consume_one(c, "dead-letter");
@@ -213,18 +236,53 @@ static void test_produce_and_dead_letter(void **state) {
     assert_int_equal(dl->key_len, 2);
     assert_memory_equal(dl->key, "21", 2);
     char h[128];
-    assert_int_equal(kafka_header_text(dl, "source.topic", h, sizeof(h)), 0);
-    assert_string_equal(h, "ratings");
-    assert_int_equal(kafka_header_text(dl, "source.partition", h, sizeof(h)), 0);
-    assert_string_equal(h, "0");
-    assert_int_equal(kafka_header_text(dl, "source.offset", h, sizeof(h)), 0);
-    assert_string_equal(h, "0");
-    assert_int_equal(kafka_header_text(dl, "error.code", h, sizeof(h)), 0);
-    assert_string_equal(h, "bad-magic");
+    expect_header(dl, "source.topic", "ratings");
+    expect_header(dl, "source.partition", "0");
+    expect_header(dl, "source.offset", "0");
+    expect_header(dl, "error.code", "bad-magic");
     assert_int_equal(kafka_header_text(dl, "error.message", h, 8), 0); /* truncated */
     assert_string_equal(h, "rating:");
     assert_int_equal(kafka_header_text(dl, "nope", h, sizeof(h)), -1);
+    expect_header(dl, "trace-id", "abc-123");
+    assert_int_equal(kafka_header_text(dl, "value.truncated", h, sizeof(h)), -1);
+    rd_kafka_timestamp_type_t tstype;
+    assert_int_equal(rd_kafka_message_timestamp(dl, &tstype), 1700000000123LL);
+    assert_int_equal(tstype, RD_KAFKA_TIMESTAMP_CREATE_TIME);
     rd_kafka_message_destroy(dl);
+
+    /* A record over message.max.bytes (1,000,000 by default): sent whole it
+     * is refused; cut to what fits it goes, saying so and the original size
+     * (issue 10.7). */
+    size_t big = 1500000;
+    char *value = malloc(big);
+    assert_non_null(value);
+    memset(value, 'x', big);
+    d = (kafka_dead_letter){.source_topic = "ratings",
+                            .partition = 2,
+                            .offset = 77,
+                            .timestamp = -1,
+                            .key = "21",
+                            .key_len = 2,
+                            .value = value,
+                            .value_len = big,
+                            .value_size = big,
+                            .error_code = "avro-decode",
+                            .error_message = "too big"};
+    assert_int_equal(kafka_produce_dead_letter(p, "dead-letter", &d, NULL, &code, err, sizeof(err)),
+                     UL_ERR_IO);
+    assert_int_equal(code, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    d.value_len = kafka_dead_letter_fit(p, &d);
+    assert_true(d.value_len > 900000 && d.value_len < 1000000);
+    assert_int_equal(kafka_produce_dead_letter(p, "dead-letter", &d, NULL, &code, err, sizeof(err)),
+                     UL_OK);
+    assert_int_equal(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    dl = poll_one(c, 1000); /* the second dead letter */
+    assert_int_equal(dl->len, d.value_len);
+    expect_header(dl, "value.truncated", "true");
+    expect_header(dl, "source.value.size", "1500000");
+    expect_header(dl, "source.offset", "77");
+    rd_kafka_message_destroy(dl);
+    free(value);
 
     int64_t lo, hi;
     int n;

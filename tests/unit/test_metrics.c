@@ -241,6 +241,8 @@ static void test_update_keeps_last_good(void **state) {
     assert_null(strstr(text, "partition=\"2\""));
     assert_null(strstr(text, "partition=\"-1\""));
     assert_true(has_line(text, "unlearnd_worker_consumer_lag_messages 173"));
+    assert_true(has_line(text, "unlearnd_topic_lag_messages{topic=\"ratings\"} 160"));
+    assert_true(has_line(text, "unlearnd_topic_lag_messages{topic=\"forget-requests\"} 13"));
     assert_true(has_line(text, "unlearnd_kafka_stats_age_seconds 3"));
     assert_true(has_line(text, "unlearnd_kafka_brokers_up 1"));
     free(text);
@@ -256,6 +258,8 @@ static void test_update_keeps_last_good(void **state) {
     assert_true(has_line(
         text, "unlearnd_consumer_lag_messages{topic=\"forget-requests\",partition=\"3\"} 9"));
     assert_true(has_line(text, "unlearnd_worker_consumer_lag_messages 182"));
+    /* per topic, summed over both clients */
+    assert_true(has_line(text, "unlearnd_topic_lag_messages{topic=\"forget-requests\"} 22"));
     assert_true(has_line(text, "unlearnd_kafka_stats_age_seconds 4")); /* the oldest */
     free(text);
 
@@ -458,8 +462,32 @@ static void test_health(void **state) {
     metrics_set_assigned_partitions(m, -1); /* rebalancing */
     assert_false(metrics_is_ready(m, NULL, 0));
     metrics_set_assigned_partitions(m, 2);
+    /* A Redis check that waits: ready for METRICS_REDIS_SLOW_S, then not
+     * until it returns (issue 10.4). */
+    metrics_redis_waiting(m, 1);
+    now = 65.5;
+    assert_true(metrics_is_ready(m, NULL, 0));
+    now = 66.5;
+    assert_false(metrics_is_ready(m, why, sizeof(why)));
+    assert_string_equal(why, "Redis has not answered a PING for 1.5 s");
+    metrics_redis_waiting(m, 0);
+    assert_true(metrics_is_ready(m, NULL, 0));
+    /* Down with a reason, then back. */
+    metrics_set_kafka_down(m, 0, "Local: Timed out");
+    assert_false(metrics_is_ready(m, why, sizeof(why)));
+    assert_string_equal(why, "not connected to Kafka: Local: Timed out");
+    metrics_set_kafka_connected(m, 1);
+    assert_true(metrics_is_ready(m, NULL, 0));
+    metrics_set_redis_down(m, 0, "redis 127.0.0.1:6379: PING: Connection refused");
+    assert_false(metrics_is_ready(m, why, sizeof(why)));
+    assert_string_equal(why,
+                        "not connected to Redis: redis 127.0.0.1:6379: PING: Connection refused");
+    metrics_set_redis_connected(m, 1);
+    assert_true(metrics_is_ready(m, why, sizeof(why)));
+    assert_string_equal(why, "ready");
     metrics_set_redis_connected(m, 0);
     assert_false(metrics_is_ready(m, why, sizeof(why)));
+    assert_string_equal(why, "not connected to Redis");
     now = 100;
     text = metrics_render(m, 10, NULL);
     assert_true(has_line(text, "unlearnd_live 0"));

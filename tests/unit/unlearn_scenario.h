@@ -93,15 +93,25 @@ static double gap(const mf_model *m, const scenario *sc) {
     return s / (double)sc->n_forget;
 }
 
-/* A clone of m1 unlearned by `method` on the forget set (the call must
- * succeed), its report in *rep. The caller frees both. */
-static mf_model *scenario_unlearn(const scenario *sc, const char *method, unlearn_report *rep) {
+/* A clone of m1 unlearned by `method` with `params` (NULL: the defaults) on
+ * the forget set (the call must succeed), its report in *rep. The caller
+ * frees both. */
+static mf_model *scenario_unlearn(const scenario *sc, const char *method,
+                                  const unlearn_params *params, unlearn_report *rep) {
     mf_model *mf = mf_model_clone(sc->m1);
     unlearn_request req = {sc->forget,   sc->n_forget,  sc->retain,
                            sc->n_retain, sc->item_mean, sc->item_count};
     char err[UL_ERRSTR_SIZE] = "";
-    assert_int_equal(unlearn_apply(method, mf, &req, NULL, rep, err, sizeof(err)), UL_OK);
+    assert_int_equal(unlearn_apply(method, mf, &req, params, rep, err, sizeof(err)), UL_OK);
     return mf;
+}
+
+/* The F-weighted mean item bias of a model (eval's item_bias_forget). */
+static double scenario_item_bias(const scenario *sc, const mf_model *m) {
+    double s = 0;
+    for (size_t j = 0; j < sc->n_forget; j++)
+        s += m->item_bias[sc->forget[j].item];
+    return s / (double)sc->n_forget;
 }
 
 /* The user rows of mf outside the forgetting users (u % 10 == 3) are m1's. */

@@ -71,11 +71,12 @@ done
 [ -x "$BIN" ] || scripts/build.sh release >/dev/null
 command -v redis-server >/dev/null || { echo "bench_stream_forget: needs redis-server" >&2; exit 2; }
 # The stream methods: the worker's --method choices, e.g. "[cff|foldin; default cff]".
-OFFERED=$("$BIN" worker --help | awk '/^  --method /{ getline; gsub(/[][ ]/, ""); split($0, a, ";");
-  print a[1]; exit }' | tr '|' ',')
+HELP=$("$BIN" worker --help)
+OFFERED=$(awk '/^  --method /{ getline; gsub(/[][ ]/, ""); split($0, a, ";"); print a[1]; exit }' \
+  <<<"$HELP" | tr '|' ',')
 [ -n "$METHODS" ] || METHODS="$OFFERED"
 TRAINING=absent
-"$BIN" worker --help | grep -q -- '--training\.' && TRAINING=on
+grep -q -- '--training\.' <<<"$HELP" && TRAINING=on
 for w in "${WORKER_OPTS[@]}"; do [ "$w" = "--training.enabled" ] && TRAINING="as given"; done
 stack_workdir
 BURST_AFTER=1

@@ -1,8 +1,16 @@
 # bench_lib.sh: what the benchmark scripts share (sourced from the
 # repository's root, not run): a free loopback port, a throwaway
 # redis-server (no persistence) under $TMP whose port it prints (the caller
-# sets TMP and stops the servers), and the default data of the stream
-# benchmarks.
+# sets TMP and stops the servers), the path of a data set by name and the
+# default data of the stream benchmarks.
+data_path() { # ml-100k | ml-1m | PATH: the ratings file ($UNLEARND_DATA_DIR or ../shared/data)
+  local dir="${UNLEARND_DATA_DIR:-../shared/data}"
+  case "$1" in
+    ml-100k) echo "$dir/ml-100k/u.data" ;;
+    ml-1m) echo "$dir/ml-1m/ratings.csv" ;;
+    *) echo "$1" ;;
+  esac
+}
 
 # free_port: a free TCP port on 127.0.0.1.
 free_port() {

@@ -47,49 +47,6 @@ typedef struct protocol {
     float rmin, rmax;
 } protocol;
 
-static int set_knob(unlearn_params *p, const char *kv) {
-    const char *eq = strchr(kv, '=');
-    if (eq == NULL)
-        return -1;
-    size_t n = (size_t)(eq - kv);
-    double v = atof(eq + 1);
-#define KNOB_I(name)                                                                               \
-    if (n == strlen(#name) && strncmp(kv, #name, n) == 0) {                                        \
-        p->name = (int)v;                                                                          \
-        return 0;                                                                                  \
-    }
-#define KNOB_F(name)                                                                               \
-    if (n == strlen(#name) && strncmp(kv, #name, n) == 0) {                                        \
-        p->name = (float)v;                                                                        \
-        return 0;                                                                                  \
-    }
-    KNOB_I(rescue_epochs)
-    KNOB_I(rescue_retain)
-    KNOB_F(rescue_lr)
-    KNOB_F(rescue_reg)
-    KNOB_I(cff_steps)
-    KNOB_F(cff_lr)
-    KNOB_I(cff_channels)
-    KNOB_I(cff_channels2)
-    KNOB_I(cff_hidden)
-    KNOB_I(cff_batch)
-    KNOB_F(cff_anchor)
-    KNOB_I(cff_anchor_pairs)
-    KNOB_I(cff_fuse_items)
-    KNOB_I(cff_item_step)
-    KNOB_I(cff_base_m2)
-    KNOB_I(cff_item_users)
-    KNOB_F(cff_forget_weight)
-    KNOB_F(cff_reg)
-    KNOB_F(cff_reg_bias)
-    KNOB_I(foldin_sweeps)
-    KNOB_F(foldin_reg)
-    KNOB_F(foldin_reg_bias)
-    KNOB_I(foldin_items)
-    KNOB_F(foldin_item_prior)
-    return -1;
-}
-
 /* The paper's O1 on the training set: pick users, overwrite pct of each
  * one's ratings with the maximum; F = those entries. */
 static int make_protocol(const bench_opts *o, const ul_rating *r, size_t n, int32_t nu, int32_t ni,
@@ -424,9 +381,12 @@ int main(int argc, char **argv) {
             o.seed = strtoull(v, NULL, 10), o.up.seed = o.seed, a++;
         else if (strcmp(argv[a], "--valid") == 0)
             o.valid = 1;
-        else if (strcmp(argv[a], "--set") == 0 && v && set_knob(&o.up, v) == 0)
+        else if (strcmp(argv[a], "--set") == 0 && v) {
+            char err[UL_ERRSTR_SIZE];
+            if (unlearn_params_set(&o.up, v, err, sizeof(err)) != UL_OK)
+                return fprintf(stderr, "bench_unlearn: --set %s\n", err), 2;
             a++;
-        else if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+        } else if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
             printf(
                 "usage: bench_unlearn [--data PATH | --synthetic N] [--users PCT] [--forget PCT]\n"
                 "                     [--match-forget N] [--methods LIST] [--seed S] [--valid]\n"
@@ -446,6 +406,9 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    char perr[UL_ERRSTR_SIZE];
+    if (unlearn_params_check(&o.up, perr, sizeof(perr)) != UL_OK)
+        return fprintf(stderr, "bench_unlearn: --set: %s\n", perr), 2;
     if (explicit)
         return o.data ? run_file(&o, o.data) : run_synthetic(&o);
     const char *ml1m = "../shared/data/ml-1m/ratings.csv";

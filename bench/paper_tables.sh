@@ -43,14 +43,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-data_dir="${UNLEARND_DATA_DIR:-../shared/data}"
-path_of() {
-  case "$1" in
-    ml-100k) echo "$data_dir/ml-100k/u.data" ;;
-    ml-1m) echo "$data_dir/ml-1m/ratings.csv" ;;
-    *) echo "$1" ;;
-  esac
-}
+source bench/bench_lib.sh # data_path
 
 bin=build/unlearnd
 paper=bench/paper_figures.csv
@@ -62,7 +55,7 @@ seq_cells="10:50 20:50"
 if [ "$run_eval" -eq 1 ]; then
   scripts/build.sh release >/dev/null
   for ds in $datasets; do
-    path=$(path_of "$ds")
+    path=$(data_path "$ds")
     if [ ! -f "$path" ]; then
       echo "paper_tables.sh: $ds not found at $path: skipped" >&2
       continue

@@ -83,6 +83,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_state(int argc, char **argv);
+int cmd_erasure(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "ul_err.h"
+#include "worker.h"
 
 extern char **environ;
 
@@ -40,4 +41,55 @@ void cli_config_free(cli_config *cc) {
     config_destroy(cc->cfg);
     log_destroy(cc->log);
     memset(cc, 0, sizeof(*cc));
+}
+
+int cli_state_open(const char *cmd, const cli_config *cc, store **st, store_model *m) {
+    char err[UL_ERRSTR_SIZE];
+    int found = 0;
+    *st = NULL;
+    if (!config_has_redis(cc->cfg))
+        return cli_usage_error(cmd, "redis.host is not set: say which Redis holds the state");
+    store_opts so;
+    worker_store_opts(cc->cfg, &so);
+    if ((*st = store_connect(&so, err, sizeof(err))) == NULL ||
+        store_model_get(*st, m, &found, err, sizeof(err)) != UL_OK)
+        goto fail;
+    if (!found || m->partitions <= 0) {
+        snprintf(err, sizeof(err), "no worker state in this Redis yet (start 'unlearnd worker')");
+        goto fail;
+    }
+    return CLI_EXIT_OK;
+fail:
+    store_destroy(*st);
+    *st = NULL;
+    return cli_fail(cmd, err);
+}
+
+live *cli_state_live(store *st, const store_model *m, char *errstr, size_t errstr_size) {
+    live_opts lo;
+    live_opts_init(&lo);
+    lo.k = m->k;
+    lo.rating_min = m->rating_min;
+    lo.rating_max = m->rating_max;
+    lo.read_only = 1;
+    return live_new(&lo, st, m->partitions, errstr, errstr_size);
+}
+
+int cli_state_main(const cli_state_cmd *c, void *opts, int argc, char **argv) {
+    char err[UL_ERRSTR_SIZE];
+    cli_config cc;
+    store *st = NULL;
+    store_model m;
+    int rc = cli_config_load(c->name, argc, argv, &cc);
+    if (rc == CLI_EXIT_OK && cc.args.help)
+        c->help();
+    else if (rc == CLI_EXIT_OK && c->parse(cc.args.n_rest, cc.args.rest, opts, err, sizeof(err)))
+        rc = cli_usage_error(c->name, err);
+    else if (rc == CLI_EXIT_OK &&
+             (rc = cli_config_ready(c->name, &cc, c->need_kafka)) == CLI_EXIT_OK &&
+             (rc = cli_state_open(c->name, &cc, &st, &m)) == CLI_EXIT_OK)
+        rc = c->run(&cc, st, &m, opts);
+    store_destroy(st);
+    cli_config_free(&cc);
+    return rc;
 }

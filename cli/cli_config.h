@@ -5,6 +5,8 @@
 #define UL_CLI_CONFIG_H
 
 #include "config.h"
+#include "live.h"
+#include "store.h"
 #include "log.h"
 
 typedef struct cli_config {
@@ -24,5 +26,29 @@ int cli_config_load(const char *cmd, int argc, char **argv, cli_config *cc);
 int cli_config_ready(const char *cmd, cli_config *cc, int need_kafka);
 
 void cli_config_free(cli_config *cc);
+
+/* The worker's state for a read-only tool (state, erasure-report): connect
+ * to cc's Redis (redis.* must name one) and read ul:model. CLI_EXIT_OK with
+ * *st (the caller destroys it) and *m; otherwise the error is printed
+ * ("redis.host is not set", the connection's error, "no worker state") and
+ * its exit code returned, *st NULL. */
+int cli_state_open(const char *cmd, const cli_config *cc, store **st, store_model *m);
+
+/* The whole of a read-only state command: load the configuration, --help,
+ * parse the command's own arguments into `opts`, validate (Kafka too when
+ * need_kafka), cli_state_open, run, free. Returns the exit code. */
+typedef struct cli_state_cmd {
+    const char *name;
+    void (*help)(void);
+    /* 0, or -1 with a usage error in err */
+    int (*parse)(int n, char **rest, void *opts, char *err, size_t size);
+    int need_kafka;
+    int (*run)(cli_config *cc, store *st, const store_model *m, void *opts); /* exit code */
+} cli_state_cmd;
+int cli_state_main(const cli_state_cmd *c, void *opts, int argc, char **argv);
+
+/* A read-only live model over st (nothing claimed or written): assign
+ * partitions to read them. NULL with errstr. */
+live *cli_state_live(store *st, const store_model *m, char *errstr, size_t errstr_size);
 
 #endif

@@ -36,6 +36,7 @@ typedef struct eval_cli {
     size_t n_methods;
     char methods_buf[512];
     eval_opts opts;
+    unlearn_params unlearn; /* --set knobs; opts.unlearn points here */
     long seeds;
     int json;
     ds_dup_policy dups;
@@ -74,6 +75,10 @@ static const opt_doc opt_docs[] = {
      "how F is split: ratings (F's entries in random order, a user's ratings may span batches) or "
      "users (each user's forgotten ratings in one batch; N at most the affected users); default "
      "ratings"},
+    {"--valid", NULL,
+     "tuning: hold out 10% of the training split and score every metric on it instead of the "
+     "test split, which is then never read"},
+    {"--set", "KNOB=VALUE", NULL}, /* doc built from unlearn_params_knobs() */
     {"--json", NULL, "one JSON object per line per (users, forget, method, seed) on stdout"},
     {"--help", NULL, "this help"},
 };
@@ -111,7 +116,7 @@ static void print_help(void) {
     mf_params mp;
     mf_params_init(&mp);
     for (size_t j = 0; j < sizeof(opt_docs) / sizeof(opt_docs[0]); j++) {
-        char head[40], doc[512];
+        char head[40], doc[1024];
         snprintf(head, sizeof(head), "%s%s%s", opt_docs[j].name, opt_docs[j].arg ? " " : "",
                  opt_docs[j].arg ? opt_docs[j].arg : "");
         /* The MF defaults come from core/mf.c, not from a copy here. */
@@ -119,7 +124,13 @@ static void print_help(void) {
             snprintf(doc, sizeof(doc), "latent dimension of every MF (default %d)", mp.k);
         else if (strcmp(opt_docs[j].name, "--epochs") == 0)
             snprintf(doc, sizeof(doc), "SGD epochs of every MF (default %d)", mp.epochs);
-        else
+        else if (strcmp(opt_docs[j].name, "--set") == 0) {
+            char knobs[768];
+            snprintf(doc, sizeof(doc),
+                     "set a knob of the unlearning methods (repeatable; defaults and meaning: "
+                     "core/unlearn.h, docs/unlearning.md): %s",
+                     unlearn_params_knobs(", ", knobs, sizeof(knobs)));
+        } else
             snprintf(doc, sizeof(doc), "%s", opt_docs[j].doc);
         print_wrapped(head, doc);
     }
@@ -212,6 +223,8 @@ static void cli_defaults(eval_cli *a) {
     a->n_forget = 1;
     for (const char *const *m = eval_default_methods(); *m != NULL && a->n_methods < MAX_LIST; m++)
         a->methods[a->n_methods++] = *m;
+    unlearn_params_init(&a->unlearn);
+    a->opts.unlearn = &a->unlearn;
     a->seeds = 1;
     a->dups = DS_DUP_ERROR;
     a->rating_min = a->rating_max = NAN;
@@ -268,6 +281,12 @@ static int parse_one(eval_cli *a, const char *name, const char *v, char *errstr,
         return cli_parse_rating(name, v, &a->rating_min, errstr, errstr_size);
     } else if (strcmp(name, "--rating-max") == 0) {
         return cli_parse_rating(name, v, &a->rating_max, errstr, errstr_size);
+    } else if (strcmp(name, "--set") == 0) {
+        char why[UL_ERRSTR_SIZE - 8]; /* room for the prefix */
+        if (unlearn_params_set(&a->unlearn, v, why, sizeof(why)) != UL_OK) {
+            snprintf(errstr, errstr_size, "--set: %s", why);
+            return -1;
+        }
     }
     return 0;
 }
@@ -275,7 +294,7 @@ static int parse_one(eval_cli *a, const char *name, const char *v, char *errstr,
 static const char *const valued_opts[] = {
     "--data",       "--users",      "--forget",        "--methods", "--k",    "--epochs",
     "--seed",       "--seeds",      "--shards",        "--threads", "--dups", "--rating-min",
-    "--rating-max", "--sequential", "--sequential-by", NULL};
+    "--rating-max", "--sequential", "--sequential-by", "--set",     NULL};
 
 /* Returns 0, 1 for --help, -1 on a usage error. */
 static int parse_args(eval_cli *a, int argc, char **argv, char *errstr, size_t errstr_size) {
@@ -285,6 +304,10 @@ static int parse_args(eval_cli *a, int argc, char **argv, char *errstr, size_t e
             return 1;
         if (strcmp(arg, "--json") == 0) {
             a->json = 1;
+            continue;
+        }
+        if (strcmp(arg, "--valid") == 0) {
+            a->opts.valid_frac = 0.1;
             continue;
         }
         const char *v = NULL;
@@ -352,9 +375,10 @@ static void fmt_num(char *buf, size_t size, double v, const char *fmt) {
 
 static void print_cell_table(const eval_cell *c, int top_k) {
     printf("\n%s  users %g%%  forget %g%%  seed %" PRIu64 ": |F| = %zu ratings of %zu users "
-           "(%zu of their ratings remain); train %zu, test %zu\n",
+           "(%zu of their ratings remain); train %zu, %s %zu\n",
            c->dataset, c->users_pct, c->forget_pct, c->seed, c->n_forget, c->n_users_affected,
-           c->n_retain, c->n_train, c->n_test);
+           c->n_retain, c->n_train, c->validation ? "validation (every metric on it)" : "test",
+           c->n_test);
     char top[16];
     snprintf(top, sizeof(top), "top-%d exp", top_k);
     printf("%-14s %7s %8s %7s %10s %9s %10s %7s %7s %8s %8s %8s %9s\n", "method", "RMSE",
@@ -545,6 +569,8 @@ int cmd_eval(int argc, char **argv) {
     if (prc != 0)
         return cli_usage_error(CMD, errstr);
     if (mf_params_check(&a.opts.mf, errstr, sizeof(errstr)) != UL_OK)
+        return cli_usage_error(CMD, errstr);
+    if (unlearn_params_check(&a.unlearn, errstr, sizeof(errstr)) != UL_OK)
         return cli_usage_error(CMD, errstr);
     dataset *ds = load_data(&a, errstr, sizeof(errstr));
     if (ds == NULL)

@@ -2,7 +2,11 @@
  * as a user backfilling from a data lake would: Avro records in Confluent
  * framing, keyed by the user id, partitioned like Java producers
  * (murmur2_random). Waits for every delivery report and says how many
- * failed; exits 1 when any did. */
+ * failed; exits 1 when any did. With --writer-schema FILE --writer-id N the
+ * records are written in another writer schema (a data lake's evolved
+ * version) instead of ours: our encoding is resolved into FILE's schema by
+ * Avro's rules (resolve.h, with our schema as the writer), so fields FILE
+ * adds take its defaults and fields it lacks are left out. */
 #include "cli.h"
 #include "cli_config.h"
 
@@ -13,9 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <avro.h>
+
 #include "codec.h"
 #include "dataset.h"
 #include "kafka.h"
+#include "resolve.h"
 #include "ul_buf.h"
 #include "ul_clock.h"
 #include "ul_err.h"
@@ -73,6 +80,14 @@ static void print_help(void) {
         "                     line holding the options above (e.g. --user 7 --items 1,2\n"
         "                     --reason MISTAKE); # comments and blank lines skipped; every\n"
         "                     line is checked before the first request is sent\n\n"
+        "Both (another writer schema, as an evolved producer of a data lake writes):\n"
+        "  --writer-schema FILE  write the records in this Avro schema (a Rating or a\n"
+        "                 ForgetRequest record) instead of ours: fields matched by name,\n"
+        "                 fields FILE adds written with their defaults (each needs one),\n"
+        "                 fields FILE lacks left out, our long/float promoted to FILE's\n"
+        "                 float/double (Avro's resolution rules, ours as the writer)\n"
+        "  --writer-id N  the schema id framed into every record with --writer-schema\n"
+        "                 (give the worker the same file: schema.writers=N=FILE)\n\n"
         "Kafka, topics, schema ids and the rating scale come from the configuration\n"
         "(--kafka.bootstrap.servers, --topic.ratings, --schema.id.rating, --rating.min, ...;\n"
         "listed below). Without kafka.bootstrap.servers the local broker's\n"
@@ -157,12 +172,127 @@ static int finish(const char *what, rd_kafka_t *rk, produce_ctx *ctx, size_t sen
     return cli_fail("produce", msg);
 }
 
+/* ---- --writer-schema FILE --writer-id N ----------------------------------- */
+
+typedef struct produce_writer {
+    const char *path; /* NULL: our own schema */
+    long id;          /* -1: not given */
+    resolve *res;     /* ours (as the writer) -> FILE's schema */
+    codec_buf body;
+} produce_writer;
+
+/* Consume --writer-schema / --writer-id at k (value v); 1 when it was one. */
+static int writer_arg(produce_writer *w, const char *k, const char *v, char *err, size_t size,
+                      int *bad) {
+    *bad = 0;
+    if (strcmp(k, "--writer-schema") == 0) {
+        w->path = v;
+        *bad = v == NULL;
+        if (*bad)
+            snprintf(err, size, "--writer-schema needs a file");
+        return 1;
+    }
+    if (strcmp(k, "--writer-id") != 0)
+        return 0;
+    *bad = cli_parse_long(k, v, 0, INT32_MAX, &w->id, err, size) != 0;
+    return 1;
+}
+
+static char *read_text(const char *path, char *err, size_t size) {
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        n < (1L << 20) && (text = malloc((size_t)n + 1)) != NULL &&
+        fread(text, 1, (size_t)n, f) == (size_t)n) {
+        text[n] = '\0';
+    } else {
+        free(text);
+        text = NULL;
+        snprintf(err, size, "--writer-schema %.200s: cannot read it%s", path,
+                 n >= (1L << 20) ? " (over 1 MiB)" : "");
+    }
+    if (f)
+        fclose(f);
+    return text;
+}
+
+/* Check the options and build the resolution of our schema `name` into the
+ * file's. UL_OK (also without --writer-schema) or UL_ERR_ARG with a message. */
+static int writer_open(produce_writer *w, const char *name, char *err, size_t size) {
+    if ((w->path == NULL) != (w->id < 0)) {
+        snprintf(err, size, "--writer-schema FILE and --writer-id N go together");
+        return UL_ERR_ARG;
+    }
+    if (w->path == NULL)
+        return UL_OK;
+    char why[256];
+    const char *ours = codec_schema_text(name);
+    char *text = read_text(w->path, err, size);
+    avro_schema_t mine = NULL, theirs = NULL;
+    int rc = UL_ERR_ARG;
+    if (text == NULL)
+        return UL_ERR_ARG;
+    if (avro_schema_from_json_length(text, strlen(text), &theirs) != 0)
+        snprintf(err, size, "--writer-schema %.200s: not an Avro schema: %.200s", w->path,
+                 avro_strerror());
+    else if (avro_schema_from_json_length(ours, strlen(ours), &mine) != 0)
+        snprintf(err, size, "our %s schema does not parse: %s", name, avro_strerror());
+    else if (!is_avro_record(theirs) ||
+             strcmp(avro_schema_name(theirs), avro_schema_name(mine)) != 0)
+        snprintf(err, size, "--writer-schema %.200s: not a %s record (it is %.100s)", w->path,
+                 avro_schema_name(mine),
+                 is_avro_record(theirs) ? avro_schema_name(theirs) : "not a record");
+    else if ((rc = resolve_new(mine, text, &w->res, why, sizeof(why))) != UL_OK)
+        snprintf(err, size, "--writer-schema %.150s: a %s cannot be written in it: %s", w->path,
+                 name, why);
+    if (theirs)
+        avro_schema_decref(theirs);
+    if (mine)
+        avro_schema_decref(mine);
+    free(text);
+    return rc == UL_OK ? UL_OK : UL_ERR_ARG;
+}
+
+/* Rewrite the framed record in buf (our schema) into the writer schema,
+ * framed with --writer-id. No-op without --writer-schema. */
+static int writer_apply(produce_writer *w, codec_buf *buf, char *err, size_t size) {
+    if (w->res == NULL)
+        return UL_OK;
+    if (resolve_transcode(w->res, buf->data + CODEC_HEADER_SIZE, buf->len - CODEC_HEADER_SIZE,
+                          &w->body, err, size) != UL_OK)
+        return UL_ERR_ARG;
+    size_t len = CODEC_HEADER_SIZE + w->body.len;
+    if (len > buf->cap) {
+        uint8_t *d = realloc(buf->data, len);
+        if (d == NULL) {
+            snprintf(err, size, "out of memory");
+            return UL_ERR_NOMEM;
+        }
+        buf->data = d;
+        buf->cap = len;
+    }
+    uint32_t id = (uint32_t)w->id;
+    uint8_t hdr[CODEC_HEADER_SIZE] = {0, (uint8_t)(id >> 24), (uint8_t)(id >> 16),
+                                      (uint8_t)(id >> 8), (uint8_t)id};
+    memcpy(buf->data, hdr, CODEC_HEADER_SIZE);
+    memcpy(buf->data + CODEC_HEADER_SIZE, w->body.data, w->body.len);
+    buf->len = len;
+    return UL_OK;
+}
+
+static void writer_close(produce_writer *w) {
+    resolve_destroy(w->res);
+    codec_buf_free(&w->body);
+}
+
 /* ---- produce ratings ------------------------------------------------------ */
 
 typedef struct ratings_args {
     const char *data;
     long rate;
     long limit;
+    produce_writer writer;
 } ratings_args;
 
 static int parse_ratings_args(cli_config *cc, ratings_args *a) {
@@ -170,10 +300,15 @@ static int parse_ratings_args(cli_config *cc, ratings_args *a) {
     a->data = NULL;
     a->rate = 0;
     a->limit = -1;
+    a->writer = (produce_writer){NULL, -1, NULL, {0}};
     for (int i = 1; i < cc->args.n_rest; i++) {
         const char *k = cc->args.rest[i];
         const char *v = i + 1 < cc->args.n_rest ? cc->args.rest[i + 1] : NULL;
-        if (strcmp(k, "--data") == 0 && v) {
+        int bad = 0;
+        if (writer_arg(&a->writer, k, v, err, sizeof(err), &bad)) {
+            if (bad)
+                return cli_usage_error("produce", err);
+        } else if (strcmp(k, "--data") == 0 && v) {
             a->data = v;
         } else if (strcmp(k, "--rate") == 0) {
             if (cli_parse_long(k, v, 0, 100000000, &a->rate, err, sizeof(err)))
@@ -203,7 +338,7 @@ static void pace(double t0, size_t sent, long rate) {
 }
 
 static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd, rd_kafka_t *rk,
-                        produce_ctx *ctx, const ratings_args *a, size_t *sent) {
+                        produce_ctx *ctx, ratings_args *a, size_t *sent) {
     char err[UL_ERRSTR_SIZE], key[CODEC_KEY_MAX];
     codec_buf buf = {0};
     size_t n = a->limit >= 0 && (size_t)a->limit < ds->n_ratings ? (size_t)a->limit : ds->n_ratings;
@@ -216,6 +351,7 @@ static int send_ratings(const cli_config *cc, const dataset *ds, const codec *cd
         int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
                                   ev.user_id, key, sizeof(key));
         if (codec_encode_rating(cd, &ev, &buf, err, sizeof(err)) != CODEC_OK ||
+            writer_apply(&a->writer, &buf, err, sizeof(err)) != UL_OK ||
             kafka_produce(rk, cc->cfg->topic_ratings, RD_KAFKA_PARTITION_UA, key, (size_t)klen,
                           buf.data, buf.len, NULL, -1, err, sizeof(err)) != UL_OK) {
             rc = cli_fail("produce", err);
@@ -271,6 +407,8 @@ static int produce_ratings(cli_config *cc) {
     lo.dups = DS_DUP_LAST;
     lo.range_hint = CLI_STREAM_SCALE_HINT;
     produce_ctx ctx = {cc->log, 0, 0, ""};
+    if (writer_open(&a.writer, "rating", err, sizeof(err)) != UL_OK)
+        return cli_usage_error("produce", err);
     codec *cd = worker_codec_new(cc->cfg, err, sizeof(err));
     dataset *ds = cd ? ds_load(a.data, &lo, err, sizeof(err)) : NULL;
     rd_kafka_t *rk =
@@ -297,6 +435,7 @@ done:
         rd_kafka_destroy(rk);
     ds_destroy(ds);
     codec_destroy(cd);
+    writer_close(&a.writer);
     return rc;
 }
 
@@ -370,9 +509,12 @@ static int parse_items(const char *s, codec_forget *fr, size_t max, char *err, s
     return 0;
 }
 
-static int forget_arg(cli_config *cc, const char *k, const char *v, codec_forget *fr, int *seen,
-                      char *err, size_t size) {
+static int forget_arg(cli_config *cc, const char *k, const char *v, codec_forget *fr,
+                      produce_writer *w, int *seen, char *err, size_t size) {
     long l;
+    int bad = 0;
+    if (writer_arg(w, k, v, err, size, &bad))
+        return bad ? -1 : 0;
     if (v == NULL) {
         snprintf(err, size, "produce forget: %s needs a value", k);
         return -1;
@@ -412,11 +554,11 @@ static int forget_arg(cli_config *cc, const char *k, const char *v, codec_forget
 
 /* One request's options (argv[0..argc), pairs "--key value") into fr. */
 static int parse_forget_args(cli_config *cc, char *const *argv, int argc, codec_forget *fr,
-                             char *err, size_t size) {
+                             produce_writer *w, char *err, size_t size) {
     int seen = 0;
     for (int i = 0; i < argc; i += 2) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (forget_arg(cc, argv[i], v, fr, &seen, err, size))
+        if (forget_arg(cc, argv[i], v, fr, w, &seen, err, size))
             return -1;
     }
     const char *missing =
@@ -439,9 +581,10 @@ static int parse_forget_args(cli_config *cc, char *const *argv, int argc, codec_
 
 /* Encode one request and hand it to the producer. */
 static int send_forget(cli_config *cc, const codec *cd, rd_kafka_t *rk, const codec_forget *fr,
-                       codec_buf *buf, char *err, size_t size) {
+                       produce_writer *w, codec_buf *buf, char *err, size_t size) {
     char key[CODEC_KEY_MAX];
-    if (codec_encode_forget(cd, fr, buf, err, size) != CODEC_OK)
+    if (codec_encode_forget(cd, fr, buf, err, size) != CODEC_OK ||
+        writer_apply(w, buf, err, size) != UL_OK)
         return -1;
     int klen = codec_user_key(worker_key_format(cc->cfg), (int32_t)cc->cfg->key_schema_id,
                               fr->user_id, key, sizeof(key));
@@ -459,6 +602,7 @@ static int send_forget(cli_config *cc, const codec *cd, rd_kafka_t *rk, const co
 typedef struct forget_batch {
     codec_forget *v;
     size_t n, cap;
+    produce_writer w; /* --writer-schema: one for every request */
 } forget_batch;
 
 static void batch_free(forget_batch *b) {
@@ -480,7 +624,7 @@ static int batch_add(cli_config *cc, char *const *argv, int argc, forget_batch *
     b->v = v;
     codec_forget *fr = &b->v[b->n++];
     memset(fr, 0, sizeof(*fr));
-    if (parse_forget_args(cc, argv, argc, fr, e, sizeof(e)) != 0) {
+    if (parse_forget_args(cc, argv, argc, fr, &b->w, e, sizeof(e)) != 0) {
         snprintf(err, size, "%s%s", where, e);
         return -1;
     }
@@ -503,6 +647,12 @@ static int batch_line(cli_config *cc, char *line, size_t lineno, forget_batch *b
     }
     if (n == 0 || tok[0][0] == '#')
         return 0;
+    for (int i = 0; i < n; i++)
+        if (strncmp(tok[i], "--writer-", 9) == 0) { /* would point into this line's buffer */
+            snprintf(err, size, "--batch line %zu: %s is not supported with --batch", lineno,
+                     tok[i]);
+            return -1;
+        }
     snprintf(where, sizeof(where), "--batch line %zu: ", lineno);
     return batch_add(cc, tok, n, b, where, err, size);
 }
@@ -530,7 +680,7 @@ static int batch_load(cli_config *cc, const char *path, forget_batch *b, char *e
 
 static int produce_forget(cli_config *cc) {
     char err[UL_ERRSTR_SIZE];
-    forget_batch b = {0};
+    forget_batch b = {.w = {NULL, -1, NULL, {0}}};
     codec_buf buf = {0};
     produce_ctx ctx = {cc->log, 0, 0, ""};
     rd_kafka_t *rk = NULL;
@@ -545,8 +695,11 @@ static int produce_forget(cli_config *cc) {
     int parsed = argc == 2 && strcmp(argv[0], "--batch") == 0
                      ? batch_load(cc, argv[1], &b, err, sizeof(err))
                      : batch_add(cc, argv, argc, &b, "", err, sizeof(err));
+    if (parsed == 0 && writer_open(&b.w, "forget_request", err, sizeof(err)) != UL_OK)
+        parsed = -1;
     for (size_t i = 0; parsed == 0 && i < b.n; i++)
-        if (codec_encode_forget(cd, &b.v[i], &buf, err, sizeof(err)) != CODEC_OK)
+        if (codec_encode_forget(cd, &b.v[i], &buf, err, sizeof(err)) != CODEC_OK ||
+            writer_apply(&b.w, &buf, err, sizeof(err)) != UL_OK)
             parsed = -1;
     if (parsed != 0) {
         rc = cli_usage_error("produce", err);
@@ -554,7 +707,7 @@ static int produce_forget(cli_config *cc) {
     }
     rk = make_producer(cc->cfg, &ctx, cc->cfg->topic_forget, err, sizeof(err));
     for (size_t i = 0; rk && i < b.n; i++)
-        if (send_forget(cc, cd, rk, &b.v[i], &buf, err, sizeof(err)) != 0) {
+        if (send_forget(cc, cd, rk, &b.v[i], &b.w, &buf, err, sizeof(err)) != 0) {
             rc = cli_fail("produce", err);
             goto done;
         }
@@ -576,6 +729,7 @@ done:
     codec_buf_free(&buf);
     batch_free(&b);
     codec_destroy(cd);
+    writer_close(&b.w);
     return rc;
 }
 

@@ -260,13 +260,7 @@ fail:
 
 static int export_model(store *st, const store_model *m, const state_opts *o) {
     char err[UL_ERRSTR_SIZE];
-    live_opts lo;
-    live_opts_init(&lo);
-    lo.k = m->k;
-    lo.rating_min = m->rating_min;
-    lo.rating_max = m->rating_max;
-    lo.read_only = 1;
-    live *l = live_new(&lo, st, m->partitions, err, sizeof(err));
+    live *l = cli_state_live(st, m, err, sizeof(err));
     mf_model *mf = l ? collect_model(l, m, err, sizeof(err)) : NULL;
     int rc = mf ? mf_save(mf, o->export_path, err, sizeof(err)) : UL_ERR_IO;
     if (rc == UL_OK)
@@ -280,14 +274,8 @@ static int export_model(store *st, const store_model *m, const state_opts *o) {
 
 static int print_user(const ul_config *cfg, store *st, const store_model *m, const state_opts *o) {
     char err[UL_ERRSTR_SIZE];
-    live_opts lo;
-    live_opts_init(&lo);
-    lo.k = m->k;
-    lo.rating_min = m->rating_min;
-    lo.rating_max = m->rating_max;
-    lo.read_only = 1;
     int32_t p = worker_user_partition(cfg, o->user, m->partitions); /* as key.format keys it */
-    live *l = live_new(&lo, st, m->partitions, err, sizeof(err));
+    live *l = cli_state_live(st, m, err, sizeof(err));
     shard *s = l ? live_assign(l, p, NULL, err, sizeof(err)) : NULL;
     if (s == NULL) {
         live_destroy(l);
@@ -317,50 +305,22 @@ static int print_user(const ul_config *cfg, store *st, const store_model *m, con
     return CLI_EXIT_OK;
 }
 
+static int state_parse_opts(int n, char **rest, void *opts, char *err, size_t size) {
+    return state_parse(n, rest, opts, err, size);
+}
+
+static int state_run(cli_config *cc, store *st, const store_model *m, void *opts) {
+    const state_opts *o = opts;
+    if (o->export_path)
+        return export_model(st, m, o);
+    if (o->n_stat_items > 0)
+        return print_item_stats(st, m, o);
+    return o->have_user ? print_user(cc->cfg, st, m, o) : print_partitions(st, m, o);
+}
+
 int cmd_state(int argc, char **argv) {
-    char err[UL_ERRSTR_SIZE];
-    cli_config cc;
+    static const cli_state_cmd c = {CMD, state_help, state_parse_opts, 0, state_run};
     state_opts o;
     memset(&o, 0, sizeof(o));
-    store *st = NULL;
-    int rc = cli_config_load(CMD, argc, argv, &cc);
-    if (rc != CLI_EXIT_OK)
-        goto done;
-    if (cc.args.help) {
-        state_help();
-        goto done;
-    }
-    if (state_parse(cc.args.n_rest, cc.args.rest, &o, err, sizeof(err)) != 0) {
-        rc = cli_usage_error(CMD, err);
-        goto done;
-    }
-    if ((rc = cli_config_ready(CMD, &cc, 0)) != CLI_EXIT_OK)
-        goto done;
-    if (!config_has_redis(cc.cfg)) {
-        rc = cli_usage_error(CMD, "redis.host is not set: say which Redis holds the state");
-        goto done;
-    }
-    store_opts so;
-    worker_store_opts(cc.cfg, &so);
-    store_model m;
-    int found = 0;
-    if ((st = store_connect(&so, err, sizeof(err))) == NULL ||
-        store_model_get(st, &m, &found, err, sizeof(err)) != UL_OK) {
-        rc = cli_fail(CMD, err);
-        goto done;
-    }
-    if (!found || m.partitions <= 0) {
-        rc = cli_fail(CMD, "no worker state in this Redis yet (start 'unlearnd worker')");
-        goto done;
-    }
-    if (o.export_path)
-        rc = export_model(st, &m, &o);
-    else if (o.n_stat_items > 0)
-        rc = print_item_stats(st, &m, &o);
-    else
-        rc = o.have_user ? print_user(cc.cfg, st, &m, &o) : print_partitions(st, &m, &o);
-done:
-    store_destroy(st);
-    cli_config_free(&cc);
-    return rc;
+    return cli_state_main(&c, &o, argc, argv);
 }

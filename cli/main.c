@@ -20,6 +20,8 @@ static const cli_command commands[] = {
     {"worker", cmd_worker, "run the stream worker: ratings and forget requests in, factors out"},
     {"import", cmd_import, "load a trained model into Redis as the worker's live model"},
     {"state", cmd_state, "print the worker's per-partition counters or one user's state"},
+    {"erasure-report", cmd_erasure,
+     "where a user's forgotten ratings no longer exist, and where they still may"},
 };
 
 static const size_t n_commands = sizeof(commands) / sizeof(commands[0]);
@@ -36,7 +38,7 @@ static void print_overview(FILE *out) {
                  "Usage: unlearnd <command> [options]\n"
                  "       unlearnd <command> --help\n\nCommands:\n");
     for (size_t i = 0; i < n_commands; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
 }
 
 int cmd_help(int argc, char **argv) {

@@ -162,7 +162,7 @@ typedef struct cache_entry {
     size_t n;
     int32_t n_users, n_items;
     uint64_t seed;
-    double test_frac;
+    double test_frac, valid_frac;
     mf_params mf;
     mf_model *orig; /* the value; NULL: free slot */
     double seconds;
@@ -196,6 +196,7 @@ static cache_entry cache_key(const eval_ctx *c) {
     k.n_items = c->d->n_items;
     k.seed = c->o->seed;
     k.test_frac = c->o->test_frac;
+    k.valid_frac = c->o->valid_frac;
     memcpy(&k.mf, &c->o->mf, sizeof(k.mf));
     return k;
 }
@@ -204,7 +205,8 @@ static cache_entry cache_key(const eval_ctx *c) {
 static int cache_match(const cache_entry *a, const cache_entry *b) {
     return a->orig != NULL && a->ratings == b->ratings && a->n == b->n &&
            a->n_users == b->n_users && a->n_items == b->n_items && a->seed == b->seed &&
-           a->test_frac == b->test_frac && memcmp(&a->mf, &b->mf, sizeof(a->mf)) == 0;
+           a->test_frac == b->test_frac && a->valid_frac == b->valid_frac &&
+           memcmp(&a->mf, &b->mf, sizeof(a->mf)) == 0;
 }
 
 static int cache_lookup(eval_ctx *c) {
@@ -309,11 +311,28 @@ static int build_without_f(eval_ctx *c) {
     return UL_OK;
 }
 
+/* Tuning: the test split is dropped unread and a validation share of the
+ * training split takes its place (seeded apart from the test split). */
+static int hold_out_validation(eval_ctx *c, char *errstr, size_t errstr_size) {
+    ul_ratings tr, va;
+    int rc = ds_split(c->train.v, c->train.n, c->o->valid_frac, rng_derive(c->o->seed, 5), &tr, &va,
+                      errstr, errstr_size);
+    if (rc != UL_OK)
+        return rc;
+    ul_ratings_free(&c->train);
+    ul_ratings_free(&c->test);
+    c->train = tr;
+    c->test = va;
+    return UL_OK;
+}
+
 static int prepare(eval_ctx *c, eval_cell *cell, char *errstr, size_t errstr_size) {
     const eval_data *d = c->d;
     stage_begin(c, "", "splitting the data", 0);
     int rc = ds_split(d->ratings, d->n, c->o->test_frac, rng_derive(c->o->seed, 1), &c->train,
                       &c->test, errstr, errstr_size);
+    if (rc == UL_OK && c->o->valid_frac > 0)
+        rc = hold_out_validation(c, errstr, errstr_size);
     if (rc != UL_OK)
         return rc;
     proto_opts po = {c->o->users_pct, c->o->forget_pct, d->rating_max, rng_derive(c->o->seed, 2)};
@@ -351,6 +370,7 @@ static int prepare(eval_ctx *c, eval_cell *cell, char *errstr, size_t errstr_siz
         c->item_count[c->faulty.v[j].item]++;
     cell->n_train = c->train.n;
     cell->n_test = c->test.n;
+    cell->validation = c->o->valid_frac > 0;
     cell->n_forget = c->forget.n;
     cell->n_retain = c->retain.n;
     cell->n_users_affected = c->fs.n_users;
@@ -1025,6 +1045,10 @@ static int check_opts(const eval_data *d, const eval_opts *o, const char *const 
     }
     if (!(o->test_frac > 0 && o->test_frac < 1)) {
         ul_set_err(errstr, errstr_size, "test share %g is outside (0, 1)", o->test_frac);
+        return UL_ERR_ARG;
+    }
+    if (!(o->valid_frac >= 0 && o->valid_frac < 1)) {
+        ul_set_err(errstr, errstr_size, "validation share %g is outside [0, 1)", o->valid_frac);
         return UL_ERR_ARG;
     }
     if (o->shards < 1 || o->shards > SISA_MAX_SHARDS || o->top_k < 1) {

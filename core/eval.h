@@ -50,9 +50,14 @@ typedef struct eval_opts {
     double forget_pct; /* y: share of each picked user's ratings, (0, 100] */
     uint64_t seed;     /* drives the split, O1, SISA's shards and the MF seed */
     double test_frac;  /* share of ratings held out for test, default 0.2 */
-    mf_params mf;      /* every MF's hyper-parameters; mf.seed is set from `seed` */
-    int shards;        /* SISA shards, default 5 */
-    int top_k;         /* the K of the top-K exposure, default 10 */
+    /* Tuning: > 0 holds out this share of the training split as a
+     * validation set and scores every metric on it instead of the test
+     * split, which is then never read (every model trains on the rest of
+     * the training split). 0, the default: score on the test split. */
+    double valid_frac;
+    mf_params mf; /* every MF's hyper-parameters; mf.seed is set from `seed` */
+    int shards;   /* SISA shards, default 5 */
+    int top_k;    /* the K of the top-K exposure, default 10 */
     /* Knobs of the unlearning methods (cff, foldin); NULL: their defaults.
      * Borrowed for the call. */
     const unlearn_params *unlearn;
@@ -130,7 +135,8 @@ typedef struct eval_cell {
     char dataset[64];
     double users_pct, forget_pct;
     uint64_t seed;
-    size_t n_train, n_test;
+    size_t n_train, n_test;  /* n_test: the validation ratings with opts.valid_frac > 0 */
+    int validation;          /* 1: scored on a validation split (opts.valid_frac > 0) */
     size_t n_forget;         /* |F| */
     size_t n_retain;         /* the affected users' remaining training ratings */
     size_t n_users_affected; /* users picked by O1 */

@@ -60,8 +60,11 @@ void spotrs_(const char *uplo, const int *n, const int *nrhs, const float *a, co
 #define FOLDIN_SAMPLE_USERS 4096
 #define FOLDIN_MAX_THREADS 16
 #define FOLDIN_SHRINK 32.0f
-#define FOLDIN_KNOWN_MAX 64     /* known raters added exactly to an item's Hessian, at most */
-#define FOLDIN_KNOWN_SHARE 0.1f /* ... when they carry this share of its curvature trace */
+#define FOLDIN_KNOWN_MAX 64      /* known raters added exactly to an item's Hessian, at most */
+#define FOLDIN_KNOWN_SHARE 0.1f  /* ... when they carry this share of its curvature trace */
+#define FOLDIN_REFINE_PASSES 3   /* refinement passes of a later sweep's user solve */
+#define FOLDIN_REFINE_SLOW 1e-2f /* last pass's squared correction above this x the first's */
+#define FOLDIN_FACTOR_BYTES ((size_t)1 << 28) /* the users' stored factors, at most */
 
 typedef struct foldin {
     const mf_model *m;
@@ -77,6 +80,7 @@ typedef struct foldin {
     float *P1, *bu1;       /* new user rows, n_users(A) x k */
     float *Q1, *bi1;       /* new item rows, n_items(I_F) x k */
     float *X, *y, *A;      /* work buffers */
+    float *U; /* with several sweeps: each affected user's first-sweep factor, k1 x k1 */
 } foldin;
 
 static const float *item_row(const foldin *f, int32_t item, ptrdiff_t pos, float *bias) {
@@ -95,7 +99,7 @@ static const float *item_row(const foldin *f, int32_t item, ptrdiff_t pos, float
  * more time packing panels than computing at K+1 = 65 (measured with perf),
  * hence this direct version for the per-user systems. Returns 0, or -1 when
  * A is not positive definite. */
-static int chol_solve(int n, float *A, float *b) {
+static int chol_factor(int n, float *A) {
     for (int j = 0; j < n; j++) {
         float *uj = A + (size_t)j * (size_t)n;
         if (!(uj[j] > 0))
@@ -109,6 +113,11 @@ static int chol_solve(int n, float *A, float *b) {
                 ar[c] -= ur * uj[c];
         }
     }
+    return 0;
+}
+
+/* b = (U'U)^-1 b for the factor U chol_factor() left in A. */
+static void chol_apply(int n, const float *A, float *b) {
     for (int j = 0; j < n; j++) { /* U' y = b, column by column */
         const float *uj = A + (size_t)j * (size_t)n;
         float yj = b[j] / uj[j];
@@ -123,6 +132,12 @@ static int chol_solve(int n, float *A, float *b) {
             acc -= uj[c] * b[c];
         b[j] = acc / uj[j];
     }
+}
+
+static int chol_solve(int n, float *A, float *b) {
+    if (chol_factor(n, A) != 0)
+        return -1;
+    chol_apply(n, A, b);
     return 0;
 }
 
@@ -134,6 +149,22 @@ static void gram_add(int n, float *A, float *rhs, const float *x, float y) {
             ar[c] += xr * x[c];
         rhs[r] += y * xr;
     }
+}
+
+/* m1's error on a rating, with user row (p, bu) and item row (q, bi). */
+static float err_of(const mf_model *m, float value, const float *p, float bu, const float *q,
+                    float bi) {
+    float dot = 0;
+    for (int d = 0; d < m->k; d++)
+        dot += p[d] * q[d];
+    return value - m->global_mean - bu - bi - dot;
+}
+
+/* Accumulate s * e * [p; 1] into g. */
+static void axpy_x(int k, float s, const float *p, float *g) {
+    for (int d = 0; d < k; d++)
+        g[d] += s * p[d];
+    g[k] += s;
 }
 
 /* Ridge solve of [p_u; b_u] for affected user at position a. */
@@ -159,12 +190,63 @@ static int solve_user(const foldin *f, size_t a, float *A, float *x) {
         gram_add(k1, A, rhs, x, rt->value - m->global_mean - bi);
     }
     for (int d = 0; d < k; d++)
-        A[(size_t)d * (size_t)k1 + (size_t)d] += f->params->foldin_reg * (float)n;
+        A[(size_t)d * (size_t)k1 + (size_t)d] +=
+            f->params->foldin_reg * (float)n + f->params->foldin_reg_const;
     A[(size_t)k * (size_t)k1 + (size_t)k] += f->params->foldin_reg_bias * (float)n + 1e-6f;
-    if (chol_solve(k1, A, rhs) != 0)
+    if (chol_factor(k1, A) != 0)
         return UL_ERR_STATE;
+    chol_apply(k1, A, rhs);
+    if (f->U != NULL)
+        memcpy(f->U + a * (size_t)k1 * (size_t)k1, A, (size_t)k1 * (size_t)k1 * sizeof(float));
     memcpy(p, rhs, (size_t)k * sizeof(*p));
     f->bu1[a] = rhs[k];
+    return UL_OK;
+}
+
+/* A later sweep's user solve, against item rows the item step moved: the
+ * same system with those rows, solved by iterative refinement from the
+ * previous solution with the factor of the first sweep's system as the
+ * preconditioner, z += (U'U)^-1 (rhs' - H' z), H' z computed rating by
+ * rating. Each pass is O(n K + K^2) instead of the O(n K^2 + K^3) of a
+ * fresh solve; the error shrinks by |I - H^-1 H'| a pass, small as long
+ * as the step moves the item rows by a fraction of their size. */
+static int refine_user(const foldin *f, size_t a, float *A, float *r) {
+    const mf_model *m = f->m;
+    int k = f->k, k1 = f->k1;
+    size_t b0 = f->ru.start[a], n = f->ru.start[a + 1] - b0;
+    if (n == 0)
+        return UL_OK; /* the ridge solution with no data: still 0 */
+    float *p = f->P1 + a * (size_t)k;
+    const float *U = f->U + a * (size_t)k1 * (size_t)k1;
+    float pen = f->params->foldin_reg * (float)n + f->params->foldin_reg_const;
+    float pen_b = f->params->foldin_reg_bias * (float)n + 1e-6f;
+    double first = 0, last = 0;
+    for (int it = 0; it < FOLDIN_REFINE_PASSES; it++) {
+        for (int d = 0; d < k; d++)
+            r[d] = -pen * p[d];
+        r[k] = -pen_b * f->bu1[a];
+        for (size_t j = 0; j < n; j++) {
+            size_t ri = f->ru.idx[b0 + j];
+            const ul_rating *rt = &f->req->retain[ri];
+            float bi;
+            const float *q = item_row(f, rt->item, f->r_item_pos[ri], &bi);
+            axpy_x(k, err_of(m, rt->value, p, f->bu1[a], q, bi), q, r);
+        }
+        chol_apply(k1, U, r);
+        last = 0;
+        for (int d = 0; d < k; d++) {
+            p[d] += r[d];
+            last += (double)r[d] * r[d];
+        }
+        f->bu1[a] += r[k];
+        last += (double)r[k] * r[k];
+        if (it == 0)
+            first = last;
+    }
+    /* Not contracting fast enough (the items moved too far for the old
+     * factor): solve afresh. */
+    if (last > FOLDIN_REFINE_SLOW * first)
+        return solve_user(f, a, A, r);
     return UL_OK;
 }
 
@@ -175,6 +257,7 @@ typedef struct user_job {
     const foldin *f;
     size_t from, to;
     float *scratch;
+    int refine; /* 1: refine_user (a later sweep), 0: solve_user */
     int rc;
 } user_job;
 
@@ -182,12 +265,16 @@ static void *user_job_run(void *arg) {
     user_job *j = arg;
     int k1 = j->f->k1;
     float *A = j->scratch, *x = j->scratch + (size_t)(k1 + 1) * (size_t)k1;
-    for (size_t a = j->from; a < j->to && j->rc == UL_OK; a++)
-        j->rc = solve_user(j->f, a, A, x);
+    for (size_t a = j->from; a < j->to && j->rc == UL_OK; a++) {
+        if (j->refine)
+            j->rc = refine_user(j->f, a, A, x);
+        else
+            j->rc = solve_user(j->f, a, A, x);
+    }
     return NULL;
 }
 
-static int solve_users(foldin *f) {
+static int solve_users(foldin *f, int refine) {
     size_t n = f->rows->n_users, k1 = (size_t)f->k1;
     int nt = f->params->threads > 0 ? f->params->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (nt > FOLDIN_MAX_THREADS)
@@ -201,8 +288,12 @@ static int solve_users(foldin *f) {
         return UL_ERR_NOMEM;
     int started = 0, rc = UL_OK;
     for (int t = 0; t < nt; t++) {
-        jobs[t] = (user_job){f, n * (size_t)t / (size_t)nt, n * (size_t)(t + 1) / (size_t)nt,
-                             scratch + (size_t)t * ((k1 + 1) * k1 + k1), UL_OK};
+        jobs[t] = (user_job){f,
+                             n * (size_t)t / (size_t)nt,
+                             n * (size_t)(t + 1) / (size_t)nt,
+                             scratch + (size_t)t * ((k1 + 1) * k1 + k1),
+                             refine,
+                             UL_OK};
         if (t > 0 && pthread_create(&tid[t], NULL, user_job_run, &jobs[t]) == 0)
             started |= 1 << t;
         else if (t > 0)
@@ -247,22 +338,6 @@ static void item_hessian(foldin *f) {
             FOLDIN_SHRINK / wt * iso + f->params->foldin_reg;
     f->A[(size_t)k * (size_t)k1 + (size_t)k] += FOLDIN_SHRINK / wt;
     f->A[(size_t)k * (size_t)k1 + (size_t)k] += f->params->foldin_reg_bias + 1e-6f;
-}
-
-/* m1's error on a rating, with user row (p, bu) and item row (q, bi). */
-static float err_of(const mf_model *m, float value, const float *p, float bu, const float *q,
-                    float bi) {
-    float dot = 0;
-    for (int d = 0; d < m->k; d++)
-        dot += p[d] * q[d];
-    return value - m->global_mean - bu - bi - dot;
-}
-
-/* Accumulate s * e * [p; 1] into g. */
-static void axpy_x(int k, float s, const float *p, float *g) {
-    for (int d = 0; d < k; d++)
-        g[d] += s * p[d];
-    g[k] += s;
 }
 
 /* Gradient (halved) of the item's objective without F at m1's row. */
@@ -457,6 +532,7 @@ static void foldin_free(foldin *f) {
     free(f->X);
     free(f->y);
     free(f->A);
+    free(f->U);
 }
 
 static size_t max_group(const unlearn_groups *g, size_t n_rows) {
@@ -526,7 +602,7 @@ int foldin_item_step(const mf_model *m, const unlearn_request *req, const unlear
     size_t k = (size_t)m->k;
     int rc = req->item_count == NULL ? UL_ERR_ARG : foldin_setup(&f);
     if (rc == UL_OK && P1 == NULL) {
-        rc = solve_users(&f);
+        rc = solve_users(&f, 0);
     } else if (rc == UL_OK) {
         memcpy(f.P1, P1, rows->n_users * k * sizeof(float));
         memcpy(f.bu1, bu1, rows->n_users * sizeof(float));
@@ -551,8 +627,13 @@ int foldin_apply(mf_model *m, const unlearn_request *req, const unlearn_params *
         ul_set_err(errstr, errstr_size, "foldin: out of memory");
         goto done;
     }
+    /* Later sweeps refine the users from the first sweep's factors when
+     * they fit in memory (FOLDIN_FACTOR_BYTES), else solve afresh. */
+    size_t fbytes = f.rows->n_users * (size_t)f.k1 * (size_t)f.k1 * sizeof(float);
+    if (params->foldin_sweeps > 1 && params->foldin_refine && fbytes <= FOLDIN_FACTOR_BYTES)
+        f.U = malloc(fbytes ? fbytes : 1); /* NULL: fresh solves */
     for (int s = 0; s < params->foldin_sweeps; s++) {
-        rc = solve_users(&f);
+        rc = solve_users(&f, s > 0 && f.U != NULL);
         if (rc == UL_OK && items)
             rc = update_items(&f);
         if (rc == UL_ERR_NOMEM) {

@@ -7,6 +7,7 @@
 #include "unlearn.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +97,7 @@ void unlearn_params_init(unlearn_params *params) {
     params->threads = 0;
     params->rescue_epochs = 5;
     params->rescue_lr = 0.02f;
-    params->rescue_reg = 0.02f;
+    params->rescue_reg = 0.04f;
     params->cff_steps = 60;
     params->cff_lr = 1e-3f;
     params->cff_channels = 8;
@@ -104,7 +105,7 @@ void unlearn_params_init(unlearn_params *params) {
     params->cff_hidden = 512;
     params->cff_batch = 32;
     params->cff_anchor = 0.0f;
-    params->cff_forget_weight = 2.0f;
+    params->cff_forget_weight = 1.0f;
     params->cff_anchor_pairs = 8;
     params->cff_reg = 0.05f;
     params->cff_reg_bias = 0.01f;
@@ -116,6 +117,75 @@ void unlearn_params_init(unlearn_params *params) {
     params->foldin_reg_bias = 0.01f;
     params->foldin_items = 1;
     params->foldin_item_prior = 5.0f;
+    params->foldin_refine = 1;
+}
+
+/* The knobs unlearn_params_set() accepts: the one list (bench_unlearn's
+ * and `unlearnd eval`'s --set both read it). */
+typedef struct knob {
+    const char *name;
+    int is_int;
+    size_t offset;
+} knob;
+
+/* is_int from the field's type: a knob of any other type does not compile. */
+#define KNOB(f)                                                                                    \
+    { #f, _Generic(((unlearn_params *)0)->f, int : 1, float : 0), offsetof(unlearn_params, f) }
+static const knob knobs[] = {
+    KNOB(rescue_epochs),     KNOB(rescue_retain),   KNOB(rescue_lr),      KNOB(rescue_reg),
+    KNOB(cff_steps),         KNOB(cff_lr),          KNOB(cff_channels),   KNOB(cff_channels2),
+    KNOB(cff_hidden),        KNOB(cff_batch),       KNOB(cff_anchor),     KNOB(cff_anchor_pairs),
+    KNOB(cff_forget_weight), KNOB(cff_fuse_items),  KNOB(cff_reg),        KNOB(cff_reg_bias),
+    KNOB(cff_item_step),     KNOB(cff_base_m2),     KNOB(cff_item_users), KNOB(foldin_sweeps),
+    KNOB(foldin_reg),        KNOB(foldin_reg_bias), KNOB(foldin_items),   KNOB(foldin_item_prior),
+    KNOB(foldin_reg_const),  KNOB(foldin_refine),
+};
+#define N_KNOBS (sizeof(knobs) / sizeof(knobs[0]))
+
+char *unlearn_params_knobs(const char *sep, char *buf, size_t size) {
+    size_t len = 0;
+    if (size > 0)
+        buf[0] = '\0';
+    for (size_t k = 0; k < N_KNOBS && len < size; k++) {
+        int n = snprintf(buf + len, size - len, "%s%s", len ? sep : "", knobs[k].name);
+        len += n > 0 ? (size_t)n : 0;
+    }
+    return buf;
+}
+
+int unlearn_params_set(unlearn_params *params, const char *assignment, char *errstr,
+                       size_t errstr_size) {
+    const char *eq = assignment ? strchr(assignment, '=') : NULL;
+    const knob *kn = NULL;
+    for (size_t k = 0; eq != NULL && k < N_KNOBS && kn == NULL; k++)
+        if (strlen(knobs[k].name) == (size_t)(eq - assignment) &&
+            strncmp(knobs[k].name, assignment, (size_t)(eq - assignment)) == 0)
+            kn = &knobs[k];
+    if (kn == NULL) {
+        char known[1024];
+        ul_set_err(errstr, errstr_size, "'%s' is not KNOB=VALUE with a known knob (%s)",
+                   assignment ? assignment : "(null)",
+                   unlearn_params_knobs(", ", known, sizeof(known)));
+        return UL_ERR_ARG;
+    }
+    char *end = NULL;
+    double v = strtod(eq + 1, &end);
+    int bad = end == eq + 1 || *end != '\0' || !isfinite(v) ||
+              (kn->is_int && (v != floor(v) || fabs(v) > 1e9));
+    if (bad) {
+        ul_set_err(errstr, errstr_size, "%s: '%s' is not %s", kn->name, eq + 1,
+                   kn->is_int ? "an integer" : "a finite number");
+        return UL_ERR_ARG;
+    }
+    char *field = (char *)params + kn->offset;
+    if (kn->is_int) {
+        int iv = (int)v;
+        memcpy(field, &iv, sizeof(iv));
+    } else {
+        float fv = (float)v;
+        memcpy(field, &fv, sizeof(fv));
+    }
+    return UL_OK;
 }
 
 void unlearn_report_free(unlearn_report *rep) {
@@ -194,7 +264,7 @@ static int check_ratings(const mf_model *m, const char *what, const ul_rating *r
     return UL_OK;
 }
 
-static int check_params(const unlearn_params *p, char *errstr, size_t errstr_size) {
+int unlearn_params_check(const unlearn_params *p, char *errstr, size_t errstr_size) {
     const char *bad = NULL;
     if (p->threads < 0)
         bad = "threads must be >= 0";
@@ -234,6 +304,10 @@ static int check_params(const unlearn_params *p, char *errstr, size_t errstr_siz
         bad = "cff_base_m2 must be 0 or 1";
     else if (p->cff_item_users != 0 && p->cff_item_users != 1)
         bad = "cff_item_users must be 0 or 1";
+    else if (p->foldin_refine != 0 && p->foldin_refine != 1)
+        bad = "foldin_refine must be 0 or 1";
+    else if (!(p->foldin_reg_const >= 0 && p->foldin_reg_const < 1e9f))
+        bad = "foldin_reg_const must be in [0,1e9)";
     else if (!(p->foldin_item_prior >= 0 && p->foldin_item_prior < 1e9f))
         bad = "foldin_item_prior must be in [0,1e9)";
     else if (p->foldin_items != 0 && p->foldin_items != 1)
@@ -319,7 +393,7 @@ int unlearn_apply(const char *method, mf_model *m, const unlearn_request *req,
         unlearn_params_init(&defaults);
         params = &defaults;
     }
-    int rc = check_params(params, errstr, errstr_size);
+    int rc = unlearn_params_check(params, errstr, errstr_size);
     if (rc == UL_OK)
         rc = check_request(m, req, errstr, errstr_size);
     if (rc != UL_OK)

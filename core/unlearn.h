@@ -42,6 +42,8 @@ typedef struct unlearn_params {
     float foldin_reg_bias;   /* ridge regularisation of the biases (per rating) */
     int foldin_items;        /* 1: Newton update of the items in F; 0: items fixed */
     float foldin_item_prior; /* ratings added to n'_i in the item Hessian (damping) */
+    int foldin_refine;       /* 1: sweeps after the first refine the users (cheap); 0: re-solve */
+    float foldin_reg_const;  /* ridge on a user's factors on top of foldin_reg per rating */
     float rescue_lr;         /* m2 SGD learning rate */
     float rescue_reg;        /* m2 SGD regularisation */
     int cff_channels;        /* C: channels of the (2,1) convolution */
@@ -60,6 +62,21 @@ typedef struct unlearn_params {
 } unlearn_params;
 
 void unlearn_params_init(unlearn_params *params);
+
+/* Set one knob from "name=value" (a field name above, e.g.
+ * "foldin_sweeps=2"; seed and threads are not knobs). Integer knobs take
+ * integers. Only parses: ranges are checked by unlearn_apply(). Returns
+ * UL_OK, or UL_ERR_ARG with a message naming the known knobs. */
+int unlearn_params_set(unlearn_params *params, const char *assignment, char *errstr,
+                       size_t errstr_size);
+
+/* UL_OK when every knob is in range, else UL_ERR_ARG with a message (what
+ * unlearn_apply() checks first). */
+int unlearn_params_check(const unlearn_params *params, char *errstr, size_t errstr_size);
+
+/* The knob names unlearn_params_set() accepts, joined by `sep` into buf
+ * (truncated, NUL-terminated); returns buf. */
+char *unlearn_params_knobs(const char *sep, char *buf, size_t size);
 
 /* What a run changed, so the worker publishes only those rows. Arrays are
  * owned by the report: free with unlearn_report_free(). */

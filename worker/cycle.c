@@ -41,6 +41,9 @@
 /* The cycle thread's nice value, relative to the process's (+10: ~1/10 of
  * the loop's CPU weight when both want a core). */
 #define CYCLE_THREAD_NICE 10
+/* At shutdown, how long a merged partition held by dead letters in flight
+ * waits for them before it is left unfinished. */
+#define DRAIN_DEAD_LETTER_MS 5000
 
 typedef enum run_state { RUN_IDLE = 0, RUN_BUSY, RUN_DONE, RUN_STOP } run_state;
 
@@ -325,8 +328,24 @@ int cycle_drain(cycle *c, char *errstr, size_t errstr_size) {
         pthread_cond_wait(&c->cv, &c->mu);
     pthread_mutex_unlock(&c->mu);
     int rc = UL_OK;
-    while (rc == UL_OK && (c->job != NULL || c->next < c->n_todo))
+    while (rc == UL_OK && (c->job != NULL || c->next < c->n_todo)) {
+        size_t next = c->next;
+        int merging = c->job != NULL;
         rc = cycle_poll(c, errstr, errstr_size);
+        if (rc != UL_OK || merging || c->next != next || c->next >= c->n_todo)
+            continue;
+        /* Held by a dead letter in flight (cycle_poll): wait for it, then
+         * leave the partition unfinished (its final checkpoint is held too,
+         * and its next owner runs its requests again). */
+        forget_cycle *cy = &c->todo[c->next];
+        if (publish_settle_dead_letters(c->o.pub, cy->partition, DRAIN_DEAD_LETTER_MS) > 0) {
+            log_warn(c->o.log, "worker",
+                     "partition %d: unlearning cycle not finished at shutdown (dead letters in "
+                     "flight); its requests stay buffered for the next owner",
+                     (int)cy->partition);
+            cy->partition = -1;
+        }
+    }
     return rc;
 }
 

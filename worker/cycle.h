@@ -73,7 +73,9 @@ int cycle_poll(cycle *c, char *errstr, size_t errstr_size);
  * no-op. */
 void cycle_give_up(cycle *c, int32_t p);
 /* Wait for the job out (if any), merge it and finish every partition (at
- * shutdown). UL_ERR_* with errstr like cycle_poll. */
+ * shutdown); a partition whose dead letters stay in flight for 5 s is left
+ * unfinished (its requests run again at the next owner). UL_ERR_* with
+ * errstr like cycle_poll. */
 int cycle_drain(cycle *c, char *errstr, size_t errstr_size);
 /* Serve delivery reports (publish_poll) and delete the acknowledged outbox
  * entries from Redis right away (a failure is logged; the next checkpoint

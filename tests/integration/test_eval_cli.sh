@@ -55,6 +55,19 @@ printf '%s\n' "$seq_line" | grep -Eq '"trace_gap":\[[^],]+,[^],]+,[^],]+\]' ||
 grep -q '^seq:foldin ' "$tmp/seq.txt" || fail "no seq:foldin row in the table"
 grep -q 'MIA AUC' "$tmp/seq.txt" || fail "no MIA AUC column in the table"
 
+# --valid scores on a validation split (the table says so), --set changes a
+# method's knob (the figures move).
+"$bin" eval --data "$tmp/r.csv" "${fast[@]}" --users 20 --methods retrain,foldin --valid \
+  >"$tmp/valid.txt" 2>/dev/null || fail "eval --valid exited non-zero"
+grep -q 'validation (every metric on it)' "$tmp/valid.txt" || fail "--valid: the table does not say validation"
+"$bin" eval --data "$tmp/r.csv" "${fast[@]}" --users 20 --methods foldin --json \
+  >"$tmp/set0.json" 2>/dev/null || fail "eval (foldin) exited non-zero"
+"$bin" eval --data "$tmp/r.csv" "${fast[@]}" --users 20 --methods foldin --json \
+  --set foldin_reg=2 --set foldin_items=0 >"$tmp/set1.json" 2>/dev/null || fail "eval --set exited non-zero"
+r0=$(grep -o '"rmse_test":[0-9.e+-]*' "$tmp/set0.json")
+r1=$(grep -o '"rmse_test":[0-9.e+-]*' "$tmp/set1.json")
+[ "$r0" != "$r1" ] || fail "--set foldin_reg=2 did not change foldin's figures ($r0)"
+
 # Table mode: a readable table with the noise floor, and a summary over seeds.
 "$bin" eval --data "$tmp/r.csv" "${fast[@]}" --seeds 2 >"$tmp/table.txt" 2>/dev/null ||
   fail "eval (table) exited non-zero"
@@ -66,7 +79,7 @@ grep -q 'mean +- std over 2 seeds' "$tmp/table.txt" || fail "no summary over see
 # --help: stdout, exit 0, names every option.
 "$bin" eval --help >"$tmp/help.txt" || fail "--help exit status"
 for o in --data --users --forget --methods --k --epochs --seed --seeds --shards --json --dups \
-  --sequential --sequential-by; do
+  --sequential --sequential-by --valid --set; do
   grep -q -- "$o" "$tmp/help.txt" || fail "--help does not document $o"
 done
 
@@ -97,6 +110,9 @@ expect_usage --seed --seed -1
 expect_usage --sequential --sequential -1
 expect_usage --sequential --sequential many
 expect_usage --sequential-by --sequential-by time
+expect_usage --set --set nope=1
+expect_usage --set --set foldin_sweeps=1.5
+expect_usage foldin_sweeps --set foldin_sweeps=0
 expect_usage "unknown option" --bogus
 expect_usage "needs a value" --users
 

@@ -18,6 +18,7 @@
 
 #include "dataset.h"
 #include "eval.h"
+#include "rng.h"
 #include "ul_err.h"
 
 static dataset *ds;
@@ -155,6 +156,78 @@ static void test_one_user_touches_one_shard(void **state) {
     assert_int_equal(c.n_users_affected, 1);
     assert_int_equal(c.results[0].shards_touched, 1);
     eval_cell_free(&c);
+}
+
+/* --valid: a tenth of the training split is scored instead of the test
+ * split, and the test split is never read: rewriting every test rating
+ * (found by its (user, item), with the split eval_run_cell makes from the
+ * seed) leaves every figure bit-identical, while the test-split run moves. */
+static void test_validation_never_reads_test(void **state) {
+    (void)state;
+    eval_opts o = small_opts();
+    eval_cell t, a, b;
+    run(&o, &t);
+    o.valid_frac = 0.1;
+    run(&o, &a);
+    assert_int_equal(a.validation, 1);
+    assert_int_equal(t.validation, 0);
+    assert_int_equal(a.n_train + a.n_test, t.n_train);
+    assert_true(a.n_test > t.n_train / 20 && a.n_test < t.n_train / 5);
+    ul_ratings tr, te;
+    char err[256] = "";
+    assert_int_equal(ds_split(ds->ratings, ds->n_ratings, o.test_frac, rng_derive(o.seed, 1), &tr,
+                              &te, err, sizeof(err)),
+                     UL_OK);
+    assert_int_equal(te.n, t.n_test);
+    uint8_t *in_test = calloc((size_t)ds->n_users * (size_t)ds->n_items, 1);
+    for (size_t j = 0; j < te.n; j++)
+        in_test[(size_t)te.v[j].user * (size_t)ds->n_items + (size_t)te.v[j].item] = 1;
+    ul_rating *copy = malloc(ds->n_ratings * sizeof(*copy));
+    memcpy(copy, ds->ratings, ds->n_ratings * sizeof(*copy));
+    size_t changed = 0;
+    for (size_t j = 0; j < ds->n_ratings; j++)
+        if (in_test[(size_t)copy[j].user * (size_t)ds->n_items + (size_t)copy[j].item]) {
+            copy[j].value = copy[j].value > 3 ? ds->rating_min : ds->rating_max;
+            changed++;
+        }
+    assert_int_equal(changed, te.n);
+    eval_data d = data_of();
+    d.ratings = copy;
+    static const char *const names[] = {"orig", "faulty", "retrain", "foldin"};
+    assert_int_equal(eval_run_cell(&d, &o, names, 4, NULL, NULL, &b, err, sizeof(err)), UL_OK);
+    assert_int_equal(a.n_results, 5); /* base_methods */
+    for (size_t j = 0; j < b.n_results; j++) {
+        const eval_result *y = &b.results[j];
+        if (strcmp(y->method, "foldin") == 0)
+            continue; /* not in the first run; compared below */
+        const eval_result *x = find(&a, y->method);
+        assert_float_equal(x->rmse_test, y->rmse_test, 0);
+        assert_float_equal(x->forget_gap, y->forget_gap, 0);
+        assert_float_equal(x->mia_auc, y->mia_auc, 0);
+        assert_float_equal(x->mia_auc_ref, y->mia_auc_ref, 0);
+    }
+    eval_cell c;
+    eval_data d0 = data_of();
+    assert_int_equal(eval_run_cell(&d0, &o, names, 4, NULL, NULL, &c, err, sizeof(err)), UL_OK);
+    assert_float_equal(find(&c, "foldin")->rmse_test, find(&b, "foldin")->rmse_test, 0);
+    eval_cell_free(&c);
+    /* the same rewrite moves the test-split figures */
+    eval_cell e;
+    o.valid_frac = 0;
+    assert_int_equal(eval_run_cell(&d, &o, names, 4, NULL, NULL, &e, err, sizeof(err)), UL_OK);
+    assert_true(fabs(find(&e, "retrain")->rmse_test - find(&t, "retrain")->rmse_test) > 0.1);
+    o.valid_frac = 1;
+    eval_cell f;
+    assert_int_equal(eval_run_cell(&d, &o, names, 4, NULL, NULL, &f, err, sizeof(err)), UL_ERR_ARG);
+    eval_cell_free(&f);
+    eval_cell_free(&e);
+    eval_cell_free(&b);
+    eval_cell_free(&a);
+    eval_cell_free(&t);
+    ul_ratings_free(&tr);
+    ul_ratings_free(&te);
+    free(copy);
+    free(in_test);
 }
 
 static void test_reproducible(void **state) {
@@ -472,6 +545,7 @@ int main(void) {
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_one_user_touches_one_shard),
         cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_validation_never_reads_test),
         cmocka_unit_test(test_json_line),
         cmocka_unit_test(test_bad_requests_and_abort),
         cmocka_unit_test(test_registry),

@@ -64,6 +64,7 @@ static void test_user_step_is_exact_ridge(void **state) {
     p.foldin_sweeps = 1;
     p.foldin_reg = 0.1f;
     p.foldin_reg_bias = 0.02f;
+    p.foldin_reg_const = 0.3f; /* on top of reg per rating, factors only */
     double A[9] = {0}, b[3] = {0};
     for (int j = 0; j < 4; j++) {
         const float *q = m->Q + retain[j].item * 2;
@@ -75,8 +76,8 @@ static void test_user_step_is_exact_ridge(void **state) {
                 A[r * 3 + c] += x[r] * x[c];
         }
     }
-    A[0] += 4 * 0.1;
-    A[4] += 4 * 0.1;
+    A[0] += 4 * 0.1 + 0.3;
+    A[4] += 4 * 0.1 + 0.3;
     A[8] += 4 * 0.02;
     solve_dense(3, A, b);
     char err[UL_ERRSTR_SIZE] = "";
@@ -302,6 +303,44 @@ static void test_planted_moves_toward_retrain(void **state) {
     scenario_free(&sc);
 }
 
+/* Later sweeps refine each user from the first sweep's Cholesky factor
+ * instead of solving afresh: the same rows as fresh solves (to float
+ * tolerance), and different from one sweep (the refinement does move them). */
+static void test_refined_sweeps_match_fresh(void **state) {
+    (void)state;
+    scenario sc = {0};
+    scenario_make(&sc);
+    unlearn_params p;
+    unlearn_params_init(&p);
+    p.foldin_sweeps = 3;
+    p.foldin_refine = 0;
+    unlearn_report rf, rr, r1;
+    mf_model *fresh = scenario_unlearn(&sc, "foldin", &p, &rf);
+    p.foldin_refine = 1;
+    mf_model *refined = scenario_unlearn(&sc, "foldin", &p, &rr);
+    p.foldin_sweeps = 1;
+    mf_model *one = scenario_unlearn(&sc, "foldin", &p, &r1);
+    double d_fresh = 0, d_one = 0;
+    for (size_t a = 0; a < rf.n_users; a++) {
+        size_t u = (size_t)rf.users[a];
+        for (int d = 0; d < fresh->k; d++) {
+            size_t i = u * (size_t)fresh->k + (size_t)d;
+            d_fresh = fmax(d_fresh, fabs(refined->P[i] - fresh->P[i]));
+            d_one = fmax(d_one, fabs(one->P[i] - fresh->P[i]));
+        }
+        d_fresh = fmax(d_fresh, fabs(refined->user_bias[u] - fresh->user_bias[u]));
+    }
+    assert_true(d_fresh < 1e-3);
+    assert_true(d_one > 10 * d_fresh);
+    unlearn_report_free(&rf);
+    unlearn_report_free(&rr);
+    unlearn_report_free(&r1);
+    mf_model_destroy(fresh);
+    mf_model_destroy(refined);
+    mf_model_destroy(one);
+    scenario_free(&sc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user_step_is_exact_ridge),
@@ -311,6 +350,7 @@ int main(void) {
         cmocka_unit_test(test_single_user_submodel),
         cmocka_unit_test(test_fully_known_item_is_solved),
         cmocka_unit_test(test_planted_moves_toward_retrain),
+        cmocka_unit_test(test_refined_sweeps_match_fresh),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,6 +113,46 @@ static void test_params_init(void **state) {
     assert_int_equal(p.cff_hidden, 512);
 }
 
+/* KNOB=VALUE sets exactly that field; bad names and values are refused
+ * with the model's defaults untouched. */
+static void test_params_set(void **state) {
+    (void)state;
+    unlearn_params p, d;
+    unlearn_params_init(&p);
+    unlearn_params_init(&d);
+    char err[UL_ERRSTR_SIZE] = "";
+    assert_int_equal(unlearn_params_set(&p, "foldin_sweeps=3", err, sizeof(err)), UL_OK);
+    assert_int_equal(p.foldin_sweeps, 3);
+    assert_int_equal(unlearn_params_set(&p, "foldin_reg=0.25", err, sizeof(err)), UL_OK);
+    assert_float_equal(p.foldin_reg, 0.25f, 0);
+    assert_int_equal(unlearn_params_set(&p, "cff_lr=2e-3", err, sizeof(err)), UL_OK);
+    assert_float_equal(p.cff_lr, 2e-3f, 0);
+    p.foldin_sweeps = d.foldin_sweeps;
+    p.foldin_reg = d.foldin_reg;
+    p.cff_lr = d.cff_lr;
+    assert_memory_equal(&p, &d, sizeof(p)); /* nothing else was written */
+    const char *bad[] = {"nope=1",
+                         "foldin_sweeps",
+                         "foldin_sweeps=1.5",
+                         "foldin_reg=abc",
+                         "foldin_reg=1x",
+                         "foldin_reg=",
+                         "=1",
+                         "seed=3",
+                         "foldin_reg=nan"};
+    for (size_t j = 0; j < sizeof(bad) / sizeof(bad[0]); j++) {
+        err[0] = '\0';
+        assert_int_equal(unlearn_params_set(&p, bad[j], err, sizeof(err)), UL_ERR_ARG);
+        assert_true(strlen(err) > 0);
+    }
+    assert_memory_equal(&p, &d, sizeof(p));
+    char knobs[1024];
+    unlearn_params_knobs(",", knobs, sizeof(knobs));
+    assert_non_null(strstr(knobs, "foldin_sweeps"));
+    assert_non_null(strstr(knobs, "cff_item_users"));
+    assert_non_null(strstr(knobs, "rescue_retain"));
+}
+
 static void test_unknown_method(void **state) {
     fixture *fx = *state;
     char err[UL_ERRSTR_SIZE] = "";
@@ -256,6 +296,7 @@ int main(void) {
         cmocka_unit_test(test_method_names),
         cmocka_unit_test(test_stream_methods),
         cmocka_unit_test(test_params_init),
+        cmocka_unit_test(test_params_set),
         cmocka_unit_test_setup_teardown(test_unknown_method, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_params, setup, teardown),

@@ -1,8 +1,31 @@
 # bench_lib.sh: what the benchmark scripts share (sourced from the
-# repository's root, not run): a free loopback port, a throwaway
-# redis-server (no persistence) under $TMP whose port it prints (the caller
-# sets TMP and stops the servers), the path of a data set by name and the
-# default data of the stream benchmarks.
+# repository's root, not run): a scratch directory with the cleanup of what
+# a run started (bench_tmp), a free loopback port, a throwaway redis-server
+# (no persistence) under $TMP whose port it prints, the path of a data set
+# by name, the default data of the stream benchmarks and the seeded 80/20
+# split.
+
+# bench_tmp: a fresh $TMP for the run, the local broker's address file in it,
+# no Redis settings from the environment; at exit the processes in $PIDS are
+# killed, the redis-servers on $REDIS_PORTS stopped and $TMP removed (KEEP=1
+# keeps it).
+bench_tmp() {
+  TMP="$(mktemp -d)"
+  PIDS="" REDIS_PORTS=""
+  trap bench_cleanup EXIT
+  export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
+  unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_CLUSTER UNLEARND_REDIS_PASSWORD
+}
+# bench_cleanup: the EXIT trap: kills the processes in $PIDS, $WORKER_PID
+# and $BROKER_PID, stops the redis-servers on $REDIS_PORTS and $REDIS_PORT
+# (each may be empty or unset) and removes $TMP (KEEP=1 keeps it).
+bench_cleanup() {
+  for pid in ${PIDS:-} ${WORKER_PID:-} ${BROKER_PID:-}; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  for port in ${REDIS_PORTS:-} ${REDIS_PORT:-}; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+  [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
+}
+now_ms() { date +%s%3N; }
+
 data_path() { # ml-100k | ml-1m | PATH: the ratings file ($UNLEARND_DATA_DIR or ../shared/data)
   local dir="${UNLEARND_DATA_DIR:-../shared/data}"
   case "$1" in
@@ -39,6 +62,20 @@ default_data() {
         print u "," (u * 7 + j * 13) % 3700 + 1 "," int(rand() * 5) + 1 }' >"$data"
   fi
   echo "$data"
+}
+
+# split_data SEED: the 80/20 split of $DATA (seeded awk) into $TMP/test.csv
+# and $TMP/train.csv, the training ratings in a seeded random order; sets
+# NTRAIN and NTEST.
+split_data() {
+  awk -F'[,\t]|::' -v seed="$1" -v train="$TMP/train.body" -v test="$TMP/test.csv" '
+    BEGIN { srand(seed); print "user,item,rating" > test }
+    $1 !~ /^[0-9]+$/ { next }
+    { r = rand(); line = $1 "," $2 "," $3
+      if (r < 0.2) print line > test; else printf "%.9f,%s\n", rand(), line > train }' "$DATA"
+  { echo "user,item,rating"; sort -t, -k1,1 "$TMP/train.body" | cut -d, -f2-; } >"$TMP/train.csv"
+  NTRAIN=$(($(wc -l <"$TMP/train.csv") - 1))
+  NTEST=$(($(wc -l <"$TMP/test.csv") - 1))
 }
 
 # ratings_csv DATA: the ratings of DATA (u.data, ratings.dat or CSV with a

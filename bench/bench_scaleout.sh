@@ -39,29 +39,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -x "$BIN" ] || scripts/build.sh release >/dev/null
-TMP="$(mktemp -d)"
-PIDS="" REDIS_PORTS=""
-cleanup() {
-  for pid in $PIDS; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  for port in $REDIS_PORTS; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
-  [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
-export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
-unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_CLUSTER UNLEARND_REDIS_PASSWORD
-now_ms() { date +%s%3N; }
+bench_tmp
 
 [ -n "$DATA" ] || DATA=$(default_data "$TMP")
-
-# 80/20 split (seeded awk), then the training ratings in a seeded random order.
-awk -F'[,\t]|::' -v seed="$SEED" -v train="$TMP/train.body" -v test="$TMP/test.csv" '
-  BEGIN { srand(seed); print "user,item,rating" > test }
-  $1 !~ /^[0-9]+$/ { next }
-  { r = rand(); line = $1 "," $2 "," $3
-    if (r < 0.2) print line > test; else printf "%.9f,%s\n", rand(), line > train }' "$DATA"
-{ echo "user,item,rating"; sort -t, -k1,1 "$TMP/train.body" | cut -d, -f2-; } >"$TMP/train.csv"
-NTRAIN=$(($(wc -l <"$TMP/train.csv") - 1))
-NTEST=$(($(wc -l <"$TMP/test.csv") - 1))
+split_data "$SEED"
 echo "data: $DATA: $NTRAIN training ratings (shuffled, seed $SEED), $NTEST test ratings;" \
   "$PARTS partitions; $(nproc) cores shared by broker, Redis and workers"
 

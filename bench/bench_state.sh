@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench_state.sh [--data PATH] [--bin PATH] [--skip-ml] [--skip-steady] [--skip-scale]
 #                [--scale-ratings N] [--scale-users N] [--scale-items N]
+#                [--scale-workers "1 2"]
 # What the worker's state (format 2) costs Redis, on this machine (the local
 # broker, one redis-server and one worker sharing the cores):
 #   1. ML-1M at 8 and at 64 partitions: all ratings produced first, one worker
@@ -16,8 +17,11 @@
 #   3. scale: USERS users, ITEMS items, 64 partitions, N synthetic ratings
 #      (seeded; default 1,000,000 / 100,000 / 4,000,000), produced while the
 #      worker consumes (the local broker keeps ~5 MiB per partition; the
-#      producer warns when it dropped any): Redis memory, the worker's peak
-#      RSS (VmHWM), ratings/s, bytes per rating.
+#      producer warns when it dropped any), with one worker and again with two
+#      in one group (--scale-workers): ratings/s, Redis memory, each worker's
+#      peak RSS (VmHWM), bytes per rating, bytes/s of item-updates records
+#      (kcat, payload sizes) and the mean age of the other worker's item
+#      changes when applied (the workers' item_updates_* counters).
 # Progress is polled with one small Lua call (the sum of `applied` over the
 # partitions) every 250 ms, a few hundred bytes each, not subtracted.
 # Default data: ML-1M from ../shared/data (the ML-1M rows are skipped
@@ -28,6 +32,7 @@ BIN=build/unlearnd
 DATA=../shared/data/ml-1m/ratings.csv
 ML=1 STEADY=1 SCALE=1
 SN=4000000 SU=1000000 SI=100000
+SCALE_WORKERS="1 2"
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) DATA="$2"; shift 2 ;;
@@ -38,6 +43,7 @@ while [ $# -gt 0 ]; do
     --scale-ratings) SN="$2"; shift 2 ;;
     --scale-users) SU="$2"; shift 2 ;;
     --scale-items) SI="$2"; shift 2 ;;
+    --scale-workers) SCALE_WORKERS="$2"; shift 2 ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "bench_state: unknown option $1" >&2; exit 2 ;;
   esac
@@ -47,11 +53,11 @@ done
 TMP="$(mktemp -d)"
 BROKER_PID="" WORKER_PID="" REDIS_PORT="" PRODUCE_PID=""
 stop_all() {
-  for pid in $PRODUCE_PID $WORKER_PID $BROKER_PID; do
+  for pid in $PRODUCE_PID $WORKER_PID ${W1:-} ${W2:-} $BROKER_PID; do
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  PRODUCE_PID="" WORKER_PID="" BROKER_PID=""
+  PRODUCE_PID="" WORKER_PID="" BROKER_PID="" W1="" W2=""
   [ -n "$REDIS_PORT" ] && redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   REDIS_PORT=""
 }
@@ -122,7 +128,7 @@ consuming() {
   NP=$2
   keys_of "$2"
   start "$2"
-  worker "$1"
+  worker "$1" "${@:3}"
   until grep -q 'assigned partition' "$TMP/$1.err" 2>/dev/null; do sleep 0.05; done
   measure_start
 }
@@ -186,22 +192,47 @@ if [ "$SCALE" = 1 ]; then
   awk -v n="$SN" -v nu="$SU" -v ni="$SI" 'BEGIN { srand(42); print "user,item,rating";
     for (i = 0; i < n; i++) { x = rand(); print int(rand() * nu) + 1 "," int(x * x * ni) + 1 "," int(rand() * 5) + 1 } }' \
     >"$TMP/scale.csv"
-  consuming scale 64
-  "$BIN" produce ratings --data "$TMP/scale.csv" >"$TMP/produce.out" 2>&1 &
-  PRODUCE_PID=$!
-  wait "$PRODUCE_PID" || true
-  PRODUCE_PID=""
-  SN=$(produced) # duplicate user-item pairs were collapsed
-  wait_applied "$SN"
-  RATE=$(awk -v n="$SN" -v ms=$(($(now_ms) - T0)) 'BEGIN { printf "%.0f", n * 1000 / ms }')
-  grep -i 'dropped\|lost' "$TMP/produce.out" || true
-  RSS=$(awk '/^VmHWM/ { print $2 * 1024 }' "/proc/$WORKER_PID/status")
-  stop_worker
-  measure_end
-  MEM=$(( $(info memory used_memory) - EMPTY_MEM ))
-  printf 'Redis memory %s, worker peak RSS %s, %s ratings/s (producing while consuming),\n' \
-    "$(mb "$MEM")" "$(mb "$RSS")" "$RATE"
-  printf 'bytes in per rating %s, AOF bytes per rating %s (%d ratings applied)\n' "$(per "$IN" "$SN")" \
-    "$(per "$AOF" "$SN")" "$SN"
-  stop_all
+  printf '%-8s %10s %14s %22s %14s %14s %18s %16s\n' workers ratings/s "Redis memory" "worker peak RSS" \
+    "bytes in/rt" "AOF bytes/rt" "item-updates B/s" "item-row age"
+  for nw in $SCALE_WORKERS; do
+    M1=$(free_port) M2=$(free_port)
+    consuming "scale$nw" 64 --metrics.port "$M1"
+    W1=$WORKER_PID W2=""
+    if [ "$nw" = 2 ]; then
+      WORKER_PID=""
+      worker "scale2b" --metrics.port "$M2"
+      W2=$WORKER_PID
+      until grep -q 'assigned partition' "$TMP/scale2b.err" 2>/dev/null; do sleep 0.05; done
+    fi
+    "$BIN" produce ratings --data "$TMP/scale.csv" >"$TMP/produce.out" 2>&1 &
+    PRODUCE_PID=$!
+    wait "$PRODUCE_PID" || true
+    PRODUCE_PID=""
+    if grep -q 'dropped' "$TMP/produce.out"; then grep 'dropped' "$TMP/produce.out"; fi
+    N2=$(produced) # duplicate user-item pairs were collapsed
+    WORKER_PID=$W1
+    wait_applied "$N2"
+    RATE=$(awk -v n="$N2" -v ms=$(($(now_ms) - T0)) 'BEGIN { printf "%.0f", n * 1000 / ms }')
+    RSS="" AGE="" UPD=""
+    for pid in $W1 $W2; do RSS="$RSS${RSS:+ + }$(mb "$(awk '/^VmHWM/ { print $2 * 1024 }' "/proc/$pid/status")")"; done
+    for port in $M1 $M2; do # mean age of the other worker's item changes
+      [ "$port" = "$M2" ] && [ "$nw" != 2 ] && continue
+      AGE="$AGE${AGE:+ / }$(curl -s "http://127.0.0.1:$port/metrics" | awk '
+        /^unlearnd_item_updates_received_total / { n = $2 } /^unlearnd_item_updates_age_ms_total / { a = $2 }
+        END { if (n > 0) printf "%.0f ms", a / n; else printf "-" }')"
+    done
+    # Bytes on item-updates over the run (kcat: payload sizes; the topic is fresh per run).
+    if command -v kcat >/dev/null; then
+      UPD=$(kcat -C -b "$(cat "$TMP/broker.addr")" -t item-updates -e -q -f '%S\n' 2>/dev/null |
+        awk -v ms=$(($(now_ms) - T0)) '{ b += $1 } END { printf "%.0f", b * 1000 / ms }')
+    fi
+    for pid in $W2 $W1; do WORKER_PID=$pid; stop_worker; done
+    measure_end
+    MEM=$(( $(info memory used_memory) - EMPTY_MEM ))
+    printf '%-8s %10s %14s %22s %14s %14s %18s %16s\n' "$nw" "$RATE" "$(mb "$MEM")" "$RSS" \
+      "$(per "$IN" "$N2")" "$(per "$AOF" "$N2")" "${UPD:--}" "${AGE:--}"
+    stop_all
+  done
+  echo "($N2 ratings applied; item-row age: the mean age of the other worker's item-updates records"
+  echo " when applied, per worker, to which the push interval the change waited, 200 ms, adds)"
 fi

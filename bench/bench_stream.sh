@@ -39,18 +39,15 @@ done
 [ -x "$BIN" ] || scripts/build.sh release >/dev/null
 TMP="$(mktemp -d)"
 BROKER_PID="" WORKER_PID="" REDIS_PORT=""
-cleanup() {
-  for pid in $WORKER_PID $BROKER_PID; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  [ -n "$REDIS_PORT" ] && redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-  [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
+# shellcheck source=bench/bench_lib.sh
+. bench/bench_lib.sh
+trap bench_cleanup EXIT
 export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
 now_ms() { date +%s%3N; }
 
 [ -n "$DATA" ] || DATA=$(default_data "$TMP")
 
-REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP" --save '' --appendonly no \
   --daemonize yes --logfile "$TMP/redis.log" >/dev/null
 REDIS=(--redis.host 127.0.0.1 --redis.port "$REDIS_PORT")

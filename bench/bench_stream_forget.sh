@@ -76,7 +76,7 @@ OFFERED=$(awk '/^  --method /{ getline; gsub(/[][ ]/, ""); split($0, a, ";"); pr
   <<<"$HELP" | tr '|' ',')
 [ -n "$METHODS" ] || METHODS="$OFFERED"
 TRAINING=absent
-grep -q -- '--training\.' <<<"$HELP" && TRAINING=on
+grep -q -- '--training\.enabled' <<<"$HELP" && TRAINING=on
 for w in "${WORKER_OPTS[@]}"; do [ "$w" = "--training.enabled" ] && TRAINING="as given"; done
 stack_workdir
 BURST_AFTER=1

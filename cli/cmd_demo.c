@@ -564,7 +564,14 @@ static int snapshot_all(demo *d, int after, char *err, size_t size) {
     store *st = demo_stack_store(d->stack);
     store_model m;
     int found = 0;
-    int rc = store_model_get(st, &m, &found, err, size);
+    /* Continuous training keeps changing the rows until it pauses: the
+     * before/after tables should differ by the forget only. */
+    progress(d, "waiting for continuous training to settle before the %s snapshot",
+             after ? "after" : "before");
+    int rc = demo_stack_wait_quiet(d->stack, (int)d->a->timeout_s * 1000, &interrupted, err, size);
+    if (rc != UL_OK)
+        return rc;
+    rc = store_model_get(st, &m, &found, err, size);
     if (rc != UL_OK)
         return rc;
     live_opts lo;

@@ -161,31 +161,67 @@ static int all_applied(demo_stack *s, const int64_t *hwm, uint64_t *applied, cha
     return done;
 }
 
+/* Between two looks of a wait: UL_OK after sleeping 20 ms, or why to stop
+ * (the worker failed, interrupted, or the deadline passed: UL_ERR_IO, the
+ * caller says what it waited for). */
+static int wait_tick(demo_stack *s, int64_t deadline, volatile sig_atomic_t *interrupted,
+                     char *errstr, size_t errstr_size) {
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    if (demo_stack_worker_alive(s, errstr, errstr_size) != UL_OK)
+        return UL_ERR_STATE;
+    if (*interrupted) {
+        ul_set_err(errstr, errstr_size, "interrupted");
+        return UL_ERR_ABORTED;
+    }
+    if (ul_clock_mono_ms() >= deadline)
+        return UL_ERR_IO;
+    nanosleep(&tick, NULL);
+    return UL_OK;
+}
+
 int demo_stack_wait_applied(demo_stack *s, const int64_t *hwm, int timeout_ms,
                             volatile sig_atomic_t *interrupted, uint64_t *applied, char *errstr,
                             size_t errstr_size) {
     int64_t deadline = ul_clock_mono_ms() + timeout_ms;
-    struct timespec tick = {0, 20 * 1000 * 1000};
     for (;;) {
         int rc = UL_OK;
         if (all_applied(s, hwm, applied, errstr, errstr_size, &rc))
             return UL_OK;
         if (rc != UL_OK)
             return rc;
-        if (demo_stack_worker_alive(s, errstr, errstr_size) != UL_OK)
-            return UL_ERR_STATE;
-        if (*interrupted) {
-            ul_set_err(errstr, errstr_size, "interrupted");
-            return UL_ERR_ABORTED;
-        }
-        if (ul_clock_mono_ms() >= deadline) {
+        rc = wait_tick(s, deadline, interrupted, errstr, errstr_size);
+        if (rc == UL_ERR_IO)
             ul_set_err(errstr, errstr_size,
                        "the worker applied only %" PRIu64 " ratings within %d ms (is the machine "
                        "overloaded? raise --timeout)",
                        *applied, timeout_ms);
-            return UL_ERR_IO;
-        }
-        nanosleep(&tick, NULL);
+        if (rc != UL_OK)
+            return rc;
+    }
+}
+
+int demo_stack_wait_quiet(demo_stack *s, int timeout_ms, volatile sig_atomic_t *interrupted,
+                          char *errstr, size_t errstr_size) {
+    int64_t deadline = ul_clock_mono_ms() + timeout_ms, quiet_since = -1;
+    int64_t hold =
+        2 * s->cfg->checkpoint_interval_ms > 500 ? 2 * s->cfg->checkpoint_interval_ms : 500;
+    metrics *m = worker_metrics(s->w);
+    for (;;) {
+        int64_t now = ul_clock_mono_ms();
+        if (metrics_gauge_value(m, METRICS_TRAINING_PAUSED) < 1.0)
+            quiet_since = -1;
+        else if (quiet_since < 0)
+            quiet_since = now;
+        if (quiet_since >= 0 && now - quiet_since >= hold)
+            return UL_OK;
+        int rc = wait_tick(s, deadline, interrupted, errstr, errstr_size);
+        if (rc == UL_ERR_IO)
+            ul_set_err(errstr, errstr_size,
+                       "continuous training did not pause within %d ms (is the machine "
+                       "overloaded? raise --timeout)",
+                       timeout_ms);
+        if (rc != UL_OK)
+            return rc;
     }
 }
 

@@ -42,6 +42,13 @@ int demo_stack_wait_applied(demo_stack *s, const int64_t *hwm, int timeout_ms,
                             volatile sig_atomic_t *interrupted, uint64_t *applied, char *errstr,
                             size_t errstr_size);
 
+/* Wait until the model in Redis stops changing: continuous training paused
+ * (or off) and stayed paused for two checkpoint intervals, at least 500 ms
+ * (a resume after new data shows within one loop iteration). Gives up like
+ * demo_stack_wait_applied. */
+int demo_stack_wait_quiet(demo_stack *s, int timeout_ms, volatile sig_atomic_t *interrupted,
+                          char *errstr, size_t errstr_size);
+
 /* Stop the worker (its bounded shutdown: final checkpoint, leave the group,
  * flush), join its thread, stop the broker and Redis. NULL is a no-op. */
 void demo_stack_stop(demo_stack *s);

@@ -148,6 +148,31 @@ static const opt_def options[] = {
     {"model.learning.rate", OPT_DOUBLE, "0.01", 1e-9, 1, NULL, F(learning_rate),
      "SGD learning rate of online updates"},
     {"model.reg", OPT_DOUBLE, "0.05", 0, 10, NULL, F(reg), "L2 regularisation of online updates"},
+    {"training.enabled", OPT_INT, "1", 0, 1, NULL, F(training_enabled),
+     "continuous training: SGD epochs over the retained ratings between events; 0 = off"},
+    {"training.share", OPT_DOUBLE, "0.15", 0, 1, NULL, F(training_share),
+     "share of the worker loop's wall time spent training while events flow"},
+    {"training.idle.share", OPT_DOUBLE, "0.5", 0, 1, NULL, F(training_idle_share),
+     "share of the loop's wall time spent training while the input is idle (no event for 500 "
+     "ms)"},
+    {"training.slice.ms", OPT_DOUBLE, "5", 0.1, 1000, NULL, F(training_slice_ms),
+     "longest time slice of training between two polls of the input"},
+    {"training.min.improvement", OPT_DOUBLE, "0.001", 0, 1, NULL, F(training_min_improvement),
+     "training pauses when an epoch's RMSE improves on the previous epoch's by less than this "
+     "fraction"},
+    {"training.resume.fraction", OPT_DOUBLE, "0.01", 0, 1, NULL, F(training_resume_fraction),
+     "paused training resumes when new ratings reach this fraction of the owned history (or "
+     "on a forget)"},
+    {"training.steps.per.event", OPT_DOUBLE, "0.25", 0, 1000000, NULL, F(training_steps_per_event),
+     "while events flow, at most this many training steps per event that arrived (more fits a "
+     "young model to its first ratings); 0 = no limit but training.share"},
+    {"training.learning.rate", OPT_DOUBLE, "0.1", 1e-9, 1, NULL, F(training_learning_rate),
+     "training's per-row schedule: a row that had E passes over its ratings trains at this x "
+     "training.learning.rate.decay^E (a new rating re-warms its rows)"},
+    {"training.learning.rate.decay", OPT_DOUBLE, "0.79", 0.01, 1, NULL,
+     F(training_learning_rate_decay), "per-pass decay of training's learning rate"},
+    {"training.learning.rate.min", OPT_DOUBLE, "0", 0, 1, NULL, F(training_learning_rate_min),
+     "floor of training's learning rate; 0 = none (a floor trains converged rows forever)"},
     {"rating.min", OPT_DOUBLE, "1", -1e6, 1e6, NULL, F(rating_min), "lowest valid rating"},
     {"rating.max", OPT_DOUBLE, "5", -1e6, 1e6, NULL, F(rating_max), "highest valid rating"},
     {"forget.max.items", OPT_INT, "10000", 1, 10000000, NULL, F(forget_max_items),

@@ -89,6 +89,17 @@ typedef struct ul_config {
     double rating_min;                 /* rating.min */
     double rating_max;                 /* rating.max */
     long forget_max_items;             /* forget.max.items */
+    /* Continuous training (worker/train.h) */
+    long training_enabled;               /* training.enabled: on/off */
+    double training_share;               /* training.share: of the loop's time while events flow */
+    double training_idle_share;          /* training.idle.share: of it while the input is idle */
+    double training_slice_ms;            /* training.slice.ms: longest slice */
+    double training_min_improvement;     /* training.min.improvement: pause threshold */
+    double training_resume_fraction;     /* training.resume.fraction: new ratings to resume */
+    double training_steps_per_event;     /* training.steps.per.event: cap while events flow */
+    double training_learning_rate;       /* training.learning.rate: per-row schedule's start */
+    double training_learning_rate_decay; /* training.learning.rate.decay: per pass */
+    double training_learning_rate_min;   /* training.learning.rate.min: its floor */
     /* Logging */
     char *log_level; /* log.level: error|warn|info|debug */
     /* Metrics and health (worker/http.h) */

@@ -43,6 +43,26 @@ static const role_default assigned_defaults[] = {
     {"fetch.wait.max.ms", "20"}, /* rare, latency-sensitive records */
     {NULL, NULL}};
 
+/* The ratings consumer. All its partitions feed one queue, and librdkafka
+ * 2.0.2 compares the queue's total length with queued.min.messages (meant
+ * per partition): past it, every partition's next fetch is held back a
+ * hard-coded 1 s (fetch.queue.backoff.ms, librdkafka #2879, arrived in 2.1).
+ * The fetcher outruns the worker, so the queue always reaches the limit;
+ * the worker idles unless the limit holds more than it applies in that
+ * second. 1,000,000 queued ratings cover 1 s at the ingest target; they cost
+ * ~200 bytes each (librdkafka's per-message op, whatever the record size:
+ * ML-1M's worker peaks at ~320 MB against ~110 MB, docs/operations.md);
+ * with librdkafka's 100,000 ML-1M ingest idled ~1 s after every ~120k ratings
+ * (debug=fetch: "queued.min.messages exceeded"). The byte bound
+ * keeps larger records from filling memory (64 MiB of payload); one fetch
+ * response is bounded to 8 MiB so it never brings more than the queue takes,
+ * whatever the partition count (librdkafka's 50 MB at 1 MB per partition
+ * would let 64 partitions fetch ~2.5M ratings at once). */
+static const role_default ingest_defaults[] = {{"queued.min.messages", "1000000"},
+                                               {"queued.max.messages.kbytes", "65536"},
+                                               {"fetch.max.bytes", "8388608"},
+                                               {NULL, NULL}};
+
 static const role_default stats_defaults[] = {{"statistics.interval.ms", "15000"}, {NULL, NULL}};
 
 /* The roles (kafka.h): the kind of client and its defaults, in order. */
@@ -56,6 +76,7 @@ static const role_def roles[] = {
     [KAFKA_CONSUMER] = {RD_KAFKA_CONSUMER, {consumer_defaults, NULL}},
     [KAFKA_OUTPUT] = {RD_KAFKA_PRODUCER, {producer_defaults, output_defaults, NULL}},
     [KAFKA_ASSIGNED] = {RD_KAFKA_CONSUMER, {consumer_defaults, assigned_defaults, NULL}},
+    [KAFKA_INGEST] = {RD_KAFKA_CONSUMER, {consumer_defaults, ingest_defaults, NULL}},
 };
 
 /* The C/P column of `key` in librdkafka's property table text: 'C'

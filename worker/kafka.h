@@ -37,12 +37,18 @@
  *                   (forget requests): KAFKA_CONSUMER's and
  *                   fetch.wait.max.ms=20 (its records are rare and
  *                   latency-sensitive; librdkafka's default holds an idle
- *                   fetch 500 ms). */
+ *                   fetch 500 ms);
+ *   KAFKA_INGEST    the worker's ratings consumer: KAFKA_CONSUMER's and a
+ *                   prefetch queue sized for ingest at the broker's speed
+ *                   (queued.min.messages=1000000,
+ *                   queued.max.messages.kbytes=65536, fetch.max.bytes=
+ *                   8388608; why in kafka.c and docs/operations.md). */
 typedef enum kafka_role {
     KAFKA_PRODUCER = 0,
     KAFKA_CONSUMER = 1,
     KAFKA_OUTPUT = 2,
     KAFKA_ASSIGNED = 3,
+    KAFKA_INGEST = 4,
 } kafka_role;
 
 /* A client conf: every kafka.* option from cfg, librdkafka's logs routed

@@ -70,6 +70,8 @@ struct live {
     int64_t *seen;      /* [home * n_parts + source]: statistics */
     int64_t *seen_rows; /* [home * n_parts + source]: row corrections */
     codec_item_updates scratch; /* records being built */
+    mf_params sched;            /* training's per-row schedule (rates and reg of the options) */
+    int32_t n_owned;            /* partitions owned (shards non-NULL) */
 };
 
 void live_opts_init(live_opts *opts) {
@@ -78,6 +80,10 @@ void live_opts_init(live_opts *opts) {
     mf_params_init(&mp);
     opts->k = mp.k;
     opts->lr = mp.lr;
+    opts->train_lr = mp.lr; /* core's trainer schedule */
+    opts->train_lr_decay = mp.lr_decay;
+    opts->train_lr_min = 0.0f;
+    opts->rewarm = 1;
     opts->reg = mp.reg;
     opts->reg_bias = mp.reg_bias;
     opts->init_std = mp.init_std;
@@ -340,6 +346,11 @@ live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *err
     if (l == NULL)
         goto oom;
     l->o = *opts;
+    mf_params_init(&l->sched);
+    l->sched.lr = opts->train_lr;
+    l->sched.lr_decay = opts->train_lr_decay;
+    l->sched.reg = opts->reg;
+    l->sched.reg_bias = opts->reg_bias;
     l->st = st;
     l->n_parts = n_partitions;
     l->instance = random_instance();
@@ -421,6 +432,7 @@ shard *live_assign(live *l, int32_t p, int *rc_out, char *errstr, size_t errstr_
         goto done;
     }
     l->shards[p] = s;
+    l->n_owned++;
     /* Every home row as the replica holds it goes out at the first flush:
      * Redis has them as of rows_off, the replica replayed what followed. */
     for (int32_t i = 0; i < rowset_size(l->items); i++) {
@@ -470,6 +482,7 @@ int live_drop(live *l, int32_t p, char *errstr, size_t errstr_size) {
     unapply_pending(l, s);
     shard_destroy(s);
     l->shards[p] = NULL;
+    l->n_owned--;
     return UL_OK;
 }
 
@@ -491,12 +504,59 @@ void live_flush_due(live *l, int32_t p) {
 
 /* ---- events ------------------------------------------------------------- */
 
+/* A new rating enters a row of n ratings (counting it) with 0 passes; the
+ * row's training rate stays the mean of its ratings' rates:
+ * decay^passes' = ((n-1) decay^passes + 1) / n. */
+static void rewarm(const live *l, float *passes, float n) {
+    float d = l->o.train_lr_decay;
+    if (n < 1.0f || *passes <= 0.0f || l->o.rewarm == 0 || d >= 1.0f)
+        return;
+    if (l->o.rewarm == 2) /* measurement only: the mean of the passes instead */
+        *passes *= (n - 1.0f) / n;
+    else
+        *passes = logf(((n - 1.0f) * powf(d, *passes) + 1.0f) / n) / logf(d);
+}
+
+/* The item's rating count as this worker's schedule sees it: the share of
+ * its ratings in the owned partitions' histories (users are spread evenly
+ * over partitions), so that with several workers each replica's passes
+ * still grow by about one per epoch of every worker, not by its own share
+ * of one. */
+static float item_sched_n(const live *l, int64_t count) {
+    return (float)count * (float)l->n_owned / (float)l->n_parts;
+}
+
+/* The step itself on urow/irow (rows of rows.h: their row state is the
+ * schedule's), nu/ni the rows' rating counts (ni: item_sched_n) without the
+ * event's. */
+static float sgd_rows(live *l, float *urow, float *irow, float nu, float ni, float rating,
+                      shard_class cls, int user_grows) {
+    mf_model m = rows_pair_model(urow, irow, l->k, l->mean, l->rmin, l->rmax);
+    float *su = urow + rows_state_index(l->k), *si = irow + rows_state_index(l->k);
+    if (cls == SHARD_EVENT) { /* the online step; the new rating re-warms its rows */
+        float err = mf_sgd_step(&m, 0, 0, rating, l->o.lr, l->o.reg, l->o.reg_bias);
+        rewarm(l, &su[0], nu + (float)user_grows);
+        rewarm(l, &si[0], ni + 1.0f);
+        su[1] = nu + (float)user_grows;
+        si[1] = ni + 1.0f;
+        return err;
+    }
+    mf_row_state us = {su[0], nu}, is = {si[0], ni};
+    float err = mf_sgd_step_rows(&m, 0, 0, rating, &l->sched, l->o.train_lr_min, &us, &is);
+    su[0] = us.passes;
+    si[0] = is.passes;
+    su[1] = nu;
+    si[1] = ni;
+    return err;
+}
+
 float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shard_class cls) {
     int vdim = rows_vector_dim(l->k);
+    hist *h = shard_hist(s, uidx);
     int32_t ai = rowset_insert(l->acc[cls], item, NULL);
     int32_t oi = rowset_insert(l->own_out, item, NULL);
     int32_t ei = replica_item(l, item); /* after: an insertion may move rows */
-    if (ai < 0 || oi < 0 || ei < 0)
+    if (h == NULL || ai < 0 || oi < 0 || ei < 0)
         return NAN;
     float *irow = rowset_row(l->items, ei), *acc = rowset_row(l->acc[cls], ai);
     float *own = rowset_row(l->own_out, oi);
@@ -505,8 +565,9 @@ float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shar
     if (old == NULL)
         return NAN;
     memcpy(old, irow, (size_t)vdim * sizeof(float));
-    mf_model m = rows_pair_model(rowset_row(s->users, uidx), irow, l->k, l->mean, l->rmin, l->rmax);
-    float err = mf_sgd_step(&m, 0, 0, rating, l->o.lr, l->o.reg, l->o.reg_bias);
+    float err =
+        sgd_rows(l, rowset_row(s->users, uidx), irow, (float)h->n,
+                 item_sched_n(l, replica_stats(l, ei).count), rating, cls, h->n < s->retention);
     for (int f = 0; f < vdim; f++) {
         acc[f] += irow[f] - old[f];
         own[f] += irow[f] - old[f];

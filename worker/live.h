@@ -43,11 +43,18 @@ typedef int (*live_encode_fn)(void *opaque, const codec_item_updates *u, int32_t
 typedef struct live_opts {
     int k;                   /* used when Redis holds no model yet (default 64) */
     int k_explicit;          /* k was configured: a stored model of another k is refused */
-    float lr, reg, reg_bias; /* online SGD step */
+    float lr, reg, reg_bias; /* online SGD step of an event (reg, reg_bias: training's too) */
     float init_std;          /* std of initial factors of unseen users/items */
     uint64_t seed;           /* initial rows are drawn from (seed, id) */
     uint32_t retention;      /* ratings kept per user */
     float rating_min, rating_max;
+    /* Training's per-row schedule (core's mf_sgd_step_rows, the row state
+     * of rows.h): a row that has had `passes` passes over its ratings trains
+     * at max(train_lr * train_lr_decay^passes, train_lr_min). `rewarm`: 1
+     * (default) the rule of live_sgd; 0 none and 2 the mean of passes, for
+     * measurements (bench/bench_train.c). */
+    float train_lr, train_lr_decay, train_lr_min;
+    int rewarm;
     /* How a checkpoint's exact deliveries become outbox records; NULL: a
      * checkpoint with deliveries fails (tools that only read never
      * checkpoint). Borrowed. */
@@ -101,13 +108,22 @@ int live_drop(live *l, int32_t p, char *errstr, size_t errstr_size);
 int live_revoke(live *l, int32_t p, char *errstr, size_t errstr_size);
 
 /* One SGD step on (user row uidx of shard s, item) toward `rating`: the
- * online step of core (mf_sgd_step; mf_sgd_step_rows with the rows'
- * state once core has it), the user row marked for checkpoint (SHARD_EVENT:
- * next checkpoint; SHARD_TRAINING: next row flush) and for publishing
- * (class-specific interval), the item change applied to the replica and
- * accumulated for broadcast in the class's accumulator. Creates the item's
- * row if unseen. Returns the error before the step, or NAN when out of
- * memory. */
+ * user row marked for checkpoint (SHARD_EVENT: next checkpoint;
+ * SHARD_TRAINING: next row flush) and for publishing (class-specific
+ * interval), the item change applied to the replica and accumulated for
+ * broadcast in the class's accumulator. An event's step is the online step
+ * (live_opts.lr); it enters the rating into its rows' schedule with 0
+ * passes, keeping each row's training rate the mean of its ratings' rates:
+ * decay^passes' = ((n-1) decay^passes + 1) / n, n = the user's history
+ * length / the item's count with the new rating (an item's count scaled by
+ * the share of partitions owned: with several workers each counts its share
+ * of the item's ratings, so its passes grow about one per epoch). A
+ * training step is
+ * mf_sgd_step_rows: each row at its own rate of the schedule (the row state
+ * of rows.h, stored with the row), 1/n added to its passes. Creates the
+ * item's row if unseen. Does not change statistics or histories
+ * (live_apply_rating does). Returns the error before the step, or NAN when
+ * out of memory. */
 float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shard_class cls);
 /* Live (replica) statistics of an item: ratings behind it and their sum.
  * 0/0 when unknown. */

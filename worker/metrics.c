@@ -50,6 +50,39 @@ static const counter_def counter_defs[METRICS_N_COUNTERS] = {
                                           "ERASURE forget requests that reached ratings older "
                                           "than the retained history (the model may still "
                                           "carry them)."},
+    [METRICS_ITEM_UPDATES_IN] = {"item_updates_received_total",
+                                 "Item-updates records of other workers applied to this worker's "
+                                 "replica."},
+    [METRICS_ITEM_UPDATE_AGE_MS] = {"item_updates_age_ms_total",
+                                    "Sum over those records of their age when applied (now - the "
+                                    "record's timestamp), ms: divided by "
+                                    "item_updates_received_total, the mean staleness."},
+    [METRICS_TRAINING_EPOCHS] = {"training_epochs_total",
+                                 "Continuous-training epochs completed over the owned histories."},
+    [METRICS_TRAINING_RATINGS] = {"training_ratings_total",
+                                  "SGD steps of continuous training (retained ratings trained)."},
+};
+
+/* The gauges (metrics.h's enum, same order): name, HELP text and the value
+ * before the first set. */
+typedef struct gauge_def {
+    const char *name;
+    const char *help;
+    double initial;
+} gauge_def;
+
+static const gauge_def gauge_defs[METRICS_N_GAUGES] = {
+    [METRICS_TRAINING_LOSS] = {"training_loss_rmse",
+                               "RMSE of continuous training's steps in its last completed epoch "
+                               "(the epoch in progress before the first; -1 = none yet).",
+                               -1.0},
+    [METRICS_TRAINING_SHARE] = {"training_share",
+                                "Measured share of the worker loop's wall time spent training "
+                                "(last 5 s window).",
+                                0.0},
+    [METRICS_TRAINING_PAUSED] = {"training_paused",
+                                 "1 while continuous training waits for new data (or is off).",
+                                 1.0},
 };
 
 static const double cycle_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -90,6 +123,7 @@ struct metrics {
     char kafka_why[160], redis_why[160]; /* why not connected ("" = not said) */
     double redis_wait_at;                /* a Redis check in progress since then; 0 = none */
     int assigned;                        /* -1 = unknown */
+    double gauges[METRICS_N_GAUGES];
 };
 
 static double clock_monotonic(void *opaque) {
@@ -114,6 +148,8 @@ metrics *metrics_new(void) {
         atomic_init(&m->counters[c], 0);
     m->clock = clock_monotonic;
     m->assigned = -1;
+    for (int g = 0; g < METRICS_N_GAUGES; g++)
+        m->gauges[g] = gauge_defs[g].initial;
 
     m->heartbeat_at = m->checkpoint_at = now_locked(m);
     return m;
@@ -147,6 +183,19 @@ void metrics_add(metrics *m, metrics_counter c, uint64_t n) {
 
 uint64_t metrics_count(metrics *m, metrics_counter c) {
     return atomic_load_explicit(&m->counters[c], memory_order_relaxed);
+}
+
+void metrics_set_gauge(metrics *m, metrics_gauge g, double value) {
+    pthread_mutex_lock(&m->lock);
+    m->gauges[g] = value;
+    pthread_mutex_unlock(&m->lock);
+}
+
+double metrics_gauge_value(metrics *m, metrics_gauge g) {
+    pthread_mutex_lock(&m->lock);
+    double v = m->gauges[g];
+    pthread_mutex_unlock(&m->lock);
+    return v;
 }
 
 /* Caller holds the lock. The last slot, topic and reason "other", takes
@@ -264,7 +313,8 @@ static int ready_locked(metrics *m, char *why, size_t why_size) {
         missing = "not connected to Redis";
         detail = m->redis_why;
     } else if (waited > METRICS_REDIS_SLOW_S) {
-        snprintf(buf, sizeof(buf), "Redis has not answered a PING for %.1f s", waited);
+        snprintf(buf, sizeof(buf), "a Redis call has waited %.1f s (no reply, or retrying)",
+                 waited);
         missing = buf;
     } else if (m->assigned < 0) {
         missing = "no partition assignment yet (joining the group or rebalancing)";
@@ -833,6 +883,8 @@ static void render_health(metrics *m, FILE *f, double now, double live_max_age_s
     gauge(f, "ready", "1 when /readyz answers 200.", (double)ready_locked(m, NULL, 0));
     gauge(f, "live", "1 when /livez answers 200.",
           (double)(now - m->heartbeat_at <= live_max_age_s));
+    for (int g = 0; g < METRICS_N_GAUGES; g++)
+        gauge(f, gauge_defs[g].name, gauge_defs[g].help, m->gauges[g]);
 }
 
 char *metrics_render(metrics *m, double live_max_age_s, size_t *len) {

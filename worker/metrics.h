@@ -30,6 +30,9 @@
  *   assigned_partitions                   gauge, -1 while no assignment is known
  *   kafka_connected, redis_connected, ready, live   gauges 0/1
  *   heartbeat_age_seconds                 gauge
+ *   training_epochs_total                 counter, continuous training (train.h)
+ *   training_ratings_total                counter, its SGD steps
+ *   training_loss_rmse, training_share, training_paused   gauges (metrics_gauge)
  *
  * WHERE THE WORKER CALLS THESE (worker.c unless another file is named):
  *   start-up         m = metrics_new(); http_server_start(m, ...) when
@@ -76,6 +79,9 @@
  *                    of its last partition; cycle.c); an ERASURE receipt with
  *                    beyond_retention > 0: METRICS_ERASURE_BEYOND_RETENTION + 1
  *                    (cycle.c).
+ *   training         METRICS_TRAINING_EPOCHS + 1 per epoch, METRICS_TRAINING_RATINGS
+ *                    + n per slice; the METRICS_TRAINING_* gauges at most every
+ *                    250 ms and at pauses (train.c).
  *   shutdown         http_server_stop(), then metrics_destroy(m).
  */
 #ifndef UL_METRICS_H
@@ -102,7 +108,9 @@ void metrics_set_clock(metrics *m, metrics_clock_fn fn, void *opaque);
 /* The worker's counters, each counted once, here (this process since it
  * started; Redis holds the per-partition totals). Those with a name in
  * metrics.c's table are exported; the rest feed the worker's progress log
- * line. */
+ * line. The item-updates pair gives the mean age of another worker's item
+ * changes when this one applies them (the staleness between workers, less
+ * the push interval the change waited before it was sent). */
 typedef enum metrics_counter {
     METRICS_RATINGS_APPLIED = 0,      /* ratings_applied_total */
     METRICS_FORGET_RECEIVED,          /* forget_requests_received_total */
@@ -112,6 +120,10 @@ typedef enum metrics_counter {
     METRICS_DEAD_LETTERS,             /* all dead letters (metrics_inc_dead_letter) */
     METRICS_ROWS_PUBLISHED,           /* factor rows published periodically */
     METRICS_ERASURE_BEYOND_RETENTION, /* erasure_beyond_retention_total */
+    METRICS_ITEM_UPDATES_IN,          /* item_updates_received_total */
+    METRICS_ITEM_UPDATE_AGE_MS,       /* item_updates_age_ms_total */
+    METRICS_TRAINING_EPOCHS,          /* training_epochs_total */
+    METRICS_TRAINING_RATINGS,         /* training_ratings_total */
     METRICS_N_COUNTERS
 } metrics_counter;
 
@@ -125,6 +137,19 @@ void metrics_inc_dead_letter(metrics *m, const char *topic, const char *reason);
 #define METRICS_MAX_REASONS 64
 /* A checkpoint pass succeeded: counts it and resets checkpoint_age_seconds. */
 void metrics_checkpoint_done(metrics *m);
+
+/* ---- gauges ------------------------------------------------------------ */
+/* Values set by the worker and exported as they are (metrics.c's gauge
+ * table gives each its name and HELP text). */
+typedef enum metrics_gauge {
+    METRICS_TRAINING_LOSS = 0, /* training_loss_rmse */
+    METRICS_TRAINING_SHARE,    /* training_share */
+    METRICS_TRAINING_PAUSED,   /* training_paused */
+    METRICS_N_GAUGES
+} metrics_gauge;
+
+void metrics_set_gauge(metrics *m, metrics_gauge g, double value);
+double metrics_gauge_value(metrics *m, metrics_gauge g);
 
 /* ---- histogram --------------------------------------------------------- */
 /* One unlearning cycle took `seconds` (negative or NaN values are ignored). */
@@ -178,9 +203,11 @@ void metrics_set_redis_connected(metrics *m, int connected);
  * truncated; NULL = none). */
 void metrics_set_kafka_down(metrics *m, int connected, const char *why);
 void metrics_set_redis_down(metrics *m, int connected, const char *why);
-/* A check of Redis starts (1) or ends (0): while one has waited more than
- * METRICS_REDIS_SLOW_S the worker is not ready (a frozen Redis blocks the
- * check up to redis.timeout.ms before it fails). */
+/* A wait on Redis starts (1) or ends (0): a reply awaited, or a call
+ * retrying (a node down, CLUSTERDOWN, a slot not served); while one has
+ * lasted more than METRICS_REDIS_SLOW_S the worker is not ready (a frozen
+ * Redis blocks a call up to redis.timeout.ms, a retried one lasts up to
+ * redis.retry.ms). */
 void metrics_redis_waiting(metrics *m, int waiting);
 #define METRICS_REDIS_SLOW_S 1.0
 /* Partitions owned after the last assignment; -1 = none known (starting,

@@ -90,7 +90,8 @@ struct rcluster {
     void *log_ctx;
     void (*wait_fn)(void *, int);
     void *wait_ctx;
-    int cluster; /* 1: Redis Cluster, 0: one plain Redis */
+    int wait_depth; /* nested waits (a reply inside a retry): wait_fn on 0 <-> 1 only */
+    int cluster;    /* 1: Redis Cluster, 0: one plain Redis */
     rc_node **nodes;
     int n_nodes, cap_nodes;
     rc_node *slots[RCLUSTER_SLOTS];
@@ -140,6 +141,8 @@ struct rcluster_txn {
 
 /* Retry bookkeeping of one call. */
 typedef struct retry {
+    rcluster *rc;
+    int waiting; /* slept once already: the caller was told (rc_waiting) */
     int64_t deadline;
     int backoff_ms;
     int free_redirects;
@@ -187,7 +190,16 @@ static void note(rcluster *rc, retry *rt, const char *fmt, ...) {
     rc_log(rc, "%s (retrying)", rt->last);
 }
 
-static void retry_init(const rcluster *rc, retry *rt) {
+/* A wait starts (1) or ends (0); wait_fn hears the outermost only. */
+static void rc_waiting(rcluster *rc, int on) {
+    int edge = on ? rc->wait_depth++ == 0 : --rc->wait_depth == 0;
+    if (edge && rc->wait_fn)
+        rc->wait_fn(rc->wait_ctx, on);
+}
+
+static void retry_init(rcluster *rc, retry *rt) {
+    rt->rc = rc;
+    rt->waiting = 0;
     rt->deadline = now_ms() + rc->retry_ms;
     rt->backoff_ms = BACKOFF_FIRST_MS;
     rt->free_redirects = MAX_FREE_REDIRECTS;
@@ -203,9 +215,20 @@ static int retry_wait(retry *rt, int backoff) {
     int64_t left = rt->deadline - now_ms();
     if (left <= 0)
         return -1;
+    if (!rt->waiting) { /* a wait on Redis from now until the call ends */
+        rt->waiting = 1;
+        rc_waiting(rt->rc, 1);
+    }
     sleep_ms(left < rt->backoff_ms ? left : rt->backoff_ms);
     rt->backoff_ms = rt->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : rt->backoff_ms * 2;
     return 0;
+}
+
+/* The call is over (answered or given up). */
+static void retry_end(retry *rt) {
+    if (rt->waiting)
+        rc_waiting(rt->rc, 0);
+    rt->waiting = 0;
 }
 
 /* Printable, bounded copy of a key or command name for messages. */
@@ -755,11 +778,9 @@ static redisReply *node_read(rcluster *rc, rc_node *nd, char *errstr, size_t err
     redisReply *r = NULL;
     if (redisReaderGetReply(nd->c->reader, (void **)&r) == REDIS_OK && r != NULL)
         return r; /* already read with an earlier one: no wait */
-    if (rc->wait_fn)
-        rc->wait_fn(rc->wait_ctx, 1);
+    rc_waiting(rc, 1);
     int got = redisGetReply(nd->c, (void **)&r);
-    if (rc->wait_fn)
-        rc->wait_fn(rc->wait_ctx, 0);
+    rc_waiting(rc, 0);
     if (got != REDIS_OK || r == NULL) {
         char tmp[64];
         ul_set_err(errstr, errstr_size, "redis %s: %s", nd->addr,
@@ -1393,6 +1414,7 @@ static int pipe_run(rcluster_pipeline *p, size_t from, size_t to, char *errstr,
             break;
         }
     }
+    retry_end(&rt);
     free(pend), free(tgt), free(used), free(iov);
     return rc_;
 }
@@ -1868,18 +1890,26 @@ static txn_step txn_attempt(rcluster_txn *t, txn_try *tt) {
     return txn_read_body(t, tt, discard_step);
 }
 
+static int txn_exec_retrying(rcluster_txn *t, retry *rt, char *errstr, size_t errstr_size);
+
 int rcluster_txn_exec(rcluster_txn *t, char *errstr, size_t errstr_size) {
-    rcluster *rc = t->rc;
     if (t->exec)
         freeReplyObject(t->exec);
     t->exec = NULL;
     t->acked = -1;
     retry rt;
-    retry_init(rc, &rt);
+    retry_init(t->rc, &rt);
+    int rc_ = txn_exec_retrying(t, &rt, errstr, errstr_size);
+    retry_end(&rt);
+    return rc_;
+}
+
+static int txn_exec_retrying(rcluster_txn *t, retry *rt, char *errstr, size_t errstr_size) {
+    rcluster *rc = t->rc;
     rc_node *ask = NULL;
     for (int attempt = 0;; attempt++) {
         txn_try tt = {0};
-        tt.rt = &rt;
+        tt.rt = rt;
         tt.nd = ask ? ask : rc->slots[t->slot];
         tt.asking = ask != NULL && rc->cluster;
         ask = NULL;
@@ -1887,7 +1917,7 @@ int rcluster_txn_exec(rcluster_txn *t, char *errstr, size_t errstr_size) {
         if (attempt > 0)
             rc->stats.txn_retries++;
         if (tt.nd == NULL) {
-            note(rc, &rt, "slot %d is not served by any node (transaction not applied)", t->slot);
+            note(rc, rt, "slot %d is not served by any node (transaction not applied)", t->slot);
             tt.refresh = 1;
             step = TXN_RETRY_BACKOFF;
         } else {
@@ -1905,9 +1935,9 @@ int rcluster_txn_exec(rcluster_txn *t, char *errstr, size_t errstr_size) {
         ask = tt.ask;
         if (tt.refresh)
             refresh_quiet(rc);
-        if (retry_wait(&rt, step == TXN_RETRY_BACKOFF) != 0) {
+        if (retry_wait(rt, step == TXN_RETRY_BACKOFF) != 0) {
             ul_set_err(errstr, errstr_size, "%s (gave up after %d ms)",
-                       rt.last[0] ? rt.last : "redirections did not settle", rc->retry_ms);
+                       rt->last[0] ? rt->last : "redirections did not settle", rc->retry_ms);
             return UL_ERR_IO;
         }
     }
@@ -1927,22 +1957,32 @@ static int node_call(rcluster *rc, rc_node *nd, const char *what, redisReply **o
  * over the primaries; UL_ERR_IO from it refreshes, waits and starts over. */
 typedef int (*visit_fn)(rcluster *rc, rc_node *nd, void *ctx, char *errstr, size_t errstr_size);
 
+static int each_primary_retrying(rcluster *rc, retry *rt, visit_fn visit, void *ctx, char *errstr,
+                                 size_t errstr_size);
+
 static int each_primary(rcluster *rc, visit_fn visit, void *ctx, char *errstr, size_t errstr_size) {
     retry rt;
     retry_init(rc, &rt);
+    int rc_ = each_primary_retrying(rc, &rt, visit, ctx, errstr, errstr_size);
+    retry_end(&rt);
+    return rc_;
+}
+
+static int each_primary_retrying(rcluster *rc, retry *rt, visit_fn visit, void *ctx, char *errstr,
+                                 size_t errstr_size) {
     for (;;) {
         int rc_ = UL_OK;
         for (int i = 0; i < rc->n_primaries && rc_ == UL_OK; i++)
-            rc_ = visit(rc, rc->primaries[i], ctx, rt.last, sizeof(rt.last));
+            rc_ = visit(rc, rc->primaries[i], ctx, rt->last, sizeof(rt->last));
         if (rc_ != UL_ERR_IO) {
             if (rc_ != UL_OK)
-                ul_set_err(errstr, errstr_size, "%s", rt.last);
+                ul_set_err(errstr, errstr_size, "%s", rt->last);
             return rc_;
         }
-        rc_log(rc, "%s (retrying)", rt.last);
+        rc_log(rc, "%s (retrying)", rt->last);
         refresh_quiet(rc);
-        if (retry_wait(&rt, 1) != 0) {
-            ul_set_err(errstr, errstr_size, "%s (gave up after %d ms)", rt.last, rc->retry_ms);
+        if (retry_wait(rt, 1) != 0) {
+            ul_set_err(errstr, errstr_size, "%s (gave up after %d ms)", rt->last, rc->retry_ms);
             return UL_ERR_IO;
         }
     }

@@ -70,9 +70,11 @@ typedef struct rcluster_opts {
     void (*log_fn)(void *log_ctx, const char *msg);
     void *log_ctx;
     /* Called (when non-NULL) with 1 before the client blocks waiting for a
-     * node's reply (none already buffered) and with 0 once it came or the
-     * wait failed, so a caller can tell how long Redis has been silent (the
-     * worker's /readyz). On the caller's thread. Borrowed. */
+     * node's reply (none already buffered) or first sleeps before a retry
+     * (a node down, CLUSTERDOWN, a slot not served), and with 0 once the
+     * reply came or the call ended, so a caller can tell how long Redis has
+     * kept it waiting (the worker's /readyz). Never nested. On the caller's
+     * thread. Borrowed. */
     void (*wait_fn)(void *wait_ctx, int waiting);
     void *wait_ctx;
 } rcluster_opts;

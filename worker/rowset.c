@@ -1,7 +1,9 @@
 /* rowset.c: open-addressing hash (linear probing, power-of-two capacity,
  * load <= 1/2) from raw id to dense index, over a slab of rows. Keys and
- * rows live in parallel arrays indexed by the dense index; the hash holds
- * index+1 (0 = empty slot). Marks are a byte per row (bit s: in set s) plus
+ * rows live in parallel arrays indexed by the dense index; a hash slot holds
+ * the key beside index+1 (0 = empty slot), so a lookup reads one cache line
+ * of the hash and none of the key array (the worker does several lookups
+ * per rating, each a likely cache miss at scale). Marks are a byte per row (bit s: in set s) plus
  * one list per set, so marking is O(1) and a checkpoint or a publish visits
  * only the changed rows. */
 #include "rowset.h"
@@ -9,10 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct slot {
+    int64_t key;
+    int32_t idx; /* index+1, 0 = empty */
+} slot;
+
 struct rowset {
     int dim;
     int32_t n, cap;                  /* rows used / allocated */
-    int32_t *slots;                  /* hash: index+1, 0 = empty */
+    slot *slots;                     /* the hash */
     uint32_t n_slots;                /* power of two */
     int64_t *keys;                   /* cap */
     float *rows;                     /* cap * dim */
@@ -66,25 +73,26 @@ int32_t rowset_size(const rowset *rs) {
 int32_t rowset_find(const rowset *rs, int64_t key) {
     uint32_t mask = rs->n_slots - 1;
     for (uint32_t h = hash_key(key) & mask;; h = (h + 1) & mask) {
-        int32_t s = rs->slots[h];
-        if (s == 0)
+        const slot *s = &rs->slots[h];
+        if (s->idx == 0)
             return -1;
-        if (rs->keys[s - 1] == key)
-            return s - 1;
+        if (s->key == key)
+            return s->idx - 1;
     }
 }
 
-static void place(int32_t *slots, uint32_t n_slots, int64_t key, int32_t idx) {
+static void place(slot *slots, uint32_t n_slots, int64_t key, int32_t idx) {
     uint32_t mask = n_slots - 1;
     uint32_t h = hash_key(key) & mask;
-    while (slots[h] != 0)
+    while (slots[h].idx != 0)
         h = (h + 1) & mask;
-    slots[h] = idx + 1;
+    slots[h].key = key;
+    slots[h].idx = idx + 1;
 }
 
 static int grow_slots(rowset *rs) {
     uint32_t n_slots = rs->n_slots * 2;
-    int32_t *slots = calloc(n_slots, sizeof(*slots));
+    slot *slots = calloc(n_slots, sizeof(*slots));
     if (slots == NULL)
         return -1;
     for (int32_t i = 0; i < rs->n; i++)

@@ -54,6 +54,7 @@
 #include "redis_local.h"
 #include "rows.h"
 #include "store.h"
+#include "train.h"
 #include "ul_clock.h"
 #include "ul_err.h"
 
@@ -90,6 +91,8 @@ struct worker {
     store *st;
     live *lv;
     publisher *pub;
+    train *train;                         /* continuous training, called from the loop */
+    uint64_t pushed_epochs;               /* training epochs whose item changes went out */
     rd_kafka_t *consumer[INPUT_N_ASSIGN]; /* by input_assign */
     const char *topic[SHARD_N_INPUTS];    /* the input topics' names (borrowed from cfg) */
     int32_t n_parts;
@@ -534,6 +537,40 @@ static void give_up(worker *w, int32_t p, int lost) {
                  w->topic[group_input()], off, applied);
 }
 
+static void push_items(worker *w, shard_class cls) {
+    size_t n = live_push(w->lv, cls, publish_item_updates, w->pub);
+    if (n > 0)
+        log_debug(w->log, "worker", "pushed %zu item changes (%s) to %s", n,
+                  cls == SHARD_TRAINING ? "training" : "events", w->topic[SHARD_ITEM_UPDATES]);
+}
+
+/* 1 once per completed training epoch: its item changes go out then too (not
+ * only every training.push.interval.ms), so that other workers' epochs see
+ * them before training far past them (a small catalogue runs many epochs
+ * per push interval, and two workers each moving an item on their own
+ * stale copy overshoot). */
+static int train_epoch_ended(worker *w) {
+    train_stats st;
+    train_get_stats(w->train, &st);
+    if (st.epochs == w->pushed_epochs)
+        return 0;
+    w->pushed_epochs = st.epochs;
+    return 1;
+}
+
+/* Send every change not sent yet, without waiting for its interval: item
+ * deltas of both classes to item-updates, marked rows of both classes to
+ * the factors topic. Before a partition's final row flush (a revocation, a
+ * clean stop): the flush writes trained rows to Redis, and without this the
+ * topic would miss the rows trained since the last training publish when no
+ * one takes the partition over. */
+static void send_changes(worker *w) {
+    push_items(w, SHARD_EVENT);
+    push_items(w, SHARD_TRAINING);
+    publish_changed_class(w->pub, SHARD_EVENT);
+    publish_changed_class(w->pub, SHARD_TRAINING);
+}
+
 static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int lost) {
     /* A worker stopping on a fault writes nothing more: its restart (or the
      * next owner) resumes from the last checkpoint, and a dead Redis would
@@ -544,7 +581,7 @@ static void on_revoke(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
      * the call then waits forever (seen: a worker hung in its SIGTERM). */
     int cooperative = is_cooperative(rk);
     if (!lost) /* lost: another member may own them already, our rows may be stale */
-        publish_changed(w->pub);
+        send_changes(w);
     rd_kafka_topic_partition_list_t *alongside =
         rd_kafka_topic_partition_list_new(parts->cnt * SHARD_N_INPUTS);
     for (int i = 0; i < parts->cnt; i++) {
@@ -859,6 +896,12 @@ static int on_item_updates(worker *w, shard *s, const rd_kafka_message_t *rkm, c
                            size_t size) {
     (void)s;
     int rc = codec_decode_item_updates(w->codec, rkm->payload, rkm->len, &w->upd, err, size);
+    if (rc == CODEC_OK && (uint64_t)w->upd.instance != live_instance(w->lv)) {
+        int64_t ts = rd_kafka_message_timestamp(rkm, NULL), now = ul_clock_wall_ms();
+        metrics_add(w->metrics, METRICS_ITEM_UPDATES_IN, 1);
+        metrics_add(w->metrics, METRICS_ITEM_UPDATE_AGE_MS,
+                    ts > 0 && now > ts ? (uint64_t)(now - ts) : 0);
+    }
     if (rc == CODEC_OK)
         rc = live_item_updates(w->lv, rkm->partition, rkm->offset, &w->upd, err, size);
     else
@@ -925,6 +968,8 @@ static void dispatch(worker *w, const rd_kafka_message_t *rkm) {
 static int poll_consumer(worker *w, rd_kafka_t *rk, int timeout_ms) {
     int n = 0;
     for (; n < POLL_BATCH && !w->fatal; n++) {
+        if ((n & 255) == 255 && train_due(w->train))
+            break; /* a training slice is due: keep its share while events flow */
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(rk, n == 0 ? timeout_ms : 0);
         if (rkm == NULL)
             break;
@@ -1029,7 +1074,8 @@ static int open_store(worker *w, char *errstr, size_t errstr_size) {
     so.wait_fn = store_waiting; /* /readyz: Redis silent for long, whatever the call */
     so.wait_ctx = w->metrics;
     w->st = store_connect(&so, errstr, errstr_size);
-    if (w->st == NULL)
+    /* every primary answers before we say connected (the slot map came from one seed) */
+    if (w->st == NULL || store_ping(w->st, errstr, errstr_size) != UL_OK)
         return UL_ERR_IO;
     metrics_set_redis_connected(w->metrics, 1);
     if (store_is_cluster(w->st))
@@ -1049,7 +1095,7 @@ static int open_consumers(worker *w, char *errstr, size_t errstr_size) {
     g.rebalance = rebalance_cb;
     g.committed = commit_cb;
     if ((w->consumer[INPUT_GROUP] =
-             kafka_client_new(w->cfg, KAFKA_CONSUMER, &w->log, &g, errstr, errstr_size)) == NULL ||
+             kafka_client_new(w->cfg, KAFKA_INGEST, &w->log, &g, errstr, errstr_size)) == NULL ||
         (w->consumer[INPUT_ALONGSIDE] =
              kafka_client_new(w->cfg, KAFKA_ASSIGNED, &w->log, &h, errstr, errstr_size)) == NULL ||
         (w->consumer[INPUT_ALL] =
@@ -1098,6 +1144,9 @@ static int open_live(worker *w, char *errstr, size_t errstr_size) {
     lo.k = (int)cfg->model_k;
     lo.lr = (float)cfg->learning_rate;
     lo.reg = (float)cfg->reg;
+    lo.train_lr = (float)cfg->training_learning_rate;
+    lo.train_lr_decay = (float)cfg->training_learning_rate_decay;
+    lo.train_lr_min = (float)cfg->training_learning_rate_min;
     lo.retention = (uint32_t)cfg->retention_per_user;
     lo.rating_min = (float)cfg->rating_min;
     lo.rating_max = (float)cfg->rating_max;
@@ -1129,6 +1178,25 @@ static int assign_replica(worker *w, char *errstr, size_t errstr_size) {
                    rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         return UL_ERR_IO;
+    }
+    return UL_OK;
+}
+
+static int open_train(worker *w, char *errstr, size_t errstr_size) {
+    const ul_config *cfg = w->cfg;
+    train_opts to;
+    train_opts_init(&to);
+    to.enabled = cfg->training_enabled != 0;
+    to.share = cfg->training_share;
+    to.idle_share = cfg->training_idle_share;
+    to.slice_ms = cfg->training_slice_ms;
+    to.min_improvement = cfg->training_min_improvement;
+    to.resume_fraction = cfg->training_resume_fraction;
+    to.steps_per_event = cfg->training_steps_per_event;
+    w->train = train_new(&to, w->lv, w->metrics, w->log);
+    if (w->train == NULL) {
+        ul_set_err(errstr, errstr_size, "out of memory");
+        return UL_ERR_NOMEM;
     }
     return UL_OK;
 }
@@ -1237,7 +1305,7 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
         (w->codec = codec_from_config(cfg, 1, errstr, errstr_size)) == NULL ||
         open_store(w, errstr, errstr_size) != UL_OK ||
         open_consumers(w, errstr, errstr_size) != UL_OK ||
-        open_live(w, errstr, errstr_size) != UL_OK ||
+        open_live(w, errstr, errstr_size) != UL_OK || open_train(w, errstr, errstr_size) != UL_OK ||
         (w->pub = publish_new(cfg, lg, w->metrics, w->codec, w->lv, errstr, errstr_size)) == NULL)
         goto fail;
     w->lag_committed = calloc((size_t)w->n_parts, sizeof(*w->lag_committed));
@@ -1252,10 +1320,12 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
         goto fail;
     log_info(w->log, "worker",
              "consuming %s (%d partitions) in group %s; method %s, k=%d, cycle every %ld "
-             "ms, checkpoint every %ld ms, changed rows published every %ld ms",
+             "ms, checkpoint every %ld ms, changed rows published every %ld ms; continuous "
+             "training %s (%.2f of the loop's time while events flow, %.2f when idle)",
              input_names(w, names, sizeof(names)), (int)w->n_parts, cfg->kafka_group_id,
              cfg->method, live_k(w->lv), cfg->cycle_interval_ms, cfg->checkpoint_interval_ms,
-             cfg->publish_interval_ms);
+             cfg->publish_interval_ms, cfg->training_enabled ? "on" : "off", cfg->training_share,
+             cfg->training_idle_share);
     return w;
 fail:
     worker_destroy(w);
@@ -1285,13 +1355,6 @@ static void settle_deliveries(worker *w) {
 }
 
 /* Send the item deltas of class cls accumulated since the last push. */
-static void push_items(worker *w, shard_class cls) {
-    size_t n = live_push(w->lv, cls, publish_item_updates, w->pub);
-    if (n > 0)
-        log_debug(w->log, "worker", "pushed %zu item changes (%s) to %s", n,
-                  cls == SHARD_TRAINING ? "training" : "events", w->topic[SHARD_ITEM_UPDATES]);
-}
-
 /* The next owned partition (round-robin) is due a row flush. */
 static void flush_next_partition(worker *w) {
     for (int32_t i = 0; i < w->n_parts; i++) {
@@ -1342,10 +1405,7 @@ static void shutdown_worker(worker *w) {
         set_fatal(w, err);
     if (w->fatal)
         return;
-    push_items(w, SHARD_EVENT);
-    push_items(w, SHARD_TRAINING);
-    publish_changed_class(w->pub, SHARD_EVENT);
-    publish_changed_class(w->pub, SHARD_TRAINING);
+    send_changes(w);
     for (int32_t p = 0; p < w->n_parts; p++)
         live_flush_due(w->lv, p); /* a clean stop leaves every row in Redis */
     /* Deliver what is in flight first, so the final checkpoint can drop the
@@ -1379,9 +1439,9 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
     uint64_t applied_at_stats = 0;
     while (!*stop && !w->fatal) {
         metrics_heartbeat(w->metrics);
-        poll_consumer(w, w->consumer[INPUT_GROUP], 50);
-        poll_consumer(w, w->consumer[INPUT_ALONGSIDE], 0);
-        poll_consumer(w, w->consumer[INPUT_ALL], 0);
+        int events = poll_consumer(w, w->consumer[INPUT_GROUP], train_wait_ms(w->train, 50));
+        events += poll_consumer(w, w->consumer[INPUT_ALONGSIDE], 0);
+        poll_consumer(w, w->consumer[INPUT_ALL], 0); /* item updates: not events of our own */
         resolve_watermarks(w);
         settle_deliveries(w);
         if (!w->fatal && publish_deliveries(w->pub, err, sizeof(err)) != UL_OK)
@@ -1396,7 +1456,7 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
             push_items(w, SHARD_EVENT);
             next_push = now + cfg->items_push_interval_ms;
         }
-        if (now >= next_push_train) {
+        if (now >= next_push_train || train_epoch_ended(w)) {
             push_items(w, SHARD_TRAINING);
             next_push_train = now + cfg->training_push_interval_ms;
         }
@@ -1425,6 +1485,8 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
             applied_at_stats = metrics_count(w->metrics, METRICS_RATINGS_APPLIED);
             next_stats = now + STATS_EVERY_MS;
         }
+        if (!w->fatal && train_slice(w->train, (size_t)events) < 0)
+            set_fatal(w, "out of memory in continuous training");
     }
     if (!w->fatal)
         shutdown_worker(w);
@@ -1434,6 +1496,10 @@ int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errs
         return UL_ERR_STATE;
     }
     return UL_OK;
+}
+
+metrics *worker_metrics(worker *w) {
+    return w->metrics;
 }
 
 void worker_destroy(worker *w) {
@@ -1447,6 +1513,7 @@ void worker_destroy(worker *w) {
             rd_kafka_destroy(w->consumer[a]);
     cycle_destroy(w->cycles); /* before the live its job may point into */
     publish_destroy(w->pub);
+    train_destroy(w->train);
     live_destroy(w->lv);
     store_destroy(w->st);
     redis_local_stop(w->rl);

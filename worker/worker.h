@@ -15,6 +15,7 @@
 #include "codec.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 typedef struct worker worker;
@@ -53,6 +54,11 @@ worker *worker_new(const ul_config *cfg, ul_log *lg, char *errstr, size_t errstr
  * producer. Returns UL_OK after a clean stop, or the fatal error. The
  * counters are in the worker's metrics (/metrics, and the progress line). */
 int worker_run(worker *w, volatile sig_atomic_t *stop, char *errstr, size_t errstr_size);
+
+/* The worker's metrics (borrowed until worker_destroy; every metrics_*
+ * reader is thread-safe), e.g. for a tool running the loop on a thread to
+ * see whether continuous training has paused (METRICS_TRAINING_PAUSED). */
+metrics *worker_metrics(worker *w);
 
 /* Stops the local redis-server if one was started. NULL is a no-op. */
 void worker_destroy(worker *w);

@@ -105,6 +105,22 @@ wait_for() {
 
 total_is() { [ "$(total "$1")" = "$2" ]; }
 
+# applied_is_offset FILE: in the `unlearnd state` output in FILE every
+# partition has applied exactly as many ratings as its stored offset (no
+# rating lost or applied twice); prints the partitions that have not.
+applied_is_offset() {
+  awk '/^partition=/ { split($2, a, "="); split($9, o, "=");
+         if (a[2] != o[2]) { print "partition " $1 ": " a[2] " applied, offset " o[2]; bad = 1 } }
+       END { exit bad }' "$1"
+}
+
+# exact_once WHAT: every partition's applied count equals its stored ratings
+# offset (nothing lost, nothing applied twice), else fail naming WHAT.
+exact_once() {
+  state >"$TMP/state"
+  applied_is_offset "$TMP/state" || fail "$1: a rating lost or applied twice"
+}
+
 # stats_match CSV ITEMS COPIES [USER ITEMS]: every item of ITEMS (a,b,...)
 # has, at its home partition, COPIES times the count and rating sum the
 # CSV (user,item,rating with a header) gives it, minus user USER's ratings

@@ -488,8 +488,51 @@ static void test_schema_registry_options(void **state) {
     config_destroy(cfg);
 }
 
+/* The continuous-training rows: defaults, ranges, help lines. */
+static void test_training_options(void **state) {
+    (void)state;
+    ul_config *cfg = config_new();
+    assert_non_null(cfg);
+    assert_int_equal(cfg->training_enabled, 1);
+    assert_true(cfg->training_share == 0.15);
+    assert_true(cfg->training_idle_share == 0.5);
+    assert_true(cfg->training_slice_ms == 5.0);
+    assert_true(cfg->training_min_improvement == 0.001);
+    assert_true(cfg->training_resume_fraction == 0.01);
+    assert_true(cfg->training_steps_per_event == 0.25);
+    assert_true(cfg->training_learning_rate == 0.1);
+    assert_true(cfg->training_learning_rate_decay == 0.79);
+    assert_true(cfg->training_learning_rate_min == 0.0);
+    assert_int_equal(config_set(cfg, "training.enabled", "0", "--x", err, sizeof(err)), UL_OK);
+    assert_int_equal(cfg->training_enabled, 0);
+    assert_int_equal(config_set(cfg, "training.enabled", "2", "--x", err, sizeof(err)), UL_ERR_ARG);
+    assert_int_equal(config_set(cfg, "training.share", "1.5", "--x", err, sizeof(err)), UL_ERR_ARG);
+    assert_int_equal(config_set(cfg, "training.idle.share", "-0.1", "--x", err, sizeof(err)),
+                     UL_ERR_ARG);
+    assert_int_equal(config_set(cfg, "training.slice.ms", "0", "--x", err, sizeof(err)),
+                     UL_ERR_ARG);
+    assert_int_equal(config_set(cfg, "training.share", "0.3", "--x", err, sizeof(err)), UL_OK);
+    assert_true(cfg->training_share == 0.3);
+    config_destroy(cfg);
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *mem = open_memstream(&buf, &size);
+    config_print_help(mem);
+    fclose(mem);
+    const char *keys[] = {"training.enabled",          "training.share",
+                          "training.idle.share",       "training.slice.ms",
+                          "training.min.improvement",  "training.resume.fraction",
+                          "training.learning.rate",    "training.learning.rate.decay",
+                          "training.learning.rate.min"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strstr(buf, keys[i]) == NULL)
+            fail_msg("help lacks %s", keys[i]);
+    free(buf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_training_options),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_method_from_core_and_text_by_key),
         cmocka_unit_test(test_precedence),

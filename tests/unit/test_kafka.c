@@ -125,6 +125,24 @@ static void test_worker_roles(void **state) {
     conf = kafka_conf_new(f->cfg, KAFKA_ASSIGNED, NULL, err, sizeof(err));
     conf_expect(conf, "fetch.wait.max.ms", "7");
     rd_kafka_conf_destroy(conf);
+    /* the ratings consumer: a queue that outlasts librdkafka 2.0.2's 1 s
+     * fetch back-off; the other consumers keep librdkafka's 100000 */
+    conf = kafka_conf_new(f->cfg, KAFKA_INGEST, NULL, err, sizeof(err));
+    assert_non_null(conf);
+    conf_expect(conf, "queued.min.messages", "1000000");
+    conf_expect(conf, "queued.max.messages.kbytes", "65536");
+    conf_expect(conf, "fetch.max.bytes", "8388608");
+    conf_expect(conf, "enable.auto.commit", "false");
+    rd_kafka_conf_destroy(conf);
+    conf = kafka_conf_new(f->cfg, KAFKA_CONSUMER, NULL, err, sizeof(err));
+    conf_expect(conf, "queued.min.messages", "100000");
+    rd_kafka_conf_destroy(conf);
+    assert_int_equal(
+        config_set(f->cfg, "kafka.queued.min.messages", "300000", NULL, err, sizeof(err)), UL_OK);
+    conf = kafka_conf_new(f->cfg, KAFKA_INGEST, NULL, err, sizeof(err));
+    conf_expect(conf, "queued.min.messages", "300000");
+    conf_expect(conf, "fetch.max.bytes", "8388608");
+    rd_kafka_conf_destroy(conf);
     kafka_hooks h = {.stats = no_stats};
     rd_kafka_t *rk = kafka_client_new(f->cfg, KAFKA_CONSUMER, NULL, &h, err, sizeof(err));
     assert_non_null(rk);

@@ -313,6 +313,26 @@ static void test_render_format(void **state) {
     assert_true(has_line(text, "unlearnd_kafka_stats_age_seconds -1"));
     assert_true(has_line(text, "unlearnd_assigned_partitions -1"));
     assert_true(has_line(text, "unlearnd_ready 0"));
+    /* Continuous training: its counters and the gauge table, before a set. */
+    assert_true(has_line(text, "unlearnd_training_epochs_total 0"));
+    assert_true(has_line(text, "unlearnd_training_loss_rmse -1"));
+    assert_true(has_line(text, "unlearnd_training_paused 1"));
+    free(text);
+    metrics_add(m, METRICS_TRAINING_EPOCHS, 3);
+    metrics_add(m, METRICS_TRAINING_RATINGS, 2400);
+    metrics_set_gauge(m, METRICS_TRAINING_LOSS, 0.8125);
+    metrics_set_gauge(m, METRICS_TRAINING_SHARE, 0.25);
+    metrics_set_gauge(m, METRICS_TRAINING_PAUSED, 0);
+    assert_true(metrics_gauge_value(m, METRICS_TRAINING_SHARE) == 0.25);
+    text = metrics_render(m, 30, &len);
+    assert_non_null(text);
+    assert_true(has_line(text, "# TYPE unlearnd_training_epochs_total counter"));
+    assert_true(has_line(text, "unlearnd_training_epochs_total 3"));
+    assert_true(has_line(text, "unlearnd_training_ratings_total 2400"));
+    assert_true(has_line(text, "# TYPE unlearnd_training_loss_rmse gauge"));
+    assert_true(has_line(text, "unlearnd_training_loss_rmse 0.8125"));
+    assert_true(has_line(text, "unlearnd_training_share 0.25"));
+    assert_true(has_line(text, "unlearnd_training_paused 0"));
 
     /* Every sample's family was announced by HELP then TYPE before it, each
      * family once, and each sample line is `name[{labels}] value`. */
@@ -469,7 +489,7 @@ static void test_health(void **state) {
     assert_true(metrics_is_ready(m, NULL, 0));
     now = 66.5;
     assert_false(metrics_is_ready(m, why, sizeof(why)));
-    assert_string_equal(why, "Redis has not answered a PING for 1.5 s");
+    assert_string_equal(why, "a Redis call has waited 1.5 s (no reply, or retrying)");
     metrics_redis_waiting(m, 0);
     assert_true(metrics_is_ready(m, NULL, 0));
     /* Down with a reason, then back. */

@@ -61,7 +61,7 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$BIN" ] || scripts/build.sh release >/dev/null
 command -v redis-server >/dev/null || { echo "bench_forget_stall: needs redis-server" >&2; exit 2; }
-stack_workdir
+bench_tmp
 BURST_AFTER=3
 BEFORE_WAIT=11 # every partition's row flush: Redis holds the replica's item rows
 WORKER_OPTS=()

@@ -16,11 +16,11 @@ bench_tmp() {
   export UNLEARND_BROKER_BOOTSTRAP_FILE="$TMP/broker.addr"
   unset UNLEARND_REDIS_HOST UNLEARND_REDIS_PORT UNLEARND_REDIS_CLUSTER UNLEARND_REDIS_PASSWORD
 }
-# bench_cleanup: the EXIT trap: kills the processes in $PIDS, $WORKER_PID
-# and $BROKER_PID, stops the redis-servers on $REDIS_PORTS and $REDIS_PORT
+# bench_cleanup: the EXIT trap: kills the processes in $PIDS, $WORKER_PID,
+# $BROKER_PID, $SAMPLER_PID and $BG_PID (stream_run's), stops the redis-servers on $REDIS_PORTS and $REDIS_PORT
 # (each may be empty or unset) and removes $TMP (KEEP=1 keeps it).
 bench_cleanup() {
-  for pid in ${PIDS:-} ${WORKER_PID:-} ${BROKER_PID:-}; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  for pid in ${PIDS:-} ${WORKER_PID:-} ${BROKER_PID:-} ${SAMPLER_PID:-} ${BG_PID:-}; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   for port in ${REDIS_PORTS:-} ${REDIS_PORT:-}; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
   [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
 }
@@ -85,20 +85,13 @@ ratings_csv() {
 }
 
 # ---- One worker on a fresh stack (bench_forget_stall.sh, bench_stream_forget.sh)
-# The caller calls stack_workdir first (TMP, the work directory) and sets BIN
+# The caller calls bench_tmp first (TMP, the work directory) and sets BIN
 # (the unlearnd binary), PARTS (the ratings topic's partitions), RATE
 # (background ratings/s), NBG (the background's ratings), BURST_AFTER
 # (seconds of background before the forget burst), BEFORE_WAIT (empty, or
 # seconds to wait before exporting the model before the burst) and
 # WORKER_OPTS (an array of extra worker options, may be empty). Files are
 # named after the run (NAME).
-
-# stack_workdir: TMP, a fresh work directory; on exit, stack_stop and then
-# the directory is removed (KEEP=1 keeps it and says where).
-stack_workdir() {
-  TMP="$(mktemp -d)"
-  trap 'stack_stop; [ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"' EXIT
-}
 
 # stack_start NAME: a fresh redis-server and broker; sets REDIS (the worker's
 # redis options), REDIS_PORT, BROKER_PID and the broker's address file.

@@ -4,7 +4,7 @@
 #                        [--bin PATH]
 #                        [-- WORKER OPTIONS]
 # Stream forgetting measured against a stream retrain: the paper's protocol
-# (docs/eval.md) inside the stream worker. About 7 minutes on ML-1M with the
+# (docs/eval.md) inside the stream worker. About 6.5 minutes on ML-1M with the
 # default T = 60 s (five runs of ~80 s), about 6 on ML-100K, on 2 cores.
 #   split: the ratings 80/20 at random (seed S, default 42); the training
 #     ratings stream in a random order (the same seed);
@@ -78,7 +78,7 @@ OFFERED=$(awk '/^  --method /{ getline; gsub(/[][ ]/, ""); split($0, a, ";"); pr
 TRAINING=absent
 grep -q -- '--training\.enabled' <<<"$HELP" && TRAINING=on
 for w in "${WORKER_OPTS[@]}"; do [ "$w" = "--training.enabled" ] && TRAINING="as given"; done
-stack_workdir
+bench_tmp
 BURST_AFTER=1
 BEFORE_WAIT=""
 WORKER_OPTS=(--rows.flush.interval.ms "$FLUSH_MS" "${WORKER_OPTS[@]}")

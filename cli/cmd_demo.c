@@ -21,7 +21,14 @@
  *   periodic publish if needed.
  * - The forgotten ratings are each chosen user's high ratings (the story:
  *   someone else used the account and loved those items), so the effect of
- *   forgetting them is visible in the scores. Choices are seeded. */
+ *   forgetting them is visible in the scores. Choices are seeded.
+ * - Whether a forgotten item should leave a list is a retrain's call, not
+ *   the demo's: after the receipts it trains an offline MF (mf_train, the
+ *   worker's k, `unlearnd train`'s defaults otherwise) on the data without
+ *   the forgotten ratings and ranks the same users with it. A forgotten
+ *   item that stays in an "after" list although that retrain does not rank
+ *   it in its top-10 is counted (the unlearning kept it); one the retrain
+ *   ranks there too may stay (the user's other ratings point at it). */
 #include "cli.h"
 #include "cli_config.h"
 
@@ -41,6 +48,7 @@
 #include "demo_stack.h"
 #include "kafka.h"
 #include "live.h"
+#include "mf.h"
 #include "rng.h"
 #include "rows.h"
 #include "topic_model.h"
@@ -90,6 +98,7 @@ typedef struct demo_user {
     int64_t sent_ms, receipt_ms; /* monotonic; receipt_ms 0 = not yet */
     codec_receipt receipt;
     snapshot before, after;
+    snapshot retrain; /* the offline retrain without the forgotten ratings */
 } demo_user;
 
 typedef struct demo {
@@ -111,6 +120,7 @@ typedef struct demo {
     topic_model_info topic; /* the factors topic as a server rebuilds it */
     int32_t topic_users, topic_items;
     double topic_max_diff; /* largest |topic score - Redis score| of the "after" */
+    double retrain_s;      /* the offline retrain's training time */
 } demo;
 
 static void progress(const demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -137,7 +147,11 @@ static void print_help(void) {
            "  4. waits for their receipts (forget -> receipt latency) and prints, for each\n"
            "     user, the top-10 before and after and the mean predicted score of the\n"
            "     forgotten items before and after;\n"
-           "  5. stops everything it started, also on Ctrl-C or error.\n"
+           "  5. trains an offline model on the data without the forgotten ratings (a\n"
+           "     retrain: 'unlearnd train''s MF with the worker's model.k) and prints its\n"
+           "     top-10 beside them, counting forgotten items that stay in an \"after\"\n"
+           "     list although the retrain does not rank them in its top-10;\n"
+           "  6. stops everything it started, also on Ctrl-C or error.\n"
            "Progress goes to stderr, results to stdout. Scores are read from the worker's\n"
            "state in Redis; ids are the data's raw ids.\n\n"
            "Options:\n"
@@ -499,6 +513,20 @@ static int ingest(demo *d, char *err, size_t size) {
 
 /* ---- scores from Redis ---------------------------------------------------- */
 
+static int is_forgotten(const demo_user *u, int64_t item) {
+    for (int i = 0; i < u->n_items; i++)
+        if (u->items[i] == item)
+            return 1;
+    return 0;
+}
+
+static int in_top(const snapshot *s, int64_t item) {
+    for (int r = 0; r < s->n_top; r++)
+        if (s->top[r] == item)
+            return 1;
+    return 0;
+}
+
 static void top_insert(snapshot *s, int64_t item, float score) {
     if (s->n_top == TOP && score <= s->score[TOP - 1])
         return;
@@ -752,13 +780,99 @@ static int verify_topic(demo *d, char *err, size_t size) {
     }
 }
 
+/* ---- the retrain without the forgotten ratings ------------------------------ */
+
+/* The top-10 over every item (rated ones included, as for Redis's) and the
+ * forgotten items' mean score of dense user ui in an offline model. */
+static void score_model(const mf_model *m, int32_t ui, const demo_user *u, snapshot *out) {
+    memset(out, 0, sizeof(*out));
+    for (int32_t i = 0; i < m->n_items; i++)
+        top_insert(out, m->item_ids[i], mf_predict_raw(m, ui, i));
+    double sum = 0.0;
+    for (int j = 0; j < u->n_items; j++) {
+        int32_t ii = raw_index(m->item_ids, m->n_items, u->items[j]);
+        if (ii >= 0) {
+            sum += mf_predict_raw(m, ui, ii);
+            out->n_forgot_known++;
+        }
+    }
+    out->forgot_mean = out->n_forgot_known ? sum / out->n_forgot_known : NAN;
+}
+
+/* The data's ratings without every demo user's forgotten ones; the caller
+ * frees. NULL when out of memory. */
+static ul_rating *ratings_kept(const demo *d, size_t *n) {
+    const dataset *ds = d->ds;
+    int32_t *slot = malloc(((size_t)ds->n_users + 1) * sizeof(*slot));
+    ul_rating *keep = malloc((ds->n_ratings + 1) * sizeof(*keep));
+    *n = 0;
+    if (slot != NULL && keep != NULL) {
+        for (int32_t u = 0; u < ds->n_users; u++)
+            slot[u] = -1;
+        for (int i = 0; i < d->n_users; i++)
+            slot[ds_user_index(ds, d->users[i].user)] = i;
+        for (size_t r = 0; r < ds->n_ratings; r++) {
+            const ul_rating *x = &ds->ratings[r];
+            int i = slot[x->user];
+            if (i < 0 || !is_forgotten(&d->users[i], ds->item_ids[x->item]))
+                keep[(*n)++] = *x;
+        }
+    } else {
+        free(keep);
+        keep = NULL;
+    }
+    free(slot);
+    return keep;
+}
+
+/* Train the offline retrain (mf_train: the worker's k, the defaults of
+ * `unlearnd train` otherwise, the demo's seed) and rank the demo users. */
+static int retrain(demo *d, char *err, size_t size) {
+    const dataset *ds = d->ds;
+    size_t n;
+    ul_rating *keep = ratings_kept(d, &n);
+    if (keep == NULL) {
+        ul_set_err(err, size, "out of memory");
+        return UL_ERR_NOMEM;
+    }
+    mf_params p;
+    mf_params_init(&p);
+    p.k = (int)d->cfg->model_k;
+    p.seed = d->a->seed;
+    progress(d,
+             "retraining offline without the %zu forgotten ratings (%zu ratings, k=%d, %d epochs)",
+             ds->n_ratings - n, n, p.k, p.epochs);
+    int64_t t = ul_clock_mono_ms();
+    mf_model *m = mf_train(keep, n, ds->n_users, ds->n_items, ds->rating_min, ds->rating_max, &p,
+                           NULL, NULL, err, size);
+    free(keep);
+    if (m == NULL || mf_model_set_ids(m, ds->user_ids, ds->item_ids) != UL_OK) {
+        if (m != NULL)
+            ul_set_err(err, size, "out of memory");
+        mf_model_destroy(m);
+        return UL_ERR_STATE;
+    }
+    d->retrain_s = (double)(ul_clock_mono_ms() - t) / 1000.0;
+    for (int i = 0; i < d->n_users; i++)
+        score_model(m, ds_user_index(ds, d->users[i].user), &d->users[i], &d->users[i].retrain);
+    mf_model_destroy(m);
+    return UL_OK;
+}
+
 /* ---- report ---------------------------------------------------------------- */
 
-static int is_forgotten(const demo_user *u, int64_t item) {
-    for (int i = 0; i < u->n_items; i++)
-        if (u->items[i] == item)
-            return 1;
-    return 0;
+/* Forgotten items of u in s's list; with keep, only those it (the
+ * retrain's list) does not hold. */
+static int forgotten_in(const demo_user *u, const snapshot *s, const snapshot *keep) {
+    int n = 0;
+    for (int r = 0; r < s->n_top; r++)
+        n += is_forgotten(u, s->top[r]) && (keep == NULL || !in_top(keep, s->top[r]));
+    return n;
+}
+
+static int cmp_i64(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
 }
 
 static void print_user_table(const demo_user *u) {
@@ -768,11 +882,12 @@ static void print_user_table(const demo_user *u) {
     printf("\nuser %" PRId64 " (%s): %d ratings forgotten, receipt %.2f s after the request\n",
            u->user, codec_reason_name(u->reason), (int)u->receipt.forgotten,
            (double)(u->receipt_ms - u->sent_ms) / 1000.0);
-    printf("  rank   before             after          (* = a forgotten item)\n");
+    printf("  rank   before             after              retrain without them   "
+           "(* = a forgotten item)\n");
     for (int r = 0; r < TOP; r++) {
         printf("  %4d", r + 1);
-        const snapshot *s[2] = {&u->before, &u->after};
-        for (int k = 0; k < 2; k++) {
+        const snapshot *s[3] = {&u->before, &u->after, &u->retrain};
+        for (int k = 0; k < 3; k++) {
             if (r < s[k]->n_top)
                 printf("   %c%-8" PRId64 " %6.3f", is_forgotten(u, s[k]->top[r]) ? '*' : ' ',
                        s[k]->top[r], (double)s[k]->score[r]);
@@ -781,14 +896,32 @@ static void print_user_table(const demo_user *u) {
         }
         printf("\n");
     }
-    printf("  forgotten items: mean predicted score %.3f before, %.3f after (their ratings "
-           "averaged %.2f)\n",
-           u->before.forgot_mean, u->after.forgot_mean, rated / u->n_items);
+    printf("  forgotten items: mean predicted score %.3f before, %.3f after, %.3f in the "
+           "retrain (their ratings averaged %.2f); in the top-10: %d before, %d after, %d in "
+           "the retrain's; %d stay where the retrain drops them\n",
+           u->before.forgot_mean, u->after.forgot_mean, u->retrain.forgot_mean, rated / u->n_items,
+           forgotten_in(u, &u->before, NULL), forgotten_in(u, &u->after, NULL),
+           forgotten_in(u, &u->retrain, NULL), forgotten_in(u, &u->after, &u->retrain));
 }
 
-static int cmp_i64(const void *x, const void *y) {
-    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-    return (a > b) - (a < b);
+/* Distinct items over the users' lists of one kind (0 before, 1 after, 2
+ * the retrain's). */
+static int distinct_items(const demo *d, int kind) {
+    int64_t *v = malloc(((size_t)d->n_users * TOP + 1) * sizeof(*v));
+    int n = 0, distinct = 0;
+    if (v == NULL)
+        return -1;
+    for (int i = 0; i < d->n_users; i++) {
+        const demo_user *u = &d->users[i];
+        const snapshot *s = kind == 0 ? &u->before : kind == 1 ? &u->after : &u->retrain;
+        for (int r = 0; r < s->n_top; r++)
+            v[n++] = s->top[r];
+    }
+    qsort(v, (size_t)n, sizeof(*v), cmp_i64);
+    for (int j = 0; j < n; j++)
+        distinct += j == 0 || v[j] != v[j - 1];
+    free(v);
+    return distinct;
 }
 
 /* Nearest-rank percentile of a sorted array. */
@@ -801,7 +934,7 @@ static void print_figures(const demo *d) {
     int n = d->n_users;
     int64_t lat[MAX_FORGET_USERS], work[MAX_FORGET_USERS];
     double before = 0.0, after = 0.0;
-    int top_before = 0, top_after = 0;
+    int top_before = 0, top_after = 0, top_retrain = 0, stay = 0;
     int nb = 0, forgot_total = 0;
     for (int i = 0; i < n; i++) {
         const demo_user *u = &d->users[i];
@@ -813,10 +946,10 @@ static void print_figures(const demo *d) {
             after += u->after.forgot_mean;
             nb++;
         }
-        for (int r = 0; r < u->before.n_top; r++)
-            top_before += is_forgotten(u, u->before.top[r]);
-        for (int r = 0; r < u->after.n_top; r++)
-            top_after += is_forgotten(u, u->after.top[r]);
+        top_before += forgotten_in(u, &u->before, NULL);
+        top_after += forgotten_in(u, &u->after, NULL);
+        top_retrain += forgotten_in(u, &u->retrain, NULL);
+        stay += forgotten_in(u, &u->after, &u->retrain);
     }
     qsort(lat, (size_t)n, sizeof(lat[0]), cmp_i64);
     qsort(work, (size_t)n, sizeof(work[0]), cmp_i64);
@@ -832,6 +965,12 @@ static void print_figures(const demo *d) {
     printf("  forgotten: %d ratings of %d users; their items' mean predicted score %.3f before, "
            "%.3f after; forgotten items in those users' top-10: %d before, %d after\n",
            forgot_total, n, nb ? before / nb : NAN, nb ? after / nb : NAN, top_before, top_after);
+    printf("  retrain without them (offline MF, %.2f s): %d forgotten items in its top-10 lists; "
+           "%d stay in an \"after\" list where the retrain drops them\n",
+           d->retrain_s, top_retrain, stay);
+    printf("  top-10 lists of the %d users: %d distinct items before, %d after, %d in the "
+           "retrain's\n",
+           n, distinct_items(d, 0), distinct_items(d, 1), distinct_items(d, 2));
     printf("  factors topic: %" PRId64 " records rebuild the whole model (%d users, %d items, "
            "model version %" PRId64 "); these users' \"after\" scores from it equal Redis's "
            "(max |diff| %.1e)\n",
@@ -871,8 +1010,9 @@ static int demo_run(demo *d) {
         (rc = ingest(d, err, sizeof(err))) == UL_OK &&
         (rc = snapshot_all(d, 0, err, sizeof(err))) == UL_OK &&
         (rc = forget(d, err, sizeof(err))) == UL_OK &&
-        (rc = snapshot_all(d, 1, err, sizeof(err))) == UL_OK)
-        rc = verify_topic(d, err, sizeof(err));
+        (rc = snapshot_all(d, 1, err, sizeof(err))) == UL_OK &&
+        (rc = verify_topic(d, err, sizeof(err))) == UL_OK)
+        rc = retrain(d, err, sizeof(err));
     if (rc == UL_OK) {
         print_report(d);
         return fflush(stdout) == 0 ? CLI_EXIT_OK : cli_fail(CMD, "cannot write to stdout");

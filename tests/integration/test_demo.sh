@@ -2,9 +2,11 @@
 # test_demo.sh: `unlearnd demo` on a small synthetic set: exits 0, shows the
 # forget requests, their receipts (ratings actually forgotten), the top-10
 # tables and the before/after figures, the "after" rebuilt from the factors
-# topic (the whole model, the same scores), no CONFWARN lines; leaves no
-# redis-server or broker behind, also when interrupted with Ctrl-C; refuses
-# bad usage and data with nothing to forget.
+# topic (the whole model, the same scores), a recommender's lists (the two
+# users' top-10s differ; no forgotten item stays in an "after" list where
+# the offline retrain without the forgotten ratings drops it), no CONFWARN
+# lines; leaves no redis-server or broker behind, also when interrupted with
+# Ctrl-C; refuses bad usage and data with nothing to forget.
 set -euo pipefail
 BIN="$1"
 command -v redis-server >/dev/null || { echo "SKIP: redis-server not installed"; exit 77; }
@@ -49,6 +51,23 @@ grep -qE '^  forgotten: 10 ratings of 2 users' "$TMP/out" || fail "forgotten tot
 # The "after" also through the factors topic: the whole model, same scores.
 grep -qE '^  factors topic: [0-9]+ records rebuild the whole model \([0-9]+ users, [0-9]+ items, model version [1-9]' "$TMP/out" ||
   fail "factors topic line: $(grep 'factors topic' "$TMP/out")"
+# A recommender that forgets: the retrain's column says which forgotten
+# items should have left the lists; with continuous training (issue 8 item
+# 1; without it every list is the same bias ranking) the two users' lists
+# differ and none of their forgotten items stays where the retrain drops it.
+[ "$(grep -c '^  rank   before  *after  *retrain without them' "$TMP/out")" -eq 2 ] ||
+  fail "want the retrain's column in both tables"
+stay=$(sed -n 's/^  retrain without them (offline MF, [0-9.]* s): [0-9]* forgotten items in its top-10 lists; \([0-9]*\) stay in .*/\1/p' "$TMP/out")
+[ -n "$stay" ] || fail "no retrain line: $(grep -A2 'forgotten:' "$TMP/out")"
+distinct=$(sed -n 's/^  top-10 lists of the 2 users: \([0-9]*\) distinct items before.*/\1/p' "$TMP/out")
+[ -n "$distinct" ] || fail "no distinct-items line"
+if grep -q -- '--training\.enabled' <<<"$("$BIN" worker --help)"; then
+  [ "$distinct" -gt 10 ] || fail "the 2 users' top-10 lists are the same ($distinct distinct items)"
+  [ "$stay" -eq 0 ] || fail "$stay forgotten items stay where the retrain drops them"
+else
+  echo "note: no continuous training in this worker: lists ($distinct distinct items) and" \
+    "forgotten items ($stay stay) not asserted"
+fi
 grep -q CONFWARN "$TMP/err" && fail "librdkafka configuration warnings: $(grep CONFWARN "$TMP/err")"
 stopped "$kafka" || fail "broker still listening on $kafka"
 stopped "$redis" || fail "redis-server still listening on $redis"

@@ -24,14 +24,14 @@
 #define METHOD_STREAM 1
 #define METHOD_DEFAULT 2
 #define UNLEARN_METHODS(X)                                                                         \
-    X("cff", cff_apply, METHOD_STREAM | METHOD_DEFAULT,                                            \
+    X("cff", cff_apply, METHOD_STREAM,                                                             \
       "rescue model m2 + CFF network fusing the affected users' rows (residual on m2, bias "       \
       "included), trained to forget F and keep their other ratings, ridge-bounded; then "          \
       "fold-in's Newton step on F's items (docs/unlearning.md)")                                   \
     X("cff-paper", cff_paper_apply, 0,                                                             \
       "the paper's Algorithm 1 taken literally: unit-norm fused rows of every user and item "      \
       "of F, trained on D_fl1 only")                                                               \
-    X("foldin", foldin_apply, METHOD_STREAM,                                                       \
+    X("foldin", foldin_apply, METHOD_STREAM | METHOD_DEFAULT,                                      \
       "ridge re-solve of each affected user on their remaining ratings, then one "                 \
       "m1-anchored Newton step per item of F")
 

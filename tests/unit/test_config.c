@@ -32,7 +32,7 @@ static void test_defaults(void **state) {
     assert_string_equal(cfg->topic_ratings, "ratings");
     assert_string_equal(cfg->topic_forget, "forget-requests");
     assert_string_equal(cfg->topic_dead_letter, "dead-letter");
-    assert_string_equal(cfg->method, "cff");
+    assert_string_equal(cfg->method, "foldin");
     assert_int_equal(cfg->model_k, 64);
     assert_int_equal(cfg->schema_id_rating, 1);
     assert_int_equal(cfg->schema_id_receipt, 4);
@@ -177,7 +177,7 @@ static void test_bad_values(void **state) {
     expect_err(config_set(cfg, "nosuch", "1", "UNLEARND_X", err, sizeof(err)), "UNLEARND_X");
     /* values are unchanged after a refused set */
     assert_int_equal(cfg->model_k, 64);
-    assert_string_equal(cfg->method, "cff");
+    assert_string_equal(cfg->method, "foldin");
     /* env: an unknown table-looking var is ignored, a bad value is an error */
     char bad[] = "UNLEARND_MODEL_K=-3";
     char *envp[] = {bad, NULL};

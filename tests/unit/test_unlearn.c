@@ -87,7 +87,7 @@ static void test_method_names(void **state) {
 static void test_stream_methods(void **state) {
     (void)state;
     char buf[128];
-    assert_string_equal(unlearn_method_default(), "cff");
+    assert_string_equal(unlearn_method_default(), "foldin");
     assert_true(unlearn_method_streams(unlearn_method_default()));
     assert_true(unlearn_method_streams("foldin"));
     assert_false(unlearn_method_streams("cff-paper"));

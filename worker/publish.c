@@ -540,10 +540,6 @@ static void publish_row(void *opaque, rows_kind kind, int64_t id, const float *r
     metrics_add(p->metrics, METRICS_ROWS_PUBLISHED, 1);
 }
 
-void publish_changed(publisher *p) {
-    publish_changed_class(p, SHARD_EVENT);
-}
-
 void publish_changed_class(publisher *p, shard_class cls) {
     if (p->republish) {
         p->republish = 0;

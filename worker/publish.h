@@ -108,7 +108,7 @@ int publish_outbox_entry(publisher *p, int32_t partition, outbox_entry *e, char 
 /* Publish every outbox entry of the owned partitions that is not in flight
  * (left by a previous owner, or a failed delivery), and mark its rows: a
  * row published again may be older than one published since, so the next
- * publish_changed puts the current one last. UL_ERR_NOMEM with errstr. */
+ * publish_changed_class puts the current one last. UL_ERR_NOMEM with errstr. */
 int publish_outboxes(publisher *p, char *errstr, size_t errstr_size);
 
 /* live_encode_fn (opaque: the codec): `u` encoded as one outbox record of
@@ -124,11 +124,10 @@ int publish_deliveries(publisher *p, char *errstr, size_t errstr_size);
  * record to partition `home` (never re-sent; failures are logged). */
 void publish_item_updates(void *publisher, int32_t home, const codec_item_updates *u);
 
-/* Publish every row marked since the last time (live_publish_marked), each
- * once: the event-changed ones (publish_changed) or the training-changed
- * ones (publish_changed_class with SHARD_TRAINING); after a failed delivery
- * of such a row, every owned row. */
-void publish_changed(publisher *p);
+/* Publish every row of class cls (SHARD_EVENT: changed by events;
+ * SHARD_TRAINING: by training) marked since the last time
+ * (live_publish_marked), each once; after a failed delivery of such a row,
+ * every owned row. */
 void publish_changed_class(publisher *p, shard_class cls);
 
 /* Send a consumed message to the dead-letter topic (kafka.h's record: its

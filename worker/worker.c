@@ -508,7 +508,6 @@ static void settle_deliveries(worker *w) {
         worker_set_fatal(w, err);
 }
 
-/* Send the item deltas of class cls accumulated since the last push. */
 /* The next owned partition (round-robin) is due a row flush. */
 static void flush_next_partition(worker *w) {
     for (int32_t i = 0; i < w->n_parts; i++) {

@@ -148,7 +148,7 @@ static void test_cycle_outbox(void **state) {
     assert_int_equal(publish_record_next(e->blob, e->len, &pos, &r), 0);
 
     /* Published and acknowledged: dropped (the next checkpoint deletes it). */
-    publish_changed(p); /* the rating's marks */
+    publish_changed_class(p, SHARD_EVENT); /* the rating's marks */
     assert_int_equal(live_marked(lv), 0);
     assert_int_equal(publish_outbox_entry(p, 0, &s->outbox.v[0], err, sizeof(err)), UL_OK);
     assert_int_equal(publish_flush(p, 10000), 0);

@@ -51,10 +51,10 @@ start_redis() {
 }
 
 # default_data DIR: the ratings file a benchmark runs on unless given one:
-# ML-1M from ../shared/data when present, else a synthetic file of 996,000
+# ML-1M (data_path) when present, else a synthetic file of 996,000
 # ratings (6000 users x 166, seed 7) written into DIR. Prints its path.
 default_data() {
-  local data=../shared/data/ml-1m/ratings.csv
+  local data; data=$(data_path ml-1m)
   if [ ! -r "$data" ]; then
     data="$1/synthetic.csv"
     awk 'BEGIN { srand(7); print "user,item,rating";

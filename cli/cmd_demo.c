@@ -5,7 +5,8 @@
  * for a few users, waits for their receipts, and prints each user's top-10
  * and the mean predicted score of the forgotten items before and after,
  * with ingest throughput and forget latency. Progress goes to stderr,
- * results to stdout.
+ * results to stdout (printed by demo_report.c; demo_report.h holds the
+ * state both files share).
  *
  * DESIGN
  * - Waits are on events, never blind sleeps: ingestion is complete when
@@ -45,6 +46,7 @@
 #include "broker.h"
 #include "codec.h"
 #include "dataset.h"
+#include "demo_report.h"
 #include "demo_stack.h"
 #include "kafka.h"
 #include "live.h"
@@ -57,71 +59,11 @@
 #include "worker.h"
 
 #define CMD "demo"
-#define TOP 10
-#define MAX_FORGET_USERS 1000
-#define MAX_FORGET_ITEMS 100
 #define MIN_USER_RATINGS 10
 
 /* Set by SIGINT/SIGTERM (cli_signals_install); a second Ctrl-C exits at once
  * (redis-server follows us out). */
 static volatile sig_atomic_t interrupted;
-
-typedef struct demo_args {
-    const char *data; /* NULL: ML-100K if found, else synthetic */
-    int synthetic;
-    long synth_ratings;
-    long forget_users;
-    long forget_items;
-    long forget_interval_ms;
-    long show;
-    long partitions;
-    long timeout_s;
-    uint64_t seed;
-    int verbose;
-} demo_args;
-
-typedef struct snapshot {
-    int64_t top[TOP];
-    float score[TOP];
-    int n_top;
-    double forgot_mean; /* mean predicted score of the forgotten items */
-    int n_forgot_known;
-} snapshot;
-
-typedef struct demo_user {
-    int64_t user;
-    codec_reason reason;
-    int64_t items[MAX_FORGET_ITEMS];
-    float ratings[MAX_FORGET_ITEMS];
-    int n_items;
-    char request_id[64];
-    int64_t sent_ms, receipt_ms; /* monotonic; receipt_ms 0 = not yet */
-    codec_receipt receipt;
-    snapshot before, after;
-    snapshot retrain; /* the offline retrain without the forgotten ratings */
-} demo_user;
-
-typedef struct demo {
-    ul_log *log; /* first: the rd_kafka_t opaque (log_kafka_conf) */
-    const demo_args *a;
-    ul_config *cfg;
-    dataset *ds;
-    codec *cd;
-    demo_stack *stack;
-    rd_kafka_t *producer;
-    rd_kafka_t *receipts; /* consumer of the receipts topic */
-    size_t delivery_failures;
-    demo_user *users;
-    int n_users;
-    int64_t t0_ms, feed_ms;
-    size_t n_timed; /* ratings in the timed part of the ingest */
-    double produce_s, ingest_s;
-    uint64_t applied;
-    topic_model_info topic; /* the factors topic as a server rebuilds it */
-    int32_t topic_users, topic_items;
-    double topic_max_diff; /* largest |topic score - Redis score| of the "after" */
-    double retrain_s;      /* the offline retrain's training time */
-} demo;
 
 static void progress(const demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(const demo *d, const char *fmt, ...) {
@@ -513,24 +455,17 @@ static int ingest(demo *d, char *err, size_t size) {
 
 /* ---- scores from Redis ---------------------------------------------------- */
 
-static int is_forgotten(const demo_user *u, int64_t item) {
+int demo_user_forgets(const demo_user *u, int64_t item) {
     for (int i = 0; i < u->n_items; i++)
         if (u->items[i] == item)
             return 1;
     return 0;
 }
 
-static int in_top(const snapshot *s, int64_t item) {
-    for (int r = 0; r < s->n_top; r++)
-        if (s->top[r] == item)
-            return 1;
-    return 0;
-}
-
 static void top_insert(snapshot *s, int64_t item, float score) {
-    if (s->n_top == TOP && score <= s->score[TOP - 1])
+    if (s->n_top == DEMO_TOP && score <= s->score[DEMO_TOP - 1])
         return;
-    int i = s->n_top < TOP ? s->n_top++ : TOP - 1;
+    int i = s->n_top < DEMO_TOP ? s->n_top++ : DEMO_TOP - 1;
     for (; i > 0 && s->score[i - 1] < score; i--) {
         s->score[i] = s->score[i - 1];
         s->top[i] = s->top[i - 1];
@@ -814,7 +749,7 @@ static ul_rating *ratings_kept(const demo *d, size_t *n) {
         for (size_t r = 0; r < ds->n_ratings; r++) {
             const ul_rating *x = &ds->ratings[r];
             int i = slot[x->user];
-            if (i < 0 || !is_forgotten(&d->users[i], ds->item_ids[x->item]))
+            if (i < 0 || !demo_user_forgets(&d->users[i], ds->item_ids[x->item]))
                 keep[(*n)++] = *x;
         }
     } else {
@@ -859,136 +794,6 @@ static int retrain(demo *d, char *err, size_t size) {
     return UL_OK;
 }
 
-/* ---- report ---------------------------------------------------------------- */
-
-/* Forgotten items of u in s's list; with keep, only those it (the
- * retrain's list) does not hold. */
-static int forgotten_in(const demo_user *u, const snapshot *s, const snapshot *keep) {
-    int n = 0;
-    for (int r = 0; r < s->n_top; r++)
-        n += is_forgotten(u, s->top[r]) && (keep == NULL || !in_top(keep, s->top[r]));
-    return n;
-}
-
-static int cmp_i64(const void *x, const void *y) {
-    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-    return (a > b) - (a < b);
-}
-
-static void print_user_table(const demo_user *u) {
-    double rated = 0.0;
-    for (int i = 0; i < u->n_items; i++)
-        rated += u->ratings[i];
-    printf("\nuser %" PRId64 " (%s): %d ratings forgotten, receipt %.2f s after the request\n",
-           u->user, codec_reason_name(u->reason), (int)u->receipt.forgotten,
-           (double)(u->receipt_ms - u->sent_ms) / 1000.0);
-    printf("  rank   before             after              retrain without them   "
-           "(* = a forgotten item)\n");
-    for (int r = 0; r < TOP; r++) {
-        printf("  %4d", r + 1);
-        const snapshot *s[3] = {&u->before, &u->after, &u->retrain};
-        for (int k = 0; k < 3; k++) {
-            if (r < s[k]->n_top)
-                printf("   %c%-8" PRId64 " %6.3f", is_forgotten(u, s[k]->top[r]) ? '*' : ' ',
-                       s[k]->top[r], (double)s[k]->score[r]);
-            else
-                printf("   %-16s", "-");
-        }
-        printf("\n");
-    }
-    printf("  forgotten items: mean predicted score %.3f before, %.3f after, %.3f in the "
-           "retrain (their ratings averaged %.2f); in the top-10: %d before, %d after, %d in "
-           "the retrain's; %d stay where the retrain drops them\n",
-           u->before.forgot_mean, u->after.forgot_mean, u->retrain.forgot_mean, rated / u->n_items,
-           forgotten_in(u, &u->before, NULL), forgotten_in(u, &u->after, NULL),
-           forgotten_in(u, &u->retrain, NULL), forgotten_in(u, &u->after, &u->retrain));
-}
-
-/* Distinct items over the users' lists of one kind (0 before, 1 after, 2
- * the retrain's). */
-static int distinct_items(const demo *d, int kind) {
-    int64_t *v = malloc(((size_t)d->n_users * TOP + 1) * sizeof(*v));
-    int n = 0, distinct = 0;
-    if (v == NULL)
-        return -1;
-    for (int i = 0; i < d->n_users; i++) {
-        const demo_user *u = &d->users[i];
-        const snapshot *s = kind == 0 ? &u->before : kind == 1 ? &u->after : &u->retrain;
-        for (int r = 0; r < s->n_top; r++)
-            v[n++] = s->top[r];
-    }
-    qsort(v, (size_t)n, sizeof(*v), cmp_i64);
-    for (int j = 0; j < n; j++)
-        distinct += j == 0 || v[j] != v[j - 1];
-    free(v);
-    return distinct;
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static int64_t percentile(const int64_t *v, int n, double q) {
-    int rank = (int)ceil(q * n);
-    return v[rank < 1 ? 0 : rank - 1];
-}
-
-static void print_figures(const demo *d) {
-    int n = d->n_users;
-    int64_t lat[MAX_FORGET_USERS], work[MAX_FORGET_USERS];
-    double before = 0.0, after = 0.0;
-    int top_before = 0, top_after = 0, top_retrain = 0, stay = 0;
-    int nb = 0, forgot_total = 0;
-    for (int i = 0; i < n; i++) {
-        const demo_user *u = &d->users[i];
-        lat[i] = u->receipt_ms - u->sent_ms;
-        work[i] = u->receipt.completed_at - u->receipt.received_at;
-        forgot_total += u->receipt.forgotten;
-        if (!isnan(u->before.forgot_mean) && !isnan(u->after.forgot_mean)) {
-            before += u->before.forgot_mean;
-            after += u->after.forgot_mean;
-            nb++;
-        }
-        top_before += forgotten_in(u, &u->before, NULL);
-        top_after += forgotten_in(u, &u->after, NULL);
-        top_retrain += forgotten_in(u, &u->retrain, NULL);
-        stay += forgotten_in(u, &u->after, &u->retrain);
-    }
-    qsort(lat, (size_t)n, sizeof(lat[0]), cmp_i64);
-    qsort(work, (size_t)n, sizeof(work[0]), cmp_i64);
-    printf("\nFigures (broker, Redis and worker share this machine's cores):\n");
-    printf("  ingest: %zu ratings in %.2f s = %.0f ratings/s end to end (produced in %.2f s; "
-           "applied to m1 and checkpointed to Redis; after a warm-up of %zu)\n",
-           d->n_timed, d->ingest_s, (double)d->n_timed / d->ingest_s, d->produce_s,
-           d->ds->n_ratings - d->n_timed);
-    printf("  forget latency (request produced -> receipt consumed): n=%d p50=%" PRId64
-           " ms p99=%" PRId64 " ms max=%" PRId64 " ms; inside the worker p50=%" PRId64 " ms\n",
-           n, percentile(lat, n, 0.5), percentile(lat, n, 0.99), lat[n - 1],
-           percentile(work, n, 0.5));
-    printf("  forgotten: %d ratings of %d users; their items' mean predicted score %.3f before, "
-           "%.3f after; forgotten items in those users' top-10: %d before, %d after\n",
-           forgot_total, n, nb ? before / nb : NAN, nb ? after / nb : NAN, top_before, top_after);
-    printf("  retrain without them (offline MF, %.2f s): %d forgotten items in its top-10 lists; "
-           "%d stay in an \"after\" list where the retrain drops them\n",
-           d->retrain_s, top_retrain, stay);
-    printf("  top-10 lists of the %d users: %d distinct items before, %d after, %d in the "
-           "retrain's\n",
-           n, distinct_items(d, 0), distinct_items(d, 1), distinct_items(d, 2));
-    printf("  factors topic: %" PRId64 " records rebuild the whole model (%d users, %d items, "
-           "model version %" PRId64 "); these users' \"after\" scores from it equal Redis's "
-           "(max |diff| %.1e)\n",
-           d->topic.messages, (int)d->topic_users, (int)d->topic_items, d->topic.max_version,
-           d->topic_max_diff);
-    printf("  settings: method %s, k=%ld, cycle.interval.ms=%ld, checkpoint.interval.ms=%ld, "
-           "publish.interval.ms=%ld, %d partitions\n",
-           d->cfg->method, d->cfg->model_k, d->cfg->cycle_interval_ms,
-           d->cfg->checkpoint_interval_ms, d->cfg->publish_interval_ms,
-           (int)demo_stack_partitions(d->stack));
-}
-
-static void print_report(const demo *d) {
-    for (int i = 0; i < d->n_users && i < d->a->show; i++)
-        print_user_table(&d->users[i]);
-    print_figures(d);
-}
-
 /* ---- the run ---------------------------------------------------------------- */
 
 static int demo_run(demo *d) {
@@ -1014,7 +819,7 @@ static int demo_run(demo *d) {
         (rc = verify_topic(d, err, sizeof(err))) == UL_OK)
         rc = retrain(d, err, sizeof(err));
     if (rc == UL_OK) {
-        print_report(d);
+        demo_report_print(d);
         return fflush(stdout) == 0 ? CLI_EXIT_OK : cli_fail(CMD, "cannot write to stdout");
     }
     if (rc == UL_ERR_ABORTED) {

@@ -1,4 +1,8 @@
-/* codec.c: Confluent-framed Avro records of our topics (see codec.h).
+/* codec.c: Confluent-framed Avro records of our topics (see codec.h):
+ * codec_new() and its schema checks, the framing, and the four topic
+ * records. The internal ItemUpdates record is in codec_updates.c, keys and
+ * partitioning in codec_keys.c, the Avro primitives in avro_bin.h, what the
+ * files share in codec_int.h.
  *
  * DESIGN: the Avro binary encoding of our records (four flat ones and the
  * internal ItemUpdates, an array of records) is written and
@@ -33,19 +37,13 @@
 #include <avro.h>
 
 #include "avro_bin.h"
+#include "codec_int.h"
 #include "registry.h"
 #include "schema_cache.h"
 #include "ul_err.h"
 
 /* schemas_embed.c, generated at build time from schemas/NAME.avsc. */
 extern const char *const codec_schema_table[][2];
-
-#define CODEC_MAX_DIM 65536 /* longest factor vector accepted */
-
-struct codec {
-    codec_opts opts; /* the borrowed strings cleared */
-    schema_cache *cache;
-};
 
 /* The four record types, in one table: the reader number of schema_cache,
  * the embedded schema, the name used in messages. */
@@ -359,22 +357,6 @@ static void w_string(writer *w, const char *s) {
     w_bytes(w, s, n);
 }
 
-static void w_header(writer *w, int32_t schema_id) {
-    uint32_t id = (uint32_t)schema_id;
-    uint8_t h[CODEC_HEADER_SIZE] = {0, (uint8_t)(id >> 24), (uint8_t)(id >> 16), (uint8_t)(id >> 8),
-                                    (uint8_t)id};
-    w->b->len = 0;
-    w_bytes(w, h, sizeof(h));
-}
-
-static int w_finish(writer *w, char *errstr, size_t errstr_size) {
-    if (w->failed) {
-        ul_set_err(errstr, errstr_size, "out of memory while encoding");
-        return CODEC_ERR_NOMEM;
-    }
-    return CODEC_OK;
-}
-
 /* ---- Reader ------------------------------------------------------------ */
 
 /* A string into a fixed buffer; a string too long for it is consumed and
@@ -390,24 +372,6 @@ static int r_string(reader *r, char *buf, size_t size, size_t *len, int *too_lon
     buf[copy] = '\0';
     r->p += n;
     return 0;
-}
-
-/* Check the Confluent frame; the schema id into *id. */
-static int r_frame(const void *buf, size_t len, uint32_t *id, const char *what, char *errstr,
-                   size_t errstr_size) {
-    const uint8_t *p = buf;
-    if (buf == NULL || len < CODEC_HEADER_SIZE) {
-        ul_set_err(errstr, errstr_size, "%s: %zu bytes, shorter than the 5-byte Confluent header",
-                   what, buf ? len : 0);
-        return CODEC_ERR_TOO_SHORT;
-    }
-    if (p[0] != 0) {
-        ul_set_err(errstr, errstr_size, "%s: magic byte is %u, expected 0 (Confluent framing)",
-                   what, p[0]);
-        return CODEC_ERR_BAD_MAGIC;
-    }
-    *id = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
-    return CODEC_OK;
 }
 
 /* A body of another writer schema: resolved, then read in place (same
@@ -456,25 +420,6 @@ static inline int r_open(const codec *c, int reader_no, const void *buf, size_t 
     return r_resolved(c, reader_no, id, body, len - CODEC_HEADER_SIZE, r, tmp, errstr, errstr_size);
 }
 
-static inline void tmp_free(codec_buf *tmp) {
-    if (tmp->data)
-        codec_buf_free(tmp);
-}
-
-static int avro_fail(const char *what, const char *field, char *errstr, size_t errstr_size) {
-    ul_set_err(errstr, errstr_size, "%s: Avro body does not decode (at field %s)", what, field);
-    return CODEC_ERR_AVRO;
-}
-
-static int r_done(reader *r, const char *what, char *errstr, size_t errstr_size) {
-    if (r->p != r->end) {
-        ul_set_err(errstr, errstr_size, "%s: %td trailing bytes after the record", what,
-                   r->end - r->p);
-        return CODEC_ERR_AVRO;
-    }
-    return CODEC_OK;
-}
-
 int64_t codec_peek_schema_id(const void *buf, size_t len) {
     const uint8_t *p = buf;
     if (buf == NULL || len < CODEC_HEADER_SIZE || p[0] != 0)
@@ -484,10 +429,7 @@ int64_t codec_peek_schema_id(const void *buf, size_t len) {
 
 /* ---- Validation (shared by encoders and decoders) ---------------------- */
 
-static int invalid(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int invalid(char *errstr, size_t errstr_size, const char *fmt, ...) {
+int codec_invalid(char *errstr, size_t errstr_size, const char *fmt, ...) {
     if (errstr && errstr_size) {
         va_list ap;
         va_start(ap, fmt);
@@ -500,28 +442,30 @@ static int invalid(char *errstr, size_t errstr_size, const char *fmt, ...) {
 static inline int check_rating(const codec *c, const codec_rating *r, char *errstr,
                                size_t errstr_size) {
     if (r->user_id < 0)
-        return invalid(errstr, errstr_size, "rating: negative user_id %" PRId64, r->user_id);
+        return codec_invalid(errstr, errstr_size, "rating: negative user_id %" PRId64, r->user_id);
     if (r->item_id < 0)
-        return invalid(errstr, errstr_size, "rating: negative item_id %" PRId64, r->item_id);
+        return codec_invalid(errstr, errstr_size, "rating: negative item_id %" PRId64, r->item_id);
     if (isnan(r->rating))
-        return invalid(errstr, errstr_size, "rating: value is NaN");
+        return codec_invalid(errstr, errstr_size, "rating: value is NaN");
     if (!(r->rating >= c->opts.rating_min && r->rating <= c->opts.rating_max))
-        return invalid(errstr, errstr_size, "rating: %g outside the scale %g..%g",
-                       (double)r->rating, (double)c->opts.rating_min, (double)c->opts.rating_max);
+        return codec_invalid(errstr, errstr_size, "rating: %g outside the scale %g..%g",
+                             (double)r->rating, (double)c->opts.rating_min,
+                             (double)c->opts.rating_max);
     if (r->event_time < 0)
-        return invalid(errstr, errstr_size, "rating: negative event_time %" PRId64, r->event_time);
+        return codec_invalid(errstr, errstr_size, "rating: negative event_time %" PRId64,
+                             r->event_time);
     return CODEC_OK;
 }
 
 static int check_request_id(const char *what, const char *id, size_t len, int too_long,
                             char *errstr, size_t errstr_size) {
     if (len == 0)
-        return invalid(errstr, errstr_size, "%s: missing (empty) request_id", what);
+        return codec_invalid(errstr, errstr_size, "%s: missing (empty) request_id", what);
     if (too_long)
-        return invalid(errstr, errstr_size, "%s: request_id of %zu bytes is longer than %d", what,
-                       len, CODEC_REQUEST_ID_MAX);
+        return codec_invalid(errstr, errstr_size, "%s: request_id of %zu bytes is longer than %d",
+                             what, len, CODEC_REQUEST_ID_MAX);
     if (strlen(id) != len)
-        return invalid(errstr, errstr_size, "%s: request_id contains a NUL byte", what);
+        return codec_invalid(errstr, errstr_size, "%s: request_id contains a NUL byte", what);
     return CODEC_OK;
 }
 
@@ -532,53 +476,55 @@ static int check_forget(const codec *c, const codec_forget *fr, char *errstr, si
     if (rc)
         return rc;
     if (fr->user_id < 0)
-        return invalid(errstr, errstr_size, "forget request %s: negative user_id %" PRId64,
-                       fr->request_id, fr->user_id);
+        return codec_invalid(errstr, errstr_size, "forget request %s: negative user_id %" PRId64,
+                             fr->request_id, fr->user_id);
     if ((fr->items != NULL || fr->n_items > 0) == (fr->has_window != 0))
-        return invalid(errstr, errstr_size,
-                       "forget request %s: give exactly one of an item list or a time window",
-                       fr->request_id);
+        return codec_invalid(errstr, errstr_size,
+                             "forget request %s: give exactly one of an item list or a time window",
+                             fr->request_id);
     if (!fr->has_window && (fr->items == NULL || fr->n_items == 0))
-        return invalid(errstr, errstr_size, "forget request %s: empty item list", fr->request_id);
+        return codec_invalid(errstr, errstr_size, "forget request %s: empty item list",
+                             fr->request_id);
     if (fr->n_items > c->opts.max_forget_items)
-        return invalid(errstr, errstr_size,
-                       "forget request %s: %zu items, more than forget.max.items=%zu",
-                       fr->request_id, fr->n_items, c->opts.max_forget_items);
+        return codec_invalid(errstr, errstr_size,
+                             "forget request %s: %zu items, more than forget.max.items=%zu",
+                             fr->request_id, fr->n_items, c->opts.max_forget_items);
     for (size_t i = 0; i < fr->n_items; i++)
         if (fr->items[i] < 0)
-            return invalid(errstr, errstr_size, "forget request %s: negative item id %" PRId64,
-                           fr->request_id, fr->items[i]);
+            return codec_invalid(errstr, errstr_size,
+                                 "forget request %s: negative item id %" PRId64, fr->request_id,
+                                 fr->items[i]);
     if (fr->has_window && fr->window_from > fr->window_to)
-        return invalid(errstr, errstr_size,
-                       "forget request %s: window from %" PRId64 " is after to %" PRId64,
-                       fr->request_id, fr->window_from, fr->window_to);
+        return codec_invalid(errstr, errstr_size,
+                             "forget request %s: window from %" PRId64 " is after to %" PRId64,
+                             fr->request_id, fr->window_from, fr->window_to);
     if (fr->has_window && fr->window_from < 0)
-        return invalid(errstr, errstr_size, "forget request %s: negative window start",
-                       fr->request_id);
+        return codec_invalid(errstr, errstr_size, "forget request %s: negative window start",
+                             fr->request_id);
     if ((int)fr->reason < 0 || (int)fr->reason >= CODEC_N_REASONS)
-        return invalid(errstr, errstr_size, "forget request %s: unknown reason %d", fr->request_id,
-                       (int)fr->reason);
+        return codec_invalid(errstr, errstr_size, "forget request %s: unknown reason %d",
+                             fr->request_id, (int)fr->reason);
     if (fr->requested_at < 0)
-        return invalid(errstr, errstr_size, "forget request %s: negative requested_at",
-                       fr->request_id);
+        return codec_invalid(errstr, errstr_size, "forget request %s: negative requested_at",
+                             fr->request_id);
     return CODEC_OK;
 }
 
 static int check_factor(const codec_factor *f, char *errstr, size_t errstr_size) {
     if (f->model_version < 0)
-        return invalid(errstr, errstr_size, "factor: negative model_version");
+        return codec_invalid(errstr, errstr_size, "factor: negative model_version");
     if (f->kind != CODEC_KIND_USER && f->kind != CODEC_KIND_ITEM)
-        return invalid(errstr, errstr_size, "factor: unknown kind %d", (int)f->kind);
+        return codec_invalid(errstr, errstr_size, "factor: unknown kind %d", (int)f->kind);
     if (f->id < 0)
-        return invalid(errstr, errstr_size, "factor: negative id %" PRId64, f->id);
+        return codec_invalid(errstr, errstr_size, "factor: negative id %" PRId64, f->id);
     if (f->dim < 1 || f->dim > CODEC_MAX_DIM || f->vector == NULL)
-        return invalid(errstr, errstr_size, "factor: vector of %d floats (want 1..%d)", f->dim,
-                       CODEC_MAX_DIM);
+        return codec_invalid(errstr, errstr_size, "factor: vector of %d floats (want 1..%d)",
+                             f->dim, CODEC_MAX_DIM);
     for (int i = 0; i < f->dim; i++)
         if (!isfinite(f->vector[i]))
-            return invalid(errstr, errstr_size, "factor: vector[%d] is not finite", i);
+            return codec_invalid(errstr, errstr_size, "factor: vector[%d] is not finite", i);
     if (!isfinite(f->bias))
-        return invalid(errstr, errstr_size, "factor: bias is not finite");
+        return codec_invalid(errstr, errstr_size, "factor: bias is not finite");
     return CODEC_OK;
 }
 
@@ -590,8 +536,8 @@ static int check_receipt(const codec_receipt *rc, char *errstr, size_t errstr_si
         return err;
     if (rc->user_id < 0 || rc->forgotten < 0 || rc->model_version < 0 || rc->requested < 0 ||
         rc->not_found < 0 || rc->beyond_retention < 0)
-        return invalid(errstr, errstr_size, "receipt %s: negative user_id, count or version",
-                       rc->request_id);
+        return codec_invalid(errstr, errstr_size, "receipt %s: negative user_id, count or version",
+                             rc->request_id);
     return CODEC_OK;
 }
 
@@ -697,9 +643,9 @@ static int r_forget_items(const codec *c, reader *rd, codec_forget *fr, char *er
         if (count > rd->end - rd->p)
             return avro_fail("forget request", "items", errstr, errstr_size);
         if (fr->n_items + (size_t)count > c->opts.max_forget_items)
-            return invalid(errstr, errstr_size,
-                           "forget request: more than forget.max.items=%zu items",
-                           c->opts.max_forget_items);
+            return codec_invalid(errstr, errstr_size,
+                                 "forget request: more than forget.max.items=%zu items",
+                                 c->opts.max_forget_items);
         if (fr->n_items + (size_t)count > cap) {
             cap = fr->n_items + (size_t)count;
             int64_t *items = realloc(fr->items, cap * sizeof(*items));
@@ -714,7 +660,7 @@ static int r_forget_items(const codec *c, reader *rd, codec_forget *fr, char *er
                 return avro_fail("forget request", "items", errstr, errstr_size);
     }
     if (fr->n_items == 0)
-        return invalid(errstr, errstr_size, "forget request: empty item list");
+        return codec_invalid(errstr, errstr_size, "forget request: empty item list");
     return CODEC_OK;
 }
 
@@ -742,8 +688,9 @@ static int r_forget_body(const codec *c, reader *rd, codec_forget *fr, char *err
     if (r_int(rd, &reason))
         return avro_fail("forget request", "reason", errstr, errstr_size);
     if (reason < 0 || reason >= CODEC_N_REASONS)
-        return invalid(errstr, errstr_size, "forget request %s: unknown reason index %" PRId32,
-                       fr->request_id, reason);
+        return codec_invalid(errstr, errstr_size,
+                             "forget request %s: unknown reason index %" PRId32, fr->request_id,
+                             reason);
     fr->reason = (codec_reason)reason;
     if (r_long(rd, &fr->requested_at))
         return avro_fail("forget request", "requested_at", errstr, errstr_size);
@@ -884,277 +831,4 @@ int codec_decode_receipt(const codec *c, const void *buf, size_t len, codec_rece
         err = r_receipt_body(&rd, rc, errstr, errstr_size);
     tmp_free(&tmp);
     return err;
-}
-
-/* ---- ItemUpdates (internal) ------------------------------------------- */
-
-void codec_item_updates_clear(codec_item_updates *u) {
-    if (u == NULL)
-        return;
-    free(u->items);
-    free(u->vectors);
-    memset(u, 0, sizeof(*u));
-}
-
-static int check_item_updates(const codec_item_updates *u, char *errstr, size_t errstr_size) {
-    if (u->source < CODEC_UPDATE_TRAINING)
-        return invalid(errstr, errstr_size, "item updates: source %d", (int)u->source);
-    if ((u->source >= 0) != (u->seq > 0) || u->seq < 0)
-        return invalid(errstr, errstr_size, "item updates: seq %" PRId64 " with source %d", u->seq,
-                       (int)u->source);
-    for (size_t i = 0; i < u->n_items; i++) {
-        const codec_item_update *it = &u->items[i];
-        if (it->id < 0 || it->dim < 0 || it->dim > CODEC_MAX_DIM || !isfinite(it->dsum) ||
-            !isfinite(it->dbias))
-            return invalid(errstr, errstr_size,
-                           "item updates: item %zu (id %" PRId64 ") is invalid", i, it->id);
-        for (int f = 0; f < it->dim; f++)
-            if (!isfinite(it->dvector[f]))
-                return invalid(errstr, errstr_size,
-                               "item updates: item %" PRId64 " has a non-finite factor", it->id);
-    }
-    return CODEC_OK;
-}
-
-int codec_encode_item_updates(const codec *c, const codec_item_updates *u, codec_buf *out,
-                              char *errstr, size_t errstr_size) {
-    int rc = check_item_updates(u, errstr, errstr_size);
-    if (rc)
-        return rc;
-    writer w = {out, 0};
-    w_header(&w, c->opts.schema_id_item_update);
-    w_long(&w, u->instance);
-    w_long(&w, u->source);
-    w_long(&w, u->seq);
-    w_long(&w, u->nonce);
-    if (u->n_items > 0)
-        w_long(&w, (int64_t)u->n_items);
-    for (size_t i = 0; i < u->n_items; i++) {
-        const codec_item_update *it = &u->items[i];
-        w_long(&w, it->id);
-        w_long(&w, it->dcount);
-        w_double(&w, it->dsum);
-        w_float(&w, it->dbias);
-        if (it->dim > 0)
-            w_long(&w, it->dim);
-        for (int f = 0; f < it->dim; f++)
-            w_float(&w, it->dvector[f]);
-        w_long(&w, 0);
-    }
-    w_long(&w, 0);
-    return w_finish(&w, errstr, errstr_size);
-}
-
-static int r_double(reader *r, double *d) {
-    if (r->end - r->p < 8)
-        return -1;
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++)
-        u |= (uint64_t)r->p[i] << (8 * i);
-    memcpy(d, &u, 8);
-    r->p += 8;
-    return 0;
-}
-
-static int upd_oom(char *errstr, size_t errstr_size) {
-    ul_set_err(errstr, errstr_size, "out of memory decoding item updates");
-    return CODEC_ERR_NOMEM;
-}
-
-/* One ItemUpdate: its factors go to u->vectors[*nv..]; offsets, not
- * pointers, until every item is read (the array may move). */
-static int r_item_update(reader *rd, codec_item_updates *u, codec_item_update *it, size_t *nv,
-                         char *errstr, size_t errstr_size) {
-    const char *what = "item updates";
-    int64_t count;
-    if (r_long(rd, &it->id) || r_int(rd, &it->dcount) || r_double(rd, &it->dsum) ||
-        r_float(rd, &it->dbias))
-        return avro_fail(what, "items", errstr, errstr_size);
-    it->dim = 0;
-    it->dvector = (const float *)(uintptr_t)*nv; /* fixed up by the caller */
-    for (;;) {
-        if (r_block(rd, &count))
-            return avro_fail(what, "dvector", errstr, errstr_size);
-        if (count == 0)
-            return CODEC_OK;
-        if (count > (rd->end - rd->p) / 4 || it->dim + count > CODEC_MAX_DIM)
-            return avro_fail(what, "dvector", errstr, errstr_size);
-        size_t need = *nv + (size_t)count;
-        if (need > u->cap_vectors) {
-            size_t cap = u->cap_vectors ? u->cap_vectors : 256;
-            while (cap < need)
-                cap *= 2;
-            float *v = realloc(u->vectors, cap * sizeof(float));
-            if (v == NULL)
-                return upd_oom(errstr, errstr_size);
-            u->vectors = v;
-            u->cap_vectors = cap;
-        }
-        for (int64_t i = 0; i < count; i++)
-            r_float(rd, &u->vectors[(*nv)++]);
-        it->dim += (int)count;
-    }
-}
-
-static int r_item_updates_body(reader *rd, codec_item_updates *u, char *errstr,
-                               size_t errstr_size) {
-    const char *what = "item updates";
-    if (r_long(rd, &u->instance) || r_int(rd, &u->source) || r_long(rd, &u->seq) ||
-        r_long(rd, &u->nonce))
-        return avro_fail(what, "instance..nonce", errstr, errstr_size);
-    size_t nv = 0;
-    int64_t count;
-    u->n_items = 0;
-    for (;;) {
-        if (r_block(rd, &count))
-            return avro_fail(what, "items", errstr, errstr_size);
-        if (count == 0)
-            break;
-        if (count > (rd->end - rd->p) / 14) /* an item takes at least 14 bytes */
-            return avro_fail(what, "items", errstr, errstr_size);
-        if (u->n_items + (size_t)count > u->cap_items) {
-            size_t cap = u->cap_items ? u->cap_items : 64;
-            while (cap < u->n_items + (size_t)count)
-                cap *= 2;
-            codec_item_update *v = realloc(u->items, cap * sizeof(*v));
-            if (v == NULL)
-                return upd_oom(errstr, errstr_size);
-            u->items = v;
-            u->cap_items = cap;
-        }
-        for (int64_t i = 0; i < count; i++) {
-            int rc = r_item_update(rd, u, &u->items[u->n_items++], &nv, errstr, errstr_size);
-            if (rc)
-                return rc;
-        }
-    }
-    for (size_t i = 0; i < u->n_items; i++) /* offsets into pointers */
-        u->items[i].dvector = u->vectors + (uintptr_t)u->items[i].dvector;
-    int rc = r_done(rd, what, errstr, errstr_size);
-    return rc ? rc : check_item_updates(u, errstr, errstr_size);
-}
-
-int codec_decode_item_updates(const codec *c, const void *buf, size_t len, codec_item_updates *u,
-                              char *errstr, size_t errstr_size) {
-    uint32_t id;
-    int rc = r_frame(buf, len, &id, "item updates", errstr, errstr_size);
-    if (rc)
-        return rc;
-    if (id != (uint32_t)c->opts.schema_id_item_update) {
-        ul_set_err(errstr, errstr_size,
-                   "item updates: schema id %" PRIu32 " is not the configured %" PRId32
-                   " (an internal topic: written by workers of the same configuration only)",
-                   id, c->opts.schema_id_item_update);
-        return CODEC_ERR_UNKNOWN_SCHEMA;
-    }
-    reader rd = {(const uint8_t *)buf + CODEC_HEADER_SIZE, (const uint8_t *)buf + len};
-    rc = r_item_updates_body(&rd, u, errstr, errstr_size);
-    if (rc)
-        u->n_items = 0;
-    return rc;
-}
-
-/* ---- Keys and partitioning --------------------------------------------- */
-
-int codec_key_user(int64_t user_id, char *buf, size_t size) {
-    int n = snprintf(buf, size, "%" PRId64, user_id);
-    return (n < 0 || (size_t)n >= size) ? -1 : n;
-}
-
-int codec_key_factor(codec_kind kind, int64_t id, char *buf, size_t size) {
-    int n = snprintf(buf, size, "%c:%" PRId64, kind == CODEC_KIND_USER ? 'u' : 'i', id);
-    return (n < 0 || (size_t)n >= size) ? -1 : n;
-}
-
-int codec_parse_user_key(const void *key, size_t len, int64_t *user_id) {
-    const char *s = key;
-    int64_t v = 0;
-    if (key == NULL || len == 0 || len > 19)
-        return UL_ERR_PARSE;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return UL_ERR_PARSE;
-        v = v * 10 + (s[i] - '0');
-    }
-    *user_id = v;
-    return UL_OK;
-}
-
-int codec_user_key(codec_key_format fmt, int32_t schema_id, int64_t user, void *buf, size_t size) {
-    if (fmt == CODEC_KEY_STRING)
-        return codec_key_user(user, buf, size);
-    uint8_t *p = buf;
-    if (size < 5 + 10)
-        return -1;
-    uint32_t id = (uint32_t)schema_id;
-    p[0] = 0;
-    p[1] = (uint8_t)(id >> 24);
-    p[2] = (uint8_t)(id >> 16);
-    p[3] = (uint8_t)(id >> 8);
-    p[4] = (uint8_t)id;
-    return (int)(5 + avro_put_long(p + 5, user));
-}
-
-int codec_user_key_parse(codec_key_format fmt, const void *key, size_t len, int64_t *user) {
-    if (fmt == CODEC_KEY_STRING)
-        return codec_parse_user_key(key, len, user);
-    const uint8_t *k = key;
-    if (key == NULL || len < 6 || k[0] != 0)
-        return UL_ERR_PARSE;
-    int64_t v;
-    reader r = {k + 5, k + len};
-    if (r_long(&r, &v) == 0 && r.p == r.end) /* a long: the varint is the whole body */
-        return v >= 0 ? (*user = v, UL_OK) : UL_ERR_PARSE;
-    r = (reader){k + 5, k + len};
-    if (r_long(&r, &v) == 0 && v > 0 && v == r.end - r.p) /* a string of the rest's length */
-        return codec_parse_user_key(r.p, (size_t)v, user);
-    return UL_ERR_PARSE;
-}
-
-int32_t codec_user_partition(codec_key_format fmt, int32_t schema_id, int64_t user, int32_t n) {
-    uint8_t key[CODEC_KEY_MAX];
-    int len = codec_user_key(fmt, schema_id, user, key, sizeof(key));
-    return len < 0 ? -1 : codec_partition(key, (size_t)len, n);
-}
-
-/* Java's org.apache.kafka.common.utils.Utils.murmur2 (seed 0x9747b28c). */
-int32_t codec_murmur2(const void *key, size_t len) {
-    const uint8_t *data = key;
-    const uint32_t m = 0x5bd1e995;
-    const int r = 24;
-    uint32_t h = 0x9747b28cU ^ (uint32_t)len;
-    size_t n4 = len / 4;
-    for (size_t i = 0; i < n4; i++) {
-        const uint8_t *p = data + i * 4;
-        uint32_t k =
-            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-        k *= m;
-        k ^= k >> r;
-        k *= m;
-        h *= m;
-        h ^= k;
-    }
-    const uint8_t *tail = data + n4 * 4;
-    switch (len % 4) {
-    case 3:
-        h ^= (uint32_t)tail[2] << 16;
-        /* fall through */
-    case 2:
-        h ^= (uint32_t)tail[1] << 8;
-        /* fall through */
-    case 1:
-        h ^= tail[0];
-        h *= m;
-    }
-    h ^= h >> 13;
-    h *= m;
-    h ^= h >> 15;
-    return (int32_t)h;
-}
-
-int32_t codec_partition(const void *key, size_t len, int32_t partition_cnt) {
-    if (partition_cnt <= 0)
-        return -1;
-    uint32_t h = (uint32_t)codec_murmur2(key, len) & 0x7fffffffU;
-    return (int32_t)(h % (uint32_t)partition_cnt);
 }

@@ -10,6 +10,7 @@ PACKAGES=(
   libcmocka-dev                          # unit tests
   redis-server                           # local Redis for the embedded default and tests
   libmicrohttpd-dev                      # /metrics, /livez, /readyz
+  libjemalloc-dev                        # malloc of the release build (CMakeLists.txt says why)
   libcurl4-openssl-dev libjansson-dev    # the Schema Registry client (HTTP, JSON)
   python3                                # tests/registry_standin.py, a local registry stand-in
   gnuplot-nox                            # figures in docs/results

@@ -22,6 +22,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define WATERMARK_WAIT_MS 10000 /* asking a partition's offsets at assignment */
@@ -51,20 +52,54 @@ static int is_cooperative(rd_kafka_t *rk) {
  * what the topic still holds. */
 #define INPUT_START_FAILED INT64_MIN /* not an offset librdkafka knows */
 
-static int64_t input_start(worker *w, const shard *s, int i) {
+/* One input partition's ends as the broker gave them. */
+typedef struct wmark {
+    int64_t lo, hi;          /* hi only when asked (want_hi) */
+    rd_kafka_resp_err_t err; /* why they are not known */
+} wmark;
+
+/* The ends of every input of the n partitions ps into m[j][i] (input i of
+ * ps[j]): one ListOffsets round per end for them all (offsets for the
+ * "earliest" and "latest" markers), not a query per partition and input,
+ * which on assignment of 64 partitions was 192 round trips before the
+ * first rating. The high end is asked only when want_hi. */
+static void query_wmarks(worker *w, const int32_t *ps, int n, int want_hi,
+                         wmark (*m)[SHARD_N_INPUTS]) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n * SHARD_N_INPUTS);
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < SHARD_N_INPUTS; i++)
+            rd_kafka_topic_partition_list_add(l, w->topic[i], ps[j]);
+    for (int end = 0; end < 1 + want_hi; end++) {
+        for (int e = 0; e < l->cnt; e++) {
+            l->elems[e].offset = end == 0 ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+            l->elems[e].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        }
+        rd_kafka_resp_err_t all =
+            rd_kafka_offsets_for_times(w->consumer[INPUT_GROUP], l, WATERMARK_WAIT_MS);
+        for (int e = 0; e < l->cnt; e++) {
+            wmark *x = &m[e / SHARD_N_INPUTS][e % SHARD_N_INPUTS];
+            rd_kafka_resp_err_t err = all ? all : l->elems[e].err;
+            if (end == 0)
+                *x = (wmark){l->elems[e].offset, -1, err};
+            else
+                x->hi = l->elems[e].offset, x->err = x->err ? x->err : err;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static int64_t input_start(worker *w, const shard *s, int i, const wmark *m) {
     char what[UL_ERRSTR_SIZE + 256], msg[sizeof(what) + 256];
     const char *topic = w->topic[i];
     int32_t p = s->partition;
-    int64_t off = s->meta.next_offset[i], lo = 0, hi = 0;
+    int64_t off = s->meta.next_offset[i], lo = m->lo, hi = m->hi;
     if (worker_input(i)->assign == INPUT_ALL)
         return off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(w->consumer[worker_input(i)->assign],
-                                                             topic, p, &lo, &hi, WATERMARK_WAIT_MS);
-    if (e) {
+    if (m->err || lo < 0) {
         snprintf(msg, sizeof(msg),
                  "cannot read the offsets of %s [%d] (needed to check that no record was lost "
                  "before the state applied it): %s",
-                 topic, (int)p, rd_kafka_err2str(e));
+                 topic, (int)p, m->err ? rd_kafka_err2str(m->err) : "no offset in the answer");
         worker_set_fatal(w, msg);
         return INPUT_START_FAILED;
     }
@@ -100,12 +135,10 @@ static int64_t input_start(worker *w, const shard *s, int i) {
 /* Partition p of the item replica's consumer goes back to `off` when the
  * replica is past it (the durable side catches up: live_item_updates),
  * by assigning it again at that offset. */
-static void catch_up_updates(worker *w, int32_t p, int64_t off) {
-    int64_t pos = live_updates_position(w->lv, p), lo = -1, hi = -1;
+static void catch_up_updates(worker *w, int32_t p, int64_t off, const wmark *m) {
+    int64_t pos = live_updates_position(w->lv, p), lo = m->lo;
     /* The topic must still hold what the home's statistics have not applied. */
-    if (rd_kafka_query_watermark_offsets(w->consumer[INPUT_ALL], w->topic[SHARD_ITEM_UPDATES], p,
-                                         &lo, &hi, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        lo > (off < 0 ? 0 : off))
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && lo > (off < 0 ? 0 : off))
         log_warn(w->log, "kafka",
                  "%s [%d] no longer holds offsets %" PRId64 "..%" PRId64
                  " that partition %d's item statistics have not applied: exact deliveries among "
@@ -134,12 +167,12 @@ static void catch_up_updates(worker *w, int32_t p, int64_t off) {
  * alongside ones' into `alongside`; item-updates catches up. Returns -1
  * (nothing started) when the worker must stop. */
 static int start_inputs(worker *w, const shard *s, rd_kafka_topic_partition_t *tp,
-                        rd_kafka_topic_partition_list_t *alongside) {
+                        rd_kafka_topic_partition_list_t *alongside, const wmark *m) {
     char line[1024];
     size_t len = 0;
     int64_t start[SHARD_N_INPUTS];
     for (int i = 0; i < SHARD_N_INPUTS; i++)
-        if ((start[i] = input_start(w, s, i)) == INPUT_START_FAILED)
+        if ((start[i] = input_start(w, s, i, &m[i])) == INPUT_START_FAILED)
             return -1;
     for (int i = 0; i < SHARD_N_INPUTS; i++) {
         int64_t off = s->meta.next_offset[i];
@@ -150,7 +183,7 @@ static int start_inputs(worker *w, const shard *s, rd_kafka_topic_partition_t *t
             rd_kafka_topic_partition_list_add(alongside, w->topic[i], s->partition)->offset =
                 start[i];
         else
-            catch_up_updates(w, s->partition, off);
+            catch_up_updates(w, s->partition, off, &m[i]);
         int n = snprintf(line + len, sizeof(line) - len, "%s%s from offset %" PRId64, i ? ", " : "",
                          w->topic[i], start[i]);
         len += n > 0 && (size_t)n < sizeof(line) - len ? (size_t)n : 0;
@@ -174,7 +207,18 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     char err[UL_ERRSTR_SIZE];
     rd_kafka_topic_partition_list_t *alongside =
         rd_kafka_topic_partition_list_new(parts->cnt * SHARD_N_INPUTS);
-    for (int i = 0; i < parts->cnt; i++) {
+    int32_t *ps = calloc((size_t)parts->cnt + 1, sizeof(*ps));
+    wmark(*m)[SHARD_N_INPUTS] = calloc((size_t)parts->cnt + 1, sizeof(*m));
+    if (ps == NULL || m == NULL) {
+        worker_set_fatal(w, "out of memory assigning partitions");
+        for (int i = 0; i < parts->cnt; i++)
+            parts->elems[i].offset = RD_KAFKA_OFFSET_END; /* consume nothing; we are stopping */
+    }
+    for (int i = 0; ps && m && i < parts->cnt; i++)
+        ps[i] = parts->elems[i].partition;
+    if (ps && m)
+        query_wmarks(w, ps, parts->cnt, w->start_offset == RD_KAFKA_OFFSET_END, m);
+    for (int i = 0; ps && m && i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
         metrics_heartbeat(w->metrics); /* loading a big shard takes a while */
         shard *s = live_assign(w->lv, tp->partition, NULL, err, sizeof(err));
@@ -187,7 +231,7 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
         }
         live_mark_partition(w->lv, tp->partition); /* a takeover republishes it in full */
         want_watermarks(w, s);
-        if (start_inputs(w, s, tp, alongside) != 0)
+        if (start_inputs(w, s, tp, alongside, m[i]) != 0)
             tp->offset = RD_KAFKA_OFFSET_END; /* consume nothing; we are stopping */
     }
     rd_kafka_error_t *e = NULL;
@@ -210,6 +254,8 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     if (fe)
         rd_kafka_error_destroy(fe);
     rd_kafka_topic_partition_list_destroy(alongside);
+    free(ps);
+    free(m);
     report_assignment(w, 0);
 }
 
@@ -372,11 +418,13 @@ static void reload_partition(worker *w, int32_t p, const char *why) {
              (int)p, s->meta.applied, s->meta.epoch, w->topic[SHARD_RATINGS],
              s->meta.next_offset[SHARD_RATINGS] < 0 ? 0 : s->meta.next_offset[SHARD_RATINGS]);
     want_watermarks(w, s);
+    wmark wm[1][SHARD_N_INPUTS];
+    query_wmarks(w, &p, 1, w->start_offset == RD_KAFKA_OFFSET_END, wm);
     for (int i = 0; i < SHARD_N_INPUTS; i++) {
         if (worker_input(i)->assign == INPUT_ALL)
-            catch_up_updates(w, p, s->meta.next_offset[i]);
+            catch_up_updates(w, p, s->meta.next_offset[i], &wm[0][i]);
         else {
-            int64_t start = input_start(w, s, i); /* lost records: on.truncated */
+            int64_t start = input_start(w, s, i, &wm[0][i]); /* lost records: on.truncated */
             if (start == INPUT_START_FAILED)
                 return;
             seek_input(w, w->consumer[worker_input(i)->assign], i, p, start);

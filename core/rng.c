@@ -48,6 +48,21 @@ double rng_normal(rng *r) {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+void rng_normal_fill(rng *r, float *out, int n, float scale) {
+    for (int i = 0; i < n; i += 2) {
+        double u, v, q;
+        do {
+            u = 2.0 * rng_uniform(r) - 1.0;
+            v = 2.0 * rng_uniform(r) - 1.0;
+            q = u * u + v * v;
+        } while (q >= 1.0 || q == 0.0);
+        double f = sqrt(-2.0 * log(q) / q) * scale;
+        out[i] = (float)(u * f);
+        if (i + 1 < n)
+            out[i + 1] = (float)(v * f);
+    }
+}
+
 uint64_t rng_below(rng *r, uint64_t n) {
     uint64_t limit = UINT64_MAX - (UINT64_MAX % n);
     uint64_t x;

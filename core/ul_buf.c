@@ -47,3 +47,36 @@ unsigned char *ul_buf_take(ul_buf *b, size_t *len) {
     memset(b, 0, sizeof(*b));
     return p;
 }
+
+int ul_fmt_u64(char *buf, size_t size, uint64_t v) {
+    char rev[20];
+    size_t n = 0;
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    if (size < n + 1) {
+        if (size > 0)
+            buf[0] = '\0';
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        buf[i] = rev[n - 1 - i];
+    buf[n] = '\0';
+    return (int)n;
+}
+
+int ul_fmt_i64(char *buf, size_t size, int64_t v) {
+    if (v >= 0)
+        return ul_fmt_u64(buf, size, (uint64_t)v);
+    if (size < 2) {
+        if (size > 0)
+            buf[0] = '\0';
+        return -1;
+    }
+    buf[0] = '-';
+    int n = ul_fmt_u64(buf + 1, size - 1, 0 - (uint64_t)v); /* INT64_MIN too */
+    if (n < 0)
+        buf[0] = '\0';
+    return n < 0 ? -1 : n + 1;
+}

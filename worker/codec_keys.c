@@ -7,15 +7,19 @@
 #include <string.h>
 
 #include "codec_int.h"
+#include "ul_buf.h"
 
 int codec_key_user(int64_t user_id, char *buf, size_t size) {
-    int n = snprintf(buf, size, "%" PRId64, user_id);
-    return (n < 0 || (size_t)n >= size) ? -1 : n;
+    return ul_fmt_i64(buf, size, user_id);
 }
 
 int codec_key_factor(codec_kind kind, int64_t id, char *buf, size_t size) {
-    int n = snprintf(buf, size, "%c:%" PRId64, kind == CODEC_KIND_USER ? 'u' : 'i', id);
-    return (n < 0 || (size_t)n >= size) ? -1 : n;
+    if (size < 3)
+        return -1;
+    buf[0] = kind == CODEC_KIND_USER ? 'u' : 'i';
+    buf[1] = ':';
+    int n = ul_fmt_i64(buf + 2, size - 2, id);
+    return n < 0 ? -1 : n + 2;
 }
 
 int codec_parse_user_key(const void *key, size_t len, int64_t *user_id) {

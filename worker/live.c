@@ -71,6 +71,7 @@ struct live {
     int64_t *seen_rows; /* [home * n_parts + source]: row corrections */
     codec_item_updates scratch; /* records being built */
     mf_params sched;            /* training's per-row schedule (rates and reg of the options) */
+    float ln_decay;             /* logf(train_lr_decay), for rewarm; 0 when it does not apply */
     int32_t n_owned;            /* partitions owned (shards non-NULL) */
 };
 
@@ -351,6 +352,9 @@ live *live_new(const live_opts *opts, store *st, int32_t n_partitions, char *err
     l->sched.lr_decay = opts->train_lr_decay;
     l->sched.reg = opts->reg;
     l->sched.reg_bias = opts->reg_bias;
+    l->ln_decay = opts->train_lr_decay > 0.0f && opts->train_lr_decay < 1.0f
+                      ? logf(opts->train_lr_decay)
+                      : 0.0f;
     l->st = st;
     l->n_parts = n_partitions;
     l->instance = random_instance();
@@ -508,13 +512,13 @@ void live_flush_due(live *l, int32_t p) {
  * row's training rate stays the mean of its ratings' rates:
  * decay^passes' = ((n-1) decay^passes + 1) / n. */
 static void rewarm(const live *l, float *passes, float n) {
-    float d = l->o.train_lr_decay;
-    if (n < 1.0f || *passes <= 0.0f || l->o.rewarm == 0 || d >= 1.0f)
+    float ln_d = l->ln_decay; /* decay^p = exp(p ln decay), ln decay computed once */
+    if (n < 1.0f || *passes <= 0.0f || l->o.rewarm == 0 || ln_d == 0.0f)
         return;
     if (l->o.rewarm == 2) /* measurement only: the mean of the passes instead */
         *passes *= (n - 1.0f) / n;
     else
-        *passes = logf(((n - 1.0f) * powf(d, *passes) + 1.0f) / n) / logf(d);
+        *passes = logf(((n - 1.0f) * expf(*passes * ln_d) + 1.0f) / n) / ln_d;
 }
 
 /* The item's rating count as this worker's schedule sees it: the share of
@@ -550,7 +554,9 @@ static float sgd_rows(live *l, float *urow, float *irow, float nu, float ni, flo
     return err;
 }
 
-float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shard_class cls) {
+/* live_sgd, also giving the item's replica index (*ei_out) to the caller. */
+static float sgd_step(live *l, shard *s, int32_t uidx, int64_t item, float rating, shard_class cls,
+                      int32_t *ei_out) {
     int vdim = rows_vector_dim(l->k);
     hist *h = shard_hist(s, uidx);
     int32_t ai = rowset_insert(l->acc[cls], item, NULL);
@@ -576,7 +582,13 @@ float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shar
         free(old);
     shard_mark_user(s, uidx, cls);
     item_changed(l, ei, item, cls);
+    *ei_out = ei;
     return err;
+}
+
+float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shard_class cls) {
+    int32_t ei;
+    return sgd_step(l, s, uidx, item, rating, cls, &ei);
 }
 
 int live_correct_item(live *l, shard *s, int64_t item, const float *delta, int64_t dcount,
@@ -596,11 +608,13 @@ int live_correct_item(live *l, shard *s, int64_t item, const float *delta, int64
 
 int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float rating,
                       int64_t time_ms) {
-    int32_t ui = shard_user(s, user);
-    if (ui < 0 || isnan(live_sgd(l, s, ui, item, rating, SHARD_EVENT)))
+    int32_t ui = shard_user(s, user), ei = -1;
+    if (ui < 0 || isnan(sgd_step(l, s, ui, item, rating, SHARD_EVENT, &ei)))
         return UL_ERR_NOMEM;
-    if (live_correct_item(l, s, item, NULL, 1, (double)rating) != UL_OK)
+    /* live_correct_item(item, no delta, 1, rating) on the index just found */
+    if (shard_pend(s, item, 1, (double)rating, NULL) != 0)
         return UL_ERR_NOMEM;
+    replica_stats_add(l, ei, 1, (double)rating);
     hist_entry e = {item, time_ms, rating};
     if (shard_hist_append(s, ui, &e) != 0)
         return UL_ERR_NOMEM;

@@ -5,6 +5,7 @@
 
 #include "codec.h"
 #include "rng.h"
+#include "ul_buf.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "rows.c stores rows as little-endian float32; port rows_value for this host"
@@ -32,8 +33,7 @@ void rows_init(float *row, rows_kind kind, int k, uint64_t seed, float init_std,
     rng r;
     rng_seed(&r, rng_derive(rng_derive(seed, (uint64_t)kind), (uint64_t)id));
     row[ROWS_BIAS] = 0.0f;
-    for (int f = 0; f < k; f++)
-        row[ROWS_FACTORS + f] = (float)(rng_normal(&r) * init_std);
+    rng_normal_fill(&r, row + ROWS_FACTORS, k, init_std);
     for (int i = 0; i < ROWS_STATE_FLOATS; i++)
         row[rows_state_index(k) + i] = 0.0f;
 }
@@ -100,22 +100,10 @@ mf_model rows_pair_model(float *urow, float *irow, int k, float mean, float rmin
 
 /* codec_key_user's decimal key, without printf for the ids events carry
  * (this runs once per event). */
-static int user_key(int64_t user, char *key, size_t size) {
-    if (user < 0)
-        return codec_key_user(user, key, size);
-    char rev[24];
-    int n = 0;
-    for (uint64_t v = (uint64_t)user; n == 0 || v > 0; v /= 10)
-        rev[n++] = (char)('0' + v % 10);
-    for (int i = 0; i < n; i++)
-        key[i] = rev[n - 1 - i];
-    key[n] = '\0';
-    return n;
-}
 
 int32_t rows_user_partition(int64_t user, int32_t n) {
     char key[24];
-    int len = user_key(user, key, sizeof(key));
+    int len = ul_fmt_i64(key, sizeof(key), user);
     return len > 0 && n > 0 ? codec_partition(key, (size_t)len, n) : -1;
 }
 

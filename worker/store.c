@@ -243,12 +243,12 @@ static void cmdbuf_add_str(cmdbuf *b, const char *s) {
 }
 
 static void cmdbuf_add_i64(cmdbuf *b, int64_t v) {
-    int len = snprintf(b->num[b->argc], sizeof(b->num[0]), "%" PRId64, v);
+    int len = ul_fmt_i64(b->num[b->argc], sizeof(b->num[0]), v);
     cmdbuf_add(b, b->num[b->argc], (size_t)len);
 }
 
 static void cmdbuf_add_u64(cmdbuf *b, uint64_t v) {
-    int len = snprintf(b->num[b->argc], sizeof(b->num[0]), "%" PRIu64, v);
+    int len = ul_fmt_u64(b->num[b->argc], sizeof(b->num[0]), v);
     cmdbuf_add(b, b->num[b->argc], (size_t)len);
 }
 

@@ -1,9 +1,11 @@
-/* test_rng.c: the seeded generator is reproducible and roughly uniform. */
+/* test_rng.c: the seeded generator is reproducible, roughly uniform, and
+ * its normal fill has normal moments. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 
 #include "rng.h"
 
@@ -53,11 +55,40 @@ static void test_shuffle_is_permutation(void **state) {
     assert_true(moved > 50);
 }
 
+/* rng_normal_fill: mean 0, the asked scale, normal tails (about 4.55% beyond
+ * 2 sd), an odd count filled to its last value, reproducible. */
+static void test_normal_fill_moments(void **state) {
+    (void)state;
+    enum { N = 200001 };
+    static float v[N + 1], w[N + 1];
+    rng r;
+    rng_seed(&r, 3);
+    v[N] = 12345.0f; /* past the end: must stay */
+    rng_normal_fill(&r, v, N, 0.5f);
+    double sum = 0, sq = 0;
+    int beyond = 0;
+    for (int i = 0; i < N; i++) {
+        sum += v[i];
+        sq += (double)v[i] * v[i];
+        beyond += v[i] > 1.0f || v[i] < -1.0f;
+    }
+    double mean = sum / N, sd = sqrt(sq / N - mean * mean);
+    assert_true(mean > -0.005 && mean < 0.005);
+    assert_true(sd > 0.495 && sd < 0.505);
+    assert_true(beyond > (int)(0.042 * N) && beyond < (int)(0.049 * N));
+    assert_true(v[N - 1] != 0.0f);
+    assert_true(v[N] == 12345.0f);
+    rng_seed(&r, 3);
+    rng_normal_fill(&r, w, N, 0.5f);
+    assert_memory_equal(v, w, sizeof(float) * N);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_seed_same_stream),
         cmocka_unit_test(test_uniform_mean_and_below),
         cmocka_unit_test(test_shuffle_is_permutation),
+        cmocka_unit_test(test_normal_fill_moments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

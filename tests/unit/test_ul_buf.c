@@ -1,11 +1,14 @@
 /* test_ul_buf.c: the growable byte buffer (appends, hand-over, free) and
- * the doubling growth of a typed array (capacity kept, contents moved). */
+ * the doubling growth of a typed array (capacity kept, contents moved), and
+ * the decimal formatting of integers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,10 +58,31 @@ static void test_grow(void **state) {
     free(a);
 }
 
+/* ul_fmt_*: what printf prints, at the extremes too; too small a buffer is
+ * -1 with "" (never a cut number). */
+static void test_fmt(void **state) {
+    (void)state;
+    const int64_t v[] = {0, 7, -7, 10, 1000000, -1000000, INT64_MAX, INT64_MIN};
+    char got[32], want[32];
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        int n = snprintf(want, sizeof(want), "%" PRId64, v[i]);
+        assert_int_equal(ul_fmt_i64(got, sizeof(got), v[i]), n);
+        assert_string_equal(got, want);
+        assert_int_equal(ul_fmt_i64(got, (size_t)n + 1, v[i]), n); /* exactly enough */
+        assert_int_equal(ul_fmt_i64(got, (size_t)n, v[i]), -1);
+        assert_string_equal(got, "");
+    }
+    snprintf(want, sizeof(want), "%" PRIu64, UINT64_MAX);
+    assert_int_equal(ul_fmt_u64(got, sizeof(got), UINT64_MAX), 20);
+    assert_string_equal(got, want);
+    assert_int_equal(ul_fmt_u64(got, 0, 5), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_grow),
+        cmocka_unit_test(test_fmt),
     };
     return cmocka_run_group_tests_name("ul_buf", tests, NULL, NULL);
 }

@@ -238,7 +238,7 @@ int shard_hist_append(shard *s, int32_t uidx, const hist_entry *e) {
             memmove(h->v, h->v + h->start, h->n * sizeof(*h->v));
             h->start = 0;
         } else {
-            uint32_t cap = h->cap ? h->cap * 2 : 8;
+            uint32_t cap = h->cap ? h->cap * 2 : 4; /* most users of a big catalogue have few */
             if (cap > 2 * s->retention)
                 cap = 2 * s->retention;
             hist_entry *v = realloc(h->v, cap * sizeof(*v));

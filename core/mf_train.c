@@ -145,23 +145,6 @@ static void shuffle_entries(rng *r, mf_entry *e, size_t n) {
     }
 }
 
-/* Gaussian values of std `std` (Marsaglia's polar method, both values of
- * each pair used). */
-static void normal_fill(rng *r, float *v, size_t n, double std) {
-    for (size_t x = 0; x < n; x += 2) {
-        double a, b, s;
-        do {
-            a = 2.0 * rng_uniform(r) - 1.0;
-            b = 2.0 * rng_uniform(r) - 1.0;
-            s = a * a + b * b;
-        } while (s >= 1.0 || s == 0.0);
-        double f = std * sqrt(-2.0 * log(s) / s);
-        v[x] = (float)(a * f);
-        if (x + 1 < n)
-            v[x + 1] = (float)(b * f);
-    }
-}
-
 /* Initialisation in tasks of MF_INIT_ROWS rows, each with its own stream:
  * P's tasks first, then Q's. */
 typedef struct init_job {
@@ -180,7 +163,7 @@ static void init_task(void *ctx, size_t task) {
     rng r;
     uint64_t stream = rng_derive(job->params->seed, is_p ? MF_STREAM_INIT_P : MF_STREAM_INIT_Q);
     rng_seed(&r, rng_derive(stream, chunk));
-    normal_fill(&r, (is_p ? m->P : m->Q) + lo * k, (hi - lo) * k, job->params->init_std);
+    rng_normal_fill(&r, (is_p ? m->P : m->Q) + lo * k, (hi - lo) * k, job->params->init_std);
 }
 
 static void init_factors(mf_model *m, const mf_params *params, int threads) {

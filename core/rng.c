@@ -48,18 +48,18 @@ double rng_normal(rng *r) {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-void rng_normal_fill(rng *r, float *out, int n, float scale) {
-    for (int i = 0; i < n; i += 2) {
-        double u, v, q;
+void rng_normal_fill(rng *r, float *out, size_t n, double std) {
+    for (size_t x = 0; x < n; x += 2) {
+        double a, b, s;
         do {
-            u = 2.0 * rng_uniform(r) - 1.0;
-            v = 2.0 * rng_uniform(r) - 1.0;
-            q = u * u + v * v;
-        } while (q >= 1.0 || q == 0.0);
-        double f = sqrt(-2.0 * log(q) / q) * scale;
-        out[i] = (float)(u * f);
-        if (i + 1 < n)
-            out[i + 1] = (float)(v * f);
+            a = 2.0 * rng_uniform(r) - 1.0;
+            b = 2.0 * rng_uniform(r) - 1.0;
+            s = a * a + b * b;
+        } while (s >= 1.0 || s == 0.0);
+        double f = std * sqrt(-2.0 * log(s) / s);
+        out[x] = (float)(a * f);
+        if (x + 1 < n)
+            out[x + 1] = (float)(b * f);
     }
 }
 

@@ -18,10 +18,12 @@ uint64_t rng_next(rng *r);
 double rng_uniform(rng *r);
 /* Standard normal (Box-Muller). */
 double rng_normal(rng *r);
-/* n standard normals times `scale` into out (Marsaglia's polar method: a
- * pair per log and sqrt, no trigonometry; about 4x cheaper per value than
- * rng_normal, which is what a worker pays for every new user's row). */
-void rng_normal_fill(rng *r, float *out, int n, float scale);
+/* n normals of standard deviation `std` into out (Marsaglia's polar
+ * method, both values of each pair used: a log and a sqrt per pair, no
+ * trigonometry; several times cheaper per value than rng_normal). Model
+ * initialisation draws its rows with it, offline (mf_train.c) and in the
+ * worker, where every new user's row costs one. */
+void rng_normal_fill(rng *r, float *out, size_t n, double std);
 /* Uniform integer in [0, n), n > 0, without modulo bias. */
 uint64_t rng_below(rng *r, uint64_t n);
 /* Fisher-Yates shuffle of n elements of `size` bytes each. */

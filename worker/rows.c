@@ -33,7 +33,7 @@ void rows_init(float *row, rows_kind kind, int k, uint64_t seed, float init_std,
     rng r;
     rng_seed(&r, rng_derive(rng_derive(seed, (uint64_t)kind), (uint64_t)id));
     row[ROWS_BIAS] = 0.0f;
-    rng_normal_fill(&r, row + ROWS_FACTORS, k, init_std);
+    rng_normal_fill(&r, row + ROWS_FACTORS, (size_t)k, init_std);
     for (int i = 0; i < ROWS_STATE_FLOATS; i++)
         row[rows_state_index(k) + i] = 0.0f;
 }

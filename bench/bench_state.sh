@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench_state.sh [--data PATH] [--bin PATH] [--skip-ml] [--skip-steady] [--skip-scale]
 #                [--scale-ratings N] [--scale-users N] [--scale-items N]
-#                [--scale-workers "1 2"]
+#                [--scale-workers "1 2"] [--skip-scale-first]
 # What the worker's state (format 2) costs Redis, on this machine (the local
 # broker, one redis-server and one worker sharing the cores):
 #   1. ML-1M at 8 and at 64 partitions: all ratings produced first, one worker
@@ -21,7 +21,11 @@
 #      in one group (--scale-workers): ratings/s, Redis memory, each worker's
 #      peak RSS (VmHWM), bytes per rating, bytes/s of item-updates records
 #      (kcat, payload sizes) and the mean age of the other worker's item
-#      changes when applied (the workers' item_updates_* counters).
+#      changes when applied (the workers' item_updates_* counters), and the
+#      CPU seconds Redis and the local broker used; then once more with every
+#      rating produced first and one worker timed alone (row "1 first": the
+#      worker's own rate, without the producer sharing the cores), unless
+#      --skip-scale-first.
 # Progress is polled with one small Lua call (the sum of `applied` over the
 # partitions) every 250 ms, a few hundred bytes each, not subtracted.
 # Default data: ML-1M from ../shared/data (the ML-1M rows are skipped
@@ -30,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/unlearnd
 DATA=../shared/data/ml-1m/ratings.csv
-ML=1 STEADY=1 SCALE=1
+ML=1 STEADY=1 SCALE=1 SCALE_FIRST=1
 SN=4000000 SU=1000000 SI=100000
 SCALE_WORKERS="1 2"
 while [ $# -gt 0 ]; do
@@ -40,11 +44,12 @@ while [ $# -gt 0 ]; do
     --skip-ml) ML=0; shift ;;
     --skip-steady) STEADY=0; shift ;;
     --skip-scale) SCALE=0; shift ;;
+    --skip-scale-first) SCALE_FIRST=0; shift ;;
     --scale-ratings) SN="$2"; shift 2 ;;
     --scale-users) SU="$2"; shift 2 ;;
     --scale-items) SI="$2"; shift 2 ;;
     --scale-workers) SCALE_WORKERS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "bench_state: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -133,6 +138,9 @@ consuming() {
   measure_start
 }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
+# CPU seconds Redis (fresh per run) and the broker process have used so far.
+redis_cpu() { r info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.1f", s }'; }
+broker_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$BROKER_PID/stat"; }
 # What `produce` sent (duplicate user-item pairs of a file are collapsed).
 produced() { sed -n 's/^produced \([0-9]*\) ratings.*/\1/p' "$TMP/produce.out" | tail -1; }
 per() { awk -v b="$1" -v n="$2" 'BEGIN { printf "%.1f", b / n }'; }
@@ -192,8 +200,8 @@ if [ "$SCALE" = 1 ]; then
   awk -v n="$SN" -v nu="$SU" -v ni="$SI" 'BEGIN { srand(42); print "user,item,rating";
     for (i = 0; i < n; i++) { x = rand(); print int(rand() * nu) + 1 "," int(x * x * ni) + 1 "," int(rand() * 5) + 1 } }' \
     >"$TMP/scale.csv"
-  printf '%-8s %10s %14s %22s %14s %14s %18s %16s\n' workers ratings/s "Redis memory" "worker peak RSS" \
-    "bytes in/rt" "AOF bytes/rt" "item-updates B/s" "item-row age"
+  printf '%-8s %10s %14s %22s %14s %14s %18s %16s %16s\n' workers ratings/s "Redis memory" "worker peak RSS" \
+    "bytes in/rt" "AOF bytes/rt" "item-updates B/s" "item-row age" "Redis/broker CPU"
   for nw in $SCALE_WORKERS; do
     M1=$(free_port) M2=$(free_port)
     consuming "scale$nw" 64 --metrics.port "$M1"
@@ -226,13 +234,35 @@ if [ "$SCALE" = 1 ]; then
       UPD=$(kcat -C -b "$(cat "$TMP/broker.addr")" -t item-updates -e -q -f '%S\n' 2>/dev/null |
         awk -v ms=$(($(now_ms) - T0)) '{ b += $1 } END { printf "%.0f", b * 1000 / ms }')
     fi
+    CPU="$(redis_cpu) s / $(broker_cpu) s"
     for pid in $W2 $W1; do WORKER_PID=$pid; stop_worker; done
     measure_end
     MEM=$(( $(info memory used_memory) - EMPTY_MEM ))
-    printf '%-8s %10s %14s %22s %14s %14s %18s %16s\n' "$nw" "$RATE" "$(mb "$MEM")" "$RSS" \
-      "$(per "$IN" "$N2")" "$(per "$AOF" "$N2")" "${UPD:--}" "${AGE:--}"
+    printf '%-8s %10s %14s %22s %14s %14s %18s %16s %16s\n' "$nw" "$RATE" "$(mb "$MEM")" "$RSS" \
+      "$(per "$IN" "$N2")" "$(per "$AOF" "$N2")" "${UPD:--}" "${AGE:--}" "$CPU"
     stop_all
   done
+  if [ "$SCALE_FIRST" = 1 ]; then
+    NP=64
+    keys_of 64
+    start 64
+    "$BIN" produce ratings --data "$TMP/scale.csv" >"$TMP/produce.out" 2>&1
+    if grep -q 'dropped' "$TMP/produce.out"; then grep 'dropped' "$TMP/produce.out"; fi
+    N2=$(produced)
+    worker scale1f
+    until grep -q 'assigned partition' "$TMP/scale1f.err" 2>/dev/null; do sleep 0.05; done
+    measure_start
+    wait_applied "$N2"
+    RATE=$(awk -v n="$N2" -v ms=$(($(now_ms) - T0)) 'BEGIN { printf "%.0f", n * 1000 / ms }')
+    RSS=$(mb "$(awk '/^VmHWM/ { print $2 * 1024 }' "/proc/$WORKER_PID/status")")
+    CPU="$(redis_cpu) s / $(broker_cpu) s"
+    stop_worker
+    measure_end
+    MEM=$(( $(info memory used_memory) - EMPTY_MEM ))
+    printf '%-8s %10s %14s %22s %14s %14s %18s %16s %16s\n' "1 first" "$RATE" "$(mb "$MEM")" "$RSS" \
+      "$(per "$IN" "$N2")" "$(per "$AOF" "$N2")" - - "$CPU"
+    stop_all
+  fi
   echo "($N2 ratings applied; item-row age: the mean age of the other worker's item-updates records"
   echo " when applied, per worker, to which the push interval the change waited, 200 ms, adds)"
 fi

@@ -54,22 +54,24 @@ static int is_cooperative(rd_kafka_t *rk) {
 
 /* One input partition's ends as the broker gave them. */
 typedef struct wmark {
-    int64_t lo, hi;          /* hi only when asked (want_hi) */
+    int64_t lo, hi;          /* hi: -1 unless asked (query_wmarks) */
     rd_kafka_resp_err_t err; /* why they are not known */
 } wmark;
 
-/* The ends of every input of the n partitions ps into m[j][i] (input i of
- * ps[j]): one ListOffsets round per end for them all (offsets for the
+/* The ends of every input of the n partitions ps[0..n) into m[j][i] (input
+ * i of ps[j]): one ListOffsets round per end for them all (offsets for the
  * "earliest" and "latest" markers), not a query per partition and input,
  * which on assignment of 64 partitions was 192 round trips before the
- * first rating. The high end is asked only when want_hi. */
-static void query_wmarks(worker *w, const int32_t *ps, int n, int want_hi,
+ * first rating. The high end is asked only when it is used (a partition
+ * without state starts at the end: kafka.auto.offset.reset=latest). */
+static void query_wmarks(worker *w, const rd_kafka_topic_partition_t *ps, int n,
                          wmark (*m)[SHARD_N_INPUTS]) {
+    int ends = w->start_offset == RD_KAFKA_OFFSET_END ? 2 : 1;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n * SHARD_N_INPUTS);
     for (int j = 0; j < n; j++)
         for (int i = 0; i < SHARD_N_INPUTS; i++)
-            rd_kafka_topic_partition_list_add(l, w->topic[i], ps[j]);
-    for (int end = 0; end < 1 + want_hi; end++) {
+            rd_kafka_topic_partition_list_add(l, w->topic[i], ps[j].partition);
+    for (int end = 0; end < ends; end++) {
         for (int e = 0; e < l->cnt; e++) {
             l->elems[e].offset = end == 0 ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
             l->elems[e].err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -79,10 +81,13 @@ static void query_wmarks(worker *w, const int32_t *ps, int n, int want_hi,
         for (int e = 0; e < l->cnt; e++) {
             wmark *x = &m[e / SHARD_N_INPUTS][e % SHARD_N_INPUTS];
             rd_kafka_resp_err_t err = all ? all : l->elems[e].err;
-            if (end == 0)
+            if (end == 0) {
                 *x = (wmark){l->elems[e].offset, -1, err};
-            else
-                x->hi = l->elems[e].offset, x->err = x->err ? x->err : err;
+            } else {
+                x->hi = l->elems[e].offset;
+                if (x->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                    x->err = err;
+            }
         }
     }
     rd_kafka_topic_partition_list_destroy(l);
@@ -207,18 +212,15 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     char err[UL_ERRSTR_SIZE];
     rd_kafka_topic_partition_list_t *alongside =
         rd_kafka_topic_partition_list_new(parts->cnt * SHARD_N_INPUTS);
-    int32_t *ps = calloc((size_t)parts->cnt + 1, sizeof(*ps));
     wmark(*m)[SHARD_N_INPUTS] = calloc((size_t)parts->cnt + 1, sizeof(*m));
-    if (ps == NULL || m == NULL) {
+    if (m == NULL) {
         worker_set_fatal(w, "out of memory assigning partitions");
         for (int i = 0; i < parts->cnt; i++)
             parts->elems[i].offset = RD_KAFKA_OFFSET_END; /* consume nothing; we are stopping */
+    } else {
+        query_wmarks(w, parts->elems, parts->cnt, m);
     }
-    for (int i = 0; ps && m && i < parts->cnt; i++)
-        ps[i] = parts->elems[i].partition;
-    if (ps && m)
-        query_wmarks(w, ps, parts->cnt, w->start_offset == RD_KAFKA_OFFSET_END, m);
-    for (int i = 0; ps && m && i < parts->cnt; i++) {
+    for (int i = 0; m && i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
         metrics_heartbeat(w->metrics); /* loading a big shard takes a while */
         shard *s = live_assign(w->lv, tp->partition, NULL, err, sizeof(err));
@@ -254,7 +256,6 @@ static void on_assign(worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     if (fe)
         rd_kafka_error_destroy(fe);
     rd_kafka_topic_partition_list_destroy(alongside);
-    free(ps);
     free(m);
     report_assignment(w, 0);
 }
@@ -419,7 +420,7 @@ static void reload_partition(worker *w, int32_t p, const char *why) {
              s->meta.next_offset[SHARD_RATINGS] < 0 ? 0 : s->meta.next_offset[SHARD_RATINGS]);
     want_watermarks(w, s);
     wmark wm[1][SHARD_N_INPUTS];
-    query_wmarks(w, &p, 1, w->start_offset == RD_KAFKA_OFFSET_END, wm);
+    query_wmarks(w, &(rd_kafka_topic_partition_t){.partition = p}, 1, wm);
     for (int i = 0; i < SHARD_N_INPUTS; i++) {
         if (worker_input(i)->assign == INPUT_ALL)
             catch_up_updates(w, p, s->meta.next_offset[i], &wm[0][i]);

@@ -1,8 +1,6 @@
 /* codec_keys.c: the Kafka keys of our records (see codec.h): user and factor
  * keys as text or Confluent-framed Avro, their parsing, and the murmur2
  * partitioner that matches the Java client's default. */
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -5,7 +5,6 @@
 
 #include "codec.h"
 #include "rng.h"
-#include "ul_buf.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "rows.c stores rows as little-endian float32; port rows_value for this host"
@@ -98,12 +97,9 @@ mf_model rows_pair_model(float *urow, float *irow, int k, float mean, float rmin
     return m;
 }
 
-/* codec_key_user's decimal key, without printf for the ids events carry
- * (this runs once per event). */
-
 int32_t rows_user_partition(int64_t user, int32_t n) {
     char key[24];
-    int len = ul_fmt_i64(key, sizeof(key), user);
+    int len = codec_key_user(user, key, sizeof(key)); /* printf-free: it runs once per event */
     return len > 0 && n > 0 ? codec_partition(key, (size_t)len, n) : -1;
 }
 

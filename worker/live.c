@@ -524,9 +524,10 @@ float live_sgd(live *l, shard *s, int32_t uidx, int64_t item, float rating, shar
     return sgd_step(l, s, uidx, item, rating, cls, &ei);
 }
 
-int live_correct_item(live *l, shard *s, int64_t item, const float *delta, int64_t dcount,
-                      double dsum) {
-    int32_t ei = replica_item(l, item);
+/* live_correct_item on the item's replica index ei (ei < 0: out of memory
+ * finding it). */
+static int correct_at(live *l, shard *s, int32_t ei, int64_t item, const float *delta,
+                      int64_t dcount, double dsum) {
     if (ei < 0 || (delta && own_change(l, item, delta, 0.0f) != UL_OK) ||
         shard_pend(s, item, dcount, dsum, delta) != 0)
         return UL_ERR_NOMEM;
@@ -539,15 +540,17 @@ int live_correct_item(live *l, shard *s, int64_t item, const float *delta, int64
     return UL_OK;
 }
 
+int live_correct_item(live *l, shard *s, int64_t item, const float *delta, int64_t dcount,
+                      double dsum) {
+    return correct_at(l, s, replica_item(l, item), item, delta, dcount, dsum);
+}
+
 int live_apply_rating(live *l, shard *s, int64_t user, int64_t item, float rating,
                       int64_t time_ms) {
     int32_t ui = shard_user(s, user), ei = -1;
-    if (ui < 0 || isnan(sgd_step(l, s, ui, item, rating, SHARD_EVENT, &ei)))
+    if (ui < 0 || isnan(sgd_step(l, s, ui, item, rating, SHARD_EVENT, &ei)) ||
+        correct_at(l, s, ei, item, NULL, 1, (double)rating) != UL_OK)
         return UL_ERR_NOMEM;
-    /* live_correct_item(item, no delta, 1, rating) on the index just found */
-    if (shard_pend(s, item, 1, (double)rating, NULL) != 0)
-        return UL_ERR_NOMEM;
-    replica_stats_add(l, ei, 1, (double)rating);
     hist_entry e = {item, time_ms, rating};
     if (shard_hist_append(s, ui, &e) != 0)
         return UL_ERR_NOMEM;

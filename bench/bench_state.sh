@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench_state.sh [--data PATH] [--bin PATH] [--skip-ml] [--skip-steady] [--skip-scale]
 #                [--scale-ratings N] [--scale-users N] [--scale-items N]
-#                [--scale-workers "1 2"] [--skip-scale-first]
+#                [--scale-workers "1 2"] [--skip-scale-first] [-- worker options...]
 # What the worker's state (format 2) costs Redis, on this machine (the local
 # broker, one redis-server and one worker sharing the cores):
 #   1. ML-1M at 8 and at 64 partitions: all ratings produced first, one worker
@@ -37,6 +37,7 @@ DATA=../shared/data/ml-1m/ratings.csv
 ML=1 STEADY=1 SCALE=1 SCALE_FIRST=1
 SN=4000000 SU=1000000 SI=100000
 SCALE_WORKERS="1 2"
+WOPTS=() # after --: given to every worker (e.g. --kafka.queued.min.messages 300000)
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) DATA="$2"; shift 2 ;;
@@ -50,6 +51,7 @@ while [ $# -gt 0 ]; do
     --scale-items) SI="$2"; shift 2 ;;
     --scale-workers) SCALE_WORKERS="$2"; shift 2 ;;
     -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    --) shift; WOPTS=("$@"); break ;;
     *) echo "bench_state: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -101,7 +103,7 @@ applied() { # the sum of applied over the partitions, one call
 worker() { # NAME [options]
   local name="$1"; shift
   "$BIN" worker --redis.host 127.0.0.1 --redis.port "$REDIS_PORT" --kafka.group.id "g-$name" \
-    "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    "$@" "${WOPTS[@]}" >"$TMP/$name.out" 2>"$TMP/$name.err" &
   WORKER_PID=$!
 }
 wait_applied() { # N: until the partitions' applied sum reaches N
